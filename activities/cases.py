@@ -1,0 +1,318 @@
+"""Activities that read and record the facts of a case in the application database."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from activities.clock import activity_now
+from activities.errors import invalid_input, not_found
+from db.models import (
+    Agreement,
+    Assignment,
+    Borrower,
+    Branch,
+    Case,
+    Collector,
+    ContactAttempt,
+    Loan,
+    Payment,
+    StageChange,
+    Task,
+    Visit,
+)
+from db.repository import case_for_loan, insert_ignore, loan_by_no
+from domain.assessment import assess
+from domain.models import (
+    Assessment,
+    AssessRequest,
+    AssignRequest,
+    CaseFacts,
+    PaymentRecord,
+    SignatureRecord,
+    TaskRequest,
+    Transition,
+    VisitRecord,
+)
+from domain.names import Activities as A
+from domain.stages import CLOSED_STAGES, VisitOutcome
+
+log = logging.getLogger(__name__)
+
+
+class CaseActivities:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def _loan(self, session: Session, loan_no: str) -> Loan:
+        loan = loan_by_no(session, loan_no)
+        if loan is None:
+            raise not_found(f"loan {loan_no} is not in the database")
+        return loan
+
+    @activity.defn(name=A.LOAD_CASE)
+    def load_case(self, loan_no: str) -> CaseFacts:
+        with self.sessions() as session:
+            loan = self._loan(session, loan_no)
+            borrower = loan.borrower
+            branch = session.get(Branch, loan.branch_code)
+            region = branch.region if branch else ""
+            return CaseFacts(
+                loan_no=loan.loan_no,
+                branch=loan.branch_code,
+                region=region,
+                debt_fen=loan.debt_fen,
+                principal_fen=loan.outstanding_principal_fen,
+                interest_fen=loan.interest_fen,
+                penalty_fen=loan.penalty_fen,
+                overdue_since=loan.overdue_since,
+                monthly_income_fen=borrower.monthly_income_fen,
+                household_size=borrower.household_size,
+                remote=borrower.remote,
+                hostile=borrower.hostile,
+                has_phone=bool(borrower.phone),
+                sms_opted_out=borrower.sms_opted_out,
+                disaster_affected=borrower.disaster_affected,
+                prior_broken_promises=loan.prior_broken_promises,
+            )
+
+    @activity.defn(name=A.ASSESS_CASE)
+    def assess_case(self, request: AssessRequest) -> Assessment:
+        return assess(request.facts, request.policy, request.as_of)
+
+    @activity.defn(name=A.ASSIGN_COLLECTORS)
+    def assign_collectors(self, request: AssignRequest) -> list[str]:
+        """Explicit collectors (reassignment), or the least loaded with capacity in the branch.
+
+        Idempotent: a retry finds the assignments its first attempt committed.
+        """
+        now = activity_now()
+        with self.sessions.begin() as session:
+            loan = self._loan(session, request.loan_no)
+            case = case_for_loan(session, loan, now)
+            open_rows = list(
+                session.scalars(
+                    select(Assignment)
+                    .where(Assignment.case_id == case.id, Assignment.ended_at.is_(None))
+                    .order_by(Assignment.id)
+                )
+            )
+            current = [a.collector_id for a in open_rows]
+            if request.requested:
+                wanted = self._check_requested(session, request, loan.branch_code)
+            elif len(current) >= request.team_size and set(request.keep) <= set(current):
+                wanted = current
+            else:
+                keep = [c for c in request.keep if c in current] or current[: request.team_size]
+                wanted = keep + self._least_loaded(
+                    session, loan.branch_code, request.team_size - len(keep), exclude=keep
+                )
+            for row in open_rows:
+                if row.collector_id not in wanted:
+                    row.ended_at = now
+            for cid in wanted:
+                if cid not in current:
+                    session.add(
+                        Assignment(
+                            case_id=case.id,
+                            collector_id=cid,
+                            assigned_at=now,
+                            by=request.by,
+                            reason=request.reason or "assigned by capacity",
+                        )
+                    )
+            case.primary_collector = wanted[0] if wanted else None
+            case.second_collector = wanted[1] if len(wanted) > 1 else None
+            return wanted
+
+    def _check_requested(self, session: Session, request: AssignRequest, branch: str) -> list[str]:
+        for cid in request.requested:
+            collector = session.get(Collector, cid)
+            if collector is None:
+                raise invalid_input(f"collector_ids: no collector {cid}")
+            if not collector.active:
+                raise invalid_input(f"collector_ids: collector {cid} is not active")
+            if collector.branch_code != branch:
+                raise invalid_input(
+                    f"collector_ids: collector {cid} works for branch {collector.branch_code}, "
+                    f"the case belongs to {branch}"
+                )
+        return list(request.requested)
+
+    def _least_loaded(
+        self, session: Session, branch: str, count: int, exclude: list[str]
+    ) -> list[str]:
+        if count <= 0:
+            return []
+        open_cases = (
+            select(Assignment.collector_id, func.count().label("load"))
+            .join(Case, Case.id == Assignment.case_id)
+            .where(
+                Assignment.ended_at.is_(None),
+                Case.stage.not_in([s.value for s in CLOSED_STAGES]),
+            )
+            .group_by(Assignment.collector_id)
+            .subquery()
+        )
+        load = func.coalesce(open_cases.c.load, 0)
+        rows = session.execute(
+            select(Collector.id, load)
+            .outerjoin(open_cases, open_cases.c.collector_id == Collector.id)
+            .where(
+                Collector.branch_code == branch,
+                Collector.active.is_(True),
+                Collector.id.not_in(exclude),
+                load < Collector.capacity,
+            )
+            .order_by(load, Collector.id)
+            .limit(count)
+        ).all()
+        return [r[0] for r in rows]
+
+    @activity.defn(name=A.RECORD_TRANSITION)
+    def record_transition(self, t: Transition) -> None:
+        with self.sessions.begin() as session:
+            loan = self._loan(session, t.loan_no)
+            case = case_for_loan(session, loan, t.at)
+            insert_ignore(
+                session,
+                StageChange,
+                dict(
+                    case_id=case.id,
+                    seq=t.seq,
+                    from_stage=t.from_stage.value if t.from_stage else None,
+                    to_stage=t.to_stage.value,
+                    at=t.at,
+                    actor=t.actor,
+                    reason=t.reason,
+                ),
+                ["case_id", "seq"],
+            )
+            if t.seq < case.last_seq:
+                return  # a late retry of an older transition must not roll the projection back
+            case.last_seq = t.seq
+            case.stage = t.to_stage.value
+            case.stage_since = t.at
+            case.risk_tier = t.risk_tier
+            case.debt_fen = t.debt_fen
+            case.paid_fen = max(case.paid_fen, t.paid_fen)
+            case.next_action = t.next_action[:120]
+            case.next_action_at = t.next_action_at
+            case.closed_at = t.at if t.to_stage in CLOSED_STAGES else None
+            if t.to_stage in CLOSED_STAGES:
+                for row in session.scalars(
+                    select(Assignment).where(
+                        Assignment.case_id == case.id, Assignment.ended_at.is_(None)
+                    )
+                ):
+                    row.ended_at = t.at
+            loan.status = {
+                "PAID_IN_FULL": "PAID",
+                "LEGAL_ESCALATION": "LEGAL",
+                "WRITTEN_OFF": "WRITTEN_OFF",
+                "CANCELLED": "CANCELLED",
+            }.get(t.to_stage.value, "IN_COLLECTION")
+
+    @activity.defn(name=A.CREATE_TASK)
+    def create_task(self, task: TaskRequest) -> None:
+        with self.sessions.begin() as session:
+            loan = self._loan(session, task.loan_no)
+            case = case_for_loan(session, loan, task.created_at)
+            insert_ignore(
+                session,
+                Task,
+                dict(
+                    key=task.key,
+                    case_id=case.id,
+                    kind=task.kind.value,
+                    assignees=",".join(task.assignees),
+                    due_at=task.due_at,
+                    detail=task.detail,
+                    created_at=task.created_at,
+                    status="OPEN",
+                ),
+                ["key"],
+            )
+
+    @activity.defn(name=A.RECORD_VISIT)
+    def record_visit(self, record: VisitRecord) -> None:
+        report = record.report
+        with self.sessions.begin() as session:
+            loan = self._loan(session, record.loan_no)
+            case = case_for_loan(session, loan, report.visited_at)
+            inserted = insert_ignore(
+                session,
+                Visit,
+                dict(
+                    case_id=case.id,
+                    visit_no=record.visit_no,
+                    visited_at=report.visited_at,
+                    outcome=report.outcome,
+                    collector_ids=",".join(report.collector_ids),
+                    reported_by=report.reported_by or report.collector_ids[0],
+                    stage=record.stage.value,
+                    notes=report.notes,
+                ),
+                ["case_id", "visit_no"],
+            )
+            insert_ignore(
+                session,
+                ContactAttempt,
+                dict(
+                    key=f"{record.loan_no}:visit:{record.visit_no}",
+                    case_id=case.id,
+                    channel="VISIT",
+                    at=report.visited_at,
+                    outcome=report.outcome,
+                    detail=f"collectors {','.join(report.collector_ids)}",
+                ),
+                ["key"],
+            )
+            if inserted and report.outcome == VisitOutcome.HOSTILE:
+                session.get(Borrower, loan.borrower_id).hostile = True  # type: ignore[union-attr]
+
+    @activity.defn(name=A.RECORD_PAYMENT)
+    def record_payment(self, record: PaymentRecord) -> None:
+        p = record.payment
+        if not p.reference.strip() or p.amount_fen <= 0:
+            return  # the workflow noted it; there is no fact to record
+        with self.sessions.begin() as session:
+            loan = self._loan(session, record.loan_no)
+            case = case_for_loan(session, loan, p.paid_at)
+            insert_ignore(
+                session,
+                Payment,
+                dict(
+                    reference=p.reference,
+                    loan_id=loan.id,
+                    amount_fen=p.amount_fen,
+                    paid_at=p.paid_at,
+                    source=p.source,
+                    recorded_at=activity_now(),
+                ),
+                ["reference"],
+            )
+            case.paid_fen = max(case.paid_fen, record.paid_total_fen)
+
+    @activity.defn(name=A.RECORD_SIGNATURE)
+    def record_signature(self, record: SignatureRecord) -> None:
+        c = record.confirmation
+        with self.sessions.begin() as session:
+            loan = self._loan(session, record.loan_no)
+            case = case_for_loan(session, loan, c.signed_at)
+            agreement = session.scalar(
+                select(Agreement).where(
+                    Agreement.case_id == case.id, Agreement.version == c.version
+                )
+            )
+            if agreement is None:
+                raise not_found(f"agreement version {c.version} of loan {loan.loan_no}")
+            if agreement.sha256 != c.sha256.strip().lower():
+                raise invalid_input(f"sha256: does not match agreement version {c.version}")
+            if agreement.signed_at is None:  # the first confirmation stands
+                agreement.signed_at = c.signed_at
+                agreement.signed_by = c.collector_id
+                agreement.signed_place = c.place

@@ -1,0 +1,35 @@
+"""Where SMS go: the `SmsGateway` seam. The embedded default records without sending."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from domain.privacy import mask_phone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayResult:
+    status: str  # SENT (a provider accepted it) or RECORDED (kept in the outbox only)
+    provider_sid: str | None = None
+
+
+class SmsGateway(Protocol):
+    name: str
+
+    def send(self, to: str, body: str, key: str) -> GatewayResult:
+        """Hand one message to the provider. Raises on failure (retryable unless marked)."""
+        ...
+
+
+class RecordingGateway:
+    """Sends nothing: the outbox row is the message. For demos, tests and benchmarks."""
+
+    name = "recording"
+
+    def send(self, to: str, body: str, key: str) -> GatewayResult:
+        log.info("SMS %s to %s recorded, not sent", key, mask_phone(to))
+        return GatewayResult("RECORDED")

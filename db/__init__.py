@@ -1,0 +1,1 @@
+"""The application database: facts of every case, beside Temporal's process state."""

@@ -1,0 +1,254 @@
+"""SQLAlchemy models. Money is integer fen; times are aware (stored as UTC).
+
+Natural keys and unique constraints make every write an activity does idempotent: a retried
+activity finds its row and writes nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import AwareDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = BigInteger  # fen; a county's portfolio overflows 32 bits
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Branch(Base):
+    __tablename__ = "branches"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    region: Mapped[str] = mapped_column(String(100), index=True)  # county/township: holds
+    timezone: Mapped[str] = mapped_column(String(40), default="Asia/Shanghai")
+
+
+class Collector(Base):
+    __tablename__ = "collectors"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    branch_code: Mapped[str] = mapped_column(ForeignKey("branches.code"), index=True)
+    capacity: Mapped[int] = mapped_column(Integer, default=40)  # open cases at most
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Borrower(Base):
+    __tablename__ = "borrowers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_number: Mapped[str] = mapped_column(String(18), unique=True)  # 居民身份证号
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(20))  # E.164
+    address: Mapped[str] = mapped_column(String(300), default="")
+    village: Mapped[str] = mapped_column(String(100), default="")
+    remote: Mapped[bool] = mapped_column(Boolean, default=False)
+    hostile: Mapped[bool] = mapped_column(Boolean, default=False)
+    monthly_income_fen: Mapped[int] = mapped_column(Money, default=0)
+    household_size: Mapped[int] = mapped_column(Integer, default=1)
+    disaster_affected: Mapped[bool] = mapped_column(Boolean, default=False)
+    sms_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+
+
+class Loan(Base):
+    __tablename__ = "loans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loan_no: Mapped[str] = mapped_column(String(40), unique=True)
+    borrower_id: Mapped[int] = mapped_column(ForeignKey("borrowers.id"), index=True)
+    branch_code: Mapped[str] = mapped_column(ForeignKey("branches.code"), index=True)
+    product: Mapped[str] = mapped_column(String(60), default="")
+    principal_fen: Mapped[int] = mapped_column(Money)  # original amount lent
+    outstanding_principal_fen: Mapped[int] = mapped_column(Money)
+    interest_fen: Mapped[int] = mapped_column(Money, default=0)
+    penalty_fen: Mapped[int] = mapped_column(Money, default=0)
+    disbursed_on: Mapped[date | None] = mapped_column(Date)
+    overdue_since: Mapped[date] = mapped_column(Date)
+    prior_broken_promises: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="OVERDUE")
+
+    borrower: Mapped[Borrower] = relationship()
+
+    @property
+    def debt_fen(self) -> int:
+        return self.outstanding_principal_fen + self.interest_fen + self.penalty_fen
+
+
+class Case(Base):
+    """A projection of each case for SQL reporting; Temporal holds the process itself."""
+
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(80), unique=True)
+    branch_code: Mapped[str] = mapped_column(ForeignKey("branches.code"), index=True)
+    stage: Mapped[str] = mapped_column(String(24), index=True)
+    stage_since: Mapped[datetime] = mapped_column(AwareDateTime())
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)  # newest transition applied
+    risk_tier: Mapped[str] = mapped_column(String(8), default="")
+    primary_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"), index=True)
+    second_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
+    debt_fen: Mapped[int | None] = mapped_column(Money)
+    paid_fen: Mapped[int] = mapped_column(Money, default=0)
+    next_action: Mapped[str] = mapped_column(String(120), default="")
+    next_action_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    opened_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+
+    loan: Mapped[Loan] = relationship()
+
+
+class StageChange(Base):
+    """The audit trail: who moved a case, when and why."""
+
+    __tablename__ = "stage_history"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    from_stage: Mapped[str | None] = mapped_column(String(24))
+    to_stage: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(AwareDateTime())
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    collector_id: Mapped[str] = mapped_column(ForeignKey("collectors.id"), index=True)
+    assigned_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class Task(Base):
+    """Work for a person: a call, a visit, a reminder, an escalation to a supervisor."""
+
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    assignees: Mapped[str] = mapped_column(String(200))  # comma separated
+    due_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    status: Mapped[str] = mapped_column(String(12), default="OPEN")
+
+
+class ContactAttempt(Base):
+    """Every contact with a borrower, whatever the channel: the regulator's record."""
+
+    __tablename__ = "contact_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(12))  # SMS, VISIT
+    at: Mapped[datetime] = mapped_column(AwareDateTime())
+    outcome: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class SmsOutbox(Base):
+    """Written before a send and completed after it: the SMS idempotency record."""
+
+    __tablename__ = "sms_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    borrower_id: Mapped[int] = mapped_column(ForeignKey("borrowers.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    to_number: Mapped[str | None] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text, default="")
+    segments: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(12))  # PENDING SENT RECORDED BLOCKED FAILED
+    reason: Mapped[str] = mapped_column(Text, default="")
+    provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), index=True)
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    __table_args__ = (UniqueConstraint("case_id", "visit_no"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    visit_no: Mapped[int] = mapped_column(Integer)
+    visited_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    outcome: Mapped[str] = mapped_column(String(24))
+    collector_ids: Mapped[str] = mapped_column(String(80))
+    reported_by: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(24))
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+
+class Agreement(Base):
+    """An immutable rendered version of a repayment agreement (还款协议)."""
+
+    __tablename__ = "agreements"
+    __table_args__ = (
+        UniqueConstraint("case_id", "version"),
+        UniqueConstraint("case_id", "plan_hash"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    plan_number: Mapped[int] = mapped_column(Integer)
+    plan_hash: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    html_path: Mapped[str] = mapped_column(String(300))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    total_fen: Mapped[int] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    signed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    signed_by: Mapped[str | None] = mapped_column(String(64))
+    signed_place: Mapped[str | None] = mapped_column(String(200))
+
+    installments: Mapped[list[AgreementInstallment]] = relationship(
+        order_by="AgreementInstallment.seq", cascade="all, delete-orphan"
+    )
+
+
+class AgreementInstallment(Base):
+    __tablename__ = "agreement_installments"
+    __table_args__ = (UniqueConstraint("agreement_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    amount_fen: Mapped[int] = mapped_column(Money)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(Money)
+    paid_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    source: Mapped[str] = mapped_column(String(40))
+    recorded_at: Mapped[datetime] = mapped_column(AwareDateTime())

@@ -1,0 +1,54 @@
+"""Queries the activities share, written to behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Base, Case, Loan
+from domain.names import workflow_id
+
+
+def insert_ignore(
+    session: Session, model: type[Base], values: dict[str, Any], keys: list[str]
+) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on the natural key; True when a row was inserted."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    result = session.execute(stmt)
+    return bool(result.rowcount)
+
+
+def loan_by_no(session: Session, loan_no: str) -> Loan | None:
+    return session.scalar(select(Loan).where(Loan.loan_no == loan_no))
+
+
+def case_for_loan(session: Session, loan: Loan, now: datetime) -> Case:
+    """The case row of a loan, created on first use (whichever activity comes first)."""
+    case = session.scalar(select(Case).where(Case.loan_id == loan.id))
+    if case is None:
+        insert_ignore(
+            session,
+            Case,
+            dict(
+                loan_id=loan.id,
+                workflow_id=workflow_id(loan.loan_no),
+                branch_code=loan.branch_code,
+                stage="INVESTIGATION",
+                stage_since=now,
+                opened_at=now,
+                last_seq=0,
+                risk_tier="",
+                paid_fen=0,
+                next_action="",
+            ),
+            ["loan_id"],
+        )
+        case = session.scalar(select(Case).where(Case.loan_id == loan.id))
+    assert case is not None
+    return case

@@ -1,0 +1,417 @@
+"""Typed inputs and outputs of the workflow, its messages and its activities.
+
+Every field added later must have a default, so that running cases (whose histories hold
+the old shape) still decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from domain.policy import Policy
+from domain.stages import ReplyIntent, Stage, TaskKind
+
+# ---------------------------------------------------------------- workflow input and result
+
+
+@dataclass
+class CaseInput:
+    loan_no: str
+    branch: str
+    policy: Policy = field(default_factory=Policy)
+    started_by: str = "system"
+    # Set only when the case continues as new: the whole state of the previous run.
+    state: CaseState | None = None
+
+
+@dataclass
+class CaseResult:
+    loan_no: str
+    outcome: Stage
+    closed_at: datetime
+    debt_fen: int
+    paid_fen: int
+    outstanding_fen: int
+    reason: str
+
+
+# ---------------------------------------------------------------- human input (updates)
+
+
+@dataclass
+class VisitReport:
+    outcome: str  # a VisitOutcome value; checked by the validator with a clear message
+    collector_ids: list[str]
+    visited_at: datetime
+    notes: str = ""
+    reported_by: str = ""
+
+
+@dataclass
+class PlannedInstallment:
+    due_at: datetime
+    amount_fen: int
+
+
+@dataclass
+class PlanProposal:
+    installments: list[PlannedInstallment]
+    proposed_by: str
+    first_is_down_payment: bool = False
+    notes: str = ""
+
+
+@dataclass
+class SignatureConfirmation:
+    version: int
+    sha256: str
+    collector_id: str
+    signed_at: datetime
+    place: str
+
+
+@dataclass
+class Reassignment:
+    collector_ids: list[str]
+    by: str
+    reason: str
+
+
+@dataclass
+class HardshipHold:
+    until: datetime
+    reason: str
+    by: str
+
+
+@dataclass
+class LiftHold:
+    by: str
+    reason: str
+
+
+@dataclass
+class CloseRequest:
+    outcome: str  # LEGAL_ESCALATION, WRITTEN_OFF or CANCELLED
+    reason: str
+    by: str
+
+
+@dataclass
+class UpdateAccepted:
+    """What an accepted update answers: the case's stage after it and a short message."""
+
+    stage: Stage
+    message: str
+    number: int = 0  # visit number, plan number, agreement version ...
+
+
+# ---------------------------------------------------------------- facts that arrive (signals)
+
+
+@dataclass
+class PaymentPosted:
+    reference: str
+    amount_fen: int
+    paid_at: datetime
+    source: str = "core-banking"
+
+
+@dataclass
+class BorrowerReply:
+    message_sid: str
+    intent: ReplyIntent
+    received_at: datetime
+
+
+# ---------------------------------------------------------------- state and status
+
+
+@dataclass
+class Installment:
+    seq: int
+    due_at: datetime
+    amount_fen: int
+
+
+@dataclass
+class Plan:
+    number: int
+    installments: list[Installment]
+    proposed_by: str
+    accepted_at: datetime
+    # paid_fen of the case when the plan was accepted: later payments count towards it.
+    base_paid_fen: int
+    first_is_down_payment: bool = False
+    notes: str = ""
+
+    @property
+    def total_fen(self) -> int:
+        return sum(i.amount_fen for i in self.installments)
+
+
+@dataclass
+class AgreementRef:
+    version: int
+    sha256: str
+    plan_number: int
+    path: str = ""
+
+
+@dataclass
+class Hold:
+    until: datetime
+    reason: str
+    by: str
+    since: datetime
+
+
+@dataclass
+class HistoryEntry:
+    at: datetime
+    kind: str
+    detail: str
+    actor: str = "system"
+
+
+@dataclass
+class Counters:
+    sms_sent: int = 0
+    sms_blocked: int = 0
+    visits: int = 0
+    unreached_visits: int = 0
+    refusals: int = 0
+    failed_negotiations: int = 0
+    broken_promises: int = 0
+    renegotiations: int = 0
+    escalations: int = 0
+
+
+@dataclass
+class CaseState:
+    loan_no: str
+    branch: str
+    policy: Policy
+    stage: Stage
+    stage_since: datetime
+    opened_at: datetime
+    started_by: str = "system"
+    transition_seq: int = 0
+    # From the investigation.
+    debt_fen: int | None = None
+    overdue_since: date | None = None
+    risk_tier: str = ""
+    strategy: str = ""
+    team_required: bool = False
+    remote: bool = False
+    hostile: bool = False
+    has_phone: bool = True
+    collectors: list[str] = field(default_factory=list)
+    # Money.
+    paid_fen: int = 0
+    payment_refs: list[str] = field(default_factory=list)
+    # Where the current stage is: a named phase and its deadline (survive continue-as-new).
+    phase: str = ""
+    phase_due: datetime | None = None
+    attempt: int = 0  # visit attempt within the current round of visits
+    round_unreached: int = 0
+    round_refusals: int = 0
+    cycle_done: bool = False  # an installment cycle ended: time to continue as new
+    next_action: str = ""
+    next_action_at: datetime | None = None
+    # Human input waiting for the main loop.
+    pending_visit_outcome: str | None = None
+    pending_plan: Plan | None = None
+    plan: Plan | None = None
+    plans_made: int = 0
+    agreement: AgreementRef | None = None
+    signed_version: int | None = None
+    reminded_seqs: list[int] = field(default_factory=list)
+    next_revisit_at: datetime | None = None
+    hold: Hold | None = None
+    resume_stage: Stage | None = None
+    close_request: CloseRequest | None = None
+    opted_out: bool = False
+    acknowledged: bool = False
+    sms_seq: int = 0
+    task_seq: int = 0
+    sms_sent_at: list[datetime] = field(default_factory=list)
+    reply_sids: list[str] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+    history: list[HistoryEntry] = field(default_factory=list)
+    runs: int = 1
+
+
+@dataclass
+class InstallmentStatus:
+    seq: int
+    due_at: datetime
+    amount_fen: int
+    covered_fen: int
+    status: str  # PAID, PARTLY_PAID, DUE, OVERDUE, UPCOMING
+
+
+@dataclass
+class CaseStatus:
+    loan_no: str
+    branch: str
+    stage: Stage
+    stage_since: datetime
+    next_action: str
+    next_action_at: datetime | None
+    collectors: list[str]
+    risk_tier: str
+    strategy: str
+    team_required: bool
+    debt_fen: int | None
+    paid_fen: int
+    outstanding_fen: int | None
+    days_past_due: int | None
+    plan_number: int | None
+    installments: list[InstallmentStatus]
+    agreement: AgreementRef | None
+    signed_version: int | None
+    hold: Hold | None
+    opted_out: bool
+    counters: Counters
+    history: list[HistoryEntry]
+    policy_version: str
+    run: int
+
+
+# ---------------------------------------------------------------- activity inputs and outputs
+
+
+@dataclass
+class CaseFacts:
+    """What the investigation reads about a loan and its borrower (no names, no numbers)."""
+
+    loan_no: str
+    branch: str
+    region: str
+    debt_fen: int
+    principal_fen: int
+    interest_fen: int
+    penalty_fen: int
+    overdue_since: date
+    monthly_income_fen: int
+    household_size: int
+    remote: bool
+    hostile: bool
+    has_phone: bool
+    sms_opted_out: bool
+    disaster_affected: bool
+    prior_broken_promises: int
+
+
+@dataclass
+class AssessRequest:
+    facts: CaseFacts
+    policy: Policy
+    as_of: datetime
+
+
+@dataclass
+class Assessment:
+    risk_tier: str
+    strategy: str
+    goal: str
+    team_required: bool
+    reasons: list[str]
+
+
+@dataclass
+class AssignRequest:
+    loan_no: str
+    branch: str
+    team_size: int
+    # Explicit collectors (reassignment); empty: choose by capacity.
+    requested: list[str] = field(default_factory=list)
+    keep: list[str] = field(default_factory=list)
+    by: str = "system"
+    reason: str = ""
+
+
+@dataclass
+class Transition:
+    loan_no: str
+    seq: int
+    from_stage: Stage | None
+    to_stage: Stage
+    at: datetime
+    actor: str
+    reason: str
+    branch: str
+    risk_tier: str
+    collectors: list[str]
+    debt_fen: int | None
+    paid_fen: int
+    next_action: str
+    next_action_at: datetime | None
+
+
+@dataclass
+class TaskRequest:
+    key: str
+    loan_no: str
+    kind: TaskKind
+    assignees: list[str]
+    due_at: datetime | None
+    detail: str
+    created_at: datetime
+
+
+@dataclass
+class SmsRequest:
+    key: str  # unique per (case, purpose, sequence): the outbox's idempotency key
+    loan_no: str
+    purpose: str  # the template name
+    params: dict[str, str]
+    requested_at: datetime
+    # Set when the workflow already knows the message must not go out: recorded, not sent.
+    blocked_reason: str = ""
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass
+class SmsResult:
+    key: str
+    status: str  # SENT, RECORDED (embedded gateway), DEFERRED, BLOCKED
+    reason: str = ""
+    not_before: datetime | None = None
+    sent_at: datetime | None = None
+    segments: int = 0
+
+
+@dataclass
+class VisitRecord:
+    loan_no: str
+    visit_no: int
+    report: VisitReport
+    stage: Stage
+
+
+@dataclass
+class PaymentRecord:
+    loan_no: str
+    payment: PaymentPosted
+    counted: bool
+    paid_total_fen: int
+    outstanding_fen: int | None
+
+
+@dataclass
+class AgreementRequest:
+    loan_no: str
+    plan: Plan
+    collectors: list[str]
+    debt_fen: int
+    paid_fen: int
+    policy: Policy
+
+
+@dataclass
+class SignatureRecord:
+    loan_no: str
+    confirmation: SignatureConfirmation

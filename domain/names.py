@@ -1,0 +1,24 @@
+"""Names shared by the workflow, the worker and the clients."""
+
+WORKFLOW_TYPE = "LoanCollectionWorkflow"
+DEFAULT_TASK_QUEUE = "loan-collection"
+
+
+def workflow_id(loan_no: str) -> str:
+    """One case per loan: starting the same loan twice attaches to the running case."""
+    return f"collection-{loan_no}"
+
+
+class Activities:
+    """Activity names, so workflow code never imports the activity modules (and their I/O)."""
+
+    LOAD_CASE = "load_case"
+    ASSESS_CASE = "assess_case"
+    ASSIGN_COLLECTORS = "assign_collectors"
+    RECORD_TRANSITION = "record_transition"
+    CREATE_TASK = "create_task"
+    SEND_SMS = "send_sms"
+    RECORD_VISIT = "record_visit"
+    RECORD_PAYMENT = "record_payment"
+    RENDER_AGREEMENT = "render_agreement"
+    RECORD_SIGNATURE = "record_signature"

@@ -1,0 +1,134 @@
+"""Collection policy as data: one default, overridable per case, snapshotted into the case.
+
+Durations are whole seconds so that tests and benchmarks can run a case with the same
+policy shape in seconds instead of days.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class PolicyError(ValueError):
+    """A policy value that cannot be used; the message names the field."""
+
+
+@dataclass
+class Policy:
+    version: str = "default-2026-11"
+    # Borrower local time and the hours in which no contact is made (start == end: none).
+    timezone: str = "Asia/Shanghai"
+    quiet_start: str = "21:00"
+    quiet_end: str = "08:00"
+    # Contact frequency per borrower; what to do with a message over the cap: DEFER or DROP.
+    sms_per_day: int = 2
+    sms_per_week: int = 5
+    sms_over_cap: str = "DEFER"
+    # Initial contact: how long to wait for a reply or payment before a field visit.
+    contact_wait_seconds: int = 3 * DAY
+    # Field visit: deadline for a report, then a reminder, then the supervisor.
+    visit_deadline_seconds: int = 7 * DAY
+    visit_reminder_grace_seconds: int = 2 * DAY
+    escalation_grace_seconds: int = 3 * DAY
+    revisit_delay_seconds: int = 3 * DAY
+    max_unreached_visits: int = 3
+    max_refusals: int = 2
+    # Negotiation and signature deadlines; failures before the case is a dead end.
+    negotiation_deadline_seconds: int = 7 * DAY
+    signature_deadline_seconds: int = 7 * DAY
+    max_failed_negotiations: int = 2
+    # Plan bounds.
+    max_installments: int = 24
+    min_installment_fen: int = 10_000
+    max_plan_seconds: int = 730 * DAY
+    # Follow-up: reminder lead, grace after a due date, periodic revisits, renegotiations.
+    reminder_lead_seconds: int = 3 * DAY
+    grace_seconds: int = 5 * DAY
+    revisit_interval_seconds: int = 30 * DAY
+    max_renegotiations: int = 2
+    # Team visits: a team of two for these risk tiers, for remote places, after hostility.
+    team_visit_risk_tiers: list[str] = field(default_factory=lambda: ["HIGH"])
+    team_visit_remote: bool = True
+    team_visit_after_hostile: bool = True
+    # Hardship holds may last at most this long.
+    max_hold_seconds: int = 180 * DAY
+    # A dead end below this outstanding amount is written off rather than sent to court
+    # (0: always legal escalation).
+    write_off_below_fen: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_seconds", "_fen")) or f.name.startswith(("max_", "sms_per")):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise PolicyError(f"policy field {f.name!r} must be a whole number >= 0")
+        for name in ("quiet_start", "quiet_end"):
+            if not _HHMM.match(getattr(self, name)):
+                value = getattr(self, name)
+                raise PolicyError(f"policy field {name!r} must be HH:MM, got {value!r}")
+        if self.sms_over_cap not in ("DEFER", "DROP"):
+            raise PolicyError("policy field 'sms_over_cap' must be DEFER or DROP")
+        if self.max_installments < 1:
+            raise PolicyError("policy field 'max_installments' must be at least 1")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Policy:
+        """A copy with some fields replaced; unknown fields and wrong types are refused."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        for name, value in overrides.items():
+            if name not in known:
+                raise PolicyError(f"unknown policy field {name!r}")
+            current = getattr(self, name)
+            if isinstance(current, bool) != isinstance(value, bool) or (
+                not isinstance(value, type(current))
+            ):
+                raise PolicyError(
+                    f"policy field {name!r} must be {type(current).__name__}, got {value!r}"
+                )
+        return dataclasses.replace(self, **overrides)
+
+    @property
+    def quiet_hours(self) -> tuple[int, int]:
+        """(start, end) in minutes after local midnight."""
+        return _minutes(self.quiet_start), _minutes(self.quiet_end)
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """The default policy, with the overrides of a TOML file (a flat table) if given."""
+    base = Policy()
+    if path is None:
+        return base
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    return base.with_overrides(data.get("policy", data))
+
+
+def fast_policy(**overrides: Any) -> Policy:
+    """Every duration in seconds instead of days: for demos, dev-server tests and benchmarks."""
+    base = Policy()
+    scaled = {
+        f.name: max(1, getattr(base, f.name) // DAY)
+        for f in dataclasses.fields(base)
+        if f.name.endswith("_seconds")
+    }
+    scaled.update(quiet_start="00:00", quiet_end="00:00", sms_per_day=100, sms_per_week=500)
+    scaled.update(overrides)
+    return base.with_overrides(scaled)

@@ -1,0 +1,1 @@
+"""Wiring: configuration, the Temporal client, the worker and starting cases."""

@@ -1,0 +1,51 @@
+"""Configuration from the environment, with embedded defaults (local dev server, SQLite)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from db.engine import data_dir, default_url
+from domain.names import DEFAULT_TASK_QUEUE
+from domain.policy import Policy, load_policy
+
+
+@dataclass
+class Settings:
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    # Remote cluster or Temporal Cloud: mTLS client certificate and key, or an API key.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    api_key: str | None = None
+    db_url: str = field(default_factory=default_url)
+    data_dir: Path = field(default_factory=data_dir)
+    policy_file: str | None = None
+    sms_language: str = "zh"
+    activity_threads: int = 16
+    max_cached_workflows: int = 1000
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            temporal_address=env("TEMPORAL_ADDRESS", "localhost:7233"),
+            temporal_namespace=env("TEMPORAL_NAMESPACE", "default"),
+            task_queue=env("TEMPORAL_TASK_QUEUE", DEFAULT_TASK_QUEUE),
+            tls_cert=env("TEMPORAL_TLS_CERT"),
+            tls_key=env("TEMPORAL_TLS_KEY"),
+            tls_ca=env("TEMPORAL_TLS_CA"),
+            api_key=env("TEMPORAL_API_KEY"),
+            db_url=default_url(),
+            data_dir=data_dir(),
+            policy_file=env("COLLECTION_POLICY_FILE"),
+            sms_language=env("SMS_LANGUAGE", "zh"),
+            activity_threads=int(env("WORKER_ACTIVITY_THREADS", "16")),
+            max_cached_workflows=int(env("WORKER_MAX_CACHED_WORKFLOWS", "1000")),
+        )
+
+    def policy(self) -> Policy:
+        return load_policy(self.policy_file)

@@ -1,0 +1,61 @@
+"""One place that builds the worker, for worker.py, the demo and the tests alike."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.agreements import AgreementActivities
+from activities.cases import CaseActivities
+from activities.sms import SmsActivities
+from activities.sms_gateway import RecordingGateway, SmsGateway
+from workflows.collection import LoanCollectionWorkflow
+
+
+def activities(
+    sessions: sessionmaker[Session],
+    data_dir: Path,
+    gateway: SmsGateway | None = None,
+    sms_language: str = "zh",
+) -> list[object]:
+    cases = CaseActivities(sessions)
+    sms = SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
+    agreements = AgreementActivities(sessions, data_dir / "agreements")
+    return [
+        cases.load_case,
+        cases.assess_case,
+        cases.assign_collectors,
+        cases.record_transition,
+        cases.create_task,
+        cases.record_visit,
+        cases.record_payment,
+        cases.record_signature,
+        sms.send_sms,
+        agreements.render_agreement,
+    ]
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    sessions: sessionmaker[Session],
+    data_dir: Path,
+    gateway: SmsGateway | None = None,
+    executor: ThreadPoolExecutor | None = None,
+    sms_language: str = "zh",
+    max_cached_workflows: int = 1000,
+) -> Worker:
+    executor = executor or ThreadPoolExecutor(max_workers=16)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[LoanCollectionWorkflow],
+        activities=activities(sessions, data_dir, gateway, sms_language),
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+        max_cached_workflows=max_cached_workflows,
+    )

@@ -1,0 +1,125 @@
+"""Driving real cases in tests: a worker with the real activities on a test database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from db.seed import LoanSpec, add_loan
+from domain.models import CaseResult, CaseStatus, PaymentPosted
+from domain.policy import Policy
+from service.cases import start_case
+from service.converter import DATA_CONVERTER
+from service.worker_factory import build_worker
+from workflows.collection import LoanCollectionWorkflow
+
+# Quiet hours off and generous caps: tests about other rules must not wait for the morning.
+OPEN_POLICY = Policy().with_overrides(
+    {"quiet_start": "00:00", "quiet_end": "00:00", "sms_per_day": 20, "sms_per_week": 100}
+)
+
+_counter = 0
+
+
+def loan_spec(**overrides: object) -> LoanSpec:
+    """A loan of 10,000.00 yuan debt (9,000 principal, 800 interest, 200 penalty)."""
+    global _counter
+    _counter += 1
+    values: dict[str, object] = dict(
+        loan_no=f"T{uuid.uuid4().hex[:8].upper()}{_counter:03d}",
+        branch="QX01",
+        id_number=f"52240119800101{_counter:04d}",
+        name="王建国",
+        phone="+8613912345678",
+        principal_fen=2_000_000,
+        outstanding_principal_fen=900_000,
+        interest_fen=80_000,
+        penalty_fen=20_000,
+        overdue_since=date.today() - timedelta(days=40),
+        monthly_income_fen=300_000,
+    )
+    values.update(overrides)
+    return LoanSpec(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Harness:
+    env: WorkflowEnvironment
+    client: Client
+    task_queue: str
+    sessions: sessionmaker[Session]
+    data_dir: Path
+
+    def add_loan(self, **overrides: object) -> LoanSpec:
+        spec = loan_spec(**overrides)
+        with self.sessions.begin() as session:
+            add_loan(session, spec)
+        return spec
+
+    async def start(
+        self, policy: Policy = OPEN_POLICY, **overrides: object
+    ) -> tuple[LoanSpec, WorkflowHandle[object, CaseResult]]:
+        spec = self.add_loan(**overrides)
+        handle = await start_case(self.client, self.task_queue, spec.loan_no, spec.branch, policy)
+        return spec, handle
+
+    async def status(self, handle: WorkflowHandle) -> CaseStatus:
+        return await handle.query(LoanCollectionWorkflow.status)
+
+    async def until(
+        self,
+        handle: WorkflowHandle,
+        check: Callable[[CaseStatus], bool],
+        what: str,
+        timeout: float = 20.0,
+    ) -> CaseStatus:
+        """Poll the status Query (real time) until `check` holds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status = await self.status(handle)
+            if check(status):
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; status: {status}")
+            await asyncio.sleep(0.05)
+
+    async def at_stage(self, handle: WorkflowHandle, stage: str, timeout: float = 20.0) -> CaseStatus:
+        return await self.until(handle, lambda s: s.stage == stage, f"stage {stage}", timeout)
+
+    async def pay(self, handle: WorkflowHandle, amount_fen: int, reference: str | None = None) -> None:
+        await handle.signal(
+            LoanCollectionWorkflow.payment_posted,
+            PaymentPosted(reference or uuid.uuid4().hex, amount_fen, datetime.now(UTC)),
+        )
+
+    async def now(self) -> datetime:
+        """The server's time (ahead of the wall clock once time has been skipped)."""
+        return await self.env.get_current_time()
+
+
+async def assert_replays(handle: WorkflowHandle) -> None:
+    """The run's history replays on the current code without a non-determinism error."""
+    history = await handle.fetch_history()
+    await Replayer(
+        workflows=[LoanCollectionWorkflow], data_converter=DATA_CONVERTER
+    ).replay_workflow(history)
+
+
+@asynccontextmanager
+async def running_worker(
+    env: WorkflowEnvironment, sessions: sessionmaker[Session], data_dir: Path
+) -> AsyncIterator[Harness]:
+    task_queue = f"tq-{uuid.uuid4()}"
+    worker = build_worker(env.client, task_queue, sessions, data_dir)
+    async with worker:
+        yield Harness(env, env.client, task_queue, sessions, data_dir)

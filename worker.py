@@ -1,0 +1,61 @@
+"""The collection worker: runs LoanCollectionWorkflow and its activities.
+
+Configuration comes from the environment (see README.md): TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TLS or API key settings, COLLECTION_DB_URL.
+SIGINT/SIGTERM stop polling and let running activities finish before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from db.engine import make_engine, session_factory
+from service.settings import Settings
+from service.temporal_client import connect
+from service.worker_factory import build_worker
+
+log = logging.getLogger("worker")
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    engine = make_engine(settings.db_url, pool_size=settings.activity_threads) if not (
+        settings.db_url.startswith("sqlite")
+    ) else make_engine(settings.db_url)
+    client = await connect(settings)
+    with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            session_factory(engine),
+            settings.data_dir,
+            executor=executor,
+            sms_language=settings.sms_language,
+            max_cached_workflows=settings.max_cached_workflows,
+        )
+        log.info(
+            "worker on %s namespace %s task queue %s; SMS are recorded, not sent "
+            "(no SMS provider configured)",
+            settings.temporal_address,
+            settings.temporal_namespace,
+            settings.task_queue,
+        )
+        async with worker:
+            await stop.wait()
+            log.info("stopping: finishing running activities")
+    engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

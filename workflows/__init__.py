@@ -1,0 +1,1 @@
+"""Temporal workflows: pure decisions and waiting, no I/O."""

@@ -218,6 +218,7 @@ class CaseState:
     round_unreached: int = 0
     round_refusals: int = 0
     cycle_done: bool = False  # an installment cycle ended: time to continue as new
+    last_covered_seq: int = 0  # installments of the plan paid at the last cycle boundary
     next_action: str = ""
     next_action_at: datetime | None = None
     # Human input waiting for the main loop.

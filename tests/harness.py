@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from db.seed import LoanSpec, add_loan
 from domain.models import CaseResult, CaseStatus, PaymentPosted
-from domain.policy import Policy
+from domain.policy import Policy, fast_policy
 from service.cases import start_case
 from service.converter import DATA_CONVERTER
 from service.worker_factory import build_worker
@@ -59,6 +61,21 @@ class Harness:
     task_queue: str
     sessions: sessionmaker[Session]
     data_dir: Path
+    # A policy "day": a real day on the time-skipping server, a second on the dev server.
+    day: timedelta = timedelta(days=1)
+    policy: Policy = field(default_factory=lambda: OPEN_POLICY)
+    started: list[WorkflowHandle] = field(default_factory=list)
+
+    @property
+    def skips_time(self) -> bool:
+        return self.day == timedelta(days=1)
+
+    async def advance(self, days: float) -> None:
+        """Let `days` policy days pass: skipped on the test server, slept on the dev server."""
+        if self.skips_time:
+            await self.env.sleep(self.day * days)
+        else:
+            await asyncio.sleep((self.day * days).total_seconds())
 
     def add_loan(self, **overrides: object) -> LoanSpec:
         spec = loan_spec(**overrides)
@@ -67,10 +84,13 @@ class Harness:
         return spec
 
     async def start(
-        self, policy: Policy = OPEN_POLICY, **overrides: object
+        self, policy: Policy | None = None, **overrides: object
     ) -> tuple[LoanSpec, WorkflowHandle[object, CaseResult]]:
         spec = self.add_loan(**overrides)
-        handle = await start_case(self.client, self.task_queue, spec.loan_no, spec.branch, policy)
+        handle = await start_case(
+            self.client, self.task_queue, spec.loan_no, spec.branch, policy or self.policy
+        )
+        self.started.append(handle)
         return spec, handle
 
     async def status(self, handle: WorkflowHandle) -> CaseStatus:
@@ -107,6 +127,18 @@ class Harness:
         return await self.env.get_current_time()
 
 
+async def eventually(check: Callable[[], object], what: str, timeout: float = 10.0) -> object:
+    """Poll `check` until it returns something truthy (facts written by activities)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
 async def assert_replays(handle: WorkflowHandle) -> None:
     """The run's history replays on the current code without a non-determinism error."""
     history = await handle.fetch_history()
@@ -117,9 +149,21 @@ async def assert_replays(handle: WorkflowHandle) -> None:
 
 @asynccontextmanager
 async def running_worker(
-    env: WorkflowEnvironment, sessions: sessionmaker[Session], data_dir: Path
+    env: WorkflowEnvironment,
+    sessions: sessionmaker[Session],
+    data_dir: Path,
+    fast: bool = False,
 ) -> AsyncIterator[Harness]:
+    """A worker on a fresh task queue; `fast`: policy days are seconds (dev server)."""
     task_queue = f"tq-{uuid.uuid4()}"
     worker = build_worker(env.client, task_queue, sessions, data_dir)
+    day, policy = (timedelta(seconds=1), fast_policy()) if fast else (timedelta(days=1), OPEN_POLICY)
+    harness = Harness(env, env.client, task_queue, sessions, data_dir, day, policy)
     async with worker:
-        yield Harness(env, env.client, task_queue, sessions, data_dir)
+        try:
+            yield harness
+        finally:
+            # A case a failed test left open would keep the shared test server busy.
+            for handle in harness.started:
+                with contextlib.suppress(RPCError):  # most have completed already
+                    await handle.terminate("test finished")

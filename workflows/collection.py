@@ -345,6 +345,7 @@ class LoanCollectionWorkflow:
             assert plan is not None
             s.plan, s.pending_plan = plan, None
             s.agreement, s.signed_version = None, None
+            s.last_covered_seq = 0
             await self._enter(
                 Stage.AGREEMENT_SIGNING,
                 f"plan {plan.number}: {len(plan.installments)} installments, "
@@ -401,6 +402,13 @@ class LoanCollectionWorkflow:
         s, p = self.s, self.s.policy
         assert s.plan is not None
         due = self._first_uncovered()
+        covered_upto = due.seq - 1 if due is not None else len(s.plan.installments)
+        if covered_upto > s.last_covered_seq:
+            # A cycle boundary: continue as new, so that every run's history stays short.
+            s.last_covered_seq = covered_upto
+            self._note("payment", f"installments 1–{covered_upto} of plan {s.plan.number} paid")
+            s.cycle_done = True
+            return
         if due is None:
             # Every installment is covered yet debt remains: the plan no longer fits the debt.
             await self._enter(Stage.NEGOTIATION, "plan paid but debt remains: new plan needed")
@@ -435,8 +443,6 @@ class LoanCollectionWorkflow:
             if s.next_revisit_at is not None:
                 wake.append(s.next_revisit_at)
             await self._wait(covered, min(wake), f"installment {due.seq} due")
-        self._note("payment", f"installment {due.seq} covered")
-        s.cycle_done = True  # one installment cycle per run keeps histories short
 
     async def _broken_promise(self, missed: Installment) -> None:
         s, p = self.s, self.s.policy

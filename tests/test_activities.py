@@ -1,0 +1,281 @@
+"""The activities against real databases, each test on SQLite and on PostgreSQL.
+
+A retried activity is simply the same call made again: it must write nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.exceptions import ApplicationError
+
+from activities.agreements import AgreementActivities
+from activities.cases import CaseActivities
+from activities.sms import SmsActivities
+from activities.sms_gateway import GatewayResult
+from db.models import (
+    Agreement,
+    Assignment,
+    Borrower,
+    Case,
+    Collector,
+    ContactAttempt,
+    Payment,
+    SmsOutbox,
+    StageChange,
+    Visit,
+)
+from db.seed import add_loan
+from domain.models import (
+    AgreementRequest,
+    AssignRequest,
+    Installment,
+    PaymentPosted,
+    PaymentRecord,
+    Plan,
+    SignatureConfirmation,
+    SignatureRecord,
+    SmsRequest,
+    Transition,
+    VisitRecord,
+    VisitReport,
+)
+from domain.policy import Policy
+from domain.stages import Stage
+from tests.harness import OPEN_POLICY, loan_spec
+
+NOW = datetime.now(UTC)
+
+
+class CountingGateway:
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def send(self, to: str, body: str, key: str) -> GatewayResult:
+        self.sent.append((to, body, key))
+        return GatewayResult("SENT", f"SM{len(self.sent):032d}")
+
+
+def new_loan(sessions: sessionmaker[Session], **kw: object) -> str:
+    spec = loan_spec(**kw)
+    with sessions.begin() as session:
+        add_loan(session, spec)
+    return spec.loan_no
+
+
+def count(sessions: sessionmaker[Session], model: type) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def transition(loan_no: str, seq: int, to: Stage, **kw: object) -> Transition:
+    values: dict[str, object] = dict(
+        loan_no=loan_no, seq=seq, from_stage=None, to_stage=to, at=NOW, actor="system",
+        reason="test", branch="QX01", risk_tier="LOW", collectors=["QX01-C01"],
+        debt_fen=1_000_000, paid_fen=0, next_action="", next_action_at=None,
+    )
+    values.update(kw)
+    return Transition(**values)  # type: ignore[arg-type]
+
+
+def test_load_case_reads_the_loan_without_personal_data(sessions) -> None:
+    loan_no = new_loan(sessions, remote=True)
+    facts = CaseActivities(sessions).load_case(loan_no)
+    assert facts.debt_fen == 1_000_000 and facts.region == "青溪县" and facts.remote
+    assert "王建国" not in repr(facts) and "13912345678" not in repr(facts)
+    with pytest.raises(ApplicationError) as e:
+        CaseActivities(sessions).load_case("NO-SUCH-LOAN")
+    assert e.value.non_retryable and e.value.type == "NotFound"
+
+
+def test_assignment_respects_capacity_and_is_idempotent(sessions) -> None:
+    acts = CaseActivities(sessions)
+    with sessions.begin() as session:
+        session.execute(update(Collector).where(Collector.branch_code == "QX01").values(capacity=1))
+        session.execute(update(Collector).where(Collector.id == "QX01-C03").values(active=False))
+    a, b, c = (new_loan(sessions) for _ in range(3))
+    first = acts.assign_collectors(AssignRequest(a, "QX01", 1))
+    assert acts.assign_collectors(AssignRequest(a, "QX01", 1)) == first  # a retry
+    second = acts.assign_collectors(AssignRequest(b, "QX01", 1))
+    assert {first[0], second[0]} == {"QX01-C01", "QX01-C02"}
+    assert acts.assign_collectors(AssignRequest(c, "QX01", 1)) == []  # nobody has capacity
+    assert count(sessions, Assignment) == 2
+
+
+def test_team_of_two_and_reassignment(sessions) -> None:
+    acts = CaseActivities(sessions)
+    loan_no = new_loan(sessions)
+    team = acts.assign_collectors(AssignRequest(loan_no, "QX01", 2))
+    assert len(set(team)) == 2
+    assert acts.assign_collectors(AssignRequest(loan_no, "QX01", 2, keep=team[:1])) == team
+    moved = acts.assign_collectors(
+        AssignRequest(loan_no, "QX01", 1, requested=["QX01-C03"], by="li", reason="leave")
+    )
+    assert moved == ["QX01-C03"]
+    with sessions() as session:
+        open_rows = session.scalars(
+            select(Assignment.collector_id).where(Assignment.ended_at.is_(None))
+        ).all()
+        assert open_rows == ["QX01-C03"]
+        assert session.scalar(select(Case.primary_collector)) == "QX01-C03"
+    with pytest.raises(ApplicationError, match="works for branch LS01") as e:
+        acts.assign_collectors(AssignRequest(loan_no, "QX01", 1, requested=["LS01-C01"]))
+    assert e.value.non_retryable
+    with pytest.raises(ApplicationError, match="no collector QX01-C99"):
+        acts.assign_collectors(AssignRequest(loan_no, "QX01", 1, requested=["QX01-C99"]))
+
+
+def test_transition_retried_writes_one_row_and_never_rolls_back(sessions) -> None:
+    acts = CaseActivities(sessions)
+    loan_no = new_loan(sessions)
+    acts.record_transition(transition(loan_no, 1, Stage.INVESTIGATION))
+    acts.record_transition(transition(loan_no, 2, Stage.INITIAL_CONTACT))
+    acts.record_transition(transition(loan_no, 2, Stage.INITIAL_CONTACT))  # retried
+    acts.record_transition(transition(loan_no, 1, Stage.INVESTIGATION))  # a late old retry
+    assert count(sessions, StageChange) == 2
+    with sessions() as session:
+        case = session.scalar(select(Case))
+        assert (case.stage, case.last_seq) == ("INITIAL_CONTACT", 2)
+    acts.record_transition(transition(loan_no, 3, Stage.PAID_IN_FULL, paid_fen=1_000_000))
+    with sessions() as session:
+        case = session.scalar(select(Case))
+        assert case.closed_at is not None and case.paid_fen == 1_000_000
+        assert case.loan.status == "PAID"
+
+
+def sms(loan_no: str, key: str, policy: Policy = OPEN_POLICY, **kw: object) -> SmsRequest:
+    return SmsRequest(
+        key=key,
+        loan_no=loan_no,
+        purpose=str(kw.pop("purpose", "first_notice")),
+        params={"amount_fen": "1000000", "days_past_due": "40"},
+        requested_at=NOW,
+        policy=policy,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_send_sms_retried_sends_once(sessions) -> None:
+    gateway = CountingGateway()
+    acts = SmsActivities(sessions, gateway)
+    loan_no = new_loan(sessions)
+    first = acts.send_sms(sms(loan_no, "k1"))
+    again = acts.send_sms(sms(loan_no, "k1"))
+    assert first.status == again.status == "SENT"
+    assert len(gateway.sent) == 1 and gateway.sent[0][0] == "+8613912345678"
+    assert count(sessions, SmsOutbox) == 1 and count(sessions, ContactAttempt) == 1
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox))
+        assert row.provider_sid and row.segments == 2 and "尾号" in row.body
+
+
+def test_send_sms_defers_in_quiet_hours(sessions) -> None:
+    local = NOW.astimezone(ZoneInfo("Asia/Shanghai"))
+    start, end = local - timedelta(hours=1), local + timedelta(hours=1)
+    policy = OPEN_POLICY.with_overrides(
+        {"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"}
+    )
+    gateway = CountingGateway()
+    loan_no = new_loan(sessions)
+    result = SmsActivities(sessions, gateway).send_sms(sms(loan_no, "q1", policy))
+    assert result.status == "DEFERRED" and result.reason == "quiet hours"
+    assert result.not_before.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M") == (
+        f"{end:%H:%M}"
+    )
+    assert gateway.sent == []
+
+
+def test_send_sms_honours_opt_out_and_records_the_block(sessions) -> None:
+    gateway = CountingGateway()
+    loan_no = new_loan(sessions, sms_opted_out=True)
+    result = SmsActivities(sessions, gateway).send_sms(sms(loan_no, "o1"))
+    assert (result.status, result.reason) == ("BLOCKED", "borrower opted out of SMS")
+    assert gateway.sent == []
+    with sessions() as session:
+        assert session.scalar(select(SmsOutbox.status)) == "BLOCKED"
+
+
+def test_send_sms_caps_per_borrower_defer_or_drop(sessions) -> None:
+    gateway = CountingGateway()
+    acts = SmsActivities(sessions, gateway)
+    loan_no = new_loan(sessions)
+    one_a_day = OPEN_POLICY.with_overrides({"sms_per_day": 1})
+    assert acts.send_sms(sms(loan_no, "c1", one_a_day)).status == "SENT"
+    deferred = acts.send_sms(sms(loan_no, "c2", one_a_day))
+    assert deferred.status == "DEFERRED" and deferred.not_before > NOW
+    dropped = acts.send_sms(sms(loan_no, "c3", one_a_day.with_overrides({"sms_over_cap": "DROP"})))
+    assert (dropped.status, dropped.reason) == ("BLOCKED", "contact cap reached")
+    assert len(gateway.sent) == 1
+
+
+def test_send_sms_after_the_case_closed_is_blocked(sessions) -> None:
+    gateway = CountingGateway()
+    loan_no = new_loan(sessions)
+    CaseActivities(sessions).record_transition(transition(loan_no, 1, Stage.CANCELLED))
+    result = SmsActivities(sessions, gateway).send_sms(sms(loan_no, "x1"))
+    assert result.status == "BLOCKED" and "case closed" in result.reason
+    assert gateway.sent == []
+
+
+def agreement_request(loan_no: str, number: int = 1, amounts=(500_000, 500_000)) -> AgreementRequest:
+    due = datetime(2027, 1, 10, 15, 59, 59, tzinfo=UTC)
+    plan = Plan(
+        number=number,
+        installments=[
+            Installment(n, due + timedelta(days=30 * (n - 1)), a)
+            for n, a in enumerate(amounts, start=1)
+        ],
+        proposed_by="QX01-C01",
+        accepted_at=datetime(2026, 12, 1, 2, 0, tzinfo=UTC),
+        base_paid_fen=0,
+    )
+    return AgreementRequest(loan_no, plan, ["QX01-C01"], 1_000_000, 0, Policy())
+
+
+def test_agreement_versions_are_immutable_and_hashed(sessions, tmp_path: Path) -> None:
+    acts = AgreementActivities(sessions, tmp_path / "agreements")
+    loan_no = new_loan(sessions, name="<b>张&三</b>")
+    v1 = acts.render_agreement(agreement_request(loan_no))
+    again = acts.render_agreement(agreement_request(loan_no))  # a retried activity
+    assert again == v1 and v1.version == 1
+    v2 = acts.render_agreement(agreement_request(loan_no, 2, (400_000, 600_000)))
+    assert v2.version == 2 and v2.sha256 != v1.sha256
+    assert count(sessions, Agreement) == 2
+    html = Path(v1.path).read_bytes()
+    assert hashlib.sha256(html).hexdigest() == v1.sha256
+    text = html.decode()
+    assert "&lt;b&gt;张&amp;三&lt;/b&gt;" in text and "<b>张" not in text  # autoescaped
+    assert "**************" in text and "2027-01-10" in text and "10,000.00" in text
+
+
+def test_payment_visit_and_signature_are_recorded_once(sessions, tmp_path: Path) -> None:
+    acts = CaseActivities(sessions)
+    loan_no = new_loan(sessions)
+    pay = PaymentRecord(loan_no, PaymentPosted("REF-1", 1000, NOW), True, 1000, 999_000)
+    acts.record_payment(pay)
+    acts.record_payment(pay)
+    assert count(sessions, Payment) == 1
+    report = VisitReport("HOSTILE", ["QX01-C01"], NOW, "dog, shouting")
+    acts.record_visit(VisitRecord(loan_no, 1, report, Stage.FIELD_VISIT))
+    acts.record_visit(VisitRecord(loan_no, 1, report, Stage.FIELD_VISIT))
+    assert count(sessions, Visit) == 1
+    with sessions() as session:
+        assert session.scalar(select(Borrower.hostile))
+    ref = AgreementActivities(sessions, tmp_path).render_agreement(agreement_request(loan_no))
+    wrong = SignatureConfirmation(1, "0" * 64, "QX01-C01", NOW, "村委会")
+    with pytest.raises(ApplicationError, match="sha256"):
+        acts.record_signature(SignatureRecord(loan_no, wrong))
+    right = SignatureConfirmation(1, ref.sha256, "QX01-C01", NOW, "村委会")
+    acts.record_signature(SignatureRecord(loan_no, right))
+    acts.record_signature(SignatureRecord(loan_no, right))
+    with sessions() as session:
+        agreement = session.scalar(select(Agreement))
+        assert agreement.signed_place == "村委会" and agreement.signed_by == "QX01-C01"

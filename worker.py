@@ -25,9 +25,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    engine = make_engine(settings.db_url, pool_size=settings.activity_threads) if not (
-        settings.db_url.startswith("sqlite")
-    ) else make_engine(settings.db_url)
+    engine = (
+        make_engine(settings.db_url, pool_size=settings.activity_threads)
+        if not (settings.db_url.startswith("sqlite"))
+        else make_engine(settings.db_url)
+    )
     client = await connect(settings)
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(

@@ -47,8 +47,7 @@ def check_plan(proposal: PlanProposal, outstanding_fen: int, policy: Policy, now
             raise PlanRejected(f"installment {n}: due dates must increase")
         if item.due_at - now > timedelta(seconds=policy.max_plan_seconds):
             raise PlanRejected(
-                f"installment {n}: the plan may run at most {policy.max_plan_seconds // 86400} "
-                "days"
+                f"installment {n}: the plan may run at most {policy.max_plan_seconds // 86400} days"
             )
         previous = item.due_at
         total += item.amount_fen

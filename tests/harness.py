@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
@@ -47,7 +49,8 @@ def loan_spec(**overrides: object) -> LoanSpec:
         outstanding_principal_fen=900_000,
         interest_fen=80_000,
         penalty_fen=20_000,
-        overdue_since=date.today() - timedelta(days=40),
+        # Days past due count in the borrower's calendar, not the test machine's.
+        overdue_since=datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=40),
         monthly_income_fen=300_000,
     )
     values.update(overrides)
@@ -113,10 +116,14 @@ class Harness:
                 raise AssertionError(f"timed out waiting for {what}; status: {status}")
             await asyncio.sleep(0.05)
 
-    async def at_stage(self, handle: WorkflowHandle, stage: str, timeout: float = 20.0) -> CaseStatus:
+    async def at_stage(
+        self, handle: WorkflowHandle, stage: str, timeout: float = 20.0
+    ) -> CaseStatus:
         return await self.until(handle, lambda s: s.stage == stage, f"stage {stage}", timeout)
 
-    async def pay(self, handle: WorkflowHandle, amount_fen: int, reference: str | None = None) -> None:
+    async def pay(
+        self, handle: WorkflowHandle, amount_fen: int, reference: str | None = None
+    ) -> None:
         await handle.signal(
             LoanCollectionWorkflow.payment_posted,
             PaymentPosted(reference or uuid.uuid4().hex, amount_fen, datetime.now(UTC)),
@@ -139,9 +146,20 @@ async def eventually(check: Callable[[], object], what: str, timeout: float = 10
         await asyncio.sleep(0.05)
 
 
+HISTORIES = Path(__file__).parent / "histories"
+
+
 async def assert_replays(handle: WorkflowHandle) -> None:
-    """The run's history replays on the current code without a non-determinism error."""
+    """The run's history replays on the current code without a non-determinism error.
+
+    With RECORD_HISTORIES=1 the history is also saved under tests/histories/, named after
+    the test, for test_replay.py to replay against every later version of the workflow.
+    """
     history = await handle.fetch_history()
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{test}.json").write_text(history.to_json())
     await Replayer(
         workflows=[LoanCollectionWorkflow], data_converter=DATA_CONVERTER
     ).replay_workflow(history)
@@ -157,7 +175,9 @@ async def running_worker(
     """A worker on a fresh task queue; `fast`: policy days are seconds (dev server)."""
     task_queue = f"tq-{uuid.uuid4()}"
     worker = build_worker(env.client, task_queue, sessions, data_dir)
-    day, policy = (timedelta(seconds=1), fast_policy()) if fast else (timedelta(days=1), OPEN_POLICY)
+    day, policy = (
+        (timedelta(seconds=1), fast_policy()) if fast else (timedelta(days=1), OPEN_POLICY)
+    )
     harness = Harness(env, env.client, task_queue, sessions, data_dir, day, policy)
     async with worker:
         try:

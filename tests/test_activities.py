@@ -78,9 +78,20 @@ def count(sessions: sessionmaker[Session], model: type) -> int:
 
 def transition(loan_no: str, seq: int, to: Stage, **kw: object) -> Transition:
     values: dict[str, object] = dict(
-        loan_no=loan_no, seq=seq, from_stage=None, to_stage=to, at=NOW, actor="system",
-        reason="test", branch="QX01", risk_tier="LOW", collectors=["QX01-C01"],
-        debt_fen=1_000_000, paid_fen=0, next_action="", next_action_at=None,
+        loan_no=loan_no,
+        seq=seq,
+        from_stage=None,
+        to_stage=to,
+        at=NOW,
+        actor="system",
+        reason="test",
+        branch="QX01",
+        risk_tier="LOW",
+        collectors=["QX01-C01"],
+        debt_fen=1_000_000,
+        paid_fen=0,
+        next_action="",
+        next_action_at=None,
     )
     values.update(kw)
     return Transition(**values)  # type: ignore[arg-type]
@@ -225,7 +236,9 @@ def test_send_sms_after_the_case_closed_is_blocked(sessions) -> None:
     assert gateway.sent == []
 
 
-def agreement_request(loan_no: str, number: int = 1, amounts=(500_000, 500_000)) -> AgreementRequest:
+def agreement_request(
+    loan_no: str, number: int = 1, amounts=(500_000, 500_000)
+) -> AgreementRequest:
     due = datetime(2027, 1, 10, 15, 59, 59, tzinfo=UTC)
     plan = Plan(
         number=number,

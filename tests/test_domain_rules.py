@@ -134,7 +134,10 @@ def test_monthly_plan_with_down_payment() -> None:
     assert p.first_is_down_payment
     due = [i.due_at.astimezone(SH) for i in p.installments]
     assert [d.date() for d in due] == [
-        date(2026, 12, 10), date(2027, 1, 10), date(2027, 2, 10), date(2027, 3, 10)
+        date(2026, 12, 10),
+        date(2027, 1, 10),
+        date(2027, 2, 10),
+        date(2027, 3, 10),
     ]
     assert all((d.hour, d.minute) == (23, 59) for d in due)
     check_plan(p, 1_000_000, POLICY, NOW)
@@ -153,11 +156,22 @@ def test_policy_overrides_are_checked_by_name_and_type() -> None:
 
 def facts(**kw: object) -> CaseFacts:
     values: dict[str, object] = dict(
-        loan_no="L1", branch="QX01", region="青溪县", debt_fen=1_000_000,
-        principal_fen=900_000, interest_fen=80_000, penalty_fen=20_000,
-        overdue_since=date(2026, 10, 20), monthly_income_fen=300_000, household_size=3,
-        remote=False, hostile=False, has_phone=True, sms_opted_out=False,
-        disaster_affected=False, prior_broken_promises=0,
+        loan_no="L1",
+        branch="QX01",
+        region="青溪县",
+        debt_fen=1_000_000,
+        principal_fen=900_000,
+        interest_fen=80_000,
+        penalty_fen=20_000,
+        overdue_since=date(2026, 10, 20),
+        monthly_income_fen=300_000,
+        household_size=3,
+        remote=False,
+        hostile=False,
+        has_phone=True,
+        sms_opted_out=False,
+        disaster_affected=False,
+        prior_broken_promises=0,
     )
     values.update(kw)
     return CaseFacts(**values)  # type: ignore[arg-type]

@@ -85,7 +85,7 @@ async def visit(h: Harness, handle: WorkflowHandle, outcome: str = "MET", **kw) 
     report = VisitReport(
         outcome=outcome,
         collector_ids=kw.pop("collector_ids", status.collectors),
-        visited_at=kw.pop("visited_at", await h.now() - timedelta(minutes=5)),
+        visited_at=kw.pop("visited_at", await h.now() - h.day / 1000),
         notes=kw.pop("notes", "talked at the farmhouse"),
     )
     return await handle.execute_update(WF.report_visit, report)
@@ -110,9 +110,11 @@ async def propose(h: Harness, handle: WorkflowHandle, outstanding: int, count: i
 async def sign(h: Harness, handle: WorkflowHandle, sha256: str | None = None) -> UpdateAccepted:
     status = await h.until(
         handle,
-        lambda s: s.stage == "AGREEMENT_SIGNING"
-        and s.agreement is not None
-        and s.agreement.plan_number == s.plan_number,
+        lambda s: (
+            s.stage == "AGREEMENT_SIGNING"
+            and s.agreement is not None
+            and s.agreement.plan_number == s.plan_number
+        ),
         "agreement rendered for the plan",
     )
     return await handle.execute_update(
@@ -198,8 +200,13 @@ async def test_visit_plan_signature_all_installments_paid(h: Harness) -> None:
     result = await handle.result()
     assert result.outcome == "PAID_IN_FULL" and result.paid_fen == DEBT
     assert stages(h, spec.loan_no) == [
-        "INVESTIGATION", "INITIAL_CONTACT", "FIELD_VISIT", "NEGOTIATION",
-        "AGREEMENT_SIGNING", "FOLLOW_UP", "PAID_IN_FULL",
+        "INVESTIGATION",
+        "INITIAL_CONTACT",
+        "FIELD_VISIT",
+        "NEGOTIATION",
+        "AGREEMENT_SIGNING",
+        "FOLLOW_UP",
+        "PAID_IN_FULL",
     ]
     with h.sessions() as session:
         agreement = session.scalar(select(Agreement))
@@ -461,3 +468,39 @@ async def test_remote_borrower_gets_a_team_of_two(h: Harness) -> None:
     await h.at_stage(handle, "NEGOTIATION")
     await h.pay(handle, DEBT)
     await handle.result()
+
+
+async def test_a_24_installment_case_keeps_every_run_short(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await visit(h, handle, "MET")
+    await h.at_stage(handle, "NEGOTIATION")
+    amounts = split_evenly(DEBT, 24)
+    now = await h.now()
+    plan = PlanProposal(
+        [PlannedInstallment(now + h.day * 20 * (n + 1), a) for n, a in enumerate(amounts)],
+        proposed_by="QX01-C01",
+    )
+    await handle.execute_update(WF.propose_plan, plan)
+    await sign(h, handle)
+    await h.at_stage(handle, "FOLLOW_UP")
+    for n, amount in enumerate(amounts, start=1):
+        await h.advance(12)  # each installment paid a little before it falls due
+        await h.pay(handle, amount, reference=f"I-{n:02d}")
+        if n < 24:
+            await h.until(handle, lambda s, n=n: s.run > n, f"run {n + 1}")
+    assert (await handle.result()).outcome == "PAID_IN_FULL"
+    # Walk the chain of runs back from the last one.
+    lengths = []
+    run_id: str | None = None
+    while True:
+        history = await h.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        lengths.append(len(history.events))
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            break
+    print(f"events per run, last first: {lengths}")
+    assert len(lengths) == 24  # one run until the first installment, then one per cycle
+    assert max(lengths) < 300, lengths  # far below Temporal's 2,000-event guidance
+    await assert_replays(handle)

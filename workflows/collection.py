@@ -282,9 +282,7 @@ class LoanCollectionWorkflow:
             elif s.phase == "AWAIT_REPORT":
                 s.phase = "REMINDED"
                 s.phase_due = now + timedelta(seconds=p.visit_reminder_grace_seconds)
-                await self._task(
-                    TaskKind.VISIT_REMINDER, "visit report overdue", s.phase_due
-                )
+                await self._task(TaskKind.VISIT_REMINDER, "visit report overdue", s.phase_due)
             elif s.phase == "REMINDED":
                 s.phase = "ESCALATED"
                 s.phase_due = now + timedelta(seconds=p.escalation_grace_seconds)
@@ -503,7 +501,8 @@ class LoanCollectionWorkflow:
         if outcome == VisitOutcome.HOSTILE:
             s.hostile = True
         self._note(
-            "visit", f"visit {number}: {outcome} by {', '.join(report.collector_ids)}",
+            "visit",
+            f"visit {number}: {outcome} by {', '.join(report.collector_ids)}",
             report.reported_by or report.collector_ids[0],
         )
         if s.stage == Stage.FIELD_VISIT:
@@ -977,8 +976,13 @@ class LoanCollectionWorkflow:
             return
         self._published = values
         keys = (
-            sa.STAGE, sa.BRANCH, sa.COLLECTOR, sa.RISK_TIER,
-            sa.DAYS_PAST_DUE, sa.OUTSTANDING_FEN, sa.NEXT_ACTION_AT,
+            sa.STAGE,
+            sa.BRANCH,
+            sa.COLLECTOR,
+            sa.RISK_TIER,
+            sa.DAYS_PAST_DUE,
+            sa.OUTSTANDING_FEN,
+            sa.NEXT_ACTION_AT,
         )
         workflow.upsert_search_attributes(
             [

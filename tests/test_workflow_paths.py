@@ -32,7 +32,7 @@ from domain.models import (
 )
 from domain.money import split_evenly
 from service.cases import start_case
-from tests.harness import Harness, assert_replays, eventually, running_worker
+from tests.harness import Harness, assert_replays, eventually, run_histories, running_worker
 from workflows.collection import LoanCollectionWorkflow as WF
 
 DEBT = 1_000_000  # 10,000.00 yuan: the harness's default loan
@@ -490,16 +490,7 @@ async def test_a_24_installment_case_keeps_every_run_short(h: Harness) -> None:
         if n < 24:
             await h.until(handle, lambda s, n=n: s.run > n, f"run {n + 1}")
     assert (await handle.result()).outcome == "PAID_IN_FULL"
-    # Walk the chain of runs back from the last one.
-    lengths = []
-    run_id: str | None = None
-    while True:
-        history = await h.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
-        lengths.append(len(history.events))
-        started = history.events[0].workflow_execution_started_event_attributes
-        run_id = started.continued_execution_run_id or None
-        if run_id is None:
-            break
+    lengths = [len(history.events) for history in await run_histories(handle)]
     print(f"events per run, last first: {lengths}")
     assert len(lengths) == 24  # one run until the first installment, then one per cycle
     assert max(lengths) < 300, lengths  # far below Temporal's 2,000-event guidance

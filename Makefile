@@ -4,7 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test lint demo worker clean
+# Debian packages: a CJK font for agreement PDFs, HarfBuzz's font subsetter (fast PDFs),
+# pdftotext/pdftoppm for the document tests. Installed when missing (needs root).
+SYSTEM_PACKAGES := fonts-noto-cjk libharfbuzz-subset0 poppler-utils
+
+.PHONY: setup system-deps test lint demo worker agreement-sample clean
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq $$missing >/dev/null 2>&1 \
+	    || { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; }; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +25,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
 
 ## Runs the whole test suite (SQLite and the local PostgreSQL; time-skipping and dev server).
-test: $(STAMP)
+test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -23,11 +36,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 ## The main job on the embedded defaults: dev server, SQLite, worker, demo portfolio.
-demo: $(STAMP)
+demo: setup
 	$(BIN)/python -m cli.main demo $(DEMO_ARGS)
 
 worker: $(STAMP)
 	$(BIN)/python worker.py
+
+## A sample agreement (PDF and a PNG of its first page) under data/sample, to look at.
+agreement-sample: setup
+	$(BIN)/python -m cli.main sample-agreement --out data/sample
+	pdftoppm -png -r 80 -f 1 -l 1 data/sample/agreement.pdf data/sample/page
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -1,10 +1,11 @@
-"""Rendering repayment agreements (还款协议) as immutable, hashed versions."""
+"""Rendering repayment agreements (还款协议) as immutable, hashed versions (HTML and PDF)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -12,14 +13,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.clock import activity_now
-from activities.errors import not_found
+from activities.documents import PdfRenderer
+from activities.errors import invalid_input, not_found
 from activities.texts import environment
-from db.models import Agreement, AgreementInstallment, Branch
+from db.models import Agreement, AgreementInstallment, Branch, Loan, SignedScan
 from db.repository import case_for_loan, insert_ignore, loan_by_no
 from domain.models import AgreementRef, AgreementRequest
 from domain.names import Activities as A
 from domain.privacy import mask_id_number
 from domain.timerules import local_date
+
+SCAN_TYPES = {
+    b"\xff\xd8\xff": "image/jpeg",
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"%PDF-": "application/pdf",
+}
+MAX_SCAN_BYTES = 20 * 1024 * 1024
 
 
 def plan_hash(request: AgreementRequest) -> str:
@@ -37,11 +46,50 @@ def plan_hash(request: AgreementRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def write_once(path: Path, data: bytes) -> Path:
+    """Content-addressed files are written atomically and never rewritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
+
+
 class AgreementActivities:
-    def __init__(self, sessions: sessionmaker[Session], store: Path) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], store: Path, pdf: PdfRenderer | None = None
+    ) -> None:
         self.sessions = sessions
         self.store = store
         self.env = environment(autoescape=True)
+        self.pdf = pdf or PdfRenderer()
+
+    def render_html(
+        self, request: AgreementRequest, loan: Loan, branch: Branch | None, version: int
+    ) -> str:
+        policy = request.policy
+        borrower = loan.borrower
+        plan = request.plan
+        return self.env.get_template("agreement/agreement.html.j2").render(
+            version=version,
+            loan=loan,
+            branch_name=branch.name if branch else loan.branch_code,
+            borrower_name=borrower.name,
+            borrower_id_masked=mask_id_number(borrower.id_number),
+            borrower_address=borrower.address,
+            debt_fen=request.debt_fen,
+            paid_fen=request.paid_fen,
+            outstanding_fen=plan.total_fen,
+            plan=plan,
+            installments=[
+                (i.seq, local_date(i.due_at, policy).isoformat(), i.amount_fen)
+                for i in plan.installments
+            ],
+            collectors=request.collectors,
+            drawn_up_on=local_date(plan.accepted_at, policy).isoformat(),
+            grace_days=policy.grace_seconds // 86400,
+        )
 
     @activity.defn(name=A.RENDER_AGREEMENT)
     def render_agreement(self, request: AgreementRequest) -> AgreementRef:
@@ -55,18 +103,21 @@ class AgreementActivities:
                 select(Agreement).where(Agreement.case_id == case.id, Agreement.plan_hash == key)
             )
             if existing is not None:
-                return _ref(existing)
+                return _ref(existing)  # a retry, or the same plan rendered before
             version = 1 + (
                 session.scalar(
                     select(func.max(Agreement.version)).where(Agreement.case_id == case.id)
                 )
                 or 0
             )
-            branch = session.get(Branch, loan.branch_code)
-            html = self._render(request, loan, branch, version)
-            data = html.encode("utf-8")
-            digest = hashlib.sha256(data).hexdigest()
-            path = self._write(request.loan_no, version, digest, data)
+            html = self.render_html(request, loan, session.get(Branch, loan.branch_code), version)
+            html_bytes = html.encode("utf-8")
+            pdf_bytes = self.pdf.render(html)
+            html_sha = hashlib.sha256(html_bytes).hexdigest()
+            pdf_sha = hashlib.sha256(pdf_bytes).hexdigest()
+            folder = self.store / request.loan_no
+            html_path = write_once(folder / f"v{version}-{html_sha[:16]}.html", html_bytes)
+            pdf_path = write_once(folder / f"v{version}-{pdf_sha[:16]}.pdf", pdf_bytes)
             inserted = insert_ignore(
                 session,
                 Agreement,
@@ -75,9 +126,11 @@ class AgreementActivities:
                     version=version,
                     plan_number=request.plan.number,
                     plan_hash=key,
-                    sha256=digest,
-                    html_path=str(path),
-                    size_bytes=len(data),
+                    sha256=pdf_sha,
+                    pdf_path=str(pdf_path),
+                    size_bytes=len(pdf_bytes),
+                    html_path=str(html_path),
+                    html_sha256=html_sha,
                     total_fen=request.plan.total_fen,
                     created_at=activity_now(),
                 ),
@@ -99,38 +152,59 @@ class AgreementActivities:
                     )
             return _ref(row)
 
-    def _render(self, request: AgreementRequest, loan, branch, version: int) -> str:  # type: ignore[no-untyped-def]
-        policy = request.policy
-        borrower = loan.borrower
-        return self.env.get_template("agreement/agreement.html.j2").render(
-            version=version,
-            loan=loan,
-            branch_name=branch.name if branch else loan.branch_code,
-            borrower_name=borrower.name,
-            borrower_id_masked=mask_id_number(borrower.id_number),
-            debt_fen=request.debt_fen,
-            paid_fen=request.paid_fen,
-            plan=request.plan,
-            installments=[
-                (i.seq, local_date(i.due_at, policy).isoformat(), i.amount_fen)
-                for i in request.plan.installments
-            ],
-            collectors=request.collectors,
-            drawn_up_on=local_date(request.plan.accepted_at, policy).isoformat(),
-            grace_days=policy.grace_seconds // 86400,
-        )
 
-    def _write(self, loan_no: str, version: int, digest: str, data: bytes) -> Path:
-        """Content-addressed and written atomically: a rewrite is the same bytes."""
-        folder = self.store / loan_no
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"v{version}-{digest[:16]}.html"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return path
+def store_signed_scan(
+    sessions: sessionmaker[Session],
+    store: Path,
+    loan_no: str,
+    version: int,
+    data: bytes,
+    uploaded_by: str,
+    now: datetime,
+) -> SignedScan:
+    """Keep a photo or scan of the signed paper beside its version; the same file twice is one."""
+    content_type = next((t for magic, t in SCAN_TYPES.items() if data.startswith(magic)), None)
+    if content_type is None:
+        raise invalid_input("file: a signed scan must be a JPEG, PNG or PDF")
+    if len(data) > MAX_SCAN_BYTES:
+        raise invalid_input(f"file: at most {MAX_SCAN_BYTES // 2**20} MB")
+    digest = hashlib.sha256(data).hexdigest()
+    with sessions.begin() as session:
+        loan = loan_by_no(session, loan_no)
+        if loan is None:
+            raise not_found(f"loan {loan_no} is not in the database")
+        agreement = session.scalar(
+            select(Agreement).where(
+                Agreement.case_id == case_for_loan(session, loan, now).id,
+                Agreement.version == version,
+            )
+        )
+        if agreement is None:
+            raise not_found(f"loan {loan_no} has no agreement version {version}")
+        suffix = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}[content_type]
+        path = write_once(store / loan_no / f"v{version}-signed-{digest[:16]}.{suffix}", data)
+        insert_ignore(
+            session,
+            SignedScan,
+            dict(
+                agreement_id=agreement.id,
+                sha256=digest,
+                path=str(path),
+                size_bytes=len(data),
+                content_type=content_type,
+                uploaded_by=uploaded_by,
+                uploaded_at=now,
+            ),
+            ["agreement_id", "sha256"],
+        )
+        scan = session.scalar(
+            select(SignedScan).where(
+                SignedScan.agreement_id == agreement.id, SignedScan.sha256 == digest
+            )
+        )
+        assert scan is not None
+        return scan
 
 
 def _ref(row: Agreement) -> AgreementRef:
-    return AgreementRef(row.version, row.sha256, row.plan_number, row.html_path)
+    return AgreementRef(row.version, row.sha256, row.plan_number, row.pdf_path)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from domain.capital import capital_amount
 from domain.money import yuan
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -21,6 +22,7 @@ def environment(autoescape: bool = True) -> Environment:
         keep_trailing_newline=False,
     )
     env.filters["yuan"] = lambda fen: yuan(int(fen))
+    env.filters["capital"] = lambda fen: capital_amount(int(fen))
     return env
 
 

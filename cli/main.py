@@ -132,6 +132,110 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_agreements(args: argparse.Namespace, settings: Settings) -> int:
+    """The agreement versions of a loan, with the SHA-256 a signature must quote."""
+    from sqlalchemy import select
+
+    from db.models import Agreement, Case, Loan, SignedScan
+
+    engine = make_engine(settings.db_url)
+    with session_factory(engine)() as session:
+        rows = session.scalars(
+            select(Agreement)
+            .join(Case, Case.id == Agreement.case_id)
+            .join(Loan, Loan.id == Case.loan_id)
+            .where(Loan.loan_no == args.loan_no)
+            .order_by(Agreement.version)
+        ).all()
+        if not rows:
+            print(f"loan {args.loan_no}: no agreement yet", file=sys.stderr)
+            return 1
+        for a in rows:
+            signed = (
+                f"signed {a.signed_at:%Y-%m-%d} at {a.signed_place} ({a.signed_by})"
+                if a.signed_at
+                else "not signed"
+            )
+            print(f"version {a.version}  plan {a.plan_number}  {signed}")
+            print(f"  sha256 {a.sha256}")
+            print(f"  pdf    {a.pdf_path}\n  html   {a.html_path}")
+            for scan in session.scalars(select(SignedScan).where(SignedScan.agreement_id == a.id)):
+                print(f"  signed paper {scan.path} sha256 {scan.sha256} ({scan.uploaded_by})")
+    engine.dispose()
+    return 0
+
+
+def cmd_attach_scan(args: argparse.Namespace, settings: Settings) -> int:
+    from temporalio.exceptions import ApplicationError
+
+    from activities.agreements import store_signed_scan
+
+    engine = make_engine(settings.db_url)
+    try:
+        scan = store_signed_scan(
+            session_factory(engine),
+            settings.data_dir / "agreements",
+            args.loan_no,
+            args.version,
+            open(args.file, "rb").read(),
+            args.by,
+            datetime.now(UTC),
+        )
+    except (ApplicationError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"stored {scan.path} sha256 {scan.sha256}")
+    return 0
+
+
+def cmd_sample_agreement(args: argparse.Namespace, settings: Settings) -> int:
+    """Render one agreement through the real activity, for a person to look at."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from activities.agreements import AgreementActivities
+    from domain.models import AgreementRequest, Installment, Plan
+    from domain.plans import add_months, monthly_plan
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/sample.db"
+        upgrade(url)
+        engine = make_engine(url)
+        sessions = session_factory(engine)
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        spec = demo_specs(1, today)[0]
+        with sessions.begin() as session:
+            add_branches_and_collectors(session)
+            loan = add_loan(session, spec)
+            debt = loan.debt_fen
+        policy = settings.policy()
+        first_due = add_months(today.replace(day=10), 1)
+        proposal = monthly_plan(debt, 6, first_due, policy, "QX01-C01", debt // 5)
+        plan = Plan(
+            1,
+            [
+                Installment(n, i.due_at, i.amount_fen)
+                for n, i in enumerate(proposal.installments, 1)
+            ],
+            "QX01-C01",
+            datetime.now(UTC),
+            0,
+            first_is_down_payment=True,
+        )
+        ref = AgreementActivities(sessions, Path(tmp) / "agreements").render_agreement(
+            AgreementRequest(spec.loan_no, plan, ["QX01-C01", "QX01-C02"], debt, 0, policy)
+        )
+        shutil.copy(ref.path, out / "agreement.pdf")
+        engine.dispose()
+    print(f"{out / 'agreement.pdf'}  sha256 {ref.sha256}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.db_url)
     print(f"migrated {settings.db_url}")
@@ -155,6 +259,15 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--min-dpd", type=int)
     ls.add_argument("--overdue-action", action="store_true", help="next action already due")
     ls.add_argument("--limit", type=int, default=50)
+    ag = sub.add_parser("agreements", help="a loan's agreement versions and their SHA-256")
+    ag.add_argument("loan_no")
+    at = sub.add_parser("attach-scan", help="keep a photo or scan of a signed agreement")
+    at.add_argument("loan_no")
+    at.add_argument("version", type=int)
+    at.add_argument("file")
+    at.add_argument("--by", required=True, help="who uploads it")
+    sa = sub.add_parser("sample-agreement", help="render a sample agreement PDF")
+    sa.add_argument("--out", default="data/sample")
     return p
 
 
@@ -162,8 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
     settings = Settings.from_env()
-    if args.command == "migrate":
-        return cmd_migrate(args, settings)
+    sync_commands = {
+        "migrate": cmd_migrate,
+        "agreements": cmd_agreements,
+        "attach-scan": cmd_attach_scan,
+        "sample-agreement": cmd_sample_agreement,
+    }
+    if args.command in sync_commands:
+        return sync_commands[args.command](args, settings)
     command = {"demo": cmd_demo, "status": cmd_status, "list": cmd_list}[args.command]
     try:
         return asyncio.run(command(args, settings))

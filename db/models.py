@@ -11,6 +11,7 @@ from datetime import date, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Integer,
@@ -22,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from db.types import AwareDateTime
+from domain.capital import MAX_AMOUNT_FEN
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -32,6 +34,13 @@ NAMING = {
 }
 
 Money = BigInteger  # fen; a county's portfolio overflows 32 bits
+
+
+def money_check(*columns: str) -> tuple[CheckConstraint, ...]:
+    """Amounts are never negative and never beyond what the agreement can write in words."""
+    return tuple(
+        CheckConstraint(f"{c} BETWEEN 0 AND {MAX_AMOUNT_FEN}", name=f"{c}_range") for c in columns
+    )
 
 
 class Base(DeclarativeBase):
@@ -74,6 +83,9 @@ class Borrower(Base):
 
 class Loan(Base):
     __tablename__ = "loans"
+    __table_args__ = money_check(
+        "principal_fen", "outstanding_principal_fen", "interest_fen", "penalty_fen"
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     loan_no: Mapped[str] = mapped_column(String(40), unique=True)
     borrower_id: Mapped[int] = mapped_column(ForeignKey("borrowers.id"), index=True)
@@ -213,15 +225,19 @@ class Agreement(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "version"),
         UniqueConstraint("case_id", "plan_hash"),
+        *money_check("total_fen"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     version: Mapped[int] = mapped_column(Integer)
     plan_number: Mapped[int] = mapped_column(Integer)
     plan_hash: Mapped[str] = mapped_column(String(64))
+    # The signed document is the PDF: its SHA-256 is what a signature names.
     sha256: Mapped[str] = mapped_column(String(64))
-    html_path: Mapped[str] = mapped_column(String(300))
+    pdf_path: Mapped[str] = mapped_column(String(300))
     size_bytes: Mapped[int] = mapped_column(Integer)
+    html_path: Mapped[str] = mapped_column(String(300))
+    html_sha256: Mapped[str] = mapped_column(String(64))
     total_fen: Mapped[int] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
     signed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
@@ -235,7 +251,7 @@ class Agreement(Base):
 
 class AgreementInstallment(Base):
     __tablename__ = "agreement_installments"
-    __table_args__ = (UniqueConstraint("agreement_id", "seq"),)
+    __table_args__ = (UniqueConstraint("agreement_id", "seq"), *money_check("amount_fen"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"))
     seq: Mapped[int] = mapped_column(Integer)
@@ -243,8 +259,24 @@ class AgreementInstallment(Base):
     amount_fen: Mapped[int] = mapped_column(Money)
 
 
+class SignedScan(Base):
+    """A photo or scan of the signed paper, kept beside its version with its own hash."""
+
+    __tablename__ = "signed_scans"
+    __table_args__ = (UniqueConstraint("agreement_id", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(300))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(40))
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
 class Payment(Base):
     __tablename__ = "payments"
+    __table_args__ = money_check("amount_fen")
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference: Mapped[str] = mapped_column(String(64), unique=True)
     loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"), index=True)

@@ -77,7 +77,7 @@ def add_loan(session: Session, spec: LoanSpec) -> Loan:
             id_number=spec.id_number,
             name=spec.name,
             phone=spec.phone,
-            address=f"{spec.village}村",
+            address=f"{spec.village}村" if spec.village else "",
             village=spec.village,
             remote=spec.remote,
             hostile=spec.hostile,

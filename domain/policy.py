@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 MINUTE = 60
 HOUR = 60 * MINUTE
@@ -99,6 +100,9 @@ class Policy:
                     f"policy field {name!r} must be {type(current).__name__}, got {value!r}"
                 )
         return dataclasses.replace(self, **overrides)
+
+    def timezone_info(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def quiet_hours(self) -> tuple[int, int]:

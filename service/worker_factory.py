@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,4 +59,6 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_cached_workflows=max_cached_workflows,
+        # On SIGTERM, running activities get this long to finish before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=30),
     )

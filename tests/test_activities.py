@@ -262,9 +262,10 @@ def test_agreement_versions_are_immutable_and_hashed(sessions, tmp_path: Path) -
     v2 = acts.render_agreement(agreement_request(loan_no, 2, (400_000, 600_000)))
     assert v2.version == 2 and v2.sha256 != v1.sha256
     assert count(sessions, Agreement) == 2
-    html = Path(v1.path).read_bytes()
-    assert hashlib.sha256(html).hexdigest() == v1.sha256
-    text = html.decode()
+    assert hashlib.sha256(Path(v1.path).read_bytes()).hexdigest() == v1.sha256  # the PDF
+    with sessions() as session:
+        html = Path(session.scalar(select(Agreement.html_path).where(Agreement.version == 1)))
+    text = html.read_text()
     assert "&lt;b&gt;张&amp;三&lt;/b&gt;" in text and "<b>张" not in text  # autoescaped
     assert "**************" in text and "2027-01-10" in text and "10,000.00" in text
 

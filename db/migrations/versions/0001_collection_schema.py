@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:37:06.669084
+Create Date: 2026-11-29
 """
 from collections.abc import Sequence
 
@@ -71,6 +71,10 @@ def upgrade() -> None:
     sa.Column('overdue_since', sa.Date(), nullable=False),
     sa.Column('prior_broken_promises', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.CheckConstraint('interest_fen BETWEEN 0 AND 999999999999999999', name=op.f('ck_loans_interest_fen_range')),
+    sa.CheckConstraint('outstanding_principal_fen BETWEEN 0 AND 999999999999999999', name=op.f('ck_loans_outstanding_principal_fen_range')),
+    sa.CheckConstraint('penalty_fen BETWEEN 0 AND 999999999999999999', name=op.f('ck_loans_penalty_fen_range')),
+    sa.CheckConstraint('principal_fen BETWEEN 0 AND 999999999999999999', name=op.f('ck_loans_principal_fen_range')),
     sa.ForeignKeyConstraint(['borrower_id'], ['borrowers.id'], name=op.f('fk_loans_borrower_id_borrowers')),
     sa.ForeignKeyConstraint(['branch_code'], ['branches.code'], name=op.f('fk_loans_branch_code_branches')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_loans')),
@@ -118,6 +122,7 @@ def upgrade() -> None:
     sa.Column('paid_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('source', sa.String(length=40), nullable=False),
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('amount_fen BETWEEN 0 AND 999999999999999999', name=op.f('ck_payments_amount_fen_range')),
     sa.ForeignKeyConstraint(['loan_id'], ['loans.id'], name=op.f('fk_payments_loan_id_loans')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payments')),
     sa.UniqueConstraint('reference', name=op.f('uq_payments_reference'))
@@ -132,13 +137,16 @@ def upgrade() -> None:
     sa.Column('plan_number', sa.Integer(), nullable=False),
     sa.Column('plan_hash', sa.String(length=64), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('html_path', sa.String(length=300), nullable=False),
+    sa.Column('pdf_path', sa.String(length=300), nullable=False),
     sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('html_path', sa.String(length=300), nullable=False),
+    sa.Column('html_sha256', sa.String(length=64), nullable=False),
     sa.Column('total_fen', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('signed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('signed_by', sa.String(length=64), nullable=True),
     sa.Column('signed_place', sa.String(length=200), nullable=True),
+    sa.CheckConstraint('total_fen BETWEEN 0 AND 999999999999999999', name=op.f('ck_agreements_total_fen_range')),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_agreements_case_id_cases')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agreements')),
     sa.UniqueConstraint('case_id', 'plan_hash', name=op.f('uq_agreements_case_id_plan_hash')),
@@ -250,13 +258,34 @@ def upgrade() -> None:
     sa.Column('seq', sa.Integer(), nullable=False),
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.CheckConstraint('amount_fen BETWEEN 0 AND 999999999999999999', name=op.f('ck_agreement_installments_amount_fen_range')),
     sa.ForeignKeyConstraint(['agreement_id'], ['agreements.id'], name=op.f('fk_agreement_installments_agreement_id_agreements')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agreement_installments')),
     sa.UniqueConstraint('agreement_id', 'seq', name=op.f('uq_agreement_installments_agreement_id_seq'))
     )
+    op.create_table('signed_scans',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('agreement_id', sa.Integer(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('path', sa.String(length=300), nullable=False),
+    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('content_type', sa.String(length=40), nullable=False),
+    sa.Column('uploaded_by', sa.String(length=64), nullable=False),
+    sa.Column('uploaded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['agreement_id'], ['agreements.id'], name=op.f('fk_signed_scans_agreement_id_agreements')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_signed_scans')),
+    sa.UniqueConstraint('agreement_id', 'sha256', name=op.f('uq_signed_scans_agreement_id_sha256'))
+    )
+    with op.batch_alter_table('signed_scans', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_signed_scans_agreement_id'), ['agreement_id'], unique=False)
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('signed_scans', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_signed_scans_agreement_id'))
+
+    op.drop_table('signed_scans')
     op.drop_table('agreement_installments')
     op.drop_table('visits')
     with op.batch_alter_table('tasks', schema=None) as batch_op:

@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 # pdftotext/pdftoppm for the document tests. Installed when missing (needs root).
 SYSTEM_PACKAGES := fonts-noto-cjk libharfbuzz-subset0 poppler-utils
 
+# Prism serves a mock of Twilio's API from its OpenAPI description, for the SMS tests.
+PRISM := .tools/prism/node_modules/.bin/prism
+
 .PHONY: setup system-deps test lint demo worker agreement-sample clean
 
 system-deps:
@@ -25,7 +28,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: system-deps $(STAMP)
+$(PRISM):
+	npm install --prefix .tools/prism --no-audit --no-fund --loglevel=error \
+	  @stoplight/prism-cli@5.14.2
+
+setup: system-deps $(STAMP) $(PRISM)
 
 ## Runs the whole test suite (SQLite and the local PostgreSQL; time-skipping and dev server).
 test: setup
@@ -48,4 +55,4 @@ agreement-sample: setup
 	pdftoppm -png -r 80 -f 1 -l 1 data/sample/agreement.pdf data/sample/page
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache .tools

@@ -12,6 +12,8 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from activities.sms_gateway import RecordingGateway
+from activities.twilio_gateway import TwilioGateway, TwilioSettings
 from db.engine import make_engine, session_factory
 from service.settings import Settings
 from service.temporal_client import connect
@@ -31,23 +33,29 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         else make_engine(settings.db_url)
     )
     client = await connect(settings)
+    twilio = TwilioSettings.from_env()
+    gateway = TwilioGateway(twilio) if twilio else RecordingGateway()
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(
             client,
             settings.task_queue,
             session_factory(engine),
             settings.data_dir,
+            gateway=gateway,
             executor=executor,
             sms_language=settings.sms_language,
             max_cached_workflows=settings.max_cached_workflows,
         )
         log.info(
-            "worker on %s namespace %s task queue %s; SMS are recorded, not sent "
-            "(no SMS provider configured)",
+            "worker on %s namespace %s task queue %s",
             settings.temporal_address,
             settings.temporal_namespace,
             settings.task_queue,
         )
+        if twilio:
+            log.info("SMS go out through Twilio (account %s…)", twilio.account_sid[:6])
+        else:
+            log.warning("no TWILIO_ACCOUNT_SID: SMS are recorded in the outbox, not sent")
         async with worker:
             await stop.wait()
             log.info("stopping: finishing running activities")

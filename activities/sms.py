@@ -11,7 +11,7 @@ from temporalio import activity
 
 from activities.clock import activity_now
 from activities.errors import not_found
-from activities.sms_gateway import SmsGateway
+from activities.sms_gateway import PermanentSmsFailure, SmsGateway
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
 from db.repository import case_for_loan, insert_ignore, loan_by_no
@@ -19,12 +19,12 @@ from domain.models import SmsRequest, SmsResult
 from domain.names import Activities as A
 from domain.policy import Policy
 from domain.privacy import mask_phone
-from domain.sms_text import segments
+from domain.sms_text import OPTED_OUT_CODE, segments
 from domain.stages import CLOSED_STAGES
 from domain.timerules import cap_release, in_quiet_hours, quiet_hours_end
 
 log = logging.getLogger(__name__)
-DONE = ("SENT", "RECORDED", "BLOCKED")
+DONE = ("SENT", "RECORDED", "BLOCKED", "FAILED")
 
 
 class SmsActivities:
@@ -85,7 +85,13 @@ class SmsActivities:
             row.status, row.reason, row.body = "PENDING", "", body
         # Committed as PENDING before the provider sees it: a crash between the provider's
         # acceptance and the commit below is the one window in which a retry sends twice.
-        result = self.gateway.send(borrower.phone or "", body, req.key)
+        try:
+            result = self.gateway.send(borrower.phone or "", body, req.key)
+        except PermanentSmsFailure as failure:
+            return self._failed(req, failure, now)
+        except Exception as error:
+            self._note_retry(req.key, error)
+            raise  # Temporal retries with backoff
         with self.sessions.begin() as session:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             assert row is not None
@@ -105,6 +111,47 @@ class SmsActivities:
             )
             log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
             return _result(row)
+
+    def _failed(self, req: SmsRequest, failure: PermanentSmsFailure, now: datetime) -> SmsResult:
+        with self.sessions.begin() as session:
+            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            assert row is not None
+            row.status, row.reason = "FAILED", str(failure)[:500]
+            if failure.code == OPTED_OUT_CODE:
+                borrower = session.get(Borrower, row.borrower_id)
+                assert borrower is not None
+                borrower.sms_opted_out, borrower.opted_out_at = True, now
+            insert_ignore(
+                session,
+                ContactAttempt,
+                dict(
+                    key=f"sms:{req.key}",
+                    case_id=row.case_id,
+                    channel="SMS",
+                    at=now,
+                    outcome="FAILED",
+                    detail=f"{req.purpose}: {failure}"[:500],
+                ),
+                ["key"],
+            )
+        log.warning("SMS %s failed for good: %s", req.key, failure)
+        return SmsResult(
+            req.key,
+            "FAILED",
+            str(failure),
+            error_code=failure.code,
+            number_unusable=failure.number_unusable,
+        )
+
+    def _note_retry(self, key: str, error: Exception) -> None:
+        """Each attempt's outcome stays on the outbox row, even when it will be retried."""
+        try:
+            with self.sessions.begin() as session:
+                row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
+                if row is not None:
+                    row.reason = f"will retry: {error}"[:500]
+        except Exception:  # the database may be what failed; the retry is what matters
+            log.exception("could not note the failed attempt of SMS %s", key)
 
     def _rules(
         self, session: Session, req: SmsRequest, case: Case, borrower: Borrower, now: datetime

@@ -17,6 +17,15 @@ class GatewayResult:
     provider_sid: str | None = None
 
 
+class PermanentSmsFailure(Exception):
+    """The provider refused this message for good; the case must go on without it."""
+
+    def __init__(self, code: int | None, message: str, number_unusable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.number_unusable = number_unusable  # no SMS will ever reach this number
+
+
 class SmsGateway(Protocol):
     name: str
 

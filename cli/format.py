@@ -39,7 +39,8 @@ def status_text(s: CaseStatus, policy: Policy | None = None) -> str:
         lines.append(f"  agreement v{s.agreement.version} sha256 {s.agreement.sha256}{signed}")
     c = s.counters
     lines.append(
-        f"  attempts     sms {c.sms_sent} (blocked {c.sms_blocked}), visits {c.visits}, "
+        f"  attempts     sms {c.sms_sent} (blocked {c.sms_blocked}, failed {c.sms_failed}), "
+        f"visits {c.visits}, "
         f"unreached {c.unreached_visits}, refusals {c.refusals}, broken promises "
         f"{c.broken_promises}, renegotiations {c.renegotiations}, escalations {c.escalations}"
     )

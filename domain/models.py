@@ -179,6 +179,7 @@ class HistoryEntry:
 class Counters:
     sms_sent: int = 0
     sms_blocked: int = 0
+    sms_failed: int = 0
     visits: int = 0
     unreached_visits: int = 0
     refusals: int = 0
@@ -383,6 +384,8 @@ class SmsResult:
     not_before: datetime | None = None
     sent_at: datetime | None = None
     segments: int = 0
+    error_code: int | None = None  # the provider's, when status is FAILED
+    number_unusable: bool = False  # FAILED because no SMS can reach the number
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The provider's error code for a recipient who opted out (Twilio: they replied STOP).
+OPTED_OUT_CODE = 21610
+
 # The GSM 03.38 basic character set; anything else forces UCS-2 (all Chinese text does).
 _GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"

@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.sms_gateway import SmsGateway
 from db.seed import LoanSpec, add_loan
 from domain.models import CaseResult, CaseStatus, PaymentPosted
 from domain.policy import Policy, fast_policy
@@ -186,10 +187,11 @@ async def running_worker(
     sessions: sessionmaker[Session],
     data_dir: Path,
     fast: bool = False,
+    gateway: SmsGateway | None = None,
 ) -> AsyncIterator[Harness]:
     """A worker on a fresh task queue; `fast`: policy days are seconds (dev server)."""
     task_queue = f"tq-{uuid.uuid4()}"
-    worker = build_worker(env.client, task_queue, sessions, data_dir)
+    worker = build_worker(env.client, task_queue, sessions, data_dir, gateway=gateway)
     day, policy = (
         (timedelta(seconds=1), fast_policy()) if fast else (timedelta(days=1), OPEN_POLICY)
     )

@@ -10,6 +10,7 @@ import pytest
 from domain.assessment import assess
 from domain.models import CaseFacts, PlannedInstallment, PlanProposal
 from domain.money import split_evenly, yuan
+from domain.phones import PhoneError, normalize_phone
 from domain.plans import PlanRejected, add_months, check_plan, monthly_plan
 from domain.policy import Policy, PolicyError, fast_policy
 from domain.privacy import mask_id_number, mask_phone
@@ -203,3 +204,40 @@ def test_masking_keeps_only_what_identifies_nothing() -> None:
     assert mask_phone("+8613912345678") == "+86139****5678"
     assert mask_id_number("522401198001011234") == "**************1234"
     assert mask_phone(None) == "" and mask_id_number("") == ""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "13912345678",
+        "139 1234 5678",
+        "139-1234-5678",
+        "１３９１２３４５６７８",
+        "+86 139 1234 5678",
+        "0086-13912345678",
+        "8613912345678",
+        "（139）1234－5678",
+    ],
+)
+def test_mainland_mobiles_normalise_to_e164(raw: str) -> None:
+    assert normalize_phone(raw) == "+8613912345678"
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("", "empty"),
+        ("1391234567", "11-digit"),
+        ("23912345678", "11-digit"),
+        ("010-12345678", "11-digit"),
+        ("+1 2", "international"),
+        ("abc", "11-digit"),
+    ],
+)
+def test_bad_numbers_are_refused_with_the_field(raw: str, why: str) -> None:
+    with pytest.raises(PhoneError, match=f"phone: .*{why}"):
+        normalize_phone(raw)
+
+
+def test_foreign_numbers_keep_their_country_code() -> None:
+    assert normalize_phone("+852 6123 4567") == "+85261234567"

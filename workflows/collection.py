@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.names import WORKFLOW_TYPE
     from domain.names import Activities as A
     from domain.plans import PlanRejected, check_plan
+    from domain.sms_text import OPTED_OUT_CODE
     from domain.stages import (
         CLOSED_STAGES,
         MANUAL_CLOSE_STAGES,
@@ -237,11 +238,16 @@ class LoanCollectionWorkflow:
         if s.phase == "":
             s.phase = "NOTICE"
         if s.phase == "NOTICE":
-            await self._sms(
+            notice = await self._sms(
                 "first_notice",
                 amount_fen=str(self._outstanding()),
                 days_past_due=str(self._dpd()),
             )
+            if notice.status == "FAILED":
+                await self._enter(
+                    Stage.FIELD_VISIT, f"first notice could not be delivered ({notice.reason})"
+                )
+                return
             s.phase = "AWAIT_RESPONSE"
             s.phase_due = workflow.now() + timedelta(seconds=s.policy.contact_wait_seconds)
             await self._task(
@@ -847,6 +853,13 @@ class LoanCollectionWorkflow:
             s.sms_sent_at.append(sent_at)
             s.counters.sms_sent += 1
             self._note("sms", f"{purpose} {result.status.lower()}")
+        elif result.status == "FAILED":
+            s.counters.sms_failed += 1
+            if result.error_code == OPTED_OUT_CODE:
+                s.opted_out = True
+            elif result.number_unusable:
+                s.has_phone = False
+            self._note("sms", f"{purpose} failed: {result.reason}")
         else:
             s.counters.sms_blocked += 1
             if "opted out" in result.reason:

@@ -1,0 +1,131 @@
+"""SMS through Twilio's REST API, with its errors classified for Temporal's retries."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.exceptions import ApplicationError
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from activities.sms_gateway import GatewayResult, PermanentSmsFailure
+from domain.privacy import mask_phone
+
+log = logging.getLogger(__name__)
+
+TWILIO_API = "https://api.twilio.com"
+# Numbers that will never take an SMS: not a valid 'To', not a mobile, unreachable, or a
+# destination the account may not reach. Retrying cannot help; a visit can.
+UNREACHABLE = {21211, 21214, 21217, 21401, 21407, 21408, 21612, 21614}
+AUTH_CODES = {20003, 20005}
+
+
+@dataclass
+class TwilioSettings:
+    account_sid: str
+    auth_token: str | None = None
+    api_key_sid: str | None = None  # an API key pair instead of the auth token
+    api_key_secret: str | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    status_callback_url: str | None = None
+    api_base: str | None = None  # another base URL: a regional edge, or a mock in tests
+
+    @classmethod
+    def from_env(cls) -> TwilioSettings | None:
+        """None when Twilio is not configured: the recording gateway is used instead."""
+        env = os.environ.get
+        if not env("TWILIO_ACCOUNT_SID"):
+            return None
+        settings = cls(
+            account_sid=env("TWILIO_ACCOUNT_SID", ""),
+            auth_token=env("TWILIO_AUTH_TOKEN"),
+            api_key_sid=env("TWILIO_API_KEY_SID"),
+            api_key_secret=env("TWILIO_API_KEY_SECRET"),
+            from_number=env("TWILIO_FROM"),
+            messaging_service_sid=env("TWILIO_MESSAGING_SERVICE_SID"),
+            status_callback_url=env("TWILIO_STATUS_CALLBACK_URL"),
+            api_base=env("TWILIO_API_BASE"),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not (self.auth_token or (self.api_key_sid and self.api_key_secret)):
+            raise ValueError("Twilio: set TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID and _SECRET")
+        if not (self.from_number or self.messaging_service_sid):
+            raise ValueError("Twilio: set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID")
+
+
+class _BaseUrlHttpClient(TwilioHttpClient):
+    """Sends what the client would send to api.twilio.com to another base URL."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.base = base.rstrip("/")
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        if url.startswith(TWILIO_API):
+            url = self.base + url[len(TWILIO_API) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioGateway:
+    name = "twilio"
+
+    def __init__(self, settings: TwilioSettings, timeout: float = 10.0) -> None:
+        settings.check()
+        self.settings = settings
+        http = (
+            _BaseUrlHttpClient(settings.api_base, timeout)
+            if settings.api_base
+            else TwilioHttpClient(timeout=timeout)
+        )
+        if settings.api_key_sid:
+            self.client = Client(
+                settings.api_key_sid,
+                settings.api_key_secret,
+                settings.account_sid,
+                http_client=http,
+            )
+        else:
+            self.client = Client(settings.account_sid, settings.auth_token, http_client=http)
+
+    def send(self, to: str, body: str, key: str) -> GatewayResult:
+        s = self.settings
+        params: dict[str, str] = {"to": to, "body": body}
+        if s.messaging_service_sid:
+            params["messaging_service_sid"] = s.messaging_service_sid
+        else:
+            params["from_"] = s.from_number or ""
+        if s.status_callback_url:
+            params["status_callback"] = s.status_callback_url
+        try:
+            message = self.client.messages.create(**params)
+        except TwilioRestException as e:
+            raise classify(e) from None
+        log.info("SMS %s accepted by Twilio as %s for %s", key, message.sid, mask_phone(to))
+        return GatewayResult("SENT", message.sid)
+
+
+def classify(e: TwilioRestException) -> Exception:
+    """What a Twilio error means for a retry: permanent, retry later, or fix the settings."""
+    if e.status == 401 or e.code in AUTH_CODES:
+        # Nothing will go out until an operator fixes the credentials: retry rarely and say so.
+        return ApplicationError(
+            "Twilio rejected our credentials: check TWILIO_ACCOUNT_SID and the auth token or "
+            "API key; sending resumes once they are right",
+            type="TwilioAuthentication",
+            next_retry_delay=timedelta(minutes=15),
+        )
+    if e.status == 429 or e.status >= 500:
+        return ApplicationError(
+            f"Twilio unavailable ({e.status} {e.code or ''}): retrying", type="TwilioUnavailable"
+        )
+    return PermanentSmsFailure(
+        e.code, f"twilio {e.code or e.status}: {e.msg}", number_unusable=e.code in UNREACHABLE
+    )

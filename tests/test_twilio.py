@@ -1,0 +1,225 @@
+"""SMS through the real twilio client: against Twilio's own contract (a Prism mock of
+../shared/twilio/twilio_api_v2010.json) and against a local server answering Twilio's errors.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from temporalio.exceptions import ApplicationError
+
+from activities.sms import SmsActivities
+from activities.sms_gateway import GatewayResult, PermanentSmsFailure
+from activities.twilio_gateway import TwilioGateway, TwilioSettings
+from db.models import Borrower, SmsOutbox
+from tests.harness import Harness, running_worker
+from tests.test_activities import new_loan, sms
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT.parent / "shared" / "twilio" / "twilio_api_v2010.json"
+PRISM = ROOT / ".tools" / "prism" / "node_modules" / ".bin" / "prism"
+ACCOUNT = "AC" + "0123456789abcdef" * 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prism() -> Iterator[str]:
+    """Prism serves Twilio's OpenAPI description and answers 422 to any request outside it."""
+    assert SPEC.exists(), f"Twilio's OpenAPI description is missing: {SPEC}"
+    assert PRISM.exists(), "Prism is missing: run `make setup`"
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(PRISM), "mock", "--host", "127.0.0.1", "-p", str(port), str(SPEC)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert proc.poll() is None, "Prism exited"
+            assert time.monotonic() < deadline, "Prism did not start"
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def gateway(base: str, **kw: str) -> TwilioGateway:
+    values = dict(
+        account_sid=ACCOUNT,
+        auth_token="f" * 32,
+        from_number="+15005550006",
+        status_callback_url="https://coop.example.cn/twilio/status",
+        api_base=base,
+    )
+    values.update(kw)
+    return TwilioGateway(TwilioSettings(**values))  # type: ignore[arg-type]
+
+
+def test_requests_we_send_pass_twilios_contract(prism: str) -> None:
+    sent = gateway(prism).send(
+        "+8613912345678", "【青溪信用社】您尾号5678的贷款已逾期。回复TD退订。", "k1"
+    )
+    assert sent.status == "SENT" and sent.provider_sid.startswith("SM")
+    via_service = gateway(prism, from_number="", messaging_service_sid="MG" + "a" * 32)
+    assert via_service.send("+8613912345678", "测试", "k2").status == "SENT"
+    api_key = gateway(prism, auth_token="", api_key_sid="SK" + "b" * 32, api_key_secret="s")
+    assert api_key.send("+8613912345678", "测试", "k3").status == "SENT"
+
+
+def test_prism_refuses_a_request_outside_the_contract(prism: str) -> None:
+    """The check bites: a malformed StatusCallback is a 422 from Prism, not a pass."""
+    with pytest.raises(PermanentSmsFailure, match="422"):
+        gateway(prism, status_callback_url="not a url").send("+8613912345678", "x", "k4")
+
+
+def test_send_sms_activity_through_twilio_records_the_message_sid(prism: str, sessions) -> None:
+    loan_no = new_loan(sessions)
+    result = SmsActivities(sessions, gateway(prism)).send_sms(sms(loan_no, "t1"))
+    assert result.status == "SENT"
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox))
+        assert row.status == "SENT" and row.provider_sid.startswith("SM")
+
+
+class TwilioLike(BaseHTTPRequestHandler):
+    """Answers Messages.json as Twilio does, from a script of (status, body) answers."""
+
+    script: list[tuple[int, dict]] = []
+    seen: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        length = int(self.headers.get("Content-Length", 0))
+        type(self).seen.append({"path": self.path, "body": self.rfile.read(length).decode()})
+        status, body = type(self).script.pop(0)
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def twilio_error(code: int, status: int, message: str) -> tuple[int, dict]:
+    return status, {
+        "code": code,
+        "message": message,
+        "status": status,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+    }
+
+
+CREATED = (
+    201,
+    {
+        "sid": "SM" + "c" * 32,
+        "status": "queued",
+        "account_sid": ACCOUNT,
+        "to": "+8613912345678",
+        "body": "x",
+        "num_segments": "1",
+    },
+)
+
+
+@pytest.fixture
+def twilio_like() -> Iterator[str]:
+    TwilioLike.script, TwilioLike.seen = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TwilioLike)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("code", [21211, 21614])
+def test_unusable_numbers_are_not_retried(twilio_like: str, sessions, code: int) -> None:
+    TwilioLike.script = [twilio_error(code, 400, "The 'To' number is not a valid phone number")]
+    loan_no = new_loan(sessions)
+    result = SmsActivities(sessions, gateway(twilio_like)).send_sms(sms(loan_no, "e1"))
+    assert (result.status, result.error_code, result.number_unusable) == ("FAILED", code, True)
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox))
+        assert row.status == "FAILED" and str(code) in row.reason
+
+
+def test_unsubscribed_recipient_marks_the_borrower_opted_out(twilio_like: str, sessions) -> None:
+    TwilioLike.script = [twilio_error(21610, 400, "Attempt to send to unsubscribed recipient")]
+    loan_no = new_loan(sessions)
+    result = SmsActivities(sessions, gateway(twilio_like)).send_sms(sms(loan_no, "e2"))
+    assert (result.status, result.error_code) == ("FAILED", 21610)
+    with sessions() as session:
+        assert session.scalar(select(Borrower.sms_opted_out)) is True
+
+
+def test_busy_twilio_is_retried_and_the_message_goes_out_once(twilio_like: str, sessions) -> None:
+    TwilioLike.script = [
+        twilio_error(20429, 429, "Too Many Requests"),
+        twilio_error(20500, 503, "Service Unavailable"),
+        CREATED,
+    ]
+    acts = SmsActivities(sessions, gateway(twilio_like))
+    loan_no = new_loan(sessions)
+    for _ in range(2):  # Temporal's retries
+        with pytest.raises(ApplicationError) as e:
+            acts.send_sms(sms(loan_no, "r1"))
+        assert e.value.type == "TwilioUnavailable" and not e.value.non_retryable
+        with sessions() as session:
+            assert session.scalar(select(SmsOutbox.reason)).startswith("will retry")
+    assert acts.send_sms(sms(loan_no, "r1")).status == "SENT"
+    assert acts.send_sms(sms(loan_no, "r1")).status == "SENT"  # a late retry sends nothing
+    assert len(TwilioLike.seen) == 3
+    assert "StatusCallback=https" in TwilioLike.seen[-1]["body"]
+
+
+def test_bad_credentials_say_so_and_retry_slowly(twilio_like: str, sessions) -> None:
+    TwilioLike.script = [twilio_error(20003, 401, "Authenticate")]
+    loan_no = new_loan(sessions)
+    with pytest.raises(ApplicationError, match="credentials") as e:
+        SmsActivities(sessions, gateway(twilio_like)).send_sms(sms(loan_no, "a1"))
+    assert e.value.type == "TwilioAuthentication" and e.value.next_retry_delay.seconds == 900
+
+
+class UnusableNumber:
+    name = "unusable"
+
+    def send(self, to: str, body: str, key: str) -> GatewayResult:
+        raise PermanentSmsFailure(21614, "twilio 21614: not a mobile number", number_unusable=True)
+
+
+@pytest.fixture
+async def h_unusable(env, sqlite_sessions, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with running_worker(env, sqlite_sessions, tmp_path / "d", gateway=UnusableNumber()) as h:
+        yield h
+
+
+async def test_an_undeliverable_first_notice_sends_a_collector_at_once(h_unusable: Harness) -> None:
+    h = h_unusable
+    spec, handle = await h.start()
+    status = await h.at_stage(handle, "FIELD_VISIT")
+    assert status.counters.sms_failed == 1
+    assert "could not be delivered" in status.history[-1].detail or any(
+        "could not be delivered" in e.detail for e in status.history
+    )
+    # No contact wait was spent: the visit task is due a visit deadline after the start.
+    assert status.stage_since - (await h.status(handle)).history[0].at < h.day
+    await h.pay(handle, 1_000_000)
+    assert (await handle.result()).outcome == "PAID_IN_FULL"

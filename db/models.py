@@ -202,6 +202,35 @@ class SmsOutbox(Base):
     provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), index=True)
+    # From the provider's status callbacks: queued, sent, delivered, undelivered, failed.
+    delivery_status: Mapped[str | None] = mapped_column(String(16))
+    delivery_error: Mapped[str | None] = mapped_column(String(16))
+
+
+class InboundMessage(Base):
+    """Every SMS a borrower sent us, matched to their open case when there is one."""
+
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_number: Mapped[str] = mapped_column(String(20), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str] = mapped_column(String(16))
+    borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrowers.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class WebhookEvent(Base):
+    """Each provider callback processed once: (kind, message, status) is its identity."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("kind", "message_sid", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    message_sid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 
 class Visit(Base):

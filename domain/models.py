@@ -119,6 +119,16 @@ class PaymentPosted:
 
 
 @dataclass
+class DeliveryFailure:
+    """The provider could not deliver a message it had accepted (status callback)."""
+
+    message_sid: str
+    status: str  # undelivered or failed
+    error_code: str = ""
+    number_unusable: bool = False
+
+
+@dataclass
 class BorrowerReply:
     message_sid: str
     intent: ReplyIntent
@@ -240,6 +250,8 @@ class CaseState:
     task_seq: int = 0
     sms_sent_at: list[datetime] = field(default_factory=list)
     reply_sids: list[str] = field(default_factory=list)
+    failed_sids: list[str] = field(default_factory=list)
+    sms_undeliverable: bool = False  # a delivery receipt said the last message never arrived
     counters: Counters = field(default_factory=Counters)
     history: list[HistoryEntry] = field(default_factory=list)
     runs: int = 1

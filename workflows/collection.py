@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CaseState,
         CaseStatus,
         CloseRequest,
+        DeliveryFailure,
         HardshipHold,
         HistoryEntry,
         Hold,
@@ -254,7 +255,11 @@ class LoanCollectionWorkflow:
                 TaskKind.PHONE_CALL, "call the borrower about the overdue loan", s.phase_due
             )
         assert s.phase_due is not None
-        await self._wait(lambda: False, s.phase_due, "field visit unless the debt is paid")
+        if await self._wait(
+            lambda: s.sms_undeliverable, s.phase_due, "field visit unless the debt is paid"
+        ):
+            await self._enter(Stage.FIELD_VISIT, "the first notice was not delivered")
+            return
         await self._enter(Stage.FIELD_VISIT, "no payment in full after the first notice")
 
     async def _field_visit(self) -> None:
@@ -714,6 +719,18 @@ class LoanCollectionWorkflow:
             A.RECORD_PAYMENT,
             PaymentRecord(s.loan_no, payment, counted, s.paid_fen, self._outstanding()),
         )
+
+    @workflow.signal
+    def sms_delivery_failed(self, failure: DeliveryFailure) -> None:
+        s = self.s
+        if failure.message_sid in s.failed_sids:
+            return
+        s.failed_sids = (s.failed_sids + [failure.message_sid])[-50:]
+        s.counters.sms_failed += 1
+        s.sms_undeliverable = True
+        if failure.number_unusable:
+            s.has_phone = False
+        self._note("sms", f"a message was {failure.status} (error {failure.error_code or '-'})")
 
     @workflow.signal
     async def borrower_reply(self, reply: BorrowerReply) -> None:

@@ -45,6 +45,15 @@ def upgrade() -> None:
     with op.batch_alter_table('branches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_branches_region'), ['region'], unique=False)
 
+    op.create_table('webhook_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('message_sid', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_events')),
+    sa.UniqueConstraint('kind', 'message_sid', 'status', name=op.f('uq_webhook_events_kind_message_sid_status'))
+    )
     op.create_table('collectors',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -183,6 +192,24 @@ def upgrade() -> None:
     with op.batch_alter_table('contact_attempts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_attempts_case_id'), ['case_id'], unique=False)
 
+    op.create_table('inbound_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('message_sid', sa.String(length=64), nullable=False),
+    sa.Column('from_number', sa.String(length=20), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('intent', sa.String(length=16), nullable=False),
+    sa.Column('borrower_id', sa.Integer(), nullable=True),
+    sa.Column('case_id', sa.Integer(), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['borrower_id'], ['borrowers.id'], name=op.f('fk_inbound_messages_borrower_id_borrowers')),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_inbound_messages_case_id_cases')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_messages')),
+    sa.UniqueConstraint('message_sid', name=op.f('uq_inbound_messages_message_sid'))
+    )
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_inbound_messages_case_id'), ['case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_inbound_messages_from_number'), ['from_number'], unique=False)
+
     op.create_table('sms_outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=120), nullable=False),
@@ -197,6 +224,8 @@ def upgrade() -> None:
     sa.Column('provider_sid', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('delivery_status', sa.String(length=16), nullable=True),
+    sa.Column('delivery_error', sa.String(length=16), nullable=True),
     sa.ForeignKeyConstraint(['borrower_id'], ['borrowers.id'], name=op.f('fk_sms_outbox_borrower_id_borrowers')),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_sms_outbox_case_id_cases')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sms_outbox')),
@@ -299,6 +328,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sms_outbox_borrower_id'))
 
     op.drop_table('sms_outbox')
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_inbound_messages_from_number'))
+        batch_op.drop_index(batch_op.f('ix_inbound_messages_case_id'))
+
+    op.drop_table('inbound_messages')
     with op.batch_alter_table('contact_attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_attempts_case_id'))
 
@@ -328,6 +362,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_collectors_branch_code'))
 
     op.drop_table('collectors')
+    op.drop_table('webhook_events')
     with op.batch_alter_table('branches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_branches_region'))
 

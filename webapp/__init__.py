@@ -1,0 +1,1 @@
+"""The ASGI web app: Twilio webhooks (and, later, the supervisor and collector pages)."""

@@ -1,0 +1,209 @@
+"""Twilio's webhooks: inbound SMS and delivery status, each verified and processed once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from activities.texts import environment, render_sms
+from db.models import Borrower, Branch, Case, InboundMessage, Loan, SmsOutbox, WebhookEvent
+from db.repository import insert_ignore
+from domain.models import BorrowerReply, DeliveryFailure
+from domain.names import workflow_id
+from domain.phones import PhoneError, normalize_phone
+from domain.privacy import mask_phone
+from domain.replies import interpret
+from domain.stages import CLOSED_STAGES, ReplyIntent
+
+log = logging.getLogger(__name__)
+# Delivery errors that mean the number itself cannot take SMS (unknown, landline, ...).
+UNUSABLE_DELIVERY_ERRORS = {"30005", "30006"}
+
+
+@dataclass
+class WebhookConfig:
+    auth_token: str
+    # The public URL Twilio calls (behind a proxy the app sees another): signatures cover it.
+    public_base_url: str | None = None
+    language: str = "zh"
+
+
+@dataclass
+class Inbound:
+    new: bool
+    loan_no: str | None = None
+    first_opt_out: bool = False
+    cooperative: str = "信用社"
+
+
+def twiml(text: str | None) -> Response:
+    reply = MessagingResponse()
+    if text:
+        reply.message(text)
+    return Response(str(reply), media_type="application/xml")
+
+
+def twilio_router(
+    sessions: sessionmaker[Session],
+    temporal: Callable[[], Awaitable[Client]],
+    config: WebhookConfig,
+) -> APIRouter:
+    router = APIRouter(prefix="/twilio")
+    validator = RequestValidator(config.auth_token)
+    texts = environment(autoescape=False)
+
+    async def verified(request: Request) -> dict[str, str]:
+        form = await request.form()
+        params = {k: str(v) for k, v in form.items()}
+        url = str(request.url)
+        if config.public_base_url:
+            url = config.public_base_url.rstrip("/") + request.url.path
+            if request.url.query:
+                url += "?" + request.url.query
+        if not validator.validate(url, params, request.headers.get("X-Twilio-Signature", "")):
+            log.warning("refused a webhook with a bad Twilio signature on %s", request.url.path)
+            raise HTTPException(403, "invalid Twilio signature")
+        return params
+
+    async def signal(loan_no: str, name: str, arg: object) -> bool:
+        """False when the case is gone (closed); other failures propagate (503)."""
+        client = await temporal()
+        try:
+            await client.get_workflow_handle(workflow_id(loan_no)).signal(name, arg)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    @router.post("/sms")
+    async def inbound_sms(request: Request) -> Response:
+        p = await verified(request)
+        sid = p.get("MessageSid") or p.get("SmsSid") or ""
+        if not sid:
+            raise HTTPException(400, "MessageSid: missing")
+        body = p.get("Body", "")[:1600]
+        try:
+            phone = normalize_phone(p.get("From", ""))
+        except PhoneError:
+            phone = p.get("From", "")[:20]
+        intent = interpret(body)
+        now = datetime.now(UTC)
+        found = await run_in_threadpool(store_inbound, sessions, sid, phone, body, intent, now)
+        if not found.new:
+            return twiml(None)  # Twilio retried: already processed
+        log.info("SMS %s from %s: %s", sid, mask_phone(phone), intent)
+        if found.loan_no:
+            try:
+                await signal(found.loan_no, "borrower_reply", BorrowerReply(sid, intent, now))
+            except Exception:
+                # Not processed after all: forget it, so that Twilio's retry is processed.
+                await run_in_threadpool(forget_inbound, sessions, sid)
+                log.exception("could not signal the case of SMS %s", sid)
+                raise HTTPException(503, "try again") from None
+        if intent == ReplyIntent.OPT_OUT and found.first_opt_out:
+            purpose = "opt_out_confirmation"
+        elif found.loan_no is None and intent != ReplyIntent.OPT_OUT:
+            purpose = "reply_without_case"
+        else:
+            return twiml(None)
+        return twiml(render_sms(texts, config.language, purpose, cooperative=found.cooperative))
+
+    @router.post("/status")
+    async def delivery_status(request: Request) -> Response:
+        p = await verified(request)
+        sid, status = p.get("MessageSid", ""), p.get("MessageStatus", "")
+        if not sid or not status:
+            raise HTTPException(400, "MessageSid and MessageStatus: required")
+        error = p.get("ErrorCode", "")
+        loan_no = await run_in_threadpool(store_status, sessions, sid, status, error)
+        if loan_no and status in ("undelivered", "failed"):
+            failure = DeliveryFailure(sid, status, error, error in UNUSABLE_DELIVERY_ERRORS)
+            await signal(loan_no, "sms_delivery_failed", failure)
+        return Response(status_code=204)
+
+    return router
+
+
+def store_inbound(
+    sessions: sessionmaker[Session],
+    sid: str,
+    phone: str,
+    body: str,
+    intent: ReplyIntent,
+    now: datetime,
+) -> Inbound:
+    with sessions.begin() as session:
+        borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
+        case = None
+        if borrower is not None:
+            case = session.scalar(
+                select(Case)
+                .join(Loan, Loan.id == Case.loan_id)
+                .where(
+                    Loan.borrower_id == borrower.id,
+                    Case.stage.not_in([s.value for s in CLOSED_STAGES]),
+                )
+                .order_by(Case.opened_at.desc())
+            )
+        new = insert_ignore(
+            session,
+            InboundMessage,
+            dict(
+                message_sid=sid,
+                from_number=phone,
+                body=body,
+                intent=intent.value,
+                borrower_id=borrower.id if borrower else None,
+                case_id=case.id if case else None,
+                received_at=now,
+            ),
+            ["message_sid"],
+        )
+        if not new:
+            return Inbound(False)
+        first_opt_out = False
+        if borrower is not None and intent == ReplyIntent.OPT_OUT:
+            first_opt_out = not borrower.sms_opted_out
+            borrower.sms_opted_out = True
+            borrower.opted_out_at = borrower.opted_out_at or now
+        cooperative = "信用社"
+        if case is not None:
+            branch = session.get(Branch, case.branch_code)
+            cooperative = branch.name if branch else cooperative
+        loan_no = case.loan.loan_no if case else None
+        return Inbound(True, loan_no, first_opt_out, cooperative)
+
+
+def forget_inbound(sessions: sessionmaker[Session], sid: str) -> None:
+    with sessions.begin() as session:
+        session.execute(delete(InboundMessage).where(InboundMessage.message_sid == sid))
+
+
+def store_status(sessions: sessionmaker[Session], sid: str, status: str, error: str) -> str | None:
+    """Update the outbox row; the loan number when this callback is new, else None."""
+    with sessions.begin() as session:
+        if not insert_ignore(
+            session,
+            WebhookEvent,
+            dict(kind="status", message_sid=sid, status=status[:16], received_at=datetime.now(UTC)),
+            ["kind", "message_sid", "status"],
+        ):
+            return None
+        row = session.scalar(select(SmsOutbox).where(SmsOutbox.provider_sid == sid))
+        if row is None:
+            return None
+        row.delivery_status, row.delivery_error = status[:16], error[:16] or None
+        case = session.get(Case, row.case_id)
+        return case.loan.loan_no if case else None

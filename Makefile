@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := fonts-noto-cjk libharfbuzz-subset0 poppler-utils
 # Prism serves a mock of Twilio's API from its OpenAPI description, for the SMS tests.
 PRISM := .tools/prism/node_modules/.bin/prism
 
-.PHONY: setup system-deps test lint demo worker agreement-sample clean
+.PHONY: setup system-deps test lint demo worker web agreement-sample clean
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -46,8 +46,12 @@ lint: $(STAMP)
 demo: setup
 	$(BIN)/python -m cli.main demo $(DEMO_ARGS)
 
-worker: $(STAMP)
+worker: setup
 	$(BIN)/python worker.py
+
+## The web app (Twilio webhooks) on uvicorn.
+web: setup
+	$(BIN)/python -m webapp.app
 
 ## A sample agreement (PDF and a PNG of its first page) under data/sample, to look at.
 agreement-sample: setup

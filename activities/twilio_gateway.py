@@ -59,6 +59,9 @@ class TwilioSettings:
             raise ValueError("Twilio: set TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID and _SECRET")
         if not (self.from_number or self.messaging_service_sid):
             raise ValueError("Twilio: set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID")
+        if not self.status_callback_url:
+            # Without delivery receipts a dead number would go unnoticed.
+            raise ValueError("Twilio: set TWILIO_STATUS_CALLBACK_URL (…/twilio/status)")
 
 
 class _BaseUrlHttpClient(TwilioHttpClient):

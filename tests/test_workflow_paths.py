@@ -157,7 +157,10 @@ async def test_paid_after_first_sms(h: Harness) -> None:
     assert stages(h, spec.loan_no) == ["INVESTIGATION", "INITIAL_CONTACT", "PAID_IN_FULL"]
     with h.sessions() as session:
         sms = session.scalars(select(SmsOutbox)).all()
-        assert [(m.purpose, m.status) for m in sms] == [("first_notice", "RECORDED")]
+        assert [(m.purpose, m.status) for m in sms] == [
+            ("first_notice", "RECORDED"),
+            ("paid_in_full", "RECORDED"),  # thanks, sent before the case closes
+        ]
         assert "10,000.00元" in sms[0].body and "逾期40天" in sms[0].body
         assert sms[0].segments == 2  # Chinese text: UCS-2, 67 characters a part
         assert session.scalar(select(func.count()).select_from(Payment)) == 1
@@ -492,3 +495,19 @@ async def test_a_24_installment_case_keeps_every_run_short(h: Harness) -> None:
     assert len(lengths) == 24  # one run until the first installment, then one per cycle
     assert max(lengths) < 300, lengths  # far below Temporal's 2,000-event guidance
     await assert_replays(handle)
+
+
+async def test_paid_at_night_closes_at_once_and_sends_no_thanks_at_night(h: Harness) -> None:
+    time_skipping_only(h)
+    local_now = (await h.now()).astimezone(SHANGHAI)
+    start, end = local_now - timedelta(hours=1), local_now + timedelta(hours=2)
+    policy = h.policy.with_overrides({"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"})
+    spec, handle = await h.start(policy)
+    await h.until(handle, lambda s: s.next_action == "send first_notice SMS", "deferral")
+    await h.pay(handle, DEBT)
+    result = await handle.result()
+    assert result.outcome == "PAID_IN_FULL"
+    assert result.closed_at.astimezone(SHANGHAI) < end  # closing did not wait for morning
+    with h.sessions() as session:
+        rows = session.execute(select(SmsOutbox.purpose, SmsOutbox.status)).all()
+    assert [tuple(r) for r in rows] == [("paid_in_full", "BLOCKED")]

@@ -142,6 +142,8 @@ class LoanCollectionWorkflow:
         while s.stage not in CLOSED_STAGES:
             closing = self._closing_decision()
             if closing is not None:
+                if closing[0] == Stage.PAID_IN_FULL:
+                    await self._sms("paid_in_full", may_wait=False, amount_fen=str(s.paid_fen))
                 await self._enter(*closing)
                 break
             if s.hold is not None and s.stage != Stage.ON_HOLD:
@@ -277,7 +279,7 @@ class LoanCollectionWorkflow:
                 kind = "team visit" if s.team_required else "visit"
                 await self._task(TaskKind.VISIT, f"{kind}, attempt {s.attempt}", s.phase_due)
                 if s.attempt == 1:
-                    await self._sms("visit_notice")
+                    await self._sms("visit_notice", amount_fen=str(self._outstanding()))
                 continue
             assert s.phase_due is not None
             action = "revisit" if s.phase == "WAIT_REVISIT" else "visit report"
@@ -838,8 +840,11 @@ class LoanCollectionWorkflow:
                 assignees=[f"supervisor:{self.s.branch}"],
             )
 
-    async def _sms(self, purpose: str, **params: str) -> SmsResult:
-        """Send one SMS under the rules: quiet hours and caps wait, opt-out blocks."""
+    async def _sms(self, purpose: str, may_wait: bool = True, **params: str) -> SmsResult:
+        """Send one SMS under the rules: quiet hours and caps wait, opt-out blocks.
+
+        A message that may not wait (the thanks at closing) is dropped, not sent at night.
+        """
         s, p = self.s, self.s.policy
         s.sms_seq += 1
         key = f"{s.loan_no}:{purpose}:{s.sms_seq}"
@@ -854,12 +859,16 @@ class LoanCollectionWorkflow:
                 blocked = "contact cap reached"
             if not blocked:
                 at = next_contact_time(now, s.sms_sent_at, p)
-                if at > now:
+                if at > now and not may_wait:
+                    blocked = "not sent: outside contact hours or over the cap"
+                elif at > now:
                     await self._wait(lambda: False, at, f"send {purpose} SMS")
                     continue
             result: SmsResult = await self._act(
                 A.SEND_SMS, SmsRequest(key, s.loan_no, purpose, params, now, blocked, p), SmsResult
             )
+            if result.status == "DEFERRED" and not may_wait:
+                break
             if result.status == "DEFERRED" and result.not_before is not None:
                 await self._wait(lambda: False, result.not_before, f"send {purpose} SMS")
                 continue

@@ -96,19 +96,7 @@ class SmsActivities:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             assert row is not None
             row.status, row.provider_sid, row.sent_at = result.status, result.provider_sid, now
-            insert_ignore(
-                session,
-                ContactAttempt,
-                dict(
-                    key=f"sms:{req.key}",
-                    case_id=row.case_id,
-                    channel="SMS",
-                    at=now,
-                    outcome=result.status,
-                    detail=req.purpose,
-                ),
-                ["key"],
-            )
+            _record_contact(session, row, now, result.status, req.purpose)
             log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
             return _result(row)
 
@@ -121,19 +109,7 @@ class SmsActivities:
                 borrower = session.get(Borrower, row.borrower_id)
                 assert borrower is not None
                 borrower.sms_opted_out, borrower.opted_out_at = True, now
-            insert_ignore(
-                session,
-                ContactAttempt,
-                dict(
-                    key=f"sms:{req.key}",
-                    case_id=row.case_id,
-                    channel="SMS",
-                    at=now,
-                    outcome="FAILED",
-                    detail=f"{req.purpose}: {failure}"[:500],
-                ),
-                ["key"],
-            )
+            _record_contact(session, row, now, "FAILED", f"{req.purpose}: {failure}")
         log.warning("SMS %s failed for good: %s", req.key, failure)
         return SmsResult(
             req.key,
@@ -185,6 +161,25 @@ class SmsActivities:
                 return SmsResult(req.key, "BLOCKED", "contact cap reached")
             return SmsResult(req.key, "DEFERRED", "contact cap reached", not_before=release)
         return None
+
+
+def _record_contact(
+    session: Session, row: SmsOutbox, now: datetime, outcome: str, detail: str
+) -> None:
+    """The regulator's record of a contact attempt, once per message."""
+    insert_ignore(
+        session,
+        ContactAttempt,
+        dict(
+            key=f"sms:{row.key}",
+            case_id=row.case_id,
+            channel="SMS",
+            at=now,
+            outcome=outcome,
+            detail=detail[:500],
+        ),
+        ["key"],
+    )
 
 
 def _result(row: SmsOutbox) -> SmsResult:

@@ -9,7 +9,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from temporalio.client import Client
@@ -236,6 +237,83 @@ def cmd_sample_agreement(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+SOME_ROWS_REJECTED = 3  # exit code: the good rows were imported, the others reported
+
+
+def _today() -> date:
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
+
+
+async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
+    from feeds.csv_files import FileError
+    from feeds.loans import intake
+
+    engine = make_engine(settings.db_url)
+    client = None if args.dry_run else await connect(settings)
+    try:
+        report = await intake(
+            Path(args.file),
+            session_factory(engine),
+            client,
+            settings.task_queue,
+            settings.policy(),
+            _today(),
+            dry_run=args.dry_run,
+        )
+    except (FileError, OSError) as e:
+        print(f"error: {args.file}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    for error in report.errors:
+        print(f"rejected: {error}", file=sys.stderr)
+    verb = "would import" if args.dry_run else "imported"
+    print(
+        f"{report.rows} rows: {verb} {len(report.good)}, rejected "
+        f"{len({e.row for e in report.errors})}; cases started {report.started}, "
+        f"already running {report.attached}, ended before (not reopened) {len(report.ended)}"
+    )
+    return SOME_ROWS_REJECTED if report.errors else 0
+
+
+async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
+    from feeds.csv_files import FileError
+    from feeds.payments import post_payments
+
+    engine = make_engine(settings.db_url)
+    try:
+        report = await post_payments(
+            Path(args.file), session_factory(engine), await connect(settings), _today()
+        )
+    except (FileError, OSError) as e:
+        print(f"error: {args.file}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    for error in report.errors:
+        print(f"rejected: {error}", file=sys.stderr)
+    print(
+        f"{report.rows} rows: signalled {report.signalled} (references seen before: "
+        f"{len(report.duplicates)}; cases already closed: {len(report.closed)}), "
+        f"rejected {len({e.row for e in report.errors})}"
+    )
+    return SOME_ROWS_REJECTED if report.errors else 0
+
+
+async def cmd_cancel_missing(args: argparse.Namespace, settings: Settings) -> int:
+    from feeds.loans import cancel_missing
+
+    engine = make_engine(settings.db_url)
+    try:
+        cancelled = await cancel_missing(
+            Path(args.file), session_factory(engine), await connect(settings), args.reason, args.by
+        )
+    finally:
+        engine.dispose()
+    print(f"cancelled {len(cancelled)} cases: {', '.join(cancelled) or '-'}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.db_url)
     print(f"migrated {settings.db_url}")
@@ -266,6 +344,15 @@ def parser() -> argparse.ArgumentParser:
     at.add_argument("version", type=int)
     at.add_argument("file")
     at.add_argument("--by", required=True, help="who uploads it")
+    it = sub.add_parser("intake", help="import the overdue-loan export and start the cases")
+    it.add_argument("file")
+    it.add_argument("--dry-run", action="store_true", help="validate and report only")
+    pm = sub.add_parser("payments", help="post the payment feed to the cases")
+    pm.add_argument("file")
+    cm = sub.add_parser("cancel-missing", help="cancel open cases absent from an export")
+    cm.add_argument("file")
+    cm.add_argument("--reason", required=True)
+    cm.add_argument("--by", required=True)
     sa = sub.add_parser("sample-agreement", help="render a sample agreement PDF")
     sa.add_argument("--out", default="data/sample")
     return p
@@ -283,7 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.command in sync_commands:
         return sync_commands[args.command](args, settings)
-    command = {"demo": cmd_demo, "status": cmd_status, "list": cmd_list}[args.command]
+    command = {
+        "demo": cmd_demo,
+        "status": cmd_status,
+        "list": cmd_list,
+        "intake": cmd_intake,
+        "payments": cmd_payments,
+        "cancel-missing": cmd_cancel_missing,
+    }[args.command]
     try:
         return asyncio.run(command(args, settings))
     except KeyboardInterrupt:

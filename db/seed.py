@@ -43,6 +43,7 @@ class LoanSpec:
     sms_opted_out: bool = False
     prior_broken_promises: int = 0
     village: str = ""
+    address: str = ""
 
 
 def add_branches_and_collectors(session: Session, per_branch: int = 3) -> None:
@@ -77,7 +78,7 @@ def add_loan(session: Session, spec: LoanSpec) -> Loan:
             id_number=spec.id_number,
             name=spec.name,
             phone=spec.phone,
-            address=f"{spec.village}村" if spec.village else "",
+            address=spec.address or (f"{spec.village}村" if spec.village else ""),
             village=spec.village,
             remote=spec.remote,
             hostile=spec.hostile,

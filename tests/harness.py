@@ -204,7 +204,10 @@ async def running_worker(
         try:
             yield harness
         finally:
-            # A case a failed test left open would keep the shared test server busy.
+            # A case a failed test left open would keep the shared test server busy. Passing
+            # tests end their cases themselves and wait for them: after a workflow was
+            # terminated in the middle of a workflow task, the time-skipping server's later
+            # sleeps time out.
             for handle in harness.started:
                 with contextlib.suppress(RPCError):  # most have completed already
                     await handle.terminate("test finished")

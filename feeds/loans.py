@@ -1,0 +1,265 @@
+"""The overdue-loan export from core banking: validate every row, upsert, start the cases.
+
+Columns (header in English or Chinese; extra columns are ignored):
+
+| column | also | required |
+| --- | --- | --- |
+| loan_no | 贷款编号, 借据号 | yes |
+| branch | 网点代码, 机构代码 | yes, a known branch |
+| id_number | 身份证号 | yes, 18 characters |
+| name | 姓名, 借款人 | yes |
+| phone | 手机号, 电话 | no (then no SMS); a mainland mobile or +country number |
+| principal_yuan | 贷款金额 | yes |
+| outstanding_principal_yuan | 未还本金 | yes |
+| interest_yuan | 欠息, 利息 | no |
+| penalty_yuan | 罚息 | no |
+| overdue_since | 逾期起始日, 逾期日期 | yes, YYYY-MM-DD, not in the future |
+| monthly_income_yuan | 月收入 | no |
+| address | 地址 | no |
+| village | 村 | no |
+| remote | 偏远 | no: 是/否, yes/no, 1/0 |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from db.models import Borrower, Branch, Case, Loan
+from db.seed import LoanSpec
+from domain.names import workflow_id
+from domain.phones import PhoneError, normalize_phone
+from domain.policy import Policy
+from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
+from service.cases import start_case
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "loan_no": ("贷款编号", "借据号"),
+    "branch": ("网点代码", "机构代码"),
+    "id_number": ("身份证号",),
+    "name": ("姓名", "借款人"),
+    "phone": ("手机号", "电话"),
+    "principal_yuan": ("贷款金额",),
+    "outstanding_principal_yuan": ("未还本金",),
+    "interest_yuan": ("欠息", "利息"),
+    "penalty_yuan": ("罚息",),
+    "overdue_since": ("逾期起始日", "逾期日期"),
+    "monthly_income_yuan": ("月收入",),
+    "address": ("地址",),
+    "village": ("村",),
+    "remote": ("偏远",),
+}
+REQUIRED = {
+    "loan_no",
+    "branch",
+    "id_number",
+    "name",
+    "principal_yuan",
+    "outstanding_principal_yuan",
+    "overdue_since",
+}
+_LOAN_NO = re.compile(r"[A-Za-z0-9\-]{4,40}")
+_ID_NUMBER = re.compile(r"\d{17}[\dXx]")
+_YES = {"是", "yes", "y", "1", "true"}
+_NO = {"否", "no", "n", "0", "false", ""}
+
+
+@dataclass
+class IntakeReport:
+    rows: int = 0
+    good: list[LoanSpec] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    started: int = 0
+    attached: int = 0
+    # Loans whose case already ended (paid, cancelled, ...): not reopened by a feed.
+    ended: list[str] = field(default_factory=list)
+
+
+def validate(path: Path, branches: Iterable[str], today: date) -> IntakeReport:
+    known = set(branches)
+    rows = read_rows(path, COLUMNS, REQUIRED)
+    report = IntakeReport(rows=len(rows))
+    seen: dict[str, int] = {}
+    for line, cells in rows:
+        errors: list[RowError] = []
+        loan_no = text_field(line, "loan_no", cells["loan_no"], errors)
+        if loan_no and not _LOAN_NO.fullmatch(loan_no):
+            errors.append(RowError(line, "loan_no", "letters, digits and dashes, 4 to 40"))
+        elif loan_no in seen:
+            errors.append(RowError(line, "loan_no", f"duplicate of row {seen[loan_no]}"))
+        branch = cells["branch"]
+        if branch not in known:
+            errors.append(RowError(line, "branch", f"unknown branch {branch!r}"))
+        id_number = cells["id_number"].upper()
+        if not _ID_NUMBER.fullmatch(id_number):
+            errors.append(
+                RowError(line, "id_number", "must be 18 characters (17 digits, then a digit or X)")
+            )
+        name = text_field(line, "name", cells["name"], errors)
+        phone: str | None = None
+        if cells.get("phone"):
+            try:
+                phone = normalize_phone(cells["phone"])
+            except PhoneError as e:
+                errors.append(RowError(line, "phone", str(e).removeprefix("phone: ")))
+        amounts = {
+            c: yuan_to_fen(line, c, cells.get(c, ""), errors, required=c in REQUIRED)
+            for c in (
+                "principal_yuan",
+                "outstanding_principal_yuan",
+                "interest_yuan",
+                "penalty_yuan",
+                "monthly_income_yuan",
+            )
+        }
+        overdue = None
+        try:
+            overdue = date.fromisoformat(cells["overdue_since"])
+            if overdue > today:
+                errors.append(RowError(line, "overdue_since", "is in the future"))
+        except ValueError:
+            errors.append(RowError(line, "overdue_since", "must be a date YYYY-MM-DD"))
+        remote = cells.get("remote", "").lower()
+        if remote not in _YES | _NO:
+            errors.append(RowError(line, "remote", "must be 是/否 (yes/no)"))
+        address = text_field(line, "address", cells.get("address", ""), errors, required=False)
+        village = text_field(line, "village", cells.get("village", ""), errors, required=False)
+        if loan_no and loan_no not in seen:
+            seen[loan_no] = line
+        if errors:
+            report.errors.extend(errors)
+            continue
+        assert overdue is not None
+        report.good.append(
+            LoanSpec(
+                loan_no=loan_no,
+                branch=branch,
+                id_number=id_number,
+                name=name,
+                phone=phone,
+                principal_fen=amounts["principal_yuan"],
+                outstanding_principal_fen=amounts["outstanding_principal_yuan"],
+                interest_fen=amounts["interest_yuan"],
+                penalty_fen=amounts["penalty_yuan"],
+                overdue_since=overdue,
+                monthly_income_fen=amounts["monthly_income_yuan"],
+                remote=remote in _YES,
+                village=village,
+                address=address,
+            )
+        )
+    return report
+
+
+def upsert(session: Session, specs: list[LoanSpec]) -> None:
+    """Borrowers by ID number, loans by loan number: new rows inserted, known ones updated."""
+    borrowers = {
+        b.id_number: b
+        for b in session.scalars(
+            select(Borrower).where(Borrower.id_number.in_({s.id_number for s in specs}))
+        )
+    }
+    loans = {
+        ln.loan_no: ln
+        for ln in session.scalars(select(Loan).where(Loan.loan_no.in_([s.loan_no for s in specs])))
+    }
+    for s in specs:
+        b = borrowers.get(s.id_number)
+        if b is None:
+            b = borrowers[s.id_number] = Borrower(id_number=s.id_number, household_size=1)
+            session.add(b)
+        b.name, b.phone, b.remote = s.name, s.phone, s.remote
+        b.monthly_income_fen = s.monthly_income_fen
+        b.address, b.village = s.address or (f"{s.village}村" if s.village else ""), s.village
+        session.flush()
+        loan = loans.get(s.loan_no)
+        if loan is None:
+            loan = loans[s.loan_no] = Loan(loan_no=s.loan_no, product="", status="OVERDUE")
+            session.add(loan)
+        loan.borrower_id, loan.branch_code = b.id, s.branch
+        loan.principal_fen = s.principal_fen
+        loan.outstanding_principal_fen = s.outstanding_principal_fen
+        loan.interest_fen, loan.penalty_fen = s.interest_fen, s.penalty_fen
+        loan.overdue_since = s.overdue_since
+
+
+async def intake(
+    path: Path,
+    sessions: sessionmaker[Session],
+    client: Client | None,
+    task_queue: str,
+    policy: Policy,
+    today: date,
+    dry_run: bool = False,
+    started_by: str = "intake",
+    concurrency: int = 50,
+) -> IntakeReport:
+    """Validate the file; unless dry, write every good row in one transaction and start cases.
+
+    Cases already running are attached to (the workflow id is the loan's), so running the same
+    file again starts nothing new.
+    """
+    with sessions() as session:
+        branches = list(session.scalars(select(Branch.code)))
+    report = validate(path, branches, today)
+    if dry_run or not report.good:
+        return report
+    with sessions.begin() as session:  # all good rows, or none if the database fails
+        upsert(session, report.good)
+    with sessions() as session:
+        has_case = set(
+            session.scalars(
+                select(Loan.loan_no)
+                .join(Case, Case.loan_id == Loan.id)
+                .where(Loan.loan_no.in_([s.loan_no for s in report.good]))
+            )
+        )
+    if client is None:
+        return report
+    gate = asyncio.Semaphore(concurrency)
+
+    async def start(spec: LoanSpec) -> None:
+        async with gate:
+            try:
+                await start_case(client, task_queue, spec.loan_no, spec.branch, policy, started_by)
+            except WorkflowAlreadyStartedError:
+                report.ended.append(spec.loan_no)
+
+    await asyncio.gather(*(start(s) for s in report.good))
+    running = [s for s in report.good if s.loan_no not in report.ended]
+    report.attached = sum(1 for s in running if s.loan_no in has_case)
+    report.started = len(running) - report.attached
+    return report
+
+
+async def cancel_missing(
+    path: Path, sessions: sessionmaker[Session], client: Client, reason: str, by: str
+) -> list[str]:
+    """Cancel the open cases whose loans are not in this export (paid off elsewhere)."""
+    from domain.models import CloseRequest
+    from domain.stages import CLOSED_STAGES
+
+    exported = {cells["loan_no"] for _, cells in read_rows(path, COLUMNS, {"loan_no"})}
+    with sessions() as session:
+        open_loans = list(
+            session.scalars(
+                select(Loan.loan_no)
+                .join(Case, Case.loan_id == Loan.id)
+                .where(Case.stage.not_in([s.value for s in CLOSED_STAGES]))
+            )
+        )
+    cancelled = []
+    for loan_no in sorted(set(open_loans) - exported):
+        handle = client.get_workflow_handle(workflow_id(loan_no))
+        await handle.execute_update("close_case", CloseRequest("CANCELLED", reason, by))
+        cancelled.append(loan_no)
+    return cancelled

@@ -1,0 +1,107 @@
+"""Posted payments from core banking: each reference recorded and signalled to its case once.
+
+Columns: loan_no (贷款编号), amount_yuan (金额, 还款金额), paid_on (还款日期, YYYY-MM-DD),
+reference (流水号, 交易流水号).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from db.models import Loan, Payment
+from db.repository import insert_ignore
+from domain.models import PaymentPosted
+from domain.names import workflow_id
+from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "loan_no": ("贷款编号", "借据号"),
+    "amount_yuan": ("金额", "还款金额"),
+    "paid_on": ("还款日期", "入账日期"),
+    "reference": ("流水号", "交易流水号"),
+}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass
+class PaymentReport:
+    rows: int = 0
+    signalled: int = 0
+    duplicates: list[str] = field(default_factory=list)  # references seen before
+    closed: list[str] = field(default_factory=list)  # recorded, but the case has ended
+    errors: list[RowError] = field(default_factory=list)
+
+
+async def post_payments(
+    path: Path, sessions: sessionmaker[Session], client: Client, today: date
+) -> PaymentReport:
+    rows = read_rows(path, COLUMNS, set(COLUMNS))
+    report = PaymentReport(rows=len(rows))
+    seen: dict[str, int] = {}
+    with sessions() as session:
+        loans = {
+            no: lid
+            for no, lid in session.execute(
+                select(Loan.loan_no, Loan.id).where(
+                    Loan.loan_no.in_({c["loan_no"] for _, c in rows})
+                )
+            )
+        }
+    for line, cells in rows:
+        errors: list[RowError] = []
+        ref = text_field(line, "reference", cells["reference"], errors)
+        if ref in seen:
+            errors.append(RowError(line, "reference", f"duplicate of row {seen[ref]}"))
+        if cells["loan_no"] not in loans:
+            errors.append(RowError(line, "loan_no", f"unknown loan {cells['loan_no']!r}"))
+        amount = yuan_to_fen(line, "amount_yuan", cells["amount_yuan"], errors)
+        if amount == 0 and not any(e.field == "amount_yuan" for e in errors):
+            errors.append(RowError(line, "amount_yuan", "a payment must be more than zero"))
+        try:
+            paid_on = date.fromisoformat(cells["paid_on"])
+            if paid_on > today:
+                errors.append(RowError(line, "paid_on", "is in the future"))
+        except ValueError:
+            errors.append(RowError(line, "paid_on", "must be a date YYYY-MM-DD"))
+        if ref:
+            seen.setdefault(ref, line)
+        if errors:
+            report.errors.extend(errors)
+            continue
+        paid_at = datetime.combine(paid_on, time(12, 0), tzinfo=SHANGHAI).astimezone(UTC)
+        with sessions.begin() as session:  # the fact first: a failed signal loses nothing
+            new = insert_ignore(
+                session,
+                Payment,
+                dict(
+                    reference=ref,
+                    loan_id=loans[cells["loan_no"]],
+                    amount_fen=amount,
+                    paid_at=paid_at,
+                    source="payment-feed",
+                    recorded_at=datetime.now(UTC),
+                ),
+                ["reference"],
+            )
+        if not new:
+            report.duplicates.append(ref)
+        # Signalled even when recorded before: the workflow counts a reference once, and a
+        # previous run of the feed may have stopped between the record and the signal.
+        try:
+            await client.get_workflow_handle(workflow_id(cells["loan_no"])).signal(
+                "payment_posted", PaymentPosted(ref, amount, paid_at, "payment-feed")
+            )
+            report.signalled += 1
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            report.closed.append(ref)
+    return report

@@ -240,6 +240,14 @@ def cmd_sample_agreement(args: argparse.Namespace, settings: Settings) -> int:
 SOME_ROWS_REJECTED = 3  # exit code: the good rows were imported, the others reported
 
 
+def _summary(errors: list, line: str) -> int:  # type: ignore[type-arg]
+    """Each rejected row on stderr, the totals on stdout; the exit code a script relies on."""
+    for error in errors:
+        print(f"rejected: {error}", file=sys.stderr)
+    print(line)
+    return SOME_ROWS_REJECTED if errors else 0
+
+
 def _today() -> date:
     return datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
@@ -265,15 +273,13 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         engine.dispose()
-    for error in report.errors:
-        print(f"rejected: {error}", file=sys.stderr)
     verb = "would import" if args.dry_run else "imported"
-    print(
+    return _summary(
+        report.errors,
         f"{report.rows} rows: {verb} {len(report.good)}, rejected "
         f"{len({e.row for e in report.errors})}; cases started {report.started}, "
-        f"already running {report.attached}, ended before (not reopened) {len(report.ended)}"
+        f"already running {report.attached}, ended before (not reopened) {len(report.ended)}",
     )
-    return SOME_ROWS_REJECTED if report.errors else 0
 
 
 async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
@@ -290,14 +296,12 @@ async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         engine.dispose()
-    for error in report.errors:
-        print(f"rejected: {error}", file=sys.stderr)
-    print(
+    return _summary(
+        report.errors,
         f"{report.rows} rows: signalled {report.signalled} (references seen before: "
         f"{len(report.duplicates)}; cases already closed: {len(report.closed)}), "
-        f"rejected {len({e.row for e in report.errors})}"
+        f"rejected {len({e.row for e in report.errors})}",
     )
-    return SOME_ROWS_REJECTED if report.errors else 0
 
 
 async def cmd_cancel_missing(args: argparse.Namespace, settings: Settings) -> int:

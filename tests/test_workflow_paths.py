@@ -9,7 +9,7 @@ server with a policy in seconds.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,7 @@ from domain.models import (
     VisitReport,
 )
 from domain.money import split_evenly
+from domain.policy import Policy
 from service.cases import start_case
 from tests.harness import Harness, assert_replays, eventually, run_histories, running_worker
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -317,11 +318,17 @@ async def test_hardship_hold_pauses_and_resumes(h: Harness) -> None:
     await assert_replays(handle)
 
 
-async def test_quiet_hours_defer_the_sms_to_their_end(h: Harness) -> None:
-    time_skipping_only(h)
+async def quiet_now(h: Harness) -> tuple[Policy, datetime, datetime]:
+    """A policy whose quiet hours began an hour ago and end in two (borrower local time)."""
     local_now = (await h.now()).astimezone(SHANGHAI)
     start, end = local_now - timedelta(hours=1), local_now + timedelta(hours=2)
-    policy = h.policy.with_overrides({"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"})
+    quiet = {"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"}
+    return h.policy.with_overrides(quiet), start, end
+
+
+async def test_quiet_hours_defer_the_sms_to_their_end(h: Harness) -> None:
+    time_skipping_only(h)
+    policy, start, end = await quiet_now(h)
     spec, handle = await h.start(policy)
     status = await h.until(handle, lambda s: s.next_action == "send first_notice SMS", "deferral")
     assert status.next_action_at.astimezone(SHANGHAI).strftime("%H:%M") == f"{end:%H:%M}"
@@ -499,9 +506,7 @@ async def test_a_24_installment_case_keeps_every_run_short(h: Harness) -> None:
 
 async def test_paid_at_night_closes_at_once_and_sends_no_thanks_at_night(h: Harness) -> None:
     time_skipping_only(h)
-    local_now = (await h.now()).astimezone(SHANGHAI)
-    start, end = local_now - timedelta(hours=1), local_now + timedelta(hours=2)
-    policy = h.policy.with_overrides({"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"})
+    policy, start, end = await quiet_now(h)
     spec, handle = await h.start(policy)
     await h.until(handle, lambda s: s.next_action == "send first_notice SMS", "deferral")
     await h.pay(handle, DEBT)

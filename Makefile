@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Debian packages: a CJK font for agreement PDFs, HarfBuzz's font subsetter (fast PDFs),
-# pdftotext/pdftoppm for the document tests. Installed when missing (needs root).
-SYSTEM_PACKAGES := fonts-noto-cjk libharfbuzz-subset0 poppler-utils
+# pdftotext/pdftoppm for the document tests, chromium for the page tests (driven by
+# Playwright, which downloads no browser). Installed when missing (needs root).
+SYSTEM_PACKAGES := fonts-noto-cjk libharfbuzz-subset0 poppler-utils chromium
 
 # Prism serves a mock of Twilio's API from its OpenAPI description, for the SMS tests.
 PRISM := .tools/prism/node_modules/.bin/prism

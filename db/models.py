@@ -313,3 +313,47 @@ class Payment(Base):
     paid_at: Mapped[datetime] = mapped_column(AwareDateTime())
     source: Mapped[str] = mapped_column(String(40))
     recorded_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class User(Base):
+    """A person who signs in: a supervisor (their branches), a collector (their own cases)
+    or the back office (the feeds). Passwords are kept only as scrypt hashes."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE')", name="role_known"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    branches: Mapped[str] = mapped_column(String(200), default="")  # comma separated codes
+    collector_id: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class WebSession(Base):
+    """A signed-in browser or API token. Only the token's SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    expires_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class AuditEvent(Base):
+    """Who did what, to which case, and whether the case accepted it (refusals too)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    loan_no: Mapped[str | None] = mapped_column(String(40), index=True)
+    outcome: Mapped[str] = mapped_column(String(12))  # ACCEPTED, REFUSED, DONE, FAILED
+    detail: Mapped[str] = mapped_column(Text, default="")

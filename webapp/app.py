@@ -1,27 +1,70 @@
-"""The ASGI app: `python -m webapp.app` serves it with uvicorn."""
+"""The ASGI app: Twilio's webhooks, the pages and their JSON API. `python -m webapp.app`."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from db.engine import make_engine, session_factory
 from service.settings import Settings
 from service.temporal_client import connect
+from webapp.auth import LoginRequired, wants_json
+from webapp.pages import WebConfig, pages_router
+from webapp.rendering import as_json, page
 from webapp.twilio_webhooks import WebhookConfig, twilio_router
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
     sessions: sessionmaker[Session],
     temporal: Callable[[], Awaitable[Client]],
     webhook: WebhookConfig,
+    web: WebConfig | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None)
+    app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(twilio_router(sessions, temporal, webhook))
+    app.include_router(pages_router(sessions, temporal, web or WebConfig()))
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: LoginRequired) -> Response:
+        if wants_json(request):
+            return as_json({"error": "sign in first"}, 401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={target}", 303)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if wants_json(request) or request.url.path.startswith("/twilio/"):
+            return as_json({"error": exc.detail}, exc.status_code)
+        return page(request, "error.html.j2", exc.status_code, message=exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        if wants_json(request):
+            return as_json({"error": fields}, 422)
+        return page(request, "error.html.j2", 422, message=fields)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        # Logged for the operator; the user sees a plain page, never a stack trace.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        message = "something went wrong on our side; the action was not applied, try again"
+        if wants_json(request):
+            return as_json({"error": message}, 500)
+        return page(request, "error.html.j2", 500, message=message)
+
     return app
 
 
@@ -41,6 +84,12 @@ def app_from_env() -> FastAPI:
         session_factory(make_engine(settings.db_url)),
         temporal,
         WebhookConfig(token, os.environ.get("WEBHOOK_PUBLIC_BASE_URL"), settings.sms_language),
+        WebConfig(
+            settings.task_queue,
+            settings.policy(),
+            os.environ.get("WEB_SECURE_COOKIES") == "1",
+            str(settings.data_dir),
+        ),
     )
 
 

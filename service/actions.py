@@ -1,0 +1,235 @@
+"""What people do to a case, through the workflow's Updates, answered and audited.
+
+Every action goes to the case as an Update, so the answer is the workflow's own: accepted
+(with the stage after it) or refused with the validator's reason, which names the field.
+Either way the attempt is written to the audit trail with the user who made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from db.models import Branch, Case
+from domain.models import (
+    CaseStatus,
+    CloseRequest,
+    HardshipHold,
+    LiftHold,
+    PlannedInstallment,
+    PlanProposal,
+    Reassignment,
+    SignatureConfirmation,
+    UpdateAccepted,
+    VisitReport,
+)
+from domain.names import workflow_id
+from domain.plans import monthly_plan
+from service import audit
+from service.users import Principal
+from workflows.collection import LoanCollectionWorkflow as WF
+
+
+@dataclass
+class ActionOutcome:
+    accepted: bool
+    message: str
+    stage: str | None = None
+    number: int = 0
+
+
+class CaseActions:
+    def __init__(self, client: Client, sessions: sessionmaker[Session]) -> None:
+        self.client = client
+        self.sessions = sessions
+
+    async def status(self, loan_no: str) -> CaseStatus | None:
+        try:
+            return await self.client.get_workflow_handle(workflow_id(loan_no)).query(WF.status)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def _update(
+        self, who: Principal, loan_no: str, action: str, update: Any, arg: Any, detail: str
+    ) -> ActionOutcome:
+        handle = self.client.get_workflow_handle(workflow_id(loan_no))
+        try:
+            result: UpdateAccepted = await handle.execute_update(update, arg)
+            outcome = ActionOutcome(True, result.message, str(result.stage), result.number)
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            outcome = ActionOutcome(False, reason)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                outcome = ActionOutcome(False, f"loan {loan_no}: no case")
+            elif e.status == RPCStatusCode.FAILED_PRECONDITION or "completed" in e.message:
+                outcome = ActionOutcome(False, f"loan {loan_no}: the case is closed")
+            else:
+                raise
+        audit.record(
+            self.sessions,
+            who.username,
+            who.role.value,
+            action,
+            "ACCEPTED" if outcome.accepted else "REFUSED",
+            f"{detail} -> {outcome.message}",
+            loan_no,
+        )
+        return outcome
+
+    async def report_visit(
+        self,
+        who: Principal,
+        loan_no: str,
+        outcome: str,
+        collector_ids: list[str],
+        visited_at: datetime,
+        notes: str = "",
+    ) -> ActionOutcome:
+        report = VisitReport(outcome, collector_ids, visited_at, notes, who.actor)
+        return await self._update(
+            who, loan_no, "report_visit", WF.report_visit, report,
+            f"visit {outcome} by {', '.join(collector_ids)} at {visited_at.isoformat()}",
+        )  # fmt: skip
+
+    async def propose_plan(
+        self,
+        who: Principal,
+        loan_no: str,
+        installments: list[PlannedInstallment],
+        first_is_down_payment: bool = False,
+        notes: str = "",
+    ) -> ActionOutcome:
+        proposal = PlanProposal(installments, who.actor, first_is_down_payment, notes)
+        total = sum(i.amount_fen for i in installments)
+        return await self._update(
+            who, loan_no, "propose_plan", WF.propose_plan, proposal,
+            f"{len(installments)} installments, {total} fen",
+        )  # fmt: skip
+
+    async def propose_even_plan(
+        self,
+        who: Principal,
+        loan_no: str,
+        months: int,
+        first_due: date,
+        down_payment_fen: int = 0,
+        notes: str = "",
+    ) -> ActionOutcome:
+        """An even monthly plan over what is outstanding now (the Query says how much)."""
+        status = await self.status(loan_no)
+        if status is None:
+            return ActionOutcome(False, f"loan {loan_no}: no case")
+        if status.outstanding_fen is None:
+            return ActionOutcome(False, "stage: the debt is not known yet")
+        if not 0 <= down_payment_fen < status.outstanding_fen:
+            return ActionOutcome(False, "down_payment: less than what is outstanding")
+        if not 1 <= months <= 120:
+            return ActionOutcome(False, "months: 1 to 120")
+        from domain.policy import Policy
+
+        plan = monthly_plan(
+            status.outstanding_fen, months, first_due, Policy(), who.actor, down_payment_fen
+        )
+        return await self.propose_plan(
+            who, loan_no, plan.installments, plan.first_is_down_payment, notes
+        )
+
+    async def confirm_signature(
+        self,
+        who: Principal,
+        loan_no: str,
+        version: int,
+        sha256: str,
+        collector_id: str,
+        signed_at: datetime,
+        place: str,
+    ) -> ActionOutcome:
+        confirmation = SignatureConfirmation(version, sha256, collector_id, signed_at, place)
+        return await self._update(
+            who, loan_no, "confirm_signature", WF.confirm_signature, confirmation,
+            f"version {version} sha256 {sha256[:16]} at {place}",
+        )  # fmt: skip
+
+    async def reassign(
+        self, who: Principal, loan_no: str, collector_ids: list[str], reason: str
+    ) -> ActionOutcome:
+        request = Reassignment(collector_ids, who.actor, reason)
+        return await self._update(
+            who, loan_no, "reassign", WF.reassign, request,
+            f"to {', '.join(collector_ids)}: {reason}",
+        )  # fmt: skip
+
+    async def hold(
+        self, who: Principal, loan_no: str, until: datetime, reason: str
+    ) -> ActionOutcome:
+        request = HardshipHold(until, reason, who.actor)
+        return await self._update(
+            who, loan_no, "hold", WF.hold, request, f"until {until.isoformat()}: {reason}"
+        )
+
+    async def lift_hold(self, who: Principal, loan_no: str, reason: str) -> ActionOutcome:
+        return await self._update(
+            who, loan_no, "lift_hold", WF.lift_hold, LiftHold(who.actor, reason), reason
+        )
+
+    async def close(self, who: Principal, loan_no: str, outcome: str, reason: str) -> ActionOutcome:
+        request = CloseRequest(outcome, reason, who.actor)
+        return await self._update(
+            who, loan_no, "close_case", WF.close_case, request, f"{outcome}: {reason}"
+        )
+
+    def open_loans_in(self, region_or_branch: str) -> list[str]:
+        """Loan numbers of the open cases in a region (county) or a single branch."""
+        from db.models import Loan
+
+        with self.sessions() as session:
+            branches = list(
+                session.scalars(
+                    select(Branch.code).where(
+                        (Branch.region == region_or_branch) | (Branch.code == region_or_branch)
+                    )
+                )
+            )
+            return list(
+                session.scalars(
+                    select(Loan.loan_no)
+                    .join(Case, Case.loan_id == Loan.id)
+                    .where(Case.branch_code.in_(branches), Case.closed_at.is_(None))
+                    .order_by(Loan.loan_no)
+                )
+            )
+
+    async def hold_many(
+        self,
+        who: Principal,
+        loan_nos: list[str],
+        until: datetime,
+        reason: str,
+        progress: Callable[[str, ActionOutcome], None] | None = None,
+        concurrency: int = 16,
+    ) -> dict[str, ActionOutcome]:
+        """The same hold on many cases (a flood, a drought): each answered on its own."""
+        gate = asyncio.Semaphore(concurrency)
+        results: dict[str, ActionOutcome] = {}
+
+        async def one(loan_no: str) -> None:
+            async with gate:
+                results[loan_no] = await self.hold(who, loan_no, until, reason)
+            if progress:
+                progress(loan_no, results[loan_no])
+
+        await asyncio.gather(*(one(n) for n in loan_nos))
+        return results

@@ -1,0 +1,189 @@
+"""The portfolio as supervisors see it: lists from Temporal visibility, counts and caseloads.
+
+The list of cases comes from visibility (the search attributes the workflow keeps current),
+so the CLI, the dashboard and `temporal workflow list` agree. Counts per stage and branch
+and collectors' caseloads come from the database's case projection in one query each:
+visibility cannot GROUP BY a custom search attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from db.models import Case, Collector
+from domain.policy import Policy
+from domain.stages import CLOSED_STAGES, RiskTier, Stage
+from domain.timerules import end_of_local_day
+from workflows.collection import LoanCollectionWorkflow
+
+WORKFLOW_ID_PREFIX = "collection-"
+_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+OPEN_STAGES = [s for s in Stage if s not in CLOSED_STAGES]
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be used; the message names the field."""
+
+
+@dataclass
+class Filters:
+    stage: str | None = None
+    branch: str | None = None
+    collector: str | None = None
+    risk: str | None = None
+    min_dpd: int | None = None
+    overdue_action: bool = False  # next action already due
+    due_today: bool = False  # next action due by the end of today (borrower's calendar)
+
+    def checked(self) -> Filters:
+        if self.stage and self.stage not in Stage.__members__:
+            raise FilterError(f"stage: {self.stage!r} is not one of {', '.join(Stage)}")
+        if self.risk and self.risk not in RiskTier.__members__:
+            raise FilterError(f"risk: {self.risk!r} is not one of {', '.join(RiskTier)}")
+        for name in ("branch", "collector"):
+            value = getattr(self, name)
+            if value and not _CODE.match(value):
+                raise FilterError(f"{name}: {value!r} is not a code (letters, digits, - _ .)")
+        if self.min_dpd is not None and not 0 <= self.min_dpd <= 100_000:
+            raise FilterError("min_dpd: a number of days from 0")
+        return self
+
+
+@dataclass
+class CaseRow:
+    loan_no: str
+    stage: str
+    branch: str
+    collector: str
+    risk_tier: str
+    days_past_due: int | None
+    outstanding_fen: int | None
+    next_action_at: datetime | None
+    running: bool
+
+
+def _in(values: tuple[str, ...] | list[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def visibility_query(
+    filters: Filters,
+    now: datetime,
+    branches: tuple[str, ...] | None = None,
+    policy: Policy | None = None,
+) -> str:
+    """The visibility query for `filters`, limited to `branches` (None: every branch)."""
+    f = filters.checked()
+    parts = [f"WorkflowType='{LoanCollectionWorkflow.__name__}'"]
+    if branches is not None:
+        if not branches or not all(_CODE.match(b) for b in branches):
+            parts.append("Branch='-'")  # nothing visible
+        else:
+            parts.append(f"Branch IN {_in(branches)}")
+    if f.stage:
+        parts.append(f"CollectionStage='{f.stage}'")
+    if f.branch:
+        parts.append(f"Branch='{f.branch}'")
+    if f.collector:
+        parts.append(f"CollectorId='{f.collector}'")
+    if f.risk:
+        parts.append(f"RiskTier='{f.risk}'")
+    if f.min_dpd is not None:
+        parts.append(f"DaysPastDue >= {int(f.min_dpd)}")
+    if f.overdue_action:
+        parts.append(f"NextActionAt < '{now.isoformat()}'")
+    if f.due_today:
+        end = end_of_local_day(_local_today(now, policy or Policy()), policy or Policy())
+        parts.append(f"NextActionAt <= '{end.isoformat()}'")
+    if f.overdue_action or f.due_today:
+        parts.append("ExecutionStatus='Running'")
+    return " AND ".join(parts)
+
+
+def _local_today(now: datetime, policy: Policy) -> date:
+    from domain.timerules import local_date
+
+    return local_date(now, policy)
+
+
+def _first(attrs: dict, name: str) -> object:  # type: ignore[type-arg]
+    values = attrs.get(name) or [None]
+    return values[0]
+
+
+async def list_cases(client: Client, query: str, limit: int = 50) -> list[CaseRow]:
+    rows = []
+    async for wf in client.list_workflows(query, limit=limit, page_size=min(limit, 1000)):
+        a = wf.search_attributes
+        nxt = _first(a, "NextActionAt")
+        rows.append(
+            CaseRow(
+                loan_no=wf.id.removeprefix(WORKFLOW_ID_PREFIX),
+                stage=str(_first(a, "CollectionStage") or "-"),
+                branch=str(_first(a, "Branch") or "-"),
+                collector=str(_first(a, "CollectorId") or "-"),
+                risk_tier=str(_first(a, "RiskTier") or "-"),
+                days_past_due=_first(a, "DaysPastDue"),  # type: ignore[arg-type]
+                outstanding_fen=_first(a, "OutstandingFen"),  # type: ignore[arg-type]
+                next_action_at=nxt if isinstance(nxt, datetime) else None,
+                running=wf.status is not None and wf.status.name == "RUNNING",
+            )
+        )
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+async def counts_per_stage(client: Client, query: str) -> dict[str, int]:
+    """Cases per stage matching `query`: one count query per stage (visibility)."""
+    counts = {}
+    for stage in Stage:
+        n = await client.count_workflows(f"{query} AND CollectionStage='{stage}'")
+        if n.count:
+            counts[stage.value] = n.count
+    return counts
+
+
+def stage_branch_counts(
+    sessions: sessionmaker[Session], branches: tuple[str, ...] | None
+) -> dict[tuple[str, str], int]:
+    """Cases per (stage, branch) from the case projection, in one GROUP BY."""
+    q = select(Case.stage, Case.branch_code, func.count()).group_by(Case.stage, Case.branch_code)
+    if branches is not None:
+        q = q.where(Case.branch_code.in_(branches))
+    with sessions() as session:
+        return {(stage, branch): n for stage, branch, n in session.execute(q)}
+
+
+@dataclass
+class Caseload:
+    collector_id: str
+    name: str
+    branch: str
+    open_cases: int
+    capacity: int
+
+
+def caseloads(sessions: sessionmaker[Session], branches: tuple[str, ...] | None) -> list[Caseload]:
+    """Open cases per active collector (as first or second collector) against capacity."""
+    open_case = Case.closed_at.is_(None)
+    load = (
+        select(func.count())
+        .where(
+            open_case,
+            or_(Case.primary_collector == Collector.id, Case.second_collector == Collector.id),
+        )
+        .correlate(Collector)
+        .scalar_subquery()
+    )
+    q = select(Collector, load).where(Collector.active.is_(True)).order_by(Collector.id)
+    if branches is not None:
+        q = q.where(Collector.branch_code.in_(branches))
+    with sessions() as session:
+        return [Caseload(c.id, c.name, c.branch_code, n, c.capacity) for c, n in session.execute(q)]

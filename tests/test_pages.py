@@ -1,0 +1,180 @@
+"""The pages' JSON API and access rules, over HTTP, against real cases on the dev server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from db.models import AuditEvent, User, Visit
+from service.users import Role
+from tests.harness import Harness, running_worker
+from tests.web_support import PASSWORD, add_user, app_for, case_waiting_for_visit
+from workflows.collection import LoanCollectionWorkflow as WF
+
+JSON = {"accept": "application/json"}
+
+
+@pytest.fixture
+async def web(
+    dev_env, sqlite_sessions, tmp_path: Path
+) -> AsyncIterator[tuple[Harness, httpx.AsyncClient]]:
+    async with running_worker(dev_env, sqlite_sessions, tmp_path / "data") as h:
+        transport = httpx.ASGITransport(app=app_for(h))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield h, http
+
+
+async def token(http: httpx.AsyncClient, username: str) -> dict[str, str]:
+    r = await http.post("/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {**JSON, "authorization": f"Bearer {r.json()['token']}"}
+
+
+async def close(h: Harness, handle) -> None:  # type: ignore[no-untyped-def]
+    from domain.models import CloseRequest
+
+    await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "test"))
+    await handle.result()
+
+
+async def test_sign_in_is_required_and_passwords_are_kept_hashed(web) -> None:
+    h, http = web
+    add_user(h, "sup1", Role.SUPERVISOR, branches=["QX01"])
+    r = await http.get("/dashboard")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/dashboard"
+    assert (await http.get("/dashboard", headers=JSON)).status_code == 401
+    wrong = await http.post("/login", data={"username": "sup1", "password": "guess-guess"})
+    assert wrong.status_code == 401 and "wrong username or password" in wrong.text
+    unknown = await http.post("/login", data={"username": "nobody", "password": PASSWORD})
+    assert unknown.status_code == 401
+    ok = await http.post("/login", data={"username": "sup1", "password": PASSWORD, "next": ""})
+    assert ok.status_code == 303 and ok.headers["location"] == "/dashboard"
+    assert "httponly" in ok.headers["set-cookie"].lower()
+    with h.sessions() as session:
+        stored = session.scalar(select(User.password_hash).where(User.username == "sup1"))
+    assert stored and PASSWORD not in stored and stored.startswith("scrypt$")
+    with h.sessions() as session:
+        logins = session.scalars(select(AuditEvent.outcome).where(AuditEvent.action == "login"))
+        assert sorted(logins) == ["DONE", "REFUSED", "REFUSED"]
+
+
+async def test_collectors_see_only_their_cases_and_their_actions_are_audited(web) -> None:
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    other = next(c for c in ("QX01-C01", "QX01-C02", "QX01-C03") if c != case.collector)
+    add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
+    add_user(h, "theirs", Role.COLLECTOR, collector_id=other)
+    add_user(h, "far", Role.SUPERVISOR, branches=["LS01"])
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    mine, theirs = await token(http, "mine"), await token(http, "theirs")
+
+    # Another collector's case and another branch's supervisor: 404, as if it did not exist.
+    assert (await http.get(f"/cases/{case.loan_no}", headers=theirs)).status_code == 404
+    far = await token(http, "far")
+    assert (await http.get(f"/cases/{case.loan_no}", headers=far)).status_code == 404
+    refused = await http.post(
+        f"/cases/{case.loan_no}/visit", json={"outcome": "MET"}, headers=theirs
+    )
+    assert refused.status_code == 404
+    # A collector's own list, and no supervisor pages for them.
+    listed = (await http.get("/my", headers=mine)).json()["cases"]
+    assert [c["loan_no"] for c in listed] == [case.loan_no]
+    assert (await http.get("/dashboard", headers=mine)).status_code == 404
+
+    page = (await http.get(f"/cases/{case.loan_no}", headers=mine)).json()
+    assert page["status"]["stage"] == "FIELD_VISIT"
+
+    # A report the case refuses comes back with the validator's reason, naming the field.
+    bad = await http.post(f"/cases/{case.loan_no}/visit", json={"outcome": "GONE"}, headers=mine)
+    assert bad.status_code == 409 and bad.json()["message"].startswith("outcome:")
+    late = await http.post(
+        f"/cases/{case.loan_no}/visit",
+        json={"outcome": "MET", "visited_at": "2099-01-01T10:00:00+08:00"},
+        headers=mine,
+    )
+    assert late.status_code == 409 and late.json()["message"].startswith("visited_at:")
+    good = await http.post(
+        f"/cases/{case.loan_no}/visit",
+        json={"outcome": "MET", "notes": "met at the farmhouse"},
+        headers=mine,
+    )
+    assert good.status_code == 200 and good.json()["accepted"], good.text
+    await h.at_stage(case.handle, "NEGOTIATION")
+
+    with h.sessions() as session:
+        visits = session.scalars(select(Visit)).all()
+        assert [(v.outcome, v.reported_by) for v in visits] == [("MET", case.collector)]
+        trail = session.execute(
+            select(AuditEvent.username, AuditEvent.action, AuditEvent.outcome)
+            .where(AuditEvent.loan_no == case.loan_no)
+            .order_by(AuditEvent.id)
+        ).all()
+    assert trail == [
+        ("mine", "report_visit", "REFUSED"),
+        ("mine", "report_visit", "REFUSED"),
+        ("mine", "report_visit", "ACCEPTED"),
+    ]
+    # Supervisors' actions are theirs alone; the case page shows the timeline with the user.
+    assert (
+        await http.post(
+            f"/cases/{case.loan_no}/close",
+            json={"outcome": "CANCELLED", "reason": "x"},
+            headers=mine,
+        )  # fmt: skip
+    ).status_code == 404
+    sup = await token(http, "sup")
+    record = (await http.get(f"/cases/{case.loan_no}", headers=sup)).json()["record"]
+    assert any(e["who"] == "mine" and e["kind"] == "report_visit" for e in record["timeline"])
+    assert record["phone_masked"].endswith("5678") and "1391234" not in record["phone_masked"]
+    closed = await http.post(
+        f"/cases/{case.loan_no}/close",
+        json={"outcome": "CANCELLED", "reason": "paid off at the branch"},
+        headers=sup,
+    )
+    assert closed.json()["accepted"], closed.text
+    result = await case.handle.result()
+    assert result.outcome == "CANCELLED"
+
+
+async def test_form_posts_need_the_sessions_csrf_token(web) -> None:
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    add_user(h, "c1", Role.COLLECTOR, collector_id=case.collector)
+    r = await http.post("/login", data={"username": "c1", "password": PASSWORD})
+    http.cookies.set("collection_session", r.cookies["collection_session"])
+    forged = await http.post(f"/cases/{case.loan_no}/visit", data={"outcome": "MET"})
+    assert forged.status_code == 403
+    assert (await h.status(case.handle)).counters.visits == 0
+    await close(h, case.handle)
+
+
+async def test_dashboard_counts_lists_and_caseloads_for_the_supervisors_branches(web) -> None:
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    elsewhere = await case_waiting_for_visit(h, branch="LS01")
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    sup = await token(http, "sup")
+    for _ in range(100):  # visibility is eventually consistent
+        board = (await http.get("/dashboard?stage=FIELD_VISIT", headers=sup)).json()
+        if case.loan_no in [c["loan_no"] for c in board["cases"]]:
+            break
+        await asyncio.sleep(0.1)
+    loans = [c["loan_no"] for c in board["cases"]]
+    assert case.loan_no in loans and elsewhere.loan_no not in loans
+    assert {c["branch"] for c in board["counts"]} == {"QX01"}
+    assert any(c["stage"] == "FIELD_VISIT" and c["cases"] >= 1 for c in board["counts"])
+    loads = {c["collector_id"]: c["open_cases"] for c in board["caseloads"]}
+    assert loads[case.collector] >= 1 and all(k.startswith("QX01") for k in loads)
+    bad = await http.get("/dashboard?stage=NOPE", headers=sup)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("stage:")
+    html = await http.get(
+        "/dashboard?stage=FIELD_VISIT", headers={"authorization": sup["authorization"]}
+    )
+    assert html.status_code == 200 and case.loan_no in html.text
+    for c in (case, elsewhere):
+        await close(h, c.handle)

@@ -1,0 +1,76 @@
+"""The web app in tests: real cases on the dev server, users of each role, a real HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+from temporalio.client import WorkflowHandle
+
+from service.users import Role, create_user
+from tests.harness import OPEN_POLICY, Harness
+from webapp.app import create_app
+from webapp.pages import WebConfig
+from webapp.twilio_webhooks import WebhookConfig
+
+PASSWORD = "correct horse battery"
+# Quiet hours off; the first SMS gets one second to be answered, then a visit is due (7 days).
+WAITS_FOR_VISIT = OPEN_POLICY.with_overrides({"contact_wait_seconds": 1})
+
+
+def app_for(h: Harness) -> FastAPI:
+    async def temporal():  # type: ignore[no-untyped-def]
+        return h.client
+
+    return create_app(
+        h.sessions, temporal, WebhookConfig("0" * 32), WebConfig(h.task_queue, h.policy)
+    )
+
+
+def add_user(h: Harness, username: str, role: Role, **kw: object) -> str:
+    with h.sessions.begin() as session:
+        create_user(session, username, PASSWORD, role, **kw)  # type: ignore[arg-type]
+    return username
+
+
+@dataclass
+class WaitingCase:
+    loan_no: str
+    handle: WorkflowHandle
+    collector: str  # the collector it was assigned to
+
+
+async def case_waiting_for_visit(h: Harness, **overrides: object) -> WaitingCase:
+    spec, handle = await h.start(WAITS_FOR_VISIT, **overrides)
+    status = await h.at_stage(handle, "FIELD_VISIT", timeout=30)
+    return WaitingCase(spec.loan_no, handle, status.collectors[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """The app on a real port in this event loop (where the worker and client live too)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

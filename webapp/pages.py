@@ -1,0 +1,333 @@
+"""The pages people work in, and the same routes as a JSON API for other tools.
+
+- /dashboard  supervisors: cases per stage and branch, the filtered table, actions due today
+              and overdue, collectors' caseloads (their branches only)
+- /my         collectors: their own open cases, on a phone
+- /cases/{loan_no}           one case: state from the Query, timeline, messages, visits,
+                             agreement versions; forms for what the user may do now
+- /cases/{loan_no}/{action}  visit, plan, signature (collectors and supervisors);
+                             reassign, hold, lift-hold, close (supervisors)
+- /feeds      back office: the overdue-loan export and the payment feed
+
+A case that the user may not see answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+
+from domain.policy import Policy
+from domain.stages import MANUAL_CLOSE_STAGES, Stage, VisitOutcome
+from service import audit
+from service.actions import ActionOutcome, CaseActions
+from service.case_record import agreement_pdf, case_header, case_record, collector_cases
+from service.portfolio import (
+    OPEN_STAGES,
+    FilterError,
+    Filters,
+    caseloads,
+    list_cases,
+    stage_branch_counts,
+    visibility_query,
+)
+from service.users import Principal, Role, sign_in, sign_out
+from webapp import forms
+from webapp.auth import COOKIE, check_csrf, require, token_of, wants_json
+from webapp.rendering import as_json, page
+
+ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR)
+
+
+@dataclass
+class WebConfig:
+    task_queue: str = "loan-collection"
+    policy: Policy = field(default_factory=Policy)
+    secure_cookies: bool = False  # set behind HTTPS
+    data_dir: str = "data"
+
+
+def _home(who: Principal) -> str:
+    return {Role.SUPERVISOR: "/dashboard", Role.COLLECTOR: "/my", Role.BACK_OFFICE: "/feeds"}[
+        who.role
+    ]
+
+
+def _safe_next(target: str | None) -> str | None:
+    # Only paths on this site: no open redirect to another host.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return None
+
+
+def pages_router(
+    sessions: sessionmaker[Session],
+    temporal: Callable[[], Awaitable[Client]],
+    config: WebConfig,
+) -> APIRouter:
+    router = APIRouter()
+
+    async def actions() -> CaseActions:
+        return CaseActions(await temporal(), sessions)
+
+    # ------------------------------------------------------------ signing in and out
+
+    @router.get("/login")
+    async def login_form(request: Request, next: str | None = None) -> Response:
+        return page(request, "login.html.j2", next=_safe_next(next) or "", error="")
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        try:
+            data = await forms.read_input(request)
+            username = forms.text(data, "username")
+            password = forms.text(data, "password")
+        except forms.InputError as e:
+            if wants_json(request):
+                return as_json({"error": str(e)}, 400)
+            return page(request, "login.html.j2", 400, next="", error=str(e))
+        signed = await run_in_threadpool(sign_in, sessions, username, password)
+        audit.record(
+            sessions, username, signed[1].role.value if signed else "-", "login",
+            "DONE" if signed else "REFUSED",
+        )  # fmt: skip
+        if signed is None:
+            if wants_json(request):
+                return as_json({"error": "wrong username or password"}, 401)
+            nxt = _safe_next(str(data.get("next", ""))) or ""
+            return page(request, "login.html.j2", 401, next=nxt, error="wrong username or password")
+        token, who = signed
+        if wants_json(request):
+            return as_json({"token": token, "role": who.role, "username": who.username})
+        response = RedirectResponse(_safe_next(str(data.get("next", ""))) or _home(who), 303)
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="lax", secure=config.secure_cookies,
+            max_age=12 * 3600,
+        )  # fmt: skip
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        token = token_of(request)
+        if token:
+            sign_out(sessions, token)
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @router.get("/")
+    async def home(request: Request) -> Response:
+        who = require(request, sessions)
+        return RedirectResponse(_home(who), 303)
+
+    # ------------------------------------------------------------ supervisors
+
+    @router.get("/dashboard")
+    async def dashboard(request: Request) -> Response:
+        who = require(request, sessions, Role.SUPERVISOR)
+        q = request.query_params
+        error = ""
+        try:
+            filters = Filters(
+                stage=q.get("stage") or None,
+                branch=q.get("branch") or None,
+                collector=q.get("collector") or None,
+                risk=q.get("risk") or None,
+                min_dpd=forms.integer(dict(q), "min_dpd", 0, 100_000) if q.get("min_dpd") else None,
+                overdue_action=q.get("overdue") == "1",
+                due_today=q.get("due_today") == "1",
+            ).checked()
+        except (FilterError, forms.InputError) as e:
+            error, filters = str(e), Filters()
+        client = await temporal()
+        now = datetime.now(UTC)
+        scope = who.branches
+        rows = await list_cases(client, visibility_query(filters, now, scope), limit=100)
+        due = await list_cases(
+            client, visibility_query(Filters(due_today=True), now, scope), limit=100
+        )
+        due.sort(key=lambda r: r.next_action_at or now)
+        grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
+        loads = await run_in_threadpool(caseloads, sessions, scope)
+        data = dict(filters=filters, cases=rows, due=due, counts=grid, caseloads=loads, error=error)
+        if wants_json(request):
+            data["counts"] = [
+                {"stage": s, "branch": b, "cases": n} for (s, b), n in sorted(grid.items())
+            ]
+            return as_json(data, 400 if error else 200)
+        return page(
+            request, "dashboard.html.j2", 400 if error else 200, who=who, now=now,
+            stages=list(Stage), open_stages=OPEN_STAGES, branches=scope, **data,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ collectors
+
+    @router.get("/my")
+    async def my_cases(request: Request) -> Response:
+        who = require(request, sessions, Role.COLLECTOR)
+        cases = await run_in_threadpool(collector_cases, sessions, who.collector_id or "")
+        if wants_json(request):
+            return as_json({"cases": cases})
+        return page(request, "my_cases.html.j2", who=who, cases=cases, now=datetime.now(UTC))
+
+    # ------------------------------------------------------------ one case
+
+    def visible(who: Principal, loan_no: str) -> None:
+        header = case_header(sessions, loan_no)
+        if header is None or not who.may_see(*header):
+            raise HTTPException(404, f"no case {loan_no} that you can see")
+
+    @router.get("/cases/{loan_no}")
+    async def case_page(request: Request, loan_no: str) -> Response:
+        who = require(request, sessions, *ANYONE_ON_CASES)
+        await run_in_threadpool(visible, who, loan_no)
+        status = await (await actions()).status(loan_no)
+        record = await run_in_threadpool(case_record, sessions, loan_no)
+        if wants_json(request):
+            return as_json({"status": status, "record": record})
+        q = request.query_params
+        return page(
+            request, "case.html.j2", who=who, status=status, record=record,
+            flash=q.get("msg", ""), flash_ok=q.get("ok") == "1",
+            outcomes=list(VisitOutcome), close_outcomes=sorted(MANUAL_CLOSE_STAGES),
+            now=datetime.now(UTC), Role=Role,
+        )  # fmt: skip
+
+    @router.get("/cases/{loan_no}/agreements/{version}.pdf")
+    async def agreement_download(request: Request, loan_no: str, version: int) -> Response:
+        who = require(request, sessions, *ANYONE_ON_CASES)
+        await run_in_threadpool(visible, who, loan_no)
+        path = await run_in_threadpool(agreement_pdf, sessions, loan_no, version)
+        if path is None:
+            raise HTTPException(404, f"no agreement version {version}")
+        return FileResponse(
+            path, media_type="application/pdf", filename=f"{loan_no}-v{version}.pdf"
+        )
+
+    async def run_action(who: Principal, loan_no: str, action: str, data: dict) -> ActionOutcome:  # type: ignore[type-arg]
+        acts = await actions()
+        now = datetime.now(UTC)
+        if action == "visit":
+            ids = forms.codes(data, "collector_ids")
+            if who.role == Role.COLLECTOR:
+                teammate = forms.text(data, "teammate", required=False)
+                ids = [who.collector_id or ""] + ([teammate] if teammate else [])
+            return await acts.report_visit(
+                who, loan_no, forms.text(data, "outcome"), ids,
+                forms.moment(data, "visited_at", now), forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "plan":
+            return await acts.propose_even_plan(
+                who, loan_no, forms.integer(data, "months", 1, 120), forms.day(data, "first_due"),
+                forms.amount_fen(data, "down_payment"), forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "signature":
+            collector = (
+                who.collector_id if who.role == Role.COLLECTOR else forms.text(data, "collector_id")
+            )
+            return await acts.confirm_signature(
+                who, loan_no, forms.integer(data, "version", 1, 1000), forms.text(data, "sha256"),
+                collector or "", forms.moment(data, "signed_at", now), forms.text(data, "place"),
+            )  # fmt: skip
+        if who.role != Role.SUPERVISOR:
+            raise HTTPException(404, "not found")
+        if action == "reassign":
+            return await acts.reassign(
+                who, loan_no, forms.codes(data, "collector_ids"), forms.text(data, "reason")
+            )
+        if action == "hold":
+            until = forms.moment(data, "until")
+            return await acts.hold(who, loan_no, until, forms.text(data, "reason"))
+        if action == "lift-hold":
+            return await acts.lift_hold(who, loan_no, forms.text(data, "reason"))
+        if action == "close":
+            return await acts.close(
+                who, loan_no, forms.text(data, "outcome"), forms.text(data, "reason")
+            )
+        raise HTTPException(404, "not found")
+
+    @router.post("/cases/{loan_no}/{action}")
+    async def case_action(request: Request, loan_no: str, action: str) -> Response:
+        who = require(request, sessions, *ANYONE_ON_CASES)
+        await run_in_threadpool(visible, who, loan_no)
+        try:
+            data = await forms.read_input(request)
+            check_csrf(request, who, data.get("csrf"))
+            outcome = await run_action(who, loan_no, action, data)
+        except forms.InputError as e:
+            outcome = ActionOutcome(False, str(e))
+            audit.record(sessions, who.username, who.role, action, "REFUSED", str(e), loan_no)
+        if wants_json(request):
+            return as_json(outcome, 200 if outcome.accepted else 409)
+        params = urlencode({"ok": "1" if outcome.accepted else "0", "msg": outcome.message})
+        return RedirectResponse(f"/cases/{quote(loan_no)}?{params}", 303)
+
+    # ------------------------------------------------------------ back office
+
+    @router.get("/feeds")
+    async def feeds_page(request: Request) -> Response:
+        who = require(request, sessions, Role.BACK_OFFICE)
+        return page(request, "feeds.html.j2", who=who, report=None, kind="")
+
+    @router.post("/feeds")
+    async def feeds_upload(request: Request) -> Response:
+        import tempfile
+        from pathlib import Path
+
+        from feeds.csv_files import FileError
+        from feeds.loans import intake
+        from feeds.payments import post_payments
+
+        who = require(request, sessions, Role.BACK_OFFICE)
+        form = await request.form()
+        check_csrf(request, who, str(form.get("csrf", "")))
+        kind = str(form.get("kind", ""))
+        upload = form.get("file")
+        if kind not in ("loans", "payments") or upload is None or isinstance(upload, str):
+            return page(
+                request, "feeds.html.j2", 400, who=who, report=None, kind=kind,
+                error="kind and file: choose the feed and a CSV file",
+            )  # fmt: skip
+        today = datetime.now(UTC).astimezone(config.policy.timezone_info()).date()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "feed.csv"
+            path.write_bytes(await upload.read())
+            try:
+                if kind == "loans":
+                    report = await intake(
+                        path, sessions, await temporal(), config.task_queue, config.policy,
+                        today, dry_run=form.get("dry_run") == "1", started_by=who.username,
+                    )  # fmt: skip
+                    summary = (
+                        f"{report.rows} rows: imported {len(report.good)}, cases started "
+                        f"{report.started}, already running {report.attached}"
+                    )
+                else:
+                    report = await post_payments(path, sessions, await temporal(), today)
+                    summary = f"{report.rows} rows: signalled {report.signalled}"
+            except FileError as e:
+                return page(
+                    request, "feeds.html.j2", 400, who=who, report=None, kind=kind,
+                    error=f"{upload.filename}: {e}",
+                )  # fmt: skip
+        audit.record(
+            sessions, who.username, who.role, f"feed_{kind}", "DONE",
+            f"{upload.filename}: {summary}; rejected rows {len(report.errors)}",
+        )  # fmt: skip
+        return page(
+            request, "feeds.html.j2", who=who, report=report, kind=kind, summary=summary,
+            error="", filename=upload.filename,
+        )  # fmt: skip
+
+    return router
+
+
+__all__ = ["WebConfig", "pages_router"]

@@ -1,0 +1,33 @@
+"""Pages from Jinja2 templates, or the same data as JSON when a tool asks for it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic_core import to_jsonable_python
+
+from activities.texts import environment
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_env = environment(autoescape=True)
+
+
+def _local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return moment.astimezone(SHANGHAI).strftime(fmt) if moment else "-"
+
+
+_env.filters["local"] = _local
+_env.filters["fen"] = lambda fen: "-" if fen is None else _env.filters["yuan"](fen)
+
+
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = _env.get_template(f"pages/{template}").render(request=request, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def as_json(data: Any, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(to_jsonable_python(data), status_code=status_code)

@@ -4,7 +4,7 @@ stage changes, contacts and visits into one timeline; messages; agreement versio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -174,7 +174,7 @@ class MyCase:
 
 
 def collector_cases(sessions: sessionmaker[Session], collector_id: str) -> list[MyCase]:
-    """A collector's open cases, soonest next action first."""
+    """A collector's open cases (next actions as of the last stage change)."""
     with sessions() as session:
         rows = session.execute(
             select(Case, Loan.loan_no, Borrower.name, Borrower.village)
@@ -197,6 +197,4 @@ def collector_cases(sessions: sessionmaker[Session], collector_id: str) -> list[
         )
         for c, loan_no, name, village in rows
     ]
-    far = datetime.max.replace(tzinfo=UTC)
-    cases.sort(key=lambda m: m.next_action_at or far)
     return cases

@@ -23,7 +23,7 @@ from domain.timerules import end_of_local_day
 from workflows.collection import LoanCollectionWorkflow
 
 WORKFLOW_ID_PREFIX = "collection-"
-_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 OPEN_STAGES = [s for s in Stage if s not in CLOSED_STAGES]
 
 
@@ -187,3 +187,36 @@ def caseloads(sessions: sessionmaker[Session], branches: tuple[str, ...] | None)
         q = q.where(Collector.branch_code.in_(branches))
     with sessions() as session:
         return [Caseload(c.id, c.name, c.branch_code, n, c.capacity) for c, n in session.execute(q)]
+
+
+# What a collector does next in each stage (the case page's Query has the exact wording).
+STAGE_TODO = {
+    "INVESTIGATION": "调查 investigation",
+    "INITIAL_CONTACT": "电话联系 phone contact",
+    "FIELD_VISIT": "上门拜访 visit",
+    "NEGOTIATION": "商定还款方案 agree a plan",
+    "AGREEMENT_SIGNING": "签署协议 collect the signature",
+    "FOLLOW_UP": "跟进还款 follow up the installments",
+    "ON_HOLD": "暂停 on hold",
+}
+
+
+async def with_next_actions(client: Client, cases: list) -> None:  # type: ignore[type-arg]
+    """Fill each case's next action time from visibility, which the workflow keeps exact
+    (the database projection is written at stage changes only)."""
+    by_id = {f"{WORKFLOW_ID_PREFIX}{c.loan_no}": c for c in cases}
+    for c in cases:
+        c.next_action = STAGE_TODO.get(c.stage, c.stage)
+    ids = list(by_id)
+    for start in range(0, len(ids), 200):
+        chunk = ", ".join(f"'{i}'" for i in ids[start : start + 200] if _CODE.match(i))
+        if not chunk:
+            continue
+        async for wf in client.list_workflows(f"WorkflowId IN ({chunk})"):
+            case = by_id.get(wf.id)
+            nxt = _first(wf.search_attributes, "NextActionAt")
+            if case is not None:
+                stage = _first(wf.search_attributes, "CollectionStage")
+                case.stage = str(stage or case.stage)
+                case.next_action = STAGE_TODO.get(case.stage, case.stage)
+                case.next_action_at = nxt if isinstance(nxt, datetime) else None

@@ -38,6 +38,7 @@ from service.portfolio import (
     list_cases,
     stage_branch_counts,
     visibility_query,
+    with_next_actions,
 )
 from service.users import Principal, Role, sign_in, sign_out
 from webapp import forms
@@ -174,6 +175,9 @@ def pages_router(
     async def my_cases(request: Request) -> Response:
         who = require(request, sessions, Role.COLLECTOR)
         cases = await run_in_threadpool(collector_cases, sessions, who.collector_id or "")
+        await with_next_actions(await temporal(), cases)
+        far = datetime.max.replace(tzinfo=UTC)
+        cases.sort(key=lambda c: c.next_action_at or far)  # soonest first
         if wants_json(request):
             return as_json({"cases": cases})
         return page(request, "my_cases.html.j2", who=who, cases=cases, now=datetime.now(UTC))

@@ -1,6 +1,7 @@
 """`python -m cli.main COMMAND`: the demo, migrations, one case's status, lists by stage.
 
-Exit codes: 0 success, 1 a refused or failed operation, 2 bad arguments (argparse).
+Exit codes: 0 success; 1 a refused or failed operation; 2 bad arguments; 3 some rows of a
+feed or some cases of a batch were refused (the rest were done).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,17 +18,27 @@ from zoneinfo import ZoneInfo
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from cli import actions
 from cli.format import status_text
 from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.seed import add_branches_and_collectors, add_loan, demo_specs
+from domain.money import yuan
 from domain.names import workflow_id
 from domain.policy import fast_policy
 from domain.stages import Stage
 from service.cases import start_case
 from service.dev_server import start_dev_server
+from service.portfolio import (
+    FilterError,
+    Filters,
+    counts_per_stage,
+    list_cases,
+    visibility_query,
+)
 from service.settings import Settings
 from service.temporal_client import connect
+from service.users import Role
 from workflows.collection import LoanCollectionWorkflow
 
 log = logging.getLogger("collection")
@@ -88,49 +100,45 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def visibility_query(args: argparse.Namespace) -> str:
-    parts = [f"WorkflowType='{LoanCollectionWorkflow.__name__}'"]
-    if args.stage:
-        parts.append(f"CollectionStage='{Stage(args.stage).value}'")
-    for attr, value in (
-        ("Branch", args.branch),
-        ("CollectorId", args.collector),
-        ("RiskTier", args.risk),
-    ):
-        if value:
-            parts.append(f"{attr}='{value.replace(chr(39), '')}'")
-    if args.min_dpd is not None:
-        parts.append(f"DaysPastDue >= {int(args.min_dpd)}")
-    if args.overdue_action:
-        parts.append(f"NextActionAt < '{datetime.now(UTC).isoformat()}'")
-    return " AND ".join(parts)
+def _filters(args: argparse.Namespace) -> Filters:
+    return Filters(
+        stage=args.stage,
+        branch=args.branch,
+        collector=args.collector,
+        risk=args.risk,
+        min_dpd=args.min_dpd,
+        overdue_action=args.overdue_action,
+        due_today=args.due_today,
+    )
 
 
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        query = visibility_query(_filters(args), datetime.now(UTC))
+    except FilterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     client: Client = await connect(settings)
-    query = visibility_query(args)
-    shown = 0
-    async for wf in client.list_workflows(query, limit=args.limit):
-
-        def first(name: str, attrs: dict = wf.search_attributes) -> object:
-            return (attrs.get(name) or ["-"])[0]
-
+    rows = await list_cases(client, query, limit=args.limit)
+    for r in rows:
         print(
-            f"{wf.id:<32} {str(first('CollectionStage')):<18} {str(first('Branch')):<6} "
-            f"{str(first('CollectorId')):<10} {str(first('RiskTier')):<6} "
-            f"dpd {str(first('DaysPastDue')):>4}  outstanding {first('OutstandingFen')}"
+            f"{r.loan_no:<20} {r.stage:<18} {r.branch:<6} {r.collector:<10} {r.risk_tier:<6} "
+            f"dpd {'-' if r.days_past_due is None else r.days_past_due:>4}  "
+            f"outstanding {'-' if r.outstanding_fen is None else yuan(r.outstanding_fen):>12}  "
+            f"next {_local_time(r.next_action_at)}"
         )
-        shown += 1
-    # Visibility groups only by ExecutionStatus, so each stage is counted on its own.
-    counts = []
-    for stage in Stage:
-        n = await client.count_workflows(
-            f"WorkflowType='{LoanCollectionWorkflow.__name__}' AND CollectionStage='{stage}'"
-        )
-        if n.count:
-            counts.append(f"{stage}={n.count}")
-    print(f"-- {shown} shown; cases per stage: " + (", ".join(counts) or "none"))
+    # Counts per stage over the same filters but the stage (visibility has no GROUP BY).
+    base = visibility_query(replace(_filters(args), stage=None), datetime.now(UTC))
+    counts = await counts_per_stage(client, base)
+    listed = ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
+    print(f"-- {len(rows)} shown; cases per stage: {listed}")
     return 0
+
+
+def _local_time(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
 
 
 def cmd_agreements(args: argparse.Namespace, settings: Settings) -> int:
@@ -318,6 +326,30 @@ async def cmd_cancel_missing(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    """The password comes from COLLECTION_PASSWORD or a prompt, never the command line."""
+    import getpass
+    import os
+
+    from service.passwords import WeakPassword
+    from service.users import UserError, create_user
+
+    password = os.environ.get("COLLECTION_PASSWORD") or getpass.getpass("password: ")
+    engine = make_engine(settings.db_url)
+    try:
+        with session_factory(engine).begin() as session:
+            create_user(
+                session, args.username, password, args.role, args.branch, args.collector, args.name
+            )
+    except (UserError, WeakPassword) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"user {args.username} ({args.role}) added")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.db_url)
     print(f"migrated {settings.db_url}")
@@ -340,6 +372,7 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--risk", choices=["LOW", "MEDIUM", "HIGH"])
     ls.add_argument("--min-dpd", type=int)
     ls.add_argument("--overdue-action", action="store_true", help="next action already due")
+    ls.add_argument("--due-today", action="store_true", help="next action due by tonight")
     ls.add_argument("--limit", type=int, default=50)
     ag = sub.add_parser("agreements", help="a loan's agreement versions and their SHA-256")
     ag.add_argument("loan_no")
@@ -357,6 +390,13 @@ def parser() -> argparse.ArgumentParser:
     cm.add_argument("file")
     cm.add_argument("--reason", required=True)
     cm.add_argument("--by", required=True)
+    actions.add_parsers(sub)
+    us = sub.add_parser("user", help="add a user who signs in to the pages")
+    us.add_argument("username")
+    us.add_argument("--role", required=True, choices=[r.value for r in Role])
+    us.add_argument("--branch", action="append", default=[], help="supervisors: repeatable")
+    us.add_argument("--collector", help="collectors: their collector id")
+    us.add_argument("--name", default="", help="display name")
     sa = sub.add_parser("sample-agreement", help="render a sample agreement PDF")
     sa.add_argument("--out", default="data/sample")
     return p
@@ -371,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         "agreements": cmd_agreements,
         "attach-scan": cmd_attach_scan,
         "sample-agreement": cmd_sample_agreement,
+        "user": cmd_user,
     }
+    if args.command in actions.COMMANDS:
+        return asyncio.run(actions.run(args, settings))
     if args.command in sync_commands:
         return sync_commands[args.command](args, settings)
     command = {

@@ -135,8 +135,6 @@ async def list_cases(client: Client, query: str, limit: int = 50) -> list[CaseRo
                 running=wf.status is not None and wf.status.name == "RUNNING",
             )
         )
-        if len(rows) >= limit:
-            break
     return rows
 
 

@@ -1,0 +1,164 @@
+"""The CLI's case actions: visit report, plan, signature, reassignment, holds, closing.
+
+Each is sent to the case as an Update and printed with the case's answer. Exit codes:
+0 accepted; 1 refused by the case (the reason names the field) or no such case;
+3 a batch where some cases refused. The operator's name (--by) goes into the case's
+history and the audit trail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from tqdm import tqdm
+
+from db.engine import make_engine, session_factory
+from domain.policy import Policy
+from domain.stages import MANUAL_CLOSE_STAGES, VisitOutcome
+from domain.timerules import end_of_local_day
+from feeds.csv_files import RowError, yuan_to_fen
+from service.actions import ActionOutcome, CaseActions
+from service.settings import Settings
+from service.temporal_client import connect
+from service.users import Principal, Role
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+REFUSED, SOME_REFUSED = 1, 3
+
+
+def moment(text: str) -> datetime:
+    """ISO 8601; without an offset it is Shanghai time."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
+
+
+def until(text: str) -> datetime:
+    """A date means the end of that day in Shanghai; a time is taken as given."""
+    if "T" in text or " " in text:
+        return moment(text)
+    return end_of_local_day(date.fromisoformat(text), Policy())
+
+
+def fen(text: str) -> int:
+    errors: list[RowError] = []
+    amount = yuan_to_fen(0, "down-payment", text, errors)
+    if errors:
+        raise argparse.ArgumentTypeError(errors[0].message)
+    return amount
+
+
+def ids(text: str) -> list[str]:
+    return [i.strip() for i in text.replace("，", ",").split(",") if i.strip()]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def action(name: str, help: str, loan: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        if loan:
+            p.add_argument("loan_no")
+        p.add_argument("--by", required=True, help="who does this (history and audit trail)")
+        return p
+
+    v = action("visit", "report a field visit's outcome")
+    v.add_argument("--outcome", required=True, choices=list(VisitOutcome))
+    v.add_argument("--collectors", type=ids, required=True, help="A or A,B for a team")
+    v.add_argument("--at", type=moment, help="when (default now); ISO, Shanghai time")
+    v.add_argument("--notes", default="")
+    p = action("plan", "propose an even monthly repayment plan over what is outstanding")
+    p.add_argument("--months", type=int, required=True)
+    p.add_argument("--first-due", type=date.fromisoformat, required=True)
+    p.add_argument("--down-payment", type=fen, default=0, help="yuan, due on the first date")
+    p.add_argument("--notes", default="")
+    s = action("sign", "confirm the borrower signed an agreement version")
+    s.add_argument("--version", type=int, required=True)
+    s.add_argument("--sha256", required=True, help="as printed on the signed agreement")
+    s.add_argument("--collector", required=True)
+    s.add_argument("--place", required=True)
+    s.add_argument("--at", type=moment, help="when (default now)")
+    r = action("reassign", "give a case to other collectors")
+    r.add_argument("--to", type=ids, required=True, help="A or A,B for a team")
+    r.add_argument("--reason", required=True)
+    h = action("hold", "pause collection (hardship) for one case or a whole region", loan=False)
+    target = h.add_mutually_exclusive_group(required=True)
+    target.add_argument("--loan", dest="loan_no")
+    target.add_argument("--region", help="a county (branches' region) or a branch code")
+    h.add_argument("--until", type=until, required=True, help="a date (end of day) or time")
+    h.add_argument("--reason", required=True)
+    lf = action("lift-hold", "resume collection before the hold ends")
+    lf.add_argument("--reason", required=True)
+    c = action("close", "close a case by hand")
+    c.add_argument("--outcome", required=True, choices=sorted(MANUAL_CLOSE_STAGES))
+    c.add_argument("--reason", required=True)
+
+
+COMMANDS = {"visit", "plan", "sign", "reassign", "hold", "lift-hold", "close"}
+
+
+def _print(loan_no: str, outcome: ActionOutcome) -> int:
+    if outcome.accepted:
+        print(f"{loan_no}: accepted, stage {outcome.stage}: {outcome.message}")
+        return 0
+    print(f"{loan_no}: refused: {outcome.message}", file=sys.stderr)
+    return REFUSED
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.db_url)
+    acts = CaseActions(await connect(settings), session_factory(engine))
+    who = Principal(args.by, Role.SUPERVISOR)
+    now = datetime.now(UTC)
+    try:
+        if args.command == "hold" and args.region:
+            return await _hold_region(acts, who, args)
+        outcome = await _one(acts, who, args, now)
+        return _print(args.loan_no, outcome)
+    finally:
+        engine.dispose()
+
+
+async def _one(
+    acts: CaseActions, who: Principal, args: argparse.Namespace, now: datetime
+) -> ActionOutcome:
+    loan = args.loan_no
+    match args.command:
+        case "visit":
+            return await acts.report_visit(
+                who, loan, args.outcome, args.collectors, args.at or now, args.notes
+            )
+        case "plan":
+            return await acts.propose_even_plan(
+                who, loan, args.months, args.first_due, args.down_payment, args.notes
+            )
+        case "sign":
+            return await acts.confirm_signature(
+                who, loan, args.version, args.sha256, args.collector, args.at or now, args.place
+            )
+        case "reassign":
+            return await acts.reassign(who, loan, args.to, args.reason)
+        case "hold":
+            return await acts.hold(who, loan, args.until, args.reason)
+        case "lift-hold":
+            return await acts.lift_hold(who, loan, args.reason)
+        case "close":
+            return await acts.close(who, loan, args.outcome, args.reason)
+    raise AssertionError(args.command)
+
+
+async def _hold_region(acts: CaseActions, who: Principal, args: argparse.Namespace) -> int:
+    loans = acts.open_loans_in(args.region)
+    if not loans:
+        print(f"region {args.region}: no open case (unknown region or branch?)", file=sys.stderr)
+        return REFUSED
+    # The bar shows on a terminal; scripts (no TTY) get only the summary and the refusals.
+    with tqdm(total=len(loans), desc=f"hold {args.region}", unit="case", disable=None) as bar:
+        results = await acts.hold_many(
+            who, loans, args.until, args.reason, progress=lambda *_: bar.update(1)
+        )
+    refused = {n: o for n, o in results.items() if not o.accepted}
+    for loan_no, outcome in sorted(refused.items()):
+        print(f"{loan_no}: refused: {outcome.message}", file=sys.stderr)
+    print(f"region {args.region}: {len(results) - len(refused)} cases held, {len(refused)} refused")
+    return SOME_REFUSED if refused else 0

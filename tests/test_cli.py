@@ -1,0 +1,162 @@
+"""The supervisor CLI against real cases on the dev server: its list and status agree with
+the workflow's own Query, and its actions come back with the case's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from db.models import AuditEvent
+from domain.money import yuan
+from tests.harness import Harness, running_worker
+from tests.web_support import case_waiting_for_visit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def cli(dev_env, sqlite_sessions, tmp_path: Path) -> AsyncIterator[tuple[Harness, object]]:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "COLLECTION_DB_URL": str(sqlite_sessions.kw["bind"].url),
+        "COLLECTION_DATA_DIR": str(tmp_path / "data"),
+    }
+
+    async def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    async with running_worker(dev_env, sqlite_sessions, tmp_path / "data") as h:
+        yield h, run
+
+
+async def test_list_and_status_agree_with_the_workflows_query(cli) -> None:
+    h, run = cli
+    case = await case_waiting_for_visit(h)
+    status = await h.status(case.handle)
+
+    shown = await run("status", case.loan_no)
+    assert shown.returncode == 0, shown.stderr
+    assert f"stage        {status.stage}" in shown.stdout
+    assert f"collectors   {', '.join(status.collectors)}" in shown.stdout
+    assert f"outstanding {yuan(status.outstanding_fen)} 元" in shown.stdout
+    assert f"days past due {status.days_past_due}" in shown.stdout
+
+    for _ in range(50):  # visibility is eventually consistent
+        listed = await run("list", "--stage", "FIELD_VISIT", "--branch", "QX01", "--limit", "500")
+        line = next((x for x in listed.stdout.splitlines() if x.startswith(case.loan_no)), None)
+        if line:
+            break
+        await asyncio.sleep(0.2)
+    assert listed.returncode == 0 and line, listed.stdout + listed.stderr
+    fields = line.split()
+    assert fields[1:5] == [status.stage, status.branch, status.collectors[0], status.risk_tier]
+    assert f"dpd {status.days_past_due:>4}" in line
+    assert yuan(status.outstanding_fen) in line
+    counts = listed.stdout.splitlines()[-1]
+    assert "FIELD_VISIT=" in counts
+
+    missing = await run("status", "NO-SUCH-LOAN")
+    assert missing.returncode == 1 and "no case found" in missing.stderr
+    bad = await run("list", "--branch", "QX01' OR '1'='1")
+    assert bad.returncode == 2 and "branch:" in bad.stderr
+    await case.handle.cancel()
+
+
+async def test_actions_answer_with_the_cases_acceptance_or_its_reason(cli) -> None:
+    h, run = cli
+    case = await case_waiting_for_visit(h)
+    refused = await run(
+        "visit", case.loan_no, "--outcome", "MET", "--collectors", "QX02-C01", "--by", "李主任"
+    )
+    assert refused.returncode == 1
+    assert "refused: collector_ids: QX02-C01 not assigned" in refused.stderr
+    done = await run(
+        "visit", case.loan_no, "--outcome", "MET", "--collectors", case.collector,
+        "--notes", "met at home", "--by", "李主任",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "accepted" in done.stdout and "visit 1 recorded: MET" in done.stdout
+    await h.at_stage(case.handle, "NEGOTIATION")
+
+    too_long = await run(
+        "plan", case.loan_no, "--months", "119", "--first-due", "2027-01-10", "--by", "李主任"
+    )
+    assert too_long.returncode == 1 and "refused:" in too_long.stderr
+    plan = await run(
+        "plan", case.loan_no, "--months", "3", "--first-due", "2027-01-10",
+        "--down-payment", "1,000.00", "--by", "李主任",
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    assert "4 installments" in plan.stdout
+    status = await h.until(case.handle, lambda s: s.agreement is not None, "agreement rendered")
+    assert status.installments[0].amount_fen == 100_000
+
+    wrong = await run(
+        "sign", case.loan_no, "--version", "1", "--sha256", "0" * 64,
+        "--collector", case.collector, "--place", "村委会", "--by", "李主任",
+    )  # fmt: skip
+    assert wrong.returncode == 1 and "sha256: does not match" in wrong.stderr
+    signed = await run(
+        "sign", case.loan_no, "--version", "1", "--sha256", status.agreement.sha256,
+        "--collector", case.collector, "--place", "村委会", "--by", "李主任",
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    await h.at_stage(case.handle, "FOLLOW_UP")
+
+    with h.sessions() as session:
+        trail = session.execute(
+            select(AuditEvent.action, AuditEvent.outcome, AuditEvent.username)
+            .where(AuditEvent.loan_no == case.loan_no)
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [(a, o) for a, o, _ in trail] == [
+        ("report_visit", "REFUSED"),
+        ("report_visit", "ACCEPTED"),
+        ("propose_plan", "REFUSED"),
+        ("propose_plan", "ACCEPTED"),
+        ("confirm_signature", "REFUSED"),
+        ("confirm_signature", "ACCEPTED"),
+    ]
+    assert {u for *_, u in trail} == {"李主任"}
+    closed = await run(
+        "close", case.loan_no, "--outcome", "WRITTEN_OFF", "--reason", "test", "--by", "李主任"
+    )
+    assert closed.returncode == 0
+    assert (await case.handle.result()).outcome == "WRITTEN_OFF"
+
+
+async def test_a_hold_for_a_whole_region_reaches_every_open_case_in_it(cli) -> None:
+    h, run = cli
+    county = [await case_waiting_for_visit(h, branch="LS01") for _ in range(3)]
+    outside = await case_waiting_for_visit(h, branch="QX01")
+    held = await run(
+        "hold", "--region", "临山县", "--until", "2099-01-01", "--reason", "洪灾", "--by", "李主任"
+    )
+    # The policy caps a hold at 180 days: every case refuses, with the reason, exit code 3.
+    assert held.returncode == 3
+    assert held.stderr.count("until: a hold may last at most 180 days") == 3
+    held = await run(
+        "hold", "--region", "临山县", "--until", "2027-01-15", "--reason", "洪灾", "--by", "李主任"
+    )
+    assert held.returncode == 0, held.stderr
+    assert "region 临山县: 3 cases held, 0 refused" in held.stdout
+    for case in county:
+        status = await h.until(case.handle, lambda s: s.hold is not None, "hold")
+        assert status.hold.reason == "洪灾" and status.hold.by == "李主任"
+    assert (await h.status(outside.handle)).hold is None
+    bad = await run("hold", "--region", "临山县", "--until", "soon", "--reason", "x", "--by", "y")
+    assert bad.returncode == 2 and "--until" in bad.stderr
+    for case in [*county, outside]:
+        await case.handle.cancel()

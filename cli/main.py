@@ -74,6 +74,12 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(specs)} cases started (or attached to) on task queue {settings.task_queue}"
         + (" with the fast policy: a policy day lasts one second" if args.fast else "")
     )
+    web_server = _demo_pages(settings, client, policy)
+    web = asyncio.create_task(web_server.serve())
+    print(
+        f"Pages: http://127.0.0.1:{DEMO_WEB_PORT}/  sign in as supervisor `demo-sup` or "
+        f"collector `demo-qx01-c01`, password `{DEMO_PASSWORD}` (demo users only)"
+    )
     print("Try:  .venv/bin/python -m cli.main list --stage INITIAL_CONTACT")
     print(f"      .venv/bin/python -m cli.main status {specs[0].loan_no}")
     print("      .venv/bin/temporal workflow list --query \"CollectionStage='FIELD_VISIT'\"")
@@ -82,10 +88,72 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await worker
     finally:
+        web_server.should_exit = True
+        await asyncio.wait_for(web, 10)
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
     return 0
+
+
+DEMO_WEB_PORT = 8000
+DEMO_PASSWORD = "demo-password"
+
+
+def _add_demo_users(sessions) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from db.models import User
+    from service.users import create_user
+
+    with sessions.begin() as session:
+        if session.scalar(select(User.id).where(User.username == "demo-sup")):
+            return
+        create_user(
+            session,
+            "demo-sup",
+            DEMO_PASSWORD,
+            Role.SUPERVISOR,
+            ["QX01", "QX02", "LS01"],
+            display_name="演示主任",
+        )
+        create_user(
+            session,
+            "demo-qx01-c01",
+            DEMO_PASSWORD,
+            Role.COLLECTOR,
+            collector_id="QX01-C01",
+            display_name="演示催收员",
+        )
+        create_user(session, "demo-office", DEMO_PASSWORD, Role.BACK_OFFICE)
+
+
+def _demo_pages(settings: Settings, client: Client, policy):  # type: ignore[no-untyped-def]
+    """The pages (and Twilio's webhooks, useless without Twilio) beside the demo's worker."""
+    import os
+    import secrets
+
+    import uvicorn
+
+    from webapp.app import create_app
+    from webapp.pages import WebConfig
+    from webapp.twilio_webhooks import WebhookConfig
+
+    sessions = session_factory(make_engine(settings.db_url))
+    _add_demo_users(sessions)
+
+    async def temporal() -> Client:
+        return client
+
+    token = os.environ.get("TWILIO_AUTH_TOKEN") or secrets.token_hex(16)
+    app = create_app(
+        sessions, temporal, WebhookConfig(token),
+        WebConfig(settings.task_queue, policy, data_dir=str(settings.data_dir)),
+    )  # fmt: skip
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=DEMO_WEB_PORT, log_level="warning", lifespan="off"
+    )
+    return uvicorn.Server(config)
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

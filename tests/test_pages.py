@@ -178,3 +178,34 @@ async def test_dashboard_counts_lists_and_caseloads_for_the_supervisors_branches
     assert html.status_code == 200 and case.loan_no in html.text
     for c in (case, elsewhere):
         await close(h, c.handle)
+
+
+async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) -> None:
+    from tests.test_feeds import BAD, GOOD, HEADER_ZH
+
+    h, http = web
+    add_user(h, "office", Role.BACK_OFFICE)
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    assert (await http.get("/feeds", headers=await token(http, "sup"))).status_code == 404
+    r = await http.post("/login", data={"username": "office", "password": PASSWORD})
+    http.cookies.set("collection_session", r.cookies["collection_session"])
+    page = await http.get("/feeds")
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    # Loans overdue since 2026-10-01 and -09-15; the feed's "today" is the wall clock's.
+    body = "\n".join([HEADER_ZH, *GOOD, *(row for row, _ in BAD)]).encode("gb18030")
+    upload = await http.post(
+        "/feeds",
+        data={"csrf": csrf, "kind": "loans"},
+        files={"file": ("导出.csv", body, "text/csv")},
+    )
+    assert upload.status_code == 200, upload.text
+    assert "9 rows: imported 2, cases started 2" in upload.text
+    for row, field in BAD:
+        assert f"<td>{field}</td>" in upload.text
+    with h.sessions() as session:
+        events = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "feed_loans"))
+        assert [e for e in events if "rejected rows 7" in e]
+    for loan in ("QX-0001", "QX-0002"):
+        handle = h.client.get_workflow_handle(f"collection-{loan}")
+        h.started.append(handle)
+        await handle.cancel()

@@ -12,6 +12,7 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from activities.documents import PdfRenderer
 from activities.sms_gateway import RecordingGateway
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
 from db.engine import make_engine, session_factory
@@ -35,6 +36,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings)
     twilio = TwilioSettings.from_env()
     gateway = TwilioGateway(twilio) if twilio else RecordingGateway()
+    pdf = PdfRenderer(processes=settings.pdf_processes)
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(
             client,
@@ -45,6 +47,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             executor=executor,
             sms_language=settings.sms_language,
             max_cached_workflows=settings.max_cached_workflows,
+            pdf=pdf,
         )
         log.info(
             "worker on %s namespace %s task queue %s",
@@ -59,6 +62,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         async with worker:
             await stop.wait()
             log.info("stopping: finishing running activities")
+    pdf.close()
     engine.dispose()
 
 

@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 # fontTools stamps embedded font subsets with the current time unless SOURCE_DATE_EPOCH is
 # set; with it, the same HTML always gives the same PDF bytes, hence the same SHA-256.
@@ -37,8 +39,21 @@ def check_fonts(fc_list: str = "fc-list") -> None:
         )
 
 
+def _render_in_process(html: str) -> bytes:
+    import weasyprint
+
+    return weasyprint.HTML(string=html).write_pdf()
+
+
 class PdfRenderer:
-    def __init__(self, fc_list: str = "fc-list") -> None:
+    """WeasyPrint, in this process or in `processes` separate ones.
+
+    A render takes ~0.5 s of pure-Python CPU. In the worker's own process it holds the GIL
+    that long, and every workflow task and Query of every case waits; in a process pool the
+    activity's thread only waits for the result.
+    """
+
+    def __init__(self, fc_list: str = "fc-list", processes: int = 0) -> None:
         check_fonts(fc_list)
         import weasyprint  # heavy: loaded once, by the worker, never by workflow code
         from weasyprint.text.ffi import harfbuzz_subset
@@ -47,6 +62,16 @@ class PdfRenderer:
             # fontTools' subsetter takes ~20 s for a CJK font where HarfBuzz takes 0.5 s.
             log.warning("libharfbuzz-subset0 is missing: agreement PDFs render very slowly")
         self._weasyprint = weasyprint
+        self._pool: ProcessPoolExecutor | None = None
+        if processes > 0:
+            # spawn, not fork: the worker process has threads (Temporal's core, the pools).
+            self._pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
 
     def render(self, html: str) -> bytes:
+        if self._pool is not None:
+            return self._pool.submit(_render_in_process, html).result()
         return self._weasyprint.HTML(string=html).write_pdf()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

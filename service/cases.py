@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 
+from domain import search_attributes as sa
 from domain.models import CaseInput, CaseResult
 from domain.names import WORKFLOW_TYPE, workflow_id
 from domain.policy import Policy
@@ -22,6 +28,8 @@ async def start_case(
 
     A case that ended (paid, cancelled, ...) is not started again for the same loan, unless
     it failed; reopening is a deliberate back-office act, not a side effect of a feed.
+    Stage and branch are set at the start, so supervisors see a new case in their lists even
+    before a worker has picked it up.
     """
     return await client.start_workflow(
         WORKFLOW_TYPE,
@@ -31,4 +39,7 @@ async def start_case(
         result_type=CaseResult,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(sa.STAGE, "INVESTIGATION"), SearchAttributePair(sa.BRANCH, branch)]
+        ),
     )

@@ -27,6 +27,7 @@ class Settings:
     sms_language: str = "zh"
     activity_threads: int = 16
     max_cached_workflows: int = 1000
+    pdf_processes: int = 1  # agreement PDFs rendered outside the worker's process (0: inside)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,6 +46,7 @@ class Settings:
             sms_language=env("SMS_LANGUAGE", "zh"),
             activity_threads=int(env("WORKER_ACTIVITY_THREADS", "16")),
             max_cached_workflows=int(env("WORKER_MAX_CACHED_WORKFLOWS", "1000")),
+            pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
         )
 
     def policy(self) -> Policy:

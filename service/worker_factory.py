@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 
 from activities.agreements import AgreementActivities
 from activities.cases import CaseActivities
+from activities.documents import PdfRenderer
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
 from workflows.collection import LoanCollectionWorkflow
@@ -22,10 +23,11 @@ def activities(
     data_dir: Path,
     gateway: SmsGateway | None = None,
     sms_language: str = "zh",
+    pdf: PdfRenderer | None = None,
 ) -> list[object]:
     cases = CaseActivities(sessions)
     sms = SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
-    agreements = AgreementActivities(sessions, data_dir / "agreements")
+    agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
     return [
         cases.load_case,
         cases.assess_case,
@@ -49,13 +51,14 @@ def build_worker(
     executor: ThreadPoolExecutor | None = None,
     sms_language: str = "zh",
     max_cached_workflows: int = 1000,
+    pdf: PdfRenderer | None = None,
 ) -> Worker:
     executor = executor or ThreadPoolExecutor(max_workers=16)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[LoanCollectionWorkflow],
-        activities=activities(sessions, data_dir, gateway, sms_language),
+        activities=activities(sessions, data_dir, gateway, sms_language, pdf),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_cached_workflows=max_cached_workflows,

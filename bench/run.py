@@ -315,15 +315,23 @@ def rss_kb(pid: int) -> int:
 
 @asynccontextmanager
 async def worker_processes(count: int, command: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
+    # Output to files: a pipe nobody reads fills up and blocks the worker's logging.
+    logs = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     procs = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(count)
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=(logs / f"w{i}.out").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(count)
     ]
     try:
         await asyncio.sleep(3)  # imports, connection, first poll
         for p in procs:
             if p.poll() is not None:
-                raise RuntimeError(f"worker exited: {p.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"worker exited; see {logs}")
         yield procs
     finally:
         for p in procs:

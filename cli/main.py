@@ -29,6 +29,7 @@ from domain.policy import fast_policy
 from domain.stages import Stage
 from service.cases import start_case
 from service.dev_server import start_dev_server
+from service.log_masking import configure
 from service.portfolio import (
     FilterError,
     Filters,
@@ -471,7 +472,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    configure(logging.WARNING, "%(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
     settings = Settings.from_env()
     sync_commands = {

@@ -27,6 +27,7 @@ class Settings:
     sms_language: str = "zh"
     activity_threads: int = 16
     max_cached_workflows: int = 1000
+    codec_keys: str | None = None  # COLLECTION_CODEC_KEYS: payload encryption (service/codec.py)
     pdf_processes: int = 1  # agreement PDFs rendered outside the worker's process (0: inside)
 
     @classmethod
@@ -47,6 +48,7 @@ class Settings:
             activity_threads=int(env("WORKER_ACTIVITY_THREADS", "16")),
             max_cached_workflows=int(env("WORKER_MAX_CACHED_WORKFLOWS", "1000")),
             pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
+            codec_keys=env("COLLECTION_CODEC_KEYS"),
         )
 
     def policy(self) -> Policy:

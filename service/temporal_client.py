@@ -7,7 +7,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import TLSConfig
 
-from service.converter import DATA_CONVERTER
+from service.codec import data_converter
 from service.settings import Settings
 
 
@@ -30,5 +30,5 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=settings.api_key,
         tls=tls,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings.codec_keys),
     )

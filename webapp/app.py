@@ -8,19 +8,23 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from db.engine import make_engine, session_factory
+from service.codec import EncryptionCodec, Keys
 from service.settings import Settings
 from service.temporal_client import connect
 from webapp.auth import LoginRequired, wants_json
+from webapp.codec_endpoint import codec_router
 from webapp.pages import WebConfig, pages_router
 from webapp.rendering import as_json, page
 from webapp.twilio_webhooks import WebhookConfig, twilio_router
 
 log = logging.getLogger(__name__)
+DEFAULT_UI_ORIGINS = "http://localhost:8233,http://127.0.0.1:8233"
 
 
 def create_app(
@@ -28,10 +32,21 @@ def create_app(
     temporal: Callable[[], Awaitable[Client]],
     webhook: WebhookConfig,
     web: WebConfig | None = None,
+    codec: EncryptionCodec | None = None,
 ) -> FastAPI:
+    web = web or WebConfig()
     app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(twilio_router(sessions, temporal, webhook))
-    app.include_router(pages_router(sessions, temporal, web or WebConfig()))
+    app.include_router(pages_router(sessions, temporal, web))
+    app.include_router(codec_router(sessions, codec))
+    # Temporal's web UI calls the codec endpoint from its own origin, with the session cookie.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(web.ui_origins),
+        allow_credentials=True,
+        allow_methods=["POST"],
+        allow_headers=["content-type", "x-namespace", "authorization"],
+    )
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _: LoginRequired) -> Response:
@@ -89,15 +104,22 @@ def app_from_env() -> FastAPI:
             settings.policy(),
             os.environ.get("WEB_SECURE_COOKIES") == "1",
             str(settings.data_dir),
+            tuple(os.environ.get("TEMPORAL_UI_ORIGINS", DEFAULT_UI_ORIGINS).split(",")),
         ),
+        EncryptionCodec(Keys.parse(settings.codec_keys)) if settings.codec_keys else None,
     )
 
 
 if __name__ == "__main__":
     import uvicorn
 
+    from service.log_masking import configure
+    from webapp.logs import masked_log_config
+
+    configure(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         app_from_env(),
+        log_config=masked_log_config(),
         host=os.environ.get("WEB_HOST", "127.0.0.1"),
         port=int(os.environ.get("WEB_PORT", "8000")),
     )

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.clock import activity_now
 from activities.errors import not_found
-from activities.sms_gateway import PermanentSmsFailure, SmsGateway
+from activities.sms_gateway import GatewayResult, PermanentSmsFailure, SmsGateway
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
 from db.repository import case_for_loan, insert_ignore, loan_by_no
@@ -25,6 +26,7 @@ from domain.timerules import cap_release, in_quiet_hours, quiet_hours_end
 
 log = logging.getLogger(__name__)
 DONE = ("SENT", "RECORDED", "BLOCKED", "FAILED")
+LOOKBACK = timedelta(minutes=2)  # clock skew between us and the provider
 
 
 class SmsActivities:
@@ -83,14 +85,27 @@ class SmsActivities:
                 row.status, row.reason = verdict.status, verdict.reason
                 return verdict
             row.status, row.reason, row.body = "PENDING", "", body
-        # Committed as PENDING before the provider sees it: a crash between the provider's
-        # acceptance and the commit below is the one window in which a retry sends twice.
+            earlier_attempt, row.attempted_at = row.attempted_at, now
+        # Committed as PENDING, with the attempt's time, before the provider sees it. After a
+        # crash between the provider's acceptance and our commit, the retry asks the provider
+        # whether the message went out before it sends again.
         try:
-            result = self.gateway.send(borrower.phone or "", body, req.key)
+            found = (
+                self.gateway.find_sent(borrower.phone or "", body, earlier_attempt - LOOKBACK)
+                if earlier_attempt is not None
+                else None
+            )
+            result = (
+                GatewayResult("SENT", found)
+                if found
+                else self.gateway.send(borrower.phone or "", body, req.key)
+            )
         except PermanentSmsFailure as failure:
             return self._failed(req, failure, now)
         except Exception as error:
-            self._note_retry(req.key, error)
+            # A refusal the provider answered (429, 5xx, credentials) means nothing went out;
+            # a timeout or a broken connection leaves it unknown, and the retry asks first.
+            self._note_retry(req.key, error, refused=isinstance(error, ApplicationError))
             raise  # Temporal retries with backoff
         with self.sessions.begin() as session:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
@@ -119,13 +134,15 @@ class SmsActivities:
             number_unusable=failure.number_unusable,
         )
 
-    def _note_retry(self, key: str, error: Exception) -> None:
+    def _note_retry(self, key: str, error: Exception, refused: bool) -> None:
         """Each attempt's outcome stays on the outbox row, even when it will be retried."""
         try:
             with self.sessions.begin() as session:
                 row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
                 if row is not None:
                     row.reason = f"will retry: {error}"[:500]
+                    if refused:
+                        row.attempted_at = None
         except Exception:  # the database may be what failed; the retry is what matters
             log.exception("could not note the failed attempt of SMS %s", key)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from domain.privacy import mask_phone
@@ -33,6 +34,11 @@ class SmsGateway(Protocol):
         """Hand one message to the provider. Raises on failure (retryable unless marked)."""
         ...
 
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """The provider's id of this message if it accepted it since `since` (a crash hid the
+        answer from us), else None."""
+        ...
+
 
 class RecordingGateway:
     """Sends nothing: the outbox row is the message. For demos, tests and benchmarks."""
@@ -42,3 +48,6 @@ class RecordingGateway:
     def send(self, to: str, body: str, key: str) -> GatewayResult:
         log.info("SMS %s to %s recorded, not sent", key, mask_phone(to))
         return GatewayResult("RECORDED")
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        return None  # nothing leaves this process: a retry records again, harmlessly

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio.exceptions import ApplicationError
 from twilio.base.exceptions import TwilioRestException
@@ -113,6 +113,19 @@ class TwilioGateway:
             raise classify(e) from None
         log.info("SMS %s accepted by Twilio as %s for %s", key, message.sid, mask_phone(to))
         return GatewayResult("SENT", message.sid)
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """Twilio has no idempotency key: look for the same text to the same number, created
+        since our last attempt, among the number's most recent messages."""
+        try:
+            recent = self.client.messages.list(to=to, limit=20)
+        except TwilioRestException as e:
+            raise classify(e) from None
+        for m in recent:
+            if m.body == body and m.date_created is not None and m.date_created >= since:
+                log.info("SMS to %s found at Twilio as %s: not sent again", mask_phone(to), m.sid)
+                return m.sid
+        return None
 
 
 def classify(e: TwilioRestException) -> Exception:

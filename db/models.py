@@ -203,6 +203,9 @@ class SmsOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime(), index=True)
     # From the provider's status callbacks: queued, sent, delivered, undelivered, failed.
+    # When the provider was last called for it: a PENDING row with this set may have been
+    # accepted by the provider before a crash, so a retry asks the provider first.
+    attempted_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     delivery_status: Mapped[str | None] = mapped_column(String(16))
     delivery_error: Mapped[str | None] = mapped_column(String(16))
 

@@ -67,6 +67,10 @@ class Policy:
     # A dead end below this outstanding amount is written off rather than sent to court
     # (0: always legal escalation).
     write_off_below_fen: int = 0
+    # How long one attempt of these activities may take before Temporal retries it on
+    # another worker (a crashed worker is noticed after this long). Not scaled by fast_policy.
+    sms_attempt_timeout_s: int = 30
+    render_attempt_timeout_s: int = 120
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,7 +78,8 @@ class Policy:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_seconds", "_fen")) or f.name.startswith(("max_", "sms_per")):
+            counted = f.name.endswith(("_seconds", "_fen", "_s"))
+            if counted or f.name.startswith(("max_", "sms_per")):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise PolicyError(f"policy field {f.name!r} must be a whole number >= 0")
         for name in ("quiet_start", "quiet_end"):

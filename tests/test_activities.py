@@ -63,6 +63,10 @@ class CountingGateway:
         self.sent.append((to, body, key))
         return GatewayResult("SENT", f"SM{len(self.sent):032d}")
 
+    def find_sent(self, to: str, body: str, since: object) -> str | None:
+        sids = [f"SM{n:032d}" for n, s in enumerate(self.sent, 1) if s[:2] == (to, body)]
+        return sids[-1] if sids else None
+
 
 def new_loan(sessions: sessionmaker[Session], **kw: object) -> str:
     spec = loan_spec(**kw)

@@ -85,7 +85,8 @@ async def test_the_temporal_server_holds_only_ciphertext(env, sqlite_sessions, t
         status = await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
         assert status.loan_no == spec.loan_no  # the codec's client reads everything
         await handle.execute_update(
-            WF.close_case, CloseRequest("CANCELLED", f"test: {spec.name} paid, ref SECRET-MARKER", "QX01-C01")
+            WF.close_case,
+            CloseRequest("CANCELLED", f"test: {spec.name} paid, ref SECRET-MARKER", "QX01-C01"),
         )
         await handle.result()
     # What the server stores: every payload sealed under k1, nothing readable in it.

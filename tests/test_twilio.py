@@ -10,17 +10,19 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 
 from activities.sms import SmsActivities
 from activities.sms_gateway import GatewayResult, PermanentSmsFailure
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
-from db.models import Borrower, SmsOutbox
+from db.models import Borrower, ContactAttempt, SmsOutbox
 from tests.harness import Harness, running_worker
 from tests.test_activities import new_loan, sms
 
@@ -59,7 +61,7 @@ def prism() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def gateway(base: str, **kw: str) -> TwilioGateway:
+def gateway(base: str, timeout: float = 10.0, **kw: str) -> TwilioGateway:
     values = dict(
         account_sid=ACCOUNT,
         auth_token="f" * 32,
@@ -68,7 +70,7 @@ def gateway(base: str, **kw: str) -> TwilioGateway:
         api_base=base,
     )
     values.update(kw)
-    return TwilioGateway(TwilioSettings(**values))  # type: ignore[arg-type]
+    return TwilioGateway(TwilioSettings(**values), timeout=timeout)  # type: ignore[arg-type]
 
 
 def test_requests_we_send_pass_twilios_contract(prism: str) -> None:
@@ -98,21 +100,50 @@ def test_send_sms_activity_through_twilio_records_the_message_sid(prism: str, se
 
 
 class TwilioLike(BaseHTTPRequestHandler):
-    """Answers Messages.json as Twilio does, from a script of (status, body) answers."""
+    """Answers Messages.json as Twilio does, from a script of (status, body[, delay]) answers.
 
-    script: list[tuple[int, dict]] = []
+    A message it answers 201 for is kept, and listed by GET Messages.json?To=..., as Twilio
+    lists a number's messages; a delay longer than the client's timeout is a Twilio that
+    accepted the message but whose answer never reached us.
+    """
+
+    script: list[tuple] = []
     seen: list[dict] = []
+    created: list[dict] = []
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         length = int(self.headers.get("Content-Length", 0))
-        type(self).seen.append({"path": self.path, "body": self.rfile.read(length).decode()})
-        status, body = type(self).script.pop(0)
+        form = self.rfile.read(length).decode()
+        type(self).seen.append({"path": self.path, "body": form})
+        status, body, *delay = type(self).script.pop(0)
+        if status == 201:
+            fields = dict(parse_qsl(form))
+            sid = "SM" + f"{len(type(self).created) + 1:032x}"
+            type(self).created.append(
+                {**body, "sid": sid, "to": fields["To"], "body": fields["Body"],
+                 "date_created": formatdate(usegmt=True)}
+            )  # fmt: skip
+            body = type(self).created[-1]
+        if delay:
+            time.sleep(delay[0])
+        self._answer(status, body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        type(self).seen.append({"path": self.path, "body": ""})
+        listed = [m for m in reversed(type(self).created) if m["to"] == query.get("To")]
+        self._answer(200, {"messages": listed, "next_page_uri": None, "page": 0})
+
+    def _answer(self, status: int, body: dict) -> None:
         payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting
 
     def log_message(self, *args: object) -> None:
         pass
@@ -142,7 +173,7 @@ CREATED = (
 
 @pytest.fixture
 def twilio_like() -> Iterator[str]:
-    TwilioLike.script, TwilioLike.seen = [], []
+    TwilioLike.script, TwilioLike.seen, TwilioLike.created = [], [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), TwilioLike)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -186,8 +217,36 @@ def test_busy_twilio_is_retried_and_the_message_goes_out_once(twilio_like: str, 
             assert session.scalar(select(SmsOutbox.reason)).startswith("will retry")
     assert acts.send_sms(sms(loan_no, "r1")).status == "SENT"
     assert acts.send_sms(sms(loan_no, "r1")).status == "SENT"  # a late retry sends nothing
-    assert len(TwilioLike.seen) == 3
+    assert len(TwilioLike.seen) == 3  # three POSTs: refusals need no lookup at Twilio
     assert "StatusCallback=https" in TwilioLike.seen[-1]["body"]
+
+
+def test_a_message_twilio_took_but_never_answered_for_is_not_sent_again(
+    twilio_like: str, sessions
+) -> None:
+    """Timeouts: Twilio accepts, its answer is lost; the retry finds the message at Twilio."""
+    TwilioLike.script = [(*CREATED, 2.0)]  # answered after the client's 0.5 s timeout
+    acts = SmsActivities(sessions, gateway(twilio_like, timeout=0.5))
+    loan_no = new_loan(sessions)
+    with pytest.raises(Exception, match="(?i)timed? ?out"):
+        acts.send_sms(sms(loan_no, "t1"))
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox))
+        assert row.status == "PENDING" and row.attempted_at is not None
+    result = acts.send_sms(sms(loan_no, "t1"))  # Temporal's retry
+    assert result.status == "SENT"
+    posts = [s for s in TwilioLike.seen if s["body"]]
+    assert len(posts) == 1 and len(TwilioLike.created) == 1  # the borrower got it once
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox))
+        assert row.provider_sid == TwilioLike.created[0]["sid"]
+        assert session.scalar(select(func.count()).select_from(ContactAttempt)) == 1
+    # Had Twilio not taken it, the retry sends it.
+    TwilioLike.script = [twilio_error(20500, 503, "Service Unavailable"), CREATED]
+    with pytest.raises(ApplicationError):
+        acts.send_sms(sms(loan_no, "t2"))
+    assert acts.send_sms(sms(loan_no, "t2")).status == "SENT"
+    assert len(TwilioLike.created) == 2
 
 
 def test_bad_credentials_say_so_and_retry_slowly(twilio_like: str, sessions) -> None:
@@ -203,6 +262,9 @@ class UnusableNumber:
 
     def send(self, to: str, body: str, key: str) -> GatewayResult:
         raise PermanentSmsFailure(21614, "twilio 21614: not a mobile number", number_unusable=True)
+
+    def find_sent(self, to: str, body: str, since: object) -> str | None:
+        return None
 
 
 @pytest.fixture

@@ -920,9 +920,19 @@ class LoanCollectionWorkflow:
             name,
             arg,
             result_type=result_type,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            start_to_close_timeout=self._attempt_timeout(name),
             retry_policy=ACTIVITY_RETRY,
         )
+
+    def _attempt_timeout(self, name: str) -> timedelta:
+        """A crashed worker's activity is retried elsewhere after this long: short for the
+        SMS (one HTTP call), long enough for a PDF render, a minute for the rest."""
+        p = self.s.policy
+        if name == A.SEND_SMS:
+            return timedelta(seconds=p.sms_attempt_timeout_s)
+        if name == A.RENDER_AGREEMENT:
+            return timedelta(seconds=p.render_attempt_timeout_s)
+        return ACTIVITY_TIMEOUT
 
     def _check_open(self) -> None:
         if self.s.stage in CLOSED_STAGES:

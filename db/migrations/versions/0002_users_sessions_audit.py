@@ -1,4 +1,4 @@
-"""users, web sessions and the audit trail (issue 5)
+"""users, web sessions and the audit trail (issue 5); sms_outbox.attempted_at (issue 6)
 
 Revision ID: 0002
 Revises: 0001
@@ -18,6 +18,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('sms_outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('attempted_at', sa.DateTime(timezone=True), nullable=True))
     op.create_table('audit_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
@@ -64,6 +66,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('sms_outbox', schema=None) as batch_op:
+        batch_op.drop_column('attempted_at')
     with op.batch_alter_table('web_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_web_sessions_user_id'))
 

@@ -24,7 +24,9 @@ from service.worker_factory import build_worker
 log = logging.getLogger("worker")
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    settings: Settings, stop: asyncio.Event | None = None, pdf: PdfRenderer | None = None
+) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -37,7 +39,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings)
     twilio = TwilioSettings.from_env()
     gateway = TwilioGateway(twilio) if twilio else RecordingGateway()
-    pdf = PdfRenderer(processes=settings.pdf_processes)
+    pdf = pdf or PdfRenderer(processes=settings.pdf_processes)
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(
             client,

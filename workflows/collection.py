@@ -81,6 +81,7 @@ ACTIVITY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=["InvalidInput", "NotFound"],
 )
+PATCH_TIMER_ALWAYS = "wait-starts-a-timer-even-when-due"  # released after 2026-11-29
 HISTORY_KEPT = 100  # entries in the workflow state; the full audit trail is in the database
 CLOCK_SKEW = timedelta(minutes=10)  # how far in the future a reported time may lie
 MAX_NOTES = 2000
@@ -202,10 +203,17 @@ class LoanCollectionWorkflow:
         """Wait until `done()` or `until`; True if done. Raises _Interrupted when cut short."""
         self._set_next_action(action, until)
         remaining = until - workflow.now()
-        if remaining > timedelta(0) and not done() and not self._interrupted():
+        # Whether a timer starts must not depend on the exact time: after a worker crash left
+        # a workflow task timed out, the SDK's clock on first execution and on a later replay
+        # can differ by seconds, and a deadline just passed would start a timer in one and not
+        # in the other (a non-determinism error; tests/test_faults.py). So a timer always starts.
+        timer_always = workflow.patched(PATCH_TIMER_ALWAYS)
+        due = remaining > timedelta(0) or timer_always
+        if due and not done() and not self._interrupted():
             try:
                 await workflow.wait_condition(
-                    lambda: done() or self._interrupted(), timeout=remaining
+                    lambda: done() or self._interrupted(),
+                    timeout=max(remaining, timedelta(milliseconds=1)),
                 )
             except TimeoutError:
                 pass

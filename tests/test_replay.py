@@ -2,7 +2,10 @@
 
 A change that would break running cases (a new activity call, a reordered timer) fails
 here before it lands; such a change needs `workflow.patched`. The histories were recorded
-from the path tests: `RECORD_HISTORIES=1 pytest tests/test_workflow_paths.py`.
+from the path tests: `RECORD_HISTORIES=1 pytest tests/test_workflow_paths.py`. Each released
+version keeps its own: the top folder holds the first release's, `v2-timer-always/` those
+recorded after the `wait-starts-a-timer-even-when-due` patch. Record a new folder for each
+release; never overwrite an older one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from domain.models import CaseInput
 from service.converter import DATA_CONVERTER
 from workflows.collection import LoanCollectionWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 
 
 def test_histories_are_recorded() -> None:

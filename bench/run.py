@@ -355,74 +355,106 @@ LIFECYCLE_POLICY = fast_policy(
 
 @dataclass
 class Driver:
+    """Sends each case's human steps as soon as visibility lists it at the step's stage.
+
+    What a step needs comes from the visibility row (collector, outstanding) and from the
+    database (the agreement's hash, the installments), as a collector's app would have it;
+    the status Query is sampled separately, twice a second, to measure its latency under load.
+    """
+
     client: Client
     task_queue: str
+    sessions: Any
     done: dict[str, set[str]] = field(default_factory=dict)
     query_ms: list[float] = field(default_factory=list)
 
-    async def status(self, wid: str):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        s = await self.client.get_workflow_handle(wid).query(WF.status)
-        self.query_ms.append((time.perf_counter() - t0) * 1000)
-        return s
+    def agreement(self, loan_no: str) -> tuple[int, str, list[tuple[int, int]]] | None:
+        from sqlalchemy import select
 
-    async def step(self, stage: str, wid: str) -> bool:
+        from db.models import Agreement, AgreementInstallment, Case, Loan
+
+        with self.sessions() as session:
+            row = session.execute(
+                select(Agreement.id, Agreement.version, Agreement.sha256)
+                .join(Case, Case.id == Agreement.case_id)
+                .join(Loan, Loan.id == Case.loan_id)
+                .where(Loan.loan_no == loan_no)
+                .order_by(Agreement.version.desc())
+            ).first()
+            if row is None:
+                return None
+            items = session.execute(
+                select(AgreementInstallment.seq, AgreementInstallment.amount_fen)
+                .where(AgreementInstallment.agreement_id == row.id)
+                .order_by(AgreementInstallment.seq)
+            ).all()
+        return row.version, row.sha256, [(a, b) for a, b in items]
+
+    async def step(self, stage: str, wid: str, attrs: dict) -> bool:  # type: ignore[type-arg]
         """The human step for `stage`; True once it has been sent."""
         h = self.client.get_workflow_handle(wid)
+        loan_no = wid.removeprefix("collection-")
         now = datetime.now(UTC)
+        collector = (attrs.get("CollectorId") or [""])[0]
         try:
             if stage == "FIELD_VISIT":
-                s = await self.status(wid)
-                await h.execute_update(
-                    WF.report_visit, VisitReport("MET", s.collectors, now, "bench", "bench")
-                )
+                report = VisitReport("MET", [collector], now, "bench", "bench")
+                await h.execute_update(WF.report_visit, report)
             elif stage == "NEGOTIATION":
-                s = await self.status(wid)
-                amounts = split_evenly(s.outstanding_fen, 3)
+                outstanding = (attrs.get("OutstandingFen") or [0])[0]
                 items = [
                     PlannedInstallment(now + timedelta(minutes=20 * (k + 1)), a)
-                    for k, a in enumerate(amounts)
+                    for k, a in enumerate(split_evenly(outstanding, 3))
                 ]
-                await h.execute_update(WF.propose_plan, PlanProposal(items, "bench"))
+                await h.execute_update(WF.propose_plan, PlanProposal(items, collector))
             elif stage == "AGREEMENT_SIGNING":
-                s = await self.status(wid)
-                if s.agreement is None:
+                found = await asyncio.to_thread(self.agreement, loan_no)
+                if found is None:
                     return False  # still rendering: next round
-                await h.execute_update(
-                    WF.confirm_signature,
-                    SignatureConfirmation(
-                        s.agreement.version, s.agreement.sha256, s.collectors[0], now, "村委会"
-                    ),
-                )
+                version, sha, _ = found
+                confirmation = SignatureConfirmation(version, sha, collector, now, "村委会")
+                await h.execute_update(WF.confirm_signature, confirmation)
             elif stage == "FOLLOW_UP":
-                s = await self.status(wid)
-                for i in s.installments:
-                    await h.signal(
-                        WF.payment_posted, PaymentPosted(f"{wid}-{i.seq}", i.amount_fen, now)
-                    )
+                found = await asyncio.to_thread(self.agreement, loan_no)
+                assert found is not None
+                for seq, amount in found[2]:
+                    await h.signal(WF.payment_posted, PaymentPosted(f"{wid}-{seq}", amount, now))
         except WorkflowUpdateFailedError:
             pass  # the case moved on meanwhile: the next round sees its new stage
         except RPCError:
             return False
         return True
 
+    async def sample_queries(self, stop: asyncio.Event) -> None:
+        q = f"TaskQueue='{self.task_queue}' AND ExecutionStatus='Running'"
+        while not stop.is_set():
+            ids = [wf.id async for wf in self.client.list_workflows(q, limit=20)]
+            for wid in ids[:1]:
+                t0 = time.perf_counter()
+                try:
+                    await self.client.get_workflow_handle(wid).query(WF.status)
+                    self.query_ms.append((time.perf_counter() - t0) * 1000)
+                except RPCError:
+                    pass  # it completed meanwhile
+            await asyncio.sleep(0.5)
+
     async def run(self, total: int) -> None:
         gate = asyncio.Semaphore(CONCURRENCY)
         inflight: set[tuple[str, str]] = set()
 
-        async def one(stage: str, wid: str) -> None:
+        async def one(stage: str, wid: str, attrs: dict) -> None:  # type: ignore[type-arg]
             async with gate:
-                if await self.step(stage, wid):
+                if await self.step(stage, wid, attrs):
                     self.done.setdefault(stage, set()).add(wid)
             inflight.discard((stage, wid))
 
         tasks: set[asyncio.Task[None]] = set()
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(self.sample_queries(stop))
         base = f"TaskQueue='{self.task_queue}'"
         while True:
-            closed = (
-                await self.client.count_workflows(f"{base} AND ExecutionStatus='Completed'")
-            ).count
-            if closed >= total:
+            closed = await self.client.count_workflows(f"{base} AND ExecutionStatus='Completed'")
+            if closed.count >= total:
                 break
             for stage in ("FIELD_VISIT", "NEGOTIATION", "AGREEMENT_SIGNING", "FOLLOW_UP"):
                 q = f"{base} AND ExecutionStatus='Running' AND CollectionStage='{stage}'"
@@ -431,11 +463,12 @@ class Driver:
                     if wf.id in self.done.get(stage, set()) or key in inflight:
                         continue
                     inflight.add(key)
-                    t = asyncio.create_task(one(stage, wf.id))
+                    t = asyncio.create_task(one(stage, wf.id, wf.search_attributes))
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
             await asyncio.sleep(0.5)
-        await asyncio.gather(*tasks)
+        stop.set()
+        await asyncio.gather(sampler, *tasks)
 
 
 async def count_events(client: Client, wids: list[str]) -> dict[str, float]:
@@ -498,7 +531,7 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                     del wenv[k]
             async with worker_processes(workers, [sys.executable, "worker.py"], wenv) as procs:
                 idle = sum(rss_kb(p.pid) for p in procs)
-                driver = Driver(env.client, tq)
+                driver = Driver(env.client, tq, sessions)
                 t0 = time.perf_counter()
                 gate = asyncio.Semaphore(CONCURRENCY)
 

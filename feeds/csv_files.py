@@ -44,11 +44,13 @@ def read_rows(
 ) -> list[tuple[int, dict[str, str]]]:
     """Rows as {canonical column: text}, with their line numbers. Headers may be any alias."""
     text = decode(path.read_bytes())
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text, newline=""))  # csv handles \r, \n and \r\n itself
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise FileError("the file is empty") from None
+    except csv.Error as e:
+        raise FileError(f"row 1 (the header): {e}") from None
     alias = {a: name for name, aliases in columns.items() for a in (name, *aliases)}
     index: dict[str, int] = {}
     for i, h in enumerate(header):
@@ -60,12 +62,16 @@ def read_rows(
             "missing columns: " + ", ".join(f"{m} ({'/'.join(columns[m])})" for m in missing)
         )
     rows = []
-    for line, cells in enumerate(reader, start=2):
-        if not any(c.strip() for c in cells):
-            continue
-        rows.append(
-            (line, {n: (cells[i].strip() if i < len(cells) else "") for n, i in index.items()})
-        )
+    line = 1
+    try:
+        for line, cells in enumerate(reader, start=2):
+            if not any(c.strip() for c in cells):
+                continue
+            rows.append(
+                (line, {n: (cells[i].strip() if i < len(cells) else "") for n, i in index.items()})
+            )
+    except csv.Error as e:  # a cell beyond 128 KiB, a broken quote: the file is not usable
+        raise FileError(f"row {line + 1}: {e}") from None
     return rows
 
 

@@ -367,6 +367,8 @@ class Driver:
     sessions: Any
     done: dict[str, set[str]] = field(default_factory=dict)
     query_ms: list[float] = field(default_factory=list)
+    attempts: dict[tuple[str, str], int] = field(default_factory=dict)
+    stuck: list[str] = field(default_factory=list)
 
     def agreement(self, loan_no: str) -> tuple[int, str, list[tuple[int, int]]] | None:
         from sqlalchemy import select
@@ -398,7 +400,10 @@ class Driver:
         collector = (attrs.get("CollectorId") or [""])[0]
         try:
             if stage == "FIELD_VISIT":
-                report = VisitReport("MET", [collector], now, "bench", "bench")
+                team = [collector]
+                if self.attempts.get((stage, wid)):  # refused: a team of two is needed
+                    team = (await h.query(WF.status)).collectors
+                report = VisitReport("MET", team, now, "bench", "bench")
                 await h.execute_update(WF.report_visit, report)
             elif stage == "NEGOTIATION":
                 outstanding = (attrs.get("OutstandingFen") or [0])[0]
@@ -419,9 +424,13 @@ class Driver:
                 assert found is not None
                 for seq, amount in found[2]:
                     await h.signal(WF.payment_posted, PaymentPosted(f"{wid}-{seq}", amount, now))
-        except WorkflowUpdateFailedError:
-            pass  # the case moved on meanwhile: the next round sees its new stage
-        except RPCError:
+        except (WorkflowUpdateFailedError, RPCError) as e:
+            # Moved on meanwhile, or refused: the next round tries again while the case is
+            # still at this stage (a few times; then it is reported as stuck).
+            n = self.attempts[(stage, wid)] = self.attempts.get((stage, wid), 0) + 1
+            if n >= 5:
+                self.stuck.append(f"{wid} {stage}: {getattr(e, 'cause', e)}")
+                return True
             return False
         return True
 
@@ -456,6 +465,8 @@ class Driver:
             closed = await self.client.count_workflows(f"{base} AND ExecutionStatus='Completed'")
             if closed.count >= total:
                 break
+            if self.stuck and closed.count + len(self.stuck) >= total:
+                raise RuntimeError("cases stuck: " + "; ".join(self.stuck[:5]))
             for stage in ("FIELD_VISIT", "NEGOTIATION", "AGREEMENT_SIGNING", "FOLLOW_UP"):
                 q = f"{base} AND ExecutionStatus='Running' AND CollectionStage='{stage}'"
                 async for wf in self.client.list_workflows(q):

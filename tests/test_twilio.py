@@ -23,7 +23,8 @@ from activities.sms import SmsActivities
 from activities.sms_gateway import GatewayResult, PermanentSmsFailure
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
 from db.models import Borrower, ContactAttempt, SmsOutbox
-from tests.harness import Harness, running_worker
+from domain.models import CloseRequest
+from tests.harness import Harness, eventually, running_worker
 from tests.test_activities import new_loan, sms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,17 +108,19 @@ class TwilioLike(BaseHTTPRequestHandler):
     accepted the message but whose answer never reached us.
     """
 
-    script: list[tuple] = []
+    script: list[tuple] = []  # empty: every message is accepted
     seen: list[dict] = []
     created: list[dict] = []
+    slow_numbers: dict[str, float] = {}  # To → seconds before Twilio answers
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         length = int(self.headers.get("Content-Length", 0))
         form = self.rfile.read(length).decode()
         type(self).seen.append({"path": self.path, "body": form})
-        status, body, *delay = type(self).script.pop(0)
+        status, body, *delay = type(self).script.pop(0) if type(self).script else CREATED
+        fields = dict(parse_qsl(form))
+        delay = delay or [type(self).slow_numbers.get(fields.get("To", ""), 0.0)]
         if status == 201:
-            fields = dict(parse_qsl(form))
             sid = "SM" + f"{len(type(self).created) + 1:032x}"
             type(self).created.append(
                 {**body, "sid": sid, "to": fields["To"], "body": fields["Body"],
@@ -174,6 +177,7 @@ CREATED = (
 @pytest.fixture
 def twilio_like() -> Iterator[str]:
     TwilioLike.script, TwilioLike.seen, TwilioLike.created = [], [], []
+    TwilioLike.slow_numbers = {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), TwilioLike)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -247,6 +251,30 @@ def test_a_message_twilio_took_but_never_answered_for_is_not_sent_again(
         acts.send_sms(sms(loan_no, "t2"))
     assert acts.send_sms(sms(loan_no, "t2")).status == "SENT"
     assert len(TwilioLike.created) == 2
+
+
+async def test_a_slow_twilio_for_one_borrower_does_not_hold_up_the_others(
+    env, sqlite_sessions, tmp_path: Path, twilio_like: str
+) -> None:
+    """Activities run in a thread pool: one message stuck in Twilio holds one thread."""
+    TwilioLike.slow_numbers = {"+8613900000001": 6.0}
+    async with running_worker(
+        env, sqlite_sessions, tmp_path / "d", gateway=gateway(twilio_like)
+    ) as h:
+        _, slow = await h.start(phone="+8613900000001")
+        await eventually(lambda: TwilioLike.seen, "the slow message reached Twilio")
+        others = [(await h.start(phone=f"+861390000010{n}"))[1] for n in range(3)]
+        for handle in others:  # their first notices go out while the slow one waits
+            await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice", 5)
+        assert (await h.status(slow)).counters.sms_sent == 0
+        await h.until(slow, lambda s: s.counters.sms_sent == 1, "the slow one, at last", 15)
+        for handle in (slow, *others):  # all closed before waiting: no time is skipped
+            await handle.execute_update(
+                "close_case", CloseRequest("CANCELLED", "test over", "test")
+            )
+        for handle in (slow, *others):
+            await handle.result()
+    assert len(TwilioLike.created) == 4, [(m["to"], m["body"][:30]) for m in TwilioLike.created]
 
 
 def test_bad_credentials_say_so_and_retry_slowly(twilio_like: str, sessions) -> None:

@@ -306,6 +306,41 @@ async def bench_reads(client: Client, sessions, n: int) -> dict[str, float]:  # 
 # ------------------------------------------------------------------ 3. lifecycle
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
+def server_pid() -> int:
+    """The dev server this process started (WorkflowEnvironment.start_local's child)."""
+    for kid in children(os.getpid()):
+        if "temporal" in Path(f"/proc/{kid}/cmdline").read_bytes().decode(errors="replace"):
+            return kid
+    return 0
+
+
+def cpu_split(procs: list[subprocess.Popen]) -> dict[str, float]:  # type: ignore[type-arg]
+    """CPU seconds so far: the Temporal server, the workers, their PDF render processes."""
+    workers = sum(cpu_s(p.pid) for p in procs)
+    renders = sum(cpu_s(k) for p in procs for k in children(p.pid))
+    return {"server": cpu_s(server_pid()), "worker": workers, "render": renders}
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -542,6 +577,7 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                     del wenv[k]
             async with worker_processes(workers, [sys.executable, "worker.py"], wenv) as procs:
                 idle = sum(rss_kb(p.pid) for p in procs)
+                cpu0 = cpu_split(procs)
                 driver = Driver(env.client, tq, sessions)
                 t0 = time.perf_counter()
                 gate = asyncio.Semaphore(CONCURRENCY)
@@ -560,6 +596,8 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                 parked = sum(rss_kb(p.pid) for p in procs)
                 await driver.run(m)
                 ours_s = time.perf_counter() - t0
+                cpu1 = cpu_split(procs)
+                ours_cpu = {k: (cpu1[k] - cpu0[k]) / m * 1000 for k in cpu0}
             wids = [workflow_id(s.loan_no) for s in report.good]
             results = [
                 await env.client.get_workflow_handle(w, result_type=CaseResult).result()
@@ -572,7 +610,8 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
             acts, msgs = round(per_case["activities"]), round(per_case["messages"])
             btq = f"trivial-{uuid.uuid4().hex[:6]}"
             command = [sys.executable, "-m", "bench.trivial", address, btq]
-            async with worker_processes(workers, command, wenv):
+            async with worker_processes(workers, command, wenv) as tprocs:
+                cpu0 = cpu_split(tprocs)
                 t0 = time.perf_counter()
 
                 async def trivial(i: int) -> None:
@@ -589,10 +628,14 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
 
                 await asyncio.gather(*(trivial(i) for i in range(m)))
                 trivial_s = time.perf_counter() - t0
+                cpu1 = cpu_split(tprocs)
+                trivial_cpu = {k: (cpu1[k] - cpu0[k]) / m * 1000 for k in cpu0}
     finally:
         await env.shutdown()
     return {
         "cases_per_s": m / ours_s,
+        **{f"cpu_ms_{k}": v for k, v in ours_cpu.items()},
+        **{f"trivial_cpu_ms_{k}": v for k, v in trivial_cpu.items()},
         "activities_per_s": m * per_case["activities"] / ours_s,
         "wf_tasks_per_s": m * per_case["wf_tasks"] / ours_s,
         "trivial_per_s": m / trivial_s,
@@ -742,6 +785,13 @@ async def main(args: argparse.Namespace) -> None:
                 f"  lifecycle ratio to the trivial workflow ({w})",
                 f"{m['ratio']:.2f}",
                 "target ≥ 0.7",
+            )
+            table.add(
+                f"  CPU per case, ours ({w}): server / worker / PDF render",
+                f"{m['cpu_ms_server']:.0f} / {m['cpu_ms_worker']:.0f} / "
+                f"{m['cpu_ms_render']:.0f} ms",
+                f"trivial: server {m['trivial_cpu_ms_server']:.0f} / worker "
+                f"{m['trivial_cpu_ms_worker']:.0f} ms",
             )
             table.add(
                 f"  status Query under that load ({w}): p50 / p95",

@@ -209,3 +209,57 @@ async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) ->
         handle = h.client.get_workflow_handle(f"collection-{loan}")
         h.started.append(handle)
         await handle.cancel()
+
+
+def generated(strategy, n: int = 60) -> list:  # type: ignore[no-untyped-def, type-arg]
+    """`n` examples drawn by Hypothesis (checked afterwards against a live case)."""
+    from hypothesis import HealthCheck, given, settings
+
+    drawn: list = []  # type: ignore[type-arg]
+
+    @settings(max_examples=n, database=None, suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(example) -> None:  # type: ignore[no-untyped-def]
+        drawn.append(example)
+
+    collect()
+    return drawn
+
+
+async def test_any_action_body_is_answered_with_a_reason_and_changes_nothing(web) -> None:
+    from hypothesis import strategies as st
+
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    sup = await token(http, "sup")
+    values = st.one_of(
+        st.text(max_size=30), st.integers(), st.floats(allow_nan=True), st.none(), st.booleans(),
+        st.lists(st.text(max_size=8), max_size=3), st.dictionaries(st.text(max_size=5), st.none()),
+        st.sampled_from(["MET", "2099-01-01", "2026-11-29T10:00", "1e99", "-1", "CANCELLED"]),
+    )  # fmt: skip
+    fields = ["outcome", "collector_ids", "visited_at", "months", "first_due", "down_payment",
+              "version", "sha256", "place", "until", "reason", "teammate"]  # fmt: skip
+    bodies = generated(st.dictionaries(st.sampled_from(fields), values, max_size=6))
+    actions = ["visit", "plan", "signature", "hold", "close", "reassign", "nope"]
+    for n, body in enumerate(bodies):
+        action = actions[n % len(actions)]
+        if action == "visit" and body.get("outcome") in ("MET", "NOT_HOME", "REFUSED"):
+            body["outcome"] = "GONE"  # every body is one the case must refuse
+        if action in ("hold", "close", "reassign"):
+            body.pop("reason", None)  # without a reason they are refused, whatever else
+        r = await http.post(f"/cases/{case.loan_no}/{action}", json=body, headers=sup)
+        assert r.status_code in (404, 409), (action, body, r.status_code, r.text)
+        if r.status_code == 409:
+            message = r.json()["message"]
+            assert message.split(":")[0].strip() and ":" in message, (action, body, message)
+    status = await h.status(case.handle)
+    assert status.stage == "FIELD_VISIT" and status.hold is None
+    assert status.counters.visits == 0 and status.plan_number is None
+    not_json = await http.post(
+        f"/cases/{case.loan_no}/visit",
+        content=b"{not json",
+        headers={**sup, "content-type": "application/json"},
+    )
+    assert not_json.status_code == 409 and not_json.json()["message"].startswith("body:")
+    await case.handle.cancel()

@@ -330,11 +330,15 @@ def _today() -> date:
 
 
 async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
     from feeds.csv_files import FileError
     from feeds.loans import intake
 
     engine = make_engine(settings.db_url)
     client = None if args.dry_run else await connect(settings)
+    # A bar for the cases being started, on a terminal only (scripts get the summary).
+    bar = tqdm(desc="starting cases", unit="case", disable=None, leave=False)
     try:
         report = await intake(
             Path(args.file),
@@ -344,11 +348,13 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
             settings.policy(),
             _today(),
             dry_run=args.dry_run,
+            progress=lambda: bar.update(1),
         )
     except (FileError, OSError) as e:
         print(f"error: {args.file}: {e}", file=sys.stderr)
         return 1
     finally:
+        bar.close()
         engine.dispose()
     verb = "would import" if args.dry_run else "imported"
     return _summary(

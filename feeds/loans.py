@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -202,6 +202,7 @@ async def intake(
     dry_run: bool = False,
     started_by: str = "intake",
     concurrency: int = 50,
+    progress: Callable[[], None] | None = None,
 ) -> IntakeReport:
     """Validate the file; unless dry, write every good row in one transaction and start cases.
 
@@ -233,6 +234,8 @@ async def intake(
                 await start_case(client, task_queue, spec.loan_no, spec.branch, policy, started_by)
             except WorkflowAlreadyStartedError:
                 report.ended.append(spec.loan_no)
+        if progress:
+            progress()
 
     await asyncio.gather(*(start(s) for s in report.good))
     running = [s for s in report.good if s.loan_no not in report.ended]

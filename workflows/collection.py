@@ -81,7 +81,13 @@ ACTIVITY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=["InvalidInput", "NotFound"],
 )
-PATCH_TIMER_ALWAYS = "wait-starts-a-timer-even-when-due"  # released after 2026-11-29
+# The second version of the case's behaviour (one patch, one marker per case):
+# - a wait always starts its timer, even when its deadline has just passed (replay after a
+#   timed-out workflow task must see the same commands; tests/test_faults.py);
+# - search attributes are upserted once before the workflow next waits, not at each change,
+#   and are inherited across continue-as-new;
+# - a case paid in full at an installment-cycle boundary closes in the same run.
+PATCH_V2 = "collection-v2"
 HISTORY_KEPT = 100  # entries in the workflow state; the full audit trail is in the database
 CLOCK_SKEW = timedelta(minutes=10)  # how far in the future a reported time may lie
 MAX_NOTES = 2000
@@ -119,6 +125,8 @@ class LoanCollectionWorkflow:
                 started_by=inp.started_by,
             )
         self._published: tuple[Any, ...] | None = None
+        self._v2_applies: bool | None = None  # PATCH_V2, decided at its first use
+        self._dirty = False  # search attributes changed since the last upsert
         self._assign_lock = asyncio.Lock()
         self._steps: dict[Stage, Callable[[], Any]] = {
             Stage.INVESTIGATION: self._investigation,
@@ -138,6 +146,8 @@ class LoanCollectionWorkflow:
         if inp.state is None:
             self._note("stage", f"case opened at {Stage.INVESTIGATION}", inp.started_by)
             await self._record_transition(None, "case opened", inp.started_by)
+        elif self._v2():
+            self._published = self._attribute_values()  # carried over by continue-as-new
         else:
             self._publish()
         while s.stage not in CLOSED_STAGES:
@@ -161,8 +171,12 @@ class LoanCollectionWorkflow:
             if s.stage not in CLOSED_STAGES and (
                 s.cycle_done or workflow.info().is_continue_as_new_suggested()
             ):
+                if self._v2() and self._closing_decision() is not None:
+                    s.cycle_done = False
+                    continue  # paid in full (or closing): close here, not in a new run
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 s.cycle_done = False
+                self._flush()
                 workflow.continue_as_new(
                     CaseInput(s.loan_no, s.branch, s.policy, s.started_by, state=s)
                 )
@@ -173,6 +187,7 @@ class LoanCollectionWorkflow:
                 None,
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._flush()
         last = s.history[-1].detail if s.history else ""
         return CaseResult(
             loan_no=s.loan_no,
@@ -207,9 +222,10 @@ class LoanCollectionWorkflow:
         # a workflow task timed out, the SDK's clock on first execution and on a later replay
         # can differ by seconds, and a deadline just passed would start a timer in one and not
         # in the other (a non-determinism error; tests/test_faults.py). So a timer always starts.
-        timer_always = workflow.patched(PATCH_TIMER_ALWAYS)
+        timer_always = self._v2()
         due = remaining > timedelta(0) or timer_always
         if due and not done() and not self._interrupted():
+            self._flush()
             try:
                 await workflow.wait_condition(
                     lambda: done() or self._interrupted(),
@@ -641,6 +657,7 @@ class LoanCollectionWorkflow:
                 reason=request.reason,
             )
         )
+        self._flush()  # the new collector shows in the lists at once, not at the next wait
         return UpdateAccepted(self.s.stage, f"assigned to {', '.join(self.s.collectors)}")
 
     @reassign.validator
@@ -924,6 +941,7 @@ class LoanCollectionWorkflow:
         )
 
     async def _act(self, name: str, arg: Any, result_type: type | None = None) -> Any:
+        self._flush()
         return await workflow.execute_activity(
             name,
             arg,
@@ -1016,19 +1034,39 @@ class LoanCollectionWorkflow:
             )
         return result
 
-    def _publish(self) -> None:
-        """Upsert the search attributes when one of them changed."""
+    def _attribute_values(self) -> tuple[Any, ...]:
         s = self.s
-        outstanding = self._outstanding()
-        values = (
+        return (
             s.stage.value,
             s.branch,
             s.collectors[0] if s.collectors else None,
             s.risk_tier or None,
             self._dpd(),
-            outstanding,
+            self._outstanding(),
             s.next_action_at,
         )
+
+    def _v2(self) -> bool:
+        if self._v2_applies is None:
+            self._v2_applies = workflow.patched(PATCH_V2)
+        return self._v2_applies
+
+    def _publish(self) -> None:
+        """Search attributes changed: upserted now (released code) or, with the patch, once
+        before the workflow next waits, however many changes it made meanwhile."""
+        if self._v2():
+            self._dirty = True
+        else:
+            self._upsert()
+
+    def _flush(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._upsert()
+
+    def _upsert(self) -> None:
+        """Upsert the search attributes when one of them changed."""
+        values = self._attribute_values()
         if values == self._published:
             return
         self._published = values

@@ -180,7 +180,11 @@ def upsert(session: Session, specs: list[LoanSpec]) -> None:
         b.name, b.phone, b.remote = s.name, s.phone, s.remote
         b.monthly_income_fen = s.monthly_income_fen
         b.address, b.village = s.address or (f"{s.village}村" if s.village else ""), s.village
-        session.flush()
+    # One flush for all borrowers (batched INSERTs), not one round trip per row: the new
+    # borrowers get their ids for the loans below.
+    session.flush()
+    for s in specs:
+        b = borrowers[s.id_number]
         loan = loans.get(s.loan_no)
         if loan is None:
             loan = loans[s.loan_no] = Loan(loan_no=s.loan_no, product="", status="OVERDUE")

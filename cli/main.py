@@ -149,7 +149,7 @@ def _demo_pages(settings: Settings, client: Client, policy):  # type: ignore[no-
     token = os.environ.get("TWILIO_AUTH_TOKEN") or secrets.token_hex(16)
     app = create_app(
         sessions, temporal, WebhookConfig(token),
-        WebConfig(settings.task_queue, policy, data_dir=str(settings.data_dir)),
+        WebConfig(settings.task_queue, policy),
     )  # fmt: skip
     config = uvicorn.Config(
         app, host="127.0.0.1", port=DEMO_WEB_PORT, log_level="warning", lifespan="off"

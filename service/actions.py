@@ -34,6 +34,7 @@ from domain.models import (
 )
 from domain.names import workflow_id
 from domain.plans import monthly_plan
+from domain.policy import Policy
 from service import audit
 from service.users import Principal
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -138,8 +139,6 @@ class CaseActions:
             return ActionOutcome(False, "down_payment: less than what is outstanding")
         if not 1 <= months <= 120:
             return ActionOutcome(False, "months: 1 to 120")
-        from domain.policy import Policy
-
         plan = monthly_plan(
             status.outstanding_fen, months, first_due, Policy(), who.actor, down_payment_fen
         )

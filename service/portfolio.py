@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +19,7 @@ from temporalio.client import Client
 from db.models import Case, Collector
 from domain.policy import Policy
 from domain.stages import CLOSED_STAGES, RiskTier, Stage
-from domain.timerules import end_of_local_day
+from domain.timerules import end_of_local_day, local_date
 from workflows.collection import LoanCollectionWorkflow
 
 WORKFLOW_ID_PREFIX = "collection-"
@@ -99,17 +99,12 @@ def visibility_query(
     if f.overdue_action:
         parts.append(f"NextActionAt < '{now.isoformat()}'")
     if f.due_today:
-        end = end_of_local_day(_local_today(now, policy or Policy()), policy or Policy())
+        policy = policy or Policy()
+        end = end_of_local_day(local_date(now, policy), policy)
         parts.append(f"NextActionAt <= '{end.isoformat()}'")
     if f.overdue_action or f.due_today:
         parts.append("ExecutionStatus='Running'")
     return " AND ".join(parts)
-
-
-def _local_today(now: datetime, policy: Policy) -> date:
-    from domain.timerules import local_date
-
-    return local_date(now, policy)
 
 
 def _first(attrs: dict, name: str) -> object:  # type: ignore[type-arg]

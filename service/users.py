@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def sign_in(
     with sessions.begin() as session:
         user = session.scalar(select(User).where(User.username == username.strip()))
         if user is None or not user.active:
-            verify_password(password, DUMMY_HASH)  # same cost: no user enumeration by timing
+            verify_password(password, _dummy_hash())  # same cost: no user enumeration by timing
             return None
         if not verify_password(password, user.password_hash):
             return None
@@ -166,4 +167,7 @@ def sign_out(sessions: sessionmaker[Session], token: str) -> None:
         session.execute(delete(WebSession).where(WebSession.token_sha256 == _digest(token)))
 
 
-DUMMY_HASH = hash_password("not-a-real-password")
+@functools.cache
+def _dummy_hash() -> str:
+    """Made on first need, not at import (scrypt takes tens of milliseconds)."""
+    return hash_password("not-a-real-password")

@@ -103,7 +103,6 @@ def app_from_env() -> FastAPI:
             settings.task_queue,
             settings.policy(),
             os.environ.get("WEB_SECURE_COOKIES") == "1",
-            str(settings.data_dir),
             tuple(os.environ.get("TEMPORAL_UI_ORIGINS", DEFAULT_UI_ORIGINS).split(",")),
         ),
         EncryptionCodec(Keys.parse(settings.codec_keys)) if settings.codec_keys else None,

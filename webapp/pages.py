@@ -53,7 +53,6 @@ class WebConfig:
     task_queue: str = "loan-collection"
     policy: Policy = field(default_factory=Policy)
     secure_cookies: bool = False  # set behind HTTPS
-    data_dir: str = "data"
     # Origins of Temporal's web UI, allowed to call the codec endpoint with credentials.
     ui_origins: tuple[str, ...] = ("http://localhost:8233", "http://127.0.0.1:8233")
 

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -39,29 +40,38 @@ def check_fonts(fc_list: str = "fc-list") -> None:
         )
 
 
-def _render_in_process(html: str) -> bytes:
-    import weasyprint
+_local = threading.local()
 
-    return weasyprint.HTML(string=html).write_pdf()
+
+def _render_in_process(html: str) -> bytes:
+    """One render. The font configuration is kept per thread: building it anew (what
+    WeasyPrint does when none is given) costs a quarter of each render, and Pango's font
+    objects are not to be shared between threads. The bytes are the same either way."""
+    import weasyprint
+    from weasyprint.text.fonts import FontConfiguration
+
+    config = getattr(_local, "font_config", None)
+    if config is None:
+        config = _local.font_config = FontConfiguration()
+    return weasyprint.HTML(string=html).write_pdf(font_config=config)
 
 
 class PdfRenderer:
     """WeasyPrint, in this process or in `processes` separate ones.
 
-    A render takes ~0.5 s of pure-Python CPU. In the worker's own process it holds the GIL
-    that long, and every workflow task and Query of every case waits; in a process pool the
-    activity's thread only waits for the result.
+    A render takes ~0.2 s of pure-Python CPU (~0.5 s the first in a process). In the worker's
+    own process it holds the GIL that long, and every workflow task and Query of every case
+    waits; in a process pool the activity's thread only waits for the result.
     """
 
     def __init__(self, fc_list: str = "fc-list", processes: int = 0) -> None:
         check_fonts(fc_list)
-        import weasyprint  # heavy: loaded once, by the worker, never by workflow code
+        import weasyprint  # noqa: F401  heavy: loaded by the worker, never by workflow code
         from weasyprint.text.ffi import harfbuzz_subset
 
         if harfbuzz_subset is None:
             # fontTools' subsetter takes ~20 s for a CJK font where HarfBuzz takes 0.5 s.
             log.warning("libharfbuzz-subset0 is missing: agreement PDFs render very slowly")
-        self._weasyprint = weasyprint
         self._pool: ProcessPoolExecutor | None = None
         if processes > 0:
             # spawn, not fork: the worker process has threads (Temporal's core, the pools).
@@ -70,7 +80,7 @@ class PdfRenderer:
     def render(self, html: str) -> bytes:
         if self._pool is not None:
             return self._pool.submit(_render_in_process, html).result()
-        return self._weasyprint.HTML(string=html).write_pdf()
+        return _render_in_process(html)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -91,6 +91,22 @@ def test_same_plan_rendered_twice_is_one_identical_pdf(
     assert first.render_agreement(agreement_request(loan_no)) == v1
 
 
+def test_the_kept_font_configuration_and_the_render_process_change_no_byte(
+    pdf: PdfRenderer,
+) -> None:
+    """A worker keeps WeasyPrint's font configuration between renders and may render in a
+    separate process; an agreement's hash must not depend on either."""
+    import weasyprint
+
+    html = "<p style='font-weight:bold'>还款协议</p><p>乙方 李秀英 人民币壹万元整</p>"
+    fresh = weasyprint.HTML(string=html).write_pdf()  # a new configuration, this process
+    pool = PdfRenderer(processes=1)
+    try:
+        assert pdf.render(html) == pdf.render(html) == fresh == pool.render(html)
+    finally:
+        pool.close()
+
+
 def test_signed_scan_is_kept_beside_its_version_once(
     sqlite_sessions, tmp_path: Path, pdf: PdfRenderer
 ) -> None:

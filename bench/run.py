@@ -721,7 +721,9 @@ async def bench_time_skipping() -> dict[str, float]:
     try:
         async with database("sqlite") as (_url, sessions, tmp):
             async with running_worker(env, sessions, tmp / "data") as h:
-                for installments in (12, 24):
+                # The first case of a fresh worker pays for its first PDF render (fonts are
+                # loaded then, ~0.3 s more); the second is what every later case costs.
+                for label, installments in (("12_cold", 12), ("12", 12), ("24", 24)):
                     t0 = time.perf_counter()
                     _spec, handle = await h.start()
                     await to_field_visit(h, handle)
@@ -744,10 +746,10 @@ async def bench_time_skipping() -> dict[str, float]:
                     assert (await handle.result()).outcome == "PAID_IN_FULL"
                     wall = time.perf_counter() - t0
                     lengths = [len(x.events) for x in await run_histories(handle)]
-                    out[f"wall_{installments}"] = wall
-                    out[f"runs_{installments}"] = len(lengths)
-                    out[f"first_run_{installments}"] = lengths[-1]
-                    out[f"max_later_run_{installments}"] = max(lengths[:-1])
+                    out[f"wall_{label}"] = wall
+                    out[f"runs_{label}"] = len(lengths)
+                    out[f"first_run_{label}"] = lengths[-1]
+                    out[f"max_later_run_{label}"] = max(lengths[:-1])
     finally:
         await env.shutdown()
     return out
@@ -867,7 +869,9 @@ async def main(args: argparse.Namespace) -> None:
             runs.append(await bench_time_skipping())
         m = {k: median([x[k] for x in runs]) for k in runs[0]}
         table.add(
-            "time-skipping: one 12-installment case, wall", f"{m['wall_12']:.2f} s", "target < 1 s"
+            "time-skipping: one 12-installment case, wall: a worker's first case / later cases",
+            f"{m['wall_12_cold']:.2f} / {m['wall_12']:.2f} s",
+            "target < 1 s",
         )
         table.add(
             "24-installment case: runs; events in the first run; most in a later run",

@@ -348,6 +348,18 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+async def quiet(procs: list[subprocess.Popen], timeout: float = 120) -> None:  # type: ignore[type-arg]
+    """Until the server, the workers and their render processes use under 5% of a core."""
+    deadline = time.perf_counter() + timeout
+    before = cpu_split(procs)
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(1)
+        after = cpu_split(procs)
+        if sum(after.values()) - sum(before.values()) < 0.05:
+            return
+        before = after
+
+
 @asynccontextmanager
 async def worker_processes(count: int, command: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
     # Output to files: a pipe nobody reads fills up and blocks the worker's logging.
@@ -635,6 +647,9 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                 parked_q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
                 while (await env.client.count_workflows(parked_q)).count < m:
                     await asyncio.sleep(0.5)
+                # Visibility lists a case at FIELD_VISIT before its visit task and notice are
+                # written: wait until the server and the workers have nothing left to do.
+                await quiet(procs)
                 parked = sum(rss_kb(p.pid) for p in procs)
                 # The status Query with every case open and the workers idle: what a
                 # supervisor opening a case page waits for.

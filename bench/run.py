@@ -764,7 +764,7 @@ async def bench_time_skipping() -> dict[str, float]:
                     out[f"wall_{label}"] = wall
                     out[f"runs_{label}"] = len(lengths)
                     out[f"first_run_{label}"] = lengths[-1]
-                    out[f"max_later_run_{label}"] = max(lengths[:-1])
+                    out[f"most_events_{label}"] = max(lengths)
     finally:
         await env.shutdown()
     return out
@@ -889,8 +889,8 @@ async def main(args: argparse.Namespace) -> None:
             "target < 1 s",
         )
         table.add(
-            "24-installment case: runs; events in the first run; most in a later run",
-            f"{m['runs_24']:.0f}; {m['first_run_24']:.0f}; {m['max_later_run_24']:.0f}",
+            "24-installment case: runs; events in the first run; most events in a run",
+            f"{m['runs_24']:.0f}; {m['first_run_24']:.0f}; {m['most_events_24']:.0f}",
         )
 
     print("\n" + table.markdown())

@@ -16,6 +16,8 @@ not sent. Sections:
 4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit).
 5. skipping   wall time of one 12-installment case on the time-skipping server, and the
               history length per run of a 24-installment case.
+6. render     one agreement's PDF as the worker renders it (font configuration kept), against
+              WeasyPrint's default (a new font configuration each render), in this process.
 """
 
 from __future__ import annotations
@@ -770,6 +772,66 @@ async def bench_time_skipping() -> dict[str, float]:
     return out
 
 
+# ------------------------------------------------------------------ 6. render
+
+
+def bench_render(renders: int = 10) -> dict[str, float]:
+    """ms per agreement PDF: as the worker renders (font configuration kept) and as WeasyPrint
+    does by default (a new one each time); the same HTML, the same bytes."""
+    import weasyprint
+
+    from activities.documents import _render_in_process, check_fonts
+
+    check_fonts()
+    html = sample_agreement_html()
+    kept = _render_in_process(html)  # the first render in a process loads the fonts
+    t0 = time.perf_counter()
+    for _ in range(renders):
+        assert _render_in_process(html) == kept
+    ours = (time.perf_counter() - t0) / renders
+    t0 = time.perf_counter()
+    for _ in range(renders):
+        assert weasyprint.HTML(string=html).write_pdf() == kept
+    default = (time.perf_counter() - t0) / renders
+    return {"ours_ms": ours * 1000, "default_ms": default * 1000, "kb": len(kept) / 1024}
+
+
+def sample_agreement_html() -> str:
+    """The HTML of a 6-installment agreement, from the activity's own template."""
+    from activities.agreements import AgreementActivities
+    from activities.texts import environment
+    from db.models import Loan
+    from domain.models import AgreementRequest, Installment, Plan
+    from domain.policy import Policy
+    from feeds.loans import upsert, validate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/render.db"
+        upgrade(url)
+        sessions = session_factory(make_engine(url))
+        with sessions.begin() as session:
+            add_branches_and_collectors(session)
+        today = datetime.now(UTC).date()
+        report = validate(export_file(Path(tmp) / "one.csv", 1, today), ["QX01"], today)
+        with sessions.begin() as session:
+            upsert(session, report.good)
+        now = datetime.now(UTC)
+        plan = Plan(
+            1,
+            [Installment(k, now + timedelta(days=30 * k), 100_000 + k) for k in range(1, 7)],
+            "QX01-C01",
+            now,
+            0,
+        )
+        activities = AgreementActivities.__new__(AgreementActivities)  # HTML only: no renderer
+        activities.env = environment(autoescape=True)
+
+        with sessions() as session:
+            loan = session.query(Loan).one()
+            request = AgreementRequest(loan.loan_no, plan, ["QX01-C01"], 700_021, 0, Policy())
+            return activities.render_html(request, loan, None, 1)
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -893,6 +955,16 @@ async def main(args: argparse.Namespace) -> None:
             f"{m['runs_24']:.0f}; {m['first_run_24']:.0f}; {m['most_events_24']:.0f}",
         )
 
+    if "render" in args.sections:
+        runs = [bench_render() for _ in range(args.runs)]
+        m = {k: median([x[k] for x in runs]) for k in runs[0]}
+        table.add(
+            "agreement PDF (6 installments), CPU in one process: as the worker renders / "
+            "WeasyPrint's default",
+            f"{m['ours_ms']:.0f} / {m['default_ms']:.0f} ms",
+            f"ratio {m['ours_ms'] / m['default_ms']:.2f}; {m['kb']:.0f} KB; identical bytes",
+        )
+
     print("\n" + table.markdown())
     if args.out:
         Path(args.out).write_text(
@@ -915,8 +987,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         nargs="+",
-        default=["intake", "lifecycle", "skipping"],
-        choices=["intake", "lifecycle", "skipping"],
+        default=["intake", "lifecycle", "skipping", "render"],
+        choices=["intake", "lifecycle", "skipping", "render"],
     )
     p.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
     p.add_argument("--out", help="also write the table (markdown) to this file")

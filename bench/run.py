@@ -798,9 +798,11 @@ def bench_render(renders: int = 10) -> dict[str, float]:
 
 def sample_agreement_html() -> str:
     """The HTML of a 6-installment agreement, from the activity's own template."""
+    from sqlalchemy import select
+
     from activities.agreements import AgreementActivities
-    from activities.texts import environment
-    from db.models import Loan
+    from activities.documents import PdfRenderer
+    from db.models import Branch, Loan
     from domain.models import AgreementRequest, Installment, Plan
     from domain.policy import Policy
     from feeds.loans import upsert, validate
@@ -808,28 +810,27 @@ def sample_agreement_html() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/render.db"
         upgrade(url)
-        sessions = session_factory(make_engine(url))
+        engine = make_engine(url)
+        sessions = session_factory(engine)
         with sessions.begin() as session:
             add_branches_and_collectors(session)
+            branches = list(session.scalars(select(Branch.code)))
         today = datetime.now(UTC).date()
-        report = validate(export_file(Path(tmp) / "one.csv", 1, today), ["QX01"], today)
+        report = validate(export_file(Path(tmp) / "one.csv", 1, today), branches, today)
         with sessions.begin() as session:
             upsert(session, report.good)
         now = datetime.now(UTC)
-        plan = Plan(
-            1,
-            [Installment(k, now + timedelta(days=30 * k), 100_000 + k) for k in range(1, 7)],
-            "QX01-C01",
-            now,
-            0,
-        )
-        activities = AgreementActivities.__new__(AgreementActivities)  # HTML only: no renderer
-        activities.env = environment(autoescape=True)
-
+        installments = [
+            Installment(k, now + timedelta(days=30 * k), 100_000 + k) for k in range(1, 7)
+        ]
+        plan = Plan(1, installments, "QX01-C01", now, 0)
+        activities = AgreementActivities(sessions, Path(tmp), PdfRenderer())
         with sessions() as session:
-            loan = session.query(Loan).one()
+            loan = session.scalars(select(Loan)).one()
             request = AgreementRequest(loan.loan_no, plan, ["QX01-C01"], 700_021, 0, Policy())
-            return activities.render_html(request, loan, None, 1)
+            html = activities.render_html(request, loan, None, 1)
+        engine.dispose()
+        return html
 
 
 # ------------------------------------------------------------------ main

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -509,5 +510,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def exit_now(code: int) -> None:
+    """Exit without interpreter finalization. The Temporal SDK's core threads can abort a
+    finalizing interpreter (SIGABRT, "PyGILState_Release ... must be current") after the
+    command has done and printed everything: seen in CI on `list`. The command's work is
+    committed by then; only the output and the log handlers are flushed here."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -24,34 +24,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import platform
 import random
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from bench.harness import (
+    BIN,
+    CONCURRENCY,
+    add_loans,
+    bounded,
+    cpu_ms_per_case,
+    cpu_split,
+    database,
+    dev_server,
+    export_file,
+    median,
+    medians,
+    pct,
+    quiet,
+    rss_kb,
+    worker_processes,
+)
 from bench.trivial import TrivialInput, TrivialWorkflow
-from db.engine import make_engine, session_factory
-from db.migrate import upgrade
-from db.seed import add_branches_and_collectors
 from domain import search_attributes as sa
 from domain.models import (
     CaseResult,
@@ -68,22 +75,7 @@ from service.cases import start_case
 from service.converter import DATA_CONVERTER
 from workflows.collection import LoanCollectionWorkflow as WF
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-PG_ADMIN = os.environ.get("COLLECTION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-CONCURRENCY = 50  # starts in flight at once, for the intake and the bare loop alike
-
-
 # ------------------------------------------------------------------ measuring helpers
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 @dataclass
@@ -100,77 +92,6 @@ class Table:
         return "\n".join(lines)
 
 
-async def dev_server() -> WorkflowEnvironment:
-    return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=sa.ALL,
-        dev_server_log_level="error",
-        data_converter=DATA_CONVERTER,
-    )
-
-
-@asynccontextmanager
-async def database(kind: str):  # type: ignore[no-untyped-def]
-    """A fresh, migrated database with the demo branches and collectors."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'collection.db'}"
-    else:
-        name = f"collection_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://{PG_ADMIN.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
-        # Ten collectors a branch, capacity for a county's portfolio.
-        add_branches_and_collectors(session, per_branch=10)
-        from sqlalchemy import update
-
-        from db.models import Collector
-
-        session.execute(update(Collector).values(capacity=100_000))
-    try:
-        yield url, sessions, tmp
-    finally:
-        engine.dispose()
-        if kind != "sqlite":
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def export_file(path: Path, n: int, today: date) -> Path:
-    """N overdue loans as the core-banking export (Chinese headers, UTF-8 with BOM)."""
-    rnd = random.Random(7)
-    branches = ["QX01", "QX02", "LS01"]
-    with path.open("w", encoding="utf-8-sig", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            "贷款编号 网点代码 身份证号 姓名 手机号 贷款金额 未还本金 欠息 罚息 逾期起始日 村 偏远".split()  # noqa: E501
-        )
-        for i in range(n):
-            principal = rnd.randrange(5_000, 200_000)
-            w.writerow(
-                [
-                    f"B{i:07d}",
-                    branches[i % 3],
-                    f"522401{i:011d}X",
-                    "王建国",
-                    f"139{i:08d}",
-                    principal,
-                    principal // 2,
-                    rnd.randrange(0, 2000),
-                    rnd.randrange(0, 500),
-                    (today - timedelta(days=rnd.randrange(31, 400))).isoformat(),
-                    "石门",
-                    "否",
-                ]
-            )
-    return path
-
-
 # ------------------------------------------------------------------ 1. intake
 
 
@@ -179,7 +100,7 @@ async def bench_intake(n: int, db: str) -> dict[str, float]:
 
     env = await dev_server()
     try:
-        async with database(db) as (_url, sessions, tmp):
+        with database(db) as (_url, sessions, tmp):
             today = datetime.now(UTC).date()
             path = export_file(tmp / "export.csv", n, today)
             t0 = time.perf_counter()
@@ -195,19 +116,13 @@ async def bench_intake(n: int, db: str) -> dict[str, float]:
             intake_s = time.perf_counter() - t0
             assert not report.errors and report.started == n, (report.errors[:3], report.started)
 
-            gate = asyncio.Semaphore(CONCURRENCY)
-
-            async def bare(i: int) -> None:
-                async with gate:
-                    await env.client.start_workflow(
-                        TrivialWorkflow.run,
-                        TrivialInput(0, 0),
-                        id=f"bare-{i}",
-                        task_queue="bench-bare",
-                    )
-
             t0 = time.perf_counter()
-            await asyncio.gather(*(bare(i) for i in range(n)))
+            await bounded(
+                range(n),
+                lambda i: env.client.start_workflow(
+                    TrivialWorkflow.run, TrivialInput(0, 0), id=f"bare-{i}", task_queue="bench-bare"
+                ),
+            )
             bare_s = time.perf_counter() - t0
             reads = await bench_reads(env.client, sessions, n)
     finally:
@@ -306,90 +221,6 @@ async def bench_reads(client: Client, sessions, n: int) -> dict[str, float]:  # 
 
 
 # ------------------------------------------------------------------ 3. lifecycle
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return kids
-
-
-def server_pid() -> int:
-    """The dev server this process started (WorkflowEnvironment.start_local's child)."""
-    for kid in children(os.getpid()):
-        if "temporal" in Path(f"/proc/{kid}/cmdline").read_bytes().decode(errors="replace"):
-            return kid
-    return 0
-
-
-def cpu_split(procs: list[subprocess.Popen]) -> dict[str, float]:  # type: ignore[type-arg]
-    """CPU seconds so far: the Temporal server, the workers, their PDF render processes."""
-    workers = sum(cpu_s(p.pid) for p in procs)
-    renders = sum(cpu_s(k) for p in procs for k in children(p.pid))
-    return {"server": cpu_s(server_pid()), "worker": workers, "render": renders}
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def quiet(procs: list[subprocess.Popen], timeout: float = 120) -> None:  # type: ignore[type-arg]
-    """Until the server, the workers and their render processes use under 5% of a core."""
-    deadline = time.perf_counter() + timeout
-    before = cpu_split(procs)
-    while time.perf_counter() < deadline:
-        await asyncio.sleep(1)
-        after = cpu_split(procs)
-        if sum(after.values()) - sum(before.values()) < 0.05:
-            return
-        before = after
-
-
-@asynccontextmanager
-async def worker_processes(count: int, command: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
-    # Output to files: a pipe nobody reads fills up and blocks the worker's logging.
-    logs = Path(tempfile.mkdtemp(prefix="bench-workers-"))
-    procs = [
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=(logs / f"w{i}.out").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(count)
-    ]
-    try:
-        await asyncio.sleep(3)  # imports, connection, first poll
-        for p in procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"worker exited; see {logs}")
-        yield procs
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 LIFECYCLE_POLICY = fast_policy(
@@ -605,20 +436,9 @@ async def count_events(client: Client, wids: list[str]) -> dict[str, float]:
 async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
     env = await dev_server()
     try:
-        async with database(db) as (url, sessions, tmp):
+        with database(db) as (url, sessions, tmp):
             # Borrowers whose loans the cases work on (one a case).
-            from feeds.loans import upsert, validate
-
-            with sessions() as session:
-                from sqlalchemy import select
-
-                from db.models import Branch
-
-                branches = list(session.scalars(select(Branch.code)))
-            today = datetime.now(UTC).date()
-            report = validate(export_file(tmp / "export.csv", m, today), branches, today)
-            with sessions.begin() as session:
-                upsert(session, report.good)
+            report = add_loans(sessions, tmp / "export.csv", m)
             address = env.client.service_client.config.target_host
             tq = f"bench-{uuid.uuid4().hex[:6]}"
             wenv = {
@@ -636,15 +456,12 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                 cpu0 = cpu_split(procs)
                 driver = Driver(env.client, tq, sessions)
                 t0 = time.perf_counter()
-                gate = asyncio.Semaphore(CONCURRENCY)
-
-                async def start(spec) -> None:  # type: ignore[no-untyped-def]
-                    async with gate:
-                        await start_case(
-                            env.client, tq, spec.loan_no, spec.branch, LIFECYCLE_POLICY
-                        )
-
-                await asyncio.gather(*(start(s) for s in report.good))
+                await bounded(
+                    report.good,
+                    lambda spec: start_case(
+                        env.client, tq, spec.loan_no, spec.branch, LIFECYCLE_POLICY
+                    ),
+                )
                 # Memory: every case open and waiting for its visit, in the workflow cache.
                 parked_q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
                 while (await env.client.count_workflows(parked_q)).count < m:
@@ -663,7 +480,7 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                 await driver.run(m)
                 ours_s = time.perf_counter() - t0
                 cpu1 = cpu_split(procs)
-                ours_cpu = {k: (cpu1[k] - cpu0[k]) / m * 1000 for k in cpu0}
+                ours_cpu = cpu_ms_per_case(cpu0, cpu1, m)
             wids = [workflow_id(s.loan_no) for s in report.good]
             results = [
                 await env.client.get_workflow_handle(w, result_type=CaseResult).result()
@@ -680,22 +497,21 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                 cpu0 = cpu_split(tprocs)
                 t0 = time.perf_counter()
 
-                async def trivial(i: int) -> None:
-                    async with gate:
-                        h = await env.client.start_workflow(
-                            TrivialWorkflow.run,
-                            TrivialInput(acts, msgs),
-                            id=f"t-{btq}-{i}",
-                            task_queue=btq,
-                        )
-                        for _ in range(msgs):
-                            await h.signal(TrivialWorkflow.poke)
-                    await h.result()
+                async def trivial(i: int) -> WorkflowHandle[Any, int]:
+                    h = await env.client.start_workflow(
+                        TrivialWorkflow.run,
+                        TrivialInput(acts, msgs),
+                        id=f"t-{btq}-{i}",
+                        task_queue=btq,
+                    )
+                    for _ in range(msgs):
+                        await h.signal(TrivialWorkflow.poke)
+                    return h
 
-                await asyncio.gather(*(trivial(i) for i in range(m)))
+                await bounded(range(m), trivial, after=lambda h: h.result())
                 trivial_s = time.perf_counter() - t0
                 cpu1 = cpu_split(tprocs)
-                trivial_cpu = {k: (cpu1[k] - cpu0[k]) / m * 1000 for k in cpu0}
+                trivial_cpu = cpu_ms_per_case(cpu0, cpu1, m)
     finally:
         await env.shutdown()
     return {
@@ -736,7 +552,7 @@ async def bench_time_skipping() -> dict[str, float]:
     )
     out: dict[str, float] = {}
     try:
-        async with database("sqlite") as (_url, sessions, tmp):
+        with database("sqlite") as (_url, sessions, tmp):
             async with running_worker(env, sessions, tmp / "data") as h:
                 # The first case of a fresh worker pays for its first PDF render (fonts are
                 # loaded then, ~0.3 s more); the second is what every later case costs.
@@ -802,35 +618,22 @@ def sample_agreement_html() -> str:
 
     from activities.agreements import AgreementActivities
     from activities.documents import PdfRenderer
-    from db.models import Branch, Loan
+    from db.models import Loan
     from domain.models import AgreementRequest, Installment, Plan
     from domain.policy import Policy
-    from feeds.loans import upsert, validate
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/render.db"
-        upgrade(url)
-        engine = make_engine(url)
-        sessions = session_factory(engine)
-        with sessions.begin() as session:
-            add_branches_and_collectors(session)
-            branches = list(session.scalars(select(Branch.code)))
-        today = datetime.now(UTC).date()
-        report = validate(export_file(Path(tmp) / "one.csv", 1, today), branches, today)
-        with sessions.begin() as session:
-            upsert(session, report.good)
+    with database("sqlite") as (_url, sessions, tmp):
+        add_loans(sessions, tmp / "one.csv", 1)
         now = datetime.now(UTC)
         installments = [
             Installment(k, now + timedelta(days=30 * k), 100_000 + k) for k in range(1, 7)
         ]
         plan = Plan(1, installments, "QX01-C01", now, 0)
-        activities = AgreementActivities(sessions, Path(tmp), PdfRenderer())
+        activities = AgreementActivities(sessions, tmp, PdfRenderer())
         with sessions() as session:
             loan = session.scalars(select(Loan)).one()
             request = AgreementRequest(loan.loan_no, plan, ["QX01-C01"], 700_021, 0, Policy())
-            html = activities.render_html(request, loan, None, 1)
-        engine.dispose()
-        return html
+            return activities.render_html(request, loan, None, 1)
 
 
 # ------------------------------------------------------------------ main
@@ -866,7 +669,7 @@ async def main(args: argparse.Namespace) -> None:
         for r in range(args.runs):
             print(f"intake run {r + 1}/{args.runs} ({args.loans} loans, {args.db})", flush=True)
             runs.append(await bench_intake(args.loans, args.db))
-        m = {k: median([x[k] for x in runs]) for k in runs[0]}
+        m = medians(runs)
         n = args.loans
         table.add(f"intake {n:,} loans ({args.db}): cases started/s", fmt(m["rows_per_s"]))
         table.add(f"bare start_workflow loop, {n:,} trivial: starts/s", fmt(m["bare_per_s"]))
@@ -897,7 +700,7 @@ async def main(args: argparse.Namespace) -> None:
                     flush=True,
                 )
                 runs.append(await bench_lifecycle(args.cases, args.db, workers))
-            m = {k: median([x[k] for x in runs]) for k in runs[0]}
+            m = medians(runs)
             w = f"{workers} worker{'s' if workers > 1 else ''}"
             table.add(f"lifecycle {args.cases:,} cases, {w}: cases/s", fmt(m["cases_per_s"]))
             table.add(
@@ -945,7 +748,7 @@ async def main(args: argparse.Namespace) -> None:
         for r in range(args.runs):
             print(f"time-skipping run {r + 1}/{args.runs}", flush=True)
             runs.append(await bench_time_skipping())
-        m = {k: median([x[k] for x in runs]) for k in runs[0]}
+        m = medians(runs)
         table.add(
             "time-skipping: one 12-installment case, wall: a worker's first case / later cases",
             f"{m['wall_12_cold']:.2f} / {m['wall_12']:.2f} s",
@@ -958,7 +761,7 @@ async def main(args: argparse.Namespace) -> None:
 
     if "render" in args.sections:
         runs = [bench_render() for _ in range(args.runs)]
-        m = {k: median([x[k] for x in runs]) for k in runs[0]}
+        m = medians(runs)
         table.add(
             "agreement PDF (6 installments), CPU in one process: as the worker renders / "
             "WeasyPrint's default",

@@ -30,13 +30,11 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -50,7 +48,6 @@ from bench.harness import (
     cpu_split,
     database,
     dev_server,
-    export_file,
     median,
     medians,
     pct,
@@ -58,6 +55,7 @@ from bench.harness import (
     rss_kb,
     worker_processes,
 )
+from bench.intake import bench_intake
 from bench.trivial import TrivialInput, TrivialWorkflow
 from domain import search_attributes as sa
 from domain.models import (
@@ -90,134 +88,6 @@ class Table:
         lines = ["| measure | median | note |", "| --- | ---: | --- |"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in self.rows]
         return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ 1. intake
-
-
-async def bench_intake(n: int, db: str) -> dict[str, float]:
-    from feeds.loans import intake
-
-    env = await dev_server()
-    try:
-        with database(db) as (_url, sessions, tmp):
-            today = datetime.now(UTC).date()
-            path = export_file(tmp / "export.csv", n, today)
-            t0 = time.perf_counter()
-            report = await intake(
-                path,
-                sessions,
-                env.client,
-                "bench-intake",
-                fast_policy(),
-                today,
-                concurrency=CONCURRENCY,
-            )
-            intake_s = time.perf_counter() - t0
-            assert not report.errors and report.started == n, (report.errors[:3], report.started)
-
-            t0 = time.perf_counter()
-            await bounded(
-                range(n),
-                lambda i: env.client.start_workflow(
-                    TrivialWorkflow.run, TrivialInput(0, 0), id=f"bare-{i}", task_queue="bench-bare"
-                ),
-            )
-            bare_s = time.perf_counter() - t0
-            reads = await bench_reads(env.client, sessions, n)
-    finally:
-        await env.shutdown()
-    return {
-        "rows_per_s": n / intake_s,
-        "bare_per_s": n / bare_s,
-        "ratio": bare_s / intake_s,
-        **reads,
-    }
-
-
-# ------------------------------------------------------------------ 2. reads
-
-
-async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> list[float]:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        await fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return times
-
-
-async def bench_reads(client: Client, sessions, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Visibility and the dashboard with N open cases (started; stage and branch set)."""
-    # The projection rows the first stage change writes, for the dashboard's counts.
-    from sqlalchemy import insert, select
-
-    from db.models import Case, Loan
-    from service.portfolio import counts_per_stage, list_cases
-    from service.users import Role, create_user
-    from webapp.app import create_app
-    from webapp.pages import WebConfig
-    from webapp.twilio_webhooks import WebhookConfig
-
-    with sessions.begin() as session:
-        now = datetime.now(UTC)
-        loans = session.execute(select(Loan.id, Loan.loan_no, Loan.branch_code)).all()
-        session.execute(
-            insert(Case),
-            [
-                dict(
-                    loan_id=lid,
-                    workflow_id=workflow_id(no),
-                    branch_code=br,
-                    stage="INVESTIGATION",
-                    stage_since=now,
-                    opened_at=now,
-                    primary_collector=f"{br}-C{1 + k % 10:02d}",
-                )
-                for k, (lid, no, br) in enumerate(loans)
-            ],
-        )
-        create_user(
-            session, "bench-sup", "bench-password", Role.SUPERVISOR, ["QX01", "QX02", "LS01"]
-        )
-    base = f"WorkflowType='{WF.__name__}'"
-    for _ in range(100):  # visibility catches up with the starts
-        if (await client.count_workflows(base)).count >= n:
-            break
-        await asyncio.sleep(0.2)
-
-    async def temporal() -> Client:
-        return client
-
-    app = create_app(sessions, temporal, WebhookConfig("0" * 32), WebConfig())
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://bench"
-    ) as http:
-        r = await http.post("/login", json={"username": "bench-sup", "password": "bench-password"})
-        auth = {"authorization": f"Bearer {r.json()['token']}"}
-        page_json = await timed(
-            lambda: http.get(
-                "/dashboard?stage=INVESTIGATION", headers={**auth, "accept": "application/json"}
-            ),
-            20,
-        )
-        page_html = await timed(
-            lambda: http.get("/dashboard?stage=INVESTIGATION", headers=auth), 20
-        )
-    listing = await timed(
-        lambda: list_cases(client, f"{base} AND CollectionStage='INVESTIGATION'", limit=50), 30
-    )
-    counting = await timed(lambda: counts_per_stage(client, base), 10)
-    return {
-        "list_p50": median(listing),
-        "list_p95": pct(listing, 0.95),
-        "counts_p50": median(counting),
-        "counts_p95": pct(counting, 0.95),
-        "page_p50": median(page_html),
-        "page_p95": pct(page_html, 0.95),
-        "json_p50": median(page_json),
-        "json_p95": pct(page_json, 0.95),
-    }
 
 
 # ------------------------------------------------------------------ 3. lifecycle

@@ -1,0 +1,189 @@
+"""Sections 3 and 4, lifecycle and memory: M cases driven contact → visit → plan →
+signature → 3 installments paid by `python worker.py` processes, against a trivial workflow
+with as many activities and signals per case; also the CPU per case (server, workers, PDF
+render), the status Query at rest and under load, and worker RSS per 1,000 open cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from bench.driver import Driver
+from bench.harness import (
+    add_loans,
+    bounded,
+    cpu_ms_per_case,
+    cpu_split,
+    database,
+    dev_server,
+    median,
+    pct,
+    quiet,
+    rss_kb,
+    worker_processes,
+)
+from bench.trivial import TrivialInput, TrivialWorkflow
+from domain.models import CaseResult
+from domain.names import workflow_id
+from domain.policy import fast_policy
+from service.cases import start_case
+from workflows.collection import LoanCollectionWorkflow as WF
+
+LIFECYCLE_POLICY = fast_policy(
+    contact_wait_seconds=1,
+    # Human deadlines far away: the benchmark, not a timeout, moves the case on.
+    visit_deadline_seconds=3600,
+    negotiation_deadline_seconds=3600,
+    signature_deadline_seconds=3600,
+    max_plan_seconds=7200,
+)
+
+
+async def count_events(client: Client, wids: list[str]) -> dict[str, float]:
+    """Per case, over all its runs: activities, signals and updates, workflow tasks."""
+    acts = msgs = tasks = events = 0
+    for wid in wids:
+        run_id: str | None = None
+        while True:
+            history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
+            for e in history.events:
+                kind = e.WhichOneof("attributes")
+                acts += kind == "activity_task_scheduled_event_attributes"
+                msgs += kind in (
+                    "workflow_execution_signaled_event_attributes",
+                    "workflow_execution_update_accepted_event_attributes",
+                )
+                tasks += kind == "workflow_task_completed_event_attributes"
+            events += len(history.events)
+            started = history.events[0].workflow_execution_started_event_attributes
+            run_id = started.continued_execution_run_id or None
+            if run_id is None:
+                break
+    n = len(wids)
+    return {
+        "activities": acts / n,
+        "messages": msgs / n,
+        "wf_tasks": tasks / n,
+        "events": events / n,
+    }
+
+
+def worker_env(address: str, task_queue: str, db_url: str, data_dir: Path) -> dict[str, str]:
+    """The environment of a `python worker.py` process on this server, queue and database
+    (no Twilio: SMS are recorded, not sent)."""
+    wenv = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_TASK_QUEUE": task_queue,
+        "COLLECTION_DB_URL": db_url,
+        "COLLECTION_DATA_DIR": str(data_dir),
+    }
+    for k in list(wenv):
+        if k.startswith("TWILIO_"):
+            del wenv[k]
+    return wenv
+
+
+async def trivial_baseline(
+    client: Client, m: int, per_case: dict[str, float], workers: int, wenv: dict[str, str]
+) -> tuple[float, dict[str, float]]:
+    """The baseline: M trivial cases with as many activities and signals a case as ours,
+    nothing else, on as many worker processes; (wall seconds, CPU ms per case)."""
+    acts, msgs = round(per_case["activities"]), round(per_case["messages"])
+    btq = f"trivial-{uuid.uuid4().hex[:6]}"
+    address = wenv["TEMPORAL_ADDRESS"]
+    command = [sys.executable, "-m", "bench.trivial", address, btq]
+    async with worker_processes(workers, command, wenv) as tprocs:
+        cpu0 = cpu_split(tprocs)
+        t0 = time.perf_counter()
+
+        async def trivial(i: int) -> WorkflowHandle[Any, int]:
+            h = await client.start_workflow(
+                TrivialWorkflow.run,
+                TrivialInput(acts, msgs),
+                id=f"t-{btq}-{i}",
+                task_queue=btq,
+            )
+            for _ in range(msgs):
+                await h.signal(TrivialWorkflow.poke)
+            return h
+
+        await bounded(range(m), trivial, after=lambda h: h.result())
+        trivial_s = time.perf_counter() - t0
+        return trivial_s, cpu_ms_per_case(cpu0, cpu_split(tprocs), m)
+
+
+async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
+    env = await dev_server()
+    try:
+        with database(db) as (url, sessions, tmp):
+            # Borrowers whose loans the cases work on (one a case).
+            report = add_loans(sessions, tmp / "export.csv", m)
+            address = env.client.service_client.config.target_host
+            tq = f"bench-{uuid.uuid4().hex[:6]}"
+            wenv = worker_env(address, tq, url, tmp / "data")
+            async with worker_processes(workers, [sys.executable, "worker.py"], wenv) as procs:
+                idle = sum(rss_kb(p.pid) for p in procs)
+                cpu0 = cpu_split(procs)
+                driver = Driver(env.client, tq, sessions)
+                t0 = time.perf_counter()
+                await bounded(
+                    report.good,
+                    lambda spec: start_case(
+                        env.client, tq, spec.loan_no, spec.branch, LIFECYCLE_POLICY
+                    ),
+                )
+                # Memory: every case open and waiting for its visit, in the workflow cache.
+                parked_q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
+                while (await env.client.count_workflows(parked_q)).count < m:
+                    await asyncio.sleep(0.5)
+                # Visibility lists a case at FIELD_VISIT before its visit task and notice are
+                # written: wait until the server and the workers have nothing left to do.
+                await quiet(procs)
+                parked = sum(rss_kb(p.pid) for p in procs)
+                # The status Query with every case open and the workers idle: what a
+                # supervisor opening a case page waits for.
+                rest_ms = []
+                for spec in report.good[:: max(1, m // 50)]:
+                    t = time.perf_counter()
+                    await env.client.get_workflow_handle(workflow_id(spec.loan_no)).query(WF.status)
+                    rest_ms.append((time.perf_counter() - t) * 1000)
+                await driver.run(m)
+                ours_s = time.perf_counter() - t0
+                cpu1 = cpu_split(procs)
+                ours_cpu = cpu_ms_per_case(cpu0, cpu1, m)
+            wids = [workflow_id(s.loan_no) for s in report.good]
+            results = [
+                await env.client.get_workflow_handle(w, result_type=CaseResult).result()
+                for w in wids[:50]
+            ]
+            assert all(r.outcome == "PAID_IN_FULL" for r in results), results[:3]
+            per_case = await count_events(env.client, wids[:: max(1, m // 20)])
+
+            trivial_s, trivial_cpu = await trivial_baseline(env.client, m, per_case, workers, wenv)
+    finally:
+        await env.shutdown()
+    return {
+        "cases_per_s": m / ours_s,
+        **{f"cpu_ms_{k}": v for k, v in ours_cpu.items()},
+        **{f"trivial_cpu_ms_{k}": v for k, v in trivial_cpu.items()},
+        "activities_per_s": m * per_case["activities"] / ours_s,
+        "wf_tasks_per_s": m * per_case["wf_tasks"] / ours_s,
+        "trivial_per_s": m / trivial_s,
+        "ratio": trivial_s / ours_s,
+        "rest_query_p50": median(rest_ms),
+        "rest_query_p95": pct(rest_ms, 0.95),
+        "query_p50": median(driver.query_ms),
+        "query_p95": pct(driver.query_ms, 0.95),
+        "rss_per_1000_mb": (parked - idle) / m * 1000 / 1024,
+        "rss_idle_mb": idle / 1024,
+        **{f"per_case_{k}": v for k, v in per_case.items()},
+    }

@@ -1,0 +1,70 @@
+"""Section 5, time-skipping: wall time of a 12-installment case on the time-skipping test
+server (a worker's first case and a later one), and the history length per run of a
+24-installment case.
+"""
+
+from __future__ import annotations
+
+import time
+
+from temporalio.testing import WorkflowEnvironment
+
+from bench.harness import BIN, database
+from domain import search_attributes as sa
+from domain.models import PlannedInstallment, PlanProposal
+from domain.money import split_evenly
+from service.converter import DATA_CONVERTER
+from workflows.collection import LoanCollectionWorkflow as WF
+
+
+async def bench_time_skipping() -> dict[str, float]:
+    from tests.harness import run_histories, running_worker
+    from tests.test_workflow_paths import DEBT, sign, to_field_visit, visit
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
+    )
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: int(k.indexed_value_type) for k in sa.ALL},
+        )
+    )
+    out: dict[str, float] = {}
+    try:
+        with database("sqlite") as (_url, sessions, tmp):
+            async with running_worker(env, sessions, tmp / "data") as h:
+                # The first case of a fresh worker pays for its first PDF render (fonts are
+                # loaded then, ~0.3 s more); the second is what every later case costs.
+                for label, installments in (("12_cold", 12), ("12", 12), ("24", 24)):
+                    t0 = time.perf_counter()
+                    _spec, handle = await h.start()
+                    await to_field_visit(h, handle)
+                    await visit(h, handle, "MET")
+                    await h.at_stage(handle, "NEGOTIATION")
+                    now = await h.now()
+                    amounts = split_evenly(DEBT, installments)
+                    items = [
+                        PlannedInstallment(now + h.day * 20 * (k + 1), a)
+                        for k, a in enumerate(amounts)
+                    ]
+                    await handle.execute_update(WF.propose_plan, PlanProposal(items, "QX01-C01"))
+                    await sign(h, handle)
+                    await h.at_stage(handle, "FOLLOW_UP")
+                    for k, amount in enumerate(amounts, start=1):
+                        # The server skips no time while the payment's workflow task is
+                        # pending, so each installment is paid before its due date.
+                        await h.advance(12)
+                        await h.pay(handle, amount, reference=f"I-{k}")
+                    assert (await handle.result()).outcome == "PAID_IN_FULL"
+                    wall = time.perf_counter() - t0
+                    lengths = [len(x.events) for x in await run_histories(handle)]
+                    out[f"wall_{label}"] = wall
+                    out[f"runs_{label}"] = len(lengths)
+                    out[f"first_run_{label}"] = lengths[-1]
+                    out[f"most_events_{label}"] = max(lengths)
+    finally:
+        await env.shutdown()
+    return out

@@ -34,8 +34,8 @@ from domain.money import split_evenly
 from domain.policy import Policy
 from service.cases import start_case
 from tests.harness import Harness, assert_replays, eventually, run_histories, running_worker
-from workflows.collection import RUN_EVENTS_BEFORE_NEW_RUN
 from workflows.collection import LoanCollectionWorkflow as WF
+from workflows.versions import RUN_EVENTS_BEFORE_NEW_RUN
 
 DEBT = 1_000_000  # 10,000.00 yuan: the harness's default loan
 SHANGHAI = ZoneInfo("Asia/Shanghai")

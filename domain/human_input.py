@@ -1,0 +1,147 @@
+"""Checks on what people send a case (the workflow's Update validators), before anything
+enters its history. Pure: each refusal is a `Refused` whose message names the field and the
+fix, unit-tested without a server (tests/test_case_rules.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from domain.models import (
+    CaseState,
+    CloseRequest,
+    HardshipHold,
+    LiftHold,
+    PlanProposal,
+    Reassignment,
+    SignatureConfirmation,
+    VisitReport,
+)
+from domain.plans import PlanRejected, check_plan
+from domain.stages import CLOSED_STAGES, MANUAL_CLOSE_STAGES, Stage, VisitOutcome
+
+CLOCK_SKEW = timedelta(minutes=10)  # how far in the future a reported time may lie
+MAX_NOTES = 2000
+VISIT_STAGES = (Stage.FIELD_VISIT, Stage.NEGOTIATION, Stage.AGREEMENT_SIGNING, Stage.FOLLOW_UP)
+
+
+class Refused(ValueError):
+    """Human input a case does not take; the message starts with the field at fault."""
+
+
+def check_aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise Refused(f"{name}: a time must carry its time zone")
+
+
+def check_open(s: CaseState) -> None:
+    if s.stage in CLOSED_STAGES:
+        raise Refused(f"stage: the case is closed ({s.stage})")
+
+
+def check_collectors(s: CaseState, ids: list[str]) -> None:
+    if not ids:
+        raise Refused("collector_ids: name the collector(s)")
+    strangers = [i for i in ids if i not in s.collectors]
+    if strangers:
+        raise Refused(
+            f"collector_ids: {', '.join(strangers)} not assigned to this case "
+            f"(assigned: {', '.join(s.collectors) or 'nobody'})"
+        )
+
+
+def check_visit_report(s: CaseState, report: VisitReport, now: datetime) -> None:
+    if s.stage not in VISIT_STAGES:
+        raise Refused(f"stage: no visit report is expected while the case is {s.stage}")
+    if report.outcome not in VisitOutcome.__members__:
+        raise Refused(
+            f"outcome: {report.outcome!r} is not one of {', '.join(VisitOutcome.__members__)}"
+        )
+    check_collectors(s, report.collector_ids)
+    if s.stage == Stage.FIELD_VISIT and s.team_required and len(set(report.collector_ids)) < 2:
+        raise Refused("collector_ids: this case needs a team of two collectors at a visit")
+    check_aware(report.visited_at, "visited_at")
+    if report.visited_at > now + CLOCK_SKEW:
+        raise Refused("visited_at: the visit cannot be in the future")
+    if report.visited_at < s.opened_at:
+        raise Refused("visited_at: the visit is before the case was opened")
+    if len(report.notes) > MAX_NOTES:
+        raise Refused(f"notes: at most {MAX_NOTES} characters")
+
+
+def check_plan_proposal(
+    s: CaseState, proposal: PlanProposal, outstanding_fen: int | None, now: datetime
+) -> None:
+    if s.stage != Stage.NEGOTIATION:
+        raise Refused(f"stage: plans are proposed in NEGOTIATION, the case is {s.stage}")
+    if s.pending_plan is not None:
+        raise Refused("stage: a plan was just accepted and is being prepared")
+    if outstanding_fen is None:
+        raise Refused("stage: the debt is not known yet")
+    try:
+        check_plan(proposal, outstanding_fen, s.policy, now)
+    except PlanRejected as e:
+        raise Refused(str(e)) from None
+    if len(proposal.notes) > MAX_NOTES:
+        raise Refused(f"notes: at most {MAX_NOTES} characters")
+
+
+def check_signature(s: CaseState, confirmation: SignatureConfirmation, now: datetime) -> None:
+    if s.stage != Stage.AGREEMENT_SIGNING or s.agreement is None:
+        raise Refused(f"stage: no agreement awaits a signature while the case is {s.stage}")
+    if confirmation.version != s.agreement.version:
+        raise Refused(
+            f"version: the agreement to sign is version {s.agreement.version}, "
+            f"not {confirmation.version}"
+        )
+    if confirmation.sha256.strip().lower() != s.agreement.sha256:
+        raise Refused(
+            f"sha256: does not match agreement version {s.agreement.version}; "
+            "read it again from the signed document"
+        )
+    check_collectors(s, [confirmation.collector_id])
+    check_aware(confirmation.signed_at, "signed_at")
+    if confirmation.signed_at > now + CLOCK_SKEW:
+        raise Refused("signed_at: the signature cannot be in the future")
+    if not confirmation.place.strip():
+        raise Refused("place: say where the agreement was signed")
+
+
+def check_reassignment(s: CaseState, request: Reassignment) -> None:
+    check_open(s)
+    ids = request.collector_ids
+    if not ids or len(ids) > 2 or len(set(ids)) != len(ids):
+        raise Refused("collector_ids: name one collector, or two different ones for a team")
+    if not all(i.strip() for i in ids):
+        raise Refused("collector_ids: a collector id is empty")
+    if not request.by.strip() or not request.reason.strip():
+        raise Refused("reason: say who reassigns and why")
+
+
+def check_hold(s: CaseState, request: HardshipHold, now: datetime) -> None:
+    check_open(s)
+    check_aware(request.until, "until")
+    if request.until <= now:
+        raise Refused("until: a hold must end in the future")
+    if request.until - now > timedelta(seconds=s.policy.max_hold_seconds):
+        raise Refused(f"until: a hold may last at most {s.policy.max_hold_seconds // 86400} days")
+    if not request.reason.strip() or not request.by.strip():
+        raise Refused("reason: say who holds the case and why")
+
+
+def check_lift_hold(s: CaseState, request: LiftHold) -> None:
+    check_open(s)
+    if s.hold is None:
+        raise Refused("stage: the case is not on hold")
+    if not request.by.strip():
+        raise Refused("by: say who lifts the hold")
+
+
+def check_close(s: CaseState, request: CloseRequest) -> None:
+    check_open(s)
+    if request.outcome not in {m.value for m in MANUAL_CLOSE_STAGES}:
+        raise Refused(
+            "outcome: must be one of " + ", ".join(sorted(m.value for m in MANUAL_CLOSE_STAGES))
+        )
+    if not request.reason.strip() or not request.by.strip():
+        raise Refused("reason: say who closes the case and why")

@@ -1,0 +1,222 @@
+"""One case at run time: its state and the effects every stage shares (activities, notes,
+stage changes, tasks, assignment, deadline waits). Deterministic: time from workflow.now(),
+all I/O through activities named by string, so no activity module is imported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows.versions import Versions
+from workflows.visibility import Visibility
+
+with workflow.unsafe.imports_passed_through():
+    from domain.case_rules import closing_decision, outstanding
+    from domain.models import (
+        AssignRequest,
+        CaseState,
+        HistoryEntry,
+        TaskRequest,
+        Transition,
+    )
+    from domain.names import Activities as A
+    from domain.stages import CLOSED_STAGES, Stage, TaskKind
+    from domain.timerules import days_past_due
+
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+# Activities retry until they succeed (a database outage must not fail a case); errors that
+# retrying cannot mend are raised as non-retryable ApplicationErrors by the activities.
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["InvalidInput", "NotFound"],
+)
+HISTORY_KEPT = 100  # entries in the workflow state; the full audit trail is in the database
+
+
+class Interrupted(Exception):
+    """A wait was cut short by a payment in full, a close request or a hardship hold."""
+
+
+class Case:
+    def __init__(self, state: CaseState) -> None:
+        self.s = state
+        self.versions = Versions()
+        self.visibility = Visibility(self.attribute_values, self.versions)
+        self._assign_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ derived facts
+
+    def outstanding(self) -> int | None:
+        return outstanding(self.s.debt_fen, self.s.paid_fen)
+
+    def dpd(self) -> int | None:
+        s = self.s
+        if s.overdue_since is None:
+            return None
+        return days_past_due(s.overdue_since, workflow.now(), s.policy)
+
+    def closing_decision(self) -> tuple[Stage, str, str] | None:
+        s = self.s
+        return closing_decision(s.debt_fen, s.paid_fen, s.close_request)
+
+    def interrupted(self) -> bool:
+        s = self.s
+        if self.closing_decision() is not None:
+            return True
+        return s.hold is not None and s.stage != Stage.ON_HOLD
+
+    def attribute_values(self) -> tuple[Any, ...]:
+        """The search attributes' values, in visibility.KEYS order."""
+        s = self.s
+        return (
+            s.stage.value,
+            s.branch,
+            s.collectors[0] if s.collectors else None,
+            s.risk_tier or None,
+            self.dpd(),
+            self.outstanding(),
+            s.next_action_at,
+        )
+
+    # ------------------------------------------------------------------ waiting
+
+    async def wait(self, done: Callable[[], bool], until: datetime, action: str) -> bool:
+        """Wait until `done()` or `until`; True if done. Raises Interrupted when cut short."""
+        self.set_next_action(action, until)
+        remaining = until - workflow.now()
+        # Whether a timer starts must not depend on the exact time: after a worker crash left
+        # a workflow task timed out, the SDK's clock on first execution and on a later replay
+        # can differ by seconds, and a deadline just passed would start a timer in one and not
+        # in the other (a non-determinism error; tests/test_faults.py). So a timer always starts.
+        timer_always = self.versions.v2()
+        due = remaining > timedelta(0) or timer_always
+        if due and not done() and not self.interrupted():
+            self.visibility.flush()
+            try:
+                await workflow.wait_condition(
+                    lambda: done() or self.interrupted(),
+                    timeout=max(remaining, timedelta(milliseconds=1)),
+                )
+            except TimeoutError:
+                pass
+        if self.interrupted():
+            raise Interrupted()
+        return done()
+
+    def set_next_action(self, action: str, at: datetime) -> None:
+        self.s.next_action, self.s.next_action_at = action, at
+        self.visibility.publish()
+
+    # ------------------------------------------------------------------ effects
+
+    async def act(self, name: str, arg: Any, result_type: type | None = None) -> Any:
+        self.visibility.flush()
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=self._attempt_timeout(name),
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    def _attempt_timeout(self, name: str) -> timedelta:
+        """A crashed worker's activity is retried elsewhere after this long: short for the
+        SMS (one HTTP call), long enough for a PDF render, a minute for the rest."""
+        p = self.s.policy
+        if name == A.SEND_SMS:
+            return timedelta(seconds=p.sms_attempt_timeout_s)
+        if name == A.RENDER_AGREEMENT:
+            return timedelta(seconds=p.render_attempt_timeout_s)
+        return ACTIVITY_TIMEOUT
+
+    def note(self, kind: str, detail: str, actor: str = "system") -> None:
+        history = self.s.history
+        history.append(HistoryEntry(workflow.now(), kind, detail, actor))
+        if len(history) > HISTORY_KEPT:
+            del history[: len(history) - HISTORY_KEPT]
+
+    async def enter(self, stage: Stage, reason: str, actor: str = "system") -> None:
+        """Move the case to `stage`, with the reason in its history and the database."""
+        s = self.s
+        previous = s.stage
+        if stage == Stage.ON_HOLD and previous != Stage.ON_HOLD:
+            s.resume_stage = previous
+        if stage == Stage.FIELD_VISIT and previous != Stage.FIELD_VISIT:
+            s.attempt, s.round_unreached, s.round_refusals = 0, 0, 0
+        s.stage, s.stage_since = stage, workflow.now()
+        s.phase, s.phase_due = "", None
+        s.pending_visit_outcome = None
+        if stage in CLOSED_STAGES:
+            s.next_action, s.next_action_at = "", None
+        self.note("stage", f"{previous} → {stage}: {reason}", actor)
+        await self.record_transition(previous, reason, actor)
+
+    async def record_transition(self, previous: Stage | None, reason: str, actor: str) -> None:
+        s = self.s
+        s.transition_seq += 1
+        self.visibility.publish()
+        await self.act(
+            A.RECORD_TRANSITION,
+            Transition(
+                loan_no=s.loan_no,
+                seq=s.transition_seq,
+                from_stage=previous,
+                to_stage=s.stage,
+                at=s.stage_since,
+                actor=actor,
+                reason=reason,
+                branch=s.branch,
+                risk_tier=s.risk_tier,
+                collectors=list(s.collectors),
+                debt_fen=s.debt_fen,
+                paid_fen=s.paid_fen,
+                next_action=s.next_action,
+                next_action_at=s.next_action_at,
+            ),
+        )
+
+    async def assign(self, request: AssignRequest) -> None:
+        async with self._assign_lock:
+            collectors: list[str] = await self.act(A.ASSIGN_COLLECTORS, request, list[str])
+            self.s.collectors = collectors
+            who = ", ".join(collectors) or "nobody (no capacity)"
+            self.note("assignment", f"assigned to {who}", request.by)
+            self.visibility.publish()
+        if not collectors:
+            await self.task(
+                TaskKind.ASSIGN_COLLECTOR,
+                f"no collector with capacity in branch {self.s.branch}: assign one",
+                None,
+                assignees=[f"supervisor:{self.s.branch}"],
+            )
+
+    async def task(
+        self,
+        kind: TaskKind,
+        detail: str,
+        due: datetime | None,
+        assignees: list[str] | None = None,
+    ) -> None:
+        """A task for people (by default the case's collectors), kept in the database."""
+        s = self.s
+        s.task_seq += 1
+        await self.act(
+            A.CREATE_TASK,
+            TaskRequest(
+                key=f"{s.loan_no}:{kind}:{s.task_seq}",
+                loan_no=s.loan_no,
+                kind=kind,
+                assignees=assignees if assignees is not None else list(s.collectors),
+                due_at=due,
+                detail=detail,
+                created_at=workflow.now(),
+            ),
+        )

@@ -1,0 +1,68 @@
+"""SMS to the borrower under the contact rules: opt-out and a missing number block, quiet
+hours and the daily/weekly caps wait (or drop, by policy), and the send activity checks the
+same rules again with its own clock before the gateway sees the message.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.case import Case
+
+with workflow.unsafe.imports_passed_through():
+    from domain.case_rules import remember_send, sms_block_reason
+    from domain.models import SmsRequest, SmsResult
+    from domain.names import Activities as A
+    from domain.sms_text import OPTED_OUT_CODE
+    from domain.timerules import next_contact_time
+
+
+async def send_sms(case: Case, purpose: str, may_wait: bool = True, **params: str) -> SmsResult:
+    """Send one SMS under the rules: quiet hours and caps wait, opt-out blocks.
+
+    A message that may not wait (the thanks at closing) is dropped, not sent at night.
+    """
+    s, p = case.s, case.s.policy
+    s.sms_seq += 1
+    key = f"{s.loan_no}:{purpose}:{s.sms_seq}"
+    while True:
+        now = workflow.now()
+        blocked = sms_block_reason(s.opted_out, s.has_phone, now, s.sms_sent_at, p)
+        if not blocked:
+            at = next_contact_time(now, s.sms_sent_at, p)
+            if at > now and not may_wait:
+                blocked = "not sent: outside contact hours or over the cap"
+            elif at > now:
+                await case.wait(lambda: False, at, f"send {purpose} SMS")
+                continue
+        result: SmsResult = await case.act(
+            A.SEND_SMS, SmsRequest(key, s.loan_no, purpose, params, now, blocked, p), SmsResult
+        )
+        if result.status == "DEFERRED" and not may_wait:
+            break
+        if result.status == "DEFERRED" and result.not_before is not None:
+            await case.wait(lambda: False, result.not_before, f"send {purpose} SMS")
+            continue
+        break
+    _count(case, purpose, result, now)
+    return result
+
+
+def _count(case: Case, purpose: str, result: SmsResult, now) -> None:  # type: ignore[no-untyped-def]
+    s = case.s
+    if result.status in ("SENT", "RECORDED"):
+        s.sms_sent_at = remember_send(s.sms_sent_at, result.sent_at or now)
+        s.counters.sms_sent += 1
+        case.note("sms", f"{purpose} {result.status.lower()}")
+    elif result.status == "FAILED":
+        s.counters.sms_failed += 1
+        if result.error_code == OPTED_OUT_CODE:
+            s.opted_out = True
+        elif result.number_unusable:
+            s.has_phone = False
+        case.note("sms", f"{purpose} failed: {result.reason}")
+    else:
+        s.counters.sms_blocked += 1
+        if "opted out" in result.reason:
+            s.opted_out = True
+        case.note("sms", f"{purpose} not sent: {result.reason}")

@@ -1,0 +1,22 @@
+"""A dead end: the case cannot be collected by visits and plans any more. Written off below
+the policy's amount, else sent to legal escalation."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.case import Case
+
+with workflow.unsafe.imports_passed_through():
+    from domain.case_rules import dead_end_stage
+    from domain.money import yuan
+    from domain.stages import Stage
+
+
+async def enter(case: Case, why: str) -> None:
+    outstanding = case.outstanding() or 0
+    stage = dead_end_stage(outstanding, case.s.policy)
+    if stage == Stage.WRITTEN_OFF:
+        await case.enter(stage, f"{why}; {yuan(outstanding)} yuan written off")
+    else:
+        await case.enter(stage, why)

@@ -1,0 +1,85 @@
+"""FOLLOW_UP (后续跟进): for the first unpaid installment, a reminder before its due date,
+periodic revisits (定期回访), and after the grace period a broken promise: a revisit and
+renegotiation while renegotiations remain, else a dead end. Each installment paid ends a
+cycle, where a long run continues as new."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.case import Case
+from workflows.contact import send_sms
+from workflows.stages import dead_end
+
+with workflow.unsafe.imports_passed_through():
+    from domain.installments import first_uncovered, is_covered
+    from domain.models import Installment
+    from domain.stages import Stage, TaskKind
+    from domain.timerules import local_date
+
+
+async def run(case: Case) -> None:
+    s, p = case.s, case.s.policy
+    assert s.plan is not None
+    due = first_uncovered(s.plan, s.paid_fen)
+    covered_upto = due.seq - 1 if due is not None else len(s.plan.installments)
+    if covered_upto > s.last_covered_seq:
+        # A cycle boundary: the run loop continues as new here when the run is long.
+        s.last_covered_seq = covered_upto
+        case.note("payment", f"installments 1–{covered_upto} of plan {s.plan.number} paid")
+        s.cycle_done = True
+        return
+    if due is None:
+        # Every installment is covered yet debt remains: the plan no longer fits the debt.
+        await case.enter(Stage.NEGOTIATION, "plan paid but debt remains: new plan needed")
+        return
+    remind_at = due.due_at - timedelta(seconds=p.reminder_lead_seconds)
+    deadline = due.due_at + timedelta(seconds=p.grace_seconds)
+
+    def covered() -> bool:
+        assert s.plan is not None
+        return is_covered(s.plan, s.paid_fen, due.seq)
+
+    while not covered():
+        now = workflow.now()
+        if due.seq not in s.reminded_seqs and now >= remind_at:
+            s.reminded_seqs.append(due.seq)
+            if now < due.due_at:
+                await send_sms(
+                    case,
+                    "installment_reminder",
+                    amount_fen=str(due.amount_fen),
+                    due_date=local_date(due.due_at, p).isoformat(),
+                )
+            continue
+        if s.next_revisit_at is not None and now >= s.next_revisit_at:
+            s.next_revisit_at = now + timedelta(seconds=p.revisit_interval_seconds)
+            await case.task(TaskKind.REVISIT, "periodic revisit (定期回访)", s.next_revisit_at)
+            continue
+        if now >= deadline:
+            await _broken_promise(case, due)
+            return
+        wake = [deadline]
+        if due.seq not in s.reminded_seqs:
+            wake.append(remind_at)
+        if s.next_revisit_at is not None:
+            wake.append(s.next_revisit_at)
+        await case.wait(covered, min(wake), f"installment {due.seq} due")
+
+
+async def _broken_promise(case: Case, missed: Installment) -> None:
+    s, p = case.s, case.s.policy
+    s.counters.broken_promises += 1
+    await send_sms(case, "missed_installment", amount_fen=str(missed.amount_fen))
+    why = f"installment {missed.seq} not paid after {p.grace_seconds // 86400} grace days"
+    if s.counters.renegotiations < p.max_renegotiations:
+        s.counters.renegotiations += 1
+        await case.enter(
+            Stage.FIELD_VISIT,
+            f"broken promise: {why}; revisit and renegotiation "
+            f"{s.counters.renegotiations} of {p.max_renegotiations}",
+        )
+    else:
+        await dead_end.enter(case, f"broken promise: {why}; renegotiations exhausted")

@@ -1,0 +1,35 @@
+"""INVESTIGATION (催收前调查): read the loan and the borrower's situation, assess the risk
+tier and strategy, assign collectors, then make the first contact."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.case import Case, Interrupted
+
+with workflow.unsafe.imports_passed_through():
+    from domain.models import Assessment, AssessRequest, AssignRequest, CaseFacts
+    from domain.names import Activities as A
+    from domain.stages import Stage
+
+
+async def run(case: Case) -> None:
+    s = case.s
+    facts: CaseFacts = await case.act(A.LOAD_CASE, s.loan_no, CaseFacts)
+    s.debt_fen = facts.debt_fen
+    s.overdue_since = facts.overdue_since
+    s.remote, s.hostile, s.has_phone = facts.remote, facts.hostile, facts.has_phone
+    s.opted_out = s.opted_out or facts.sms_opted_out
+    assessment: Assessment = await case.act(
+        A.ASSESS_CASE, AssessRequest(facts, s.policy, workflow.now()), Assessment
+    )
+    s.risk_tier, s.strategy = assessment.risk_tier, assessment.strategy
+    s.team_required = assessment.team_required
+    case.note("assessment", f"{s.risk_tier} / {s.strategy}: " + "; ".join(assessment.reasons))
+    if not s.collectors:
+        await case.assign(AssignRequest(s.loan_no, s.branch, 2 if s.team_required else 1))
+    if case.interrupted():
+        raise Interrupted()
+    await case.enter(
+        Stage.INITIAL_CONTACT, f"risk {s.risk_tier}, strategy {s.strategy}: {assessment.goal}"
+    )

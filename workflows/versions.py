@@ -1,0 +1,48 @@
+"""Released versions of the case's behaviour: each a `workflow.patched` marker, decided once
+per run at its first use. Recorded histories of every version replay in tests/test_replay.py.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+# The second version (one patch, one marker per case):
+# - a wait always starts its timer, even when its deadline has just passed (replay after a
+#   timed-out workflow task must see the same commands; tests/test_faults.py);
+# - search attributes are upserted once before the workflow next waits, not at each change,
+#   and are inherited across continue-as-new;
+# - a case paid in full at an installment-cycle boundary closes in the same run.
+PATCH_V2 = "collection-v2"
+# The third: at an installment-cycle boundary the case continues as new only once its run's
+# history is long (RUN_EVENTS_BEFORE_NEW_RUN, or the server suggests it), not at every
+# boundary. A cycle is ~30 events, so a run holds ~10 installments: the history stays short
+# enough to replay quickly after a cache eviction, with a tenth of the runs (and of the
+# sandbox set-ups and state transfers that each new run costs).
+PATCH_V3 = "collection-v3"
+RUN_EVENTS_BEFORE_NEW_RUN = 500
+
+
+class Versions:
+    """Which patches apply to this run. `workflow.patched` is called at the first question,
+    never earlier, so the marker lands where the released code put it."""
+
+    def __init__(self) -> None:
+        self._v2: bool | None = None
+        self._v3: bool | None = None
+
+    def v2(self) -> bool:
+        if self._v2 is None:
+            self._v2 = workflow.patched(PATCH_V2)
+        return self._v2
+
+    def v3(self) -> bool:
+        if self._v3 is None:
+            self._v3 = workflow.patched(PATCH_V3)
+        return self._v3
+
+    def run_has_room(self) -> bool:
+        """Whether the next installment cycle may run in this run (PATCH_V3)."""
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return False
+        return self.v3() and info.get_current_history_length() < RUN_EVENTS_BEFORE_NEW_RUN

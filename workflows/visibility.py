@@ -1,0 +1,66 @@
+"""The case's search attributes (stage, branch, collector, risk, days past due, outstanding,
+next action): what supervisors filter on in Temporal visibility. No personal data.
+
+Released code upserted at every change; with PATCH_V2 a change only marks them dirty and
+they are upserted once before the workflow next waits or calls an activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+
+from workflows.versions import Versions
+
+with workflow.unsafe.imports_passed_through():
+    from domain import search_attributes as sa
+
+KEYS = (
+    sa.STAGE,
+    sa.BRANCH,
+    sa.COLLECTOR,
+    sa.RISK_TIER,
+    sa.DAYS_PAST_DUE,
+    sa.OUTSTANDING_FEN,
+    sa.NEXT_ACTION_AT,
+)
+
+
+class Visibility:
+    def __init__(self, values: Callable[[], tuple[Any, ...]], versions: Versions) -> None:
+        self._values = values  # the attributes' current values, in KEYS order
+        self._versions = versions
+        self._published: tuple[Any, ...] | None = None
+        self._dirty = False
+
+    def inherit(self) -> None:
+        """A continued run starts with its predecessor's attributes (PATCH_V2)."""
+        self._published = self._values()
+
+    def publish(self) -> None:
+        """Search attributes changed: upserted now (released code) or, with the patch, once
+        before the workflow next waits, however many changes it made meanwhile."""
+        if self._versions.v2():
+            self._dirty = True
+        else:
+            self._upsert()
+
+    def flush(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._upsert()
+
+    def _upsert(self) -> None:
+        """Upsert the search attributes when one of them changed."""
+        values = self._values()
+        if values == self._published:
+            return
+        self._published = values
+        workflow.upsert_search_attributes(
+            [
+                key.value_unset() if value is None else key.value_set(value)  # type: ignore[attr-defined]
+                for key, value in zip(KEYS, values, strict=True)
+            ]
+        )

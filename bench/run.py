@@ -20,181 +20,62 @@ not sent. Sections:
               WeasyPrint's default (a new font configuration each render), in this process.
 """
 
+# The runner: arguments, which sections run and how often, the medians into the report.
+# Each section lives in its own module (bench/intake.py with bench/reads.py, bench/lifecycle.py
+# with bench/driver.py, bench/skipping.py, bench/render.py); what they share is in
+# bench/harness.py, the table and its rows in bench/report.py.
+
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
-import sys
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from functools import partial
 
-from bench.harness import (
-    medians,
-)
+from bench import report
+from bench.harness import medians
 from bench.intake import bench_intake
 from bench.lifecycle import bench_lifecycle
 from bench.render import bench_render
 from bench.skipping import bench_time_skipping
 
-# ------------------------------------------------------------------ measuring helpers
 
-
-@dataclass
-class Table:
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def add(self, what: str, value: str, note: str = "") -> None:
-        self.rows.append((what, value, note))
-        print(f"  {what}: {value} {note}", flush=True)
-
-    def markdown(self) -> str:
-        lines = ["| measure | median | note |", "| --- | ---: | --- |"]
-        lines += [f"| {a} | {b} | {c} |" for a, b, c in self.rows]
-        return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ main
-
-
-def machine() -> str:
-    mem_kb = int(
-        next(
-            x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")
-        ).split()[1]
-    )
-    cpu = next(
-        (
-            x.split(":", 1)[1].strip()
-            for x in Path("/proc/cpuinfo").read_text().splitlines()
-            if x.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    memory = f"{mem_kb / 1024 / 1024:.1f} GiB"
-    return f"{os.cpu_count()} cores ({cpu}), {memory}, Python {platform.python_version()}"
+async def median_runs(
+    runs: int, name: str, detail: str, measure: Callable[[], Awaitable[dict[str, float]]]
+) -> dict[str, float]:
+    """The medians of `runs` runs of `measure`, each announced as "<name> run i/n<detail>"."""
+    results = []
+    for r in range(runs):
+        print(f"{name} run {r + 1}/{runs}{detail}", flush=True)
+        results.append(await measure())
+    return medians(results)
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"command: python -m bench.run {' '.join(sys.argv[1:])}")
-    print(f"machine: {machine()}")
-    print(f"date:    {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n", flush=True)
-    table = Table()
-    fmt = lambda v, unit="": f"{v:,.1f}{unit}"  # noqa: E731
+    report.header()
+    table = report.Table()
 
     if "intake" in args.sections:
-        runs = []
-        for r in range(args.runs):
-            print(f"intake run {r + 1}/{args.runs} ({args.loans} loans, {args.db})", flush=True)
-            runs.append(await bench_intake(args.loans, args.db))
-        m = medians(runs)
-        n = args.loans
-        table.add(f"intake {n:,} loans ({args.db}): cases started/s", fmt(m["rows_per_s"]))
-        table.add(f"bare start_workflow loop, {n:,} trivial: starts/s", fmt(m["bare_per_s"]))
-        table.add("intake ratio to the bare loop", f"{m['ratio']:.2f}", "target ≥ 0.8")
-        table.add(
-            f"visibility list by stage, first page, {n:,} open: p50 / p95",
-            f"{m['list_p50']:.0f} / {m['list_p95']:.0f} ms",
-            "target p95 < 300 ms",
-        )
-        table.add(
-            "counts per stage (11 count queries): p50 / p95",
-            f"{m['counts_p50']:.0f} / {m['counts_p95']:.0f} ms",
-        )
-        table.add(
-            "dashboard page (HTML): p50 / p95",
-            f"{m['page_p50']:.0f} / {m['page_p95']:.0f} ms",
-            "target p95 < 300 ms",
-        )
-        table.add("dashboard JSON: p50 / p95", f"{m['json_p50']:.0f} / {m['json_p95']:.0f} ms")
+        detail = f" ({args.loans} loans, {args.db})"
+        measure = partial(bench_intake, args.loans, args.db)
+        m = await median_runs(args.runs, "intake", detail, measure)
+        report.intake(table, m, args.loans, args.db)
 
     if "lifecycle" in args.sections:
         for workers in args.workers:
-            runs = []
-            for r in range(args.runs):
-                print(
-                    f"lifecycle run {r + 1}/{args.runs} ({args.cases} cases, {workers} "
-                    f"worker(s), {args.db})",
-                    flush=True,
-                )
-                runs.append(await bench_lifecycle(args.cases, args.db, workers))
-            m = medians(runs)
-            w = f"{workers} worker{'s' if workers > 1 else ''}"
-            table.add(f"lifecycle {args.cases:,} cases, {w}: cases/s", fmt(m["cases_per_s"]))
-            table.add(
-                f"  activities/s, workflow tasks/s ({w})",
-                f"{m['activities_per_s']:.0f}, {m['wf_tasks_per_s']:.0f}",
-                f"per case: {m['per_case_activities']:.0f} activities, "
-                f"{m['per_case_messages']:.0f} signals+updates, "
-                f"{m['per_case_wf_tasks']:.0f} workflow tasks, "
-                f"{m['per_case_events']:.0f} events",
-            )
-            table.add(
-                f"  trivial workflow, same activities and signals ({w}): cases/s",
-                fmt(m["trivial_per_s"]),
-            )
-            table.add(
-                f"  lifecycle ratio to the trivial workflow ({w})",
-                f"{m['ratio']:.2f}",
-                "target ≥ 0.7",
-            )
-            table.add(
-                f"  CPU per case, ours ({w}): server / worker / PDF render",
-                f"{m['cpu_ms_server']:.0f} / {m['cpu_ms_worker']:.0f} / "
-                f"{m['cpu_ms_render']:.0f} ms",
-                f"trivial: server {m['trivial_cpu_ms_server']:.0f} / worker "
-                f"{m['trivial_cpu_ms_worker']:.0f} ms",
-            )
-            table.add(
-                f"  status Query, {args.cases} cases open, workers idle ({w}): p50 / p95",
-                f"{m['rest_query_p50']:.0f} / {m['rest_query_p95']:.0f} ms",
-                "target p95 < 100 ms",
-            )
-            table.add(
-                f"  status Query under that load ({w}): p50 / p95",
-                f"{m['query_p50']:.0f} / {m['query_p95']:.0f} ms",
-                "both cores busy",
-            )
-            table.add(
-                f"  worker RSS per 1,000 open cases ({w})",
-                f"{m['rss_per_1000_mb']:.0f} MB",
-                f"{args.cases} parked in FIELD_VISIT; idle worker {m['rss_idle_mb']:.0f} MB",
-            )
+            detail = f" ({args.cases} cases, {workers} worker(s), {args.db})"
+            measure = partial(bench_lifecycle, args.cases, args.db, workers)
+            m = await median_runs(args.runs, "lifecycle", detail, measure)
+            report.lifecycle(table, m, args.cases, workers)
 
     if "skipping" in args.sections:
-        runs = []
-        for r in range(args.runs):
-            print(f"time-skipping run {r + 1}/{args.runs}", flush=True)
-            runs.append(await bench_time_skipping())
-        m = medians(runs)
-        table.add(
-            "time-skipping: one 12-installment case, wall: a worker's first case / later cases",
-            f"{m['wall_12_cold']:.2f} / {m['wall_12']:.2f} s",
-            "target < 1 s",
-        )
-        table.add(
-            "24-installment case: runs; events in the first run; most events in a run",
-            f"{m['runs_24']:.0f}; {m['first_run_24']:.0f}; {m['most_events_24']:.0f}",
-        )
+        m = await median_runs(args.runs, "time-skipping", "", bench_time_skipping)
+        report.skipping(table, m)
 
     if "render" in args.sections:
-        runs = [bench_render() for _ in range(args.runs)]
-        m = medians(runs)
-        table.add(
-            "agreement PDF (6 installments), CPU in one process: as the worker renders / "
-            "WeasyPrint's default",
-            f"{m['ours_ms']:.0f} / {m['default_ms']:.0f} ms",
-            f"ratio {m['ours_ms'] / m['default_ms']:.2f}; {m['kb']:.0f} KB; identical bytes",
-        )
+        report.render(table, medians([bench_render() for _ in range(args.runs)]))
 
-    print("\n" + table.markdown())
-    if args.out:
-        Path(args.out).write_text(
-            f"command: `python -m bench.run {' '.join(sys.argv[1:])}`  \nmachine: {machine()}  \n"
-            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n{table.markdown()}\n"
-        )
+    report.finish(table, args.out)
 
 
 def parser() -> argparse.ArgumentParser:

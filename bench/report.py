@@ -1,0 +1,159 @@
+"""The benchmark's report: the header (command, machine, date), one table row per figure as
+each section finishes, and the markdown table at the end (printed, and written to --out).
+
+Sections return their medians as plain dicts; how each figure is labelled, rounded and set
+against its target is decided here, in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+@dataclass
+class Table:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, what: str, value: str, note: str = "") -> None:
+        self.rows.append((what, value, note))
+        print(f"  {what}: {value} {note}", flush=True)
+
+    def markdown(self) -> str:
+        lines = ["| measure | median | note |", "| --- | ---: | --- |"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in self.rows]
+        return "\n".join(lines)
+
+
+def machine() -> str:
+    mem_kb = int(
+        next(
+            x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")
+        ).split()[1]
+    )
+    cpu = next(
+        (
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = f"{mem_kb / 1024 / 1024:.1f} GiB"
+    return f"{os.cpu_count()} cores ({cpu}), {memory}, Python {platform.python_version()}"
+
+
+def command() -> str:
+    return f"python -m bench.run {' '.join(sys.argv[1:])}"
+
+
+def header() -> None:
+    print(f"command: {command()}")
+    print(f"machine: {machine()}")
+    print(f"date:    {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n", flush=True)
+
+
+def finish(table: Table, out: str | None) -> None:
+    """The table, printed; and written to `out` with the header, if given."""
+    print("\n" + table.markdown())
+    if out:
+        Path(out).write_text(
+            f"command: `{command()}`  \nmachine: {machine()}  \n"
+            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n{table.markdown()}\n"
+        )
+
+
+def fmt(v: float) -> str:
+    return f"{v:,.1f}"
+
+
+def intake(table: Table, m: dict[str, float], n: int, db: str) -> None:
+    """Rows of the intake section and of the reads measured with its N cases open."""
+    table.add(f"intake {n:,} loans ({db}): cases started/s", fmt(m["rows_per_s"]))
+    table.add(f"bare start_workflow loop, {n:,} trivial: starts/s", fmt(m["bare_per_s"]))
+    table.add("intake ratio to the bare loop", f"{m['ratio']:.2f}", "target ≥ 0.8")
+    table.add(
+        f"visibility list by stage, first page, {n:,} open: p50 / p95",
+        f"{m['list_p50']:.0f} / {m['list_p95']:.0f} ms",
+        "target p95 < 300 ms",
+    )
+    table.add(
+        "counts per stage (11 count queries): p50 / p95",
+        f"{m['counts_p50']:.0f} / {m['counts_p95']:.0f} ms",
+    )
+    table.add(
+        "dashboard page (HTML): p50 / p95",
+        f"{m['page_p50']:.0f} / {m['page_p95']:.0f} ms",
+        "target p95 < 300 ms",
+    )
+    table.add("dashboard JSON: p50 / p95", f"{m['json_p50']:.0f} / {m['json_p95']:.0f} ms")
+
+
+def lifecycle(table: Table, m: dict[str, float], cases: int, workers: int) -> None:
+    """Rows of the lifecycle section with `workers` workers: throughput, CPU, the status
+    Query at rest and under load, worker memory."""
+    w = f"{workers} worker{'s' if workers > 1 else ''}"
+    table.add(f"lifecycle {cases:,} cases, {w}: cases/s", fmt(m["cases_per_s"]))
+    table.add(
+        f"  activities/s, workflow tasks/s ({w})",
+        f"{m['activities_per_s']:.0f}, {m['wf_tasks_per_s']:.0f}",
+        f"per case: {m['per_case_activities']:.0f} activities, "
+        f"{m['per_case_messages']:.0f} signals+updates, "
+        f"{m['per_case_wf_tasks']:.0f} workflow tasks, "
+        f"{m['per_case_events']:.0f} events",
+    )
+    table.add(
+        f"  trivial workflow, same activities and signals ({w}): cases/s",
+        fmt(m["trivial_per_s"]),
+    )
+    table.add(
+        f"  lifecycle ratio to the trivial workflow ({w})",
+        f"{m['ratio']:.2f}",
+        "target ≥ 0.7",
+    )
+    table.add(
+        f"  CPU per case, ours ({w}): server / worker / PDF render",
+        f"{m['cpu_ms_server']:.0f} / {m['cpu_ms_worker']:.0f} / {m['cpu_ms_render']:.0f} ms",
+        f"trivial: server {m['trivial_cpu_ms_server']:.0f} / worker "
+        f"{m['trivial_cpu_ms_worker']:.0f} ms",
+    )
+    table.add(
+        f"  status Query, {cases} cases open, workers idle ({w}): p50 / p95",
+        f"{m['rest_query_p50']:.0f} / {m['rest_query_p95']:.0f} ms",
+        "target p95 < 100 ms",
+    )
+    table.add(
+        f"  status Query under that load ({w}): p50 / p95",
+        f"{m['query_p50']:.0f} / {m['query_p95']:.0f} ms",
+        "both cores busy",
+    )
+    table.add(
+        f"  worker RSS per 1,000 open cases ({w})",
+        f"{m['rss_per_1000_mb']:.0f} MB",
+        f"{cases} parked in FIELD_VISIT; idle worker {m['rss_idle_mb']:.0f} MB",
+    )
+
+
+def skipping(table: Table, m: dict[str, float]) -> None:
+    table.add(
+        "time-skipping: one 12-installment case, wall: a worker's first case / later cases",
+        f"{m['wall_12_cold']:.2f} / {m['wall_12']:.2f} s",
+        "target < 1 s",
+    )
+    table.add(
+        "24-installment case: runs; events in the first run; most events in a run",
+        f"{m['runs_24']:.0f}; {m['first_run_24']:.0f}; {m['most_events_24']:.0f}",
+    )
+
+
+def render(table: Table, m: dict[str, float]) -> None:
+    table.add(
+        "agreement PDF (6 installments), CPU in one process: as the worker renders / "
+        "WeasyPrint's default",
+        f"{m['ours_ms']:.0f} / {m['default_ms']:.0f} ms",
+        f"ratio {m['ours_ms'] / m['default_ms']:.2f}; {m['kb']:.0f} KB; identical bytes",
+    )

@@ -9,6 +9,7 @@ history and the audit trail.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -60,6 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         if loan:
             p.add_argument("loan_no")
         p.add_argument("--by", required=True, help="who does this (history and audit trail)")
+        p.set_defaults(run=lambda args, settings: asyncio.run(run(args, settings)))
         return p
 
     v = action("visit", "report a field visit's outcome")
@@ -92,9 +94,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     c = action("close", "close a case by hand")
     c.add_argument("--outcome", required=True, choices=sorted(MANUAL_CLOSE_STAGES))
     c.add_argument("--reason", required=True)
-
-
-COMMANDS = {"visit", "plan", "sign", "reassign", "hold", "lift-hold", "close"}
 
 
 def _print(loan_no: str, outcome: ActionOutcome) -> int:

@@ -1,14 +1,15 @@
 """SMS through the real twilio client: against Twilio's own contract (a Prism mock of
-../shared/twilio/twilio_api_v2010.json) and against a local server answering Twilio's errors.
+tests/contracts/twilio/twilio_api_v2010.json, vendored from twilio-oai) and against a local
+server answering Twilio's errors.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import socket
+import re
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,35 +29,56 @@ from tests.harness import Harness, eventually, running_worker
 from tests.test_activities import new_loan, sms
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT.parent / "shared" / "twilio" / "twilio_api_v2010.json"
+# Vendored in the repository (see its README): the tests read nothing outside the checkout.
+SPEC = ROOT / "tests" / "contracts" / "twilio" / "twilio_api_v2010.json"
+SPEC_SHA256 = "99cae87a6bb1725f71363364cbd30282a13140374b2d5f9bdd5bdfa5d4c8a6d7"  # d50069b
 PRISM = ROOT / ".tools" / "prism" / "node_modules" / ".bin" / "prism"
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_the_contract_is_the_vendored_twilio_oai_description() -> None:
+    """Twilio's description from inside the repository, byte for byte the commit its README
+    names: a clone passes `make test` alone, and an edited copy cannot loosen the contract."""
+    assert SPEC.resolve().is_relative_to(ROOT), SPEC
+    assert SPEC.exists(), f"Twilio's OpenAPI description is missing: {SPEC}"
+    assert hashlib.sha256(SPEC.read_bytes()).hexdigest() == SPEC_SHA256
+    readme = (SPEC.parent / "README.md").read_text()
+    assert "d50069b44ea8cd23141385bdb6db48f16ff75bb5" in readme and SPEC_SHA256 in readme
+    assert "MIT License" in (SPEC.parent / "LICENSE").read_text()
 
 
 @pytest.fixture(scope="module")
 def prism() -> Iterator[str]:
-    """Prism serves Twilio's OpenAPI description and answers 422 to any request outside it."""
+    """Prism serves Twilio's OpenAPI description and answers 422 to any request outside it.
+
+    It listens on a port of its own choosing (`-p 0`) and says which; the test reads it back,
+    so no other process can take the port between its choice and Prism's start.
+    """
     assert SPEC.exists(), f"Twilio's OpenAPI description is missing: {SPEC}"
     assert PRISM.exists(), "Prism is missing: run `make setup`"
-    port = free_port()
     proc = subprocess.Popen(
-        [str(PRISM), "mock", "--host", "127.0.0.1", "-p", str(port), str(SPEC)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [str(PRISM), "mock", "--host", "127.0.0.1", "-p", "0", str(SPEC)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
+    listening: list[str] = []
+    started = threading.Event()
+
+    def read_output() -> None:  # and keep draining it: a full pipe would stall Prism
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            found = re.search(r"Prism is listening on (http://127\.0\.0\.1:\d+)", line)
+            if found and not listening:
+                listening.append(found.group(1))
+                started.set()
+        started.set()  # Prism exited
+
+    threading.Thread(target=read_output, daemon=True).start()
     try:
-        deadline = time.monotonic() + 90
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert proc.poll() is None, "Prism exited"
-            assert time.monotonic() < deadline, "Prism did not start"
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
+        assert started.wait(90), "Prism did not start in 90 s"
+        assert listening, f"Prism exited with {proc.wait()} before listening"
+        yield listening[0]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -101,25 +123,26 @@ def test_send_sms_activity_through_twilio_records_the_message_sid(prism: str, se
 
 
 class TwilioLike(BaseHTTPRequestHandler):
-    """Answers Messages.json as Twilio does, from a script of (status, body[, delay]) answers.
+    """Answers Messages.json as Twilio does, from a script of (status, body[, gate]) answers.
 
     A message it answers 201 for is kept, and listed by GET Messages.json?To=..., as Twilio
-    lists a number's messages; a delay longer than the client's timeout is a Twilio that
-    accepted the message but whose answer never reached us.
+    lists a number's messages. With a gate (a threading.Event) the answer waits until the test
+    opens it: held past the client's timeout, it is a Twilio that accepted the message but
+    whose answer never reached us. No real time decides anything: the test opens the gate.
     """
 
     script: list[tuple] = []  # empty: every message is accepted
     seen: list[dict] = []
     created: list[dict] = []
-    slow_numbers: dict[str, float] = {}  # To → seconds before Twilio answers
+    slow_numbers: dict[str, threading.Event] = {}  # To → the gate its answers wait for
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         length = int(self.headers.get("Content-Length", 0))
         form = self.rfile.read(length).decode()
         type(self).seen.append({"path": self.path, "body": form})
-        status, body, *delay = type(self).script.pop(0) if type(self).script else CREATED
+        status, body, *gate = type(self).script.pop(0) if type(self).script else CREATED
         fields = dict(parse_qsl(form))
-        delay = delay or [type(self).slow_numbers.get(fields.get("To", ""), 0.0)]
+        gate = gate or [type(self).slow_numbers.get(fields.get("To", ""))]
         if status == 201:
             sid = "SM" + f"{len(type(self).created) + 1:032x}"
             type(self).created.append(
@@ -127,8 +150,9 @@ class TwilioLike(BaseHTTPRequestHandler):
                  "date_created": formatdate(usegmt=True)}
             )  # fmt: skip
             body = type(self).created[-1]
-        if delay:
-            time.sleep(delay[0])
+        if gate[0] is not None:
+            # Bounded only so that a failed test cannot hang a server thread for ever.
+            gate[0].wait(GATE_LIMIT)
         self._answer(status, body)
 
     def do_GET(self) -> None:  # noqa: N802
@@ -150,6 +174,9 @@ class TwilioLike(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+GATE_LIMIT = 120.0
 
 
 def twilio_error(code: int, status: int, message: str) -> tuple[int, dict]:
@@ -182,7 +209,17 @@ def twilio_like() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
+    open_gates()
     server.shutdown()
+
+
+def open_gates() -> None:
+    """Let every held answer go (a test that failed while one was held)."""
+    for entry in TwilioLike.script:
+        if len(entry) > 2:
+            entry[2].set()
+    for gate in TwilioLike.slow_numbers.values():
+        gate.set()
 
 
 @pytest.mark.parametrize("code", [21211, 21614])
@@ -229,11 +266,13 @@ def test_a_message_twilio_took_but_never_answered_for_is_not_sent_again(
     twilio_like: str, sessions
 ) -> None:
     """Timeouts: Twilio accepts, its answer is lost; the retry finds the message at Twilio."""
-    TwilioLike.script = [(*CREATED, 2.0)]  # answered after the client's 0.5 s timeout
+    answer = threading.Event()
+    TwilioLike.script = [(*CREATED, answer)]  # held until the client's 0.5 s timeout is past
     acts = SmsActivities(sessions, gateway(twilio_like, timeout=0.5))
     loan_no = new_loan(sessions)
     with pytest.raises(Exception, match="(?i)timed? ?out"):
         acts.send_sms(sms(loan_no, "t1"))
+    answer.set()  # the answer goes to a client that gave up
     with sessions() as session:
         row = session.scalar(select(SmsOutbox))
         assert row.status == "PENDING" and row.attempted_at is not None
@@ -256,18 +295,27 @@ def test_a_message_twilio_took_but_never_answered_for_is_not_sent_again(
 async def test_a_slow_twilio_for_one_borrower_does_not_hold_up_the_others(
     env, sqlite_sessions, tmp_path: Path, twilio_like: str
 ) -> None:
-    """Activities run in a thread pool: one message stuck in Twilio holds one thread."""
-    TwilioLike.slow_numbers = {"+8613900000001": 6.0}
+    """Activities run in a thread pool: one message stuck in Twilio holds one thread.
+
+    The stuck answer is held by a gate, not a sleep: it is still held while the others'
+    notices go out, however slow the machine, and let go only when the test says so.
+    """
+    stuck = threading.Event()
+    TwilioLike.slow_numbers = {"+8613900000001": stuck}
     async with running_worker(
-        env, sqlite_sessions, tmp_path / "d", gateway=gateway(twilio_like)
+        env, sqlite_sessions, tmp_path / "d", gateway=gateway(twilio_like, timeout=GATE_LIMIT)
     ) as h:
-        _, slow = await h.start(phone="+8613900000001")
+        # Its attempt may not time out while the test holds it (the others' notices first).
+        held = h.policy.with_overrides({"sms_attempt_timeout_s": int(GATE_LIMIT)})
+        _, slow = await h.start(held, phone="+8613900000001")
         await eventually(lambda: TwilioLike.seen, "the slow message reached Twilio")
         others = [(await h.start(phone=f"+861390000010{n}"))[1] for n in range(3)]
         for handle in others:  # their first notices go out while the slow one waits
-            await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice", 5)
-        assert (await h.status(slow)).counters.sms_sent == 0
-        await h.until(slow, lambda s: s.counters.sms_sent == 1, "the slow one, at last", 15)
+            await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice", 60)
+        assert not stuck.is_set() and (await h.status(slow)).counters.sms_sent == 0
+        assert [m["to"] for m in TwilioLike.created][0] == "+8613900000001"  # it was first
+        stuck.set()
+        await h.until(slow, lambda s: s.counters.sms_sent == 1, "the slow one, at last", 60)
         for handle in (slow, *others):  # all closed before waiting: no time is skipped
             await handle.execute_update(
                 "close_case", CloseRequest("CANCELLED", "test over", "test")

@@ -24,7 +24,7 @@ from db.models import Agreement, ContactAttempt, SmsOutbox, StageChange
 from domain.models import PlannedInstallment, PlanProposal
 from service.worker_factory import build_worker
 from tests.harness import Harness, eventually
-from tests.test_twilio import ACCOUNT, CREATED, TwilioLike
+from tests.test_twilio import ACCOUNT, CREATED, TwilioLike, open_gates
 from tests.test_workflow_paths import DEBT, sign, visit
 from tests.web_support import WAITS_FOR_VISIT
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -39,9 +39,11 @@ POLICY = WAITS_FOR_VISIT.with_overrides(
 @pytest.fixture
 def twilio() -> Iterator[str]:
     TwilioLike.script, TwilioLike.seen, TwilioLike.created = [], [], []
+    TwilioLike.slow_numbers = {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), TwilioLike)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
+    open_gates()
     server.shutdown()
 
 
@@ -87,12 +89,14 @@ async def test_workers_killed_mid_sms_and_mid_render_lose_nothing_and_send_nothi
     tq = f"tq-{uuid.uuid4()}"
     h = Harness(dev_env, dev_env.client, tq, sqlite_sessions, data, policy=POLICY)
     # Twilio takes the first notice but answers only after the worker is dead.
-    TwilioLike.script = [(*CREATED, 20.0)] + [CREATED] * 20
+    dead = threading.Event()
+    TwilioLike.script = [(*CREATED, dead)] + [CREATED] * 20
     first = start_worker(dev_env, db_url, data, tq, twilio)
     try:
         spec, handle = await h.start()
         await eventually(lambda: TwilioLike.created, "Twilio has the first notice", 30)
         kill(first)  # in the middle of send_sms: the outbox row is PENDING
+        dead.set()  # Twilio's answer now goes to a dead worker
         with sqlite_sessions() as session:
             assert session.scalar(select(SmsOutbox.status)) == "PENDING"
 
@@ -112,12 +116,14 @@ async def test_workers_killed_mid_sms_and_mid_render_lose_nothing_and_send_nothi
         await eventually(marker.exists, "the render has begun", 30)
         kill(second)  # in the middle of the render
     finally:
+        dead.set()
         for proc in (first, locals().get("second")):
             if proc is not None and proc.poll() is None:
                 kill(proc)
 
     # A healthy worker takes over and finishes the case.
-    Path("/tmp/fault-history.json").write_text((await handle.fetch_history()).to_json())
+    # The history so far, kept beside the test's other files for a post-mortem.
+    (tmp_path / "fault-history.json").write_text((await handle.fetch_history()).to_json())
     async with build_worker(
         dev_env.client, tq, sqlite_sessions, data, gateway=TwilioGateway(twilio_settings(twilio))
     ):

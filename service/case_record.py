@@ -3,7 +3,7 @@ stage changes, contacts and visits into one timeline; messages; agreement versio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -22,6 +22,7 @@ from db.models import (
     Visit,
 )
 from domain.privacy import mask_phone
+from service.users import Principal, Role
 
 
 @dataclass
@@ -65,7 +66,7 @@ class CaseRecord:
     branch: str
     collectors: list[str]
     borrower_name: str
-    phone: str | None
+    phone: str | None  # the full number: only in what `as_seen_by` lets through
     phone_masked: str
     village: str
     address: str
@@ -150,6 +151,14 @@ def case_record(sessions: sessionmaker[Session], loan_no: str) -> CaseRecord | N
                 AgreementVersion(a.version, a.plan_number, a.sha256, signed, a.created_at)
             )
         return record
+
+
+def as_seen_by(record: CaseRecord, who: Principal) -> CaseRecord:
+    """What `who` may see of a case's record, for every representation (the page and its JSON):
+    the full phone number only for a collector on the case; everyone else gets it masked."""
+    if who.role == Role.COLLECTOR and who.collector_id and who.collector_id in record.collectors:
+        return record
+    return replace(record, phone=None)
 
 
 def agreement_pdf(sessions: sessionmaker[Session], loan_no: str, version: int) -> str | None:

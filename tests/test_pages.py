@@ -268,3 +268,46 @@ async def test_any_action_body_is_answered_with_a_reason_and_changes_nothing(web
     )
     assert not_json.status_code == 409 and not_json.json()["message"].startswith("body:")
     await case.handle.cancel()
+
+
+async def test_each_role_sees_the_same_borrower_data_in_json_and_html(web) -> None:
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    with h.sessions() as session:
+        from db.models import Borrower, Loan
+
+        phone = session.scalar(
+            select(Borrower.phone).join(Loan).where(Loan.loan_no == case.loan_no)
+        )
+    assert phone and len(phone) > 8
+    digits, masked = phone.lstrip("+"), phone[:-8] + "****" + phone[-4:]
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
+    add_user(h, "office", Role.BACK_OFFICE)
+
+    async def both(path: str, user: str) -> tuple[httpx.Response, httpx.Response]:
+        auth = await token(http, user)
+        as_json = await http.get(path, headers=auth)
+        as_html = await http.get(path, headers={"authorization": auth["authorization"]})
+        assert "json" in as_json.headers["content-type"], path
+        assert "html" in as_html.headers["content-type"], path
+        return as_json, as_html
+
+    # Supervisors: masked, whatever the representation; never the digits anywhere.
+    for r in await both(f"/cases/{case.loan_no}", "sup"):
+        assert r.status_code == 200 and masked in r.text
+        assert digits not in r.text and phone[-8:] not in r.text, r.text[:400]
+    as_json, _ = await both(f"/cases/{case.loan_no}", "sup")
+    assert as_json.json()["record"]["phone"] is None
+    for r in await both("/dashboard", "sup"):
+        assert r.status_code == 200 and digits not in r.text
+    # The case's own collector: the full number in both.
+    as_json, as_html = await both(f"/cases/{case.loan_no}", "mine")
+    assert as_json.json()["record"]["phone"] == phone
+    assert f'href="tel:{phone}"' in as_html.text
+    for r in await both("/my", "mine"):
+        assert r.status_code == 200 and digits not in r.text
+    # The back office sees no case, in either form.
+    for r in await both(f"/cases/{case.loan_no}", "office"):
+        assert r.status_code == 404 and digits not in r.text and case.loan_no not in r.text
+    await case.handle.cancel()

@@ -29,7 +29,13 @@ from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, Stage, VisitOutcome
 from service import audit
 from service.actions import ActionOutcome, CaseActions
-from service.case_record import agreement_pdf, case_header, case_record, collector_cases
+from service.case_record import (
+    agreement_pdf,
+    as_seen_by,
+    case_header,
+    case_record,
+    collector_cases,
+)
 from service.portfolio import (
     OPEN_STAGES,
     FilterError,
@@ -196,6 +202,7 @@ def pages_router(
         await run_in_threadpool(visible, who, loan_no)
         status = await (await actions()).status(loan_no)
         record = await run_in_threadpool(case_record, sessions, loan_no)
+        record = record and as_seen_by(record, who)  # the same for the page and its JSON
         if wants_json(request):
             return as_json({"status": status, "record": record})
         q = request.query_params

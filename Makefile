@@ -6,8 +6,12 @@ STAMP  := $(VENV)/.installed
 
 # Debian packages: a CJK font for agreement PDFs, HarfBuzz's font subsetter (fast PDFs),
 # pdftotext/pdftoppm for the document tests, chromium for the page tests (driven by
-# Playwright, which downloads no browser). Installed when missing (needs root).
-SYSTEM_PACKAGES := fonts-noto-cjk libharfbuzz-subset0 poppler-utils chromium
+# Playwright, which downloads no browser), python3-venv for `python3 -m venv` on a bare
+# Debian. Installed when missing (needs root).
+SYSTEM_PACKAGES := fonts-noto-cjk libharfbuzz-subset0 poppler-utils chromium python3-venv
+# Node.js and npm install and run Prism (the SMS contract tests): Debian's, when no `npm` is
+# on the PATH (a Node.js from elsewhere that brings its own npm is used as it is).
+NODE_PACKAGES := nodejs npm
 
 # Prism serves a mock of Twilio's API from its OpenAPI description, for the SMS tests.
 PRISM := .tools/prism/node_modules/.bin/prism
@@ -16,6 +20,7 @@ PRISM := .tools/prism/node_modules/.bin/prism
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null 2>&1 || missing="$$missing $(NODE_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  export DEBIAN_FRONTEND=noninteractive; \

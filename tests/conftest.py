@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -23,6 +25,55 @@ from domain import search_attributes as sa
 from service.converter import DATA_CONVERTER
 
 PG_ADMIN = os.environ.get("COLLECTION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Set by .ci/run once it has a server: then an unreachable PostgreSQL fails the run instead
+# of skipping half of it.
+PG_REQUIRED = os.environ.get("COLLECTION_TEST_PG_REQUIRED") == "1"
+PG_SKIPPED = "PostgreSQL half of the test matrix SKIPPED"
+
+
+def shown(url: str) -> str:
+    """A connection URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+@functools.cache
+def pg_unavailable() -> str | None:
+    """Why the PostgreSQL server the tests use cannot be reached, or None when it can."""
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=5, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return f"{shown(PG_ADMIN)} (COLLECTION_TEST_PG) does not answer: {first}"
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    problem = pg_unavailable()
+    if problem is None:
+        return [f"postgresql: {shown(PG_ADMIN)} (COLLECTION_TEST_PG)"]
+    if PG_REQUIRED:
+        return [f"postgresql: REQUIRED but {problem}: its tests will ERROR"]
+    return [f"postgresql: {problem}", f"postgresql: *** {PG_SKIPPED} ***"]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    """Say it again after the results, where nobody misses it."""
+    problem = pg_unavailable()
+    if problem is None or PG_REQUIRED:
+        return
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if PG_SKIPPED in str(r.longrepr)
+    ]
+    if skipped:
+        title = f"{PG_SKIPPED} ({len(skipped)} tests)"
+        terminalreporter.write_sep("!", title, red=True, bold=True)
+        terminalreporter.write_line(problem, red=True)
+        terminalreporter.write_line(
+            "Start PostgreSQL on 127.0.0.1:5432 (user postgres; `bash .ci/run` as root installs "
+            "and starts one) or point COLLECTION_TEST_PG at a server.",
+            red=True,
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,7 +131,16 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """One PostgreSQL database for this test run, dropped at the end."""
+    """One PostgreSQL database for this test run, dropped at the end.
+
+    Without a server the tests that need one are skipped, each with the reason, and the
+    summary says so in red; with COLLECTION_TEST_PG_REQUIRED=1 (CI) they error instead.
+    """
+    problem = pg_unavailable()
+    if problem is not None:
+        if PG_REQUIRED:
+            pytest.fail(f"PostgreSQL is required (COLLECTION_TEST_PG_REQUIRED=1): {problem}")
+        pytest.skip(f"{PG_SKIPPED}: {problem}")
     name = f"collection_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -15,7 +15,7 @@ from activities.errors import not_found
 from activities.sms_gateway import GatewayResult, PermanentSmsFailure, SmsGateway
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
-from db.repository import case_for_loan, insert_ignore, loan_by_no
+from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrower
 from domain.models import SmsRequest, SmsResult
 from domain.names import Activities as A
 from domain.policy import Policy
@@ -49,8 +49,9 @@ class SmsActivities:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             if row is not None and row.status in DONE:
                 return _result(row)  # a retry of a message already handled
-            borrower = session.get(Borrower, loan.borrower_id)
-            assert borrower is not None
+            # Held until the PENDING row below is committed: the caps count every loan's
+            # messages to this borrower, and two cases released together count one by one.
+            borrower = lock_borrower(session, loan.borrower_id)
             branch = session.get(Branch, loan.branch_code)
             body = render_sms(
                 self.env,
@@ -163,12 +164,16 @@ class SmsActivities:
             return SmsResult(
                 req.key, "DEFERRED", "quiet hours", not_before=quiet_hours_end(now, policy)
             )
-        # Caps count every message to this borrower, whatever loan it was about.
+        # Caps count every message to this borrower, whatever loan it was about, and a
+        # message being sent (PENDING, attempted) as well as those sent.
+        since = now - timedelta(days=8)
         recent = session.scalars(
-            select(SmsOutbox.sent_at).where(
+            select(func.coalesce(SmsOutbox.sent_at, SmsOutbox.attempted_at)).where(
                 SmsOutbox.borrower_id == borrower.id,
-                SmsOutbox.status.in_(("SENT", "RECORDED")),
-                SmsOutbox.sent_at >= now - timedelta(days=8),
+                or_(
+                    and_(SmsOutbox.status.in_(("SENT", "RECORDED")), SmsOutbox.sent_at >= since),
+                    and_(SmsOutbox.status == "PENDING", SmsOutbox.attempted_at >= since),
+                ),
                 SmsOutbox.key != req.key,
             )
         ).all()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import Base, Case, Loan
+from db.models import Base, Borrower, Case, Loan
 from domain.names import workflow_id
 
 
@@ -22,6 +22,29 @@ def insert_ignore(
     stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
     result = session.execute(stmt)
     return bool(result.rowcount)
+
+
+def lock_borrower(session: Session, borrower_id: int) -> Borrower:
+    """The borrower's row, locked until this transaction ends, and read afresh.
+
+    What counts a borrower's messages and then adds one (the SMS caps, across all their loans)
+    holds this lock, so that two such transactions cannot both count before either writes.
+    PostgreSQL: SELECT … FOR UPDATE. SQLite has one writer at a time but starts a transaction
+    at its first write, not at a read: a no-op UPDATE takes the write lock first (as BEGIN
+    IMMEDIATE would), and the reads that follow see every earlier writer's commit.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = select(Borrower).where(Borrower.id == borrower_id).with_for_update()
+        return session.scalars(stmt.execution_options(populate_existing=True)).one()
+    session.execute(
+        update(Borrower)
+        .where(Borrower.id == borrower_id)
+        .values(sms_opted_out=Borrower.sms_opted_out)
+        .execution_options(synchronize_session=False)
+    )
+    borrower = session.get(Borrower, borrower_id, populate_existing=True)
+    assert borrower is not None
+    return borrower
 
 
 def loan_by_no(session: Session, loan_no: str) -> Loan | None:

@@ -1,0 +1,102 @@
+"""What the SMS path promises under concurrency, failures and privacy (issue 13, "Trust"):
+the per-borrower cap across loans, no delivery in quiet hours, delivery receipts kept, and
+no full phone number stored from a provider's error. Each on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+import activities.sms as sms_module
+from activities.sms import SmsActivities
+from activities.sms_gateway import GatewayResult
+from db.models import SmsOutbox
+from tests.harness import OPEN_POLICY
+from tests.test_activities import NOW, new_loan, sms
+
+# ---------------------------------------------------------------- the cap across loans
+
+
+class HeldGateway:
+    """Accepts every message, but holds each answer until the test lets it go: a message in
+    flight at the provider, its outbox row still PENDING."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sent: list[str] = []
+        self.lock = threading.Lock()
+
+    def send(self, to: str, body: str, key: str, **kw: object) -> GatewayResult:
+        with self.lock:
+            self.sent.append(key)
+            n = len(self.sent)
+        self.release.wait(30)  # bounded only so that a failed test cannot hang
+        return GatewayResult("SENT", f"SM{n:032d}")
+
+    def find_sent(self, to: str, body: str, since: object) -> str | None:
+        return None
+
+
+def quiet_now():  # type: ignore[no-untyped-def]
+    """A policy whose quiet hours are now (in the borrower's time zone)."""
+    local = NOW.astimezone(ZoneInfo("Asia/Shanghai"))
+    start, end = local - timedelta(hours=1), local + timedelta(hours=1)
+    return OPEN_POLICY.with_overrides(
+        {"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"}
+    )
+
+
+def test_two_loans_of_one_borrower_released_together_send_one_message_at_the_cap(
+    sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cases of one borrower, both deferred by quiet hours, are released at the same
+    moment with one message left under the cap: exactly one goes out, the other waits.
+
+    Each send, at the moment it counts the borrower's messages, waits (briefly) for the
+    other to reach the same point: without a per-borrower lock both count before either
+    writes, and both would send. With the lock the second cannot count until the first
+    committed its PENDING row, which counts.
+    """
+    gateway = HeldGateway()
+    acts = SmsActivities(sessions, gateway)
+    a = new_loan(sessions, id_number="522401198001019990")
+    b = new_loan(sessions, id_number="522401198001019990")  # the same borrower
+    # Both cases' messages were written and deferred by quiet hours (their rows exist).
+    for loan_no, key in ((a, "a:1"), (b, "b:1")):
+        assert acts.send_sms(sms(loan_no, key, quiet_now())).status == "DEFERRED"
+
+    counting = threading.Barrier(2)
+    real_cap_release = sms_module.cap_release
+
+    def cap_release_meeting_the_other(*args, **kw):  # type: ignore[no-untyped-def]
+        try:
+            counting.wait(timeout=3)  # the other send, if it can get here meanwhile
+        except threading.BrokenBarrierError:
+            pass
+        return real_cap_release(*args, **kw)
+
+    monkeypatch.setattr(sms_module, "cap_release", cap_release_meeting_the_other)
+    one_a_day = OPEN_POLICY.with_overrides({"sms_per_day": 1})
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(acts.send_sms, sms(n, k, one_a_day)) for n, k in ((a, "a:1"), (b, "b:1"))
+        ]
+        # The one that must wait answers while the other is still in flight at the provider.
+        done, _ = wait(futures, timeout=15, return_when=FIRST_COMPLETED)
+        gateway.release.set()
+        results = sorted((f.result(timeout=60) for f in futures), key=lambda r: r.status)
+    assert [r.status for r in results] == ["DEFERRED", "SENT"], results
+    deferred = results[0]
+    assert deferred.reason == "contact cap reached" and deferred.not_before > NOW
+    assert len(gateway.sent) == 1 and done and next(iter(done)).result().status == "DEFERRED"
+    with sessions() as session:
+        rows = {r.key: r.status for r in session.scalars(select(SmsOutbox))}
+    assert sorted(rows.values()) == ["DEFERRED", "SENT"]

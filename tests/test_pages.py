@@ -14,7 +14,7 @@ from sqlalchemy import select
 from db.models import AuditEvent, User, Visit
 from service.users import Role
 from tests.harness import Harness, running_worker
-from tests.web_support import PASSWORD, add_user, app_for, case_waiting_for_visit
+from tests.web_support import PASSWORD, add_user, app_for, case_waiting_for_visit, form_login
 from workflows.collection import LoanCollectionWorkflow as WF
 
 JSON = {"accept": "application/json"}
@@ -49,11 +49,11 @@ async def test_sign_in_is_required_and_passwords_are_kept_hashed(web) -> None:
     r = await http.get("/dashboard")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/dashboard"
     assert (await http.get("/dashboard", headers=JSON)).status_code == 401
-    wrong = await http.post("/login", data={"username": "sup1", "password": "guess-guess"})
+    wrong = await form_login(http, "sup1", "guess-guess")
     assert wrong.status_code == 401 and "wrong username or password" in wrong.text
-    unknown = await http.post("/login", data={"username": "nobody", "password": PASSWORD})
+    unknown = await form_login(http, "nobody")
     assert unknown.status_code == 401
-    ok = await http.post("/login", data={"username": "sup1", "password": PASSWORD, "next": ""})
+    ok = await form_login(http, "sup1")
     assert ok.status_code == 303 and ok.headers["location"] == "/dashboard"
     assert "httponly" in ok.headers["set-cookie"].lower()
     with h.sessions() as session:
@@ -146,7 +146,7 @@ async def test_form_posts_need_the_sessions_csrf_token(web) -> None:
     h, http = web
     case = await case_waiting_for_visit(h)
     add_user(h, "c1", Role.COLLECTOR, collector_id=case.collector)
-    r = await http.post("/login", data={"username": "c1", "password": PASSWORD})
+    r = await form_login(http, "c1")
     http.cookies.set("collection_session", r.cookies["collection_session"])
     forged = await http.post(f"/cases/{case.loan_no}/visit", data={"outcome": "MET"})
     assert forged.status_code == 403
@@ -188,7 +188,7 @@ async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) ->
     add_user(h, "office", Role.BACK_OFFICE)
     add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
     assert (await http.get("/feeds", headers=await token(http, "sup"))).status_code == 404
-    r = await http.post("/login", data={"username": "office", "password": PASSWORD})
+    r = await form_login(http, "office")
     http.cookies.set("collection_session", r.cookies["collection_session"])
     page = await http.get("/feeds")
     csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
@@ -310,4 +310,26 @@ async def test_each_role_sees_the_same_borrower_data_in_json_and_html(web) -> No
     # The back office sees no case, in either form.
     for r in await both(f"/cases/{case.loan_no}", "office"):
         assert r.status_code == 404 and digits not in r.text and case.loan_no not in r.text
+    await case.handle.cancel()
+
+
+async def test_the_case_page_shows_only_the_servers_own_message_after_a_form(web) -> None:
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    add_user(h, "c1", Role.COLLECTOR, collector_id=case.collector)
+    r = await form_login(http, "c1")
+    http.cookies.set("collection_session", r.cookies["collection_session"])
+    # A crafted link cannot put its words on our page.
+    lure = "账户已冻结 call 400-000-0000 now"
+    crafted = await http.get(f"/cases/{case.loan_no}", params={"ok": "1", "msg": lure})
+    assert crafted.status_code == 200 and lure not in crafted.text
+    assert 'id="flash"' not in crafted.text
+    # A form's outcome is shown once, on the page the form came from.
+    page = await http.get(f"/cases/{case.loan_no}")
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    bad = await http.post(f"/cases/{case.loan_no}/visit", data={"csrf": csrf, "outcome": "GONE"})
+    assert bad.status_code == 303 and bad.headers["location"] == f"/cases/{case.loan_no}"
+    shown = await http.get(bad.headers["location"])
+    assert 'id="flash"' in shown.text and "outcome:" in shown.text
+    assert 'id="flash"' not in (await http.get(f"/cases/{case.loan_no}")).text
     await case.handle.cancel()

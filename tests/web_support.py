@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import WorkflowHandle
@@ -74,3 +75,21 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def login_csrf(http: httpx.AsyncClient) -> tuple[str, tuple[str, str]]:
+    """The sign-in form's CSRF token and its cookie (name, value), as a browser gets them."""
+    page = await http.get("/login")
+    token = page.text.split('name="csrf" value="')[1].split('"')[0]
+    [(name, value)] = [(k, v) for k, v in page.cookies.items() if "login_csrf" in k]
+    return token, (name, value)
+
+
+async def form_login(
+    http: httpx.AsyncClient, username: str, password: str = PASSWORD, next: str = ""
+) -> httpx.Response:
+    """Signing in through the form, as a browser does: the page first, for its CSRF token."""
+    token, (name, value) = await login_csrf(http)
+    http.cookies.set(name, value)
+    data = {"username": username, "password": password, "next": next, "csrf": token}
+    return await http.post("/login", data=data)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.client import Client
 
 from db.engine import make_engine, session_factory
@@ -19,12 +20,28 @@ from service.settings import Settings
 from service.temporal_client import connect
 from webapp.auth import LoginRequired, wants_json
 from webapp.codec_endpoint import codec_router
+from webapp.login import login_router
 from webapp.pages import WebConfig, pages_router
 from webapp.rendering import as_json, page
 from webapp.twilio_webhooks import WebhookConfig, twilio_router
 
 log = logging.getLogger(__name__)
 DEFAULT_UI_ORIGINS = "http://localhost:8233,http://127.0.0.1:8233"
+
+
+class OnlyUnder:
+    """An ASGI middleware applied to the paths under `prefix` only; the rest go straight on."""
+
+    def __init__(self, app: ASGIApp, prefix: str, middleware: type, **options: object) -> None:
+        self.app, self.prefix = app, prefix.rstrip("/")
+        self.wrapped: ASGIApp = middleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            await self.wrapped(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def create_app(
@@ -37,11 +54,15 @@ def create_app(
     web = web or WebConfig()
     app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(twilio_router(sessions, temporal, webhook))
+    app.include_router(login_router(sessions, web.secure_cookies))
     app.include_router(pages_router(sessions, temporal, web))
     app.include_router(codec_router(sessions, codec))
-    # Temporal's web UI calls the codec endpoint from its own origin, with the session cookie.
+    # Temporal's web UI calls the codec endpoint from its own origin, with the session cookie;
+    # no other route answers another origin (no CORS headers, no preflight).
     app.add_middleware(
-        CORSMiddleware,
+        OnlyUnder,
+        prefix="/codec",
+        middleware=CORSMiddleware,
         allow_origins=list(web.ui_origins),
         allow_credentials=True,
         allow_methods=["POST"],

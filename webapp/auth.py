@@ -6,6 +6,8 @@ Form posts carry the session's CSRF token; Bearer requests do not need it (no co
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,8 +49,15 @@ def require(request: Request, sessions: sessionmaker[Session], *roles: Role) -> 
     return who
 
 
-def check_csrf(request: Request, who: Principal, form_token: str | None) -> None:
+def same_token(given: object, expected: object) -> bool:
+    """Two tokens compared in constant time; anything missing or not text never matches."""
+    if not isinstance(given, str) or not isinstance(expected, str) or not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_csrf(request: Request, who: Principal, form_token: object) -> None:
     if request.headers.get("authorization", "").lower().startswith("bearer "):
         return
-    if not form_token or form_token != who.csrf_token:
+    if not same_token(form_token, who.csrf_token):
         raise HTTPException(403, "the form is out of date: reload the page and try again")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -46,9 +46,11 @@ from service.portfolio import (
     visibility_query,
     with_next_actions,
 )
-from service.users import Principal, Role, sign_in, sign_out
+from service.users import Principal, Role
 from webapp import forms
-from webapp.auth import COOKIE, check_csrf, require, token_of, wants_json
+from webapp.auth import check_csrf, require, wants_json
+from webapp.flash import clear_flash, set_flash, take_flash
+from webapp.login import home_of
 from webapp.rendering import as_json, page
 
 ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR)
@@ -63,19 +65,6 @@ class WebConfig:
     ui_origins: tuple[str, ...] = ("http://localhost:8233", "http://127.0.0.1:8233")
 
 
-def _home(who: Principal) -> str:
-    return {Role.SUPERVISOR: "/dashboard", Role.COLLECTOR: "/my", Role.BACK_OFFICE: "/feeds"}[
-        who.role
-    ]
-
-
-def _safe_next(target: str | None) -> str | None:
-    # Only paths on this site: no open redirect to another host.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return None
-
-
 def pages_router(
     sessions: sessionmaker[Session],
     temporal: Callable[[], Awaitable[Client]],
@@ -86,55 +75,12 @@ def pages_router(
     async def actions() -> CaseActions:
         return CaseActions(await temporal(), sessions)
 
-    # ------------------------------------------------------------ signing in and out
-
-    @router.get("/login")
-    async def login_form(request: Request, next: str | None = None) -> Response:
-        return page(request, "login.html.j2", next=_safe_next(next) or "", error="")
-
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        try:
-            data = await forms.read_input(request)
-            username = forms.text(data, "username")
-            password = forms.text(data, "password")
-        except forms.InputError as e:
-            if wants_json(request):
-                return as_json({"error": str(e)}, 400)
-            return page(request, "login.html.j2", 400, next="", error=str(e))
-        signed = await run_in_threadpool(sign_in, sessions, username, password)
-        audit.record(
-            sessions, username, signed[1].role.value if signed else "-", "login",
-            "DONE" if signed else "REFUSED",
-        )  # fmt: skip
-        if signed is None:
-            if wants_json(request):
-                return as_json({"error": "wrong username or password"}, 401)
-            nxt = _safe_next(str(data.get("next", ""))) or ""
-            return page(request, "login.html.j2", 401, next=nxt, error="wrong username or password")
-        token, who = signed
-        if wants_json(request):
-            return as_json({"token": token, "role": who.role, "username": who.username})
-        response = RedirectResponse(_safe_next(str(data.get("next", ""))) or _home(who), 303)
-        response.set_cookie(
-            COOKIE, token, httponly=True, samesite="lax", secure=config.secure_cookies,
-            max_age=12 * 3600,
-        )  # fmt: skip
-        return response
-
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
-        token = token_of(request)
-        if token:
-            sign_out(sessions, token)
-        response = RedirectResponse("/login", 303)
-        response.delete_cookie(COOKIE)
-        return response
+    # Signing in and out: webapp/login.py.
 
     @router.get("/")
     async def home(request: Request) -> Response:
         who = require(request, sessions)
-        return RedirectResponse(_home(who), 303)
+        return RedirectResponse(home_of(who), 303)
 
     # ------------------------------------------------------------ supervisors
 
@@ -205,13 +151,16 @@ def pages_router(
         record = record and as_seen_by(record, who)  # the same for the page and its JSON
         if wants_json(request):
             return as_json({"status": status, "record": record})
-        q = request.query_params
-        return page(
+        flash, flash_ok = take_flash(request, who, loan_no) or ("", False)  # never from the URL
+        response = page(
             request, "case.html.j2", who=who, status=status, record=record,
-            flash=q.get("msg", ""), flash_ok=q.get("ok") == "1",
+            flash=flash, flash_ok=flash_ok,
             outcomes=list(VisitOutcome), close_outcomes=sorted(MANUAL_CLOSE_STAGES),
             now=datetime.now(UTC), Role=Role,
         )  # fmt: skip
+        if flash:
+            clear_flash(response, config.secure_cookies)
+        return response
 
     @router.get("/cases/{loan_no}/agreements/{version}.pdf")
     async def agreement_download(request: Request, loan_no: str, version: int) -> Response:
@@ -279,8 +228,9 @@ def pages_router(
             audit.record(sessions, who.username, who.role, action, "REFUSED", str(e), loan_no)
         if wants_json(request):
             return as_json(outcome, 200 if outcome.accepted else 409)
-        params = urlencode({"ok": "1" if outcome.accepted else "0", "msg": outcome.message})
-        return RedirectResponse(f"/cases/{quote(loan_no)}?{params}", 303)
+        response = RedirectResponse(f"/cases/{quote(loan_no)}", 303)
+        set_flash(response, who, loan_no, outcome.accepted, outcome.message, config.secure_cookies)
+        return response
 
     # ------------------------------------------------------------ back office
 

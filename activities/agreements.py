@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def plan_hash(request: AgreementRequest) -> str:
             "plan": plan.number,
             "down": plan.first_is_down_payment,
             "items": [[i.seq, i.due_at.isoformat(), i.amount_fen] for i in plan.installments],
+            # A case started again renders its own versions (omitted when empty, so the
+            # released code's hashes stay the same).
+            **({"generation": request.generation} if request.generation else {}),
         },
         sort_keys=True,
     )
@@ -78,8 +82,7 @@ class AgreementActivities:
             borrower_name=borrower.name,
             borrower_id_masked=mask_id_number(borrower.id_number),
             borrower_address=borrower.address,
-            debt_fen=request.debt_fen,
-            paid_fen=request.paid_fen,
+            debt=debt_lines(request, loan),
             outstanding_fen=plan.total_fen,
             plan=plan,
             installments=[
@@ -208,3 +211,36 @@ def store_signed_scan(
 
 def _ref(row: Agreement) -> AgreementRef:
     return AgreementRef(row.version, row.sha256, row.plan_number, row.pdf_path)
+
+
+@dataclass(frozen=True)
+class DebtLines:
+    """The agreement's first article: what is owed, what was paid before, what the plan covers."""
+
+    principal_fen: int
+    interest_fen: int
+    penalty_fen: int
+    debt_fen: int
+    paid_fen: int
+
+
+def debt_lines(request: AgreementRequest, loan: Loan) -> DebtLines:
+    """From the plan's snapshot (collection-v4): the figures the plan was agreed on, which add
+    up: principal + interest + penalty = debt, debt - paid = the plan's total. A plan accepted
+    by the released code has no snapshot: its lines come from the loan row, as they did."""
+    plan = request.plan
+    if plan.debt_fen is not None and plan.principal_fen is not None:
+        return DebtLines(
+            principal_fen=plan.principal_fen,
+            interest_fen=plan.interest_fen or 0,
+            penalty_fen=plan.penalty_fen or 0,
+            debt_fen=plan.debt_fen,
+            paid_fen=plan.base_paid_fen,
+        )
+    return DebtLines(
+        loan.outstanding_principal_fen,
+        loan.interest_fen,
+        loan.penalty_fen,
+        request.debt_fen,
+        plan.base_paid_fen,  # paid when the plan was accepted, not when it is rendered
+    )

@@ -38,6 +38,7 @@ from domain.models import (
     VisitRecord,
 )
 from domain.names import Activities as A
+from domain.names import case_key
 from domain.stages import CLOSED_STAGES, VisitOutcome
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class CaseActivities:
                 StageChange,
                 dict(
                     case_id=case.id,
+                    generation=t.generation,
                     seq=t.seq,
                     from_stage=t.from_stage.value if t.from_stage else None,
                     to_stage=t.to_stage.value,
@@ -189,8 +191,14 @@ class CaseActivities:
                     actor=t.actor,
                     reason=t.reason,
                 ),
-                ["case_id", "seq"],
+                ["case_id", "generation", "seq"],
             )
+            if t.generation != case.generation:
+                if t.at < case.stage_since:
+                    return  # a late write of an earlier generation
+                # A case started again after a failed or terminated run: its numbering starts
+                # again at 1. (A new-format generation also replaces the released code's "".)
+                case.generation, case.last_seq = t.generation, 0
             if t.seq < case.last_seq:
                 return  # a late retry of an older transition must not roll the projection back
             case.last_seq = t.seq
@@ -248,6 +256,7 @@ class CaseActivities:
                 Visit,
                 dict(
                     case_id=case.id,
+                    generation=record.generation,
                     visit_no=record.visit_no,
                     visited_at=report.visited_at,
                     outcome=report.outcome,
@@ -256,13 +265,13 @@ class CaseActivities:
                     stage=record.stage.value,
                     notes=report.notes,
                 ),
-                ["case_id", "visit_no"],
+                ["case_id", "generation", "visit_no"],
             )
             insert_ignore(
                 session,
                 ContactAttempt,
                 dict(
-                    key=f"{record.loan_no}:visit:{record.visit_no}",
+                    key=case_key(record.loan_no, record.generation, "visit", record.visit_no),
                     case_id=case.id,
                     channel="VISIT",
                     at=report.visited_at,

@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from db.types import AwareDateTime
 from domain.capital import MAX_AMOUNT_FEN
+from domain.policy import Policy
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -52,7 +53,8 @@ class Branch(Base):
     code: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     region: Mapped[str] = mapped_column(String(100), index=True)  # county/township: holds
-    timezone: Mapped[str] = mapped_column(String(40), default="Asia/Shanghai")
+    # The branch's clock for its local dates (service/local_time.py); the policy's default.
+    timezone: Mapped[str] = mapped_column(String(40), default=Policy().timezone)
 
 
 class Collector(Base):
@@ -118,6 +120,9 @@ class Case(Base):
     stage: Mapped[str] = mapped_column(String(24), index=True)
     stage_since: Mapped[datetime] = mapped_column(AwareDateTime())
     last_seq: Mapped[int] = mapped_column(Integer, default=0)  # newest transition applied
+    # The workflow run that started this case: a case started again after a failed or
+    # terminated run is a new generation, whose sequences start again at 1.
+    generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
     risk_tier: Mapped[str] = mapped_column(String(8), default="")
     primary_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"), index=True)
     second_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
@@ -135,9 +140,10 @@ class StageChange(Base):
     """The audit trail: who moved a case, when and why."""
 
     __tablename__ = "stage_history"
-    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+    __table_args__ = (UniqueConstraint("case_id", "generation", "seq"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
     seq: Mapped[int] = mapped_column(Integer)
     from_stage: Mapped[str | None] = mapped_column(String(24))
     to_stage: Mapped[str] = mapped_column(String(24))
@@ -238,9 +244,10 @@ class WebhookEvent(Base):
 
 class Visit(Base):
     __tablename__ = "visits"
-    __table_args__ = (UniqueConstraint("case_id", "visit_no"),)
+    __table_args__ = (UniqueConstraint("case_id", "generation", "visit_no"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
     visit_no: Mapped[int] = mapped_column(Integer)
     visited_at: Mapped[datetime] = mapped_column(AwareDateTime())
     outcome: Mapped[str] = mapped_column(String(24))

@@ -24,6 +24,13 @@ def is_covered(plan: Plan, paid_fen: int, seq: int) -> bool:
     return paid_towards(plan, paid_fen) >= needed
 
 
+def remaining(plan: Plan, paid_fen: int, seq: int) -> int:
+    """What is still to pay of installment `seq` (0 when it is covered)."""
+    inst = next(i for i in plan.installments if i.seq == seq)
+    needed = sum(i.amount_fen for i in plan.installments if i.seq <= seq)
+    return max(0, min(inst.amount_fen, needed - paid_towards(plan, paid_fen)))
+
+
 def first_uncovered(plan: Plan, paid_fen: int) -> Installment | None:
     return next((i for i in plan.installments if not is_covered(plan, paid_fen, i.seq)), None)
 

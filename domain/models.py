@@ -155,6 +155,12 @@ class Plan:
     base_paid_fen: int
     first_is_down_payment: bool = False
     notes: str = ""
+    # The debt as the case knew it when the plan was accepted (collection-v4): the agreement
+    # is rendered from these, never from the loan row as it is at rendering time.
+    debt_fen: int | None = None
+    principal_fen: int | None = None
+    interest_fen: int | None = None
+    penalty_fen: int | None = None
 
     @property
     def total_fen(self) -> int:
@@ -255,6 +261,13 @@ class CaseState:
     counters: Counters = field(default_factory=Counters)
     history: list[HistoryEntry] = field(default_factory=list)
     runs: int = 1
+    # collection-v4: the first run's id (8 characters), in every idempotency key, so that a
+    # case started again after a failed or terminated run never meets its predecessor's keys.
+    generation: str = ""
+    # The debt's breakdown as of the investigation (collection-v4), snapshotted into plans.
+    principal_fen: int | None = None
+    interest_fen: int | None = None
+    penalty_fen: int | None = None
 
 
 @dataclass
@@ -363,6 +376,7 @@ class Transition:
     paid_fen: int
     next_action: str
     next_action_at: datetime | None
+    generation: str = ""  # CaseState.generation
 
 
 @dataclass
@@ -406,6 +420,7 @@ class VisitRecord:
     visit_no: int
     report: VisitReport
     stage: Stage
+    generation: str = ""  # CaseState.generation
 
 
 @dataclass
@@ -425,6 +440,7 @@ class AgreementRequest:
     debt_fen: int
     paid_fen: int
     policy: Policy
+    generation: str = ""  # CaseState.generation: a restarted case renders its own versions
 
 
 @dataclass

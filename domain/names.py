@@ -9,6 +9,15 @@ def workflow_id(loan_no: str) -> str:
     return f"collection-{loan_no}"
 
 
+def case_key(loan_no: str, generation: str, kind: str, seq: int) -> str:
+    """The idempotency key of a case's n-th message, task or visit record. A case started
+    again after a failed or terminated run is a new generation with keys of its own (the
+    released code's cases have no generation part)."""
+    if generation:
+        return f"{loan_no}:{generation}:{kind}:{seq}"
+    return f"{loan_no}:{kind}:{seq}"
+
+
 class Activities:
     """Activity names, so workflow code never imports the activity modules (and their I/O)."""
 

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         Transition,
     )
     from domain.names import Activities as A
+    from domain.names import case_key
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
     from domain.timerules import days_past_due
 
@@ -117,6 +118,10 @@ class Case:
 
     # ------------------------------------------------------------------ effects
 
+    def key(self, kind: str, seq: int) -> str:
+        """The idempotency key of this case's `seq`-th `kind` (message, task, visit)."""
+        return case_key(self.s.loan_no, self.s.generation, kind, seq)
+
     async def act(self, name: str, arg: Any, result_type: type | None = None) -> Any:
         self.visibility.flush()
         return await workflow.execute_activity(
@@ -150,7 +155,9 @@ class Case:
         if stage == Stage.ON_HOLD and previous != Stage.ON_HOLD:
             s.resume_stage = previous
         if stage == Stage.FIELD_VISIT and previous != Stage.FIELD_VISIT:
-            s.attempt, s.round_unreached, s.round_refusals = 0, 0, 0
+            resumed = previous == Stage.ON_HOLD and self.versions.v4()
+            if not resumed:  # a new round of visits (a hold only pauses the round)
+                s.attempt, s.round_unreached, s.round_refusals = 0, 0, 0
         s.stage, s.stage_since = stage, workflow.now()
         s.phase, s.phase_due = "", None
         s.pending_visit_outcome = None
@@ -180,6 +187,7 @@ class Case:
                 paid_fen=s.paid_fen,
                 next_action=s.next_action,
                 next_action_at=s.next_action_at,
+                generation=s.generation,
             ),
         )
 
@@ -211,7 +219,7 @@ class Case:
         await self.act(
             A.CREATE_TASK,
             TaskRequest(
-                key=f"{s.loan_no}:{kind}:{s.task_seq}",
+                key=self.key(kind, s.task_seq),
                 loan_no=s.loan_no,
                 kind=kind,
                 assignees=assignees if assignees is not None else list(s.collectors),

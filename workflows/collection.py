@@ -109,6 +109,8 @@ class LoanCollectionWorkflow:
     async def run(self, inp: CaseInput) -> CaseResult:
         case, s = self.case, self.s
         if inp.state is None:
+            if case.versions.v4():
+                s.generation = workflow.info().run_id[:8]
             case.note("stage", f"case opened at {Stage.INVESTIGATION}", inp.started_by)
             await case.record_transition(None, "case opened", inp.started_by)
         elif case.versions.v2():
@@ -119,7 +121,8 @@ class LoanCollectionWorkflow:
             closing = case.closing_decision()
             if closing is not None:
                 if closing[0] == Stage.PAID_IN_FULL:
-                    await send_sms(case, "paid_in_full", may_wait=False, amount_fen=str(s.paid_fen))
+                    thanks = {"amount_fen": str(s.paid_fen)}
+                    await send_sms(case, "paid_in_full", thanks.copy, may_wait=False)
                 await case.enter(*closing)
                 break
             if s.hold is not None and s.stage != Stage.ON_HOLD:
@@ -175,7 +178,9 @@ class LoanCollectionWorkflow:
         case, s = self.case, self.s
         s.counters.visits += 1
         number = s.counters.visits
-        await case.act(A.RECORD_VISIT, VisitRecord(s.loan_no, number, report, s.stage))
+        record = VisitRecord(s.loan_no, number, report, s.stage, s.generation)
+        if not case.versions.v4():
+            await case.act(A.RECORD_VISIT, record)
         outcome = VisitOutcome(report.outcome)
         if outcome == VisitOutcome.HOSTILE:
             s.hostile = True
@@ -186,6 +191,10 @@ class LoanCollectionWorkflow:
         )
         if s.stage == Stage.FIELD_VISIT:
             s.pending_visit_outcome = outcome
+        if case.versions.v4():
+            # The case takes the report first, so a deadline that fires while the record is
+            # written cannot leave the caller with an answer the case no longer holds to.
+            await case.act(A.RECORD_VISIT, record)
         return UpdateAccepted(s.stage, f"visit {number} recorded: {outcome}", number)
 
     @report_visit.validator
@@ -197,6 +206,10 @@ class LoanCollectionWorkflow:
         s = self.s
         s.plans_made += 1
         plan = Plan(
+            debt_fen=s.debt_fen,
+            principal_fen=s.principal_fen,
+            interest_fen=s.interest_fen,
+            penalty_fen=s.penalty_fen,
             number=s.plans_made,
             installments=[
                 Installment(n, i.due_at, i.amount_fen)
@@ -225,13 +238,18 @@ class LoanCollectionWorkflow:
     @workflow.update
     async def confirm_signature(self, confirmation: SignatureConfirmation) -> UpdateAccepted:
         s = self.s
-        await self.case.act(A.RECORD_SIGNATURE, SignatureRecord(s.loan_no, confirmation))
+        record = SignatureRecord(s.loan_no, confirmation)
+        first_record = not self.case.versions.v4()
+        if first_record:
+            await self.case.act(A.RECORD_SIGNATURE, record)
         s.signed_version = confirmation.version
         self.case.note(
             "agreement",
             f"version {confirmation.version} signed at {confirmation.place}",
             confirmation.collector_id,
         )
+        if not first_record:  # collection-v4: signed first, as in report_visit
+            await self.case.act(A.RECORD_SIGNATURE, record)
         return UpdateAccepted(
             s.stage, f"agreement version {confirmation.version} signed", confirmation.version
         )

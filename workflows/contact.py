@@ -5,6 +5,9 @@ same rules again with its own clock before the gateway sees the message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from temporalio import workflow
 
 from workflows.case import Case
@@ -17,23 +20,37 @@ with workflow.unsafe.imports_passed_through():
     from domain.timerules import next_contact_time
 
 
-async def send_sms(case: Case, purpose: str, may_wait: bool = True, **params: str) -> SmsResult:
+Params = dict[str, str]
+
+
+async def send_sms(
+    case: Case, purpose: str, text: Callable[[], Params | None], may_wait: bool = True
+) -> SmsResult:
     """Send one SMS under the rules: quiet hours and caps wait, opt-out blocks.
 
-    A message that may not wait (the thanks at closing) is dropped, not sent at night.
+    `text()` gives the template's parameters as they are now, or None when the message is
+    no longer needed (the installment it reminds of was paid). With collection-v4 it is asked
+    again after every wait; released code asked once. A message that may not wait (the
+    thanks at closing) is dropped, not sent at night.
     """
     s, p = case.s, case.s.policy
     s.sms_seq += 1
-    key = f"{s.loan_no}:{purpose}:{s.sms_seq}"
+    key = case.key(purpose, s.sms_seq)
+    fresh = case.versions.v4()
+    params = text()
     while True:
         now = workflow.now()
+        if fresh:
+            params = text()
+        if params is None:
+            return _not_needed(case, key, purpose)
         blocked = sms_block_reason(s.opted_out, s.has_phone, now, s.sms_sent_at, p)
         if not blocked:
             at = next_contact_time(now, s.sms_sent_at, p)
             if at > now and not may_wait:
                 blocked = "not sent: outside contact hours or over the cap"
             elif at > now:
-                await case.wait(lambda: False, at, f"send {purpose} SMS")
+                await case.wait(_no_longer_needed(text, fresh), at, f"send {purpose} SMS")
                 continue
         result: SmsResult = await case.act(
             A.SEND_SMS, SmsRequest(key, s.loan_no, purpose, params, now, blocked, p), SmsResult
@@ -41,14 +58,28 @@ async def send_sms(case: Case, purpose: str, may_wait: bool = True, **params: st
         if result.status == "DEFERRED" and not may_wait:
             break
         if result.status == "DEFERRED" and result.not_before is not None:
-            await case.wait(lambda: False, result.not_before, f"send {purpose} SMS")
+            until = result.not_before
+            await case.wait(_no_longer_needed(text, fresh), until, f"send {purpose} SMS")
             continue
         break
     _count(case, purpose, result, now)
     return result
 
 
-def _count(case: Case, purpose: str, result: SmsResult, now) -> None:  # type: ignore[no-untyped-def]
+def _no_longer_needed(text: Callable[[], Params | None], fresh: bool) -> Callable[[], bool]:
+    """The wait for the contact window ends early when the message is no longer needed."""
+    if not fresh:
+        return lambda: False
+    return lambda: text() is None
+
+
+def _not_needed(case: Case, key: str, purpose: str) -> SmsResult:
+    case.s.counters.sms_blocked += 1
+    case.note("sms", f"{purpose} not sent: no longer needed (paid meanwhile)")
+    return SmsResult(key, "BLOCKED", "no longer needed")
+
+
+def _count(case: Case, purpose: str, result: SmsResult, now: datetime) -> None:
     s = case.s
     if result.status in ("SENT", "RECORDED"):
         s.sms_sent_at = remember_send(s.sms_sent_at, result.sent_at or now)

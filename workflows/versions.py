@@ -20,6 +20,16 @@ PATCH_V2 = "collection-v2"
 # sandbox set-ups and state transfers that each new run costs).
 PATCH_V3 = "collection-v3"
 RUN_EVENTS_BEFORE_NEW_RUN = 500
+# The fourth (issue 13):
+# - a new case has a generation (its first run's id) in every idempotency key, so a case
+#   started again after a failed or terminated run is not silently skipped by the database;
+# - an SMS that waited (quiet hours, caps) is checked again before it goes: a reminder for an
+#   installment paid meanwhile is not sent, and texts quote what remains, not the full amount;
+# - resuming a field visit after a hardship hold keeps the round's visit counters (and sends
+#   no second visit notice), so repeated holds cannot keep a case from its dead end;
+# - a visit report or a signature changes the case before its record is written, so a
+#   deadline firing meanwhile cannot make the caller's "accepted" untrue.
+PATCH_V4 = "collection-v4"
 
 
 class Versions:
@@ -29,6 +39,7 @@ class Versions:
     def __init__(self) -> None:
         self._v2: bool | None = None
         self._v3: bool | None = None
+        self._v4: bool | None = None
 
     def v2(self) -> bool:
         if self._v2 is None:
@@ -39,6 +50,11 @@ class Versions:
         if self._v3 is None:
             self._v3 = workflow.patched(PATCH_V3)
         return self._v3
+
+    def v4(self) -> bool:
+        if self._v4 is None:
+            self._v4 = workflow.patched(PATCH_V4)
+        return self._v4
 
     def run_has_room(self) -> bool:
         """Whether the next installment cycle may run in this run (PATCH_V3)."""

@@ -24,7 +24,9 @@ async def run(case: Case) -> None:
     if s.agreement is None or s.agreement.plan_number != s.plan.number:
         s.agreement = await case.act(
             A.RENDER_AGREEMENT,
-            AgreementRequest(s.loan_no, s.plan, list(s.collectors), s.debt_fen, s.paid_fen, p),
+            AgreementRequest(
+                s.loan_no, s.plan, list(s.collectors), s.debt_fen, s.paid_fen, p, s.generation
+            ),
             AgreementRef,
         )
         case.note(
@@ -39,7 +41,8 @@ async def run(case: Case) -> None:
             f"(sha256 {s.agreement.sha256[:12]}…)",
             s.phase_due,
         )
-        await send_sms(case, "agreement_ready", amount_fen=str(s.plan.total_fen))
+        total = s.plan.total_fen
+        await send_sms(case, "agreement_ready", lambda: {"amount_fen": str(total)})
     agreement = s.agreement
     assert s.phase_due is not None
     if await case.wait(lambda: s.signed_version == agreement.version, s.phase_due, "signature"):

@@ -32,7 +32,9 @@ async def run(case: Case) -> None:
             kind = "team visit" if s.team_required else "visit"
             await case.task(TaskKind.VISIT, f"{kind}, attempt {s.attempt}", s.phase_due)
             if s.attempt == 1:
-                await send_sms(case, "visit_notice", amount_fen=str(case.outstanding()))
+                await send_sms(
+                    case, "visit_notice", lambda: {"amount_fen": str(case.outstanding())}
+                )
             continue
         assert s.phase_due is not None
         action = "revisit" if s.phase == "WAIT_REVISIT" else "visit report"

@@ -5,16 +5,17 @@ cycle, where a long run continues as new."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
 
 from workflows.case import Case
-from workflows.contact import send_sms
+from workflows.contact import Params, send_sms
 from workflows.stages import dead_end
 
 with workflow.unsafe.imports_passed_through():
-    from domain.installments import first_uncovered, is_covered
+    from domain.installments import first_uncovered, is_covered, remaining
     from domain.models import Installment
     from domain.stages import Stage, TaskKind
     from domain.timerules import local_date
@@ -47,12 +48,8 @@ async def run(case: Case) -> None:
         if due.seq not in s.reminded_seqs and now >= remind_at:
             s.reminded_seqs.append(due.seq)
             if now < due.due_at:
-                await send_sms(
-                    case,
-                    "installment_reminder",
-                    amount_fen=str(due.amount_fen),
-                    due_date=local_date(due.due_at, p).isoformat(),
-                )
+                due_date = local_date(due.due_at, p).isoformat()
+                await send_sms(case, "installment_reminder", _owed(case, due, due_date=due_date))
             continue
         if s.next_revisit_at is not None and now >= s.next_revisit_at:
             s.next_revisit_at = now + timedelta(seconds=p.revisit_interval_seconds)
@@ -69,10 +66,25 @@ async def run(case: Case) -> None:
         await case.wait(covered, min(wake), f"installment {due.seq} due")
 
 
+def _owed(case: Case, inst: Installment, **extra: str) -> Callable[[], Params | None]:
+    """An installment's text: what remains of it (collection-v4; released code quoted the
+    whole installment), or None once it is paid."""
+    s = case.s
+
+    def text() -> Params | None:
+        assert s.plan is not None
+        if not case.versions.v4():
+            return {"amount_fen": str(inst.amount_fen), **extra}
+        left = remaining(s.plan, s.paid_fen, inst.seq)
+        return {"amount_fen": str(left), **extra} if left > 0 else None
+
+    return text
+
+
 async def _broken_promise(case: Case, missed: Installment) -> None:
     s, p = case.s, case.s.policy
     s.counters.broken_promises += 1
-    await send_sms(case, "missed_installment", amount_fen=str(missed.amount_fen))
+    await send_sms(case, "missed_installment", _owed(case, missed))
     why = f"installment {missed.seq} not paid after {p.grace_seconds // 86400} grace days"
     if s.counters.renegotiations < p.max_renegotiations:
         s.counters.renegotiations += 1

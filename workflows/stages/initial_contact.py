@@ -22,8 +22,7 @@ async def run(case: Case) -> None:
         notice = await send_sms(
             case,
             "first_notice",
-            amount_fen=str(case.outstanding()),
-            days_past_due=str(case.dpd()),
+            lambda: {"amount_fen": str(case.outstanding()), "days_past_due": str(case.dpd())},
         )
         if notice.status == "FAILED":
             await case.enter(

@@ -17,6 +17,8 @@ async def run(case: Case) -> None:
     s = case.s
     facts: CaseFacts = await case.act(A.LOAD_CASE, s.loan_no, CaseFacts)
     s.debt_fen = facts.debt_fen
+    s.principal_fen, s.interest_fen = facts.principal_fen, facts.interest_fen
+    s.penalty_fen = facts.penalty_fen
     s.overdue_since = facts.overdue_since
     s.remote, s.hostile, s.has_phone = facts.remote, facts.hostile, facts.has_phone
     s.opted_out = s.opted_out or facts.sms_opted_out

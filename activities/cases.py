@@ -101,7 +101,15 @@ class CaseActivities:
                     .order_by(Assignment.id)
                 )
             )
-            current = [a.collector_id for a in open_rows]
+            # Collectors of another branch are never kept: a loan moved by a later export
+            # is collected by its new branch (who sees it, who visits).
+            case.branch_code = loan.branch_code
+            current = [
+                a.collector_id
+                for a in open_rows
+                if (c := session.get(Collector, a.collector_id))
+                and c.branch_code == loan.branch_code
+            ]
             if request.requested:
                 wanted = self._check_requested(session, request, loan.branch_code)
             elif len(current) >= request.team_size and set(request.keep) <= set(current):

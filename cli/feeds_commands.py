@@ -4,17 +4,20 @@ reference signalled once), and cancelling the open cases an export no longer lis
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from cli.common import guarded
 from db.engine import make_engine, session_factory
+from domain.policy import Policy
+from domain.timerules import local_date
 from service.settings import Settings
 from service.temporal_client import connect
 
 SOME_ROWS_REJECTED = 3  # exit code: the good rows were imported, the others reported
+_BRANCH_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,11 +28,44 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     pm = sub.add_parser("payments", help="post the payment feed to the cases")
     pm.add_argument("file")
     pm.set_defaults(run=guarded(cmd_payments))
-    cm = sub.add_parser("cancel-missing", help="cancel open cases absent from an export")
-    cm.add_argument("file")
+    cm = sub.add_parser(
+        "cancel-missing",
+        help="cancel the open cases of some branches that their export no longer lists "
+        "(a dry run unless --apply)",
+    )
+    cm.add_argument("file", help="the overdue-loan export of those branches")
+    cm.add_argument(
+        "--branch",
+        required=True,
+        action="extend",
+        type=_branches,
+        help="the branches the export is for (QX01,QX02 or repeated); only the open cases "
+        "of branches both listed and present in the file are candidates",
+    )
     cm.add_argument("--reason", required=True)
-    cm.add_argument("--by", required=True)
+    cm.add_argument("--by", required=True, help="who does this (audit trail)")
+    cm.add_argument("--apply", action="store_true", help="cancel; without it, only report")
+    cm.add_argument(
+        "--confirm-count",
+        type=_count,
+        metavar="N",
+        help="the exact number of cases to cancel, when more than the allowed share "
+        "(COLLECTION_CANCEL_MAX_PERCENT, default 10) of the open cases in scope",
+    )
     cm.set_defaults(run=guarded(cmd_cancel_missing))
+
+
+def _branches(text: str) -> list[str]:
+    codes = [c.strip() for c in text.split(",") if c.strip()]
+    if not codes or not all(_BRANCH_CODE.fullmatch(c) for c in codes):
+        raise argparse.ArgumentTypeError(f"branch codes separated by commas, got {text!r}")
+    return codes
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def _summary(errors: list, line: str) -> int:  # type: ignore[type-arg]
@@ -40,8 +76,9 @@ def _summary(errors: list, line: str) -> int:  # type: ignore[type-arg]
     return SOME_ROWS_REJECTED if errors else 0
 
 
-def _today() -> date:
-    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
+def _today(policy: Policy) -> date:
+    """Today on the configured clock: a feed's dates after it are in the future."""
+    return local_date(datetime.now(UTC), policy)
 
 
 async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,6 +87,7 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
     from feeds.csv_files import FileError
     from feeds.loans import intake
 
+    policy = settings.policy()
     engine = make_engine(settings.db_url)
     client = None if args.dry_run else await connect(settings)
     # A bar for the cases being started, on a terminal only (scripts get the summary).
@@ -60,8 +98,8 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
             session_factory(engine),
             client,
             settings.task_queue,
-            settings.policy(),
-            _today(),
+            policy,
+            _today(policy),
             dry_run=args.dry_run,
             progress=lambda: bar.update(1),
         )
@@ -76,7 +114,8 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
         report.errors,
         f"{report.rows} rows: {verb} {len(report.good)}, rejected "
         f"{len({e.row for e in report.errors})}; cases started {report.started}, "
-        f"already running {report.attached}, ended before (not reopened) {len(report.ended)}",
+        f"already running {report.attached}, ended before (not reopened) {len(report.ended)}"
+        + "".join(f"\n  moved to another branch: {m}" for m in report.moved),
     )
 
 
@@ -84,10 +123,15 @@ async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
     from feeds.csv_files import FileError
     from feeds.payments import post_payments
 
+    policy = settings.policy()
     engine = make_engine(settings.db_url)
     try:
         report = await post_payments(
-            Path(args.file), session_factory(engine), await connect(settings), _today()
+            Path(args.file),
+            session_factory(engine),
+            await connect(settings),
+            _today(policy),
+            policy,
         )
     except (FileError, OSError) as e:
         print(f"error: {args.file}: {e}", file=sys.stderr)
@@ -103,14 +147,53 @@ async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_cancel_missing(args: argparse.Namespace, settings: Settings) -> int:
-    from feeds.loans import cancel_missing
+    """A dry run unless --apply; the dry run exits as --apply would (1 when it would be
+    refused), so a script can try first."""
+    from feeds.csv_files import FileError
+    from feeds.loans import CancelRefused, UnknownBranch, cancel_missing
 
     engine = make_engine(settings.db_url)
     try:
-        cancelled = await cancel_missing(
-            Path(args.file), session_factory(engine), await connect(settings), args.reason, args.by
+        report = await cancel_missing(
+            Path(args.file),
+            session_factory(engine),
+            await connect(settings) if args.apply else None,
+            args.reason,
+            args.by,
+            args.branch,
+            apply=args.apply,
+            max_share=settings.cancel_max_percent / 100,
+            confirm_count=args.confirm_count,
         )
+    except UnknownBranch as e:
+        print(f"error: --branch: {e}", file=sys.stderr)
+        return 2
+    except (CancelRefused, FileError, OSError) as e:
+        print(f"error: {args.file}: {e}; nothing cancelled", file=sys.stderr)
+        return 1
     finally:
         engine.dispose()
-    print(f"cancelled {len(cancelled)} cases: {', '.join(cancelled) or '-'}")
-    return 0
+    for branch in report.absent:
+        print(f"refused: branch {branch} is not in the export; none of its cases is a candidate",
+              file=sys.stderr)  # fmt: skip
+    for branch in report.unsure:
+        print(f"refused: branch {branch} has a row without a loan number; none of its cases "
+              "is a candidate", file=sys.stderr)  # fmt: skip
+    for refused in report.refused:
+        print(f"refused by the case: {refused}", file=sys.stderr)
+    done = report.cancelled if report.applied else report.candidates
+    verb = "cancelled" if report.applied else "would cancel"
+    print(f"{verb}: {', '.join(done) or '-'}")
+    if report.refusal:
+        print(f"error: {args.file}: {report.refusal}", file=sys.stderr)
+    code = _summary(
+        report.errors,
+        f"{report.rows} rows; branches in scope {', '.join(report.branches) or '-'}, open cases "
+        f"in them {report.scope}; {verb} {len(done)}"
+        + ("" if args.apply else " (dry run: --apply to cancel)"),
+    )
+    if report.refusal:
+        return 1
+    if report.absent or report.unsure or report.refused:
+        return SOME_ROWS_REJECTED
+    return code

@@ -119,6 +119,14 @@ class PaymentPosted:
 
 
 @dataclass
+class BranchMove:
+    """A later export names another branch for the loan: the case follows it."""
+
+    branch: str
+    by: str = "intake"
+
+
+@dataclass
 class DeliveryFailure:
     """The provider could not deliver a message it had accepted (status callback)."""
 

@@ -31,11 +31,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from db.models import Borrower, Branch, Case, Loan
 from db.seed import LoanSpec
+from domain.models import BranchMove
 from domain.names import workflow_id
 from domain.phones import PhoneError, normalize_phone
 from domain.policy import Policy
@@ -82,6 +84,8 @@ class IntakeReport:
     attached: int = 0
     # Loans whose case already ended (paid, cancelled, ...): not reopened by a feed.
     ended: list[str] = field(default_factory=list)
+    # Loans this export moved to another branch: "loan: old → new"; their cases follow.
+    moved: list[str] = field(default_factory=list)
 
 
 def validate(path: Path, branches: Iterable[str], today: date) -> IntakeReport:
@@ -219,7 +223,16 @@ async def intake(
     if dry_run or not report.good:
         return report
     with sessions.begin() as session:  # all good rows, or none if the database fails
+        numbers = [s.loan_no for s in report.good]
+        was = {
+            loan_no: branch
+            for loan_no, branch in session.execute(
+                select(Loan.loan_no, Loan.branch_code).where(Loan.loan_no.in_(numbers))
+            )
+        }
         upsert(session, report.good)
+    moves = {s.loan_no: s.branch for s in report.good if was.get(s.loan_no, s.branch) != s.branch}
+    report.moved = [f"{n}: {was[n]} → {b}" for n, b in moves.items()]
     with sessions() as session:
         has_case = set(
             session.scalars(
@@ -242,31 +255,151 @@ async def intake(
             progress()
 
     await asyncio.gather(*(start(s) for s in report.good))
+    for loan_no, branch in moves.items():
+        if loan_no not in report.ended:  # the running case follows its loan
+            handle = client.get_workflow_handle(workflow_id(loan_no))
+            await handle.signal("branch_moved", BranchMove(branch, started_by))
     running = [s for s in report.good if s.loan_no not in report.ended]
     report.attached = sum(1 for s in running if s.loan_no in has_case)
     report.started = len(running) - report.attached
     return report
 
 
-async def cancel_missing(
-    path: Path, sessions: sessionmaker[Session], client: Client, reason: str, by: str
-) -> list[str]:
-    """Cancel the open cases whose loans are not in this export (paid off elsewhere)."""
-    from domain.models import CloseRequest
-    from domain.stages import CLOSED_STAGES
+class CancelRefused(ValueError):
+    """Cancel-missing refused as a whole (nothing cancelled); the message says why."""
 
-    exported = {cells["loan_no"] for _, cells in read_rows(path, COLUMNS, {"loan_no"})}
+
+class UnknownBranch(CancelRefused):
+    """A branch given to cancel-missing that does not exist (a bad argument)."""
+
+
+# At most this share of the open cases in scope is cancelled without the exact count confirmed.
+MAX_CANCEL_SHARE = 0.10
+
+
+@dataclass
+class CancelReport:
+    rows: int = 0
+    branches: list[str] = field(default_factory=list)  # in scope: listed and in the export
+    absent: list[str] = field(default_factory=list)  # listed, not in the export: left alone
+    # Listed and in the export, but with a row whose loan cannot be read: left alone.
+    unsure: list[str] = field(default_factory=list)
+    scope: int = 0  # open cases of the branches in scope
+    candidates: list[str] = field(default_factory=list)  # open in scope, not in the export
+    cancelled: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # "loan: reason" the case refused
+    errors: list[RowError] = field(default_factory=list)
+    refusal: str = ""  # why the whole run was refused (nothing cancelled)
+    applied: bool = False
+
+
+async def cancel_missing(
+    path: Path,
+    sessions: sessionmaker[Session],
+    client: Client | None,
+    reason: str,
+    by: str,
+    branches: Iterable[str],
+    *,
+    apply: bool = False,
+    max_share: float = MAX_CANCEL_SHARE,
+    confirm_count: int | None = None,
+) -> CancelReport:
+    """Cancel the open cases of `branches` whose loans this export no longer lists (paid off
+    elsewhere). A dry run unless `apply`.
+
+    Only the branches both listed and present in the export are in scope: an export of one
+    branch says nothing about the others. Refused as a whole (`CancelRefused`, or `FileError`
+    for a file that is not a loan export) when the file has no rows, or when the cases to
+    cancel are more than `max_share` of the open cases in scope and `confirm_count` is not
+    their exact number. Each cancellation is written to the audit trail as `by`.
+    """
+    from domain.models import CloseRequest, UpdateAccepted
+    from domain.stages import CLOSED_STAGES
+    from service import audit
+
+    listed = sorted(set(branches))
     with sessions() as session:
-        open_loans = list(
+        known = set(session.scalars(select(Branch.code)))
+    unknown = [b for b in listed if b not in known]
+    if not listed or unknown:
+        raise UnknownBranch(f"unknown branch {', '.join(unknown) or '(none given)'}")
+    rows = read_rows(path, COLUMNS, REQUIRED)  # FileError unless it is a loan export
+    if not rows:
+        raise CancelRefused("the export has no rows: it cannot say which loans are gone")
+    report = CancelReport(rows=len(rows))
+    exported: set[str] = set()
+    present: set[str] = set()
+    unsure: set[str] = set()
+    for line, cells in rows:
+        errors: list[RowError] = []
+        loan_no = text_field(line, "loan_no", cells["loan_no"], errors)
+        branch = text_field(line, "branch", cells["branch"], errors)
+        if branch:
+            present.add(branch)
+            if not loan_no:  # some loan of this branch is listed, but which one?
+                unsure.add(branch)
+        if loan_no:
+            exported.add(loan_no)
+        report.errors.extend(errors)
+    report.absent = [b for b in listed if b not in present]
+    report.unsure = [b for b in listed if b in unsure]
+    report.branches = [b for b in listed if b in present and b not in unsure]
+    with sessions() as session:
+        open_loans = set(
             session.scalars(
                 select(Loan.loan_no)
                 .join(Case, Case.loan_id == Loan.id)
-                .where(Case.stage.not_in([s.value for s in CLOSED_STAGES]))
+                .where(
+                    Case.stage.not_in([s.value for s in CLOSED_STAGES]),
+                    Loan.branch_code.in_(report.branches),
+                )
             )
         )
-    cancelled = []
-    for loan_no in sorted(set(open_loans) - exported):
+    report.scope = len(open_loans)
+    report.candidates = sorted(open_loans - exported)
+    count = len(report.candidates)
+    if confirm_count is not None and confirm_count != count:
+        report.refusal = (
+            f"--confirm-count {confirm_count}, but {count} cases would be cancelled; "
+            "nothing cancelled"
+        )
+    elif count > max_share * report.scope and confirm_count != count:
+        report.refusal = (
+            f"{count} of the {report.scope} open cases of {', '.join(report.branches)} would be "
+            f"cancelled, more than {max_share:.0%}; nothing cancelled. Check the export, then "
+            f"confirm with --confirm-count {count}"
+        )
+    if not apply or report.refusal:
+        return report
+    report.applied = True
+    if not report.candidates:
+        return report
+    if client is None:
+        raise ValueError("a Temporal client is needed to cancel cases")
+    request = CloseRequest("CANCELLED", reason, by)
+    for loan_no in report.candidates:
         handle = client.get_workflow_handle(workflow_id(loan_no))
-        await handle.execute_update("close_case", CloseRequest("CANCELLED", reason, by))
-        cancelled.append(loan_no)
-    return cancelled
+        try:
+            answer = await handle.execute_update("close_case", request, result_type=UpdateAccepted)
+            outcome, message = "ACCEPTED", answer.message
+            report.cancelled.append(loan_no)
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            outcome = "REFUSED"
+        except RPCError as e:  # ended meanwhile, or no such workflow
+            outcome, message = "REFUSED", e.message
+        if outcome == "REFUSED":
+            report.refused.append(f"{loan_no}: {message}")
+        audit.record(
+            sessions,
+            by,
+            "BACK_OFFICE",
+            "cancel_missing",
+            outcome,
+            f"CANCELLED: {reason} (not in {path.name}, branches {', '.join(report.branches)})"
+            f" -> {message}",
+            loan_no,
+        )
+    return report

@@ -32,6 +32,7 @@ from domain.models import (
 )
 from domain.money import split_evenly, yuan
 from domain.names import Activities as A
+from domain.names import workflow_id
 from domain.timerules import end_of_local_day
 from service.cases import start_case
 from service.worker_factory import activities
@@ -254,3 +255,37 @@ async def test_a_signature_racing_its_deadline_is_the_truth(
         await h.pay(handle, DEBT)
         assert (await handle.result()).outcome == "PAID_IN_FULL"
         await assert_replays(handle)
+
+
+async def test_a_later_export_moving_a_loan_moves_its_case(h: Harness, tmp_path: Path) -> None:
+    from feeds.loans import intake
+
+    today = (await h.now()).astimezone(SHANGHAI).date()
+    since = (today - timedelta(days=40)).isoformat()
+    header = "贷款编号,网点代码,身份证号,姓名,手机号,贷款金额,未还本金,欠息,罚息,逾期起始日,村,偏远"
+
+    def export(branch: str) -> Path:
+        path = tmp_path / f"export-{branch}.csv"
+        row = (
+            f"MV-0001,{branch},522401198001011234,王建国,13912345678,"
+            f"20000,9000,800,200,{since},石门,否"
+        )
+        path.write_text(f"{header}\n{row}\n", encoding="utf-8")
+        return path
+
+    await intake(export("QX01"), h.sessions, h.client, h.task_queue, h.policy, today)
+    handle = h.client.get_workflow_handle(workflow_id("MV-0001"))
+    first = await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "case running")
+    assert first.branch == "QX01" and all(c.startswith("QX01-") for c in first.collectors)
+    report = await intake(export("QX02"), h.sessions, h.client, h.task_queue, h.policy, today)
+    assert report.moved == ["MV-0001: QX01 → QX02"]
+    moved = await h.until(
+        handle, lambda s: s.collectors and s.collectors[0].startswith("QX02-"), "case moved"
+    )
+    assert moved.branch == "QX02" and all(c.startswith("QX02-") for c in moved.collectors)
+    with h.sessions() as session:
+        case = session.scalar(select(Case).join(Loan).where(Loan.loan_no == "MV-0001"))
+        assert case is not None and case.branch_code == "QX02"
+        assert case.primary_collector == moved.collectors[0]
+    await h.pay(handle, 1_000_000)
+    await handle.result()

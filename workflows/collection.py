@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import (
         AssignRequest,
         BorrowerReply,
+        BranchMove,
         CaseInput,
         CaseResult,
         CaseState,
@@ -336,6 +337,23 @@ class LoanCollectionWorkflow:
             A.RECORD_PAYMENT,
             PaymentRecord(s.loan_no, payment, counted, s.paid_fen, case.outstanding()),
         )
+
+    @workflow.signal
+    async def branch_moved(self, move: BranchMove) -> None:
+        """The loan belongs to another branch now: its collectors and supervisors take over."""
+        s = self.s
+        if s.stage in CLOSED_STAGES or not move.branch.strip() or move.branch == s.branch:
+            return
+        previous, s.branch = s.branch, move.branch
+        self.case.note("assignment", f"loan moved from branch {previous} to {s.branch}", move.by)
+        self.case.visibility.publish()
+        if s.collectors or s.stage != Stage.INVESTIGATION:  # else the investigation assigns
+            team = max(len(s.collectors), 2 if s.team_required else 1)
+            await self.case.assign(
+                AssignRequest(
+                    s.loan_no, s.branch, team, by=move.by, reason=f"loan moved from {previous}"
+                )
+            )
 
     @workflow.signal
     def sms_delivery_failed(self, failure: DeliveryFailure) -> None:

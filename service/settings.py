@@ -29,6 +29,8 @@ class Settings:
     max_cached_workflows: int = 1000
     codec_keys: str | None = None  # COLLECTION_CODEC_KEYS: payload encryption (service/codec.py)
     pdf_processes: int = 1  # agreement PDFs rendered outside the worker's process (0: inside)
+    # cancel-missing: at most this share (%) of the open cases in scope without --confirm-count
+    cancel_max_percent: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +51,7 @@ class Settings:
             max_cached_workflows=int(env("WORKER_MAX_CACHED_WORKFLOWS", "1000")),
             pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
             codec_keys=env("COLLECTION_CODEC_KEYS"),
+            cancel_max_percent=float(env("COLLECTION_CANCEL_MAX_PERCENT", "10")),
         )
 
     def policy(self) -> Policy:

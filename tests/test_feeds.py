@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
-from db.models import Borrower, Loan, Payment
+from db.models import AuditEvent, Borrower, Case, Loan, Payment
+from domain.models import CloseRequest
 from domain.names import workflow_id
+from domain.stages import CLOSED_STAGES
 from feeds.csv_files import FileError
 from feeds.loans import cancel_missing, intake
 from feeds.payments import post_payments
-from tests.harness import Harness, running_worker
+from tests.harness import Harness, eventually, running_worker
 from workflows.collection import LoanCollectionWorkflow as WF
 
 TODAY = date(2026, 11, 29)
@@ -93,13 +99,7 @@ async def test_intake_imports_good_rows_reports_bad_ones_and_runs_twice_safely(
     assert count(h, Loan) == 2
     # Let the cases end on their own: the time-skipping server stops skipping time after a
     # workflow is terminated in the middle of a task (what the harness does to leftovers).
-    empty = write(tmp_path / "empty.csv", [HEADER_ZH])
-    assert await cancel_missing(empty, h.sessions, h.client, "test over", "qa") == [
-        "QX-0001",
-        "QX-0002",
-    ]
-    for spec in report.good:
-        await h.client.get_workflow_handle(workflow_id(spec.loan_no)).result()
+    await close_cases(h, [spec.loan_no for spec in report.good])
     reopened = await intake(path, h.sessions, h.client, h.task_queue, h.policy, TODAY)
     assert sorted(reopened.ended) == ["QX-0001", "QX-0002"]  # a feed never reopens a case
     assert reopened.started == 0
@@ -161,15 +161,191 @@ async def test_payment_feed_signals_each_reference_once(h: Harness, tmp_path: Pa
     assert status.paid_fen == 100_000 and count(h, Payment) == 1
 
     cancelled = await cancel_missing(
-        write(tmp_path / "next.csv", [HEADER_ZH]),
+        write(tmp_path / "next.csv", [HEADER_ZH, GOOD[0]]),  # QX-0101 no longer listed
         h.sessions,
         h.client,
         "paid at the counter",
         "backoffice",
+        ["QX01"],
+        apply=True,
+        confirm_count=1,  # the only open case of QX01: more than 10 %
     )
-    assert cancelled == ["QX-0101"]
+    assert cancelled.cancelled == ["QX-0101"]
     await handle.result()
     assert (await handle.query(WF.status)).stage == "CANCELLED"
+
+
+PAYMENTS_HEADER = "贷款编号,金额,还款日期,流水号"
+
+
+async def server_today(h: Harness) -> date:
+    """Today in the borrowers' calendar on the test server's clock (never a fixed date)."""
+    return (await h.now()).astimezone(ZoneInfo("Asia/Shanghai")).date()
+
+
+def loan_rows(loans: list[tuple[str, str]], today: date) -> list[str]:
+    """Export rows (HEADER_ZH) for (loan number, branch) pairs, overdue for forty days."""
+    return [
+        f"{loan_no},{branch},52240119800101{n:04d},王建国,13912345678,20000,9000,800,200,"
+        f"{today - timedelta(days=40)},石门,否"
+        for n, (loan_no, branch) in enumerate(loans, start=1)
+    ]
+
+
+def open_loans(h: Harness) -> set[str]:
+    """Loan numbers of the open cases, as the database's projection has them."""
+    with h.sessions() as session:
+        return set(
+            session.scalars(
+                select(Loan.loan_no)
+                .join(Case, Case.loan_id == Loan.id)
+                .where(Case.stage.not_in([s.value for s in CLOSED_STAGES]))
+            )
+        )
+
+
+async def open_cases(h: Harness, tmp_path: Path, loans: list[tuple[str, str]]) -> None:
+    """Cases for (loan number, branch) pairs through the intake, each past its investigation."""
+    today = await server_today(h)
+    path = write(tmp_path / f"open-{len(h.started)}.csv", [HEADER_ZH, *loan_rows(loans, today)])
+    report = await intake(path, h.sessions, h.client, h.task_queue, h.policy, today)
+    assert report.errors == [] and report.started == len(loans), report
+    for loan_no, _ in loans:
+        handle = h.client.get_workflow_handle(workflow_id(loan_no))
+        h.started.append(handle)
+        await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", f"{loan_no} started")
+    wanted = {loan_no for loan_no, _ in loans}
+    await eventually(lambda: wanted <= open_loans(h), "the cases in the database")
+
+
+async def close_cases(h: Harness, loan_nos: list[str]) -> None:
+    """End the cases the way a supervisor would, and wait for them: the time-skipping server
+    stops skipping time after a workflow is terminated in the middle of a task."""
+    for loan_no in loan_nos:
+        handle = h.client.get_workflow_handle(workflow_id(loan_no))
+        with contextlib.suppress(RPCError, WorkflowUpdateFailedError):  # ended already
+            await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
+        await handle.result()
+
+
+def cancellations(h: Harness) -> list[tuple[str, str | None, str]]:
+    """The audit trail of cancel-missing: (user, loan, outcome)."""
+    with h.sessions() as session:
+        return [
+            (e.username, e.loan_no, e.outcome)
+            for e in session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "cancel_missing")
+                .order_by(AuditEvent.id)
+            )
+        ]
+
+
+QX01_LOANS = [(f"CM-01{n:02d}", "QX01") for n in range(1, 11)]
+QX02_LOANS = [("CM-0201", "QX02"), ("CM-0202", "QX02")]
+
+
+async def test_cancel_missing_only_in_listed_branches_of_a_real_export(
+    h: Harness, tmp_path: Path
+) -> None:
+    from feeds.loans import CancelRefused
+
+    today = await server_today(h)
+    await open_cases(h, tmp_path, QX01_LOANS + QX02_LOANS)
+    every = {loan_no for loan_no, _ in QX01_LOANS + QX02_LOANS}
+
+    async def cancel(path: Path, branches: list[str], **options: object):  # type: ignore[no-untyped-def]
+        return await cancel_missing(
+            path, h.sessions, h.client, "paid at the counter", "ops", branches, **options
+        )
+
+    # An export of only its header, or the payment CSV by mistake: refused whole.
+    with pytest.raises(CancelRefused, match="no rows"):
+        await cancel(write(tmp_path / "header.csv", [HEADER_ZH]), ["QX01", "QX02"], apply=True)
+    payments = write(tmp_path / "pay.csv", [PAYMENTS_HEADER, f"CM-0101,100.00,{today},R-1"])
+    with pytest.raises(FileError, match="missing columns"):
+        await cancel(payments, ["QX01"], apply=True)
+    assert open_loans(h) == every and cancellations(h) == []
+
+    # A one-branch export: QX02 is listed but not in it, so none of its cases is a candidate.
+    export = write(tmp_path / "qx01.csv", [HEADER_ZH, *loan_rows(QX01_LOANS[1:], today)])
+    dry = await cancel(export, ["QX01", "QX02"])
+    assert (dry.candidates, dry.cancelled, dry.absent, dry.scope) == (["CM-0101"], [], ["QX02"], 10)
+    assert open_loans(h) == every and cancellations(h) == []  # a dry run changes nothing
+    done = await cancel(export, ["QX01", "QX02"], apply=True)
+    assert (done.cancelled, done.refusal) == (["CM-0101"], "")
+    await h.client.get_workflow_handle(workflow_id("CM-0101")).result()
+    await eventually(lambda: open_loans(h) == every - {"CM-0101"}, "CM-0101 cancelled")
+    assert cancellations(h) == [("ops", "CM-0101", "ACCEPTED")]
+
+    # Two of the nine open QX01 cases, more than 10 %: only with the exact count confirmed.
+    fewer = write(tmp_path / "fewer.csv", [HEADER_ZH, *loan_rows(QX01_LOANS[3:], today)])
+    refused = await cancel(fewer, ["QX01"], apply=True)
+    assert refused.candidates == ["CM-0102", "CM-0103"] and refused.cancelled == []
+    assert "--confirm-count 2" in refused.refusal, refused.refusal
+    wrong = await cancel(fewer, ["QX01"], apply=True, confirm_count=3)
+    assert wrong.cancelled == [] and "3" in wrong.refusal
+    assert len(cancellations(h)) == 1
+    confirmed = await cancel(fewer, ["QX01"], apply=True, confirm_count=2)
+    assert confirmed.cancelled == ["CM-0102", "CM-0103"]
+    assert cancellations(h)[1:] == [("ops", "CM-0102", "ACCEPTED"), ("ops", "CM-0103", "ACCEPTED")]
+    await close_cases(h, sorted(every))
+
+
+async def test_cancel_missing_command_is_a_dry_run_and_says_why_it_refuses(
+    h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from cli import feeds_commands
+    from cli.main import parser
+    from service.settings import Settings
+
+    loans = [("CL-0101", "QX01"), ("CL-0102", "QX01"), ("CL-0103", "QX01")]
+    today = await server_today(h)
+    await open_cases(h, tmp_path, loans)
+
+    async def connect(settings: Settings):  # type: ignore[no-untyped-def]
+        return h.client
+
+    monkeypatch.setattr(feeds_commands, "connect", connect)
+    db_url = str(h.sessions.kw["bind"].url)
+    strict = Settings(db_url=db_url, task_queue=h.task_queue)  # at most 10 % without confirming
+    lenient = Settings(db_url=db_url, task_queue=h.task_queue, cancel_max_percent=50)
+    export = write(tmp_path / "export.csv", [HEADER_ZH, *loan_rows(loans[1:], today)])
+    header_only = write(tmp_path / "header.csv", [HEADER_ZH])
+    payments = write(tmp_path / "pay.csv", [PAYMENTS_HEADER, f"CL-0101,100.00,{today},R-1"])
+    base = ["--reason", "paid at the counter", "--by", "ops"]
+
+    async def run(settings: Settings, *argv: str) -> tuple[int, str, str]:
+        args = parser().parse_args(["cancel-missing", *argv, *base])
+        code = await feeds_commands.cmd_cancel_missing(args, settings)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    with pytest.raises(SystemExit) as no_branch:  # --branch is required
+        parser().parse_args(["cancel-missing", str(export), *base])
+    assert no_branch.value.code == 2
+    code, _, err = await run(lenient, str(export), "--branch", "ZZ99")
+    assert code == 2 and "ZZ99" in err
+    code, _, err = await run(lenient, str(header_only), "--branch", "QX01", "--apply")
+    assert code == 1 and "no rows" in err
+    code, _, err = await run(lenient, str(payments), "--branch", "QX01", "--apply")
+    assert code == 1 and "missing columns" in err
+
+    code, out, err = await run(lenient, str(export), "--branch", "QX01")  # no --apply: dry
+    assert code == 0 and "CL-0101" in out and "would cancel 1" in out, out + err
+    code, out, err = await run(lenient, str(export), "--branch", "QX01,QX02")
+    assert code == 3 and "QX02" in err and "would cancel 1" in out, out + err
+    code, out, err = await run(strict, str(export), "--branch", "QX01", "--apply")
+    assert code == 1 and "--confirm-count 1" in err, out + err
+    assert open_loans(h) == {"CL-0101", "CL-0102", "CL-0103"} and cancellations(h) == []
+
+    code, out, err = await run(
+        strict, str(export), "--branch", "QX01", "--apply", "--confirm-count", "1"
+    )
+    assert code == 0 and "cancelled 1" in out and "CL-0101" in out, out + err
+    await h.client.get_workflow_handle(workflow_id("CL-0101")).result()
+    assert cancellations(h) == [("ops", "CL-0101", "ACCEPTED")]
+    await close_cases(h, [loan_no for loan_no, _ in loans])
 
 
 def test_yuan_amounts_are_exact(tmp_path: Path) -> None:

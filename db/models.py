@@ -367,3 +367,15 @@ class AuditEvent(Base):
     loan_no: Mapped[str | None] = mapped_column(String(40), index=True)
     outcome: Mapped[str] = mapped_column(String(12))  # ACCEPTED, REFUSED, DONE, FAILED
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class SignInFailure(Base):
+    """Failed sign-ins per user name (USER) and per client address (ADDRESS), shared by every
+    web process: enough of them within the window lock that name or address for a while."""
+
+    __tablename__ = "sign_in_failures"
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # USER or ADDRESS
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # since the window began
+    last_failure_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(AwareDateTime())

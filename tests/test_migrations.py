@@ -19,6 +19,7 @@ def test_migrations_match_the_models_and_downgrade_cleanly(db_url: str) -> None:
         assert diff == [], f"models and migrations disagree: {diff}"
         tables = set(inspect(engine).get_table_names())
         assert {"cases", "stage_history", "sms_outbox", "agreements", "payments"} <= tables
+        assert "sign_in_failures" in tables
         downgrade(db_url, "base")
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         upgrade(db_url)

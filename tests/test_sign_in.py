@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.users import Role, create_user
-from tests.web_support import PASSWORD, login_csrf
+from tests.web_support import PASSWORD, form_login, login_csrf
 from webapp.app import create_app
 from webapp.pages import WebConfig
 from webapp.twilio_webhooks import WebhookConfig
@@ -105,3 +107,117 @@ async def test_csrf_tokens_are_compared_in_constant_time(http, monkeypatch) -> N
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def counting_hashes(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every scrypt verification sign-in runs, by the user name's stored hash."""
+    import service.users
+
+    runs: list[str] = []
+    real = service.users.verify_password
+
+    def counted(password: str, stored: str) -> bool:
+        runs.append(stored)
+        return real(password, stored)
+
+    monkeypatch.setattr(service.users, "verify_password", counted)
+    return runs
+
+
+async def test_five_wrong_passwords_lock_the_user_for_a_quarter_hour(users, monkeypatch) -> None:
+    runs = counting_hashes(monkeypatch)
+    wrong, right = {"username": "sup", "password": "guess-guess"}, {"password": PASSWORD}
+    web = app(users)
+    async with client(web, "10.0.0.1") as a, client(web, "10.0.0.2") as b:
+        for _ in range(5):
+            assert (await a.post("/login", json=wrong)).status_code == 401
+        hashed = len(runs)
+        for who in (a, b):  # per user, from any address; even the right password
+            locked = await who.post("/login", json={**wrong, **right})
+            assert locked.status_code == 429, locked.text
+            assert 14 * 60 < int(locked.headers["retry-after"]) <= 15 * 60
+            assert "try again" in locked.json()["error"]
+        page = await form_login(a, "sup")
+        assert page.status_code == 429 and "retry-after" in page.headers
+        assert len(runs) == hashed, "no scrypt run for a locked user"
+        # Another user from the same address is not locked out.
+        assert (await a.post("/login", json={"username": "office", **right})).status_code == 200
+    # A restarted web app (or another process) knows the lock: it is in the database.
+    async with client(app(users), "10.0.0.3") as c:
+        assert (await c.post("/login", json={**wrong, **right})).status_code == 429
+    from db.models import AuditEvent, SignInFailure
+
+    with users.begin() as session:
+        locks = session.scalars(select(AuditEvent).where(AuditEvent.action == "login_lock")).all()
+        assert [(e.username, e.outcome) for e in locks] == [("sup", "LOCKED")]
+        assert "5 failed" in locks[0].detail
+        # The quarter hour passes.
+        row = session.get(SignInFailure, ("USER", "sup"))
+        assert row is not None and row.locked_until is not None
+        row.locked_until = datetime.now(UTC) - timedelta(seconds=1)
+    async with client(web, "10.0.0.4") as d:
+        assert (await d.post("/login", json={**wrong, **right})).status_code == 200
+        # A success forgets the user's failures: four more are not yet a lock.
+        for _ in range(4):
+            assert (await d.post("/login", json=wrong)).status_code == 401
+        assert (await d.post("/login", json={**wrong, **right})).status_code == 200
+
+
+async def test_one_address_guessing_many_names_is_locked_out(users) -> None:
+    web = app(users)
+    async with client(web, "10.0.0.9") as guesser, client(web, "10.0.0.10") as colleague:
+        for n in range(20):
+            r = await guesser.post("/login", json={"username": f"u{n}", "password": "guess-guess"})
+            assert r.status_code == 401
+        r = await guesser.post("/login", json={"username": "sup", "password": PASSWORD})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 14 * 60
+        ok = await colleague.post("/login", json={"username": "sup", "password": PASSWORD})
+        assert ok.status_code == 200
+    with users.begin() as session:
+        from db.models import AuditEvent
+
+        details = session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.action == "login_lock")
+        ).all()
+    assert len(details) == 1 and "10.0.0.9" in details[0]
+
+
+async def test_a_flood_of_sign_ins_runs_scrypt_on_the_cores_only(users, monkeypatch) -> None:
+    import asyncio
+    import threading
+
+    import service.users
+
+    release, guard = threading.Event(), threading.Lock()
+    running, peak = [0], [0]
+
+    def slow(password: str, stored: str) -> bool:  # scrypt, held until the test lets go
+        with guard:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(10)
+        with guard:
+            running[0] -= 1
+        return False
+
+    monkeypatch.setattr(service.users, "verify_password", slow)
+    config = WebConfig()
+    config.hash_slots, config.hash_waiting = 2, 4  # type: ignore[attr-defined]
+    web = create_app(users, no_temporal, WebhookConfig("0" * 32), config)
+    async with client(web, "10.0.0.20") as http:
+        flood = [
+            asyncio.create_task(
+                http.post("/login", json={"username": f"x{n}", "password": "guess-guess"})
+            )
+            for n in range(12)
+        ]
+        for _ in range(200):
+            if sum(t.done() for t in flood) >= 6 or peak[0] > 2:
+                break
+            await asyncio.sleep(0.02)
+        release.set()
+        answers = await asyncio.gather(*flood)
+    assert peak[0] <= 2, f"{peak[0]} scrypt runs at once"
+    busy = [r for r in answers if r.status_code == 503]
+    assert len(busy) == 6 and all(r.headers.get("retry-after") for r in busy)
+    assert sorted({r.status_code for r in answers}) == [401, 503]

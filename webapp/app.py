@@ -54,7 +54,7 @@ def create_app(
     web = web or WebConfig()
     app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(twilio_router(sessions, temporal, webhook))
-    app.include_router(login_router(sessions, web.secure_cookies))
+    app.include_router(login_router(sessions, web))
     app.include_router(pages_router(sessions, temporal, web))
     app.include_router(codec_router(sessions, codec))
     # Temporal's web UI calls the codec endpoint from its own origin, with the session cookie;

@@ -14,6 +14,7 @@ A case that the user may not see answers 404, as if it did not exist.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from service.portfolio import (
     visibility_query,
     with_next_actions,
 )
+from service.sign_in_throttle import Limits
 from service.users import Principal, Role
 from webapp import forms
 from webapp.auth import check_csrf, require, wants_json
@@ -63,6 +65,11 @@ class WebConfig:
     secure_cookies: bool = False  # set behind HTTPS
     # Origins of Temporal's web UI, allowed to call the codec endpoint with credentials.
     ui_origins: tuple[str, ...] = ("http://localhost:8233", "http://127.0.0.1:8233")
+    # Sign-in throttling (service/sign_in_throttle.py), and password hashes (16 MiB of scrypt
+    # each) run at once per process, with how many more may wait for a turn (webapp/login.py).
+    sign_in: Limits = field(default_factory=Limits)
+    hash_slots: int = field(default_factory=lambda: os.cpu_count() or 1)
+    hash_waiting: int = 16
 
 
 def pages_router(

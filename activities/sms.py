@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
@@ -22,11 +23,15 @@ from domain.policy import Policy
 from domain.privacy import mask_phone
 from domain.sms_text import OPTED_OUT_CODE, segments
 from domain.stages import CLOSED_STAGES
-from domain.timerules import cap_release, in_quiet_hours, quiet_hours_end
+from domain.timerules import cap_release, in_quiet_hours, quiet_hours_end, quiet_hours_start
 
 log = logging.getLogger(__name__)
 DONE = ("SENT", "RECORDED", "BLOCKED", "FAILED")
 LOOKBACK = timedelta(minutes=2)  # clock skew between us and the provider
+# An attempt stops waiting for the provider this long (at most a third of its timeout) before
+# its start-to-close timeout, and calls it only with at least MIN_CALL_S left.
+ATTEMPT_MARGIN_S = 3.0
+MIN_CALL_S = 0.5
 
 
 class SmsActivities:
@@ -41,6 +46,7 @@ class SmsActivities:
     @activity.defn(name=A.SEND_SMS)
     def send_sms(self, req: SmsRequest) -> SmsResult:
         now = activity_now()
+        deadline = _attempt_deadline(req.policy)
         with self.sessions.begin() as session:
             loan = loan_by_no(session, req.loan_no)
             if loan is None:
@@ -90,23 +96,35 @@ class SmsActivities:
         # Committed as PENDING, with the attempt's time, before the provider sees it. After a
         # crash between the provider's acceptance and our commit, the retry asks the provider
         # whether the message went out before it sends again.
+        # Every call to the provider ends inside this attempt's timeout: once Temporal retries
+        # it, this attempt can no longer send beside the retry.
+        to = borrower.phone or ""
         try:
             found = (
-                self.gateway.find_sent(borrower.phone or "", body, earlier_attempt - LOOKBACK)
+                self.gateway.find_sent(
+                    to, body, earlier_attempt - LOOKBACK, timeout_s=_time_left(deadline)
+                )
                 if earlier_attempt is not None
                 else None
             )
             result = (
                 GatewayResult("SENT", found)
                 if found
-                else self.gateway.send(borrower.phone or "", body, req.key)
+                else self.gateway.send(
+                    to,
+                    body,
+                    req.key,
+                    deliver_by=quiet_hours_start(now, req.policy),
+                    timeout_s=_time_left(deadline),
+                )
             )
         except PermanentSmsFailure as failure:
             return self._failed(req, failure, now)
         except Exception as error:
             # A refusal the provider answered (429, 5xx, credentials) means nothing went out;
             # a timeout or a broken connection leaves it unknown, and the retry asks first.
-            self._note_retry(req.key, error, refused=isinstance(error, ApplicationError))
+            refused = isinstance(error, ApplicationError)
+            self._note_retry(req.key, error, refused, earlier_attempt)
             raise  # Temporal retries with backoff
         with self.sessions.begin() as session:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
@@ -135,15 +153,20 @@ class SmsActivities:
             number_unusable=failure.number_unusable,
         )
 
-    def _note_retry(self, key: str, error: Exception, refused: bool) -> None:
-        """Each attempt's outcome stays on the outbox row, even when it will be retried."""
+    def _note_retry(
+        self, key: str, error: Exception, refused: bool, earlier_attempt: datetime | None
+    ) -> None:
+        """Each attempt's outcome stays on the outbox row, even when it will be retried.
+
+        Nothing went out in a refused attempt: the row is as before it (an earlier attempt
+        whose outcome is unknown still makes the retry ask the provider first)."""
         try:
             with self.sessions.begin() as session:
                 row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
                 if row is not None:
                     row.reason = f"will retry: {error}"[:500]
                     if refused:
-                        row.attempted_at = None
+                        row.attempted_at = earlier_attempt
         except Exception:  # the database may be what failed; the retry is what matters
             log.exception("could not note the failed attempt of SMS %s", key)
 
@@ -183,6 +206,26 @@ class SmsActivities:
                 return SmsResult(req.key, "BLOCKED", "contact cap reached")
             return SmsResult(req.key, "DEFERRED", "contact cap reached", not_before=release)
         return None
+
+
+def _attempt_deadline(policy: Policy) -> float:
+    """When this attempt must be done with the provider (time.monotonic()): its start-to-close
+    timeout (the policy's `sms_attempt_timeout_s` outside Temporal) less a margin."""
+    timeout = activity.info().start_to_close_timeout if activity.in_activity() else None
+    budget = (timeout or timedelta(seconds=policy.sms_attempt_timeout_s)).total_seconds()
+    return time.monotonic() + budget - min(ATTEMPT_MARGIN_S, budget / 3)
+
+
+def _time_left(deadline: float) -> float:
+    """The time this attempt may still wait for the provider; too little, and it does not
+    call the provider at all (nothing goes out, and Temporal retries)."""
+    left = deadline - time.monotonic()
+    if left < MIN_CALL_S:
+        raise ApplicationError(
+            "SMS attempt out of time before the provider was called: not sent, retrying",
+            type="SmsAttemptOutOfTime",
+        )
+    return left
 
 
 def _record_contact(

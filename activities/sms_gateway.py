@@ -30,11 +30,26 @@ class PermanentSmsFailure(Exception):
 class SmsGateway(Protocol):
     name: str
 
-    def send(self, to: str, body: str, key: str) -> GatewayResult:
-        """Hand one message to the provider. Raises on failure (retryable unless marked)."""
+    def send(
+        self,
+        to: str,
+        body: str,
+        key: str,
+        *,
+        deliver_by: datetime | None = None,
+        timeout_s: float | None = None,
+    ) -> GatewayResult:
+        """Hand one message to the provider. Raises on failure (retryable unless marked).
+
+        `deliver_by`: the provider must drop the message rather than deliver it later (quiet
+        hours begin). `timeout_s`: give up waiting for the provider's answer after this long
+        (the attempt's time left), if sooner than the gateway's own timeout.
+        """
         ...
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+    def find_sent(
+        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+    ) -> str | None:
         """The provider's id of this message if it accepted it since `since` (a crash hid the
         answer from us), else None."""
         ...
@@ -45,9 +60,9 @@ class RecordingGateway:
 
     name = "recording"
 
-    def send(self, to: str, body: str, key: str) -> GatewayResult:
+    def send(self, to: str, body: str, key: str, **_: object) -> GatewayResult:
         log.info("SMS %s to %s recorded, not sent", key, mask_phone(to))
         return GatewayResult("RECORDED")
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+    def find_sent(self, to: str, body: str, since: datetime, **_: object) -> str | None:
         return None  # nothing leaves this process: a retry records again, harmlessly

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.exceptions import ApplicationError
 from twilio.base.exceptions import TwilioRestException
@@ -22,6 +25,7 @@ TWILIO_API = "https://api.twilio.com"
 # destination the account may not reach. Retrying cannot help; a visit can.
 UNREACHABLE = {21211, 21214, 21217, 21401, 21407, 21408, 21612, 21614}
 AUTH_CODES = {20003, 20005}
+MAX_VALIDITY_S = 36000  # ValidityPeriod: 1 to 36,000 seconds (Twilio's API description)
 
 
 @dataclass
@@ -64,16 +68,32 @@ class TwilioSettings:
             raise ValueError("Twilio: set TWILIO_STATUS_CALLBACK_URL (…/twilio/status)")
 
 
-class _BaseUrlHttpClient(TwilioHttpClient):
-    """Sends what the client would send to api.twilio.com to another base URL."""
+class _HttpClient(TwilioHttpClient):
+    """Twilio's HTTP client, with a time limit per call (the calling attempt's time left,
+    per thread: activities share one gateway) and optionally another base URL (a regional
+    edge, or a mock in tests) for what it would send to api.twilio.com."""
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str | None, timeout: float) -> None:
         super().__init__(timeout=timeout)
-        self.base = base.rstrip("/")
+        self.base = base.rstrip("/") if base else None
+        self._limit = threading.local()
+
+    @contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        self._limit.seconds = seconds
+        try:
+            yield
+        finally:
+            self._limit.seconds = None
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
-        if url.startswith(TWILIO_API):
+        if self.base and url.startswith(TWILIO_API):
             url = self.base + url[len(TWILIO_API) :]
+        limit = getattr(self._limit, "seconds", None)
+        if limit is not None:
+            # requests applies a timeout to the connection and again to the answer: each
+            # gets half of the time left, and no more than the client's own timeout.
+            kwargs["timeout"] = max(0.01, min(self.timeout or limit, limit / 2))
         return super().request(method, url, *args, **kwargs)
 
 
@@ -83,11 +103,7 @@ class TwilioGateway:
     def __init__(self, settings: TwilioSettings, timeout: float = 10.0) -> None:
         settings.check()
         self.settings = settings
-        http = (
-            _BaseUrlHttpClient(settings.api_base, timeout)
-            if settings.api_base
-            else TwilioHttpClient(timeout=timeout)
-        )
+        self.http = http = _HttpClient(settings.api_base, timeout)
         if settings.api_key_sid:
             self.client = Client(
                 settings.api_key_sid,
@@ -98,27 +114,41 @@ class TwilioGateway:
         else:
             self.client = Client(settings.account_sid, settings.auth_token, http_client=http)
 
-    def send(self, to: str, body: str, key: str) -> GatewayResult:
+    def send(
+        self,
+        to: str,
+        body: str,
+        key: str,
+        *,
+        deliver_by: datetime | None = None,
+        timeout_s: float | None = None,
+    ) -> GatewayResult:
         s = self.settings
-        params: dict[str, str] = {"to": to, "body": body}
+        params: dict[str, str | int] = {"to": to, "body": body}
         if s.messaging_service_sid:
             params["messaging_service_sid"] = s.messaging_service_sid
         else:
             params["from_"] = s.from_number or ""
         if s.status_callback_url:
             params["status_callback"] = s.status_callback_url
+        # A message still queued at Twilio when the contact window closes is dropped there.
+        params["validity_period"] = validity_period(deliver_by, datetime.now(UTC))
         try:
-            message = self.client.messages.create(**params)
+            with self.http.time_limit(timeout_s):
+                message = self.client.messages.create(**params)  # type: ignore[arg-type]
         except TwilioRestException as e:
             raise classify(e) from None
         log.info("SMS %s accepted by Twilio as %s for %s", key, message.sid, mask_phone(to))
         return GatewayResult("SENT", message.sid)
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+    def find_sent(
+        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+    ) -> str | None:
         """Twilio has no idempotency key: look for the same text to the same number, created
         since our last attempt, among the number's most recent messages."""
         try:
-            recent = self.client.messages.list(to=to, limit=20)
+            with self.http.time_limit(timeout_s):
+                recent = self.client.messages.list(to=to, limit=20)
         except TwilioRestException as e:
             raise classify(e) from None
         for m in recent:
@@ -126,6 +156,14 @@ class TwilioGateway:
                 log.info("SMS to %s found at Twilio as %s: not sent again", mask_phone(to), m.sid)
                 return m.sid
         return None
+
+
+def validity_period(deliver_by: datetime | None, now: datetime) -> int:
+    """Twilio's ValidityPeriod: the whole seconds from `now` to `deliver_by`, within the
+    1..36,000 Twilio accepts (36,000, its default, when there is no such moment)."""
+    if deliver_by is None:
+        return MAX_VALIDITY_S
+    return max(1, min(MAX_VALIDITY_S, int((deliver_by - now).total_seconds())))
 
 
 def classify(e: TwilioRestException) -> Exception:

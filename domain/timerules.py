@@ -61,6 +61,19 @@ def quiet_hours_end(moment: datetime, policy: Policy) -> datetime:
     return candidate.astimezone(moment.tzinfo)
 
 
+def quiet_hours_start(moment: datetime, policy: Policy) -> datetime | None:
+    """The next start of quiet hours after `moment`, when contact must end; None when the
+    policy has no quiet hours."""
+    start, end = policy.quiet_hours
+    if start == end:
+        return None
+    t = local(moment, policy)
+    candidate = t.replace(hour=start // 60, minute=start % 60, second=0, microsecond=0)
+    if candidate <= t:
+        candidate += timedelta(days=1)
+    return candidate.astimezone(moment.tzinfo)
+
+
 def cap_release(moment: datetime, sent: Iterable[datetime], policy: Policy) -> datetime:
     """`moment` when one more message fits the daily and weekly caps, else when it will.
 

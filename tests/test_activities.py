@@ -59,11 +59,11 @@ class CountingGateway:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str]] = []
 
-    def send(self, to: str, body: str, key: str) -> GatewayResult:
+    def send(self, to: str, body: str, key: str, **kw: object) -> GatewayResult:
         self.sent.append((to, body, key))
         return GatewayResult("SENT", f"SM{len(self.sent):032d}")
 
-    def find_sent(self, to: str, body: str, since: object) -> str | None:
+    def find_sent(self, to: str, body: str, since: object, **kw: object) -> str | None:
         sids = [f"SM{n:032d}" for n, s in enumerate(self.sent, 1) if s[:2] == (to, body)]
         return sids[-1] if sids else None
 

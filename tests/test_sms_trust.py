@@ -5,20 +5,29 @@ no full phone number stored from a provider's error. Each on SQLite and PostgreS
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
+from temporalio.testing import ActivityEnvironment
 
 import activities.sms as sms_module
 from activities.sms import SmsActivities
 from activities.sms_gateway import GatewayResult
 from db.models import SmsOutbox
+from domain.policy import Policy
+from tests import test_twilio
 from tests.harness import OPEN_POLICY
 from tests.test_activities import NOW, new_loan, sms
+from tests.test_twilio import CREATED, TwilioLike, gateway
+
+prism, twilio_like = test_twilio.prism, test_twilio.twilio_like  # their fixtures, shared
 
 # ---------------------------------------------------------------- the cap across loans
 
@@ -41,7 +50,7 @@ class HeldGateway:
         self.release.wait(30)  # bounded only so that a failed test cannot hang
         return GatewayResult("SENT", f"SM{n:032d}")
 
-    def find_sent(self, to: str, body: str, since: object) -> str | None:
+    def find_sent(self, to: str, body: str, since: object, **kw: object) -> str | None:
         return None
 
 
@@ -100,3 +109,74 @@ def test_two_loans_of_one_borrower_released_together_send_one_message_at_the_cap
     with sessions() as session:
         rows = {r.key: r.status for r in session.scalars(select(SmsOutbox))}
     assert sorted(rows.values()) == ["DEFERRED", "SENT"]
+
+
+# ---------------------------------------------------------------- no delivery in quiet hours
+
+
+def policy_quiet_from(hours: float):  # type: ignore[no-untyped-def]
+    """Contact allowed now; quiet hours start `hours` from now (local), for an hour."""
+    local = NOW.astimezone(ZoneInfo("Asia/Shanghai"))
+    start, end = local + timedelta(hours=hours), local + timedelta(hours=hours + 1)
+    return OPEN_POLICY.with_overrides(
+        {"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"}
+    )
+
+
+def validity_periods() -> list[int]:
+    return [int(dict(parse_qsl(s["body"]))["ValidityPeriod"]) for s in TwilioLike.seen if s["body"]]
+
+
+def test_a_message_queued_at_twilio_expires_when_quiet_hours_begin(
+    twilio_like: str, sessions
+) -> None:
+    """Twilio's ValidityPeriod on every message: the seconds until quiet hours start in the
+    borrower's time, at most Twilio's 36,000 (10 h); with no quiet hours, the maximum."""
+    acts = SmsActivities(sessions, gateway(twilio_like))
+    loan_no = new_loan(sessions)
+    assert acts.send_sms(sms(loan_no, "v1", policy_quiet_from(2))).status == "SENT"
+    (two_hours,) = validity_periods()
+    assert 2 * 3600 - 61 <= two_hours <= 2 * 3600, two_hours  # the minute started counts
+    assert acts.send_sms(sms(loan_no, "v2", policy_quiet_from(11))).status == "SENT"
+    assert acts.send_sms(sms(loan_no, "v3", OPEN_POLICY)).status == "SENT"  # no quiet hours
+    assert validity_periods()[1:] == [36000, 36000]
+
+
+def test_twilios_contract_accepts_the_validity_period(prism: str) -> None:
+    sent = gateway(prism).send(
+        "+8613912345678", "测试", "k1", deliver_by=datetime.now(UTC) + timedelta(hours=2)
+    )
+    assert sent.status == "SENT"
+
+
+def test_the_http_timeout_leaves_margin_inside_the_attempt_timeout() -> None:
+    """The worker's gateway (10 s) against the policy's attempt (30 s)."""
+    from activities.sms import ATTEMPT_MARGIN_S
+
+    worker_default = gateway("http://127.0.0.1:9").http.timeout
+    assert worker_default + ATTEMPT_MARGIN_S <= Policy().sms_attempt_timeout_s
+
+
+def test_a_send_attempt_ends_before_its_activity_timeout(twilio_like: str, sessions) -> None:
+    """Twilio takes the message and never answers: the attempt gives up inside its own
+    start-to-close timeout (3 s here, against the gateway's 10 s), so that Temporal's retry
+    never runs beside it; the row stays PENDING and attempted, and the retry asks first."""
+    held = threading.Event()
+    TwilioLike.script = [(*CREATED, held)]
+    acts = SmsActivities(sessions, gateway(twilio_like))  # the worker's 10 s HTTP timeout
+    loan_no = new_loan(sessions)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=3))
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception, match="(?i)timed? ?out"):
+            env.run(acts.send_sms, sms(loan_no, "slow1"))
+        took = time.monotonic() - started
+    finally:
+        held.set()
+    assert took < 3, f"the attempt ran {took:.1f} s, past its 3 s timeout"
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox))
+        assert row.status == "PENDING" and row.attempted_at is not None
+    assert acts.send_sms(sms(loan_no, "slow1")).status == "SENT"  # found at Twilio
+    assert len(TwilioLike.created) == 1

@@ -336,10 +336,10 @@ def test_bad_credentials_say_so_and_retry_slowly(twilio_like: str, sessions) -> 
 class UnusableNumber:
     name = "unusable"
 
-    def send(self, to: str, body: str, key: str) -> GatewayResult:
+    def send(self, to: str, body: str, key: str, **kw: object) -> GatewayResult:
         raise PermanentSmsFailure(21614, "twilio 21614: not a mobile number", number_unusable=True)
 
-    def find_sent(self, to: str, body: str, since: object) -> str | None:
+    def find_sent(self, to: str, body: str, since: object, **kw: object) -> str | None:
         return None
 
 

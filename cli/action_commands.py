@@ -3,7 +3,8 @@
 Each is sent to the case as an Update and printed with the case's answer. Exit codes:
 0 accepted; 1 refused by the case (the reason names the field) or no such case;
 3 a batch where some cases refused. The operator's name (--by) goes into the case's
-history and the audit trail.
+history and the audit trail. Dates and times without an offset are the case's local time:
+its branch's time zone, else the configured policy's (service/local_time.py).
 """
 
 from __future__ import annotations
@@ -12,35 +13,30 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
 from db.engine import make_engine, session_factory
-from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, VisitOutcome
-from domain.timerules import end_of_local_day
 from feeds.csv_files import RowError, yuan_to_fen
 from service.actions import ActionOutcome, CaseActions
 from service.settings import Settings
 from service.temporal_client import connect
 from service.users import Principal, Role
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 REFUSED, SOME_REFUSED = 1, 3
 
 
 def moment(text: str) -> datetime:
-    """ISO 8601; without an offset it is Shanghai time."""
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
+    """ISO 8601; without an offset it is the case's local time (read by CaseActions)."""
+    return datetime.fromisoformat(text)
 
 
-def until(text: str) -> datetime:
-    """A date means the end of that day in Shanghai; a time is taken as given."""
+def until(text: str) -> date | datetime:
+    """A date means the end of that day on the case's clock; a time is read as `moment`."""
     if "T" in text or " " in text:
         return moment(text)
-    return end_of_local_day(date.fromisoformat(text), Policy())
+    return date.fromisoformat(text)
 
 
 def fen(text: str) -> int:
@@ -67,7 +63,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     v = action("visit", "report a field visit's outcome")
     v.add_argument("--outcome", required=True, choices=list(VisitOutcome))
     v.add_argument("--collectors", type=ids, required=True, help="A or A,B for a team")
-    v.add_argument("--at", type=moment, help="when (default now); ISO, Shanghai time")
+    v.add_argument("--at", type=moment, help="when (default now); ISO, the branch's local time")
     v.add_argument("--notes", default="")
     p = action("plan", "propose an even monthly repayment plan over what is outstanding")
     p.add_argument("--months", type=int, required=True)
@@ -106,7 +102,7 @@ def _print(loan_no: str, outcome: ActionOutcome) -> int:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.db_url)
-    acts = CaseActions(await connect(settings), session_factory(engine))
+    acts = CaseActions(await connect(settings), session_factory(engine), settings.policy())
     who = Principal(args.by, Role.SUPERVISOR)
     now = datetime.now(UTC)
     try:

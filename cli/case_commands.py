@@ -7,7 +7,6 @@ import argparse
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -17,7 +16,10 @@ from cli.format import status_text
 from db.engine import make_engine, session_factory
 from domain.money import yuan
 from domain.names import workflow_id
+from domain.policy import Policy
 from domain.stages import Stage
+from domain.timerules import local
+from service.local_time import branch_policy
 from service.portfolio import (
     FilterError,
     Filters,
@@ -63,7 +65,12 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     except RPCError as e:
         print(f"loan {args.loan_no}: no case found ({e.message})", file=sys.stderr)
         return 1
-    print(status_text(status))
+    engine = make_engine(settings.db_url)
+    try:  # the case's times on its branch's clock
+        policy = branch_policy(session_factory(engine), status.branch, settings.policy())
+    finally:
+        engine.dispose()
+    print(status_text(status, policy))
     return 0
 
 
@@ -80,8 +87,9 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    policy = settings.policy()  # lists cross branches: the configured clock
     try:
-        query = visibility_query(_filters(args), datetime.now(UTC))
+        query = visibility_query(_filters(args), datetime.now(UTC), policy=policy)
     except FilterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -92,20 +100,20 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             f"{r.loan_no:<20} {r.stage:<18} {r.branch:<6} {r.collector:<10} {r.risk_tier:<6} "
             f"dpd {'-' if r.days_past_due is None else r.days_past_due:>4}  "
             f"outstanding {'-' if r.outstanding_fen is None else yuan(r.outstanding_fen):>12}  "
-            f"next {_local_time(r.next_action_at)}"
+            f"next {_local_time(r.next_action_at, policy)}"
         )
     # Counts per stage over the same filters but the stage (visibility has no GROUP BY).
-    base = visibility_query(replace(_filters(args), stage=None), datetime.now(UTC))
+    base = visibility_query(replace(_filters(args), stage=None), datetime.now(UTC), policy=policy)
     counts = await counts_per_stage(client, base)
     listed = ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
     print(f"-- {len(rows)} shown; cases per stage: {listed}")
     return 0
 
 
-def _local_time(moment: datetime | None) -> str:
+def _local_time(moment: datetime | None, policy: Policy) -> str:
     if moment is None:
         return "-"
-    return moment.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    return local(moment, policy).strftime("%Y-%m-%d %H:%M")
 
 
 def cmd_agreements(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,8 +12,8 @@ def _t(moment, policy: Policy) -> str:  # type: ignore[no-untyped-def]
     return local(moment, policy).strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
-def status_text(s: CaseStatus, policy: Policy | None = None) -> str:
-    policy = policy or Policy()
+def status_text(s: CaseStatus, policy: Policy) -> str:
+    """`policy`: the configured one on the clock of the case's branch (its times are local)."""
     money = lambda fen: "-" if fen is None else f"{yuan(fen)} 元"  # noqa: E731
     lines = [
         f"Loan {s.loan_no}  branch {s.branch}  run {s.run}",

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.seed import add_branches_and_collectors, add_loan, demo_specs
+from domain.timerules import local_date
 from service.settings import Settings
 from service.users import Role
 
@@ -69,13 +69,13 @@ def cmd_sample_agreement(args: argparse.Namespace, settings: Settings) -> int:
         upgrade(url)
         engine = make_engine(url)
         sessions = session_factory(engine)
-        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        policy = settings.policy()
+        today = local_date(datetime.now(UTC), policy)
         spec = demo_specs(1, today)[0]
         with sessions.begin() as session:
-            add_branches_and_collectors(session)
+            add_branches_and_collectors(session, timezone=policy.timezone)
             loan = add_loan(session, spec)
             debt = loan.debt_fen
-        policy = settings.policy()
         first_due = add_months(today.replace(day=10), 1)
         proposal = monthly_plan(debt, 6, first_due, policy, "QX01-C01", debt // 5)
         plan = Plan(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
 from temporalio.client import Client
 
@@ -14,6 +13,7 @@ from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.seed import add_branches_and_collectors, add_loan, demo_specs
 from domain.policy import fast_policy
+from domain.timerules import local_date
 from service.cases import start_case
 from service.dev_server import start_dev_server
 from service.settings import Settings
@@ -44,14 +44,16 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     sessions = session_factory(engine)
-    specs = demo_specs(args.loans, datetime.now(ZoneInfo("Asia/Shanghai")).date())
+    configured = settings.policy()
+    specs = demo_specs(args.loans, local_date(datetime.now(UTC), configured))
     with sessions.begin() as session:
-        add_branches_and_collectors(session)
+        add_branches_and_collectors(session, timezone=configured.timezone)
         for spec in specs:
             add_loan(session, spec)
     engine.dispose()
     print(f"Database {settings.db_url}: migrated, {len(specs)} demo loans loaded")
-    policy = fast_policy() if args.fast else settings.policy()
+    # The fast policy keeps the configured clock; its days last a second, no quiet hours.
+    policy = fast_policy(timezone=configured.timezone) if args.fast else configured
     client = await connect(settings)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, stop))

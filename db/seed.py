@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Borrower, Branch, Collector, Loan
 from db.repository import insert_ignore
+from domain.policy import Policy
 
 BRANCHES = [
     ("QX01", "青溪县农村信用合作联社城关信用社", "青溪县"),
@@ -46,12 +47,15 @@ class LoanSpec:
     address: str = ""
 
 
-def add_branches_and_collectors(session: Session, per_branch: int = 3) -> None:
+def add_branches_and_collectors(
+    session: Session, per_branch: int = 3, timezone: str = Policy().timezone
+) -> None:
+    """The demo branches, on the clock `timezone` (the demo passes the configured policy's)."""
     for code, name, region in BRANCHES:
         insert_ignore(
             session,
             Branch,
-            dict(code=code, name=name, region=region, timezone="Asia/Shanghai"),
+            dict(code=code, name=name, region=region, timezone=timezone),
             ["code"],
         )
         for n in range(1, per_branch + 1):

@@ -2,25 +2,29 @@
 
 Columns: loan_no (贷款编号), amount_yuan (金额, 还款金额), paid_on (还款日期, YYYY-MM-DD),
 reference (流水号, 交易流水号).
+
+A payment known only by its date is taken as made at noon of that day on the clock of the
+loan's branch (its time zone, else the configured policy's).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from db.models import Loan, Payment
+from db.models import Branch, Loan, Payment
 from db.repository import insert_ignore
 from domain.models import PaymentPosted
 from domain.names import workflow_id
+from domain.policy import Policy
 from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
+from service.local_time import in_zone, midday
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "loan_no": ("贷款编号", "借据号"),
@@ -28,7 +32,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "paid_on": ("还款日期", "入账日期"),
     "reference": ("流水号", "交易流水号"),
 }
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass
@@ -41,20 +44,20 @@ class PaymentReport:
 
 
 async def post_payments(
-    path: Path, sessions: sessionmaker[Session], client: Client, today: date
+    path: Path, sessions: sessionmaker[Session], client: Client, today: date, policy: Policy
 ) -> PaymentReport:
+    """`today`: the configured policy's date, after which a payment is in the future."""
     rows = read_rows(path, COLUMNS, set(COLUMNS))
     report = PaymentReport(rows=len(rows))
     seen: dict[str, int] = {}
     with sessions() as session:
-        loans = {
-            no: lid
-            for no, lid in session.execute(
-                select(Loan.loan_no, Loan.id).where(
-                    Loan.loan_no.in_({c["loan_no"] for _, c in rows})
-                )
-            )
-        }
+        found = session.execute(
+            select(Loan.loan_no, Loan.id, Branch.timezone)
+            .join(Branch, Branch.code == Loan.branch_code)
+            .where(Loan.loan_no.in_({c["loan_no"] for _, c in rows}))
+        ).all()
+    loans = {no: lid for no, lid, _ in found}
+    clocks = {no: in_zone(policy, timezone) for no, _, timezone in found}  # the branch's clock
     for line, cells in rows:
         errors: list[RowError] = []
         ref = text_field(line, "reference", cells["reference"], errors)
@@ -76,7 +79,7 @@ async def post_payments(
         if errors:
             report.errors.extend(errors)
             continue
-        paid_at = datetime.combine(paid_on, time(12, 0), tzinfo=SHANGHAI).astimezone(UTC)
+        paid_at = midday(paid_on, clocks[cells["loan_no"]]).astimezone(UTC)
         with sessions.begin() as session:  # the fact first: a failed signal loses nothing
             new = insert_ignore(
                 session,

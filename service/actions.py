@@ -3,6 +3,9 @@
 Every action goes to the case as an Update, so the answer is the workflow's own: accepted
 (with the stage after it) or refused with the validator's reason, which names the field.
 Either way the attempt is written to the audit trail with the user who made it.
+
+Dates and times without an offset are the case's local time: its branch's time zone, else
+the configured policy's (service/local_time.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from domain.names import workflow_id
 from domain.plans import monthly_plan
 from domain.policy import Policy
 from service import audit
+from service.local_time import loan_policy, local_moment
 from service.users import Principal
 from workflows.collection import LoanCollectionWorkflow as WF
 
@@ -49,9 +53,20 @@ class ActionOutcome:
 
 
 class CaseActions:
-    def __init__(self, client: Client, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, client: Client, sessions: sessionmaker[Session], policy: Policy) -> None:
         self.client = client
         self.sessions = sessions
+        self.policy = policy  # the configured policy
+
+    def policy_for(self, loan_no: str) -> Policy:
+        """The configured policy on the clock of the loan's branch."""
+        return loan_policy(self.sessions, loan_no, self.policy)
+
+    def _local(self, loan_no: str, value: date | datetime) -> datetime:
+        """An aware time as given; a bare time or a date (its end) on the case's clock."""
+        if isinstance(value, datetime) and value.utcoffset() is not None:
+            return value  # no need to look the branch up
+        return local_moment(value, self.policy_for(loan_no))
 
     async def status(self, loan_no: str) -> CaseStatus | None:
         try:
@@ -99,6 +114,7 @@ class CaseActions:
         visited_at: datetime,
         notes: str = "",
     ) -> ActionOutcome:
+        visited_at = self._local(loan_no, visited_at)
         report = VisitReport(outcome, collector_ids, visited_at, notes, who.actor)
         return await self._update(
             who, loan_no, "report_visit", WF.report_visit, report,
@@ -140,7 +156,12 @@ class CaseActions:
         if not 1 <= months <= 120:
             return ActionOutcome(False, "months: 1 to 120")
         plan = monthly_plan(
-            status.outstanding_fen, months, first_due, Policy(), who.actor, down_payment_fen
+            status.outstanding_fen,
+            months,
+            first_due,
+            self.policy_for(loan_no),  # due at the end of the day on the case's clock
+            who.actor,
+            down_payment_fen,
         )
         return await self.propose_plan(
             who, loan_no, plan.installments, plan.first_is_down_payment, notes
@@ -156,6 +177,7 @@ class CaseActions:
         signed_at: datetime,
         place: str,
     ) -> ActionOutcome:
+        signed_at = self._local(loan_no, signed_at)
         confirmation = SignatureConfirmation(version, sha256, collector_id, signed_at, place)
         return await self._update(
             who, loan_no, "confirm_signature", WF.confirm_signature, confirmation,
@@ -172,8 +194,10 @@ class CaseActions:
         )  # fmt: skip
 
     async def hold(
-        self, who: Principal, loan_no: str, until: datetime, reason: str
+        self, who: Principal, loan_no: str, until: date | datetime, reason: str
     ) -> ActionOutcome:
+        """Until a time, or a date: the end of that day on the case's clock."""
+        until = self._local(loan_no, until)
         request = HardshipHold(until, reason, who.actor)
         return await self._update(
             who, loan_no, "hold", WF.hold, request, f"until {until.isoformat()}: {reason}"
@@ -215,12 +239,13 @@ class CaseActions:
         self,
         who: Principal,
         loan_nos: list[str],
-        until: datetime,
+        until: date | datetime,
         reason: str,
         progress: Callable[[str, ActionOutcome], None] | None = None,
         concurrency: int = 16,
     ) -> dict[str, ActionOutcome]:
-        """The same hold on many cases (a flood, a drought): each answered on its own."""
+        """The same hold on many cases (a flood, a drought): each answered on its own; a
+        date or a bare time is read on each case's own clock."""
         gate = asyncio.Semaphore(concurrency)
         results: dict[str, ActionOutcome] = {}
 

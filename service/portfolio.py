@@ -78,7 +78,9 @@ def visibility_query(
     branches: tuple[str, ...] | None = None,
     policy: Policy | None = None,
 ) -> str:
-    """The visibility query for `filters`, limited to `branches` (None: every branch)."""
+    """The visibility query for `filters`, limited to `branches` (None: every branch).
+
+    `policy`: the configured one, whose time zone says when "today" ends (`due_today`)."""
     f = filters.checked()
     parts = [f"WorkflowType='{LoanCollectionWorkflow.__name__}'"]
     if branches is not None:
@@ -99,7 +101,8 @@ def visibility_query(
     if f.overdue_action:
         parts.append(f"NextActionAt < '{now.isoformat()}'")
     if f.due_today:
-        policy = policy or Policy()
+        if policy is None:
+            raise TypeError("visibility_query: due_today needs the policy (its time zone)")
         end = end_of_local_day(local_date(now, policy), policy)
         parts.append(f"NextActionAt <= '{end.isoformat()}'")
     if f.overdue_action or f.due_today:

@@ -148,14 +148,14 @@ async def test_payment_feed_signals_each_reference_once(h: Harness, tmp_path: Pa
             "QX-0101,0,2026-11-28,BANK-3",
         ],
     )
-    report = await post_payments(feed, h.sessions, h.client, TODAY)
+    report = await post_payments(feed, h.sessions, h.client, TODAY, h.policy)
     assert report.signalled == 1
     assert {(e.row, e.field) for e in report.errors} == {
         (3, "reference"),
         (4, "loan_no"),
         (5, "amount_yuan"),
     }
-    again = await post_payments(feed, h.sessions, h.client, TODAY)
+    again = await post_payments(feed, h.sessions, h.client, TODAY, h.policy)
     assert again.duplicates == ["BANK-1"]
     status = await h.until(handle, lambda s: s.paid_fen > 0, "payment counted")
     assert status.paid_fen == 100_000 and count(h, Payment) == 1

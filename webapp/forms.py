@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Request
 
 from feeds.csv_files import RowError, yuan_to_fen
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_TEXT = 2000
 
 
@@ -54,8 +52,15 @@ def integer(data: dict[str, Any], name: str, low: int, high: int) -> int:
     return number
 
 
-def moment(data: dict[str, Any], name: str, default: datetime | None = None) -> datetime:
-    """An aware time: ISO 8601 with an offset, or a browser's datetime-local (Shanghai time)."""
+def moment(
+    data: dict[str, Any],
+    name: str,
+    default: datetime | None = None,
+    zone: tzinfo | None = None,
+) -> datetime:
+    """An aware time: ISO 8601 with an offset, or a browser's datetime-local, which is local
+    time in `zone` (the case's clock: service/local_time.py). Without a zone only a time with
+    its offset can be read."""
     raw = data.get(name)
     if (raw is None or raw == "") and default is not None:
         return default
@@ -63,7 +68,11 @@ def moment(data: dict[str, Any], name: str, default: datetime | None = None) -> 
         value = datetime.fromisoformat(str(raw).strip())
     except ValueError:
         raise InputError(f"{name}: a date and time like 2026-11-29T10:30") from None
-    return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
+    if value.utcoffset() is not None:
+        return value
+    if zone is None:
+        raise InputError(f"{name}: a date and time with its offset, like 2026-11-29T10:30+08:00")
+    return value.replace(tzinfo=zone)
 
 
 def day(data: dict[str, Any], name: str) -> date:

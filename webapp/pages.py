@@ -9,7 +9,9 @@
                              reassign, hold, lift-hold, close (supervisors)
 - /feeds      back office: the overdue-loan export and the payment feed
 
-A case that the user may not see answers 404, as if it did not exist.
+A case that the user may not see answers 404, as if it did not exist. Times are shown, and
+read from forms, on the configured policy's clock, and on a case's page on the clock of the
+case's branch (service/local_time.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -80,7 +82,12 @@ def pages_router(
     router = APIRouter()
 
     async def actions() -> CaseActions:
-        return CaseActions(await temporal(), sessions)
+        return CaseActions(await temporal(), sessions, config.policy)
+
+    zone = config.policy.timezone_info()  # lists of cases from several branches
+
+    async def case_zone(acts: CaseActions, loan_no: str) -> tzinfo:
+        return (await run_in_threadpool(acts.policy_for, loan_no)).timezone_info()
 
     # Signing in and out: webapp/login.py.
 
@@ -111,9 +118,11 @@ def pages_router(
         client = await temporal()
         now = datetime.now(UTC)
         scope = who.branches
-        rows = await list_cases(client, visibility_query(filters, now, scope), limit=100)
+        rows = await list_cases(
+            client, visibility_query(filters, now, scope, config.policy), limit=100
+        )
         due = await list_cases(
-            client, visibility_query(Filters(due_today=True), now, scope), limit=100
+            client, visibility_query(Filters(due_today=True), now, scope, config.policy), limit=100
         )
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
@@ -125,7 +134,7 @@ def pages_router(
             ]
             return as_json(data, 400 if error else 200)
         return page(
-            request, "dashboard.html.j2", 400 if error else 200, who=who, now=now,
+            request, "dashboard.html.j2", 400 if error else 200, who=who, now=now, zone=zone,
             stages=list(Stage), open_stages=OPEN_STAGES, branches=scope, **data,
         )  # fmt: skip
 
@@ -140,7 +149,9 @@ def pages_router(
         cases.sort(key=lambda c: c.next_action_at or far)  # soonest first
         if wants_json(request):
             return as_json({"cases": cases})
-        return page(request, "my_cases.html.j2", who=who, cases=cases, now=datetime.now(UTC))
+        return page(
+            request, "my_cases.html.j2", who=who, cases=cases, now=datetime.now(UTC), zone=zone
+        )
 
     # ------------------------------------------------------------ one case
 
@@ -153,7 +164,8 @@ def pages_router(
     async def case_page(request: Request, loan_no: str) -> Response:
         who = require(request, sessions, *ANYONE_ON_CASES)
         await run_in_threadpool(visible, who, loan_no)
-        status = await (await actions()).status(loan_no)
+        acts = await actions()
+        status = await acts.status(loan_no)
         record = await run_in_threadpool(case_record, sessions, loan_no)
         record = record and as_seen_by(record, who)  # the same for the page and its JSON
         if wants_json(request):
@@ -163,7 +175,7 @@ def pages_router(
             request, "case.html.j2", who=who, status=status, record=record,
             flash=flash, flash_ok=flash_ok,
             outcomes=list(VisitOutcome), close_outcomes=sorted(MANUAL_CLOSE_STAGES),
-            now=datetime.now(UTC), Role=Role,
+            now=datetime.now(UTC), zone=await case_zone(acts, loan_no), Role=Role,
         )  # fmt: skip
         if flash:
             clear_flash(response, config.secure_cookies)
@@ -183,6 +195,9 @@ def pages_router(
     async def run_action(who: Principal, loan_no: str, action: str, data: dict) -> ActionOutcome:  # type: ignore[type-arg]
         acts = await actions()
         now = datetime.now(UTC)
+        # A datetime-local field is the case's local time.
+        timed = action in ("visit", "signature", "hold")
+        local = await case_zone(acts, loan_no) if timed else None
         if action == "visit":
             ids = forms.codes(data, "collector_ids")
             if who.role == Role.COLLECTOR:
@@ -190,7 +205,8 @@ def pages_router(
                 ids = [who.collector_id or ""] + ([teammate] if teammate else [])
             return await acts.report_visit(
                 who, loan_no, forms.text(data, "outcome"), ids,
-                forms.moment(data, "visited_at", now), forms.text(data, "notes", required=False),
+                forms.moment(data, "visited_at", now, local),
+                forms.text(data, "notes", required=False),
             )  # fmt: skip
         if action == "plan":
             return await acts.propose_even_plan(
@@ -203,7 +219,8 @@ def pages_router(
             )
             return await acts.confirm_signature(
                 who, loan_no, forms.integer(data, "version", 1, 1000), forms.text(data, "sha256"),
-                collector or "", forms.moment(data, "signed_at", now), forms.text(data, "place"),
+                collector or "", forms.moment(data, "signed_at", now, local),
+                forms.text(data, "place"),
             )  # fmt: skip
         if who.role != Role.SUPERVISOR:
             raise HTTPException(404, "not found")
@@ -212,7 +229,7 @@ def pages_router(
                 who, loan_no, forms.codes(data, "collector_ids"), forms.text(data, "reason")
             )
         if action == "hold":
-            until = forms.moment(data, "until")
+            until = forms.moment(data, "until", zone=local)
             return await acts.hold(who, loan_no, until, forms.text(data, "reason"))
         if action == "lift-hold":
             return await acts.lift_hold(who, loan_no, forms.text(data, "reason"))
@@ -280,7 +297,9 @@ def pages_router(
                         f"{report.started}, already running {report.attached}"
                     )
                 else:
-                    report = await post_payments(path, sessions, await temporal(), today)
+                    report = await post_payments(
+                        path, sessions, await temporal(), today, config.policy
+                    )
                     summary = f"{report.rows} rows: signalled {report.signalled}"
             except FileError as e:
                 return page(

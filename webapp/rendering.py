@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from pydantic_core import to_jsonable_python
 
 from activities.texts import environment
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 _env = environment(autoescape=True)
 
 
-def _local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return moment.astimezone(SHANGHAI).strftime(fmt) if moment else "-"
+@pass_context
+def _local(context: Context, moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A time on the page's clock: the `zone` each page that shows times is rendered with
+    (the configured policy's, or a case's branch's)."""
+    return moment.astimezone(context["zone"]).strftime(fmt) if moment else "-"
 
 
 _env.filters["local"] = _local

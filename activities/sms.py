@@ -24,6 +24,7 @@ from domain.privacy import mask_phone
 from domain.sms_text import OPTED_OUT_CODE, segments
 from domain.stages import CLOSED_STAGES
 from domain.timerules import cap_release, in_quiet_hours, quiet_hours_end, quiet_hours_start
+from service.log_masking import mask_text
 
 log = logging.getLogger(__name__)
 DONE = ("SENT", "RECORDED", "BLOCKED", "FAILED")
@@ -125,7 +126,13 @@ class SmsActivities:
             # a timeout or a broken connection leaves it unknown, and the retry asks first.
             refused = isinstance(error, ApplicationError)
             self._note_retry(req.key, error, refused, earlier_attempt)
-            raise  # Temporal retries with backoff
+            if refused:
+                raise  # Temporal retries with backoff
+            # Temporal keeps the failure's text (history, web UI): never a full number in it.
+            log.warning("SMS %s attempt failed, will retry", req.key, exc_info=True)
+            raise ApplicationError(
+                mask_text(f"{type(error).__name__}: {error}"), type=type(error).__name__
+            ) from None
         with self.sessions.begin() as session:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             assert row is not None
@@ -135,20 +142,23 @@ class SmsActivities:
             return _result(row)
 
     def _failed(self, req: SmsRequest, failure: PermanentSmsFailure, now: datetime) -> SmsResult:
+        # The provider's text may name the number ("The 'To' number +86… is not valid"): it
+        # is kept masked on the row, in the contact record and in the case's history.
+        text = mask_text(str(failure))
         with self.sessions.begin() as session:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             assert row is not None
-            row.status, row.reason = "FAILED", str(failure)[:500]
+            row.status, row.reason = "FAILED", text[:500]
             if failure.code == OPTED_OUT_CODE:
                 borrower = session.get(Borrower, row.borrower_id)
                 assert borrower is not None
                 borrower.sms_opted_out, borrower.opted_out_at = True, now
-            _record_contact(session, row, now, "FAILED", f"{req.purpose}: {failure}")
-        log.warning("SMS %s failed for good: %s", req.key, failure)
+            _record_contact(session, row, now, "FAILED", f"{req.purpose}: {text}")
+        log.warning("SMS %s failed for good: %s", req.key, text)
         return SmsResult(
             req.key,
             "FAILED",
-            str(failure),
+            text,
             error_code=failure.code,
             number_unusable=failure.number_unusable,
         )
@@ -164,7 +174,7 @@ class SmsActivities:
             with self.sessions.begin() as session:
                 row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
                 if row is not None:
-                    row.reason = f"will retry: {error}"[:500]
+                    row.reason = mask_text(f"will retry: {error}")[:500]
                     if refused:
                         row.attempted_at = earlier_attempt
         except Exception:  # the database may be what failed; the retry is what matters

@@ -20,12 +20,12 @@ from temporalio.testing import ActivityEnvironment
 import activities.sms as sms_module
 from activities.sms import SmsActivities
 from activities.sms_gateway import GatewayResult
-from db.models import SmsOutbox
+from db.models import ContactAttempt, SmsOutbox
 from domain.policy import Policy
 from tests import test_twilio
 from tests.harness import OPEN_POLICY
 from tests.test_activities import NOW, new_loan, sms
-from tests.test_twilio import CREATED, TwilioLike, gateway
+from tests.test_twilio import CREATED, TwilioLike, gateway, twilio_error
 
 prism, twilio_like = test_twilio.prism, test_twilio.twilio_like  # their fixtures, shared
 
@@ -180,3 +180,46 @@ def test_a_send_attempt_ends_before_its_activity_timeout(twilio_like: str, sessi
         assert row.status == "PENDING" and row.attempted_at is not None
     assert acts.send_sms(sms(loan_no, "slow1")).status == "SENT"  # found at Twilio
     assert len(TwilioLike.created) == 1
+
+
+# ---------------------------------------------------------------- no full number stored
+
+FULL = "8613812345678"  # +86 138 1234 5678, as Twilio's error texts spell a number
+
+
+def test_a_twilio_error_naming_the_number_is_stored_masked(twilio_like: str, sessions) -> None:
+    TwilioLike.script = [
+        twilio_error(21211, 400, f"The 'To' number +{FULL} is not a valid phone number.")
+    ]
+    loan_no = new_loan(sessions, phone="+" + FULL)
+    result = SmsActivities(sessions, gateway(twilio_like)).send_sms(sms(loan_no, "m1"))
+    assert (result.status, result.error_code) == ("FAILED", 21211)
+    with sessions() as session:
+        reason = session.scalar(select(SmsOutbox.reason))
+        detail = session.scalar(select(ContactAttempt.detail))
+    for text in (result.reason, reason, detail):
+        assert FULL[2:] not in text and "+86138****5678" in text, text
+        assert "21211" in text
+
+
+class FailsNamingTheNumber:
+    """A transport error whose text carries the number (a URL with To=…, say)."""
+
+    name = "fails"
+
+    def send(self, to: str, body: str, key: str, **kw: object) -> GatewayResult:
+        raise ConnectionError(f"connection reset while sending To={to}")
+
+    def find_sent(self, to: str, body: str, since: object, **kw: object) -> str | None:
+        return None
+
+
+def test_a_retried_error_naming_the_number_is_stored_masked(sessions) -> None:
+    loan_no = new_loan(sessions, phone="+" + FULL)
+    with pytest.raises(Exception, match="connection reset") as raised:
+        SmsActivities(sessions, FailsNamingTheNumber()).send_sms(sms(loan_no, "m2"))
+    with sessions() as session:
+        reason = session.scalar(select(SmsOutbox.reason))
+    assert reason.startswith("will retry") and FULL[2:] not in reason and "****" in reason
+    # What Temporal keeps of the failed attempt (its history, the web UI) is masked too.
+    assert FULL[2:] not in str(raised.value) and raised.value.__cause__ is None

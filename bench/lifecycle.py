@@ -34,7 +34,7 @@ from bench.trivial import TrivialInput, TrivialWorkflow
 from domain.models import CaseResult
 from domain.names import workflow_id
 from domain.policy import fast_policy
-from service.cases import start_case
+from service.case_start import start_case
 from workflows.collection import LoanCollectionWorkflow as WF
 
 LIFECYCLE_POLICY = fast_policy(

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from db.engine import make_engine, session_factory
 from domain.stages import MANUAL_CLOSE_STAGES, VisitOutcome
 from feeds.csv_files import RowError, yuan_to_fen
-from service.actions import ActionOutcome, CaseActions
+from service.case_updates import ActionOutcome, CaseActions
 from service.settings import Settings
 from service.temporal_client import connect
 from service.users import Principal, Role

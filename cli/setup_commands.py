@@ -14,7 +14,7 @@ from db.migrate import upgrade
 from db.seed import add_branches_and_collectors, add_loan, demo_specs
 from domain.policy import fast_policy
 from domain.timerules import local_date
-from service.cases import start_case
+from service.case_start import start_case
 from service.dev_server import start_dev_server
 from service.settings import Settings
 from service.temporal_client import connect

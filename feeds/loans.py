@@ -42,7 +42,7 @@ from domain.names import workflow_id
 from domain.phones import PhoneError, normalize_phone
 from domain.policy import Policy
 from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
-from service.cases import start_case
+from service.case_start import start_case
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "loan_no": ("贷款编号", "借据号"),

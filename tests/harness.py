@@ -23,7 +23,7 @@ from activities.sms_gateway import SmsGateway
 from db.seed import LoanSpec, add_loan
 from domain.models import CaseResult, CaseStatus, PaymentPosted
 from domain.policy import Policy, fast_policy
-from service.cases import start_case
+from service.case_start import start_case
 from service.converter import DATA_CONVERTER
 from service.worker_factory import build_worker
 from workflows.collection import LoanCollectionWorkflow

@@ -34,7 +34,7 @@ from domain.money import split_evenly, yuan
 from domain.names import Activities as A
 from domain.names import workflow_id
 from domain.timerules import end_of_local_day
-from service.cases import start_case
+from service.case_start import start_case
 from service.worker_factory import activities
 from tests.harness import Harness, assert_replays, running_worker
 from tests.test_workflow_paths import (

@@ -32,7 +32,7 @@ from domain.models import (
 )
 from domain.money import split_evenly
 from domain.policy import Policy
-from service.cases import start_case
+from service.case_start import start_case
 from tests.harness import Harness, assert_replays, eventually, run_histories, running_worker
 from workflows.collection import LoanCollectionWorkflow as WF
 from workflows.versions import RUN_EVENTS_BEFORE_NEW_RUN

@@ -1,1 +1,2 @@
-"""The ASGI web app: Twilio webhooks (and, later, the supervisor and collector pages)."""
+"""The ASGI web app: sign-in, the supervisor, collector and back-office pages with their JSON
+API, Twilio webhooks and the payload codec endpoint for Temporal's web UI."""

@@ -31,7 +31,6 @@ from temporalio.client import Client
 from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, Stage, VisitOutcome
 from service import audit
-from service.actions import ActionOutcome, CaseActions
 from service.case_record import (
     agreement_pdf,
     as_seen_by,
@@ -39,6 +38,7 @@ from service.case_record import (
     case_record,
     collector_cases,
 )
+from service.case_updates import ActionOutcome, CaseActions
 from service.portfolio import (
     OPEN_STAGES,
     FilterError,

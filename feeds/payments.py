@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from db.models import Branch, Loan, Payment
 from db.repository import insert_ignore
 from domain.models import PaymentPosted
+from domain.money import yuan
 from domain.names import workflow_id
 from domain.policy import Policy
 from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
@@ -94,14 +95,39 @@ async def post_payments(
                 ),
                 ["reference"],
             )
-        if not new:
+            stored = None
+            if not new:
+                stored = session.execute(
+                    select(Loan.loan_no, Payment.amount_fen, Payment.paid_at, Payment.source)
+                    .join(Loan, Loan.id == Payment.loan_id)
+                    .where(Payment.reference == ref)
+                ).one()
+        posted = PaymentPosted(ref, amount, paid_at, "payment-feed")
+        loan_no = cells["loan_no"]
+        if stored is not None:
+            # One reference is one bank transfer: counted for the loan and amount it was
+            # recorded with, never again for another (a corrected export is refused).
+            recorded = (
+                f"reference {ref} was recorded for loan {stored.loan_no}, "
+                f"{yuan(stored.amount_fen)} yuan"
+            )
+            if stored.loan_no != loan_no:
+                errors.append(RowError(line, "loan_no", f"{loan_no!r}: {recorded}"))
+            if stored.amount_fen != amount:
+                errors.append(
+                    RowError(line, "amount_yuan", f"{cells['amount_yuan']!r}: {recorded}")
+                )
+            if errors:
+                report.errors.extend(errors)
+                continue
             report.duplicates.append(ref)
+            # Signalled again with what was stored, never with the row's own values.
+            loan_no = stored.loan_no
+            posted = PaymentPosted(ref, stored.amount_fen, stored.paid_at, stored.source)
         # Signalled even when recorded before: the workflow counts a reference once, and a
         # previous run of the feed may have stopped between the record and the signal.
         try:
-            await client.get_workflow_handle(workflow_id(cells["loan_no"])).signal(
-                "payment_posted", PaymentPosted(ref, amount, paid_at, "payment-feed")
-            )
+            await client.get_workflow_handle(workflow_id(loan_no)).signal("payment_posted", posted)
             report.signalled += 1
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:

@@ -228,6 +228,61 @@ async def close_cases(h: Harness, loan_nos: list[str]) -> None:
         await handle.result()
 
 
+class RecordingClient:
+    """The test client, with every signal it sends written down."""
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.signals: list[tuple[str, str, object]] = []
+
+    def get_workflow_handle(self, wid: str):  # type: ignore[no-untyped-def]
+        handle, signals = self.client.get_workflow_handle(wid), self.signals
+
+        class Handle:
+            async def signal(self, name: str, arg: object) -> None:
+                signals.append((wid, name, arg))
+                await handle.signal(name, arg)
+
+        return Handle()
+
+
+async def test_a_stored_reference_is_counted_only_for_its_own_loan_and_amount(
+    h: Harness, tmp_path: Path
+) -> None:
+    today = await server_today(h)
+    await open_cases(h, tmp_path, [("PAY-A001", "QX01"), ("PAY-B001", "QX01")])
+    client = RecordingClient(h.client)
+
+    async def feed(name: str, row: str):  # type: ignore[no-untyped-def]
+        path = write(tmp_path / name, [PAYMENTS_HEADER, row])
+        return await post_payments(path, h.sessions, client, today, h.policy)  # type: ignore[arg-type]
+
+    first = await feed("p1.csv", f"PAY-A001,100.00,{today},REF-1")
+    assert first.errors == [] and first.signalled == 1
+    # A corrected export naming another loan, or another amount, for the same transfer.
+    other_loan = await feed("p2.csv", f"PAY-B001,100.00,{today},REF-1")
+    other_amount = await feed("p3.csv", f"PAY-A001,250.00,{today},REF-1")
+    for report, field in ((other_loan, "loan_no"), (other_amount, "amount_yuan")):
+        assert [(e.row, e.field) for e in report.errors] == [(2, field)], report.errors
+        message = report.errors[0].message
+        assert "REF-1" in message and "PAY-A001" in message and "100.00" in message, message
+        assert report.signalled == 0
+    assert len(client.signals) == 1
+    # The same transfer again with another date: signalled again, with what was stored.
+    again = await feed("p4.csv", f"PAY-A001,100.00,{today - timedelta(days=1)},REF-1")
+    assert again.errors == [] and again.duplicates == ["REF-1"] and again.signalled == 1
+    with h.sessions() as session:
+        stored = session.scalars(select(Payment)).one()
+    wid, _, posted = client.signals[-1]
+    assert wid == workflow_id("PAY-A001")
+    assert (posted.amount_fen, posted.paid_at) == (10_000, stored.paid_at)  # type: ignore[attr-defined]
+    a = h.client.get_workflow_handle(workflow_id("PAY-A001"))
+    b = h.client.get_workflow_handle(workflow_id("PAY-B001"))
+    assert (await h.until(a, lambda s: s.paid_fen > 0, "payment counted")).paid_fen == 10_000
+    assert (await h.status(b)).paid_fen == 0
+    await close_cases(h, ["PAY-A001", "PAY-B001"])
+
+
 def cancellations(h: Harness) -> list[tuple[str, str | None, str]]:
     """The audit trail of cancel-missing: (user, loan, outcome)."""
     with h.sessions() as session:

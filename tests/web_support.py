@@ -53,6 +53,9 @@ async def case_waiting_for_visit(h: Harness, **overrides: object) -> WaitingCase
 
 
 def free_port() -> int:
+    """A port free a moment ago, for a server that cannot be handed a socket nor told port 0
+    (the Temporal dev server): it may be taken before the server binds it, so a caller must
+    try again on failure (tests/test_outages.py). Anything else gets a socket it keeps."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -60,12 +63,14 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """The app on a real port in this event loop (where the worker and client live too)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
+    """The app on a real port in this event loop (where the worker and client live too).
+
+    The port is bound here (port 0) and the socket handed to uvicorn: no other process can
+    take it between choosing and serving."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
@@ -75,6 +80,7 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 async def login_csrf(http: httpx.AsyncClient) -> tuple[str, tuple[str, str]]:

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.clock import activity_now
 from activities.errors import not_found
 from activities.sms_gateway import GatewayResult, PermanentSmsFailure, SmsGateway
+from activities.sms_receipts import apply_unmatched, failure_of
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
 from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrower
@@ -137,6 +138,7 @@ class SmsActivities:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             assert row is not None
             row.status, row.provider_sid, row.sent_at = result.status, result.provider_sid, now
+            apply_unmatched(session, row)  # a receipt that overtook this commit
             _record_contact(session, row, now, result.status, req.purpose)
             log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
             return _result(row)
@@ -258,4 +260,11 @@ def _record_contact(
 
 
 def _result(row: SmsOutbox) -> SmsResult:
-    return SmsResult(row.key, row.status, row.reason, sent_at=row.sent_at, segments=row.segments)
+    return SmsResult(
+        row.key,
+        row.status,
+        row.reason,
+        sent_at=row.sent_at,
+        segments=row.segments,
+        delivery_failure=failure_of(row),
+    )

@@ -242,6 +242,20 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 
+class UnmatchedReceipt(Base):
+    """A delivery receipt that came before its message's Message SID was stored (Twilio's
+    callback overtook our commit): kept until the send activity stores that SID and applies
+    it, or a week has passed (a message this system did not send)."""
+
+    __tablename__ = "sms_unmatched_receipts"
+    __table_args__ = (UniqueConstraint("message_sid", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_sid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+
+
 class Visit(Base):
     __tablename__ = "visits"
     __table_args__ = (UniqueConstraint("case_id", "generation", "visit_no"),)

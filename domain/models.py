@@ -420,6 +420,9 @@ class SmsResult:
     segments: int = 0
     error_code: int | None = None  # the provider's, when status is FAILED
     number_unusable: bool = False  # FAILED because no SMS can reach the number
+    # SENT, but the provider's receipt (undelivered/failed) came before the send activity had
+    # stored the Message SID: the case learns it here instead of by the signal.
+    delivery_failure: DeliveryFailure | None = None
 
 
 @dataclass

@@ -13,19 +13,24 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 from temporalio.testing import ActivityEnvironment
+from twilio.request_validator import RequestValidator
 
 import activities.sms as sms_module
 from activities.sms import SmsActivities
 from activities.sms_gateway import GatewayResult
 from db.models import ContactAttempt, SmsOutbox
+from domain.models import DeliveryFailure
 from domain.policy import Policy
 from tests import test_twilio
 from tests.harness import OPEN_POLICY
-from tests.test_activities import NOW, new_loan, sms
+from tests.test_activities import NOW, CountingGateway, new_loan, sms
 from tests.test_twilio import CREATED, TwilioLike, gateway, twilio_error
+from webapp.twilio_webhooks import WebhookConfig, twilio_router
 
 prism, twilio_like = test_twilio.prism, test_twilio.twilio_like  # their fixtures, shared
 
@@ -223,3 +228,93 @@ def test_a_retried_error_naming_the_number_is_stored_masked(sessions) -> None:
     assert reason.startswith("will retry") and FULL[2:] not in reason and "****" in reason
     # What Temporal keeps of the failed attempt (its history, the web UI) is masked too.
     assert FULL[2:] not in str(raised.value) and raised.value.__cause__ is None
+
+
+# ---------------------------------------------------------------- delivery receipts kept
+
+TOKEN = "0" * 32
+
+
+class FlakyTemporal:
+    """Temporal as the webhooks see it: each signal recorded; the first `failures` fail."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.signals: list[tuple[str, str, object]] = []
+
+    def get_workflow_handle(self, workflow_id: str) -> FlakyTemporal.Handle:
+        return FlakyTemporal.Handle(self, workflow_id)
+
+    @dataclasses.dataclass
+    class Handle:
+        temporal: FlakyTemporal
+        workflow_id: str
+
+        async def signal(self, name: str, arg: object) -> None:
+            if self.temporal.failures:
+                self.temporal.failures -= 1
+                raise RuntimeError("Temporal unreachable")
+            self.temporal.signals.append((self.workflow_id, name, arg))
+
+
+def webhooks(sessions, temporal: FlakyTemporal) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+    async def client():  # type: ignore[no-untyped-def]
+        return temporal
+
+    app = FastAPI()
+    app.include_router(twilio_router(sessions, client, WebhookConfig(TOKEN)))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def receipt(http: httpx.AsyncClient, sid: str, status: str, error: str = "") -> int:
+    params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC" + "0" * 32}
+    if error:
+        params["ErrorCode"] = error
+    url = "http://testserver/twilio/status"
+    signature = RequestValidator(TOKEN).compute_signature(url, params)
+    answer = await http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+    return answer.status_code
+
+
+async def test_a_receipt_whose_signal_failed_is_processed_when_twilio_retries(sessions) -> None:
+    loan_no = new_loan(sessions)
+    sent = SmsActivities(sessions, CountingGateway()).send_sms(sms(loan_no, "d1"))
+    with sessions() as session:
+        sid = session.scalar(select(SmsOutbox.provider_sid))
+    assert sent.status == "SENT" and sid
+    temporal = FlakyTemporal(failures=1)
+    async with webhooks(sessions, temporal) as http:
+        assert await receipt(http, sid, "undelivered", "30005") == 503  # Twilio tries again
+        assert temporal.signals == []
+        assert await receipt(http, sid, "undelivered", "30005") == 204  # Twilio's retry
+        assert await receipt(http, sid, "undelivered", "30005") == 204  # once more: done
+    failure = DeliveryFailure(sid, "undelivered", "30005", number_unusable=True)
+    assert temporal.signals == [(f"collection-{loan_no}", "sms_delivery_failed", failure)]
+
+
+async def test_a_receipt_before_the_message_sid_is_stored_is_kept_and_applied(sessions) -> None:
+    """Twilio's callback can overtake our commit of the Message SID it answered with: the
+    receipt is kept and applied when the send activity stores that SID, and a failure goes
+    back to the case in the activity's result."""
+    loan_no = new_loan(sessions)
+    gateway = CountingGateway()
+    sid = f"SM{1:032d}"  # the SID the gateway will answer with
+    temporal = FlakyTemporal()
+    async with webhooks(sessions, temporal) as http:
+        assert await receipt(http, sid, "sent") == 204
+        assert await receipt(http, sid, "undelivered", "30005") == 204
+        assert await receipt(http, sid, "undelivered", "30005") == 204  # Twilio's retry
+    assert temporal.signals == []  # no message has this SID yet
+    result = SmsActivities(sessions, gateway).send_sms(sms(loan_no, "d2"))
+    failure = DeliveryFailure(sid, "undelivered", "30005", number_unusable=True)
+    assert result.status == "SENT" and result.delivery_failure == failure
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox))
+        assert (row.provider_sid, row.delivery_status, row.delivery_error) == (
+            sid,
+            "undelivered",
+            "30005",
+        )
+    again = SmsActivities(sessions, gateway).send_sms(sms(loan_no, "d2"))  # a retry
+    assert again.delivery_failure == failure and len(gateway.sent) == 1

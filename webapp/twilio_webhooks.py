@@ -16,10 +16,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from activities.sms_receipts import delivery_failure, record_receipt
 from activities.texts import environment, render_sms
-from db.models import Borrower, Branch, Case, InboundMessage, Loan, SmsOutbox, WebhookEvent
+from db.models import Borrower, Branch, Case, InboundMessage, Loan, WebhookEvent
 from db.repository import insert_ignore
-from domain.models import BorrowerReply, DeliveryFailure
+from domain.models import BorrowerReply
 from domain.names import workflow_id
 from domain.phones import PhoneError, normalize_phone
 from domain.privacy import mask_phone
@@ -27,8 +28,6 @@ from domain.replies import interpret
 from domain.stages import CLOSED_STAGES, ReplyIntent
 
 log = logging.getLogger(__name__)
-# Delivery errors that mean the number itself cannot take SMS (unknown, landline, ...).
-UNUSABLE_DELIVERY_ERRORS = {"30005", "30006"}
 
 
 @dataclass
@@ -127,10 +126,18 @@ def twilio_router(
         if not sid or not status:
             raise HTTPException(400, "MessageSid and MessageStatus: required")
         error = p.get("ErrorCode", "")
-        loan_no = await run_in_threadpool(store_status, sessions, sid, status, error)
-        if loan_no and status in ("undelivered", "failed"):
-            failure = DeliveryFailure(sid, status, error, error in UNUSABLE_DELIVERY_ERRORS)
-            await signal(loan_no, "sms_delivery_failed", failure)
+        seen, loan_no = await run_in_threadpool(store_status, sessions, sid, status, error)
+        if seen:
+            return Response(status_code=204)  # Twilio retried: already processed
+        failure = delivery_failure(sid, status, error)
+        if loan_no and failure:
+            try:
+                await signal(loan_no, "sms_delivery_failed", failure)
+            except Exception:
+                # Not processed: not marked either, so that Twilio's retry is processed.
+                log.exception("could not signal the case of delivery receipt %s", sid)
+                raise HTTPException(503, "try again") from None
+        await run_in_threadpool(mark_processed, sessions, sid, status)
         return Response(status_code=204)
 
     return router
@@ -191,19 +198,33 @@ def forget_inbound(sessions: sessionmaker[Session], sid: str) -> None:
         session.execute(delete(InboundMessage).where(InboundMessage.message_sid == sid))
 
 
-def store_status(sessions: sessionmaker[Session], sid: str, status: str, error: str) -> str | None:
-    """Update the outbox row; the loan number when this callback is new, else None."""
+def store_status(
+    sessions: sessionmaker[Session], sid: str, status: str, error: str
+) -> tuple[bool, str | None]:
+    """(already processed, the message's loan number): the receipt on its outbox row, or
+    kept until the send activity stores the row's Message SID."""
     with sessions.begin() as session:
-        if not insert_ignore(
+        seen = session.scalar(
+            select(WebhookEvent.id).where(
+                WebhookEvent.kind == "status",
+                WebhookEvent.message_sid == sid,
+                WebhookEvent.status == status[:16],
+            )
+        )
+        if seen is not None:
+            return True, None
+        row = record_receipt(session, sid, status, error, datetime.now(UTC))
+        case = session.get(Case, row.case_id) if row is not None else None
+        return False, case.loan.loan_no if case else None
+
+
+def mark_processed(sessions: sessionmaker[Session], sid: str, status: str) -> None:
+    """Marked only once processed (the case signalled): a callback that failed on its way is
+    processed again when Twilio retries it."""
+    with sessions.begin() as session:
+        insert_ignore(
             session,
             WebhookEvent,
             dict(kind="status", message_sid=sid, status=status[:16], received_at=datetime.now(UTC)),
             ["kind", "message_sid", "status"],
-        ):
-            return None
-        row = session.scalar(select(SmsOutbox).where(SmsOutbox.provider_sid == sid))
-        if row is None:
-            return None
-        row.delivery_status, row.delivery_error = status[:16], error[:16] or None
-        case = session.get(Case, row.case_id)
-        return case.loan.loan_no if case else None
+        )

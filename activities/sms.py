@@ -21,11 +21,10 @@ from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrowe
 from domain.models import SmsRequest, SmsResult
 from domain.names import Activities as A
 from domain.policy import Policy
-from domain.privacy import mask_phone
+from domain.privacy import mask_phone, mask_text
 from domain.sms_text import OPTED_OUT_CODE, segments
 from domain.stages import CLOSED_STAGES
 from domain.timerules import cap_release, in_quiet_hours, quiet_hours_end, quiet_hours_start
-from service.log_masking import mask_text
 
 log = logging.getLogger(__name__)
 DONE = ("SENT", "RECORDED", "BLOCKED", "FAILED")

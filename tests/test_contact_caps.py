@@ -213,3 +213,47 @@ async def test_a_cases_own_messages_fill_its_weekly_cap(h: Harness) -> None:
     assert status.next_action_at == local_midnight(first_sent, 7)
     assert status.counters.sms_sent == 2
     await close(h, handle)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: AGREEMENT_SIGNING sends agreement_ready before it waits for the signature; "
+    "while that SMS waits for a cap (up to a week) an accepted signature does not move the case "
+    "to FOLLOW_UP (workflows/stages/agreement_signing.py)",
+)
+async def test_a_signature_taken_while_the_agreement_sms_waits_for_the_cap_moves_the_case_on(
+    h: Harness,
+) -> None:
+    from domain.models import SignatureConfirmation
+    from workflows.collection import LoanCollectionWorkflow as WF
+
+    policy = h.policy.with_overrides(
+        {"sms_per_day": 20, "sms_per_week": 2, "contact_wait_seconds": 3600}
+    )
+    spec, handle = await h.start(policy)
+    try:
+        await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice")
+        await h.env.sleep(timedelta(hours=1, minutes=1))
+        await h.at_stage(handle, "FIELD_VISIT")
+        await h.until(handle, lambda s: s.counters.sms_sent == 2, "visit notice")
+        await visit(h, handle, "MET")
+        await h.at_stage(handle, "NEGOTIATION")
+        await propose(h, handle, DEBT)
+        status = await h.until(
+            handle, lambda s: s.next_action == "send agreement_ready SMS", "the SMS deferred"
+        )
+        # The collector brings the paper signed anyway (the agreement is on the case page).
+        await handle.execute_update(
+            WF.confirm_signature,
+            SignatureConfirmation(
+                status.agreement.version,
+                status.agreement.sha256,
+                status.collectors[0],
+                await h.now(),
+                "村委会",
+            ),
+        )
+        await h.env.sleep(timedelta(hours=1))
+        assert (await h.status(handle)).stage == "FOLLOW_UP"
+    finally:
+        await close(h, handle)

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.api.common.v1 import Payload, WorkflowExecution
+from temporalio.api.query.v1 import WorkflowQuery
+from temporalio.api.workflowservice.v1 import QueryWorkflowRequest
+from temporalio.client import Client, WorkflowHandle
 
-from domain.models import CloseRequest
+from domain.models import CloseRequest, VisitReport
 from service.codec import CodecKeyError, EncryptionCodec, Keys, data_converter
 from service.log_masking import MaskingFormatter, mask_text
 from service.users import Role
 from service.worker_factory import build_worker
 from tests.harness import Harness
-from tests.web_support import PASSWORD, add_user
+from tests.web_support import PASSWORD, WAITS_FOR_VISIT, add_user
 from webapp.app import create_app
 from webapp.twilio_webhooks import WebhookConfig
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -72,6 +76,80 @@ def test_bad_key_configuration_is_refused_with_the_reason(text: str, message: st
         Keys.parse(text)
 
 
+# What must never reach the Temporal server in the clear: the borrower's name, phone and ID
+# number, and what the collector and the supervisor wrote.
+NAME, PHONE, ID_NUMBER = "钱秘密", "+8613955501234", "52240119700101777X"
+NOTES = "NOTES-MARKER 狗在院子里"
+CLOSE_REASON = f"CLOSE-MARKER {NAME} paid at the branch"
+SECRETS = [NAME, PHONE, PHONE.removeprefix("+86"), ID_NUMBER, NOTES, CLOSE_REASON]
+ENCRYPTED = b"binary/encrypted"
+
+
+def payloads_in(node: object, path: str = "") -> Iterator[tuple[str, dict]]:
+    """Every payload in an exported history (proto JSON), wherever it sits: anything with
+    `metadata` whose values are base64 strings. Found by shape, not by a list of event
+    kinds, so a payload in an event kind nobody thought of is checked too."""
+    if isinstance(node, dict):
+        metadata = node.get("metadata")
+        if isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values()):
+            yield path, node
+            return
+        for key, value in node.items():
+            yield from payloads_in(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            yield from payloads_in(value, f"{path}[{n}]")
+
+
+def assert_only_ciphertext(history_json: str, secrets: list[str]) -> dict[str, int]:
+    """None of `secrets` is in any payload's bytes (base64-decoded) nor anywhere else in the
+    history, and every payload of every event is sealed by the codec. Two exceptions, both
+    written in the clear by design and checked for secrets all the same: search attributes
+    (visibility indexes them) and the SDK's patch markers (a patch's name). Returns how many
+    sealed payloads each event type carried."""
+    events = json.loads(history_json)["events"]
+    assert not [s for s in secrets if s in history_json], "a secret in the history's text"
+    found = [
+        (f"event {n + 1} {event['eventType']}{path}", event["eventType"], path, p)
+        for n, event in enumerate(events)
+        for path, p in payloads_in(event)
+    ]
+    decoded = []
+    for where, kind, path, p in found:
+        data = base64.b64decode(p.get("data", ""))
+        metadata = {k: base64.b64decode(v) for k, v in p["metadata"].items()}
+        leaked = [s for s in secrets if s.encode() in data + b"".join(metadata.values())]
+        assert not leaked, f"{where}: {leaked} in the clear"
+        decoded.append((where, kind, path, metadata, data))
+    kinds: dict[str, int] = {}
+    for where, kind, path, metadata, data in decoded:
+        if ".searchAttributes." in path:
+            continue
+        if kind == "EVENT_TYPE_MARKER_RECORDED" and ".details.patch-data." in path:
+            assert json.loads(data).keys() == {"id", "deprecated"}, f"{where}: {data!r}"
+            continue
+        assert metadata.get("encoding") == ENCRYPTED, f"{where}: {metadata} not encrypted"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+async def case_with_every_kind_of_payload(h: Harness) -> WorkflowHandle:
+    """A case whose history holds a workflow input, activity inputs and results, a signal,
+    Updates' requests and outcomes, and a result, each carrying something personal."""
+    spec, handle = await h.start(WAITS_FOR_VISIT, name=NAME, phone=PHONE, id_number=ID_NUMBER)
+    status = await h.at_stage(handle, "FIELD_VISIT")
+    visited_at = await h.now()  # after the case opened, not after the server's now
+    await handle.execute_update(
+        WF.report_visit, VisitReport("NOT_HOME", status.collectors, visited_at, NOTES)
+    )
+    await h.pay(handle, 100, reference=f"PAY-{uuid.uuid4().hex[:8]}")
+    status = await h.until(handle, lambda s: s.paid_fen == 100, "payment counted")
+    assert status.loan_no == spec.loan_no  # the codec's client reads everything
+    await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", CLOSE_REASON, "QX01-C01"))
+    await handle.result()
+    return handle
+
+
 async def test_the_temporal_server_holds_only_ciphertext(env, sqlite_sessions, tmp_path: Path):
     sealed_client = Client(
         env.client.service_client,
@@ -81,34 +159,49 @@ async def test_the_temporal_server_holds_only_ciphertext(env, sqlite_sessions, t
     tq = f"tq-{uuid.uuid4()}"
     h = Harness(env, sealed_client, tq, sqlite_sessions, tmp_path / "data")
     async with build_worker(sealed_client, tq, sqlite_sessions, tmp_path / "data"):
-        spec, handle = await h.start()
-        status = await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
-        assert status.loan_no == spec.loan_no  # the codec's client reads everything
-        await handle.execute_update(
-            WF.close_case,
-            CloseRequest("CANCELLED", f"test: {spec.name} paid, ref SECRET-MARKER", "QX01-C01"),
-        )
-        await handle.result()
-    # What the server stores: every payload sealed under k1, nothing readable in it.
-    history = await env.client.get_workflow_handle(handle.id).fetch_history()
-    raw = history.to_json()
-    assert "SECRET-MARKER" not in raw  # it was in the close reason, an update's argument
-    payloads = [
-        p
-        for e in history.events
-        for p in (
-            list(e.workflow_execution_started_event_attributes.input.payloads)
-            + list(e.activity_task_scheduled_event_attributes.input.payloads)
-            + list(
-                e.workflow_execution_update_accepted_event_attributes.accepted_request.input.args.payloads
+        handle = await case_with_every_kind_of_payload(h)
+        # A Query's answer passes through the server too (it is in no history).
+        answer = await env.client.workflow_service.query_workflow(
+            QueryWorkflowRequest(
+                namespace=env.client.namespace,
+                execution=WorkflowExecution(workflow_id=handle.id),
+                query=WorkflowQuery(query_type="status"),
             )
-            + list(e.workflow_execution_completed_event_attributes.result.payloads)
         )
-    ]
-    assert len(payloads) > 5
-    assert all(p.metadata["encoding"] == b"binary/encrypted" for p in payloads)
-    assert all(spec.loan_no.encode() not in p.data for p in payloads)
-    assert not any(spec.name.encode() in p.data for p in payloads)
+    [status] = answer.query_result.payloads
+    assert status.metadata["encoding"] == ENCRYPTED
+    assert not [s for s in SECRETS if s.encode() in status.data]
+
+    # What the server stores, read without the key, as anyone with access to it would.
+    history = await env.client.get_workflow_handle(handle.id).fetch_history()
+    kinds = assert_only_ciphertext(history.to_json(), SECRETS)
+    # Each kind of payload was there to be checked.
+    assert {
+        "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+        "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
+        "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+    } <= kinds.keys(), kinds
+
+
+async def test_the_ciphertext_check_catches_a_history_in_the_clear(
+    env, sqlite_sessions, tmp_path: Path
+):
+    """The same case without the codec: the check above must fail on it, for the notes in
+    the visit report, and for payloads that are not encrypted."""
+    tq = f"tq-{uuid.uuid4()}"
+    h = Harness(env, env.client, tq, sqlite_sessions, tmp_path / "data")
+    async with build_worker(env.client, tq, sqlite_sessions, tmp_path / "data"):
+        handle = await case_with_every_kind_of_payload(h)
+    raw = (await env.client.get_workflow_handle(handle.id).fetch_history()).to_json()
+    assert NOTES not in raw  # base64 in the export: only decoding finds it
+    with pytest.raises(AssertionError, match="NOTES-MARKER.* in the clear"):
+        assert_only_ciphertext(raw, SECRETS)
+    with pytest.raises(AssertionError, match="not encrypted"):
+        assert_only_ciphertext(raw, [])
 
 
 async def test_the_codec_endpoint_decodes_for_supervisors_only(env, sqlite_sessions, tmp_path):

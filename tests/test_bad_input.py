@@ -167,7 +167,7 @@ def test_any_plan_is_accepted_whole_or_refused_with_a_reason(items, proposed_by:
 
 @SETTINGS
 @given(st.text(max_size=60), st.text(max_size=60), st.text(max_size=10))
-def test_list_filters_never_reach_visibility_unchecked(branch: str, collector: str, stage: str):  # type: ignore[no-untyped-def]
+def test_list_filters_are_refused_by_name_or_built(branch: str, collector: str, stage: str):  # type: ignore[no-untyped-def]
     try:
         q = visibility_query(
             Filters(stage=stage or None, branch=branch or None, collector=collector or None),
@@ -176,8 +176,81 @@ def test_list_filters_never_reach_visibility_unchecked(branch: str, collector: s
     except FilterError as e:
         assert str(e).split(":")[0] in {"stage", "branch", "collector"}
     else:
-        # Every value is a plain code: no quote can end a literal early.
-        assert q.count("'") % 2 == 0 and "--" not in q.replace("'-'", "")
+        assert q.startswith("WorkflowType='LoanCollectionWorkflow'")
+
+
+# Text made to end a visibility literal early: quotes of every kind, escapes, operators.
+HOSTILE = [
+    "QX01' OR Branch='LS01", "QX01' OR '1'='1", "x' OR WorkflowType!='", "QX01'--",
+    "QX01\\' OR Branch='LS01", "QX01\u2019 OR Branch=\u2019LS01", "QX01\uff07 OR 1=1",
+    'QX01" OR Branch="LS01', "QX01`) OR (Branch=`LS01", "QX01%", "QX0_", "*", "QX01 ",
+]  # fmt: skip
+quoting = st.text(alphabet="'\"\\`()=!<>%_* ORANDQXLS01-.\u2019\uff07", max_size=30)
+
+
+def drawn(strategy, n: int) -> list:  # type: ignore[no-untyped-def, type-arg]
+    """`n` examples drawn by Hypothesis, to check afterwards against a live server."""
+    examples: list = []  # type: ignore[type-arg]
+
+    @settings(max_examples=n, database=None, suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def draw(example) -> None:  # type: ignore[no-untyped-def]
+        examples.append(example)
+
+    draw()
+    return examples
+
+
+async def test_hostile_list_filters_find_only_what_they_name_on_real_visibility(
+    dev_env, sqlite_sessions, tmp_path: Path
+) -> None:
+    """The list query is text built from filter values. Whatever a supervisor of QX01 types,
+    the real dev server's visibility answers only with the QX01 case the value names (or
+    nothing), never another branch's case, and never a broken query: else the value is
+    refused naming its field. A quote that left its string would show here."""
+    from tests.harness import running_worker
+
+    async with running_worker(dev_env, sqlite_sessions, tmp_path / "data") as h:
+        here, _ = await h.start(branch="QX01")
+        there, _ = await h.start(branch="LS01")
+        ids = {spec.branch: f"collection-{spec.loan_no}" for spec in (here, there)}
+        mine = f" AND TaskQueue='{h.task_queue}'"
+
+        async def listed(query: str) -> set[str]:
+            return {w.id async for w in h.client.list_workflows(query + mine, limit=100)}
+
+        async def answer(filters: Filters) -> set[str]:
+            return await listed(visibility_query(filters, datetime.now(UTC), ("QX01",)))
+
+        # Both cases are indexed (visibility is eventually consistent), and the QX01
+        # supervisor's plain filters find the QX01 case: a leak would be seen.
+        status = await h.until(h.started[0], lambda s: bool(s.collectors), "a collector")
+        collector = status.collectors[0]
+        for _ in range(200):
+            found = [
+                await listed("Branch IN ('QX01', 'LS01')"),
+                await answer(Filters(branch="QX01")),
+                await answer(Filters(collector=collector)),
+            ]
+            if found == [set(ids.values()), {ids["QX01"]}, {ids["QX01"]}]:
+                break
+            await asyncio.sleep(0.05)
+        assert found == [set(ids.values()), {ids["QX01"]}, {ids["QX01"]}], found
+        assert await answer(Filters(branch="LS01")) == set()  # out of the supervisor's scope
+
+        for value in HOSTILE + drawn(quoting, 80):
+            for field in ("branch", "collector"):
+                filters = Filters(**{field: value})
+                try:
+                    found = await answer(filters)
+                except FilterError as e:
+                    assert str(e).startswith(f"{field}: "), (field, value, e)
+                    continue
+                # An empty value is no filter: the supervisor's whole scope.
+                named = value in ("", "QX01" if field == "branch" else collector)
+                assert found == ({ids["QX01"]} if named else set()), (field, value, found)
+        for handle in h.started:
+            await handle.cancel()
 
 
 @SETTINGS

@@ -131,17 +131,43 @@ async def test_replies_become_tasks_and_notes_for_the_collector(web) -> None:
 
 
 async def test_forged_or_unsigned_webhooks_are_refused(web) -> None:
+    """Forged requests aimed at a real borrower with an open case: an opt-out from their
+    number and a delivery failure for their message. Refused, and nothing they ask for is
+    done; the same requests signed with the right token do it (the checks can see it)."""
     h, http = web
-    params = {"MessageSid": "SM-FORGED", "From": PHONE, "Body": "退订"}
-    forged = await post(http, "/twilio/sms", params, token="x" * 32)
-    unsigned = await http.post("/twilio/sms", data=params)
-    status = await post(
-        http, "/twilio/status", {"MessageSid": "SM1", "MessageStatus": "failed"}, token="y" * 32
-    )
-    assert (forged.status_code, unsigned.status_code, status.status_code) == (403, 403, 403)
-    assert count(h, InboundMessage) == 0
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice")
     with h.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Borrower)) == 0
+        sid = session.scalar(select(SmsOutbox.provider_sid))
+    opt_out = {"MessageSid": "SM-FORGED-1", "From": spec.phone, "To": "+15005550006",
+               "Body": "退订", "AccountSid": "AC" + "0" * 32}  # fmt: skip
+    failed = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30005"}
+    forged = await post(http, "/twilio/sms", opt_out, token="x" * 32)
+    unsigned = await http.post("/twilio/sms", data=opt_out)
+    receipt = await post(http, "/twilio/status", failed, token="y" * 32)
+    assert (forged.status_code, unsigned.status_code, receipt.status_code) == (403, 403, 403)
+
+    def effects() -> tuple:  # type: ignore[type-arg]
+        with h.sessions() as session:
+            return (
+                count(h, InboundMessage),
+                session.scalar(select(Borrower.sms_opted_out).where(Borrower.phone == spec.phone)),
+                session.scalar(
+                    select(SmsOutbox.delivery_status).where(SmsOutbox.provider_sid == sid)
+                ),
+            )
+
+    assert effects() == (0, False, None)
+    status = await h.status(handle)
+    assert not status.opted_out and status.counters.sms_failed == 0
+    assert status.stage == "INITIAL_CONTACT"
+    # Signed, the very same requests are honoured: what the checks above look at does move.
+    assert (await post(http, "/twilio/sms", opt_out)).status_code == 200
+    assert (await post(http, "/twilio/status", failed)).status_code == 204
+    await h.until(handle, lambda s: s.opted_out and s.counters.sms_failed == 1, "both heard")
+    assert effects() == (1, True, "undelivered")
+    await h.pay(handle, 1_000_000)
+    await handle.result()
 
 
 async def test_a_reply_with_no_open_case_is_stored_and_answered_politely(web) -> None:

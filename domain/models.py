@@ -272,6 +272,7 @@ class CaseState:
     # collection-v4: the first run's id (8 characters), in every idempotency key, so that a
     # case started again after a failed or terminated run never meets its predecessor's keys.
     generation: str = ""
+    visit_notice_sent: bool = False  # collection-v4: in this round of visits
     # The debt's breakdown as of the investigation (collection-v4), snapshotted into plans.
     principal_fen: int | None = None
     interest_fen: int | None = None

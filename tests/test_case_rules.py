@@ -4,7 +4,7 @@ coverage, holds moving a plan, and every refusal of human input naming its field
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -38,7 +38,8 @@ from domain.models import (
 from domain.policy import Policy
 from domain.stages import Stage, VisitOutcome
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# Noon in Shanghai today: the caps count local days, so no test may straddle a midnight.
+NOW = datetime.combine(datetime.now(UTC).date(), time(4, 0), tzinfo=UTC)
 DAY = timedelta(days=1)
 POLICY = Policy()
 

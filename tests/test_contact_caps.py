@@ -215,12 +215,6 @@ async def test_a_cases_own_messages_fill_its_weekly_cap(h: Harness) -> None:
     await close(h, handle)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: AGREEMENT_SIGNING sends agreement_ready before it waits for the signature; "
-    "while that SMS waits for a cap (up to a week) an accepted signature does not move the case "
-    "to FOLLOW_UP (workflows/stages/agreement_signing.py)",
-)
 async def test_a_signature_taken_while_the_agreement_sms_waits_for_the_cap_moves_the_case_on(
     h: Harness,
 ) -> None:

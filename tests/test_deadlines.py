@@ -129,32 +129,6 @@ async def test_failed_negotiations_past_the_policys_limit_are_a_dead_end(
     assert stages(h, spec.loan_no)[-2:] == ["NEGOTIATION", outcome]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: README says 'after 2 failed negotiations → dead end', but the workflow "
-    "ends the case only at the third (workflows/stages/negotiation.py: failed > "
-    "max_failed_negotiations; max_unreached_visits uses >=)",
-)
-async def test_the_second_failed_negotiation_is_a_dead_end(h: Harness) -> None:
-    spec, handle = await h.start()  # the default policy: max_failed_negotiations = 2
-    assert h.policy.max_failed_negotiations == 2
-    try:
-        await to_field_visit(h, handle)
-        await to_negotiation(h, handle)
-        await h.advance(7.2)
-        await h.at_stage(handle, "FIELD_VISIT")  # the first failure: back to a visit
-        await to_negotiation(h, handle)
-        await h.advance(7.2)
-        status = await h.until(
-            handle,
-            lambda s: s.counters.failed_negotiations == 2 and s.stage != "NEGOTIATION",
-            "second failure handled",
-        )
-        assert status.stage == "LEGAL_ESCALATION", status.stage
-    finally:
-        await end(h, handle)
-
-
 # ---------------------------------------------------------------- AGREEMENT_SIGNING
 
 

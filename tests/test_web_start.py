@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.web_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,11 +72,6 @@ def test_the_web_app_serves_with_the_machines_fonts(tmp_path: Path) -> None:
     assert served, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the web app (python -m webapp.app, what make web runs) never checks for "
-    "a CJK font: it serves without one; only the worker's PdfRenderer calls check_fonts",
-)
 def test_the_web_app_refuses_to_start_without_a_cjk_font(tmp_path: Path) -> None:
     no_fonts = tmp_path / "bin"
     no_fonts.mkdir()

@@ -137,6 +137,12 @@ if __name__ == "__main__":
     from webapp.logs import masked_log_config
 
     configure(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s")
+    from activities.documents import MissingFontError, check_fonts
+
+    try:  # agreements are downloaded from here: one of empty boxes must never be signed
+        check_fonts()
+    except MissingFontError as missing:
+        raise SystemExit(f"error: {missing}") from None
     uvicorn.run(
         app_from_env(),
         log_config=masked_log_config(),

@@ -158,6 +158,7 @@ class Case:
             resumed = previous == Stage.ON_HOLD and self.versions.v4()
             if not resumed:  # a new round of visits (a hold only pauses the round)
                 s.attempt, s.round_unreached, s.round_refusals = 0, 0, 0
+                s.visit_notice_sent = False
         s.stage, s.stage_since = stage, workflow.now()
         s.phase, s.phase_due = "", None
         s.pending_visit_outcome = None

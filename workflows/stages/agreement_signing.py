@@ -41,8 +41,12 @@ async def run(case: Case) -> None:
             f"(sha256 {s.agreement.sha256[:12]}…)",
             s.phase_due,
         )
-        total = s.plan.total_fen
-        await send_sms(case, "agreement_ready", lambda: {"amount_fen": str(total)})
+        total, version = s.plan.total_fen, s.agreement.version
+        await send_sms(  # not needed any more once signed (collection-v4)
+            case,
+            "agreement_ready",
+            lambda: None if s.signed_version == version else {"amount_fen": str(total)},
+        )
     agreement = s.agreement
     assert s.phase_due is not None
     if await case.wait(lambda: s.signed_version == agreement.version, s.phase_due, "signature"):

@@ -31,10 +31,12 @@ async def run(case: Case) -> None:
             s.phase_due = now + timedelta(seconds=p.visit_deadline_seconds)
             kind = "team visit" if s.team_required else "visit"
             await case.task(TaskKind.VISIT, f"{kind}, attempt {s.attempt}", s.phase_due)
-            if s.attempt == 1:
+            # With collection-v4 a notice a hold interrupted is sent at the next attempt.
+            if not s.visit_notice_sent if case.versions.v4() else s.attempt == 1:
                 await send_sms(
                     case, "visit_notice", lambda: {"amount_fen": str(case.outstanding())}
                 )
+                s.visit_notice_sent = True
             continue
         assert s.phase_due is not None
         action = "revisit" if s.phase == "WAIT_REVISIT" else "visit report"

@@ -85,6 +85,12 @@ async def _broken_promise(case: Case, missed: Installment) -> None:
     s, p = case.s, case.s.policy
     s.counters.broken_promises += 1
     await send_sms(case, "missed_installment", _owed(case, missed))
+    assert s.plan is not None
+    if case.versions.v4() and is_covered(s.plan, s.paid_fen, missed.seq):
+        # Paid while the message waited for the morning: no broken promise after all.
+        s.counters.broken_promises -= 1
+        case.note("payment", f"installment {missed.seq} paid late, before any visit")
+        return
     why = f"installment {missed.seq} not paid after {p.grace_seconds // 86400} grace days"
     if s.counters.renegotiations < p.max_renegotiations:
         s.counters.renegotiations += 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,34 +25,53 @@ from feeds.payments import post_payments
 from tests.harness import Harness, eventually, running_worker
 from workflows.collection import LoanCollectionWorkflow as WF
 
-TODAY = date(2026, 11, 29)
 HEADER_ZH = "贷款编号,网点代码,身份证号,姓名,手机号,贷款金额,未还本金,欠息,罚息,逾期起始日,村,偏远"
-GOOD = [
-    "QX-0001,QX01,522401198001011234,王建国,139 1234 5678,20000,9000,800,200,2026-10-01,石门,否",
-    "QX-0002,QX02,52240119800101123X,李秀英,１３９１２３４５６７９,30000.50,10000.5,0,0,2026-09-15,河口,是",
-]
-BAD = [
-    ("QX-0003,QX01,522401198001011235,张三,12345,1000,500,0,0,2026-10-01,,否", "phone"),
-    (
-        "QX-0004,QX01,522401198001011236,张四,13912345670,1000,-5,0,0,2026-10-01,,否",
-        "outstanding_principal_yuan",
-    ),
-    (
-        "QX-0005,QX01,522401198001011237,张五,13912345671,1000,abc,0,0,2026-10-01,,否",
-        "outstanding_principal_yuan",
-    ),
-    ("QX-0006,ZZ99,522401198001011238,张六,13912345672,1000,500,0,0,2026-10-01,,否", "branch"),
-    (
-        "QX-0007,QX01,522401198001011239,张七,13912345673,1000,500,0,0,2027-01-01,,否",
-        "overdue_since",
-    ),
-    ("QX-0001,QX01,522401198001011240,张八,13912345674,1000,500,0,0,2026-10-01,,否", "loan_no"),
-    (
-        "QX-0009,QX01,522401198001011241,=cmd|' /C calc'!A0,13912345675,"
-        "1000,500,0,0,2026-10-01,,否",
-        "name",
-    ),
-]
+
+
+@dataclass
+class Export:
+    """An export with two good rows and seven bad ones (each with the field it is refused
+    for). Its loan numbers are its own (a uuid), so no two tests, in this module or another
+    on the same server, share a case; its dates are days around `today`, never fixed ones."""
+
+    good: list[str]
+    bad: list[tuple[str, str]]
+    loans: list[str]  # the good rows' loan numbers
+
+
+def export(today: date) -> Export:
+    tag = uuid.uuid4().hex[:6].upper()
+    no = [f"QX{tag}-{n:04d}" for n in range(10)]
+    since, earlier = today - timedelta(days=59), today - timedelta(days=75)
+    future = today + timedelta(days=33)
+    good = [
+        f"{no[1]},QX01,522401198001011234,王建国,139 1234 5678,20000,9000,800,200,{since},石门,否",
+        f"{no[2]},QX02,52240119800101123X,李秀英,１３９１２３４５６７９,30000.50,10000.5,0,0,{earlier},"
+        "河口,是",
+    ]
+    bad = [
+        (f"{no[3]},QX01,522401198001011235,张三,12345,1000,500,0,0,{since},,否", "phone"),
+        (
+            f"{no[4]},QX01,522401198001011236,张四,13912345670,1000,-5,0,0,{since},,否",
+            "outstanding_principal_yuan",
+        ),
+        (
+            f"{no[5]},QX01,522401198001011237,张五,13912345671,1000,abc,0,0,{since},,否",
+            "outstanding_principal_yuan",
+        ),
+        (f"{no[6]},ZZ99,522401198001011238,张六,13912345672,1000,500,0,0,{since},,否", "branch"),
+        (
+            f"{no[7]},QX01,522401198001011239,张七,13912345673,1000,500,0,0,{future},,否",
+            "overdue_since",
+        ),
+        (f"{no[1]},QX01,522401198001011240,张八,13912345674,1000,500,0,0,{since},,否", "loan_no"),
+        (
+            f"{no[9]},QX01,522401198001011241,=cmd|' /C calc'!A0,13912345675,"
+            f"1000,500,0,0,{since},,否",
+            "name",
+        ),
+    ]
+    return Export(good, bad, no[1:3])
 
 
 def write(path: Path, lines: list[str], encoding: str = "utf-8-sig") -> Path:
@@ -72,21 +93,23 @@ def count(h: Harness, model: type) -> int:
 async def test_intake_imports_good_rows_reports_bad_ones_and_runs_twice_safely(
     h: Harness, tmp_path: Path
 ) -> None:
-    path = write(tmp_path / "export.csv", [HEADER_ZH, *GOOD, *(row for row, _ in BAD)])
-    dry = await intake(path, h.sessions, None, h.task_queue, h.policy, TODAY, dry_run=True)
+    today = await server_today(h)
+    x = export(today)
+    path = write(tmp_path / "export.csv", [HEADER_ZH, *x.good, *(row for row, _ in x.bad)])
+    dry = await intake(path, h.sessions, None, h.task_queue, h.policy, today, dry_run=True)
     assert len(dry.good) == 2 and count(h, Loan) == 0  # a dry run writes nothing
 
-    report = await intake(path, h.sessions, h.client, h.task_queue, h.policy, TODAY)
-    assert [s.loan_no for s in report.good] == ["QX-0001", "QX-0002"]
+    report = await intake(path, h.sessions, h.client, h.task_queue, h.policy, today)
+    assert [s.loan_no for s in report.good] == x.loans
     assert report.started == 2
     rejected = {(e.row, e.field) for e in report.errors}
-    for n, (_, field) in enumerate(BAD, start=len(GOOD) + 2):
+    for n, (_, field) in enumerate(x.bad, start=len(x.good) + 2):
         assert (n, field) in rejected, (n, field, report.errors)
     assert any("duplicate of row 2" in str(e) for e in report.errors)
     assert any("formula" in str(e) for e in report.errors)
     assert count(h, Loan) == 2 and count(h, Borrower) == 2  # nothing half-written
     with h.sessions() as session:
-        second = session.scalar(select(Loan).where(Loan.loan_no == "QX-0002"))
+        second = session.scalar(select(Loan).where(Loan.loan_no == x.loans[1]))
         assert second.outstanding_principal_fen == 1_000_050
         assert second.borrower.phone == "+8613912345679" and second.borrower.remote
     for spec in report.good:
@@ -94,14 +117,14 @@ async def test_intake_imports_good_rows_reports_bad_ones_and_runs_twice_safely(
         await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", f"{spec.loan_no} started")
         h.started.append(handle)
 
-    again = await intake(path, h.sessions, h.client, h.task_queue, h.policy, TODAY)
+    again = await intake(path, h.sessions, h.client, h.task_queue, h.policy, today)
     assert (again.started, again.attached) == (0, 2)  # the second run starts nothing
     assert count(h, Loan) == 2
     # Let the cases end on their own: the time-skipping server stops skipping time after a
     # workflow is terminated in the middle of a task (what the harness does to leftovers).
     await close_cases(h, [spec.loan_no for spec in report.good])
-    reopened = await intake(path, h.sessions, h.client, h.task_queue, h.policy, TODAY)
-    assert sorted(reopened.ended) == ["QX-0001", "QX-0002"]  # a feed never reopens a case
+    reopened = await intake(path, h.sessions, h.client, h.task_queue, h.policy, today)
+    assert sorted(reopened.ended) == x.loans  # a feed never reopens a case
     assert reopened.started == 0
 
 
@@ -110,14 +133,15 @@ async def test_intake_reads_gb18030_and_english_headers(h: Harness, tmp_path: Pa
         "loan_no,branch,id_number,name,phone,principal_yuan,outstanding_principal_yuan,"
         "overdue_since"
     )
-    row = "EN-0001,QX01,522401198001011299,赵六,13912340000,5000,5000,2026-11-01"
+    today = await server_today(h)
+    row = f"EN-0001,QX01,522401198001011299,赵六,13912340000,5000,5000,{today - timedelta(28)}"
     report = await intake(
         write(tmp_path / "en.csv", [header, row], "gb18030"),
         h.sessions,
         None,
         h.task_queue,
         h.policy,
-        TODAY,
+        today,
         dry_run=True,
     )
     assert report.errors == [] and report.good[0].name == "赵六"
@@ -128,40 +152,46 @@ async def test_intake_reads_gb18030_and_english_headers(h: Harness, tmp_path: Pa
             None,
             h.task_queue,
             h.policy,
-            TODAY,
+            today,
         )
 
 
 async def test_payment_feed_signals_each_reference_once(h: Harness, tmp_path: Path) -> None:
-    export = write(tmp_path / "export.csv", [HEADER_ZH, GOOD[0].replace("QX-0001", "QX-0101")])
-    await intake(export, h.sessions, h.client, h.task_queue, h.policy, TODAY)
-    handle = h.client.get_workflow_handle(workflow_id("QX-0101"))
+    today = await server_today(h)
+    x, still_listed = export(today), export(today)
+    [loan, _] = x.loans
+    await intake(
+        write(tmp_path / "export.csv", [HEADER_ZH, x.good[0]]),
+        h.sessions, h.client, h.task_queue, h.policy, today,
+    )  # fmt: skip
+    handle = h.client.get_workflow_handle(workflow_id(loan))
     h.started.append(handle)
     await h.until(handle, lambda s: s.debt_fen == 1_000_000, "case investigated")
+    yesterday, unknown = today - timedelta(days=1), f"{loan[:-4]}9999"
     feed = write(
         tmp_path / "payments.csv",
         [
             "贷款编号,金额,还款日期,流水号",
-            "QX-0101,1000.00,2026-11-28,BANK-1",
-            "QX-0101,1000.00,2026-11-28,BANK-1",
-            "QX-9999,5.00,2026-11-28,BANK-2",
-            "QX-0101,0,2026-11-28,BANK-3",
+            f"{loan},1000.00,{yesterday},BANK-1",
+            f"{loan},1000.00,{yesterday},BANK-1",
+            f"{unknown},5.00,{yesterday},BANK-2",
+            f"{loan},0,{yesterday},BANK-3",
         ],
     )
-    report = await post_payments(feed, h.sessions, h.client, TODAY, h.policy)
+    report = await post_payments(feed, h.sessions, h.client, today, h.policy)
     assert report.signalled == 1
     assert {(e.row, e.field) for e in report.errors} == {
         (3, "reference"),
         (4, "loan_no"),
         (5, "amount_yuan"),
     }
-    again = await post_payments(feed, h.sessions, h.client, TODAY, h.policy)
+    again = await post_payments(feed, h.sessions, h.client, today, h.policy)
     assert again.duplicates == ["BANK-1"]
     status = await h.until(handle, lambda s: s.paid_fen > 0, "payment counted")
     assert status.paid_fen == 100_000 and count(h, Payment) == 1
 
     cancelled = await cancel_missing(
-        write(tmp_path / "next.csv", [HEADER_ZH, GOOD[0]]),  # QX-0101 no longer listed
+        write(tmp_path / "next.csv", [HEADER_ZH, still_listed.good[0]]),  # `loan` is not
         h.sessions,
         h.client,
         "paid at the counter",
@@ -170,7 +200,7 @@ async def test_payment_feed_signals_each_reference_once(h: Harness, tmp_path: Pa
         apply=True,
         confirm_count=1,  # the only open case of QX01: more than 10 %
     )
-    assert cancelled.cancelled == ["QX-0101"]
+    assert cancelled.cancelled == [loan]
     await handle.result()
     assert (await handle.query(WF.status)).stage == "CANCELLED"
 

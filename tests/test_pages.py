@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from db.models import AuditEvent, User, Visit
+from domain.names import workflow_id
 from service.users import Role
 from tests.harness import Harness, running_worker
 from tests.web_support import PASSWORD, add_user, app_for, case_waiting_for_visit, form_login
@@ -94,9 +95,10 @@ async def test_collectors_see_only_their_cases_and_their_actions_are_audited(web
     # A report the case refuses comes back with the validator's reason, naming the field.
     bad = await http.post(f"/cases/{case.loan_no}/visit", json={"outcome": "GONE"}, headers=mine)
     assert bad.status_code == 409 and bad.json()["message"].startswith("outcome:")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="seconds")
     late = await http.post(
         f"/cases/{case.loan_no}/visit",
-        json={"outcome": "MET", "visited_at": "2099-01-01T10:00:00+08:00"},
+        json={"outcome": "MET", "visited_at": tomorrow},
         headers=mine,
     )
     assert late.status_code == 409 and late.json()["message"].startswith("visited_at:")
@@ -183,7 +185,7 @@ async def test_dashboard_counts_lists_and_caseloads_for_the_supervisors_branches
 
 
 async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) -> None:
-    from tests.test_feeds import BAD, GOOD, HEADER_ZH
+    from tests.test_feeds import HEADER_ZH, export
 
     h, http = web
     add_user(h, "office", Role.BACK_OFFICE)
@@ -193,8 +195,10 @@ async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) ->
     http.cookies.set("collection_session", r.cookies["collection_session"])
     page = await http.get("/feeds")
     csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-    # Loans overdue since 2026-10-01 and -09-15; the feed's "today" is the wall clock's.
-    body = "\n".join([HEADER_ZH, *GOOD, *(row for row, _ in BAD)]).encode("gb18030")
+    # The feed's "today" is the wall clock's: the rows' dates are weeks around it, and their
+    # loan numbers this test's own.
+    x = export(datetime.now(UTC).date())
+    body = "\n".join([HEADER_ZH, *x.good, *(row for row, _ in x.bad)]).encode("gb18030")
     upload = await http.post(
         "/feeds",
         data={"csrf": csrf, "kind": "loans"},
@@ -202,13 +206,13 @@ async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) ->
     )
     assert upload.status_code == 200, upload.text
     assert "9 rows: imported 2, cases started 2" in upload.text
-    for line, (_row, field) in enumerate(BAD, start=4):  # header line 1, good rows 2-3
+    for line, (_row, field) in enumerate(x.bad, start=4):  # header line 1, good rows 2-3
         assert f'<td class="num">{line}</td><td>{field}</td>' in upload.text
     with h.sessions() as session:
         events = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "feed_loans"))
         assert [e for e in events if "rejected rows 7" in e]
-    for loan in ("QX-0001", "QX-0002"):
-        handle = h.client.get_workflow_handle(f"collection-{loan}")
+    for loan in x.loans:
+        handle = h.client.get_workflow_handle(workflow_id(loan))
         h.started.append(handle)
         await handle.cancel()
 

@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +21,7 @@ from tests.harness import Harness, running_worker
 from tests.web_support import case_waiting_for_visit
 
 ROOT = Path(__file__).resolve().parent.parent
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
@@ -41,8 +44,14 @@ async def cli(dev_env, sqlite_sessions, tmp_path: Path) -> AsyncIterator[tuple[H
         yield h, run
 
 
+def borrower_today() -> date:
+    """The borrowers' date now (the dev server runs on the wall clock)."""
+    return datetime.now(SHANGHAI).date()
+
+
 async def test_list_and_status_agree_with_the_workflows_query(cli) -> None:
     h, run = cli
+    opened = borrower_today()  # the harness makes the loan 40 days overdue on this date
     case = await case_waiting_for_visit(h)
     status = await h.status(case.handle)
 
@@ -51,7 +60,9 @@ async def test_list_and_status_agree_with_the_workflows_query(cli) -> None:
     assert f"stage        {status.stage}" in shown.stdout
     assert f"collectors   {', '.join(status.collectors)}" in shown.stdout
     assert f"outstanding {yuan(status.outstanding_fen)} 元" in shown.stdout
-    assert f"days past due {status.days_past_due}" in shown.stdout
+    # Days past due count the borrower's days: 40, unless the borrower's midnight passed
+    # while the test ran; then the Query, the status line and the list may each hold either.
+    shown_dpd = int(shown.stdout.split("days past due ")[1].split()[0])
 
     for _ in range(50):  # visibility is eventually consistent
         listed = await run("list", "--stage", "FIELD_VISIT", "--branch", "QX01", "--limit", "500")
@@ -62,7 +73,12 @@ async def test_list_and_status_agree_with_the_workflows_query(cli) -> None:
     assert listed.returncode == 0 and line, listed.stdout + listed.stderr
     fields = line.split()
     assert fields[1:5] == [status.stage, status.branch, status.collectors[0], status.risk_tier]
-    assert f"dpd {status.days_past_due:>4}" in line
+    listed_dpd = int(line.split("dpd ")[1].split()[0])
+    days = range(40, 40 + (borrower_today() - opened).days + 1)
+    if len(days) == 1:
+        assert shown_dpd == listed_dpd == status.days_past_due == 40
+    else:
+        assert {shown_dpd, listed_dpd, status.days_past_due} <= set(days)
     assert yuan(status.outstanding_fen) in line
     counts = listed.stdout.splitlines()[-1]
     assert "FIELD_VISIT=" in counts
@@ -90,12 +106,13 @@ async def test_actions_answer_with_the_cases_acceptance_or_its_reason(cli) -> No
     assert "accepted" in done.stdout and "visit 1 recorded: MET" in done.stdout
     await h.at_stage(case.handle, "NEGOTIATION")
 
+    first_due = str(borrower_today() + timedelta(days=42))  # weeks ahead, whatever the date
     too_long = await run(
-        "plan", case.loan_no, "--months", "119", "--first-due", "2027-01-10", "--by", "李主任"
+        "plan", case.loan_no, "--months", "119", "--first-due", first_due, "--by", "李主任"
     )
-    assert too_long.returncode == 1 and "refused:" in too_long.stderr
+    assert too_long.returncode == 1 and "refused: installments: 119 installments" in too_long.stderr
     plan = await run(
-        "plan", case.loan_no, "--months", "3", "--first-due", "2027-01-10",
+        "plan", case.loan_no, "--months", "3", "--first-due", first_due,
         "--down-payment", "1,000.00", "--by", "李主任",
     )  # fmt: skip
     assert plan.returncode == 0, plan.stderr
@@ -141,14 +158,15 @@ async def test_a_hold_for_a_whole_region_reaches_every_open_case_in_it(cli) -> N
     h, run = cli
     county = [await case_waiting_for_visit(h, branch="LS01") for _ in range(3)]
     outside = await case_waiting_for_visit(h, branch="QX01")
+    too_far, in_a_month = (str(borrower_today() + timedelta(days=d)) for d in (400, 30))
     held = await run(
-        "hold", "--region", "临山县", "--until", "2099-01-01", "--reason", "洪灾", "--by", "李主任"
+        "hold", "--region", "临山县", "--until", too_far, "--reason", "洪灾", "--by", "李主任"
     )
     # The policy caps a hold at 180 days: every case refuses, with the reason, exit code 3.
     assert held.returncode == 3
     assert held.stderr.count("until: a hold may last at most 180 days") == 3
     held = await run(
-        "hold", "--region", "临山县", "--until", "2027-01-15", "--reason", "洪灾", "--by", "李主任"
+        "hold", "--region", "临山县", "--until", in_a_month, "--reason", "洪灾", "--by", "李主任"
     )
     assert held.returncode == 0, held.stderr
     assert "region 临山县: 3 cases held, 0 refused" in held.stdout

@@ -6,7 +6,7 @@ A retried activity is simply the same call made again: it must write nothing twi
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -243,7 +243,9 @@ def test_send_sms_after_the_case_closed_is_blocked(sessions) -> None:
 def agreement_request(
     loan_no: str, number: int = 1, amounts=(500_000, 500_000)
 ) -> AgreementRequest:
-    due = datetime(2027, 1, 10, 15, 59, 59, tzinfo=UTC)
+    # Six weeks from today, at the borrower's 23:59:59 (never a fixed date the calendar passes).
+    day = NOW.astimezone(ZoneInfo("Asia/Shanghai")).date() + timedelta(days=42)
+    due = datetime.combine(day, time(23, 59, 59), ZoneInfo("Asia/Shanghai")).astimezone(UTC)
     plan = Plan(
         number=number,
         installments=[
@@ -251,7 +253,7 @@ def agreement_request(
             for n, a in enumerate(amounts, start=1)
         ],
         proposed_by="QX01-C01",
-        accepted_at=datetime(2026, 12, 1, 2, 0, tzinfo=UTC),
+        accepted_at=NOW.replace(microsecond=0),
         base_paid_fen=0,
     )
     return AgreementRequest(loan_no, plan, ["QX01-C01"], 1_000_000, 0, Policy())
@@ -271,7 +273,8 @@ def test_agreement_versions_are_immutable_and_hashed(sessions, tmp_path: Path) -
         html = Path(session.scalar(select(Agreement.html_path).where(Agreement.version == 1)))
     text = html.read_text()
     assert "&lt;b&gt;张&amp;三&lt;/b&gt;" in text and "<b>张" not in text  # autoescaped
-    assert "**************" in text and "2027-01-10" in text and "10,000.00" in text
+    first_due = (NOW.astimezone(ZoneInfo("Asia/Shanghai")) + timedelta(days=42)).date()
+    assert "**************" in text and first_due.isoformat() in text and "10,000.00" in text
 
 
 def test_payment_visit_and_signature_are_recorded_once(sessions, tmp_path: Path) -> None:

@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-from tests.web_support import free_port
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,18 +27,20 @@ def test_make_web_runs_the_web_apps_entry_point() -> None:
 
 
 def start_web(tmp_path: Path, path: str) -> tuple[bool, int | None, str]:
-    """`python -m webapp.app` with PATH `path`: (served, exit code, stderr) within 30 s."""
-    port = free_port()
+    """`python -m webapp.app` with PATH `path`: (served, exit code, stderr) within 30 s.
+
+    The app is given port 0: uvicorn binds a free port itself and logs which, so no other
+    process can have taken it between a choice here and the app's start."""
     env = {
         **os.environ,
         "PATH": path,
         "WEB_HOST": "127.0.0.1",
-        "WEB_PORT": str(port),
+        "WEB_PORT": "0",
         "TWILIO_AUTH_TOKEN": "0" * 32,
         "COLLECTION_DB_URL": f"sqlite:///{tmp_path / 'collection.db'}",
         "COLLECTION_DATA_DIR": str(tmp_path / "data"),
     }
-    stderr = tmp_path / f"web-{port}.err"
+    stderr = tmp_path / f"web-{len(list(tmp_path.glob('web-*.err')))}.err"
     with stderr.open("w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "webapp.app"],
@@ -50,10 +50,11 @@ def start_web(tmp_path: Path, path: str) -> tuple[bool, int | None, str]:
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and process.poll() is None:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        served = True
-                        break
+                running = re.search(r"running on http://127\.0\.0\.1:(\d+)", stderr.read_text())
+                if running:
+                    with socket.socket() as s:
+                        served = s.connect_ex(("127.0.0.1", int(running.group(1)))) == 0
+                    break
                 time.sleep(0.1)
         finally:
             if process.poll() is None:

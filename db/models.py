@@ -185,10 +185,46 @@ class ContactAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(120), unique=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    channel: Mapped[str] = mapped_column(String(12))  # SMS, VISIT
+    channel: Mapped[str] = mapped_column(String(12))  # SMS, VISIT, CALL
     at: Mapped[datetime] = mapped_column(AwareDateTime())
     outcome: Mapped[str] = mapped_column(String(24))
     detail: Mapped[str] = mapped_column(Text, default="")
+    # Who was contacted: "borrower" or "contact:<id>" (a loan contact, a third party).
+    party: Mapped[str] = mapped_column(String(40), default="borrower", server_default="borrower")
+    # The rule that decided a deferral or refusal ("" when none stood in the way), and the
+    # rule set and policy version in force: the regulator's evidence of every decision.
+    rule: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    ruleset: Mapped[str] = mapped_column(String(60), default="", server_default="")
+
+
+class LoanContact(Base):
+    """Someone other than the debtor who may be contacted about a loan (a third party)."""
+
+    __tablename__ = "loan_contacts"
+    __table_args__ = (UniqueConstraint("loan_id", "phone"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loans.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str] = mapped_column(String(16))  # domain.stages.Relation
+    phone: Mapped[str] = mapped_column(String(20))  # E.164
+    added_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    added_by: Mapped[str] = mapped_column(String(64))
+
+
+class Consent(Base):
+    """A borrower's consent given or withdrawn (the newest row of a kind decides)."""
+
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    borrower_id: Mapped[int] = mapped_column(ForeignKey("borrowers.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    kind: Mapped[str] = mapped_column(String(24))
+    given: Mapped[bool] = mapped_column(Boolean)
+    how: Mapped[str] = mapped_column(String(16))  # AGREEMENT, SMS, VISIT, CALL
+    at: Mapped[datetime] = mapped_column(AwareDateTime())
+    by: Mapped[str] = mapped_column(String(64))
+    notes: Mapped[str] = mapped_column(Text, default="")
 
 
 class SmsOutbox(Base):

@@ -119,6 +119,38 @@ class PaymentPosted:
 
 
 @dataclass
+class CallReport:
+    """A collector's phone call to the debtor ("borrower") or a loan contact ("contact:<id>")."""
+
+    outcome: str  # a CallOutcome value
+    collector_id: str
+    called_at: datetime
+    party: str = "borrower"
+    notes: str = ""
+    reported_by: str = ""
+
+
+@dataclass
+class ConsentChange:
+    """The borrower gives or withdraws consent (e.g. to calls and visits at night)."""
+
+    kind: str  # a ConsentKind value
+    given: bool
+    how: str  # AGREEMENT (a signed clause), SMS, VISIT, CALL
+    by: str
+    at: datetime
+    notes: str = ""
+
+
+@dataclass
+class ThirdPartyMessage:
+    """An SMS to a loan contact (contact id from loan_contacts)."""
+
+    contact_id: int
+    by: str
+
+
+@dataclass
 class BranchMove:
     """A later export names another branch for the loan: the case follows it."""
 
@@ -214,6 +246,20 @@ class Counters:
 
 
 @dataclass
+class CallEntry:
+    at: datetime
+    party: str
+    outcome: str
+
+
+@dataclass
+class ThirdPartyEntry:
+    at: datetime
+    contact_id: int
+    related: bool
+
+
+@dataclass
 class CaseState:
     loan_no: str
     branch: str
@@ -273,6 +319,13 @@ class CaseState:
     # case started again after a failed or terminated run never meets its predecessor's keys.
     generation: str = ""
     visit_notice_sent: bool = False  # collection-v4: in this round of visits
+    # collection-v4, the rule set: collectors at every visit (0: released code's team rule).
+    team_size: int = 0
+    consents: list[ConsentChange] = field(default_factory=list)  # the newest per kind counts
+    calls: list[CallEntry] = field(default_factory=list)  # the last eight days
+    calls_made: int = 0
+    failures_in_row: int = 0  # failed attempts to reach the debtor since the last success
+    third_party: list[ThirdPartyEntry] = field(default_factory=list)  # the last eight days
     # The debt's breakdown as of the investigation (collection-v4), snapshotted into plans.
     principal_fen: int | None = None
     interest_fen: int | None = None
@@ -314,6 +367,11 @@ class CaseStatus:
     history: list[HistoryEntry]
     policy_version: str
     run: int
+    team_size: int = 1  # collectors required at a visit
+    night_consent: bool = False
+    contact_lost: bool = False
+    unanswered_calls_today: int = 0  # to the debtor's number, borrower-local day
+    ruleset: str = ""
 
 
 # ---------------------------------------------------------------- activity inputs and outputs
@@ -409,6 +467,10 @@ class SmsRequest:
     # Set when the workflow already knows the message must not go out: recorded, not sent.
     blocked_reason: str = ""
     policy: Policy = field(default_factory=Policy)
+    # "borrower", or "contact:<id>" for a loan contact (third party): the activity resolves
+    # the number and checks the third-party rules again.
+    party: str = "borrower"
+    contact_lost: bool = False  # the workflow's view, for the third-party rule
 
 
 @dataclass
@@ -459,3 +521,28 @@ class AgreementRequest:
 class SignatureRecord:
     loan_no: str
     confirmation: SignatureConfirmation
+
+
+@dataclass
+class CallRecord:
+    """A call attempt to record; the activity checks the rule set again (the cap counts every
+    case that calls the same number, the window reads the consent on record)."""
+
+    loan_no: str
+    key: str
+    report: CallReport
+    policy: Policy
+
+
+@dataclass
+class CallRecorded:
+    party: str
+    number_masked: str
+    unanswered_today: int  # to that number, after this call
+
+
+@dataclass
+class ConsentRecord:
+    loan_no: str
+    key: str
+    change: ConsentChange

@@ -31,3 +31,5 @@ class Activities:
     RECORD_PAYMENT = "record_payment"
     RENDER_AGREEMENT = "render_agreement"
     RECORD_SIGNATURE = "record_signature"
+    RECORD_CALL = "record_call"
+    RECORD_CONSENT = "record_consent"

@@ -28,6 +28,10 @@ class PolicyError(ValueError):
 @dataclass
 class Policy:
     version: str = "default-2026-11"
+    # The named rule set this policy implements: the China Banking Association's 2026
+    # 《金融机构个人消费类贷款催收工作指引（试行）》 by default. Each clause is a field below
+    # (README: "Collection by the rules" maps clause → field → where enforced → test).
+    ruleset: str = "cba-2026"
     # Borrower local time and the hours in which no contact is made (start == end: none).
     timezone: str = "Asia/Shanghai"
     quiet_start: str = "21:00"
@@ -36,6 +40,21 @@ class Policy:
     sms_per_day: int = 2
     sms_per_week: int = 5
     sms_over_cap: str = "DEFER"
+    # "未经债务人同意，严禁在每日晚22:00至次日早8:00进行电话催收、外访催收及其他催收":
+    # calls and visits only inside this window unless the borrower consented.
+    contact_window_start: str = "08:00"
+    contact_window_end: str = "22:00"
+    # "尝试拨打次数当天不宜超过6次": unanswered call attempts a local day to one number.
+    max_unanswered_calls_per_day: int = 6
+    # "外访催收应安排不少于两名催收人员共同实施": collectors at every field visit.
+    visit_team_size: int = 2
+    # Third parties only after contact with the debtor is lost: an invalid number, or this
+    # many failed attempts in a row (calls unanswered, SMS undelivered, nobody at home).
+    contact_lost_after_failures: int = 3
+    # Unrelated third parties (not guarantor or co-borrower): at most one contact a week.
+    third_party_interval_seconds: int = 7 * DAY
+    # Records of collection are kept at least this long (the 2011 measures, Art. 68: 2 years).
+    record_retention_days: int = 730
     # Initial contact: how long to wait for a reply or payment before a field visit.
     contact_wait_seconds: int = 3 * DAY
     # Field visit: deadline for a report, then a reminder, then the supervisor.
@@ -82,12 +101,14 @@ class Policy:
             if counted or f.name.startswith(("max_", "sms_per")):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise PolicyError(f"policy field {f.name!r} must be a whole number >= 0")
-        for name in ("quiet_start", "quiet_end"):
+        for name in ("quiet_start", "quiet_end", "contact_window_start", "contact_window_end"):
             if not _HHMM.match(getattr(self, name)):
                 value = getattr(self, name)
                 raise PolicyError(f"policy field {name!r} must be HH:MM, got {value!r}")
         if self.sms_over_cap not in ("DEFER", "DROP"):
             raise PolicyError("policy field 'sms_over_cap' must be DEFER or DROP")
+        if self.visit_team_size < 2 and self.ruleset == "cba-2026":
+            raise PolicyError("policy field 'visit_team_size': cba-2026 requires at least 2")
         if self.max_installments < 1:
             raise PolicyError("policy field 'max_installments' must be at least 1")
 
@@ -108,6 +129,11 @@ class Policy:
 
     def timezone_info(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def contact_window(self) -> tuple[int, int]:
+        """(start, end) in minutes after local midnight: calls and visits only inside."""
+        return _minutes(self.contact_window_start), _minutes(self.contact_window_end)
 
     @property
     def quiet_hours(self) -> tuple[int, int]:
@@ -139,5 +165,7 @@ def fast_policy(**overrides: Any) -> Policy:
         if f.name.endswith("_seconds")
     }
     scaled.update(quiet_start="00:00", quiet_end="00:00", sms_per_day=100, sms_per_week=500)
+    # Calls and visits at any hour: a fast demo's "day" has no night (start == end: open).
+    scaled.update(contact_window_start="00:00", contact_window_end="00:00")
     scaled.update(overrides)
     return base.with_overrides(scaled)

@@ -34,6 +34,40 @@ class VisitOutcome(StrEnum):
     MOVED = "MOVED"
 
 
+class CallOutcome(StrEnum):
+    """What a collector's call attempt came to (电话催收结果)."""
+
+    ANSWERED = "ANSWERED"
+    NO_ANSWER = "NO_ANSWER"
+    REFUSED = "REFUSED"  # answered, refused to talk
+    WRONG_NUMBER = "WRONG_NUMBER"  # someone else answered: not the debtor's number
+    NUMBER_INVALID = "NUMBER_INVALID"  # not in service
+
+
+UNANSWERED_CALLS = frozenset({CallOutcome.NO_ANSWER})
+FAILED_CALLS = frozenset(
+    {CallOutcome.NO_ANSWER, CallOutcome.WRONG_NUMBER, CallOutcome.NUMBER_INVALID}
+)
+
+
+class Relation(StrEnum):
+    """A loan contact's relation to the debt. Guarantors and co-borrowers are related
+    (may be contacted like the debtor); anyone else is unrelated (only after contact with
+    the debtor is lost, never told the debt, at most once a week)."""
+
+    GUARANTOR = "GUARANTOR"  # 保证人
+    CO_BORROWER = "CO_BORROWER"  # 共同借款人
+    FAMILY = "FAMILY"
+    OTHER = "OTHER"
+
+
+RELATED_PARTIES = frozenset({Relation.GUARANTOR, Relation.CO_BORROWER})
+
+
+class ConsentKind(StrEnum):
+    NIGHT_CONTACT = "NIGHT_CONTACT"  # calls and visits 22:00-08:00
+
+
 class RiskTier(StrEnum):
     LOW = "LOW"
     MEDIUM = "MEDIUM"

@@ -8,17 +8,28 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from domain.models import (
+    CallReport,
     CaseState,
     CloseRequest,
+    ConsentChange,
     HardshipHold,
     LiftHold,
     PlanProposal,
     Reassignment,
     SignatureConfirmation,
+    ThirdPartyMessage,
     VisitReport,
 )
 from domain.plans import PlanRejected, check_plan
-from domain.stages import CLOSED_STAGES, MANUAL_CLOSE_STAGES, Stage, VisitOutcome
+from domain.rulebook import call_refusal, night_refusal, third_party_refusal
+from domain.stages import (
+    CLOSED_STAGES,
+    MANUAL_CLOSE_STAGES,
+    CallOutcome,
+    ConsentKind,
+    Stage,
+    VisitOutcome,
+)
 
 CLOCK_SKEW = timedelta(minutes=10)  # how far in the future a reported time may lie
 MAX_NOTES = 2000
@@ -58,9 +69,17 @@ def check_visit_report(s: CaseState, report: VisitReport, now: datetime) -> None
             f"outcome: {report.outcome!r} is not one of {', '.join(VisitOutcome.__members__)}"
         )
     check_collectors(s, report.collector_ids)
-    if s.stage == Stage.FIELD_VISIT and s.team_required and len(set(report.collector_ids)) < 2:
+    if s.team_size:  # the rule set: every visit, in any stage, by the team
+        if len(set(report.collector_ids)) < s.team_size:
+            raise Refused(
+                f"collector_ids: every visit is made by at least {s.team_size} collectors "
+                f"({s.policy.ruleset}); the report names {len(set(report.collector_ids))}"
+            )
+    elif s.stage == Stage.FIELD_VISIT and s.team_required and len(set(report.collector_ids)) < 2:
         raise Refused("collector_ids: this case needs a team of two collectors at a visit")
     check_aware(report.visited_at, "visited_at")
+    if s.team_size and (why := night_refusal(report.visited_at, s.consents, s.policy)):
+        raise Refused(f"visited_at: {why}")
     if report.visited_at > now + CLOCK_SKEW:
         raise Refused("visited_at: the visit cannot be in the future")
     if report.visited_at < s.opened_at:
@@ -110,7 +129,13 @@ def check_signature(s: CaseState, confirmation: SignatureConfirmation, now: date
 def check_reassignment(s: CaseState, request: Reassignment) -> None:
     check_open(s)
     ids = request.collector_ids
-    if not ids or len(ids) > 2 or len(set(ids)) != len(ids):
+    if s.team_size:
+        if len(set(ids)) != len(ids) or not s.team_size <= len(ids) <= s.team_size + 2:
+            raise Refused(
+                f"collector_ids: name {s.team_size} to {s.team_size + 2} different collectors: "
+                f"every visit is made by at least {s.team_size} ({s.policy.ruleset})"
+            )
+    elif not ids or len(ids) > 2 or len(set(ids)) != len(ids):
         raise Refused("collector_ids: name one collector, or two different ones for a team")
     if not all(i.strip() for i in ids):
         raise Refused("collector_ids: a collector id is empty")
@@ -145,3 +170,62 @@ def check_close(s: CaseState, request: CloseRequest) -> None:
         )
     if not request.reason.strip() or not request.by.strip():
         raise Refused("reason: say who closes the case and why")
+
+
+PARTIES = ("borrower", "contact:")
+CONSENT_CHANNELS = ("AGREEMENT", "SMS", "VISIT", "CALL")
+
+
+def check_party(party: str) -> None:
+    if party != "borrower" and not (party.startswith("contact:") and party[8:].isdigit()):
+        raise Refused("party: 'borrower' or 'contact:<id>' of a loan contact")
+
+
+def check_call(s: CaseState, report: CallReport, now: datetime) -> None:
+    check_open(s)
+    if report.outcome not in CallOutcome.__members__:
+        raise Refused(
+            f"outcome: {report.outcome!r} is not one of {', '.join(CallOutcome.__members__)}"
+        )
+    check_party(report.party)
+    check_collectors(s, [report.collector_id])
+    check_aware(report.called_at, "called_at")
+    if report.called_at > now + CLOCK_SKEW:
+        raise Refused("called_at: the call cannot be in the future")
+    if report.called_at < now - timedelta(days=1):
+        raise Refused("called_at: record a call on the day it was made")
+    if why := night_refusal(report.called_at, s.consents, s.policy):
+        raise Refused(f"called_at: {why}")
+    if why := call_refusal(
+        s.calls, report.party, report.called_at, CallOutcome(report.outcome), s.policy
+    ):
+        raise Refused(why)
+    if len(report.notes) > MAX_NOTES:
+        raise Refused(f"notes: at most {MAX_NOTES} characters")
+
+
+def check_consent(s: CaseState, change: ConsentChange, now: datetime) -> None:
+    check_open(s)
+    if change.kind not in ConsentKind.__members__:
+        raise Refused(f"kind: {change.kind!r} is not one of {', '.join(ConsentKind.__members__)}")
+    if change.how not in CONSENT_CHANNELS:
+        raise Refused(f"how: {change.how!r} is not one of {', '.join(CONSENT_CHANNELS)}")
+    check_aware(change.at, "at")
+    if change.at > now + CLOCK_SKEW:
+        raise Refused("at: consent cannot be given in the future")
+    if not change.by.strip():
+        raise Refused("by: say who recorded the consent")
+    if len(change.notes) > MAX_NOTES:
+        raise Refused(f"notes: at most {MAX_NOTES} characters")
+
+
+def check_third_party(s: CaseState, message: ThirdPartyMessage, lost: bool, now: datetime) -> None:
+    check_open(s)
+    if message.contact_id <= 0:
+        raise Refused("contact_id: name a loan contact")
+    if not message.by.strip():
+        raise Refused("by: say who sends the message")
+    if why := third_party_refusal(
+        message.related, lost, s.third_party, message.contact_id, now, s.policy
+    ):
+        raise Refused(why)

@@ -148,6 +148,7 @@ class ThirdPartyMessage:
 
     contact_id: int
     by: str
+    related: bool = False  # filled from loan_contacts by the service, checked again on sending
 
 
 @dataclass
@@ -324,6 +325,7 @@ class CaseState:
     consents: list[ConsentChange] = field(default_factory=list)  # the newest per kind counts
     calls: list[CallEntry] = field(default_factory=list)  # the last eight days
     calls_made: int = 0
+    consents_made: int = 0
     failures_in_row: int = 0  # failed attempts to reach the debtor since the last success
     third_party: list[ThirdPartyEntry] = field(default_factory=list)  # the last eight days
     # The debt's breakdown as of the investigation (collection-v4), snapshotted into plans.
@@ -495,6 +497,8 @@ class VisitRecord:
     report: VisitReport
     stage: Stage
     generation: str = ""  # CaseState.generation
+    # The case's policy: its rule set and version go on the contact log's row.
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 
 from activities.agreements import AgreementActivities
 from activities.cases import CaseActivities
+from activities.contacts import ContactActivities
 from activities.documents import PdfRenderer
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
@@ -28,6 +29,7 @@ def activities(
     cases = CaseActivities(sessions)
     sms = SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
     agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
+    contacts = ContactActivities(sessions)
     return [
         cases.load_case,
         cases.assess_case,
@@ -39,6 +41,8 @@ def activities(
         cases.record_signature,
         sms.send_sms,
         agreements.render_agreement,
+        contacts.record_call,
+        contacts.record_consent,
     ]
 
 

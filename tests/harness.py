@@ -30,7 +30,14 @@ from workflows.collection import LoanCollectionWorkflow
 
 # Quiet hours off and generous caps: tests about other rules must not wait for the morning.
 OPEN_POLICY = Policy().with_overrides(
-    {"quiet_start": "00:00", "quiet_end": "00:00", "sms_per_day": 20, "sms_per_week": 100}
+    {
+        "quiet_start": "00:00",
+        "quiet_end": "00:00",
+        "contact_window_start": "00:00",  # calls and visits at any hour of the test clock
+        "contact_window_end": "00:00",
+        "sms_per_day": 20,
+        "sms_per_week": 100,
+    }
 )
 
 _counter = 0

@@ -218,17 +218,13 @@ async def test_an_unreached_borrower_gets_a_revisit_after_the_revisit_delay(
     await end(h, handle)
 
 
-async def test_after_hostility_the_case_needs_a_team_of_two_from_then_on(h: Harness) -> None:
-    spec, handle = await h.start()  # a low-risk borrower nearby: one collector
+async def test_every_visit_is_by_the_rule_sets_team_even_for_a_low_risk_borrower(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()  # a low-risk borrower nearby: still a team (cba-2026)
     status = await to_field_visit(h, handle)
-    assert not status.team_required and len(status.collectors) == 1
-    await visit(h, handle, "HOSTILE")
-    status = await h.until(handle, lambda s: s.next_action == "revisit", "revisit scheduled")
-    assert status.team_required and status.counters.refusals == 1
-    await h.advance(3.2)  # the revisit: a second collector joins the first
-    status = await h.until(handle, lambda s: len(s.collectors) == 2, "a team of two assigned")
-    visits = await eventually(lambda: case_tasks(h, spec.loan_no, "VISIT")[1:], "team visit task")
-    assert visits[-1].detail == "team visit, attempt 2"
+    assert not status.team_required and status.team_size == 2 and len(status.collectors) == 2
+    visits = await eventually(lambda: case_tasks(h, spec.loan_no, "VISIT"), "visit task")
     assert set(visits[-1].assignees.split(",")) == set(status.collectors)
 
     async def refused_alone() -> str:
@@ -236,14 +232,17 @@ async def test_after_hostility_the_case_needs_a_team_of_two_from_then_on(h: Harn
             await visit(h, handle, "MET", collector_ids=status.collectors[:1])
         return refusal(e)
 
-    assert "collector_ids: this case needs a team of two collectors" in await refused_alone()
-    await visit(h, handle, "MET")  # both of them
+    assert "collector_ids: every visit is made by at least 2 collectors" in await refused_alone()
+    await visit(h, handle, "HOSTILE")  # both of them
+    status = await h.until(handle, lambda s: s.next_action == "revisit", "revisit scheduled")
+    assert status.team_required and status.counters.refusals == 1
+    await h.advance(3.2)
+    visits = await eventually(lambda: case_tasks(h, spec.loan_no, "VISIT")[1:], "team visit task")
+    assert visits[-1].detail == "team visit, attempt 2"
+    await visit(h, handle, "MET")
     await h.at_stage(handle, "NEGOTIATION")
-    # From then on: the next round of visits (no plan by the deadline) needs the team too.
-    await h.advance(7.2)
-    status = await h.at_stage(handle, "FIELD_VISIT")
-    assert status.team_required and len(status.collectors) == 2
-    assert "collector_ids: this case needs a team of two" in await refused_alone()
+    # In NEGOTIATION too, a visit is a team's.
+    assert "at least 2 collectors" in await refused_alone()
     assert (await h.status(handle)).counters.visits == 2  # the refused reports counted nothing
     await end(h, handle)
 

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.names import Activities as A
     from domain.names import case_key
+    from domain.rulebook import contact_lost
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
     from domain.timerules import days_past_due
 
@@ -63,6 +64,15 @@ class Case:
         if s.overdue_since is None:
             return None
         return days_past_due(s.overdue_since, workflow.now(), s.policy)
+
+    def team_size(self) -> int:
+        """Collectors required at a visit: the rule set's team (collection-v4), else the
+        released rule (a team of two for risky cases only)."""
+        s = self.s
+        return s.team_size or (2 if s.team_required else 1)
+
+    def contact_lost(self) -> bool:
+        return contact_lost(self.s.has_phone, self.s.failures_in_row, self.s.policy)
 
     def closing_decision(self) -> tuple[Stage, str, str] | None:
         s = self.s
@@ -199,6 +209,14 @@ class Case:
             who = ", ".join(collectors) or "nobody (no capacity)"
             self.note("assignment", f"assigned to {who}", request.by)
             self.visibility.publish()
+        if self.s.team_size and collectors and len(collectors) < request.team_size:
+            await self.task(
+                TaskKind.ASSIGN_COLLECTOR,
+                f"only {len(collectors)} collector(s) with capacity in branch {self.s.branch}: "
+                f"a visit needs a team of {request.team_size}",
+                None,
+                assignees=[f"supervisor:{self.s.branch}"],
+            )
         if not collectors:
             await self.task(
                 TaskKind.ASSIGN_COLLECTOR,

@@ -19,6 +19,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows import contact_updates
 from workflows.case import Case, Interrupted
 from workflows.contact import send_sms
 from workflows.stages import (
@@ -38,11 +39,13 @@ with workflow.unsafe.imports_passed_through():
         AssignRequest,
         BorrowerReply,
         BranchMove,
+        CallReport,
         CaseInput,
         CaseResult,
         CaseState,
         CaseStatus,
         CloseRequest,
+        ConsentChange,
         DeliveryFailure,
         HardshipHold,
         Hold,
@@ -55,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         Reassignment,
         SignatureConfirmation,
         SignatureRecord,
+        ThirdPartyMessage,
         UpdateAccepted,
         VisitRecord,
         VisitReport,
@@ -62,7 +66,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import yuan
     from domain.names import WORKFLOW_TYPE
     from domain.names import Activities as A
-    from domain.stages import CLOSED_STAGES, ReplyIntent, Stage, TaskKind, VisitOutcome
+    from domain.rulebook import has_consent, unanswered_today
+    from domain.stages import (
+        CLOSED_STAGES,
+        ConsentKind,
+        ReplyIntent,
+        Stage,
+        TaskKind,
+        VisitOutcome,
+    )
 
 STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
     Stage.INVESTIGATION: investigation.run,
@@ -185,6 +197,10 @@ class LoanCollectionWorkflow:
         outcome = VisitOutcome(report.outcome)
         if outcome == VisitOutcome.HOSTILE:
             s.hostile = True
+        if outcome in (VisitOutcome.MET, VisitOutcome.PROMISED_TO_PAY):
+            s.failures_in_row = 0
+        elif outcome in (VisitOutcome.NOT_HOME, VisitOutcome.MOVED):
+            s.failures_in_row += 1
         case.note(
             "visit",
             f"visit {number}: {outcome} by {', '.join(report.collector_ids)}",
@@ -317,6 +333,31 @@ class LoanCollectionWorkflow:
     def _validate_close(self, request: CloseRequest) -> None:
         _checked(check.check_close, self.s, request)
 
+    @workflow.update
+    async def record_call(self, report: CallReport) -> UpdateAccepted:
+        return await contact_updates.record_call(self.case, report)
+
+    @record_call.validator
+    def _validate_call(self, report: CallReport) -> None:
+        _checked(check.check_call, self.s, report, workflow.now())
+
+    @workflow.update
+    async def record_consent(self, change: ConsentChange) -> UpdateAccepted:
+        return await contact_updates.record_consent(self.case, change)
+
+    @record_consent.validator
+    def _validate_consent(self, change: ConsentChange) -> None:
+        _checked(check.check_consent, self.s, change, workflow.now())
+
+    @workflow.update
+    async def contact_third_party(self, message: ThirdPartyMessage) -> UpdateAccepted:
+        return await contact_updates.contact_third_party(self.case, message)
+
+    @contact_third_party.validator
+    def _validate_third_party(self, message: ThirdPartyMessage) -> None:
+        lost = self.case.contact_lost()
+        _checked(check.check_third_party, self.s, message, lost, workflow.now())
+
     # ------------------------------------------------------------------ signals (facts)
 
     @workflow.signal
@@ -348,7 +389,7 @@ class LoanCollectionWorkflow:
         self.case.note("assignment", f"loan moved from branch {previous} to {s.branch}", move.by)
         self.case.visibility.publish()
         if s.collectors or s.stage != Stage.INVESTIGATION:  # else the investigation assigns
-            team = max(len(s.collectors), 2 if s.team_required else 1)
+            team = max(len(s.collectors), self.case.team_size())
             await self.case.assign(
                 AssignRequest(
                     s.loan_no, s.branch, team, by=move.by, reason=f"loan moved from {previous}"
@@ -362,6 +403,7 @@ class LoanCollectionWorkflow:
             return
         s.failed_sids = (s.failed_sids + [failure.message_sid])[-50:]
         s.counters.sms_failed += 1
+        s.failures_in_row += 1
         s.sms_undeliverable = True
         if failure.number_unusable:
             s.has_phone = False
@@ -374,6 +416,7 @@ class LoanCollectionWorkflow:
             return
         s.reply_sids = (s.reply_sids + [reply.message_sid])[-50:]
         self.case.note("reply", f"borrower replied: {reply.intent}", "borrower")
+        s.failures_in_row = 0
         if reply.intent == ReplyIntent.OPT_OUT:
             s.opted_out = True
         elif reply.intent == ReplyIntent.ACKNOWLEDGED:
@@ -422,4 +465,9 @@ class LoanCollectionWorkflow:
             history=list(s.history),
             policy_version=s.policy.version,
             run=s.runs,
+            team_size=self.case.team_size(),
+            night_consent=has_consent(s.consents, ConsentKind.NIGHT_CONTACT),
+            contact_lost=self.case.contact_lost(),
+            unanswered_calls_today=unanswered_today(s.calls, "borrower", workflow.now(), s.policy),
+            ruleset=s.policy.ruleset,
         )

@@ -24,15 +24,21 @@ Params = dict[str, str]
 
 
 async def send_sms(
-    case: Case, purpose: str, text: Callable[[], Params | None], may_wait: bool = True
+    case: Case,
+    purpose: str,
+    text: Callable[[], Params | None],
+    may_wait: bool = True,
+    party: str = "borrower",
 ) -> SmsResult:
     """Send one SMS under the rules: quiet hours and caps wait, opt-out blocks.
 
     `text()` gives the template's parameters as they are now, or None when the message is
     no longer needed (the installment it reminds of was paid). With collection-v4 it is asked
     again after every wait; released code asked once. A message that may not wait (the
-    thanks at closing) is dropped, not sent at night.
+    thanks at closing) is dropped, not sent at night. A message to a third party (`party`
+    "contact:<id>") keeps the quiet hours but not the debtor's opt-out, number or caps.
     """
+    debtor = party == "borrower"
     s, p = case.s, case.s.policy
     s.sms_seq += 1
     key = case.key(purpose, s.sms_seq)
@@ -44,17 +50,20 @@ async def send_sms(
             params = text()
         if params is None:
             return _not_needed(case, key, purpose)
-        blocked = sms_block_reason(s.opted_out, s.has_phone, now, s.sms_sent_at, p)
+        blocked = (
+            sms_block_reason(s.opted_out, s.has_phone, now, s.sms_sent_at, p) if debtor else ""
+        )
         if not blocked:
-            at = next_contact_time(now, s.sms_sent_at, p)
+            at = next_contact_time(now, s.sms_sent_at if debtor else [], p)
             if at > now and not may_wait:
                 blocked = "not sent: outside contact hours or over the cap"
             elif at > now:
                 await case.wait(_no_longer_needed(text, fresh), at, f"send {purpose} SMS")
                 continue
-        result: SmsResult = await case.act(
-            A.SEND_SMS, SmsRequest(key, s.loan_no, purpose, params, now, blocked, p), SmsResult
-        )
+        request = SmsRequest(key, s.loan_no, purpose, params, now, blocked, p)
+        if not debtor:
+            request.party, request.contact_lost = party, case.contact_lost()
+        result: SmsResult = await case.act(A.SEND_SMS, request, SmsResult)
         if result.status == "DEFERRED" and not may_wait:
             break
         if result.status == "DEFERRED" and result.not_before is not None:
@@ -62,7 +71,7 @@ async def send_sms(
             await case.wait(_no_longer_needed(text, fresh), until, f"send {purpose} SMS")
             continue
         break
-    _count(case, purpose, result, now)
+    _count(case, purpose, result, now, debtor)
     return result
 
 
@@ -79,8 +88,11 @@ def _not_needed(case: Case, key: str, purpose: str) -> SmsResult:
     return SmsResult(key, "BLOCKED", "no longer needed")
 
 
-def _count(case: Case, purpose: str, result: SmsResult, now: datetime) -> None:
+def _count(case: Case, purpose: str, result: SmsResult, now: datetime, debtor: bool) -> None:
     s = case.s
+    if not debtor:  # a third party's message: noted, not the debtor's caps or number
+        case.note("sms", f"{purpose} {result.status.lower()} {result.reason}".strip())
+        return
     if result.status in ("SENT", "RECORDED"):
         s.sms_sent_at = remember_send(s.sms_sent_at, result.sent_at or now)
         s.counters.sms_sent += 1

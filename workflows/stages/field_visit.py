@@ -24,8 +24,9 @@ async def run(case: Case) -> None:
     while True:
         now = workflow.now()
         if s.phase == "":
-            if s.team_required and len(s.collectors) < 2:
-                await case.assign(AssignRequest(s.loan_no, s.branch, 2, keep=list(s.collectors)))
+            team = case.team_size()
+            if (s.team_size or s.team_required) and len(s.collectors) < team:
+                await case.assign(AssignRequest(s.loan_no, s.branch, team, keep=list(s.collectors)))
             s.attempt += 1
             s.phase = "AWAIT_REPORT"
             s.phase_due = now + timedelta(seconds=p.visit_deadline_seconds)

@@ -27,9 +27,11 @@ async def run(case: Case) -> None:
     )
     s.risk_tier, s.strategy = assessment.risk_tier, assessment.strategy
     s.team_required = assessment.team_required
+    if s.generation:  # a collection-v4 case: the rule set's team at every visit
+        s.team_size = max(s.policy.visit_team_size, 2 if s.team_required else 1)
     case.note("assessment", f"{s.risk_tier} / {s.strategy}: " + "; ".join(assessment.reasons))
     if not s.collectors:
-        await case.assign(AssignRequest(s.loan_no, s.branch, 2 if s.team_required else 1))
+        await case.assign(AssignRequest(s.loan_no, s.branch, case.team_size()))
     if case.interrupted():
         raise Interrupted()
     await case.enter(

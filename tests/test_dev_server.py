@@ -118,3 +118,24 @@ async def test_an_update_on_the_dev_server_answers_with_acceptance(fast: Harness
     )
     assert "CANCELLED" in accepted.message
     assert (await handle.result()).outcome == "CANCELLED"
+
+
+async def test_with_the_fast_demo_policy_a_field_visit_has_a_team_of_two(fast: Harness) -> None:
+    """The demo's policy (fast_policy) keeps the rule set: two collectors at every visit,
+    and a report naming one is refused with the field."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from domain.models import VisitReport
+
+    h = fast
+    spec, handle = await h.start()
+    status = await h.at_stage(handle, "FIELD_VISIT", timeout=30)
+    assert status.team_size == 2 and len(set(status.collectors)) == 2
+    report = VisitReport("MET", status.collectors[:1], await h.now())
+    try:
+        await handle.execute_update(WF.report_visit, report)
+        raise AssertionError("a one-collector visit report was accepted")
+    except WorkflowUpdateFailedError as e:
+        assert "collector_ids: every visit is made by at least 2" in str(e.cause)
+    await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
+    await handle.result()

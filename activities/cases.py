@@ -292,10 +292,12 @@ class CaseActivities:
                 session.get(Borrower, loan.borrower_id).hostile = True  # type: ignore[union-attr]
 
     @activity.defn(name=A.RECORD_PAYMENT)
-    def record_payment(self, record: PaymentRecord) -> None:
+    def record_payment(self, record: PaymentRecord) -> bool:
+        """Record the payment by its reference; True when the reference is this loan's, for
+        this amount (a reference stored for another loan is never this case's money)."""
         p = record.payment
         if not p.reference.strip() or p.amount_fen <= 0:
-            return  # the workflow noted it; there is no fact to record
+            return False  # the workflow noted it; there is no fact to record
         with self.sessions.begin() as session:
             loan = self._loan(session, record.loan_no)
             case = case_for_loan(session, loan, p.paid_at)
@@ -312,7 +314,15 @@ class CaseActivities:
                 ),
                 ["reference"],
             )
-            case.paid_fen = max(case.paid_fen, record.paid_total_fen)
+            stored = session.scalar(select(Payment).where(Payment.reference == p.reference))
+            ours = (
+                stored is not None
+                and stored.loan_id == loan.id
+                and stored.amount_fen == p.amount_fen
+            )
+            if ours and record.counted:
+                case.paid_fen = max(case.paid_fen, record.paid_total_fen)
+            return ours
 
     @activity.defn(name=A.RECORD_SIGNATURE)
     def record_signature(self, record: SignatureRecord) -> None:

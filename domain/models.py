@@ -23,6 +23,9 @@ class CaseInput:
     started_by: str = "system"
     # Set only when the case continues as new: the whole state of the previous run.
     state: CaseState | None = None
+    # A fresh id per start (collection-v4's generation): the same after a workflow reset,
+    # which replays this input, and new when a failed case is started again.
+    generation: str = ""
 
 
 @dataclass

@@ -41,6 +41,7 @@ from domain.models import BranchMove
 from domain.names import workflow_id
 from domain.phones import PhoneError, normalize_phone
 from domain.policy import Policy
+from domain.stages import CLOSED_STAGES
 from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
 from service.case_start import start_case
 
@@ -223,24 +224,22 @@ async def intake(
     if dry_run or not report.good:
         return report
     with sessions.begin() as session:  # all good rows, or none if the database fails
-        numbers = [s.loan_no for s in report.good]
-        was = {
-            loan_no: branch
-            for loan_no, branch in session.execute(
-                select(Loan.loan_no, Loan.branch_code).where(Loan.loan_no.in_(numbers))
-            )
-        }
         upsert(session, report.good)
-    moves = {s.loan_no: s.branch for s in report.good if was.get(s.loan_no, s.branch) != s.branch}
-    report.moved = [f"{n}: {was[n]} → {b}" for n, b in moves.items()]
+    in_file = {s.loan_no: s.branch for s in report.good}
     with sessions() as session:
-        has_case = set(
-            session.scalars(
-                select(Loan.loan_no)
-                .join(Case, Case.loan_id == Loan.id)
-                .where(Loan.loan_no.in_([s.loan_no for s in report.good]))
-            )
-        )
+        cases = session.execute(
+            select(Loan.loan_no, Case.branch_code, Case.stage)
+            .join(Case, Case.loan_id == Loan.id)
+            .where(Loan.loan_no.in_(list(in_file)))
+        ).all()
+    has_case = {loan_no for loan_no, _, _ in cases}
+    # A running case whose branch is not the export's follows its loan; the case's own row
+    # says where it is, so a move whose signal failed is signalled again by the next run.
+    moves = {
+        loan_no: (branch, in_file[loan_no])
+        for loan_no, branch, stage in cases
+        if branch != in_file[loan_no] and stage not in {s.value for s in CLOSED_STAGES}
+    }
     if client is None:
         return report
     gate = asyncio.Semaphore(concurrency)
@@ -255,10 +254,18 @@ async def intake(
             progress()
 
     await asyncio.gather(*(start(s) for s in report.good))
-    for loan_no, branch in moves.items():
-        if loan_no not in report.ended:  # the running case follows its loan
+    for loan_no, (old, new) in moves.items():
+        if loan_no in report.ended:
+            continue
+        try:
             handle = client.get_workflow_handle(workflow_id(loan_no))
-            await handle.signal("branch_moved", BranchMove(branch, started_by))
+            await handle.signal("branch_moved", BranchMove(new, started_by))
+            report.moved.append(f"{loan_no}: {old} → {new}")
+        except RPCError as error:
+            report.moved.append(
+                f"{loan_no}: {old} → {new} (the case was not told: {error.message}; "
+                "run the same file again)"
+            )
     running = [s for s in report.good if s.loan_no not in report.ended]
     report.attached = sum(1 for s in running if s.loan_no in has_case)
     report.started = len(running) - report.attached

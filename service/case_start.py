@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -33,7 +35,13 @@ async def start_case(
     """
     return await client.start_workflow(
         WORKFLOW_TYPE,
-        CaseInput(loan_no=loan_no, branch=branch, policy=policy, started_by=started_by),
+        CaseInput(
+            loan_no=loan_no,
+            branch=branch,
+            policy=policy,
+            started_by=started_by,
+            generation=uuid.uuid4().hex[:8],
+        ),
         id=workflow_id(loan_no),
         task_queue=task_queue,
         result_type=CaseResult,

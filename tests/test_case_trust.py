@@ -287,5 +287,28 @@ async def test_a_later_export_moving_a_loan_moves_its_case(h: Harness, tmp_path:
         case = session.scalar(select(Case).join(Loan).where(Loan.loan_no == "MV-0001"))
         assert case is not None and case.branch_code == "QX02"
         assert case.primary_collector == moved.collectors[0]
+    again = await intake(export("QX02"), h.sessions, h.client, h.task_queue, h.policy, today)
+    assert again.moved == []  # the case is where its loan is: nothing to tell it
     await h.pay(handle, 1_000_000)
     await handle.result()
+
+
+async def test_a_reference_recorded_for_another_loan_is_not_counted_again(h: Harness) -> None:
+    """Whatever route signals it, one bank transfer counts for one loan only."""
+    a_spec, a = await h.start()
+    b_spec, b = await h.start()
+    for handle in (a, b):
+        await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
+    await h.pay(a, 100_000, reference="REF-ONE-TRANSFER")
+    await h.until(a, lambda s: s.paid_fen == 100_000, "counted for loan A")
+    await h.pay(b, 100_000, reference="REF-ONE-TRANSFER")
+    status = await h.until(
+        b, lambda s: any("not counted" in e.detail for e in s.history), "refused for loan B"
+    )
+    assert status.paid_fen == 0
+    with h.sessions() as session:
+        tasks = session.scalars(select(Task.detail).where(Task.kind == "CHECK_CLAIMED_PAYMENT"))
+        assert any("REF-ONE-TRANSFER" in d for d in tasks)
+    for handle in (a, b):
+        await h.pay(handle, DEBT * 2)
+        await handle.result()

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import (
         AssignRequest,
         CaseState,
+        DeliveryFailure,
         HistoryEntry,
         TaskRequest,
         Transition,
@@ -125,6 +126,21 @@ class Case:
     def set_next_action(self, action: str, at: datetime) -> None:
         self.s.next_action, self.s.next_action_at = action, at
         self.visibility.publish()
+
+    # ------------------------------------------------------------------ facts
+
+    def delivery_failed(self, failure: DeliveryFailure) -> None:
+        """The provider could not deliver a message (a receipt, or the send's own answer)."""
+        s = self.s
+        if failure.message_sid in s.failed_sids:
+            return
+        s.failed_sids = (s.failed_sids + [failure.message_sid])[-50:]
+        s.counters.sms_failed += 1
+        s.failures_in_row += 1
+        s.sms_undeliverable = True
+        if failure.number_unusable:
+            s.has_phone = False
+        self.note("sms", f"a message was {failure.status} (error {failure.error_code or '-'})")
 
     # ------------------------------------------------------------------ effects
 

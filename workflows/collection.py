@@ -19,7 +19,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import contact_updates
+from workflows import contact_updates, payments
 from workflows.case import Case, Interrupted
 from workflows.contact import send_sms
 from workflows.stages import (
@@ -122,8 +122,8 @@ class LoanCollectionWorkflow:
     async def run(self, inp: CaseInput) -> CaseResult:
         case, s = self.case, self.s
         if inp.state is None:
-            if case.versions.v4():
-                s.generation = workflow.info().run_id[:8]
+            if case.versions.v4():  # the caller's generation survives a workflow reset
+                s.generation = inp.generation or workflow.info().run_id[:8]
             case.note("stage", f"case opened at {Stage.INVESTIGATION}", inp.started_by)
             await case.record_transition(None, "case opened", inp.started_by)
         elif case.versions.v2():
@@ -368,6 +368,9 @@ class LoanCollectionWorkflow:
             case.note("payment", f"ignored payment {payment.reference!r}: no reference or amount")
         elif payment.reference in s.payment_refs:
             case.note("payment", f"payment {payment.reference} already counted")
+        elif case.versions.v4():
+            await payments.count_payment(case, payment)
+            return
         else:
             counted = True
             s.payment_refs.append(payment.reference)
@@ -388,26 +391,18 @@ class LoanCollectionWorkflow:
         previous, s.branch = s.branch, move.branch
         self.case.note("assignment", f"loan moved from branch {previous} to {s.branch}", move.by)
         self.case.visibility.publish()
-        if s.collectors or s.stage != Stage.INVESTIGATION:  # else the investigation assigns
-            team = max(len(s.collectors), self.case.team_size())
-            await self.case.assign(
-                AssignRequest(
-                    s.loan_no, s.branch, team, by=move.by, reason=f"loan moved from {previous}"
-                )
+        # Always, even mid-investigation: an assignment in flight holds the lock, so this one
+        # follows it and replaces collectors it found in the old branch.
+        team = max(len(s.collectors), self.case.team_size())
+        await self.case.assign(
+            AssignRequest(
+                s.loan_no, s.branch, team, by=move.by, reason=f"loan moved from {previous}"
             )
+        )
 
     @workflow.signal
     def sms_delivery_failed(self, failure: DeliveryFailure) -> None:
-        s = self.s
-        if failure.message_sid in s.failed_sids:
-            return
-        s.failed_sids = (s.failed_sids + [failure.message_sid])[-50:]
-        s.counters.sms_failed += 1
-        s.failures_in_row += 1
-        s.sms_undeliverable = True
-        if failure.number_unusable:
-            s.has_phone = False
-        self.case.note("sms", f"a message was {failure.status} (error {failure.error_code or '-'})")
+        self.case.delivery_failed(failure)
 
     @workflow.signal
     async def borrower_reply(self, reply: BorrowerReply) -> None:

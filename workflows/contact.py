@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 Params = dict[str, str]
+NOT_NEEDED = "no longer needed (paid meanwhile)"
 
 
 async def send_sms(
@@ -44,12 +45,17 @@ async def send_sms(
     key = case.key(purpose, s.sms_seq)
     fresh = case.versions.v4()
     params = text()
+    last, asked = params, False
     while True:
         now = workflow.now()
         if fresh:
             params = text()
         if params is None:
+            if asked and last is not None:  # the outbox row the provider never saw is closed
+                closing = SmsRequest(key, s.loan_no, purpose, last, now, NOT_NEEDED, p)
+                await case.act(A.SEND_SMS, closing, SmsResult)
             return _not_needed(case, key, purpose)
+        last = params
         blocked = (
             sms_block_reason(s.opted_out, s.has_phone, now, s.sms_sent_at, p) if debtor else ""
         )
@@ -64,6 +70,7 @@ async def send_sms(
         if not debtor:
             request.party, request.contact_lost = party, case.contact_lost()
         result: SmsResult = await case.act(A.SEND_SMS, request, SmsResult)
+        asked = True
         if result.status == "DEFERRED" and not may_wait:
             break
         if result.status == "DEFERRED" and result.not_before is not None:
@@ -84,8 +91,8 @@ def _no_longer_needed(text: Callable[[], Params | None], fresh: bool) -> Callabl
 
 def _not_needed(case: Case, key: str, purpose: str) -> SmsResult:
     case.s.counters.sms_blocked += 1
-    case.note("sms", f"{purpose} not sent: no longer needed (paid meanwhile)")
-    return SmsResult(key, "BLOCKED", "no longer needed")
+    case.note("sms", f"{purpose} not sent: {NOT_NEEDED}")
+    return SmsResult(key, "BLOCKED", NOT_NEEDED)
 
 
 def _count(case: Case, purpose: str, result: SmsResult, now: datetime, debtor: bool) -> None:
@@ -93,6 +100,8 @@ def _count(case: Case, purpose: str, result: SmsResult, now: datetime, debtor: b
     if not debtor:  # a third party's message: noted, not the debtor's caps or number
         case.note("sms", f"{purpose} {result.status.lower()} {result.reason}".strip())
         return
+    if result.delivery_failure is not None and case.versions.v4():
+        case.delivery_failed(result.delivery_failure)  # a receipt that overtook the send
     if result.status in ("SENT", "RECORDED"):
         s.sms_sent_at = remember_send(s.sms_sent_at, result.sent_at or now)
         s.counters.sms_sent += 1

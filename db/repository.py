@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,8 +20,9 @@ def insert_ignore(
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-    result = session.execute(stmt)
-    return bool(result.rowcount)
+    # Not rowcount: with psycopg it is -1 (the INSERT carries an implicit RETURNING), which
+    # read as "inserted" every time. A row returned is the sign on both databases.
+    return session.execute(stmt.returning(literal_column("1"))).first() is not None
 
 
 def lock_borrower(session: Session, borrower_id: int) -> Borrower:

@@ -300,3 +300,22 @@ def test_payment_visit_and_signature_are_recorded_once(sessions, tmp_path: Path)
     with sessions() as session:
         agreement = session.scalar(select(Agreement))
         assert agreement.signed_place == "村委会" and agreement.signed_by == "QX01-C01"
+
+
+def test_insert_ignore_says_whether_it_inserted(sessions) -> None:
+    """The sign every "first time only" effect hangs on (an inbound SMS processed, a payment
+    signalled, a borrower marked hostile, a wording review audited), on both databases:
+    psycopg's rowcount is -1 for these INSERTs, which once read as "inserted" every time."""
+    from db.models import Loan
+    from db.repository import insert_ignore
+
+    values = dict(reference="REF-II", loan_id=None, amount_fen=100, paid_at=NOW,
+                  source="test", recorded_at=NOW)  # fmt: skip
+    loan_no = new_loan(sessions)
+    with sessions.begin() as session:
+        values["loan_id"] = session.scalar(select(Loan.id).where(Loan.loan_no == loan_no))
+        assert insert_ignore(session, Payment, values, ["reference"]) is True
+        assert insert_ignore(session, Payment, values, ["reference"]) is False
+    with sessions.begin() as session:
+        assert insert_ignore(session, Payment, values, ["reference"]) is False
+    assert count(sessions, Payment) == 1

@@ -26,6 +26,7 @@ from db.models import (
 )
 from db.repository import case_for_loan, insert_ignore, loan_by_no
 from domain.assessment import assess
+from domain.evidence import ruleset_label
 from domain.models import (
     Assessment,
     AssessRequest,
@@ -285,6 +286,7 @@ class CaseActivities:
                     at=report.visited_at,
                     outcome=report.outcome,
                     detail=f"collectors {','.join(report.collector_ids)}",
+                    ruleset=ruleset_label(record.policy),
                 ),
                 ["key"],
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +18,7 @@ from activities.sms_receipts import apply_unmatched, failure_of
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
 from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrower
+from domain.evidence import CAP_REASON, cap_rule, decision_key, ruleset_label, sms_rule
 from domain.models import SmsRequest, SmsResult
 from domain.names import Activities as A
 from domain.policy import Policy
@@ -91,6 +92,7 @@ class SmsActivities:
             verdict = self._rules(session, req, case, borrower, now)
             if verdict is not None:
                 row.status, row.reason = verdict.status, verdict.reason
+                _record_decision(session, row, req, verdict, now)
                 return verdict
             row.status, row.reason, row.body = "PENDING", "", body
             earlier_attempt, row.attempted_at = row.attempted_at, now
@@ -138,7 +140,7 @@ class SmsActivities:
             assert row is not None
             row.status, row.provider_sid, row.sent_at = result.status, result.provider_sid, now
             apply_unmatched(session, row)  # a receipt that overtook this commit
-            _record_contact(session, row, now, result.status, req.purpose)
+            _record_contact(session, row, now, result.status, req.purpose, req)
             log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
             return _result(row)
 
@@ -154,7 +156,7 @@ class SmsActivities:
                 borrower = session.get(Borrower, row.borrower_id)
                 assert borrower is not None
                 borrower.sms_opted_out, borrower.opted_out_at = True, now
-            _record_contact(session, row, now, "FAILED", f"{req.purpose}: {text}")
+            _record_contact(session, row, now, "FAILED", f"{req.purpose}: {text}", req)
         log.warning("SMS %s failed for good: %s", req.key, text)
         return SmsResult(
             req.key,
@@ -200,18 +202,7 @@ class SmsActivities:
             )
         # Caps count every message to this borrower, whatever loan it was about, and a
         # message being sent (PENDING, attempted) as well as those sent.
-        since = now - timedelta(days=8)
-        recent = session.scalars(
-            select(func.coalesce(SmsOutbox.sent_at, SmsOutbox.attempted_at)).where(
-                SmsOutbox.borrower_id == borrower.id,
-                or_(
-                    and_(SmsOutbox.status.in_(("SENT", "RECORDED")), SmsOutbox.sent_at >= since),
-                    and_(SmsOutbox.status == "PENDING", SmsOutbox.attempted_at >= since),
-                ),
-                SmsOutbox.key != req.key,
-            )
-        ).all()
-        release = cap_release(now, [t for t in recent if t is not None], policy)
+        release = cap_release(now, _recent_sends(session, borrower.id, req.key, now), policy)
         if release > now:
             if policy.sms_over_cap == "DROP":
                 return SmsResult(req.key, "BLOCKED", "contact cap reached")
@@ -239,23 +230,68 @@ def _time_left(deadline: float) -> float:
     return left
 
 
+def _recent_sends(session: Session, borrower_id: int, key: str, now: datetime) -> list[datetime]:
+    """What the caps count: every message to the borrower, whatever loan it was about, a
+    message being sent (PENDING, attempted) as well as those sent; not message `key`."""
+    since = now - timedelta(days=8)
+    recent = session.scalars(
+        select(func.coalesce(SmsOutbox.sent_at, SmsOutbox.attempted_at)).where(
+            SmsOutbox.borrower_id == borrower_id,
+            or_(
+                and_(SmsOutbox.status.in_(("SENT", "RECORDED")), SmsOutbox.sent_at >= since),
+                and_(SmsOutbox.status == "PENDING", SmsOutbox.attempted_at >= since),
+            ),
+            SmsOutbox.key != key,
+        )
+    ).all()
+    return [t for t in recent if t is not None]
+
+
 def _record_contact(
-    session: Session, row: SmsOutbox, now: datetime, outcome: str, detail: str
+    session: Session,
+    row: SmsOutbox,
+    now: datetime,
+    outcome: str,
+    detail: str,
+    req: SmsRequest,
+    key: str = "",
+    rule: str = "",
 ) -> None:
-    """The regulator's record of a contact attempt, once per message."""
+    """The regulator's record of a contact decision: a message sent or failed (once per
+    message), or deferred or refused (once per decision, `key`), with the deciding rule and
+    the rule set and policy version in force."""
     insert_ignore(
         session,
         ContactAttempt,
         dict(
-            key=f"sms:{row.key}",
+            key=key or f"sms:{row.key}",
             case_id=row.case_id,
             channel="SMS",
             at=now,
             outcome=outcome,
             detail=detail[:500],
+            party=req.party,
+            rule=rule,
+            ruleset=ruleset_label(req.policy),
         ),
         ["key"],
     )
+
+
+def _record_decision(
+    session: Session, row: SmsOutbox, req: SmsRequest, verdict: SmsResult, now: datetime
+) -> None:
+    """A deferral or refusal in the contact log, named by its rule."""
+    cap = None
+    if verdict.reason.startswith(CAP_REASON):
+        cap = cap_rule(now, _recent_sends(session, row.borrower_id, req.key, now), req.policy)
+    from_workflow = bool(req.blocked_reason) and verdict.reason == req.blocked_reason
+    rule = sms_rule(verdict.reason, from_workflow, cap)
+    detail = f"{req.purpose}: {verdict.reason}"
+    if verdict.not_before is not None:
+        detail += f" (until {verdict.not_before.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+    key = decision_key(req.key, verdict.status, verdict.not_before, rule)
+    _record_contact(session, row, now, verdict.status, detail, req, key, rule)
 
 
 def _result(row: SmsOutbox) -> SmsResult:

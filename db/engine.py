@@ -43,4 +43,7 @@ def make_engine(url: str | None = None, **kwargs: object) -> Engine:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions that refuse to delete evidence before its retention period (db/retention.py)."""
+    from db.retention import guard  # db.models is loaded only by what opens sessions
+
+    return guard(sessionmaker(engine, expire_on_commit=False))

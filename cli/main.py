@@ -14,6 +14,7 @@ import sys
 from cli import (
     action_commands,
     case_commands,
+    evidence_commands,
     feeds_commands,
     office_commands,
     setup_commands,
@@ -22,7 +23,14 @@ from service.log_masking import configure
 from service.settings import Settings
 
 # One module per group of commands, each adding its own; in this order in `--help`.
-GROUPS = (setup_commands, case_commands, feeds_commands, action_commands, office_commands)
+GROUPS = (
+    setup_commands,
+    case_commands,
+    feeds_commands,
+    action_commands,
+    office_commands,
+    evidence_commands,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -156,9 +156,19 @@ def case_record(sessions: sessionmaker[Session], loan_no: str) -> CaseRecord | N
 def as_seen_by(record: CaseRecord, who: Principal) -> CaseRecord:
     """What `who` may see of a case's record, for every representation (the page and its JSON):
     the full phone number only for a collector on the case; everyone else gets it masked."""
-    if who.role == Role.COLLECTOR and who.collector_id and who.collector_id in record.collectors:
+    if sees_full_numbers(who, record.collectors):
         return record
     return replace(record, phone=None)
+
+def sees_full_numbers(who: Principal | None, collectors: list[str]) -> bool:
+    """Full phone numbers only for a collector on the case (the page, its JSON, the
+    collection record); supervisors and the operators' CLI (no one: None) see them masked."""
+    return (
+        who is not None
+        and who.role == Role.COLLECTOR
+        and bool(who.collector_id)
+        and who.collector_id in collectors
+    )
 
 
 def agreement_pdf(sessions: sessionmaker[Session], loan_no: str, version: int) -> str | None:

@@ -20,6 +20,7 @@ from service.settings import Settings
 from service.temporal_client import connect
 from webapp.auth import LoginRequired, wants_json
 from webapp.codec_endpoint import codec_router
+from webapp.evidence import evidence_router
 from webapp.login import login_router
 from webapp.pages import WebConfig, pages_router
 from webapp.rendering import as_json, page
@@ -55,6 +56,7 @@ def create_app(
     app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(twilio_router(sessions, temporal, webhook))
     app.include_router(login_router(sessions, web))
+    app.include_router(evidence_router(sessions, web.policy))
     app.include_router(pages_router(sessions, temporal, web))
     app.include_router(codec_router(sessions, codec))
     # Temporal's web UI calls the codec endpoint from its own origin, with the session cookie;

@@ -53,6 +53,7 @@ from service.sign_in_throttle import Limits
 from service.users import Principal, Role
 from webapp import forms
 from webapp.auth import check_csrf, require, wants_json
+from webapp.evidence import compliance_section
 from webapp.flash import clear_flash, set_flash, take_flash
 from webapp.login import home_of
 from webapp.rendering import as_json, page
@@ -127,7 +128,12 @@ def pages_router(
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
         loads = await run_in_threadpool(caseloads, sessions, scope)
+        month, compliance, month_error = await run_in_threadpool(
+            compliance_section, sessions, q.get("month"), scope, config.policy, now
+        )
+        error = error or month_error
         data = dict(filters=filters, cases=rows, due=due, counts=grid, caseloads=loads, error=error)
+        data.update(month=month, compliance=compliance)
         if wants_json(request):
             data["counts"] = [
                 {"stage": s, "branch": b, "cases": n} for (s, b), n in sorted(grid.items())

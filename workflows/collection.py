@@ -191,7 +191,7 @@ class LoanCollectionWorkflow:
         case, s = self.case, self.s
         s.counters.visits += 1
         number = s.counters.visits
-        record = VisitRecord(s.loan_no, number, report, s.stage, s.generation)
+        record = VisitRecord(s.loan_no, number, report, s.stage, s.generation, s.policy)
         if not case.versions.v4():
             await case.act(A.RECORD_VISIT, record)
         outcome = VisitOutcome(report.outcome)

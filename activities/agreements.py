@@ -17,10 +17,12 @@ from activities.clock import activity_now
 from activities.documents import PdfRenderer
 from activities.errors import invalid_input, not_found
 from activities.texts import environment
+from activities.wording_review import flag_wording
 from db.models import Agreement, AgreementInstallment, Branch, Loan, SignedScan
 from db.repository import case_for_loan, insert_ignore, loan_by_no
 from domain.models import AgreementRef, AgreementRequest
 from domain.names import Activities as A
+from domain.names import case_key
 from domain.privacy import mask_id_number
 from domain.timerules import local_date
 
@@ -153,6 +155,15 @@ class AgreementActivities:
                             amount_fen=inst.amount_fen,
                         )
                     )
+                # The plan's notes (kept in the workflow's state, not in our tables) reach the
+                # database here first, whoever proposed the plan: forbidden wording in them is
+                # a task for the supervisor, once per plan.
+                plan = request.plan
+                flag_wording(
+                    session, case, request.loan_no,
+                    case_key(request.loan_no, request.generation, "wording-plan", plan.number),
+                    f"plan {plan.number} notes", plan.proposed_by, plan.notes, activity_now(),
+                )  # fmt: skip
             return _ref(row)
 
 

@@ -10,6 +10,7 @@ from temporalio import activity
 
 from activities.clock import activity_now
 from activities.errors import invalid_input, not_found
+from activities.wording_review import flag_wording
 from db.models import (
     Agreement,
     Assignment,
@@ -292,6 +293,13 @@ class CaseActivities:
             )
             if inserted and report.outcome == VisitOutcome.HOSTILE:
                 session.get(Borrower, loan.borrower_id).hostile = True  # type: ignore[union-attr]
+            if inserted:  # forbidden wording in the notes stored: a task for the supervisor
+                flag_wording(
+                    session, case, record.loan_no,
+                    case_key(record.loan_no, record.generation, "wording-visit", record.visit_no),
+                    f"visit {record.visit_no} notes", report.reported_by or report.collector_ids[0],
+                    report.notes, activity_now(),
+                )  # fmt: skip
 
     @activity.defn(name=A.RECORD_PAYMENT)
     def record_payment(self, record: PaymentRecord) -> bool:

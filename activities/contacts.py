@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.clock import activity_now
 from activities.errors import invalid_input, not_found
+from activities.wording_review import flag_wording, review_key
 from db.models import Borrower, Case, Consent, ContactAttempt, Loan, LoanContact, SmsOutbox
 from db.repository import case_for_loan, insert_ignore, loan_by_no
 from domain.models import (
@@ -85,6 +87,11 @@ class ContactActivities:
                     ),
                     ["key"],
                 )
+                flag_wording(  # forbidden wording in the notes: a task for the supervisor
+                    session, case, record.loan_no, review_key(record.key),
+                    f"call notes ({report.party})", report.reported_by or report.collector_id,
+                    report.notes, activity_now(),
+                )  # fmt: skip
             session.flush()
             return CallRecorded(
                 report.party,
@@ -102,7 +109,7 @@ class ContactActivities:
             if loan is None:
                 raise not_found(f"loan {record.loan_no} is not in the database")
             case = case_for_loan(session, loan, change.at)
-            insert_ignore(
+            inserted = insert_ignore(
                 session,
                 Consent,
                 dict(
@@ -118,6 +125,11 @@ class ContactActivities:
                 ),
                 ["key"],
             )
+            if inserted:  # forbidden wording in the notes: a task for the supervisor
+                flag_wording(
+                    session, case, record.loan_no, review_key(record.key), "consent notes",
+                    change.by, change.notes[:2000], activity_now(),
+                )  # fmt: skip
 
     # ---------------------------------------------------------------- shared with the SMS
 

@@ -1,4 +1,5 @@
-"""The CLI's case actions: visit report, plan, signature, reassignment, holds, closing.
+"""The CLI's case actions: visit report, plan, signature, reassignment, holds, closing; calls,
+consent and a message to a loan contact under the rule set.
 
 Each is sent to the case as an Update and printed with the case's answer. Exit codes:
 0 accepted; 1 refused by the case (the reason names the field) or no such case;
@@ -17,7 +18,8 @@ from datetime import UTC, date, datetime
 from tqdm import tqdm
 
 from db.engine import make_engine, session_factory
-from domain.stages import MANUAL_CLOSE_STAGES, VisitOutcome
+from domain.human_input import CONSENT_CHANNELS
+from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, VisitOutcome
 from feeds.csv_files import RowError, yuan_to_fen
 from service.case_updates import ActionOutcome, CaseActions
 from service.settings import Settings
@@ -90,6 +92,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     c = action("close", "close a case by hand")
     c.add_argument("--outcome", required=True, choices=sorted(MANUAL_CLOSE_STAGES))
     c.add_argument("--reason", required=True)
+    ca = action("call", "record a phone call attempt (the day's cap and the night window apply)")
+    ca.add_argument("--outcome", required=True, choices=list(CallOutcome))
+    ca.add_argument("--collector", required=True, help="who called: a collector of the case")
+    ca.add_argument("--at", type=moment, help="when (default now); ISO, the branch's local time")
+    ca.add_argument("--party", default="borrower", help="borrower (default) or contact:<id>")
+    ca.add_argument("--notes", default="")
+    co = action("consent", "the borrower gives or withdraws consent to contact at night")
+    given = co.add_mutually_exclusive_group(required=True)
+    given.add_argument("--give", dest="given", action="store_true")
+    given.add_argument("--withdraw", dest="given", action="store_false")
+    co.add_argument("--how", required=True, choices=CONSENT_CHANNELS)
+    co.add_argument("--at", type=moment, help="when (default now)")
+    co.add_argument("--notes", default="")
+    tp = action("third-party", "ask a loan contact by SMS to pass a message on (names no debt)")
+    tp.add_argument("--contact", type=int, required=True, help="the id `contacts --loan` lists")
 
 
 def _print(loan_no: str, outcome: ActionOutcome) -> int:
@@ -139,6 +156,16 @@ async def _one(
             return await acts.lift_hold(who, loan, args.reason)
         case "close":
             return await acts.close(who, loan, args.outcome, args.reason)
+        case "call":
+            return await acts.record_call(
+                who, loan, args.outcome, args.collector, args.at or now, args.party, args.notes
+            )
+        case "consent":
+            return await acts.record_consent(
+                who, loan, args.given, args.how, args.at or now, args.notes
+            )
+        case "third-party":
+            return await acts.contact_third_party(who, loan, args.contact)
     raise AssertionError(args.command)
 
 

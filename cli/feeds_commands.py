@@ -1,5 +1,6 @@
 """The back-office feeds: the overdue-loan export (cases started), the payment feed (each
-reference signalled once), and cancelling the open cases an export no longer lists."""
+reference signalled once), cancelling the open cases an export no longer lists, and the loan
+contacts (guarantors, family: who may be asked to pass a message on)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "(COLLECTION_CANCEL_MAX_PERCENT, default 10) of the open cases in scope",
     )
     cm.set_defaults(run=guarded(cmd_cancel_missing))
+    ct = sub.add_parser(
+        "contacts",
+        help="import the loan contacts file (guarantors, co-borrowers, family, others), or "
+        "list one loan's contacts with --loan (numbers masked)",
+    )
+    what = ct.add_mutually_exclusive_group(required=True)
+    what.add_argument("file", nargs="?", help="CSV: loan_no, name, relation, phone")
+    what.add_argument("--loan", help="list this loan's contacts instead")
+    ct.add_argument("--by", default="contacts-feed", help="who imports (stored, audit trail)")
+    ct.set_defaults(run=cmd_contacts)
 
 
 def _branches(text: str) -> list[str]:
@@ -142,6 +153,37 @@ async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
         report.errors,
         f"{report.rows} rows: signalled {report.signalled} (references seen before: "
         f"{len(report.duplicates)}; cases already closed: {len(report.closed)}), "
+        f"rejected {len({e.row for e in report.errors})}",
+    )
+
+
+def cmd_contacts(args: argparse.Namespace, settings: Settings) -> int:
+    """No Temporal needed: the contacts are the database's. Numbers are printed masked."""
+    from feeds.contacts import import_contacts
+    from feeds.csv_files import FileError
+    from service.loan_contacts import loan_contacts
+
+    engine = make_engine(settings.db_url)
+    try:
+        if args.loan:
+            contacts = loan_contacts(session_factory(engine), args.loan)
+            if contacts is None:
+                print(f"error: --loan: unknown loan {args.loan!r}", file=sys.stderr)
+                return 1
+            for c in contacts:
+                print(f"{c.id:>6}  {c.relation:<11} {c.relation_zh:<5} {c.phone_masked}  {c.name}")
+            print(f"{args.loan}: {len(contacts)} contacts")
+            return 0
+        report = import_contacts(Path(args.file), session_factory(engine), args.by)
+    except (FileError, OSError) as e:
+        print(f"error: {args.file}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    s = report.stored
+    return _summary(
+        report.errors,
+        f"{report.rows} rows: added {s.added}, updated {s.updated}, unchanged {s.unchanged}, "
         f"rejected {len({e.row for e in report.errors})}",
     )
 

@@ -22,6 +22,7 @@ from db.models import (
     Visit,
 )
 from domain.privacy import mask_phone
+from service.loan_contacts import ContactEntry, contacts_of
 from service.users import Principal, Role
 
 
@@ -75,6 +76,7 @@ class CaseRecord:
     messages: list[Message] = field(default_factory=list)
     visits: list[VisitEntry] = field(default_factory=list)
     agreements: list[AgreementVersion] = field(default_factory=list)
+    contacts: list[ContactEntry] = field(default_factory=list)  # full numbers: see as_seen_by
 
 
 def case_header(sessions: sessionmaker[Session], loan_no: str) -> tuple[str, list[str]] | None:
@@ -139,6 +141,7 @@ def case_record(sessions: sessionmaker[Session], loan_no: str) -> CaseRecord | N
                 select(Visit).where(Visit.case_id == case.id).order_by(Visit.visit_no.desc())
             )
         ]
+        record.contacts = contacts_of(session, loan.id)
         for a in session.scalars(
             select(Agreement).where(Agreement.case_id == case.id).order_by(Agreement.version)
         ):
@@ -158,7 +161,8 @@ def as_seen_by(record: CaseRecord, who: Principal) -> CaseRecord:
     the full phone number only for a collector on the case; everyone else gets it masked."""
     if sees_full_numbers(who, record.collectors):
         return record
-    return replace(record, phone=None)
+    # The loan contacts' numbers too (guarantors, family: a collector on the case dials them).
+    return replace(record, phone=None, contacts=[replace(c, phone=None) for c in record.contacts])
 
 def sees_full_numbers(who: Principal | None, collectors: list[str]) -> bool:
     """Full phone numbers only for a collector on the case (the page, its JSON, the
@@ -190,13 +194,15 @@ class MyCase:
     next_action: str
     next_action_at: datetime | None
     outstanding_fen: int | None
+    phone: str | None = None  # the borrower's: the list is the collector's own cases
+    unanswered_calls_today: int = 0  # filled by the page (service/loan_contacts.py)
 
 
 def collector_cases(sessions: sessionmaker[Session], collector_id: str) -> list[MyCase]:
     """A collector's open cases (next actions as of the last stage change)."""
     with sessions() as session:
         rows = session.execute(
-            select(Case, Loan.loan_no, Borrower.name, Borrower.village)
+            select(Case, Loan.loan_no, Borrower.name, Borrower.village, Borrower.phone)
             .join(Loan, Loan.id == Case.loan_id)
             .join(Borrower, Borrower.id == Loan.borrower_id)
             .where(
@@ -213,7 +219,8 @@ def collector_cases(sessions: sessionmaker[Session], collector_id: str) -> list[
             c.next_action,
             c.next_action_at,
             None if c.debt_fen is None else c.debt_fen - c.paid_fen,
+            phone,
         )
-        for c, loan_no, name, village in rows
+        for c, loan_no, name, village, phone in rows
     ]
     return cases

@@ -19,26 +19,31 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import Branch, Case
 from domain.models import (
+    CallReport,
     CaseStatus,
     CloseRequest,
+    ConsentChange,
     HardshipHold,
     LiftHold,
     PlannedInstallment,
     PlanProposal,
     Reassignment,
     SignatureConfirmation,
+    ThirdPartyMessage,
     UpdateAccepted,
     VisitReport,
 )
 from domain.names import workflow_id
 from domain.plans import monthly_plan
 from domain.policy import Policy
+from domain.stages import ConsentKind
 from service import audit
+from service.loan_contacts import contact_on_loan
 from service.local_time import loan_policy, local_moment
 from service.users import Principal
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -50,6 +55,15 @@ class ActionOutcome:
     message: str
     stage: str | None = None
     number: int = 0
+
+
+def refusal(error: WorkflowUpdateFailedError) -> str:
+    """The reason a case refused an Update: the validator's, or the activity's (nested one
+    level deeper: WorkflowUpdateFailedError -> ActivityError -> ApplicationError)."""
+    cause = error.cause
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause)
 
 
 class CaseActions:
@@ -84,9 +98,7 @@ class CaseActions:
             result: UpdateAccepted = await handle.execute_update(update, arg)
             outcome = ActionOutcome(True, result.message, str(result.stage), result.number)
         except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            outcome = ActionOutcome(False, reason)
+            outcome = ActionOutcome(False, refusal(e))
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 outcome = ActionOutcome(False, f"loan {loan_no}: no case")
@@ -213,6 +225,65 @@ class CaseActions:
         return await self._update(
             who, loan_no, "close_case", WF.close_case, request, f"{outcome}: {reason}"
         )
+
+    async def record_call(
+        self,
+        who: Principal,
+        loan_no: str,
+        outcome: str,
+        collector_id: str,
+        called_at: datetime,
+        party: str = "borrower",
+        notes: str = "",
+    ) -> ActionOutcome:
+        """A call attempt: refused at night without consent and beyond the day's unanswered
+        calls to the number (the activity counts every loan of the borrower)."""
+        called_at = self._local(loan_no, called_at)
+        report = CallReport(outcome, collector_id, called_at, party, notes, who.actor)
+        return await self._update(
+            who, loan_no, "record_call", WF.record_call, report,
+            f"call {outcome} to {party} by {collector_id} at {called_at.isoformat()}",
+        )  # fmt: skip
+
+    async def record_consent(
+        self,
+        who: Principal,
+        loan_no: str,
+        given: bool,
+        how: str,
+        at: datetime,
+        notes: str = "",
+        kind: str = ConsentKind.NIGHT_CONTACT,
+    ) -> ActionOutcome:
+        """The borrower gives or withdraws consent (to calls and visits at night)."""
+        at = self._local(loan_no, at)
+        change = ConsentChange(kind, given, how, who.actor, at, notes)
+        verb = "given" if given else "withdrawn"
+        return await self._update(
+            who, loan_no, "record_consent", WF.record_consent, change,
+            f"{kind} {verb} ({how}) at {at.isoformat()}",
+        )  # fmt: skip
+
+    async def contact_third_party(
+        self, who: Principal, loan_no: str, contact_id: int
+    ) -> ActionOutcome:
+        """An SMS asking a loan contact to pass a message on. Whether the contact is related
+        to the debt comes from `loan_contacts`, never from the caller."""
+        contact = contact_on_loan(self.sessions, loan_no, contact_id)
+        if contact is None:
+            outcome = ActionOutcome(
+                False, f"contact_id: {contact_id} is not a contact of loan {loan_no}"
+            )
+            audit.record(
+                self.sessions, who.username, who.role.value, "contact_third_party", "REFUSED",
+                f"contact {contact_id} -> {outcome.message}", loan_no,
+            )  # fmt: skip
+            return outcome
+        message = ThirdPartyMessage(contact.id, who.actor, related=contact.related)
+        return await self._update(
+            who, loan_no, "contact_third_party", WF.contact_third_party, message,
+            f"contact {contact.id} ({contact.relation}, {contact.phone_masked})",
+        )  # fmt: skip
 
     def open_loans_in(self, region_or_branch: str) -> list[str]:
         """Loan numbers of the open cases in a region (county) or a single branch."""

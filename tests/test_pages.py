@@ -250,7 +250,8 @@ async def test_any_action_body_is_answered_with_a_reason_and_changes_nothing(web
     )  # fmt: skip
     fields = ["outcome", "collector_ids", "visited_at", "months", "first_due", "down_payment",
               "version", "sha256", "place", "until", "reason", "teammate", "collector_id",
-              "signed_at", "notes"]  # fmt: skip
+              "signed_at", "notes", "called_at", "party", "given", "how", "at",
+              "contact_id"]  # fmt: skip
     bodies = generated(st.dictionaries(st.sampled_from(fields), values, max_size=6))
     # Each route and the fields its refusals may name (its own, the case's stage, the body).
     names = {
@@ -261,6 +262,9 @@ async def test_any_action_body_is_answered_with_a_reason_and_changes_nothing(web
         "lift-hold": {"reason", "by"},
         "close": {"outcome", "reason"},
         "reassign": {"collector_ids", "reason"},
+        "call": {"outcome", "collector_id", "called_at", "party", "notes"},
+        "consent": {"given", "how", "at", "notes", "kind", "by"},
+        "third-party": {"contact_id", "by"},
     }
     actions = [*names, "nope"]
     for n, body in enumerate(bodies):
@@ -330,8 +334,10 @@ async def test_each_role_sees_the_same_borrower_data_in_json_and_html(web) -> No
     as_json, as_html = await both(f"/cases/{case.loan_no}", "mine")
     assert as_json.json()["record"]["phone"] == phone
     assert f'href="tel:{phone}"' in as_html.text
-    for r in await both("/my", "mine"):
-        assert r.status_code == 200 and digits not in r.text
+    # Their phone page: the number to dial on each of their cases, as on the case page.
+    as_json, as_html = await both("/my", "mine")
+    assert [c["phone"] for c in as_json.json()["cases"]] == [phone]
+    assert f'href="tel:{phone}"' in as_html.text
     # The back office sees no case, in either form.
     for r in await both(f"/cases/{case.loan_no}", "office"):
         assert r.status_code == 404 and digits not in r.text and case.loan_no not in r.text

@@ -75,6 +75,19 @@ def moment(
     return value.replace(tzinfo=zone)
 
 
+def flag(data: dict[str, Any], name: str) -> bool:
+    """Yes or no: JSON true/false, or a form's 1/0 (true/false, yes/no)."""
+    value = data.get(name)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else ""
+    if text in ("1", "true", "yes"):
+        return True
+    if text in ("0", "false", "no"):
+        return False
+    raise InputError(f"{name}: true or false (1 or 0)")
+
+
 def day(data: dict[str, Any], name: str) -> date:
     try:
         return date.fromisoformat(str(data.get(name, "")).strip())

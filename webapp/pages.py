@@ -5,8 +5,8 @@
 - /my         collectors: their own open cases, on a phone
 - /cases/{loan_no}           one case: state from the Query, timeline, messages, visits,
                              agreement versions; forms for what the user may do now
-- /cases/{loan_no}/{action}  visit, plan, signature (collectors and supervisors);
-                             reassign, hold, lift-hold, close (supervisors)
+- /cases/{loan_no}/{action}  visit, plan, signature, call, consent, third-party (collectors
+                             and supervisors); reassign, hold, lift-hold, close (supervisors)
 - /feeds      back office: the overdue-loan export and the payment feed
 
 A case that the user may not see answers 404, as if it did not exist. Times are shown, and
@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
+from domain.human_input import CONSENT_CHANNELS
 from domain.policy import Policy
-from domain.stages import MANUAL_CLOSE_STAGES, Stage, VisitOutcome
+from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, Stage, VisitOutcome
 from service import audit
 from service.case_record import (
     agreement_pdf,
@@ -39,6 +40,12 @@ from service.case_record import (
     collector_cases,
 )
 from service.case_updates import ActionOutcome, CaseActions
+from service.loan_contacts import (
+    CALL_OUTCOME_ZH,
+    CONSENT_HOW_ZH,
+    third_party_hints,
+    unanswered_calls_today,
+)
 from service.portfolio import (
     OPEN_STAGES,
     FilterError,
@@ -153,11 +160,19 @@ def pages_router(
         await with_next_actions(await temporal(), cases)
         far = datetime.max.replace(tzinfo=UTC)
         cases.sort(key=lambda c: c.next_action_at or far)  # soonest first
-        if wants_json(request):
-            return as_json({"cases": cases})
-        return page(
-            request, "my_cases.html.j2", who=who, cases=cases, now=datetime.now(UTC), zone=zone
+        # Unanswered calls today to each borrower, over all their loans (the daily cap's count).
+        calls = await run_in_threadpool(
+            unanswered_calls_today, sessions, [c.loan_no for c in cases], config.policy
         )
+        for c in cases:
+            c.unanswered_calls_today = calls.get(c.loan_no, 0)
+        max_calls = config.policy.max_unanswered_calls_per_day
+        if wants_json(request):
+            return as_json({"cases": cases, "max_unanswered_calls_per_day": max_calls})
+        return page(
+            request, "my_cases.html.j2", who=who, cases=cases, now=datetime.now(UTC), zone=zone,
+            max_calls=max_calls,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ one case
 
@@ -174,13 +189,33 @@ def pages_router(
         status = await acts.status(loan_no)
         record = await run_in_threadpool(case_record, sessions, loan_no)
         record = record and as_seen_by(record, who)  # the same for the page and its JSON
+        # The call form's count (every loan of the borrower), and whether each loan contact
+        # may be sent a message now (the rule set: unrelated ones after contact is lost).
+        policy = await run_in_threadpool(acts.policy_for, loan_no)
+        calls = {
+            "unanswered_today": (
+                await run_in_threadpool(unanswered_calls_today, sessions, [loan_no], policy)
+            ).get(loan_no, 0),
+            "max_per_day": policy.max_unanswered_calls_per_day,
+        }
+        third_party = (
+            await run_in_threadpool(
+                third_party_hints, sessions, loan_no, status.contact_lost, policy
+            )
+            if status
+            else {}
+        )
         if wants_json(request):
-            return as_json({"status": status, "record": record})
+            return as_json(
+                {"status": status, "record": record, "calls": calls, "third_party": third_party}
+            )
         flash, flash_ok = take_flash(request, who, loan_no) or ("", False)  # never from the URL
         response = page(
             request, "case.html.j2", who=who, status=status, record=record,
             flash=flash, flash_ok=flash_ok,
             outcomes=list(VisitOutcome), close_outcomes=sorted(MANUAL_CLOSE_STAGES),
+            calls=calls, third_party=third_party, call_outcomes=list(CallOutcome),
+            outcome_zh=CALL_OUTCOME_ZH, consent_channels=CONSENT_CHANNELS, how_zh=CONSENT_HOW_ZH,
             now=datetime.now(UTC), zone=await case_zone(acts, loan_no), Role=Role,
         )  # fmt: skip
         if flash:
@@ -202,7 +237,7 @@ def pages_router(
         acts = await actions()
         now = datetime.now(UTC)
         # A datetime-local field is the case's local time.
-        timed = action in ("visit", "signature", "hold")
+        timed = action in ("visit", "signature", "hold", "call", "consent")
         local = await case_zone(acts, loan_no) if timed else None
         if action == "visit":
             ids = forms.codes(data, "collector_ids")
@@ -228,6 +263,24 @@ def pages_router(
                 collector or "", forms.moment(data, "signed_at", now, local),
                 forms.text(data, "place"),
             )  # fmt: skip
+        if action == "call":
+            collector = (
+                who.collector_id if who.role == Role.COLLECTOR else forms.text(data, "collector_id")
+            )
+            return await acts.record_call(
+                who, loan_no, forms.text(data, "outcome"), collector or "",
+                forms.moment(data, "called_at", now, local),
+                forms.text(data, "party", required=False) or "borrower",
+                forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "consent":
+            return await acts.record_consent(
+                who, loan_no, forms.flag(data, "given"), forms.text(data, "how"),
+                forms.moment(data, "at", now, local), forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "third-party":
+            contact_id = forms.integer(data, "contact_id", 1, 2**31 - 1)
+            return await acts.contact_third_party(who, loan_no, contact_id)
         if who.role != Role.SUPERVISOR:
             raise HTTPException(404, "not found")
         if action == "reassign":

@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.clock import activity_now
+from activities.contacts import third_party_check
 from activities.errors import not_found
 from activities.sms_gateway import GatewayResult, PermanentSmsFailure, SmsGateway
 from activities.sms_receipts import apply_unmatched, failure_of
@@ -60,6 +61,12 @@ class SmsActivities:
             # Held until the PENDING row below is committed: the caps count every loan's
             # messages to this borrower, and two cases released together count one by one.
             borrower = lock_borrower(session, loan.borrower_id)
+            to_number, third_party_refused = borrower.phone, ""
+            if req.party != "borrower":  # a third party: its own number, its own rules
+                contact, third_party_refused = third_party_check(
+                    session, loan.id, req.party, req.contact_lost, now, req.policy
+                )
+                to_number = contact.phone
             branch = session.get(Branch, loan.branch_code)
             body = render_sms(
                 self.env,
@@ -78,7 +85,7 @@ class SmsActivities:
                         case_id=case.id,
                         borrower_id=borrower.id,
                         purpose=req.purpose,
-                        to_number=borrower.phone,
+                        to_number=to_number,
                         body=body,
                         segments=segments(body),
                         status="PENDING",
@@ -89,7 +96,11 @@ class SmsActivities:
                 )
                 row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
                 assert row is not None
-            verdict = self._rules(session, req, case, borrower, now)
+            verdict = (
+                self._rules(session, req, case, borrower, now)
+                if req.party == "borrower"
+                else _third_party_rules(req, case, third_party_refused, now)
+            )
             if verdict is not None:
                 row.status, row.reason = verdict.status, verdict.reason
                 _record_decision(session, row, req, verdict, now)
@@ -101,7 +112,7 @@ class SmsActivities:
         # whether the message went out before it sends again.
         # Every call to the provider ends inside this attempt's timeout: once Temporal retries
         # it, this attempt can no longer send beside the retry.
-        to = borrower.phone or ""
+        to = to_number or ""
         try:
             found = (
                 self.gateway.find_sent(
@@ -183,7 +194,7 @@ class SmsActivities:
         except Exception:  # the database may be what failed; the retry is what matters
             log.exception("could not note the failed attempt of SMS %s", key)
 
-    def _rules(
+    def _rules(  # the debtor's
         self, session: Session, req: SmsRequest, case: Case, borrower: Borrower, now: datetime
     ) -> SmsResult | None:
         """The collection rules, checked again at the moment of sending."""
@@ -303,3 +314,27 @@ def _result(row: SmsOutbox) -> SmsResult:
         segments=row.segments,
         delivery_failure=failure_of(row),
     )
+
+
+# What may be sent to a third party: texts that name neither the debtor nor the debt.
+THIRD_PARTY_PURPOSES = frozenset({"third_party_request"})
+
+
+def _third_party_rules(
+    req: SmsRequest, case: Case, refused: str, now: datetime
+) -> SmsResult | None:
+    """The third-party rules, checked again at sending: a text that names no debt, the
+    contact's relation and contact-lost (unrelated parties), once a week, quiet hours."""
+    if req.blocked_reason:
+        return SmsResult(req.key, "BLOCKED", req.blocked_reason)
+    if req.purpose not in THIRD_PARTY_PURPOSES:
+        return SmsResult(req.key, "BLOCKED", f"{req.purpose}: not a text for a third party")
+    if case.stage in CLOSED_STAGES:
+        return SmsResult(req.key, "BLOCKED", f"case closed ({case.stage})")
+    if refused:
+        return SmsResult(req.key, "BLOCKED", refused)
+    if in_quiet_hours(now, req.policy):
+        return SmsResult(
+            req.key, "DEFERRED", "quiet hours", not_before=quiet_hours_end(now, req.policy)
+        )
+    return None

@@ -99,7 +99,8 @@ async def test_actions_answer_with_the_cases_acceptance_or_its_reason(cli) -> No
     assert refused.returncode == 1
     assert "refused: collector_ids: QX02-C01 not assigned" in refused.stderr
     done = await run(
-        "visit", case.loan_no, "--outcome", "MET", "--collectors", case.collector,
+        "visit", case.loan_no, "--outcome", "MET",
+        "--collectors", ",".join((await h.status(case.handle)).collectors),
         "--notes", "met at home", "--by", "李主任",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -69,7 +69,8 @@ async def test_sign_in_is_required_and_passwords_are_kept_hashed(web) -> None:
 async def test_collectors_see_only_their_cases_and_their_actions_are_audited(web) -> None:
     h, http = web
     case = await case_waiting_for_visit(h)
-    other = next(c for c in ("QX01-C01", "QX01-C02", "QX01-C03") if c != case.collector)
+    team = (await h.status(case.handle)).collectors  # the rule set's team of two
+    other = next(c for c in ("QX01-C01", "QX01-C02", "QX01-C03") if c not in team)
     add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
     add_user(h, "theirs", Role.COLLECTOR, collector_id=other)
     add_user(h, "far", Role.SUPERVISOR, branches=["LS01"])
@@ -98,13 +99,13 @@ async def test_collectors_see_only_their_cases_and_their_actions_are_audited(web
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="seconds")
     late = await http.post(
         f"/cases/{case.loan_no}/visit",
-        json={"outcome": "MET", "visited_at": tomorrow},
+        json={"outcome": "MET", "visited_at": tomorrow, "teammates": team},
         headers=mine,
     )
     assert late.status_code == 409 and late.json()["message"].startswith("visited_at:")
     good = await http.post(
         f"/cases/{case.loan_no}/visit",
-        json={"outcome": "MET", "notes": "met at the farmhouse"},
+        json={"outcome": "MET", "notes": "met at the farmhouse", "teammates": team},
         headers=mine,
     )
     assert good.status_code == 200 and good.json()["accepted"], good.text
@@ -255,7 +256,7 @@ async def test_any_action_body_is_answered_with_a_reason_and_changes_nothing(web
     bodies = generated(st.dictionaries(st.sampled_from(fields), values, max_size=6))
     # Each route and the fields its refusals may name (its own, the case's stage, the body).
     names = {
-        "visit": {"outcome", "collector_ids", "visited_at", "notes", "teammate"},
+        "visit": {"outcome", "collector_ids", "visited_at", "notes", "teammate", "teammates"},
         "plan": {"months", "first_due", "down_payment", "notes", "installments"},
         "signature": {"version", "sha256", "collector_id", "signed_at", "place"},
         "hold": {"until", "reason"},

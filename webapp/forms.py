@@ -26,7 +26,12 @@ async def read_input(request: Request) -> dict[str, Any]:
             raise InputError("body: a JSON object is expected")
         return body
     form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    values: dict[str, list[str]] = {}
+    for k, v in form.multi_items():
+        if isinstance(v, str):
+            values.setdefault(k, []).append(v)
+    # A repeated field (checkboxes: the visit's teammates) is a list; any other, its text.
+    return {k: vs[0] if len(vs) == 1 else vs for k, vs in values.items()}
 
 
 def text(data: dict[str, Any], name: str, required: bool = True) -> str:

@@ -241,9 +241,9 @@ def pages_router(
         local = await case_zone(acts, loan_no) if timed else None
         if action == "visit":
             ids = forms.codes(data, "collector_ids")
-            if who.role == Role.COLLECTOR:
-                teammate = forms.text(data, "teammate", required=False)
-                ids = [who.collector_id or ""] + ([teammate] if teammate else [])
+            if who.role == Role.COLLECTOR:  # the collector and the teammates they name
+                mates = ids + forms.codes(data, "teammates") + forms.codes(data, "teammate")
+                ids = [who.collector_id or ""] + [m for m in mates if m != who.collector_id]
             return await acts.report_visit(
                 who, loan_no, forms.text(data, "outcome"), ids,
                 forms.moment(data, "visited_at", now, local),

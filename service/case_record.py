@@ -164,6 +164,7 @@ def as_seen_by(record: CaseRecord, who: Principal) -> CaseRecord:
     # The loan contacts' numbers too (guarantors, family: a collector on the case dials them).
     return replace(record, phone=None, contacts=[replace(c, phone=None) for c in record.contacts])
 
+
 def sees_full_numbers(who: Principal | None, collectors: list[str]) -> bool:
     """Full phone numbers only for a collector on the case (the page, its JSON, the
     collection record); supervisors and the operators' CLI (no one: None) see them masked."""

@@ -32,7 +32,7 @@ from domain.rulebook import (
     third_party_refusal,
 )
 from domain.stages import CallOutcome, ConsentKind
-from tests.harness import Harness, running_worker
+from tests.harness import Harness, assert_replays, running_worker
 from tests.test_workflow_paths import DEBT, to_field_visit
 from workflows.collection import LoanCollectionWorkflow as WF
 
@@ -160,6 +160,7 @@ async def test_calls_at_night_need_consent_and_are_logged(h: Harness) -> None:
         assert "13912345678" not in row.detail  # the number is masked in the record
         assert session.scalar(select(func.count()).select_from(Consent)) == 1
     await end(h, handle)
+    await assert_replays(handle)
 
 
 async def test_the_seventh_unanswered_call_of_a_day_is_refused(h: Harness) -> None:
@@ -263,6 +264,7 @@ async def test_an_unrelated_third_party_only_after_contact_is_lost(h: Harness) -
     assert len(sent) == 1 and sent[0].purpose == "third_party_request"
     assert "元" not in sent[0].body and "尾号" not in sent[0].body  # names no debt, no loan
     await end(h, handle)
+    await assert_replays(handle)
 
 
 async def test_the_send_activity_refuses_a_debt_text_to_a_third_party(sqlite_sessions) -> None:

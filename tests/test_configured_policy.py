@@ -146,7 +146,7 @@ async def test_the_cli_reads_dates_and_shows_times_on_the_configured_clock(
     # earlier, before the case was opened, and refused).
     at = datetime.now(POLICY_CLOCK).replace(microsecond=0)
     visited = await run(
-        "visit", talk.loan_no, "--outcome", "MET", "--collectors", talk.collector,
+        "visit", talk.loan_no, "--outcome", "MET", "--collectors", ",".join(talk.team),
         "--at", at.replace(tzinfo=None).isoformat(), "--by", "李主任",
     )  # fmt: skip
     assert visited.returncode == 0, visited.stderr

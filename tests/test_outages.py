@@ -145,7 +145,7 @@ async def test_a_database_outage_pauses_the_case_and_nothing_is_half_written(
         async with running_worker(dev_env, sessions, tmp_path / "data") as h:
             case = await case_waiting_for_visit(h)
             proxy.up = False
-            report = VisitReport("MET", [case.collector], datetime.now(UTC), "met", "QX01-C01")
+            report = VisitReport("MET", case.team, datetime.now(UTC), "met", "QX01-C01")
             update = asyncio.create_task(case.handle.execute_update(WF.report_visit, report))
             # The visit's activity is retried with backoff, not hammered: the server itself
             # waited 1 s, 2 s, then 4 s before the retries (read from the server, not timed
@@ -222,7 +222,7 @@ async def test_a_restarted_server_resumes_every_case_where_it_was(
             server.wait(timeout=30)
             # Sent while the server is down: the client retries until it is back.
             report = VisitReport(
-                "MET", [waiting[0].collector], datetime.now(UTC), "met", waiting[0].collector
+                "MET", waiting[0].team, datetime.now(UTC), "met", waiting[0].collector
             )
             update = asyncio.create_task(waiting[0].handle.execute_update(WF.report_visit, report))
             await asyncio.sleep(2)

@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import uvicorn
@@ -43,13 +43,14 @@ def add_user(h: Harness, username: str, role: Role, **kw: object) -> str:
 class WaitingCase:
     loan_no: str
     handle: WorkflowHandle
-    collector: str  # the collector it was assigned to
+    collector: str  # the collector it was assigned to (the first of its team)
+    team: list[str] = field(default_factory=list)  # every collector: a visit names them all
 
 
 async def case_waiting_for_visit(h: Harness, **overrides: object) -> WaitingCase:
     spec, handle = await h.start(WAITS_FOR_VISIT, **overrides)
     status = await h.at_stage(handle, "FIELD_VISIT", timeout=30)
-    return WaitingCase(spec.loan_no, handle, status.collectors[0])
+    return WaitingCase(spec.loan_no, handle, status.collectors[0], list(status.collectors))
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from activities.clock import activity_now
 from activities.errors import invalid_input, not_found
 from activities.wording_review import flag_wording, review_key
 from db.models import Borrower, Case, Consent, ContactAttempt, Loan, LoanContact, SmsOutbox
-from db.repository import case_for_loan, insert_ignore, loan_by_no
+from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrower
 from domain.models import (
     CallRecord,
     CallRecorded,
@@ -48,17 +48,23 @@ class ContactActivities:
                 raise not_found(f"loan {record.loan_no} is not in the database")
             case = case_for_loan(session, loan, report.called_at)
             # One borrower at a time: two of their loans' calls are counted one after another.
-            borrower = session.get(Borrower, loan.borrower_id, with_for_update=True)
-            assert borrower is not None
+            borrower = lock_borrower(session, loan.borrower_id)
             number = self._number(session, loan.id, borrower, report.party)
+            debtor = report.party == "borrower"
             existing = session.scalar(
                 select(ContactAttempt).where(ContactAttempt.key == record.key)
             )
             if existing is None:
-                if why := night_refusal(
-                    report.called_at, self._consents(session, borrower.id), policy
-                ):
+                consents = self._consents(session, borrower.id) if debtor else []
+                if why := night_refusal(report.called_at, consents, policy):
                     raise invalid_input(f"called_at: {why}")
+                if not debtor:  # a third party: the same rule as a message to them
+                    _, why = third_party_check(
+                        session, loan.id, report.party, record.contact_lost, report.called_at,
+                        policy, call=True,
+                    )  # fmt: skip
+                    if why:
+                        raise invalid_input(why)
                 outcome = CallOutcome(report.outcome)
                 done = self._unanswered_today(
                     session, borrower.id, report.party, report.called_at, policy
@@ -200,12 +206,20 @@ def third_party_check(
     party: str,
     contact_lost: bool,
     now: datetime,
-    policy,  # type: ignore[no-untyped-def]
+    policy: Policy,
+    call: bool = False,
 ) -> tuple[LoanContact, str]:
-    """The contact, and '' when a message to it is allowed now (else why not): the workflow's
-    rule read again from the outbox's record of what this contact was sent."""
+    """The contact, and '' when a message or call to it is allowed now (else why not): the
+    workflow's rule read again from what this contact was sent and how often it was called."""
     contact = contact_of(session, loan_id, party)
+    debtor_phone = session.scalar(
+        select(Borrower.phone).join(Loan, Loan.borrower_id == Borrower.id).where(Loan.id == loan_id)
+    )
+    if contact.phone == debtor_phone:
+        return contact, "contact_id: this contact's number is the debtor's own; contact the debtor"
     related = Relation(contact.relation) in RELATED_PARTIES
+    if related and call:
+        return contact, ""  # called like the debtor: the daily cap of unanswered calls applies
     sent = session.scalars(
         select(SmsOutbox.sent_at).where(
             SmsOutbox.to_number == contact.phone,
@@ -213,6 +227,11 @@ def third_party_check(
             SmsOutbox.sent_at.is_not(None),
         )
     ).all()
-    history = [ThirdPartyEntry(t, contact.id, related) for t in sent if t is not None]
+    called = session.scalars(
+        select(ContactAttempt.at).where(
+            ContactAttempt.channel == CALL, ContactAttempt.party == f"contact:{contact.id}"
+        )
+    ).all()
+    history = [ThirdPartyEntry(t, contact.id, related) for t in [*sent, *called] if t is not None]
     why = third_party_refusal(related, contact_lost, history, contact.id, now, policy)
     return contact, why

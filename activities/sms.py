@@ -163,8 +163,8 @@ class SmsActivities:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             assert row is not None
             row.status, row.reason = "FAILED", text[:500]
-            if failure.code == OPTED_OUT_CODE:
-                borrower = session.get(Borrower, row.borrower_id)
+            if failure.code == OPTED_OUT_CODE and row.purpose not in THIRD_PARTY_PURPOSES:
+                borrower = session.get(Borrower, row.borrower_id)  # not a third party's opt-out
                 assert borrower is not None
                 borrower.sms_opted_out, borrower.opted_out_at = True, now
             _record_contact(session, row, now, "FAILED", f"{req.purpose}: {text}", req)

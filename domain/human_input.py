@@ -5,6 +5,7 @@ fix, unit-tested without a server (tests/test_case_rules.py).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from domain.models import (
@@ -130,9 +131,10 @@ def check_reassignment(s: CaseState, request: Reassignment) -> None:
     check_open(s)
     ids = request.collector_ids
     if s.team_size:
-        if len(set(ids)) != len(ids) or not s.team_size <= len(ids) <= s.team_size + 2:
+        most = max(s.team_size, 2)  # the case's record keeps a team of two by name
+        if len(set(ids)) != len(ids) or not s.team_size <= len(ids) <= most:
             raise Refused(
-                f"collector_ids: name {s.team_size} to {s.team_size + 2} different collectors: "
+                f"collector_ids: name {s.team_size} to {most} different collectors: "
                 f"every visit is made by at least {s.team_size} ({s.policy.ruleset})"
             )
     elif not ids or len(ids) > 2 or len(set(ids)) != len(ids):
@@ -176,8 +178,12 @@ PARTIES = ("borrower", "contact:")
 CONSENT_CHANNELS = ("AGREEMENT", "SMS", "VISIT", "CALL")
 
 
+PARTY = re.compile(r"borrower|contact:[1-9][0-9]{0,9}", re.ASCII)
+
+
 def check_party(party: str) -> None:
-    if party != "borrower" and not (party.startswith("contact:") and party[8:].isdigit()):
+    """One spelling per party: the daily call cap counts by it."""
+    if not PARTY.fullmatch(party):
         raise Refused("party: 'borrower' or 'contact:<id>' of a loan contact")
 
 
@@ -194,7 +200,8 @@ def check_call(s: CaseState, report: CallReport, now: datetime) -> None:
         raise Refused("called_at: the call cannot be in the future")
     if report.called_at < now - timedelta(days=1):
         raise Refused("called_at: record a call on the day it was made")
-    if why := night_refusal(report.called_at, s.consents, s.policy):
+    consents = s.consents if report.party == "borrower" else []  # the debtor's consent only
+    if why := night_refusal(report.called_at, consents, s.policy):
         raise Refused(f"called_at: {why}")
     if why := call_refusal(
         s.calls, report.party, report.called_at, CallOutcome(report.outcome), s.policy

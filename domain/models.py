@@ -329,6 +329,7 @@ class CaseState:
     calls: list[CallEntry] = field(default_factory=list)  # the last eight days
     calls_made: int = 0
     consents_made: int = 0
+    payments_pending: int = 0  # counted, their records not yet confirmed (collection-v4)
     failures_in_row: int = 0  # failed attempts to reach the debtor since the last success
     third_party: list[ThirdPartyEntry] = field(default_factory=list)  # the last eight days
     # The debt's breakdown as of the investigation (collection-v4), snapshotted into plans.
@@ -539,6 +540,7 @@ class CallRecord:
     key: str
     report: CallReport
     policy: Policy
+    contact_lost: bool = False  # the case's view, for a call to an unrelated third party
 
 
 @dataclass

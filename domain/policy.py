@@ -107,10 +107,27 @@ class Policy:
                 raise PolicyError(f"policy field {name!r} must be HH:MM, got {value!r}")
         if self.sms_over_cap not in ("DEFER", "DROP"):
             raise PolicyError("policy field 'sms_over_cap' must be DEFER or DROP")
-        if self.visit_team_size < 2 and self.ruleset == "cba-2026":
-            raise PolicyError("policy field 'visit_team_size': cba-2026 requires at least 2")
+        if self.ruleset == "cba-2026":
+            self._check_cba_2026()
         if self.max_installments < 1:
             raise PolicyError("policy field 'max_installments' must be at least 1")
+
+    def _check_cba_2026(self) -> None:
+        """A policy may be stricter than the guideline it names, never looser."""
+        start, end = self.contact_window
+        if not (8 * 60 <= start < end <= 22 * 60):
+            raise PolicyError(
+                "policy fields 'contact_window_start'/'contact_window_end': cba-2026 allows "
+                "calls and visits only within 08:00-22:00 without consent"
+            )
+        if not 1 <= self.max_unanswered_calls_per_day <= 6:
+            raise PolicyError("policy field 'max_unanswered_calls_per_day': cba-2026 allows 6")
+        if self.visit_team_size < 2:
+            raise PolicyError("policy field 'visit_team_size': cba-2026 requires at least 2")
+        if self.contact_lost_after_failures < 1:
+            raise PolicyError("policy field 'contact_lost_after_failures': at least 1")
+        if self.record_retention_days < 730:
+            raise PolicyError("policy field 'record_retention_days': cba-2026 keeps 2 years")
 
     def with_overrides(self, overrides: dict[str, Any]) -> Policy:
         """A copy with some fields replaced; unknown fields and wrong types are refused."""
@@ -165,7 +182,10 @@ def fast_policy(**overrides: Any) -> Policy:
         if f.name.endswith("_seconds")
     }
     scaled.update(quiet_start="00:00", quiet_end="00:00", sms_per_day=100, sms_per_week=500)
-    # Calls and visits at any hour: a fast demo's "day" has no night (start == end: open).
-    scaled.update(contact_window_start="00:00", contact_window_end="00:00")
+    # Calls and visits at any hour: a fast demo's "day" has no night (start == end: open),
+    # so this is the rule set with its clock sped up, named as such in every record.
+    scaled.update(
+        contact_window_start="00:00", contact_window_end="00:00", ruleset="cba-2026-fast"
+    )
     scaled.update(overrides)
     return base.with_overrides(scaled)

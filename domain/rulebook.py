@@ -99,8 +99,11 @@ def third_party_refusal(
     policy: Policy,
 ) -> str:
     """'' when the loan contact may be contacted now, else why not."""
-    if related:
-        return ""  # a guarantor or co-borrower may be contacted like the debtor
+    if related:  # a guarantor or co-borrower may be contacted like the debtor, once a day
+        day = timedelta(days=1)
+        if any(e.contact_id == contact_id and now - e.at < day for e in history):
+            return "contact_id: this guarantor or co-borrower was contacted today already"
+        return ""
     if not lost:
         return (
             "contact_id: an unrelated third party may be contacted only after contact with "

@@ -33,7 +33,8 @@ OPEN_POLICY = Policy().with_overrides(
     {
         "quiet_start": "00:00",
         "quiet_end": "00:00",
-        "contact_window_start": "00:00",  # calls and visits at any hour of the test clock
+        "ruleset": "test-open",  # not cba-2026: its window is open at any hour of the test clock
+        "contact_window_start": "00:00",
         "contact_window_end": "00:00",
         "sms_per_day": 20,
         "sms_per_week": 100,

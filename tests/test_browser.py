@@ -108,6 +108,13 @@ async def test_collector_reports_a_visit_on_a_phone_and_the_case_moves_on(
 
     await page.select_option("#outcome", "MET")
     await page.fill("#notes", "在家，同意商量还款")
+    # Alone, the report is refused (every visit by two, cba-2026): the collector ticks the
+    # teammate who came along; nothing is ticked for them.
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#flash")).to_contain_text("collector_ids")
+    await page.select_option("#outcome", "MET")
+    await page.fill("#notes", "在家，同意商量还款")
+    await page.check("#visit-form input[name=teammates]")
     await page.click("#visit-form button[type=submit]")
     await expect(page.locator("#flash")).to_contain_text("visit 1 recorded: MET")
     await h.at_stage(case.handle, "NEGOTIATION")

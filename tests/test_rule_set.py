@@ -106,7 +106,7 @@ async def h(env, sqlite_sessions, tmp_path: Path, request) -> AsyncIterator[Harn
         pytest.skip("uses the server's clock for local times: time-skipping server only")
     async with running_worker(env, sqlite_sessions, tmp_path / "data") as harness:
         harness.policy = harness.policy.with_overrides(
-            {"contact_window_start": "08:00", "contact_window_end": "22:00"}
+            {"ruleset": "cba-2026", "contact_window_start": "08:00", "contact_window_end": "22:00"}
         )
         yield harness
 
@@ -301,3 +301,45 @@ async def test_the_send_activity_refuses_a_debt_text_to_a_third_party(sqlite_ses
     assert "only after contact" in send("third_party_request", False, 2).reason
     assert send("third_party_request", True, 3).status == "RECORDED"
     assert "at most once" in send("third_party_request", True, 4).reason
+
+
+async def test_calls_to_third_parties_follow_the_third_party_rule(h: Harness) -> None:
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
+    neighbour = add_contact(h, spec.loan_no, "OTHER", "+8613700000011")
+    guarantor = add_contact(h, spec.loan_no, "GUARANTOR", "+8613700000012")
+    morning = await last_local(h, 9, 0)
+    with pytest.raises(WorkflowUpdateFailedError) as e:  # one spelling per party
+        await call(h, handle, morning, party=f"contact:0{neighbour}")
+    assert "party:" in reason(e)
+    with pytest.raises(WorkflowUpdateFailedError) as e:  # the activity knows the relation
+        await call(h, handle, morning, party=f"contact:{neighbour}")
+    assert "only after contact with the debtor is lost" in reason(e)
+    await call(h, handle, morning, "ANSWERED", party=f"contact:{guarantor}")
+    # The debtor's consent to night calls is not the neighbour's or the guarantor's.
+    when = (await h.now()) - timedelta(minutes=1)
+    await handle.execute_update(
+        WF.record_consent,
+        ConsentChange(ConsentKind.NIGHT_CONTACT, True, "VISIT", "QX01-C01", when),
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as e:
+        await call(h, handle, await last_local(h, 23, 0), party=f"contact:{guarantor}")
+    assert "called_at: no calls or visits between 22:00 and 08:00" in reason(e)
+    await end(h, handle)
+
+
+async def test_a_message_to_a_third_party_at_night_is_refused_at_once(h: Harness) -> None:
+    """Outside the SMS hours the caller hears 'not sent' now: the Update never waits for the
+    morning (where a payment in full would have cut it short)."""
+    local_now = (await h.now()).astimezone(SH)
+    start, end_ = local_now - timedelta(hours=1), local_now + timedelta(hours=2)
+    quiet = {"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end_:%H:%M}"}
+    spec, handle = await h.start(h.policy.with_overrides(quiet))
+    await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
+    guarantor = add_contact(h, spec.loan_no, "GUARANTOR", "+8613700000013")
+    done = await handle.execute_update(
+        WF.contact_third_party, ThirdPartyMessage(guarantor, "QX01-C01", related=True)
+    )
+    assert "BLOCKED" in done.message
+    await h.pay(handle, DEBT)
+    assert (await handle.result()).outcome == "PAID_IN_FULL"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from activities.sms import THIRD_PARTY_PURPOSES
 from activities.sms_receipts import delivery_failure, record_receipt
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, InboundMessage, Loan, WebhookEvent
@@ -40,10 +41,11 @@ class WebhookConfig:
 
 @dataclass
 class Inbound:
-    new: bool
+    new: bool  # to process: stored now, or stored before but its case never told
     loan_no: str | None = None
     first_opt_out: bool = False
     cooperative: str = "信用社"
+    received_at: datetime | None = None  # when first stored, for a retry
 
 
 def twiml(text: str | None) -> Response:
@@ -105,12 +107,14 @@ def twilio_router(
         log.info("SMS %s from %s: %s", sid, mask_phone(phone), intent)
         if found.loan_no:
             try:
-                await signal(found.loan_no, "borrower_reply", BorrowerReply(sid, intent, now))
+                reply = BorrowerReply(sid, intent, found.received_at or now)
+                await signal(found.loan_no, "borrower_reply", reply)
             except Exception:
-                # Not processed after all: forget it, so that Twilio's retry is processed.
-                await run_in_threadpool(forget_inbound, sessions, sid)
+                # Not processed: kept (record retention) but not marked, so that Twilio's
+                # retry tells the case (the case ignores a reply it has seen).
                 log.exception("could not signal the case of SMS %s", sid)
                 raise HTTPException(503, "try again") from None
+            await run_in_threadpool(mark_inbound_processed, sessions, sid)
         if intent == ReplyIntent.OPT_OUT and found.first_opt_out:
             purpose = "opt_out_confirmation"
         elif found.loan_no is None and intent != ReplyIntent.OPT_OUT:
@@ -175,11 +179,12 @@ def store_inbound(
                 borrower_id=borrower.id if borrower else None,
                 case_id=case.id if case else None,
                 received_at=now,
+                processed_at=None if case else now,  # no case to tell: processed
             ),
             ["message_sid"],
         )
         if not new:
-            return Inbound(False)
+            return _retried_inbound(session, sid)
         first_opt_out = False
         if borrower is not None and intent == ReplyIntent.OPT_OUT:
             first_opt_out = not borrower.sms_opted_out
@@ -193,9 +198,24 @@ def store_inbound(
         return Inbound(True, loan_no, first_opt_out, cooperative)
 
 
-def forget_inbound(sessions: sessionmaker[Session], sid: str) -> None:
+def _retried_inbound(session: Session, sid: str) -> Inbound:
+    """Twilio's retry of a message already stored: processed, or its case still to be told
+    (the signal failed before; the message stays stored, as all evidence does)."""
+    row = session.scalar(select(InboundMessage).where(InboundMessage.message_sid == sid))
+    if row is None or row.processed_at is not None or row.case_id is None:
+        return Inbound(False)
+    case = session.get(Case, row.case_id)
+    if case is None:
+        return Inbound(False)
+    return Inbound(True, case.loan.loan_no, received_at=row.received_at)
+
+
+def mark_inbound_processed(sessions: sessionmaker[Session], sid: str) -> None:
+    """Its case was told: Twilio's next retry, if any, is answered as already processed."""
     with sessions.begin() as session:
-        session.execute(delete(InboundMessage).where(InboundMessage.message_sid == sid))
+        row = session.scalar(select(InboundMessage).where(InboundMessage.message_sid == sid))
+        if row is not None and row.processed_at is None:
+            row.processed_at = datetime.now(UTC)
 
 
 def store_status(
@@ -214,6 +234,8 @@ def store_status(
         if seen is not None:
             return True, None
         row = record_receipt(session, sid, status, error, datetime.now(UTC))
+        if row is not None and row.purpose in THIRD_PARTY_PURPOSES:
+            return False, None  # a third party's number: nothing the debtor's case learns
         case = session.get(Case, row.case_id) if row is not None else None
         return False, case.loan.loan_no if case else None
 

@@ -77,7 +77,10 @@ class Case:
 
     def closing_decision(self) -> tuple[Stage, str, str] | None:
         s = self.s
-        return closing_decision(s.debt_fen, s.paid_fen, s.close_request)
+        decision = closing_decision(s.debt_fen, s.paid_fen, s.close_request)
+        if decision and decision[0] == Stage.PAID_IN_FULL and s.payments_pending:
+            return None  # paid in full once the payments' records say they are this loan's
+        return decision
 
     def interrupted(self) -> bool:
         s = self.s

@@ -33,7 +33,9 @@ async def record_call(case: Case, report: CallReport) -> UpdateAccepted:
     s.calls_made += 1
     recorded: CallRecorded = await case.act(
         A.RECORD_CALL,
-        CallRecord(s.loan_no, case.key("call", s.calls_made), report, s.policy),
+        CallRecord(
+            s.loan_no, case.key("call", s.calls_made), report, s.policy, case.contact_lost()
+        ),
         CallRecorded,
     )
     outcome = CallOutcome(report.outcome)
@@ -78,6 +80,7 @@ async def contact_third_party(case: Case, message: ThirdPartyMessage) -> UpdateA
         case,
         "third_party_request",
         dict,  # no parameter: the text names neither the debtor nor the debt
+        may_wait=False,  # the caller hears now; outside the hours it is not sent at all
         party=f"contact:{message.contact_id}",
     )
     return UpdateAccepted(s.stage, f"message to contact {message.contact_id}: {result.status}")

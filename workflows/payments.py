@@ -16,15 +16,25 @@ with workflow.unsafe.imports_passed_through():
 
 
 async def count_payment(case: Case, payment: PaymentPosted) -> None:
+    """Counted at once (a deadline falling while the record is written must see it), taken
+    back if the record belongs to another loan; the case does not close as paid in full on
+    a payment whose record is not yet confirmed."""
     s = case.s
     s.payment_refs.append(payment.reference)  # taken now: the same reference again is a repeat
-    prospective = s.paid_fen + payment.amount_fen
-    ours: bool = await case.act(
-        A.RECORD_PAYMENT,
-        PaymentRecord(s.loan_no, payment, True, prospective, (s.debt_fen or 0) - prospective),
-        bool,
-    )
+    s.paid_fen += payment.amount_fen
+    s.payments_pending += 1
+    case.visibility.publish()
+    try:
+        ours: bool = await case.act(
+            A.RECORD_PAYMENT,
+            PaymentRecord(s.loan_no, payment, True, s.paid_fen, case.outstanding()),
+            bool,
+        )
+    finally:
+        s.payments_pending -= 1
     if not ours:
+        s.paid_fen -= payment.amount_fen
+        case.visibility.publish()
         case.note(
             "payment",
             f"payment {payment.reference} is recorded for another loan or amount: not counted",
@@ -37,6 +47,4 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
             assignees=[f"supervisor:{s.branch}"],
         )
         return
-    s.paid_fen += payment.amount_fen
     case.note("payment", f"{yuan(payment.amount_fen)} yuan ({payment.reference})")
-    case.visibility.publish()

@@ -32,6 +32,10 @@ async def run(case: Case) -> None:
         case.note("payment", f"installments 1–{covered_upto} of plan {s.plan.number} paid")
         s.cycle_done = True
         return
+    if due is None and s.payments_pending:
+        # Paid in full, the last payment's record still being written: close once it is.
+        await workflow.wait_condition(lambda: not s.payments_pending)
+        return
     if due is None:
         # Every installment is covered yet debt remains: the plan no longer fits the debt.
         await case.enter(Stage.NEGOTIATION, "plan paid but debt remains: new plan needed")

@@ -264,6 +264,9 @@ class InboundMessage(Base):
     borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrowers.id"))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    # When its case was told (at once when it has none); empty while the signal has not gone
+    # through: Twilio's retry of the webhook tells the case then. Set once (record retention).
+    processed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
 
 
 class WebhookEvent(Base):

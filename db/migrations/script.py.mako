@@ -4,6 +4,8 @@ Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
+# Altering an evidence table (db/retention.py, RETAINED) or updating its rows: do it inside
+# `with retention_lifted(op):` from db.retention (db/migrations/README.md).
 from collections.abc import Sequence
 
 import sqlalchemy as sa

@@ -21,13 +21,18 @@ Patterns are deliberately narrow where a word is everyday Chinese: 打 alone is 
 逾期 (overdue) is a fact; pressure through third parties is a verb aimed at them (通知家人,
 找你单位), not the mere word.
 
-The allow-list (`ALLOWED`) holds exact phrases our own lawful texts use that contain a forbidden
-word; each is blanked out before matching, so the word elsewhere in the same text still counts:
-- 依法提起诉讼 / 申请强制执行: the agreement's article 3 states the creditor's lawful right to sue
-  or apply to a court for enforcement once renegotiation fails. A statement of a right is
-  allowed; a threat (马上起诉你, 法院传票, 强制执行你的房子) is not.
-- 不得采用威胁、恐吓、骚扰等方式: the agreement's article 5 names the prohibition itself.
-Add a phrase only for a text we publish, with the reason, and a test that it stays clean.
+The allow-list (`ALLOWED`) holds whole clauses of our own lawful texts that contain a forbidden
+word, exactly as templates/agreement/agreement.html.j2 has them (normalised; a clause runs
+from one punctuation mark, space or line break to the next). A clause is blanked out before
+matching only where it stands whole: the same words in any other sentence are checked like
+any words, and so is everything beside the clause.
+- 甲方有权就全部欠款依法提起诉讼或申请强制执行: the agreement's article 3 states the creditor's
+  lawful right to sue or apply to a court for enforcement once renegotiation fails. That
+  statement is allowed; 申请强制执行你的房子, 明天马上依法提起诉讼, 马上起诉你 are threats.
+- 甲方工作人员在催收过程中不得采用威胁、恐吓、骚扰等方式: the agreement's article 5 names the
+  prohibition itself.
+Add a clause only for a text we publish, with the reason, and a test that it stays clean
+(`tests/test_wording.py` checks that each is a whole clause of the agreement).
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ ZH: dict[Category, tuple[str, ...]] = {
         "废了你", "暴力", "黑社会", "坐牢", "拘留", "逮捕", "通缉", r"抓(你|人|走|起来|去)", "判刑",
         "刑事", r"涉嫌(诈骗|犯罪|违法)", "诈骗罪", "构成犯罪", "犯罪", r"起诉(你|您)",
         r"(?<![转报忠劝广预通宣公])告你", r"(马上|立即|立刻|就要?|将要?|准备)起诉", "强制执行",
+        # A lawsuit announced for now or soon, however worded (明天马上依法提起诉讼): one clause.
+        r"(马上|立即|立刻|立马|随时|即将|今天|今晚|明天|明日|后天|近日|下周|[\d一二两三四五六七八九十]+(天|日|小时)内)"
+        r"[^,.;:!?。\x00]{0,8}(起诉|诉讼(?!服务)|告上法庭)",
         "老赖", "骗子", "不要脸",
         "王八蛋", "混蛋", "去死", "废物", "你全家", "死全家", "滚蛋",
     ),
@@ -155,11 +163,12 @@ EN: dict[Category, tuple[str, ...]] = {
 
 # fmt: on
 
-# Exact phrases of our own lawful texts that contain a forbidden word (see the module's text).
+# Whole clauses of our own lawful texts that contain a forbidden word (see the module's text).
 ALLOWED: tuple[str, ...] = (
-    "依法提起诉讼",  # agreement art. 3: the creditor's lawful right to sue
-    "申请强制执行",  # agreement art. 3: to apply to a court for enforcement
-    "不得采用威胁、恐吓、骚扰等方式",  # agreement art. 5: the prohibition itself
+    # agreement art. 3: the creditor's lawful right to sue or apply for enforcement
+    "甲方有权就全部欠款依法提起诉讼或申请强制执行",
+    # agreement art. 5: the prohibition itself
+    "甲方工作人员在催收过程中不得采用威胁、恐吓、骚扰等方式",
 )
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
@@ -182,23 +191,33 @@ def _compact(text: str) -> str:
     return "".join(text.split())
 
 
-_ALLOWED_COMPACT = tuple(_compact(normalise(p)) for p in ALLOWED)
-_ALLOWED_SPACED = tuple(normalise(p) for p in ALLOWED)
+# Where a clause ends, in normalised text (NFKC makes ，；：！？ half-width; 。、 stay).
+CLAUSE_BREAKS = r"\s,.;:!?。…\"'“”‘’()\[\]{}<>「」『』《》【】"
+# Each allowed clause, whole: a clause break (or the text's edge) on both sides; spaces and
+# line breaks inside it are allowed (an HTML line wrapped in it).
+_ALLOWED = tuple(
+    re.compile(
+        rf"(?<![^{CLAUSE_BREAKS}{_BLANK}])"
+        + r"\s*".join(re.escape(c) for c in _compact(normalise(p)))
+        + rf"(?![^{CLAUSE_BREAKS}{_BLANK}])"
+    )
+    for p in ALLOWED
+)
 _ZH = {c: re.compile("|".join(f"(?:{p})" for p in ps)) for c, ps in ZH.items()}
 _EN = {c: re.compile(r"\b(?:" + "|".join(ps) + r")\b") for c, ps in EN.items()}
 
 
-def _blank(text: str, phrases: tuple[str, ...]) -> str:
-    for phrase in phrases:
-        text = text.replace(phrase, _BLANK * len(phrase))
+def _blank_allowed(text: str) -> str:
+    """`text` (normalised) with every allowed clause that stands whole in it blanked out."""
+    for clause in _ALLOWED:
+        text = clause.sub(lambda m: _BLANK * len(m.group()), text)
     return text
 
 
 def forbidden_phrases(text: str) -> list[Finding]:
     """Every (category, phrase) the text contains, in category order, each once; [] if clean."""
-    spaced = normalise(text)
-    compact = _blank(_compact(spaced), _ALLOWED_COMPACT)
-    spaced = _blank(spaced, _ALLOWED_SPACED)
+    spaced = _blank_allowed(normalise(text))
+    compact = _compact(spaced)
     found: list[Finding] = []
     for category in Category:
         hits = [m.group() for m in _ZH[category].finditer(compact)]

@@ -36,7 +36,16 @@ from domain.models import (
 from domain.plans import PlanRejected, check_plan
 from domain.policy import Policy
 from domain.stages import Stage, TaskKind
-from domain.wording import EN, ZH, Category, Finding, forbidden_phrases, normalise
+from domain.wording import (
+    ALLOWED,
+    CLAUSE_BREAKS,
+    EN,
+    ZH,
+    Category,
+    Finding,
+    forbidden_phrases,
+    normalise,
+)
 from tests.test_activities import agreement_request, new_loan
 
 C = Category
@@ -131,8 +140,59 @@ def test_our_lawful_wording_is_not_flagged(text: str) -> None:
 def test_the_allow_list_covers_the_phrase_only() -> None:
     """A lawful statement of the right to sue does not make a threat beside it lawful."""
     assert cats("依法提起诉讼。明天法院来人，马上起诉你") == {C.IMPERSONATION, C.THREAT}
-    assert cats("申请强制执行") == set() and cats("强制执行你的房子") == {C.THREAT}
+    assert cats("强制执行你的房子") == {C.THREAT}
     assert cats("我们不得采用威胁、恐吓、骚扰等方式，但你后果自负") == {C.THREAT}
+
+
+ARTICLE_3 = "甲方有权就全部欠款依法提起诉讼或申请强制执行"
+ARTICLE_5 = "甲方工作人员在催收过程中不得采用威胁、恐吓、骚扰等方式"
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        # the allow-listed words in a sentence of their own: checked like any words
+        ("我们明天就申请强制执行你的房子", "强制执行"),
+        ("明天马上依法提起诉讼", "明天马上依法提起诉讼"),
+        ("申请强制执行", "强制执行"),
+        ("再不还，三天内依法提起诉讼", "三天内依法提起诉讼"),
+        ("我们随时可以起诉", "随时可以起诉"),
+        # an allowed clause that does not stand whole is not the clause
+        (ARTICLE_3 + "你的房子", "强制执行"),
+        ("明天" + ARTICLE_3, "强制执行"),
+        ("我们" + ARTICLE_5[6:] + "，但你后果自负", "威胁"),
+    ],
+)
+def test_the_allow_list_covers_the_agreements_whole_clauses_only(text: str, phrase: str) -> None:
+    assert C.THREAT in cats(text)
+    assert Finding(C.THREAT, phrase) in forbidden_phrases(text), forbidden_phrases(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ARTICLE_3,
+        f"重新协商不成的，{ARTICLE_3}。",
+        f"重新协商不成的，\n  {ARTICLE_3[:9]}\n  {ARTICLE_3[9:]}。",  # a wrapped line
+        f"{ARTICLE_5}，不得向与欠款无关的第三人透露乙方信息。",
+        f"“{ARTICLE_3}”",
+        "借款人说明天要去县里诉讼服务中心咨询",
+    ],
+)
+def test_an_allowed_clause_standing_whole_is_clean(text: str) -> None:
+    assert forbidden_phrases(text) == []
+
+
+def test_a_threat_beside_an_allowed_clause_still_counts() -> None:
+    assert cats(f"{ARTICLE_3}，明天马上起诉你") == {C.THREAT}
+    assert [f.phrase for f in forbidden_phrases(f"{ARTICLE_3}。明天就强制执行")] == ["强制执行"]
+
+
+def test_every_allowed_clause_is_a_whole_clause_of_the_agreement() -> None:
+    source = (TEMPLATES / "agreement" / "agreement.html.j2").read_text(encoding="utf-8")
+    clauses = set(re.split(rf"[{CLAUSE_BREAKS}]+", normalise(source)))
+    assert {normalise(c) for c in ALLOWED} <= clauses
+    assert set(ALLOWED) == {ARTICLE_3, ARTICLE_5}
 
 
 @pytest.mark.parametrize(

@@ -76,3 +76,14 @@ def case_for_loan(session: Session, loan: Loan, now: datetime) -> Case:
         case = session.scalar(select(Case).where(Case.loan_id == loan.id))
     assert case is not None
     return case
+
+
+def case_loan_borrower(session: Session, loan_no: str) -> tuple[Case, Loan, Borrower] | None:
+    """A loan's case row with its loan and borrower (the case page and the record read them)."""
+    found = session.execute(
+        select(Case, Loan, Borrower)
+        .join(Loan, Loan.id == Case.loan_id)
+        .join(Borrower, Borrower.id == Loan.borrower_id)
+        .where(Loan.loan_no == loan_no)
+    ).first()
+    return None if found is None else (found[0], found[1], found[2])

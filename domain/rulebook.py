@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from domain.models import CallEntry, ConsentChange, ThirdPartyEntry
 from domain.policy import Policy
 from domain.stages import FAILED_CALLS, UNANSWERED_CALLS, CallOutcome, ConsentKind
-from domain.timerules import local, local_date
+from domain.timerules import in_window, local_date
 
 MEMORY = timedelta(days=8)  # what the case keeps of its calls and third-party contacts
 
@@ -22,13 +22,7 @@ def in_contact_window(moment: datetime, policy: Policy) -> bool:
     """Whether calls and visits are allowed at `moment` (borrower local time) without
     consent. A window whose start equals its end is open all day."""
     start, end = policy.contact_window
-    if start == end:
-        return True
-    t = local(moment, policy)
-    minute = t.hour * 60 + t.minute
-    if start < end:
-        return start <= minute < end
-    return minute >= start or minute < end
+    return start == end or in_window(moment, (start, end), policy)
 
 
 def has_consent(consents: Iterable[ConsentChange], kind: ConsentKind) -> bool:

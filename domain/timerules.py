@@ -38,8 +38,10 @@ def end_of_local_day(day: date, policy: Policy) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tzinfo=zone(policy.timezone))
 
 
-def in_quiet_hours(moment: datetime, policy: Policy) -> bool:
-    start, end = policy.quiet_hours
+def in_window(moment: datetime, window: tuple[int, int], policy: Policy) -> bool:
+    """Whether `moment`'s local time lies in [start, end) (minutes after local midnight);
+    a window may cross midnight. An empty window (start == end) holds nothing."""
+    start, end = window
     if start == end:
         return False
     t = local(moment, policy)
@@ -47,6 +49,10 @@ def in_quiet_hours(moment: datetime, policy: Policy) -> bool:
     if start < end:
         return start <= minute < end
     return minute >= start or minute < end  # the window crosses midnight
+
+
+def in_quiet_hours(moment: datetime, policy: Policy) -> bool:
+    return in_window(moment, policy.quiet_hours, policy)
 
 
 def quiet_hours_end(moment: datetime, policy: Policy) -> datetime:

@@ -21,6 +21,7 @@ from db.models import (
     StageChange,
     Visit,
 )
+from db.repository import case_loan_borrower
 from domain.privacy import mask_phone
 from service.loan_contacts import ContactEntry, contacts_of
 from service.users import Principal, Role
@@ -94,12 +95,7 @@ def case_header(sessions: sessionmaker[Session], loan_no: str) -> tuple[str, lis
 
 def case_record(sessions: sessionmaker[Session], loan_no: str) -> CaseRecord | None:
     with sessions() as session:
-        found = session.execute(
-            select(Case, Loan, Borrower)
-            .join(Loan, Loan.id == Case.loan_id)
-            .join(Borrower, Borrower.id == Loan.borrower_id)
-            .where(Loan.loan_no == loan_no)
-        ).first()
+        found = case_loan_borrower(session, loan_no)
         if found is None:
             return None
         case, loan, borrower = found

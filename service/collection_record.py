@@ -26,12 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import (
     Agreement,
     AuditEvent,
-    Borrower,
     Branch,
-    Case,
     ContactAttempt,
     InboundMessage,
-    Loan,
     LoanContact,
     Payment,
     SignedScan,
@@ -39,6 +36,7 @@ from db.models import (
     StageChange,
     Visit,
 )
+from db.repository import case_loan_borrower
 from domain.money import yuan
 from domain.policy import Policy
 from domain.privacy import mask_id_number, mask_phone, mask_text
@@ -192,12 +190,7 @@ def collection_record(
     """The record of a loan's case as `who` may read it (None: the operators' CLI)."""
     zone = loan_policy(sessions, loan_no, policy).timezone_info()
     with sessions() as session:
-        found = session.execute(
-            select(Case, Loan, Borrower)
-            .join(Loan, Loan.id == Case.loan_id)
-            .join(Borrower, Borrower.id == Loan.borrower_id)
-            .where(Loan.loan_no == loan_no)
-        ).first()
+        found = case_loan_borrower(session, loan_no)
         if found is None:
             return None
         case, loan, borrower = found

@@ -51,9 +51,13 @@ def id_number() -> str:
 
 
 def last_2300() -> datetime:
-    """The latest 23:00 in Shanghai that has passed (within the last day)."""
+    """A past moment of the night window in Shanghai, well under a day ago: half an hour
+    ago when that was night, else the latest 23:30."""
     now = datetime.now(SH)
-    moment = now.replace(hour=23, minute=0, second=0, microsecond=0)
+    t = now - timedelta(minutes=30)
+    if t.hour >= 23 or t.hour < 7:
+        return t
+    moment = now.replace(hour=23, minute=30, second=0, microsecond=0)
     return moment if moment <= now else moment - timedelta(days=1)
 
 

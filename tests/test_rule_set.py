@@ -118,6 +118,23 @@ async def last_local(h: Harness, hh: int, mm: int = 0) -> datetime:
     return moment if moment <= now else moment - timedelta(days=1)
 
 
+async def daytime(h: Harness) -> datetime:
+    """A past moment in the contact window with half an hour of the same local day after it
+    (calls at it and a few minutes later are neither in the future nor at night)."""
+    t = (await h.now()).astimezone(SH) - timedelta(minutes=30)
+    if time(8, 0) <= t.time() <= time(21, 0):
+        return t
+    return await last_local(h, 9, 0)  # this morning, or yesterday's: under 24 hours ago
+
+
+async def nighttime(h: Harness) -> datetime:
+    """A past moment in the night window (22:00-08:00), under 23 hours ago."""
+    t = (await h.now()).astimezone(SH) - timedelta(minutes=30)
+    if t.time() >= time(22, 10) or t.time() <= time(7, 50):
+        return t
+    return await last_local(h, 23, 30)
+
+
 async def call(
     h: Harness, handle: WorkflowHandle, when: datetime, outcome: str = "NO_ANSWER", **kw: str
 ):  # type: ignore[no-untyped-def]
@@ -141,7 +158,7 @@ async def end(h: Harness, handle: WorkflowHandle) -> None:
 async def test_calls_at_night_need_consent_and_are_logged(h: Harness) -> None:
     spec, handle = await h.start()
     await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
-    night = await last_local(h, 23, 0)
+    night = await nighttime(h)
     with pytest.raises(WorkflowUpdateFailedError) as e:
         await call(h, handle, night)
     assert "called_at: no calls or visits between 22:00 and 08:00" in reason(e)
@@ -166,7 +183,7 @@ async def test_calls_at_night_need_consent_and_are_logged(h: Harness) -> None:
 async def test_the_seventh_unanswered_call_of_a_day_is_refused(h: Harness) -> None:
     spec, handle = await h.start()
     await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
-    morning = await last_local(h, 9, 0)
+    morning = await daytime(h)
     for n in range(6):
         accepted = await call(h, handle, morning + timedelta(minutes=n))
     assert accepted.number == 6
@@ -186,7 +203,7 @@ async def test_two_loans_of_one_borrower_share_the_daily_call_cap(h: Harness) ->
     b_spec, b = await h.start(id_number="522401198001019999", phone="+8613912345678")
     for handle in (a, b):
         await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
-    morning = await last_local(h, 9, 0)
+    morning = await daytime(h)
     for n in range(4):
         await call(h, a, morning + timedelta(minutes=n))
     for n in range(2):
@@ -202,7 +219,7 @@ async def test_two_loans_of_one_borrower_share_the_daily_call_cap(h: Harness) ->
 async def test_a_visit_at_night_is_refused_without_consent(h: Harness) -> None:
     spec, handle = await h.start()
     status = await to_field_visit(h, handle)
-    night = await last_local(h, 23, 30)
+    night = await nighttime(h)
     report = VisitReport("MET", status.collectors, night)
     if night < status.stage_since - timedelta(days=3):
         pytest.skip("the last night fell before the case opened")
@@ -248,7 +265,7 @@ async def test_an_unrelated_third_party_only_after_contact_is_lost(h: Harness) -
         WF.contact_third_party, ThirdPartyMessage(guarantor, "QX01-C01", related=True)
     )
     assert "RECORDED" in done.message
-    morning = await last_local(h, 9, 0)
+    morning = await daytime(h)
     for n in range(3):  # three failed attempts in a row: contact is lost
         await call(h, handle, morning + timedelta(minutes=n))
     assert (await h.status(handle)).contact_lost
@@ -308,7 +325,7 @@ async def test_calls_to_third_parties_follow_the_third_party_rule(h: Harness) ->
     await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
     neighbour = add_contact(h, spec.loan_no, "OTHER", "+8613700000011")
     guarantor = add_contact(h, spec.loan_no, "GUARANTOR", "+8613700000012")
-    morning = await last_local(h, 9, 0)
+    morning = await daytime(h)
     with pytest.raises(WorkflowUpdateFailedError) as e:  # one spelling per party
         await call(h, handle, morning, party=f"contact:0{neighbour}")
     assert "party:" in reason(e)
@@ -323,7 +340,7 @@ async def test_calls_to_third_parties_follow_the_third_party_rule(h: Harness) ->
         ConsentChange(ConsentKind.NIGHT_CONTACT, True, "VISIT", "QX01-C01", when),
     )
     with pytest.raises(WorkflowUpdateFailedError) as e:
-        await call(h, handle, await last_local(h, 23, 0), party=f"contact:{guarantor}")
+        await call(h, handle, await nighttime(h), party=f"contact:{guarantor}")
     assert "called_at: no calls or visits between 22:00 and 08:00" in reason(e)
     await end(h, handle)
 

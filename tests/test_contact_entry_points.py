@@ -55,7 +55,7 @@ def last_2300() -> datetime:
     ago when that was night, else the latest 23:30."""
     now = datetime.now(SH)
     t = now - timedelta(minutes=30)
-    if t.hour >= 23 or t.hour < 7:
+    if t.hour >= 22 or t.hour < 7:
         return t
     moment = now.replace(hour=23, minute=30, second=0, microsecond=0)
     return moment if moment <= now else moment - timedelta(days=1)

@@ -64,6 +64,9 @@ class Collector(Base):
     branch_code: Mapped[str] = mapped_column(ForeignKey("branches.code"), index=True)
     capacity: Mapped[int] = mapped_column(Integer, default=40)  # open cases at most
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    mobile: Mapped[str | None] = mapped_column(String(20))  # E.164; shown masked
+    # The safety training's validity (master data, feeds/collectors.py); None: not recorded.
+    training_expires_on: Mapped[date | None] = mapped_column(Date)
 
 
 class Borrower(Base):

@@ -86,6 +86,14 @@ class Policy:
     # A dead end below this outstanding amount is written off rather than sent to court
     # (0: always legal escalation).
     write_off_below_fen: int = 0
+    # The loan export's sanity rule: a row whose interest plus penalty is more than this
+    # percentage of its outstanding principal (of the loan amount once the principal is
+    # repaid) is refused as a likely shifted column or fen-for-yuan slip. 100: at most equal
+    # to the principal ("利不过本"); contract interest plus the usual 30-50 % penalty surcharge
+    # reaches that only after some six years overdue, so no real row of a cooperative is
+    # refused, while a misplaced column (interest in the principal's place) nearly always is.
+    # A whole percentage, not a ratio, so that a policy file can set it as an integer.
+    max_interest_penalty_percent: int = 100
     # How long one attempt of these activities may take before Temporal retries it on
     # another worker (a crashed worker is noticed after this long). Not scaled by fast_policy.
     sms_attempt_timeout_s: int = 30

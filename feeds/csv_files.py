@@ -1,11 +1,18 @@
 """Reading core-banking CSV exports: UTF-8 (with or without BOM) or GB18030, Chinese or
-English headers, and errors that name the row and the field."""
+English headers, values as people write them (dates and amounts in their usual forms), and
+errors that name the row and the field. The rejected rows are written back in the file's own
+encoding and headers, with a reason column, to be corrected and sent again."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from dataclasses import dataclass
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -14,6 +21,8 @@ from domain.capital import MAX_AMOUNT_FEN
 # Spreadsheet programs run a cell that starts with these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 MAX_FIELD = 500
+# The column added to the rejected-rows file (and ignored when that file is sent again).
+REASON_COLUMNS = ("拒绝原因", "reject_reason")
 
 
 @dataclass
@@ -31,26 +40,44 @@ class FileError(ValueError):
 
 
 def decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):
+    return decode_with_encoding(data)[0]
+
+
+def decode_with_encoding(data: bytes) -> tuple[str, str]:
+    """The text and the encoding to write it back in (a BOM is kept when there was one)."""
+    first = "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"
+    for encoding in (first, "gb18030"):
         try:
-            return data.decode(encoding)
+            return data.decode(encoding), encoding
         except UnicodeDecodeError:
             continue
     raise FileError("the file is neither UTF-8 nor GB18030 text")
 
 
-def read_rows(
+@dataclass
+class Table:
+    """A CSV file as read: its header and rows as written, and the rows by canonical column."""
+
+    header: list[str]
+    encoding: str
+    chinese: bool  # the headers are the Chinese ones: the reason column is 拒绝原因
+    rows: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    cells: dict[int, list[str]] = field(default_factory=dict)  # line → cells as in the file
+
+
+def read_table(
     path: Path, columns: dict[str, tuple[str, ...]], required: set[str]
-) -> list[tuple[int, dict[str, str]]]:
+) -> Table:
     """Rows as {canonical column: text}, with their line numbers. Headers may be any alias."""
-    text = decode(path.read_bytes())
+    text, encoding = decode_with_encoding(path.read_bytes())
     reader = csv.reader(io.StringIO(text, newline=""))  # csv handles \r, \n and \r\n itself
     try:
-        header = [h.strip() for h in next(reader)]
+        raw_header = next(reader)
     except StopIteration:
         raise FileError("the file is empty") from None
     except csv.Error as e:
         raise FileError(f"row 1 (the header): {e}") from None
+    header = [h.strip() for h in raw_header]
     alias = {a: name for name, aliases in columns.items() for a in (name, *aliases)}
     index: dict[str, int] = {}
     for i, h in enumerate(header):
@@ -61,18 +88,57 @@ def read_rows(
         raise FileError(
             "missing columns: " + ", ".join(f"{m} ({'/'.join(columns[m])})" for m in missing)
         )
-    rows = []
+    chinese = any(h in alias and h not in columns for h in header)
+    table = Table(raw_header, encoding, chinese)
     line = 1
     try:
         for line, cells in enumerate(reader, start=2):
             if not any(c.strip() for c in cells):
                 continue
-            rows.append(
+            table.cells[line] = cells
+            table.rows.append(
                 (line, {n: (cells[i].strip() if i < len(cells) else "") for n, i in index.items()})
             )
     except csv.Error as e:  # a cell beyond 128 KiB, a broken quote: the file is not usable
         raise FileError(f"row {line + 1}: {e}") from None
-    return rows
+    return table
+
+
+def read_rows(
+    path: Path, columns: dict[str, tuple[str, ...]], required: set[str]
+) -> list[tuple[int, dict[str, str]]]:
+    return read_table(path, columns, required).rows
+
+
+def rejected_path(path: Path) -> Path:
+    """Where the rejected rows of `path` go by default: beside it, export.rejected.csv."""
+    return path.with_name(f"{path.stem}.rejected{path.suffix or '.csv'}")
+
+
+def write_rejected(table: Table, errors: Iterable[RowError], path: Path) -> Path:
+    """The rejected rows as they were written, in the file's encoding and headers, with the
+    reason first (a reason column of an earlier run is replaced). Written on every run, with
+    only the header when nothing was rejected, so that a file left from an earlier run is
+    never sent again by mistake. A cell that starts like a spreadsheet formula is written
+    with a leading ' so that opening the file runs nothing."""
+    reasons: dict[int, list[str]] = {}
+    for e in errors:
+        reasons.setdefault(e.row, []).append(f"{e.field}: {e.message}")
+    old = {i for i, h in enumerate(table.header) if h.strip() in REASON_COLUMNS}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(
+        [REASON_COLUMNS[0 if table.chinese else 1]]
+        + [h for i, h in enumerate(table.header) if i not in old]
+    )
+    for line in sorted(reasons):
+        cells = [c for i, c in enumerate(table.cells.get(line, [])) if i not in old]
+        writer.writerow(
+            ["; ".join(reasons[line])]
+            + [f"'{c}" if c.startswith(FORMULA_STARTS) else c for c in cells]
+        )
+    path.write_bytes(out.getvalue().encode(table.encoding))
+    return path
 
 
 def text_field(
@@ -82,7 +148,7 @@ def text_field(
         if required:
             errors.append(RowError(row, field, "missing"))
         return ""
-    if value.startswith(FORMULA_STARTS):
+    if value.removeprefix("'").startswith(FORMULA_STARTS):  # ' as the rejected file has it
         errors.append(RowError(row, field, "starts like a spreadsheet formula; refused"))
         return ""
     if len(value) > MAX_FIELD:
@@ -91,21 +157,114 @@ def text_field(
     return value
 
 
+def shape(value: str, limit: int = 24) -> str:
+    """What a value looks like without what it says: digits as 9, letters as A, Chinese
+    characters as 字, other characters kept ('12/31/2026' → '99/99/9999')."""
+    out = []
+    for ch in value[:limit]:
+        if ch.isdigit():
+            out.append("9")
+        elif ch.isascii() and ch.isalpha():
+            out.append("A")
+        elif unicodedata.category(ch).startswith("L"):
+            out.append("字")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append("?")
+    return "".join(out) + ("…" if len(value) > limit else "")
+
+
+_DATE_SEPARATED = re.compile(r"([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})")
+_DATE_CHINESE = re.compile(r"([0-9]{4})年([0-9]{1,2})月([0-9]{1,2})日?")
+_DATE_DIGITS = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_EXCEL_SERIAL = re.compile(r"[0-9]{5}")
+# Excel's day numbers count from 1899-12-30 (its 1900 leap-year bug lies before these).
+EXCEL_EPOCH = date(1899, 12, 30)
+EXCEL_FIRST = date(1990, 1, 1)  # a serial number is taken for a date only from here...
+EXCEL_LAST = date(2099, 12, 31)  # ...to here: 32874 to 73050
+DATE_FORMATS = "YYYY-MM-DD, YYYY/M/D, YYYY.MM.DD, YYYY年M月D日, YYYYMMDD or an Excel date number"
+
+
+def parse_date(
+    row: int, field: str, value: str, errors: list[RowError], required: bool = True
+) -> date | None:
+    """2026-11-05, 2026/11/5, 2026.11.05, 2026年11月5日, 20261105, or Excel's 46331 (full-width
+    digits too) → a date. Refused with the value's shape, never the value (it may be a
+    birth date or an ID number in the wrong column)."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    if not text:
+        if required:
+            errors.append(RowError(row, field, "missing"))
+        return None
+    parts: tuple[str, str, str] | None = None
+    if m := _DATE_SEPARATED.fullmatch(text):
+        parts = (m[1], m[3], m[4])
+    elif m := _DATE_CHINESE.fullmatch(text):
+        parts = (m[1], m[2], m[3])
+    elif m := _DATE_DIGITS.fullmatch(text):
+        parts = (m[1], m[2], m[3])
+    elif _EXCEL_SERIAL.fullmatch(text):
+        day = EXCEL_EPOCH + timedelta(days=int(text))
+        if EXCEL_FIRST <= day <= EXCEL_LAST:
+            return day
+        errors.append(
+            RowError(
+                row,
+                field,
+                f"a number shaped {shape(text)} is not an Excel date between "
+                f"{EXCEL_FIRST} and {EXCEL_LAST}",
+            )
+        )
+        return None
+    if parts is None:
+        errors.append(
+            RowError(row, field, f"a value shaped {shape(text)!r} is not a date ({DATE_FORMATS})")
+        )
+        return None
+    try:
+        day = date(*(int(p) for p in parts))
+    except ValueError:
+        errors.append(
+            RowError(row, field, f"a value shaped {shape(text)!r} is not a day of the calendar")
+        )
+        return None
+    if day.year < 1900:
+        errors.append(RowError(row, field, f"a value shaped {shape(text)!r}: before 1900"))
+        return None
+    return day
+
+
+_PLAIN = re.compile(r"[0-9]+(\.[0-9]+)?")
+_GROUPED = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")
+
+
 def yuan_to_fen(
     row: int, field: str, value: str, errors: list[RowError], required: bool = True
 ) -> int:
-    """'12,345.67' → 1234567; refuses negatives, more than two decimals, non-numbers."""
-    if not value:
+    """'12,345.67', '１２，３４５．６７', '12345.67元' → 1234567; refuses words, negatives,
+    formulas, NaN/Infinity, more than two decimals, and commas not in thousands groups
+    ('12,34' may be a decimal comma)."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    if text.endswith("元"):
+        text = text[:-1].rstrip()
+    if not text:
         if required:
             errors.append(RowError(row, field, "missing"))
         return 0
-    try:
-        amount = Decimal(value.replace(",", "").replace("，", ""))
-    except InvalidOperation:
+    if text.startswith("-") and _PLAIN.fullmatch(text[1:].replace(",", "")):
+        errors.append(RowError(row, field, f"{value!r}: an amount cannot be negative"))
+        return 0
+    if text.startswith(FORMULA_STARTS):
+        errors.append(RowError(row, field, "starts like a spreadsheet formula; refused"))
+        return 0
+    if not (_PLAIN.fullmatch(text) or _GROUPED.fullmatch(text)):
         errors.append(RowError(row, field, f"{value!r} is not an amount in yuan"))
         return 0
-    if not amount.is_finite() or amount < 0:
-        errors.append(RowError(row, field, f"{value!r}: an amount cannot be negative"))
+    try:
+        amount = Decimal(text.replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the patterns above admit only numbers
+        errors.append(RowError(row, field, f"{value!r} is not an amount in yuan"))
         return 0
     fen = amount * 100
     if fen != fen.to_integral_value():

@@ -13,11 +13,14 @@ Columns (header in English or Chinese; extra columns are ignored):
 | outstanding_principal_yuan | 未还本金 | yes |
 | interest_yuan | 欠息, 利息 | no |
 | penalty_yuan | 罚息 | no |
-| overdue_since | 逾期起始日, 逾期日期 | yes, YYYY-MM-DD, not in the future |
+| overdue_since | 逾期起始日, 逾期日期 | yes, a date (`csv_files.parse_date`), not in the future |
 | monthly_income_yuan | 月收入 | no |
 | address | 地址 | no |
 | village | 村 | no |
 | remote | 偏远 | no: 是/否, yes/no, 1/0 |
+
+Amounts as `csv_files.yuan_to_fen` reads them. The outstanding principal is at most the loan
+amount; interest plus penalty at most the policy's `max_interest_penalty_percent` of it.
 """
 
 from __future__ import annotations
@@ -38,11 +41,22 @@ from temporalio.service import RPCError
 from db.models import Borrower, Branch, Case, Loan
 from db.seed import LoanSpec
 from domain.models import BranchMove
+from domain.money import yuan
 from domain.names import workflow_id
 from domain.phones import PhoneError, normalize_phone
 from domain.policy import Policy
 from domain.stages import CLOSED_STAGES
-from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
+from feeds.csv_files import (
+    RowError,
+    Table,
+    parse_date,
+    read_rows,
+    read_table,
+    rejected_path,
+    text_field,
+    write_rejected,
+    yuan_to_fen,
+)
 from service.case_start import start_case
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -87,14 +101,20 @@ class IntakeReport:
     ended: list[str] = field(default_factory=list)
     # Loans this export moved to another branch: "loan: old → new"; their cases follow.
     moved: list[str] = field(default_factory=list)
+    # The rejected rows, as written, with a reason column: to be corrected and sent again.
+    rejected_file: Path | None = None
+    table: Table | None = field(default=None, repr=False)
 
 
-def validate(path: Path, branches: Iterable[str], today: date) -> IntakeReport:
+def validate(
+    path: Path, branches: Iterable[str], today: date, policy: Policy | None = None
+) -> IntakeReport:
     known = set(branches)
-    rows = read_rows(path, COLUMNS, REQUIRED)
-    report = IntakeReport(rows=len(rows))
+    max_percent = (policy or Policy()).max_interest_penalty_percent
+    table = read_table(path, COLUMNS, REQUIRED)
+    report = IntakeReport(rows=len(table.rows), table=table)
     seen: dict[str, int] = {}
-    for line, cells in rows:
+    for line, cells in table.rows:
         errors: list[RowError] = []
         loan_no = text_field(line, "loan_no", cells["loan_no"], errors)
         if loan_no and not _LOAN_NO.fullmatch(loan_no):
@@ -126,13 +146,10 @@ def validate(path: Path, branches: Iterable[str], today: date) -> IntakeReport:
                 "monthly_income_yuan",
             )
         }
-        overdue = None
-        try:
-            overdue = date.fromisoformat(cells["overdue_since"])
-            if overdue > today:
-                errors.append(RowError(line, "overdue_since", "is in the future"))
-        except ValueError:
-            errors.append(RowError(line, "overdue_since", "must be a date YYYY-MM-DD"))
+        errors.extend(sanity(line, amounts, max_percent, errors))
+        overdue = parse_date(line, "overdue_since", cells["overdue_since"], errors)
+        if overdue is not None and overdue > today:
+            errors.append(RowError(line, "overdue_since", "is in the future"))
         remote = cells.get("remote", "").lower()
         if remote not in _YES | _NO:
             errors.append(RowError(line, "remote", "must be 是/否 (yes/no)"))
@@ -163,6 +180,41 @@ def validate(path: Path, branches: Iterable[str], today: date) -> IntakeReport:
             )
         )
     return report
+
+
+def sanity(
+    line: int, amounts: dict[str, int], max_percent: int, errors: list[RowError]
+) -> list[RowError]:
+    """The figures against each other (only when each was read): the outstanding principal
+    at most the loan amount, interest plus penalty at most `max_percent` % of it."""
+    if {e.field for e in errors} & amounts.keys():
+        return []
+    principal, outstanding = amounts["principal_yuan"], amounts["outstanding_principal_yuan"]
+    interest, penalty = amounts["interest_yuan"], amounts["penalty_yuan"]
+    found = []
+    if outstanding > principal:
+        found.append(
+            RowError(
+                line,
+                "outstanding_principal_yuan",
+                f"{yuan(outstanding)} yuan outstanding is more than the loan amount "
+                f"{yuan(principal)} yuan",
+            )
+        )
+    base, named = (outstanding, "the outstanding principal")
+    if not outstanding:  # the principal repaid, interest left: measured by the loan amount
+        base, named = principal, "the loan amount"
+    if (interest + penalty) * 100 > base * max_percent:
+        found.append(
+            RowError(
+                line,
+                "interest_yuan" if interest >= penalty else "penalty_yuan",
+                f"interest {yuan(interest)} + penalty {yuan(penalty)} yuan is more than "
+                f"{max_percent} % of {named} {yuan(base)} yuan (policy "
+                "max_interest_penalty_percent)",
+            )
+        )
+    return found
 
 
 def upsert(session: Session, specs: list[LoanSpec]) -> None:
@@ -212,15 +264,21 @@ async def intake(
     started_by: str = "intake",
     concurrency: int = 50,
     progress: Callable[[], None] | None = None,
+    rejected: Path | None = None,
 ) -> IntakeReport:
     """Validate the file; unless dry, write every good row in one transaction and start cases.
 
     Cases already running are attached to (the workflow id is the loan's), so running the same
-    file again starts nothing new.
+    file again starts nothing new. Every run, dry or not, writes the rejected rows to
+    `rejected` (by default export.rejected.csv beside the file): `report.rejected_file`.
     """
     with sessions() as session:
         branches = list(session.scalars(select(Branch.code)))
-    report = validate(path, branches, today)
+    report = validate(path, branches, today, policy)
+    assert report.table is not None
+    report.rejected_file = write_rejected(
+        report.table, report.errors, rejected or rejected_path(path)
+    )
     if dry_run or not report.good:
         return report
     with sessions.begin() as session:  # all good rows, or none if the database fails

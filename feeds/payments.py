@@ -1,7 +1,8 @@
 """Posted payments from core banking: each reference recorded and signalled to its case once.
 
-Columns: loan_no (贷款编号), amount_yuan (金额, 还款金额), paid_on (还款日期, YYYY-MM-DD),
-reference (流水号, 交易流水号).
+Columns: loan_no (贷款编号), amount_yuan (金额, 还款金额), paid_on (还款日期, a date as
+`csv_files.parse_date` reads it), reference (流水号, 交易流水号). The rejected rows are
+written beside the file (payments.rejected.csv) with their reason, to be sent again.
 
 A payment known only by its date is taken as made at noon of that day on the clock of the
 loan's branch (its time zone, else the configured policy's).
@@ -24,7 +25,15 @@ from domain.models import PaymentPosted
 from domain.money import yuan
 from domain.names import workflow_id
 from domain.policy import Policy
-from feeds.csv_files import RowError, read_rows, text_field, yuan_to_fen
+from feeds.csv_files import (
+    RowError,
+    parse_date,
+    read_table,
+    rejected_path,
+    text_field,
+    write_rejected,
+    yuan_to_fen,
+)
 from service.local_time import in_zone, midday
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -42,13 +51,22 @@ class PaymentReport:
     duplicates: list[str] = field(default_factory=list)  # references seen before
     closed: list[str] = field(default_factory=list)  # recorded, but the case has ended
     errors: list[RowError] = field(default_factory=list)
+    # The rejected rows, as written, with a reason column: to be corrected and sent again.
+    rejected_file: Path | None = None
 
 
 async def post_payments(
-    path: Path, sessions: sessionmaker[Session], client: Client, today: date, policy: Policy
+    path: Path,
+    sessions: sessionmaker[Session],
+    client: Client,
+    today: date,
+    policy: Policy,
+    rejected: Path | None = None,
 ) -> PaymentReport:
-    """`today`: the configured policy's date, after which a payment is in the future."""
-    rows = read_rows(path, COLUMNS, set(COLUMNS))
+    """`today`: the configured policy's date, after which a payment is in the future. The
+    rejected rows go to `rejected` (by default payments.rejected.csv beside the file)."""
+    table = read_table(path, COLUMNS, set(COLUMNS))
+    rows = table.rows
     report = PaymentReport(rows=len(rows))
     seen: dict[str, int] = {}
     with sessions() as session:
@@ -69,17 +87,15 @@ async def post_payments(
         amount = yuan_to_fen(line, "amount_yuan", cells["amount_yuan"], errors)
         if amount == 0 and not any(e.field == "amount_yuan" for e in errors):
             errors.append(RowError(line, "amount_yuan", "a payment must be more than zero"))
-        try:
-            paid_on = date.fromisoformat(cells["paid_on"])
-            if paid_on > today:
-                errors.append(RowError(line, "paid_on", "is in the future"))
-        except ValueError:
-            errors.append(RowError(line, "paid_on", "must be a date YYYY-MM-DD"))
+        paid_on = parse_date(line, "paid_on", cells["paid_on"], errors)
+        if paid_on is not None and paid_on > today:
+            errors.append(RowError(line, "paid_on", "is in the future"))
         if ref:
             seen.setdefault(ref, line)
         if errors:
             report.errors.extend(errors)
             continue
+        assert paid_on is not None
         paid_at = midday(paid_on, clocks[cells["loan_no"]]).astimezone(UTC)
         with sessions.begin() as session:  # the fact first: a failed signal loses nothing
             new = insert_ignore(
@@ -133,4 +149,5 @@ async def post_payments(
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
             report.closed.append(ref)
+    report.rejected_file = write_rejected(table, report.errors, rejected or rejected_path(path))
     return report

@@ -16,6 +16,7 @@ from cli import (
     case_commands,
     evidence_commands,
     feeds_commands,
+    master_commands,
     office_commands,
     setup_commands,
 )
@@ -27,6 +28,7 @@ GROUPS = (
     setup_commands,
     case_commands,
     feeds_commands,
+    master_commands,
     action_commands,
     office_commands,
     evidence_commands,

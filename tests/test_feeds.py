@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from db.models import AuditEvent, Borrower, Case, Loan, Payment
 from domain.models import CloseRequest
 from domain.names import workflow_id
 from domain.stages import CLOSED_STAGES
-from feeds.csv_files import FileError
+from feeds.csv_files import EXCEL_EPOCH, FileError
 from feeds.loans import cancel_missing, intake
 from feeds.payments import post_payments
 from tests.harness import Harness, eventually, running_worker
@@ -441,3 +443,99 @@ def test_yuan_amounts_are_exact(tmp_path: Path) -> None:
     assert yuan_to_fen(2, "x", "0.1", errors) == 10 and errors == []
     yuan_to_fen(3, "x", "1.005", errors)
     assert str(errors[-1]) == "row 3, x: '1.005': at most two decimals (fen)"
+
+
+@pytest.fixture
+async def hdb(env, sessions, tmp_path: Path) -> AsyncIterator[Harness]:
+    """A worker on a database of each kind (SQLite and PostgreSQL)."""
+    async with running_worker(env, sessions, tmp_path / "data") as harness:
+        yield harness
+
+
+async def test_a_mixed_export_then_its_rejected_rows_corrected_and_sent_again(
+    hdb: Harness, tmp_path: Path
+) -> None:
+    """Dates and amounts as people write them are imported; the rows refused (a day-first
+    date, more outstanding than lent, interest out of proportion) come back in a file with
+    their reason, which, corrected, is sent again like any export. The payments too."""
+    h = hdb
+    today = await server_today(h)
+    d = today - timedelta(days=45)
+    tag = uuid.uuid4().hex[:6].upper()
+    no = [f"MX{tag}-{n:04d}" for n in range(5)]
+    person = [f"52240119800101{2000 + n},{name},1391234{5600 + n}" for n, name in
+              enumerate(["甲", "乙", "丙", "丁", "戊"])]  # fmt: skip
+    path = write(
+        tmp_path / "export.csv",
+        [
+            HEADER_ZH,
+            f'{no[0]},QX01,{person[0]},"20,000.00",９０００元,800,200,{d:%Y年%m月%d日},石门,否',
+            f"{no[1]},QX02,{person[1]},30000,10000,0,0,{(d - EXCEL_EPOCH).days},河口,是",
+            f"{no[2]},QX01,{person[2]},20000,9000,800,200,{d.day}/{d.month}/{d.year},,否",
+            f"{no[3]},QX01,{person[3]},20000,20000.50,0,0,{d:%Y%m%d},,否",
+            f"{no[4]},QX01,{person[4]},20000,9000,9000,500,{d:%Y.%m.%d},,否",
+        ],
+    )
+    report = await intake(path, h.sessions, h.client, h.task_queue, h.policy, today)
+    assert [s.loan_no for s in report.good] == no[:2] and report.started == 2
+    assert {(e.row, e.field) for e in report.errors} == {
+        (4, "overdue_since"),
+        (5, "outstanding_principal_yuan"),
+        (6, "interest_yuan"),
+    }
+    assert report.rejected_file == tmp_path / "export.rejected.csv"
+    text = report.rejected_file.read_bytes().decode("utf-8")
+    assert text.startswith("\ufeff")  # as the export: UTF-8 with a BOM
+    rejected = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert rejected[0] == ["拒绝原因", *HEADER_ZH.split(",")]
+    assert [r[1] for r in rejected[1:]] == no[2:]
+    assert rejected[1][0].startswith("overdue_since: a value shaped '99")
+    assert str(d.year) not in rejected[1][0]  # its shape, not the value
+    assert "more than the loan amount" in rejected[2][0]
+    assert "max_interest_penalty_percent" in rejected[3][0]
+
+    column = rejected[0].index
+    rejected[1][column("逾期起始日")] = f"{d:%Y/%m/%d}"
+    rejected[2][column("未还本金")] = "20,000.00"
+    rejected[3][column("欠息")] = "900"
+    out = io.StringIO()
+    csv.writer(out).writerows(rejected)
+    corrected = tmp_path / "corrected.csv"
+    corrected.write_text(out.getvalue(), encoding="utf-8-sig")
+    again = await intake(corrected, h.sessions, h.client, h.task_queue, h.policy, today)
+    assert again.errors == [] and again.started == 3
+    assert again.rejected_file == tmp_path / "corrected.rejected.csv"
+    assert again.rejected_file.read_text("utf-8-sig").splitlines() == [
+        "拒绝原因," + HEADER_ZH  # nothing to send again; no earlier file left to mislead
+    ]
+    with h.sessions() as session:
+        loans = {ln.loan_no: ln for ln in session.scalars(select(Loan))}
+    assert sorted(loans) == no and {ln.overdue_since for ln in loans.values()} == {d}
+    assert loans[no[0]].outstanding_principal_fen == 900_000
+    assert loans[no[3]].outstanding_principal_fen == 2_000_000
+    assert loans[no[4]].interest_fen == 90_000
+
+    yesterday = today - timedelta(days=1)
+    feed = write(
+        tmp_path / "payments.csv",
+        [
+            PAYMENTS_HEADER,
+            f"{no[0]},１，０００．００元,{yesterday.year}年{yesterday.month}月{yesterday.day}日,MX-1",
+            f"{no[1]},\"1,000.005\",{yesterday:%Y%m%d},MX-2",
+        ],
+    )
+    paid = await post_payments(feed, h.sessions, h.client, today, h.policy)
+    assert paid.signalled == 1 and [(e.row, e.field) for e in paid.errors] == [(3, "amount_yuan")]
+    assert paid.rejected_file == tmp_path / "payments.rejected.csv"
+    assert paid.rejected_file.read_text("utf-8-sig").splitlines() == [
+        "拒绝原因," + PAYMENTS_HEADER,
+        f"\"amount_yuan: '1,000.005': at most two decimals (fen)\",{no[1]},\"1,000.005\","
+        f"{yesterday:%Y%m%d},MX-2",
+    ]
+    with h.sessions() as session:
+        assert session.scalar(select(Payment.amount_fen)) == 100_000
+    for loan_no in no:
+        handle = h.client.get_workflow_handle(workflow_id(loan_no))
+        await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", f"{loan_no} started")
+        h.started.append(handle)
+    await close_cases(h, no)

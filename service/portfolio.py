@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -164,6 +164,20 @@ class Caseload:
     branch: str
     open_cases: int
     capacity: int
+    training_expires_on: date | None = None  # the safety training's validity; None: unknown
+    training_due: bool = False  # expired, or expiring within TRAINING_WARNING_DAYS
+
+
+TRAINING_WARNING_DAYS = 30
+
+
+def mark_training(loads: list[Caseload], today: date) -> list[Caseload]:
+    """Flag the collectors whose training has expired or expires within 30 days of today
+    (the dashboard lists them on their own); those with none recorded are flagged too."""
+    limit = today + timedelta(days=TRAINING_WARNING_DAYS)
+    for load in loads:
+        load.training_due = load.training_expires_on is None or load.training_expires_on <= limit
+    return loads
 
 
 def caseloads(sessions: sessionmaker[Session], branches: tuple[str, ...] | None) -> list[Caseload]:
@@ -182,7 +196,10 @@ def caseloads(sessions: sessionmaker[Session], branches: tuple[str, ...] | None)
     if branches is not None:
         q = q.where(Collector.branch_code.in_(branches))
     with sessions() as session:
-        return [Caseload(c.id, c.name, c.branch_code, n, c.capacity) for c, n in session.execute(q)]
+        return [
+            Caseload(c.id, c.name, c.branch_code, n, c.capacity, c.training_expires_on)
+            for c, n in session.execute(q)
+        ]
 
 
 # What a collector does next in each stage (the case page's Query has the exact wording).

@@ -222,3 +222,49 @@ async def test_a_deactivation_no_one_has_room_for_keeps_the_collector(
     assert report.pending == [leaving] and report.deactivated == []
     assert len(report.refused) == 1 and "no active collector of QX01 has room" in report.refused[0]
     assert (await h.status(handle)).collectors == team
+
+
+@pytest.fixture
+async def web(dev_env, sqlite_sessions, tmp_path: Path):  # type: ignore[no-untyped-def]
+    import httpx
+
+    from tests.web_support import app_for
+
+    async with running_worker(dev_env, sqlite_sessions, tmp_path / "data") as h:
+        transport = httpx.ASGITransport(app=app_for(h))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield h, http
+
+
+async def test_back_office_uploads_master_data_and_supervisors_see_training(web) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_pages import token
+    from tests.web_support import add_user, form_login
+
+    h, http = web
+    add_user(h, "office", Role.BACK_OFFICE)
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    r = await form_login(http, "office")
+    http.cookies.set("collection_session", r.cookies["collection_session"])
+    csrf = (await http.get("/feeds")).text.split('name="csrf" value="')[1].split('"')[0]
+    branches = "网点代码,网点名称,县\nHL01,河隆信用社,河隆县\nHL02,,河隆县\n".encode("gb18030")
+    up = await http.post("/feeds", data={"csrf": csrf, "kind": "branches"},
+                         files={"file": ("网点.csv", branches, "text/csv")})  # fmt: skip
+    assert up.status_code == 200 and "added: HL01" in up.text
+    assert '<td class="num">3</td><td>name</td>' in up.text
+    soon, later = today() + timedelta(days=10), today() + timedelta(days=300)
+    staff = "\n".join([
+        COLLECTORS_HEADER,
+        f"QX01-C01,催收员QX01-1,QX01,13812345678,40,{soon},是",
+        f"QX01-C02,催收员QX01-2,QX01,,40,{later},是",
+        "QX01-C09,新人,QX01,13812345678,abc,,",
+    ]).encode("utf-8-sig")  # fmt: skip
+    up = await http.post("/feeds", data={"csrf": csrf, "kind": "collectors"},
+                         files={"file": ("staff.csv", staff, "text/csv")})  # fmt: skip
+    assert up.status_code == 200 and '<td class="num">4</td><td>capacity</td>' in up.text
+    assert "+86138****5678" in up.text and "13812345678" not in up.text
+    http.cookies.clear()
+    board = (await http.get("/dashboard", headers=await token(http, "sup"))).json()
+    loads = {c["collector_id"]: c for c in board["caseloads"]}
+    assert loads["QX01-C01"]["training_expires_on"] == soon.isoformat()
+    assert [k for k, c in sorted(loads.items()) if c["training_due"]] == ["QX01-C01", "QX01-C03"]
+    assert {"capacity", "open_cases"} <= loads["QX01-C02"].keys()

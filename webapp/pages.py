@@ -31,6 +31,7 @@ from temporalio.client import Client
 from domain.human_input import CONSENT_CHANNELS
 from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, Stage, VisitOutcome
+from domain.timerules import local_date
 from service import audit
 from service.case_record import (
     agreement_pdf,
@@ -52,6 +53,7 @@ from service.portfolio import (
     Filters,
     caseloads,
     list_cases,
+    mark_training,
     stage_branch_counts,
     visibility_query,
     with_next_actions,
@@ -135,6 +137,7 @@ def pages_router(
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
         loads = await run_in_threadpool(caseloads, sessions, scope)
+        mark_training(loads, local_date(now, config.policy))
         month, compliance, month_error = await run_in_threadpool(
             compliance_section, sessions, q.get("month"), scope, config.policy, now
         )
@@ -336,11 +339,15 @@ def pages_router(
         check_csrf(request, who, str(form.get("csrf", "")))
         kind = str(form.get("kind", ""))
         upload = form.get("file")
-        if kind not in ("loans", "payments") or upload is None or isinstance(upload, str):
+        if kind not in FEED_KINDS or upload is None or isinstance(upload, str):
             return page(
                 request, "feeds.html.j2", 400, who=who, report=None, kind=kind,
                 error="kind and file: choose the feed and a CSV file",
             )  # fmt: skip
+        if kind in ("branches", "collectors"):
+            data = await upload.read()
+            apply = form.get("apply") == "1"
+            return await master_upload(request, who, kind, upload.filename or "", data, apply)
         today = datetime.now(UTC).astimezone(config.policy.timezone_info()).date()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "feed.csv"
@@ -374,7 +381,56 @@ def pages_router(
             error="", filename=upload.filename,
         )  # fmt: skip
 
+    async def master_upload(
+        request: Request, who: Principal, kind: str, filename: str, data: bytes, apply: bool
+    ) -> Response:
+        """The branches or collectors file, as `cli.main branches|collectors` reads it
+        (audited there); deactivations that move open cases only with `apply`."""
+        import re
+        import tempfile
+        from pathlib import Path
+
+        from feeds.branches import import_branches
+        from feeds.collectors import import_collectors
+        from feeds.csv_files import FileError
+
+        moves: list[str] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            # The file's own name (for the audit trail), made safe; its content tells CSV/xlsx.
+            path = Path(tmp) / (re.sub(r"[^\w.-]", "_", Path(filename).name)[:80] or "upload")
+            path.write_bytes(data)
+            try:
+                if kind == "branches":
+                    report = await run_in_threadpool(
+                        import_branches, path, sessions, who, config.policy.timezone
+                    )
+                else:
+                    report = await import_collectors(
+                        path, sessions, who, await actions() if apply else None, apply
+                    )
+                    verb = "moved" if report.applied else "would move"
+                    moves = [f"{verb}: {m}" for m in report.moves if m.new_team is not None]
+                    moves += [f"refused: {r}" for r in report.refused]
+                    moves += [f"deactivated: {c}" for c in report.deactivated]
+                    moves += [f"kept active: {c}" for c in report.pending]
+            except FileError as e:
+                return page(
+                    request, "feeds.html.j2", 400, who=who, report=None, kind=kind,
+                    error=f"{filename}: {e}",
+                )  # fmt: skip
+        changes = [f"added: {a}" for a in report.added] + [f"updated: {u}" for u in report.updated]
+        if wants_json(request):
+            return as_json(dict(summary=report.line(), changes=changes + moves,
+                                errors=[dict(row=e.row, field=e.field, message=e.message)
+                                        for e in report.errors]))  # fmt: skip
+        return page(
+            request, "feeds.html.j2", who=who, report=report, kind=kind, summary=report.line(),
+            error="", filename=filename, changes=changes + moves,
+        )  # fmt: skip
+
     return router
 
+
+FEED_KINDS = ("loans", "payments", "branches", "collectors")
 
 __all__ = ["WebConfig", "pages_router"]

@@ -185,14 +185,14 @@ async def test_deactivating_a_collector_moves_their_cases_after_a_dry_run(
         tmp_path / "c.csv",
         [COLLECTORS_HEADER, f"{leaving},甲,QX01,,40,,否"] + [f"{c},乙,QX01,,0,,是" for c in full],
     )
-    dry = await import_collectors(path, h.sessions, OPS, None, apply=False)
+    actions = CaseActions(h.client, h.sessions, h.policy)
+    dry = await import_collectors(path, h.sessions, OPS, actions, apply=False)
     assert [(m.team, m.new_team) for m in dry.moves] == [(team, kept + [free])]
     assert dry.pending == [leaving] and dry.deactivated == [] and not dry.errors
     with h.sessions() as s:
         assert s.get(Collector, leaving).active  # type: ignore[union-attr]
     assert (await h.status(handle)).collectors == team
 
-    actions = CaseActions(h.client, h.sessions, h.policy)
     done = await import_collectors(path, h.sessions, OPS, actions, apply=True)
     assert done.deactivated == [leaving] and not done.refused and not done.pending
     assert (await h.status(handle)).collectors == kept + [free]

@@ -126,7 +126,8 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.rows} rows: {verb} {len(report.good)}, rejected "
         f"{len({e.row for e in report.errors})}; cases started {report.started}, "
         f"already running {report.attached}, ended before (not reopened) {len(report.ended)}"
-        + "".join(f"\n  moved to another branch: {m}" for m in report.moved),
+        + "".join(f"\n  moved to another branch: {m}" for m in report.moved)
+        + f"\n  rejected rows, to correct and send again: {report.rejected_file}",
     )
 
 
@@ -153,7 +154,8 @@ async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
         report.errors,
         f"{report.rows} rows: signalled {report.signalled} (references seen before: "
         f"{len(report.duplicates)}; cases already closed: {len(report.closed)}), "
-        f"rejected {len({e.row for e in report.errors})}",
+        f"rejected {len({e.row for e in report.errors})}"
+        f"\n  rejected rows, to correct and send again: {report.rejected_file}",
     )
 
 

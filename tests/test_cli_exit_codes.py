@@ -108,6 +108,9 @@ async def test_intake_exits_0_when_all_rows_are_good_3_when_some_are_rejected_1_
     assert r.returncode == 3, r.stderr
     assert "rejected: row 3, phone:" in r.stderr
     assert "2 rows: imported 1, rejected 1; cases started 1" in r.stdout
+    rejected_rows = tmp_path / "mixed.rejected.csv"
+    assert f"rejected rows, to correct and send again: {rejected_rows}" in r.stdout
+    assert "EX-0004" in rejected_rows.read_text("utf-8-sig")
     assert started(h) == ["EX-0001", "EX-0002", "EX-0003"]  # the good row processed
     handle = h.client.get_workflow_handle(workflow_id("EX-0003"))
     await h.until(handle, lambda s: s.stage != "INVESTIGATION", "EX-0003's case running")
@@ -155,6 +158,9 @@ async def test_payments_exit_0_when_all_rows_are_good_3_when_some_are_rejected_1
     assert r.returncode == 3, r.stderr
     assert "rejected: row 3, loan_no: unknown loan 'NO-SUCH-LOAN'" in r.stderr
     assert "2 rows: signalled 1" in r.stdout
+    rejected_rows = tmp_path / "mixed.rejected.csv"
+    assert f"rejected rows, to correct and send again: {rejected_rows}" in r.stdout
+    assert "NO-SUCH-LOAN" in rejected_rows.read_text("utf-8-sig")
     await h.until(handles["PX-0001"], lambda s: s.paid_fen == 15_000, "REF-3 counted")
 
     for what, path in unreadable(tmp_path, PAYMENTS_HEADER).items():

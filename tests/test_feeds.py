@@ -21,7 +21,7 @@ from db.models import AuditEvent, Borrower, Case, Loan, Payment
 from domain.models import CloseRequest
 from domain.names import workflow_id
 from domain.stages import CLOSED_STAGES
-from feeds.csv_files import EXCEL_EPOCH, FileError
+from feeds.csv_files import EXCEL_EPOCH, EXCEL_LAST, FileError
 from feeds.loans import cancel_missing, intake
 from feeds.payments import post_payments
 from tests.harness import Harness, eventually, running_worker
@@ -465,12 +465,14 @@ async def test_a_mixed_export_then_its_rejected_rows_corrected_and_sent_again(
     no = [f"MX{tag}-{n:04d}" for n in range(5)]
     person = [f"52240119800101{2000 + n},{name},1391234{5600 + n}" for n, name in
               enumerate(["甲", "乙", "丙", "丁", "戊"])]  # fmt: skip
+    # An Excel day number (the test server's clock runs years ahead: at most 2099's).
+    serial = (min(d, EXCEL_LAST) - EXCEL_EPOCH).days
     path = write(
         tmp_path / "export.csv",
         [
             HEADER_ZH,
             f'{no[0]},QX01,{person[0]},"20,000.00",９０００元,800,200,{d:%Y年%m月%d日},石门,否',
-            f"{no[1]},QX02,{person[1]},30000,10000,0,0,{(d - EXCEL_EPOCH).days},河口,是",
+            f"{no[1]},QX02,{person[1]},30000,10000,0,0,{serial},河口,是",
             f"{no[2]},QX01,{person[2]},20000,9000,800,200,{d.day}/{d.month}/{d.year},,否",
             f"{no[3]},QX01,{person[3]},20000,20000.50,0,0,{d:%Y%m%d},,否",
             f"{no[4]},QX01,{person[4]},20000,9000,9000,500,{d:%Y.%m.%d},,否",

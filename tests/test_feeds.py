@@ -491,7 +491,8 @@ async def test_a_mixed_export_then_its_rejected_rows_corrected_and_sent_again(
     rejected = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
     assert rejected[0] == ["拒绝原因", *HEADER_ZH.split(",")]
     assert [r[1] for r in rejected[1:]] == no[2:]
-    assert rejected[1][0].startswith("overdue_since: a value shaped '99")
+    shaped = f"{'9' * len(str(d.day))}/{'9' * len(str(d.month))}/9999"  # D/M/YYYY's shape
+    assert rejected[1][0].startswith(f"overdue_since: a value shaped '{shaped}' is not a date")
     assert str(d.year) not in rejected[1][0]  # its shape, not the value
     assert "more than the loan amount" in rejected[2][0]
     assert "max_interest_penalty_percent" in rejected[3][0]

@@ -5,7 +5,7 @@
 | code | 网点代码, 网点编号 | letters, digits, - and _, at most 16 |
 | name | 网点名称 | the branch's name |
 | county | 县, 县区, region | the county (holds for a region name it) |
-| timezone | 时区 | optional: an IANA zone (Asia/Shanghai) |
+| timezone | 时区 | optional: an IANA zone (e.g. Asia/Urumqi) |
 
 An empty time zone: a new branch takes the configured policy's, a known one keeps its own.
 
@@ -65,7 +65,7 @@ def _zones() -> frozenset[str]:
 def check_timezone(row: int, value: str, errors: list[RowError]) -> str:
     if value and value not in _zones():
         errors.append(RowError(row, "timezone", f"{value[:40]!r} is not a known time zone "
-                                                "(IANA, e.g. Asia/Shanghai)"))  # fmt: skip
+                                                "(IANA, e.g. Asia/Urumqi)"))  # fmt: skip
         return ""
     return value
 

@@ -54,7 +54,8 @@ PARAMS = {
     "loan_tail": "5678",
     "amount_fen": "1234567",
     "days_past_due": "45",
-    "due_date": "2026-12-10",  # shown in a text, never compared with today
+    # Shown in a text, never compared with today.
+    "due_date": (datetime.now(UTC).date() + timedelta(days=11)).isoformat(),
 }
 
 

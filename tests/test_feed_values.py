@@ -184,7 +184,7 @@ def test_the_export_reads_each_form_and_refuses_each_bad_value(tmp_path: Path) -
     path = _export(
         tmp_path,
         [
-            f"L-0001,QX01,522401198001010001,甲,\"20,000\",９０００元,800,200,{D:%Y年%m月%d日}",
+            f'L-0001,QX01,522401198001010001,甲,"20,000",９０００元,800,200,{D:%Y年%m月%d日}',
             f"L-0002,QX01,522401198001010002,乙,20000,9000,800,200,{(D - EXCEL_EPOCH).days}",
             f"L-0003,QX01,522401198001010003,丙,20000,9000,800.001,200,{D:%Y%m%d}",
             f"L-0004,QX01,522401198001010004,丁,20000,9000,800,200,{D.day}/{D.month}/{D.year}",
@@ -254,5 +254,7 @@ def test_english_headers_get_an_english_reason_column_in_utf8(tmp_path: Path) ->
     out = write_rejected(table, [RowError(2, "amount_yuan", "x")], tmp_path / "r.csv")
     data = out.read_bytes()
     assert not data.startswith(b"\xef\xbb\xbf")  # no BOM where there was none
-    assert data.decode() == f"reject_reason,loan_no,amount_yuan,paid_on,reference\r\n" \
+    assert (
+        data.decode() == f"reject_reason,loan_no,amount_yuan,paid_on,reference\r\n"
         f"amount_yuan: x,L-1,abc,{D},R-1\r\n"
+    )

@@ -524,7 +524,7 @@ async def test_a_mixed_export_then_its_rejected_rows_corrected_and_sent_again(
         [
             PAYMENTS_HEADER,
             f"{no[0]},１，０００．００元,{yesterday.year}年{yesterday.month}月{yesterday.day}日,MX-1",
-            f"{no[1]},\"1,000.005\",{yesterday:%Y%m%d},MX-2",
+            f'{no[1]},"1,000.005",{yesterday:%Y%m%d},MX-2',
         ],
     )
     paid = await post_payments(feed, h.sessions, h.client, today, h.policy)
@@ -532,7 +532,7 @@ async def test_a_mixed_export_then_its_rejected_rows_corrected_and_sent_again(
     assert paid.rejected_file == tmp_path / "payments.rejected.csv"
     assert paid.rejected_file.read_text("utf-8-sig").splitlines() == [
         "拒绝原因," + PAYMENTS_HEADER,
-        f"\"amount_yuan: '1,000.005': at most two decimals (fen)\",{no[1]},\"1,000.005\","
+        f'"amount_yuan: \'1,000.005\': at most two decimals (fen)",{no[1]},"1,000.005",'
         f"{yesterday:%Y%m%d},MX-2",
     ]
     with h.sessions() as session:

@@ -435,3 +435,31 @@ class SignInFailure(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)  # since the window began
     last_failure_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
     locked_until: Mapped[datetime | None] = mapped_column(AwareDateTime())
+
+
+class DailyRun(Base):
+    """One run of the daily feed (DailyFeedRunWorkflow): the export it took, the counts, the
+    rejected-rows file, the outcome. `processed_sha256` is set on the run that processes a
+    file (unique: a file with the same content is processed once; NULL on the others)."""
+
+    __tablename__ = "daily_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_key: Mapped[str] = mapped_column(String(300), unique=True)  # workflow id / run id
+    scheduled_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    export_dir: Mapped[str] = mapped_column(Text, default="")
+    file_name: Mapped[str] = mapped_column(String(255), default="")
+    file_sha256: Mapped[str] = mapped_column(String(64), default="")
+    processed_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    cases_started: Mapped[int] = mapped_column(Integer, default=0)
+    already_running: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)  # rows
+    rejected_file: Mapped[str] = mapped_column(Text, default="")
+    payments_file: Mapped[str] = mapped_column(String(255), default="")
+    payments_sha256: Mapped[str] = mapped_column(String(64), default="")
+    payments_signalled: Mapped[int] = mapped_column(Integer, default=0)
+    payments_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    payments_rejected_file: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))  # domain.daily_run.RunStatus
+    error: Mapped[str] = mapped_column(Text, default="")

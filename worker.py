@@ -13,11 +13,11 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from activities.documents import PdfRenderer
-from activities.sms_gateway import RecordingGateway
-from activities.twilio_gateway import TwilioGateway, TwilioSettings
+from activities.sms_gateway import RecordingGateway, RoutedGateway
 from db.engine import make_engine, session_factory
 from service.log_masking import configure
 from service.settings import Settings
+from service.sms_setup import gateway_from_env
 from service.temporal_client import connect
 from service.worker_factory import build_worker
 
@@ -37,8 +37,7 @@ async def run_worker(
         else make_engine(settings.db_url)
     )
     client = await connect(settings)
-    twilio = TwilioSettings.from_env()
-    gateway = TwilioGateway(twilio) if twilio else RecordingGateway()
+    gateway = gateway_from_env()  # SMS_PROVIDER_CN / SMS_PROVIDER_INTL
     pdf = pdf or PdfRenderer(processes=settings.pdf_processes)
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(
@@ -58,10 +57,10 @@ async def run_worker(
             settings.temporal_namespace,
             settings.task_queue,
         )
-        if twilio:
-            log.info("SMS go out through Twilio (account %s…)", twilio.account_sid[:6])
-        else:
+        routes = [gateway.cn, gateway.intl] if isinstance(gateway, RoutedGateway) else [gateway]
+        if any(isinstance(g, RecordingGateway) for g in routes):
             log.warning("no TWILIO_ACCOUNT_SID: SMS are recorded in the outbox, not sent")
+        log.info("SMS go out through %s", gateway.name)
         async with worker:
             await stop.wait()
             log.info("stopping: finishing running activities")

@@ -14,7 +14,12 @@ from temporalio.exceptions import ApplicationError
 from activities.clock import activity_now
 from activities.contacts import third_party_check
 from activities.errors import not_found
-from activities.sms_gateway import GatewayResult, PermanentSmsFailure, SmsGateway
+from activities.sms_gateway import (
+    DeferredByProvider,
+    GatewayResult,
+    PermanentSmsFailure,
+    SmsGateway,
+)
 from activities.sms_receipts import apply_unmatched, failure_of
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
@@ -134,6 +139,8 @@ class SmsActivities:
             )
         except PermanentSmsFailure as failure:
             return self._failed(req, failure, now)
+        except DeferredByProvider as limit:
+            return self._deferred_by_provider(req, limit, earlier_attempt, now)
         except Exception as error:
             # A refusal the provider answered (429, 5xx, credentials) means nothing went out;
             # a timeout or a broken connection leaves it unknown, and the retry asks first.
@@ -176,6 +183,28 @@ class SmsActivities:
             error_code=failure.code,
             number_unusable=failure.number_unusable,
         )
+
+    def _deferred_by_provider(
+        self,
+        req: SmsRequest,
+        limit: DeferredByProvider,
+        earlier_attempt: datetime | None,
+        now: datetime,
+    ) -> SmsResult:
+        """The provider's own daily limit refused it: nothing went out; it waits for the next
+        day's contact window like a message over our cap (not a failure of the case)."""
+        until = cap_release(now, [now] * req.policy.sms_per_day, req.policy)
+        verdict = SmsResult(
+            req.key, "DEFERRED", f"{CAP_REASON} (provider: {mask_text(str(limit))})"[:500],
+            not_before=until,
+        )  # fmt: skip
+        with self.sessions.begin() as session:
+            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            assert row is not None
+            row.status, row.reason, row.attempted_at = "DEFERRED", verdict.reason, earlier_attempt
+            _record_decision(session, row, req, verdict, now)
+        log.info("SMS %s deferred by the provider's limit until %s", req.key, until)
+        return verdict
 
     def _note_retry(
         self, key: str, error: Exception, refused: bool, earlier_attempt: datetime | None

@@ -15,7 +15,13 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from activities.sms_gateway import GatewayResult, PermanentSmsFailure
+from activities.sms_gateway import (
+    Channel,
+    GatewayResult,
+    PermanentSmsFailure,
+    TemplateMessage,
+    is_mainland,
+)
 from domain.privacy import mask_phone
 
 log = logging.getLogger(__name__)
@@ -114,6 +120,11 @@ class TwilioGateway:
         else:
             self.client = Client(settings.account_sid, settings.auth_token, http_client=http)
 
+    def channel(self, to: str) -> Channel:
+        # Twilio's China guideline: two-way SMS is not supported, and per-number limits apply.
+        china = is_mainland(to)
+        return Channel("twilio", two_way=not china, china_route=china)
+
     def send(
         self,
         to: str,
@@ -122,6 +133,7 @@ class TwilioGateway:
         *,
         deliver_by: datetime | None = None,
         timeout_s: float | None = None,
+        template: TemplateMessage | None = None,  # Twilio sends the text itself
     ) -> GatewayResult:
         s = self.settings
         params: dict[str, str | int] = {"to": to, "body": body}

@@ -1,0 +1,48 @@
+"""The SMS gateway the configuration asks for: one provider for mainland numbers (+86,
+`SMS_PROVIDER_CN`) and one for the rest (`SMS_PROVIDER_INTL`), both `twilio` by default."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from activities.sms_gateway import RecordingGateway, RoutedGateway, SmsGateway
+from activities.twilio_gateway import TwilioGateway, TwilioSettings
+
+log = logging.getLogger(__name__)
+PROVIDERS = ("twilio", "aliyun")
+
+
+def provider_names(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(mainland, international) provider names, checked: a typo stops the worker."""
+    env = os.environ if env is None else env
+    names = []
+    for var in ("SMS_PROVIDER_CN", "SMS_PROVIDER_INTL"):
+        name = (env.get(var) or "twilio").strip().lower()
+        if name not in PROVIDERS:
+            raise ValueError(f"{var}={name!r}: not a provider we send through {PROVIDERS}")
+        names.append(name)
+    return names[0], names[1]
+
+
+def gateway_from_env(env: Mapping[str, str] | None = None) -> SmsGateway:
+    """Twilio where chosen and configured (TWILIO_ACCOUNT_SID), else the recording gateway
+    as before; Aliyun must be configured when chosen."""
+    env = os.environ if env is None else env
+    cn_name, intl_name = provider_names(env)
+    built: dict[str, SmsGateway] = {}
+
+    def build(name: str) -> SmsGateway:
+        if name not in built:
+            if name == "twilio":
+                twilio = TwilioSettings.from_env()
+                built[name] = TwilioGateway(twilio) if twilio else RecordingGateway()
+            else:
+                from activities.aliyun_gateway import AliyunGateway, AliyunSettings
+
+                built[name] = AliyunGateway(AliyunSettings.from_env(env))
+        return built[name]
+
+    cn, intl = build(cn_name), build(intl_name)
+    return cn if cn is intl else RoutedGateway(cn, intl)

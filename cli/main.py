@@ -18,6 +18,7 @@ from cli import (
     feeds_commands,
     master_commands,
     office_commands,
+    schedule_commands,
     setup_commands,
 )
 from service.log_masking import configure
@@ -28,6 +29,7 @@ GROUPS = (
     setup_commands,
     case_commands,
     feeds_commands,
+    schedule_commands,
     master_commands,
     action_commands,
     office_commands,

@@ -13,10 +13,13 @@ from temporalio.worker import Worker
 from activities.agreements import AgreementActivities
 from activities.cases import CaseActivities
 from activities.contacts import ContactActivities
+from activities.daily_run import DailyRunActivities
 from activities.documents import PdfRenderer
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
+from domain.policy import Policy
 from workflows.collection import LoanCollectionWorkflow
+from workflows.daily_run import DailyFeedRunWorkflow
 
 
 def activities(
@@ -46,6 +49,23 @@ def activities(
     ]
 
 
+def daily_run_activities(
+    sessions: sessionmaker[Session],
+    client: Client,
+    task_queue: str,
+    data_dir: Path,
+    policy: Policy | None = None,
+) -> list[object]:
+    """The daily feed run's: the intake starts cases and the payment feed signals them, with
+    the worker's own client, on its task queue; the configured policy unless given."""
+    if policy is None:
+        from service.settings import Settings
+
+        policy = Settings.from_env().policy()
+    run = DailyRunActivities(sessions, client, task_queue, policy, data_dir / "daily-runs")
+    return [run.pick_export, run.run_intake, run.run_payments, run.finish_run]
+
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -56,13 +76,15 @@ def build_worker(
     sms_language: str = "zh",
     max_cached_workflows: int = 1000,
     pdf: PdfRenderer | None = None,
+    policy: Policy | None = None,
 ) -> Worker:
     executor = executor or ThreadPoolExecutor(max_workers=16)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[LoanCollectionWorkflow],
-        activities=activities(sessions, data_dir, gateway, sms_language, pdf),
+        workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow],
+        activities=activities(sessions, data_dir, gateway, sms_language, pdf)
+        + daily_run_activities(sessions, client, task_queue, data_dir, policy),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_cached_workflows=max_cached_workflows,

@@ -7,7 +7,8 @@
                              agreement versions; forms for what the user may do now
 - /cases/{loan_no}/{action}  visit, plan, signature, call, consent, third-party (collectors
                              and supervisors); reassign, hold, lift-hold, close (supervisors)
-- /feeds      back office: the overdue-loan export and the payment feed
+- /feeds      back office: the overdue-loan export and the payment feed; the daily run's
+              reports (also /feeds/runs, for supervisors too)
 
 A case that the user may not see answers 404, as if it did not exist. Times are shown, and
 read from forms, on the configured policy's clock, and on a case's page on the clock of the
@@ -41,6 +42,7 @@ from service.case_record import (
     collector_cases,
 )
 from service.case_updates import ActionOutcome, CaseActions
+from service.daily_schedule import latest_runs, rejected_file_of
 from service.loan_contacts import (
     CALL_OUTCOME_ZH,
     CONSENT_HOW_ZH,
@@ -323,7 +325,28 @@ def pages_router(
     @router.get("/feeds")
     async def feeds_page(request: Request) -> Response:
         who = require(request, sessions, Role.BACK_OFFICE)
-        return page(request, "feeds.html.j2", who=who, report=None, kind="")
+        runs = await run_in_threadpool(latest_runs, sessions)
+        return page(
+            request, "feeds.html.j2", who=who, report=None, kind="", runs=runs, zone=zone
+        )
+
+    @router.get("/feeds/runs")
+    async def feed_runs(request: Request) -> Response:
+        """The daily run's latest reports (cli.main schedule): the back office, supervisors."""
+        who = require(request, sessions, Role.BACK_OFFICE, Role.SUPERVISOR)
+        runs = await run_in_threadpool(latest_runs, sessions, 30)
+        if wants_json(request):
+            return as_json(dict(runs=runs))
+        return page(request, "feed_runs.html.j2", who=who, runs=runs, zone=zone)
+
+    @router.get("/feeds/runs/{run_id}/rejected")
+    async def feed_run_rejected(request: Request, run_id: int) -> Response:
+        """A run's rejected rows (names, ID numbers: the back office's only)."""
+        require(request, sessions, Role.BACK_OFFICE)
+        path = await run_in_threadpool(rejected_file_of, sessions, run_id)
+        if path is None:
+            raise HTTPException(404, "no rejected-rows file for this run")
+        return FileResponse(path, media_type="text/csv", filename=path.name)
 
     @router.post("/feeds")
     async def feeds_upload(request: Request) -> Response:

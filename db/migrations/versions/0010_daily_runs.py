@@ -47,7 +47,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('run_key', name=op.f('uq_daily_runs_run_key'))
     )
     with op.batch_alter_table('daily_runs', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_daily_runs_scheduled_at'), ['scheduled_at'], unique=False)
+        batch_op.create_index(
+            batch_op.f('ix_daily_runs_scheduled_at'), ['scheduled_at'], unique=False
+        )
 
 
 def downgrade() -> None:

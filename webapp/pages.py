@@ -326,9 +326,7 @@ def pages_router(
     async def feeds_page(request: Request) -> Response:
         who = require(request, sessions, Role.BACK_OFFICE)
         runs = await run_in_threadpool(latest_runs, sessions)
-        return page(
-            request, "feeds.html.j2", who=who, report=None, kind="", runs=runs, zone=zone
-        )
+        return page(request, "feeds.html.j2", who=who, report=None, kind="", runs=runs, zone=zone)
 
     @router.get("/feeds/runs")
     async def feed_runs(request: Request) -> Response:

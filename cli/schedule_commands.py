@@ -65,7 +65,7 @@ async def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
                 args.payments_pattern,
             )
             tz = args.tz or settings.policy().timezone
-            schedule = daily_schedule(run, args.at, tz, settings.task_queue)
+            schedule = daily_schedule(run, args.at, tz, settings.task_queue, args.id)
     except ScheduleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -62,7 +62,9 @@ def check_zone(name: str) -> str:
     return name
 
 
-def daily_schedule(run: DailyRunInput, at: str, tz: str, task_queue: str) -> Schedule:
+def daily_schedule(
+    run: DailyRunInput, at: str, tz: str, task_queue: str, schedule_id: str = SCHEDULE_ID
+) -> Schedule:
     hour, minute = parse_at(at)
     for folder, name in ((run.export_dir, "--export-dir"), (run.payments_dir, "--payments-dir")):
         if folder and not Path(folder).is_absolute():
@@ -71,7 +73,7 @@ def daily_schedule(run: DailyRunInput, at: str, tz: str, task_queue: str) -> Sch
         action=ScheduleActionStartWorkflow(
             WORKFLOW_TYPE,
             run,
-            id=SCHEDULE_ID,  # the Schedule appends the scheduled time
+            id=schedule_id,  # the Schedule appends the scheduled time
             task_queue=task_queue,
             execution_timeout=timedelta(hours=6),
         ),

@@ -22,7 +22,17 @@ from cli.schedule_commands import cmd_schedule
 from db.engine import make_engine
 from db.migrate import downgrade, upgrade
 from db.models import DailyRun, Loan, Payment
-from domain.daily_run import WORKFLOW_TYPE, DailyRunInput, DailyRunResult, RunStatus
+from domain.daily_run import (
+    DEFAULT_EXPORT_PATTERN,
+    DEFAULT_PAYMENTS_PATTERN,
+    WORKFLOW_TYPE,
+    DailyRunInput,
+    DailyRunResult,
+    RunStatus,
+    is_export,
+    names_day,
+    patterns,
+)
 from domain.names import workflow_id
 from service.settings import Settings
 from service.users import Role
@@ -167,7 +177,7 @@ def settings_for(client: Client, db_url: str, task_queue: str) -> Settings:
 
 
 async def test_the_schedule_runs_daily_skips_overlaps_and_is_updated_in_place(
-    dev_env, sqlite_sessions, tmp_path: Path
+    dev_env, sqlite_sessions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with running_worker(dev_env, sqlite_sessions, tmp_path / "data") as h:
         today = (await today_of(h)).date()
@@ -210,7 +220,12 @@ async def test_the_schedule_runs_daily_skips_overlaps_and_is_updated_in_place(
             assert (row.file_name, row.rows_read, row.cases_started) == ("导出.csv", 2, 2)
             # The Schedule's own start time is the report's.
             assert row.scheduled_at <= datetime.now(UTC)
+            assert row.run_key.startswith(f"{schedule_id}-")  # started by the Schedule
+            capsys.readouterr()
             assert await cli("--show") == 0
+            shown = capsys.readouterr().out
+            assert "every day at 05:30 Asia/Urumqi" in shown and "overlap SKIP" in shown
+            assert "成功 SUCCESS  导出.csv  read 2, started 2" in shown
         finally:
             assert await cli("--delete") == 0
         assert await cli("--delete") == 1  # gone
@@ -298,3 +313,23 @@ def test_migration_0010_adds_and_drops_the_run_reports(tmp_path: Path, request) 
             assert "daily_runs" in inspect(engine).get_table_names()
         finally:
             engine.dispose()
+
+
+def test_which_files_are_exports_and_which_payments_of_the_day() -> None:
+    exports, payments = patterns(DEFAULT_EXPORT_PATTERN), patterns(DEFAULT_PAYMENTS_PATTERN)
+    for name in ("导出.csv", "EXPORT.CSV", "贷款台账.xlsx"):
+        assert is_export(name, exports, payments), name
+    for name in (
+        "export.rejected.csv",  # a run's rejected rows
+        "~$贷款台账.xlsx",  # Excel's lock file while the workbook is open
+        ".export.csv",
+        "payments-20261105.csv",
+        "还款流水.xlsx",
+        "export.xls",  # not matched by the default pattern
+        "notes.txt",
+    ):
+        assert not is_export(name, exports, payments), name
+    day = datetime.now(SHANGHAI).date()
+    assert names_day(f"payments-{day:%Y%m%d}.csv", day)
+    assert names_day(f"还款-{day.isoformat()}.xlsx", day)
+    assert not names_day(f"payments-{day - timedelta(days=1):%Y%m%d}.csv", day)

@@ -24,7 +24,24 @@ _BRANCH_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     it = sub.add_parser("intake", help="import the overdue-loan export and start the cases")
     it.add_argument("file")
-    it.add_argument("--dry-run", action="store_true", help="validate and report only")
+    it.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print which column feeds which field, validate, write the rejected rows; "
+        "nothing is stored and no case is started",
+    )
+    it.add_argument(
+        "--profile",
+        metavar="FILE.toml",
+        help="a mapping profile: column → field, date formats, the export date (README)",
+    )
+    it.add_argument(
+        "--as-of",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="the day the export was made (days overdue count to it); default: the "
+        "profile's export_date, else today",
+    )
     it.set_defaults(run=guarded(cmd_intake))
     pm = sub.add_parser("payments", help="post the payment feed to the cases")
     pm.add_argument("file")
@@ -73,6 +90,13 @@ def _branches(text: str) -> list[str]:
     return codes
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a date as YYYY-MM-DD, got {text!r}") from None
+
+
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"a whole number >= 0, got {text!r}")
@@ -96,13 +120,23 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from feeds.csv_files import FileError
-    from feeds.loans import intake
+    from feeds.loans import IntakeReport, intake
+    from feeds.profile import ProfileError
 
     policy = settings.policy()
+    today = _today(policy)
+    if args.as_of is not None and args.as_of > today:
+        print(f"error: --as-of: {args.as_of} is after today {today}", file=sys.stderr)
+        return 2
     engine = make_engine(settings.db_url)
     client = None if args.dry_run else await connect(settings)
     # A bar for the cases being started, on a terminal only (scripts get the summary).
     bar = tqdm(desc="starting cases", unit="case", disable=None, leave=False)
+
+    def mapped(report: IntakeReport) -> None:  # before any row is read: the operator checks
+        if args.dry_run:
+            print("\n".join(report.mapping_lines()), flush=True)
+
     try:
         report = await intake(
             Path(args.file),
@@ -110,10 +144,16 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
             client,
             settings.task_queue,
             policy,
-            _today(policy),
+            today,
             dry_run=args.dry_run,
             progress=lambda: bar.update(1),
+            profile=Path(args.profile) if args.profile else None,
+            as_of=args.as_of,
+            mapped=mapped,
         )
+    except ProfileError as e:
+        print(f"error: --profile: {e}", file=sys.stderr)
+        return 2
     except (FileError, OSError) as e:
         print(f"error: {args.file}: {e}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -65,19 +65,48 @@ class Table:
     cells: dict[int, list[str]] = field(default_factory=dict)  # line → cells as in the file
 
 
-def read_table(
-    path: Path, columns: dict[str, tuple[str, ...]], required: set[str]
-) -> Table:
-    """Rows as {canonical column: text}, with their line numbers. Headers may be any alias."""
+def read_records(path: Path) -> tuple[list[list[str]], str]:
+    """Every record of a CSV file (record n is line n, blank ones included) and its encoding."""
     text, encoding = decode_with_encoding(path.read_bytes())
     reader = csv.reader(io.StringIO(text, newline=""))  # csv handles \r, \n and \r\n itself
+    records: list[list[str]] = []
     try:
-        raw_header = next(reader)
-    except StopIteration:
-        raise FileError("the file is empty") from None
-    except csv.Error as e:
-        raise FileError(f"row 1 (the header): {e}") from None
-    header = [h.strip() for h in raw_header]
+        for cells in reader:
+            records.append(cells)
+    except csv.Error as e:  # a cell beyond 128 KiB, a broken quote: the file is not usable
+        if not records:
+            raise FileError(f"row 1 (the header): {e}") from None
+        raise FileError(f"row {len(records) + 1}: {e}") from None
+    return records, encoding
+
+
+def table_of(
+    records: list[list[str]],
+    encoding: str,
+    index: dict[str, int],
+    chinese: bool,
+    header_line: int = 1,
+) -> Table:
+    """The records after the header (line `header_line`) by field, with `index` the column of
+    each field; blank records are skipped (their lines still count)."""
+    table = Table(records[header_line - 1], encoding, chinese)
+    for line, cells in enumerate(records[header_line:], start=header_line + 1):
+        if not any(c.strip() for c in cells):
+            continue
+        table.cells[line] = cells
+        table.rows.append(
+            (line, {n: (cells[i].strip() if i < len(cells) else "") for n, i in index.items()})
+        )
+    return table
+
+
+def read_table(path: Path, columns: dict[str, tuple[str, ...]], required: set[str]) -> Table:
+    """Rows as {canonical column: text}, with their line numbers. Headers may be any alias
+    (the first column wins; the loan and payment feeds map theirs with feeds/columns.py)."""
+    records, encoding = read_records(path)
+    if not records:
+        raise FileError("the file is empty")
+    header = [h.strip() for h in records[0]]
     alias = {a: name for name, aliases in columns.items() for a in (name, *aliases)}
     index: dict[str, int] = {}
     for i, h in enumerate(header):
@@ -89,19 +118,7 @@ def read_table(
             "missing columns: " + ", ".join(f"{m} ({'/'.join(columns[m])})" for m in missing)
         )
     chinese = any(h in alias and h not in columns for h in header)
-    table = Table(raw_header, encoding, chinese)
-    line = 1
-    try:
-        for line, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue
-            table.cells[line] = cells
-            table.rows.append(
-                (line, {n: (cells[i].strip() if i < len(cells) else "") for n, i in index.items()})
-            )
-    except csv.Error as e:  # a cell beyond 128 KiB, a broken quote: the file is not usable
-        raise FileError(f"row {line + 1}: {e}") from None
-    return table
+    return table_of(records, encoding, index, chinese)
 
 
 def read_rows(
@@ -111,8 +128,10 @@ def read_rows(
 
 
 def rejected_path(path: Path) -> Path:
-    """Where the rejected rows of `path` go by default: beside it, export.rejected.csv."""
-    return path.with_name(f"{path.stem}.rejected{path.suffix or '.csv'}")
+    """Where the rejected rows of `path` go by default: beside it, export.rejected.csv (CSV
+    for a workbook too: export.xlsx → export.rejected.csv)."""
+    suffix = path.suffix if path.suffix.lower() not in {"", ".xlsx", ".xls"} else ".csv"
+    return path.with_name(f"{path.stem}.rejected{suffix}")
 
 
 def write_rejected(table: Table, errors: Iterable[RowError], path: Path) -> Path:
@@ -184,19 +203,49 @@ EXCEL_EPOCH = date(1899, 12, 30)
 EXCEL_FIRST = date(1990, 1, 1)  # a serial number is taken for a date only from here...
 EXCEL_LAST = date(2099, 12, 31)  # ...to here: 32874 to 73050
 DATE_FORMATS = "YYYY-MM-DD, YYYY/M/D, YYYY.MM.DD, YYYY年M月D日, YYYYMMDD or an Excel date number"
+# A time after a year-first date (an Excel date-and-time cell, a core system's timestamp):
+# the day is what counts.
+_TIME_AFTER = re.compile(
+    r"([0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2})[ T][0-9]{1,2}:[0-9]{2}(:[0-9]{2})?"
+)
 
 
 def parse_date(
-    row: int, field: str, value: str, errors: list[RowError], required: bool = True
+    row: int,
+    field: str,
+    value: str,
+    errors: list[RowError],
+    required: bool = True,
+    fmt: str | None = None,
 ) -> date | None:
     """2026-11-05, 2026/11/5, 2026.11.05, 2026年11月5日, 20261105, or Excel's 46331 (full-width
-    digits too) → a date. Refused with the value's shape, never the value (it may be a
-    birth date or an ID number in the wrong column)."""
+    digits too; a time after a year-first date is dropped) → a date. With `fmt`, a strftime
+    format a mapping profile chose (e.g. '%d/%m/%Y'), the value in that format or as
+    YYYY-MM-DD (how a real Excel date cell reads). Refused with the value's shape, never the
+    value (it may be a birth date or an ID number in the wrong column)."""
     text = unicodedata.normalize("NFKC", value).strip()
     if not text:
         if required:
             errors.append(RowError(row, field, "missing"))
         return None
+    if m := _TIME_AFTER.fullmatch(text):
+        text = m[1]
+    if fmt is not None and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        try:
+            day = datetime.strptime(text, fmt).replace(tzinfo=UTC).date()  # a day, no time
+        except ValueError:
+            errors.append(
+                RowError(
+                    row,
+                    field,
+                    f"a value shaped {shape(text)!r} is not a date in the profile's format {fmt!r}",
+                )
+            )
+            return None
+        if day.year < 1900:
+            errors.append(RowError(row, field, f"a value shaped {shape(text)!r}: before 1900"))
+            return None
+        return day
     parts: tuple[str, str, str] | None = None
     if m := _DATE_SEPARATED.fullmatch(text):
         parts = (m[1], m[3], m[4])

@@ -1,35 +1,39 @@
 """The overdue-loan export from core banking: validate every row, upsert, start the cases.
 
-Columns (header in English or Chinese; extra columns are ignored):
+A CSV (UTF-8 with or without BOM, GB18030) or an .xlsx workbook. Each field's column is
+found by its synonyms (feeds/columns.py: 姓名/客户名称/借款人/户名, 未还本金/贷款余额/剩余本金,
+...) or named in a mapping profile (feeds/profile.py); extra columns are ignored:
 
-| column | also | required |
-| --- | --- | --- |
-| loan_no | 贷款编号, 借据号 | yes |
-| branch | 网点代码, 机构代码 | yes, a known branch |
-| id_number | 身份证号 | yes, 18 characters |
-| name | 姓名, 借款人 | yes |
-| phone | 手机号, 电话 | no (then no SMS); a mainland mobile or +country number |
-| principal_yuan | 贷款金额 | yes |
-| outstanding_principal_yuan | 未还本金 | yes |
-| interest_yuan | 欠息, 利息 | no |
-| penalty_yuan | 罚息 | no |
-| overdue_since | 逾期起始日, 逾期日期 | yes, a date (`csv_files.parse_date`), not in the future |
-| monthly_income_yuan | 月收入 | no |
-| address | 地址 | no |
-| village | 村 | no |
-| remote | 偏远 | no: 是/否, yes/no, 1/0 |
+| field | required |
+| --- | --- |
+| loan_no | yes |
+| branch | yes, a known branch's code or its registered name |
+| id_number | yes, 18 characters |
+| name | yes |
+| phone | no (then no SMS); a mainland mobile or +country number |
+| principal_yuan | yes |
+| outstanding_principal_yuan | yes |
+| interest_yuan, penalty_yuan | no |
+| overdue_since | yes, a date (`csv_files.parse_date`), not in the future; or derived: |
+| due_date | the overdue-since date is the due date (days past due = export date - due date) |
+| days_overdue | the export date minus so many days; beside a date, the two must agree |
+| monthly_income_yuan, address, village | no |
+| remote | no: 是/否, yes/no, 1/0 |
 
-Amounts as `csv_files.yuan_to_fen` reads them. The outstanding principal is at most the loan
-amount; interest plus penalty at most the policy's `max_interest_penalty_percent` of it.
+The export date is `as_of` (`--as-of`), else the profile's `export_date`, else today on the
+policy's clock. Amounts as `csv_files.yuan_to_fen` reads them. The outstanding principal is at
+most the loan amount; interest plus penalty at most the policy's `max_interest_penalty_percent`
+of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -46,35 +50,29 @@ from domain.names import workflow_id
 from domain.phones import PhoneError, normalize_phone
 from domain.policy import Policy
 from domain.stages import CLOSED_STAGES
+from feeds.columns import LABELS, LOAN_FIELDS, ColumnMap
 from feeds.csv_files import (
+    FileError,
     RowError,
     Table,
     parse_date,
-    read_rows,
-    read_table,
     rejected_path,
     text_field,
     write_rejected,
     yuan_to_fen,
 )
+from feeds.profile import Profile, ProfileError, load_profile
+from feeds.sheets import read_export
 from service.case_start import start_case
 
+# The fields of a loan, each with its synonyms (feeds/columns.py); the overdue-since date may
+# instead be derived from one of DERIVED_FROM.
+DERIVED_FROM = ("due_date", "days_overdue")
+BRANCH_NAME = "branch_name"  # the branch by a column of names (a code there is read too)
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "loan_no": ("贷款编号", "借据号"),
-    "branch": ("网点代码", "机构代码"),
-    "id_number": ("身份证号",),
-    "name": ("姓名", "借款人"),
-    "phone": ("手机号", "电话"),
-    "principal_yuan": ("贷款金额",),
-    "outstanding_principal_yuan": ("未还本金",),
-    "interest_yuan": ("欠息", "利息"),
-    "penalty_yuan": ("罚息",),
-    "overdue_since": ("逾期起始日", "逾期日期"),
-    "monthly_income_yuan": ("月收入",),
-    "address": ("地址",),
-    "village": ("村",),
-    "remote": ("偏远",),
+    k: v for k, v in LOAN_FIELDS.items() if k not in (*DERIVED_FROM, BRANCH_NAME)
 }
+DATE_FIELDS = ("overdue_since", "due_date")
 REQUIRED = {
     "loan_no",
     "branch",
@@ -86,6 +84,13 @@ REQUIRED = {
 }
 _LOAN_NO = re.compile(r"[A-Za-z0-9\-]{4,40}")
 _ID_NUMBER = re.compile(r"\d{17}[\dXx]")
+# What the mapping needs: overdue_since, or a column it is derived from.
+NEEDED: list[str | tuple[str, ...]] = [
+    *(sorted(REQUIRED - {"overdue_since", "branch"})),
+    ("branch", BRANCH_NAME),
+    ("overdue_since", *DERIVED_FROM),
+]
+MAX_DAYS_OVERDUE = 36_600  # a hundred years
 _YES = {"是", "yes", "y", "1", "true"}
 _NO = {"否", "no", "n", "0", "false", ""}
 
@@ -104,15 +109,190 @@ class IntakeReport:
     # The rejected rows, as written, with a reason column: to be corrected and sent again.
     rejected_file: Path | None = None
     table: Table | None = field(default=None, repr=False)
+    # Which column fed which field, and the export date with where it came from.
+    mapping: ColumnMap | None = None
+    export_date: date | None = None
+    export_date_from: str = ""
+
+    def mapping_lines(self) -> list[str]:
+        """What `intake --dry-run` prints before the rows: each field's column, and how the
+        overdue-since date is derived when no column holds it."""
+        if self.mapping is None:
+            return []
+        src = self.mapping.sources
+        if "overdue_since" in src:
+            how = str(src["overdue_since"])
+            if "days_overdue" in src:
+                how += f"; checked against {src['days_overdue']}"
+            if "due_date" in src:
+                how += f"; {src['due_date'].column} not used"
+        elif "due_date" in src:
+            how = f"derived 推算 from the due date {src['due_date']}"
+            if "days_overdue" in src:
+                how += f"; checked against {src['days_overdue']}"
+        else:
+            how = f"derived 推算: the export date minus the days of {src['days_overdue']}"
+        lines = ["columns → fields (列 → 字段):"]
+        for name in COLUMNS:
+            if name == "branch" and "branch" not in src:
+                lines.append(
+                    f"  {name:<27} {LABELS[name]:<6} ← {src[BRANCH_NAME]} (a name or a code)"
+                )
+            elif name == "branch":
+                lines.append(self.mapping.line(name) + " (a code or a name)")
+                if BRANCH_NAME in src:
+                    lines[-1] += f"; {src[BRANCH_NAME].column} not used"
+            elif name == "overdue_since":
+                lines.append(f"  {name:<27} {LABELS[name]:<6} ← {how}")
+            else:
+                lines.append(self.mapping.line(name))
+        return [
+            *lines,
+            *self.mapping.rest(),
+            f"export date 导出日期 {self.export_date} ({self.export_date_from})",
+        ]
+
+
+@dataclass(frozen=True)
+class Branches:
+    """The registered branches: by code, and by name when the name is one branch's."""
+
+    codes: frozenset[str]
+    by_name: dict[str, str]  # name → code
+    shared: dict[str, list[str]]  # a name two branches have → their codes
+
+    @staticmethod
+    def of(branches: Iterable[str] | Mapping[str, str]) -> Branches:
+        """Codes, or {code: name}."""
+        names = dict(branches) if isinstance(branches, Mapping) else {}
+        by: dict[str, list[str]] = {}
+        for code, name in names.items():
+            if name:
+                by.setdefault(_norm(name), []).append(code)
+        return Branches(
+            frozenset(names or branches),
+            {n: c[0] for n, c in by.items() if len(c) == 1},
+            {n: sorted(c) for n, c in by.items() if len(c) > 1},
+        )
+
+    def resolve(self, line: int, value: str, errors: list[RowError]) -> str:
+        if value in self.codes:
+            return value
+        name = _norm(value)
+        if name in self.by_name:
+            return self.by_name[name]
+        if name in self.shared:
+            errors.append(RowError(line, "branch", f"{value!r} is the name of branches "
+                                   f"{', '.join(self.shared[name])}: give the code"))  # fmt: skip
+        elif not value:
+            errors.append(RowError(line, "branch", "missing"))
+        else:
+            errors.append(RowError(line, "branch", f"unknown branch {value[:40]!r} (neither "
+                                   "a branch code nor a registered branch name)"))  # fmt: skip
+        return ""
+
+
+def _norm(name: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", name).split())
+
+
+def parse_days(line: int, value: str, errors: list[RowError]) -> int | None:
+    """'35', '３５', '35天' → 35; words, negatives, fractions refused with the field."""
+    text = unicodedata.normalize("NFKC", value).strip().removesuffix("天").strip()
+    if not text:
+        errors.append(RowError(line, "days_overdue", "missing"))
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_DAYS_OVERDUE:
+        errors.append(RowError(line, "days_overdue", f"{value[:20]!r} is not a number of days "
+                               f"(a whole number from 0 to {MAX_DAYS_OVERDUE})"))  # fmt: skip
+        return None
+    return int(text)
+
+
+def _profile(profile: Profile | Path | None) -> Profile | None:
+    if isinstance(profile, Path):
+        return load_profile(profile, list(LOAN_FIELDS), DATE_FIELDS)
+    return profile
+
+
+def export_day(today: date, profile: Profile | None, as_of: date | None) -> tuple[date, str]:
+    """The export's date and where it came from; never after today."""
+    if as_of is not None:
+        day, source = as_of, "as_of (--as-of)"
+    elif profile is not None and profile.export_date is not None:
+        day, source = profile.export_date, f"{profile.name} export_date"
+    else:
+        return today, "today 今天"
+    if day > today:
+        error = FileError if as_of is not None else ProfileError
+        raise error(f"{source}: the export date {day} is after today {today}")
+    return day, source
+
+
+def overdue_since(
+    line: int,
+    cells: dict[str, str],
+    export_date: date,
+    today: date,
+    profile: Profile | None,
+    errors: list[RowError],
+) -> date | None:
+    """The overdue-since date: its own column, else the due date, else the export date minus
+    the days overdue; a days count beside a date must agree with it."""
+    fmt = profile.format_for if profile else (lambda _: None)
+    days_given = "days_overdue" in cells and bool(cells["days_overdue"].strip())
+    named, day = "", None
+    for name in DATE_FIELDS:
+        if name not in cells:
+            continue
+        if not cells[name].strip() and days_given:
+            break  # the count says it
+        before = len(errors)
+        day = parse_date(line, name, cells[name], errors, fmt=fmt(name))
+        named = name
+        if day is not None and name == "overdue_since" and day > today:
+            errors.append(RowError(line, name, "is in the future"))
+        elif day is not None and name == "due_date" and day > export_date:
+            errors.append(RowError(line, name, f"not yet due on the export date {export_date}"))
+        if len(errors) > before:
+            return None
+        break
+    if "days_overdue" not in cells or (named and not days_given):
+        return day
+    days = parse_days(line, cells["days_overdue"], errors)
+    if days is None:
+        return None
+    counted = export_date - timedelta(days=days)
+    if day is not None and day != counted:
+        errors.append(RowError(line, "days_overdue", f"{days} days overdue on the export date "
+                               f"{export_date} is since {counted}, but {named} says {day} "
+                               f"({(export_date - day).days} days)"))  # fmt: skip
+        return None
+    return counted
 
 
 def validate(
-    path: Path, branches: Iterable[str], today: date, policy: Policy | None = None
+    path: Path,
+    branches: Iterable[str] | Mapping[str, str],
+    today: date,
+    policy: Policy | None = None,
+    *,
+    profile: Profile | Path | None = None,
+    as_of: date | None = None,
+    mapped: Callable[[IntakeReport], None] | None = None,
 ) -> IntakeReport:
-    known = set(branches)
+    """Every row validated. `branches`: the known codes, or {code: registered name} (then a
+    branch column may hold either). `mapped` is called with the report once the columns are
+    mapped, before any row is read (the mapping and the export date are in it)."""
+    known = Branches.of(branches)
     max_percent = (policy or Policy()).max_interest_penalty_percent
-    table = read_table(path, COLUMNS, REQUIRED)
-    report = IntakeReport(rows=len(table.rows), table=table)
+    prof = _profile(profile)
+    export_date, export_from = export_day(today, prof, as_of)
+    table, cmap = read_export(path, LOAN_FIELDS, NEEDED, prof)
+    report = IntakeReport(rows=len(table.rows), table=table, mapping=cmap)
+    report.export_date, report.export_date_from = export_date, export_from
+    if mapped is not None:
+        mapped(report)
     seen: dict[str, int] = {}
     for line, cells in table.rows:
         errors: list[RowError] = []
@@ -121,9 +301,7 @@ def validate(
             errors.append(RowError(line, "loan_no", "letters, digits and dashes, 4 to 40"))
         elif loan_no in seen:
             errors.append(RowError(line, "loan_no", f"duplicate of row {seen[loan_no]}"))
-        branch = cells["branch"]
-        if branch not in known:
-            errors.append(RowError(line, "branch", f"unknown branch {branch!r}"))
+        branch = known.resolve(line, cells.get("branch", cells.get(BRANCH_NAME, "")), errors)
         id_number = cells["id_number"].upper()
         if not _ID_NUMBER.fullmatch(id_number):
             errors.append(
@@ -147,9 +325,7 @@ def validate(
             )
         }
         errors.extend(sanity(line, amounts, max_percent, errors))
-        overdue = parse_date(line, "overdue_since", cells["overdue_since"], errors)
-        if overdue is not None and overdue > today:
-            errors.append(RowError(line, "overdue_since", "is in the future"))
+        overdue = overdue_since(line, cells, export_date, today, prof, errors)
         remote = cells.get("remote", "").lower()
         if remote not in _YES | _NO:
             errors.append(RowError(line, "remote", "must be 是/否 (yes/no)"))
@@ -265,16 +441,24 @@ async def intake(
     concurrency: int = 50,
     progress: Callable[[], None] | None = None,
     rejected: Path | None = None,
+    *,
+    profile: Profile | Path | None = None,
+    as_of: date | None = None,
+    mapped: Callable[[IntakeReport], None] | None = None,
 ) -> IntakeReport:
     """Validate the file; unless dry, write every good row in one transaction and start cases.
 
     Cases already running are attached to (the workflow id is the loan's), so running the same
     file again starts nothing new. Every run, dry or not, writes the rejected rows to
     `rejected` (by default export.rejected.csv beside the file): `report.rejected_file`.
+    `profile`: a mapping profile (feeds/profile.py) or its TOML file; `as_of`: the export's
+    date (over the profile's; default `today`); `mapped`: called with the report once the
+    columns are mapped, before any row is validated (`report.mapping_lines()`). Raises
+    FileError (ProfileError for the profile) when the file or the profile cannot be used.
     """
     with sessions() as session:
-        branches = list(session.scalars(select(Branch.code)))
-    report = validate(path, branches, today, policy)
+        branches = {c: n for c, n in session.execute(select(Branch.code, Branch.name))}
+    report = validate(path, branches, today, policy, profile=profile, as_of=as_of, mapped=mapped)
     assert report.table is not None
     report.rejected_file = write_rejected(
         report.table, report.errors, rejected or rejected_path(path)
@@ -385,11 +569,13 @@ async def cancel_missing(
 
     listed = sorted(set(branches))
     with sessions() as session:
-        known = set(session.scalars(select(Branch.code)))
-    unknown = [b for b in listed if b not in known]
+        registered = Branches.of(
+            {c: n for c, n in session.execute(select(Branch.code, Branch.name))}
+        )
+    unknown = [b for b in listed if b not in registered.codes]
     if not listed or unknown:
         raise UnknownBranch(f"unknown branch {', '.join(unknown) or '(none given)'}")
-    rows = read_rows(path, COLUMNS, REQUIRED)  # FileError unless it is a loan export
+    rows = read_export(path, LOAN_FIELDS, NEEDED)[0].rows  # FileError unless a loan export
     if not rows:
         raise CancelRefused("the export has no rows: it cannot say which loans are gone")
     report = CancelReport(rows=len(rows))
@@ -399,7 +585,8 @@ async def cancel_missing(
     for line, cells in rows:
         errors: list[RowError] = []
         loan_no = text_field(line, "loan_no", cells["loan_no"], errors)
-        branch = text_field(line, "branch", cells["branch"], errors)
+        branch = text_field(line, "branch", cells.get("branch", cells.get(BRANCH_NAME, "")), errors)
+        branch = registered.resolve(line, branch, []) or branch  # a name as its code
         if branch:
             present.add(branch)
             if not loan_no:  # some loan of this branch is listed, but which one?

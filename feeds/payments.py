@@ -1,6 +1,7 @@
 """Posted payments from core banking: each reference recorded and signalled to its case once.
 
-Columns: loan_no (贷款编号), amount_yuan (金额, 还款金额), paid_on (还款日期, a date as
+Columns (CSV or .xlsx; each by its synonyms in feeds/columns.py): loan_no (贷款编号, 借据号,
+...), amount_yuan (金额, 还款金额, 交易金额), paid_on (还款日期, 交易日期, a date as
 `csv_files.parse_date` reads it), reference (流水号, 交易流水号). The rejected rows are
 written beside the file (payments.rejected.csv) with their reason, to be sent again.
 
@@ -25,23 +26,19 @@ from domain.models import PaymentPosted
 from domain.money import yuan
 from domain.names import workflow_id
 from domain.policy import Policy
+from feeds.columns import PAYMENT_FIELDS
 from feeds.csv_files import (
     RowError,
     parse_date,
-    read_table,
     rejected_path,
     text_field,
     write_rejected,
     yuan_to_fen,
 )
+from feeds.sheets import read_export
 from service.local_time import in_zone, midday
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "loan_no": ("贷款编号", "借据号"),
-    "amount_yuan": ("金额", "还款金额"),
-    "paid_on": ("还款日期", "入账日期"),
-    "reference": ("流水号", "交易流水号"),
-}
+COLUMNS: dict[str, tuple[str, ...]] = PAYMENT_FIELDS
 
 
 @dataclass
@@ -65,7 +62,7 @@ async def post_payments(
 ) -> PaymentReport:
     """`today`: the configured policy's date, after which a payment is in the future. The
     rejected rows go to `rejected` (by default payments.rejected.csv beside the file)."""
-    table = read_table(path, COLUMNS, set(COLUMNS))
+    table = read_export(path, COLUMNS, list(COLUMNS))[0]
     rows = table.rows
     report = PaymentReport(rows=len(rows))
     seen: dict[str, int] = {}

@@ -17,7 +17,7 @@ from activities.sms_gateway import RecordingGateway, RoutedGateway
 from db.engine import make_engine, session_factory
 from service.log_masking import configure
 from service.settings import Settings
-from service.sms_setup import gateway_from_env
+from service.sms_setup import worker_gateway
 from service.temporal_client import connect
 from service.worker_factory import build_worker
 
@@ -37,7 +37,8 @@ async def run_worker(
         else make_engine(settings.db_url)
     )
     client = await connect(settings)
-    gateway = gateway_from_env()  # SMS_PROVIDER_CN / SMS_PROVIDER_INTL
+    # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered
+    gateway = worker_gateway(settings.sms_language)
     pdf = pdf or PdfRenderer(processes=settings.pdf_processes)
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(

@@ -15,12 +15,16 @@ from activities.clock import activity_now
 from activities.contacts import third_party_check
 from activities.errors import not_found
 from activities.sms_gateway import (
+    Channel,
     DeferredByProvider,
     GatewayResult,
     PermanentSmsFailure,
     SmsGateway,
+    TemplateMessage,
+    channel_of,
 )
 from activities.sms_receipts import apply_unmatched, failure_of
+from activities.sms_templates import Registry, load_registry, template_message
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
 from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrower
@@ -44,12 +48,17 @@ MIN_CALL_S = 0.5
 
 class SmsActivities:
     def __init__(
-        self, sessions: sessionmaker[Session], gateway: SmsGateway, language: str = "zh"
+        self,
+        sessions: sessionmaker[Session],
+        gateway: SmsGateway,
+        language: str = "zh",
+        registry: Registry | None = None,
     ) -> None:
         self.sessions = sessions
         self.gateway = gateway
         self.language = language
         self.env = environment(autoescape=False)
+        self.registry = registry if registry is not None else load_registry()
 
     @activity.defn(name=A.SEND_SMS)
     def send_sms(self, req: SmsRequest) -> SmsResult:
@@ -73,14 +82,18 @@ class SmsActivities:
                 )
                 to_number = contact.phone
             branch = session.get(Branch, loan.branch_code)
-            body = render_sms(
-                self.env,
-                self.language,
-                req.purpose,
-                cooperative=branch.name if branch else loan.branch_code,
+            channel = channel_of(self.gateway, to_number or "")
+            # The text the provider delivers: under a registered signature, that signature
+            # in 【】; on a channel replies cannot come back on, the branch's phone instead.
+            context: dict[str, object] = dict(
+                cooperative=channel.signature or (branch.name if branch else loan.branch_code),
                 loan_tail=loan.loan_no[-4:],
+                two_way=channel.two_way,
+                branch_phone=(branch.phone if branch else None) or "",
                 **req.params,
             )
+            body = render_sms(self.env, self.language, req.purpose, **context)
+            template = self._template(channel, req.purpose, context)
             if row is None:
                 insert_ignore(
                     session,
@@ -135,6 +148,7 @@ class SmsActivities:
                     req.key,
                     deliver_by=quiet_hours_start(now, req.policy),
                     timeout_s=_time_left(deadline),
+                    template=template,
                 )
             )
         except PermanentSmsFailure as failure:
@@ -161,6 +175,25 @@ class SmsActivities:
             _record_contact(session, row, now, result.status, req.purpose, req)
             log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
             return _result(row)
+
+    def _template(
+        self, channel: Channel, purpose: str, context: dict[str, object]
+    ) -> TemplateMessage | None:
+        """A templated provider's registered template, its parameters from our text's values
+        (the worker checked at start that every purpose has one: see sms_templates)."""
+        if not channel.templated:
+            return None
+        try:
+            return template_message(
+                self.registry, self.env, channel.provider, self.language, purpose, context,
+                channel.signature or "",
+            )  # fmt: skip
+        except KeyError as e:
+            raise ApplicationError(
+                f"SMS template registry: {e.args[0]}; add it to templates/sms_registry.toml",
+                type="SmsTemplateMissing",
+                next_retry_delay=timedelta(minutes=15),
+            ) from None
 
     def _failed(self, req: SmsRequest, failure: PermanentSmsFailure, now: datetime) -> SmsResult:
         # The provider's text may name the number ("The 'To' number +86… is not valid"): it

@@ -36,7 +36,7 @@ class DeferredByProvider(Exception):
 class Channel:
     """What the route to one number can do, as the send activity must know it.
 
-    `provider`: the template registry's key (templates/sms/registry.toml). `two_way`: replies
+    `provider`: the template registry's key (templates/sms_registry.toml). `two_way`: replies
     reach us (else the text names the branch's phone instead of "reply 1 / 回复TD退订").
     `china_route`: Twilio to +86, whose per-number limits join the caps. `signature`: the
     registered signature the provider puts in 【】 (None: the text names the cooperative).

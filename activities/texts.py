@@ -27,5 +27,9 @@ def environment(autoescape: bool = True) -> Environment:
 
 
 def render_sms(env: Environment, language: str, purpose: str, **context: object) -> str:
+    """One line of text. `two_way` (default True): replies reach us, so the text says how to
+    reply and opt out by SMS; False names `branch_phone` (the branch's number) instead."""
+    context.setdefault("two_way", True)
+    context.setdefault("branch_phone", "")
     template = env.get_template(f"sms/{language}/{purpose}.txt.j2")
     return " ".join(template.render(**context).split())  # one line, single spaces

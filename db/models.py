@@ -55,6 +55,9 @@ class Branch(Base):
     region: Mapped[str] = mapped_column(String(100), index=True)  # county/township: holds
     # The branch's clock for its local dates (service/local_time.py); the policy's default.
     timezone: Mapped[str] = mapped_column(String(40), default=Policy().timezone)
+    # Where borrowers call: named in texts on a channel replies cannot come back on (Twilio
+    # to +86). Shown whole: a public office number, not a person's.
+    phone: Mapped[str | None] = mapped_column(String(20))
 
 
 class Collector(Base):

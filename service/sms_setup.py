@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 
 from activities.sms_gateway import RecordingGateway, RoutedGateway, SmsGateway
+from activities.sms_templates import check_registry, load_registry
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
 
 log = logging.getLogger(__name__)
@@ -46,3 +47,10 @@ def gateway_from_env(env: Mapping[str, str] | None = None) -> SmsGateway:
 
     cn, intl = build(cn_name), build(intl_name)
     return cn if cn is intl else RoutedGateway(cn, intl)
+
+
+def worker_gateway(language: str, env: Mapping[str, str] | None = None) -> SmsGateway:
+    """The gateway, once every purpose the worker may send has a registered template for
+    each templated provider chosen; else a ValueError naming purpose and provider."""
+    check_registry(load_registry(), list(provider_names(env)), language)
+    return gateway_from_env(env)

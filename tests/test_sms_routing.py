@@ -8,7 +8,7 @@ from sqlalchemy import select
 from activities.sms import SmsActivities
 from activities.sms_gateway import DeferredByProvider, RecordingGateway, RoutedGateway
 from db.models import ContactAttempt, SmsOutbox
-from service.sms_setup import gateway_from_env, provider_names
+from service.sms_setup import gateway_from_env, provider_names, worker_gateway
 from tests.test_activities import NOW, CountingGateway, new_loan, sms
 
 
@@ -57,3 +57,17 @@ def test_the_providers_day_limit_defers_like_the_cap(sessions) -> None:
         row = session.scalar(select(SmsOutbox))
         assert row.status == "DEFERRED" and row.attempted_at is None  # nothing went out
         assert session.scalar(select(ContactAttempt.rule)) in ("daily_cap", "weekly_cap")
+
+
+def test_the_worker_refuses_to_start_on_a_purpose_without_a_template(monkeypatch) -> None:
+    monkeypatch.setenv("SMS_TEMPLATE_REGISTRY", "/dev/null")  # an empty registry
+    aliyun = {"SMS_PROVIDER_CN": "aliyun", "ALIYUN_ACCESS_KEY_ID": "k",
+              "ALIYUN_ACCESS_KEY_SECRET": "s", "ALIYUN_SMS_SIGN_NAME": "青溪信用社"}  # fmt: skip
+    with pytest.raises(ValueError, match="first_notice: no template registered for aliyun"):
+        worker_gateway("zh", aliyun)
+    monkeypatch.delenv("SMS_TEMPLATE_REGISTRY")
+    routed = worker_gateway("zh", aliyun)  # the repository's registry covers every purpose
+    assert isinstance(routed, RoutedGateway) and routed.channel("+8613912345678").templated
+    with pytest.raises(ValueError, match="ALIYUN_SMS_SIGN_NAME"):
+        worker_gateway("zh", {"SMS_PROVIDER_CN": "aliyun", "ALIYUN_ACCESS_KEY_ID": "k",
+                              "ALIYUN_ACCESS_KEY_SECRET": "s"})  # fmt: skip

@@ -1,0 +1,116 @@
+"""The registry of provider templates (templates/sms_registry.toml): for a templated provider
+(Aliyun), each SMS purpose and language → the registered template code and its parameters.
+
+`python -m activities.sms_templates aliyun zh` prints, per purpose, the template text to
+register with the provider: our own text with the parameters as ${name}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment
+
+from activities.sms_gateway import TemplateMessage
+from activities.texts import TEMPLATES, environment, render_sms
+
+REGISTRY = TEMPLATES / "sms_registry.toml"
+# What the send activity may be asked to send (the workflows' purposes); the replies in
+# TwiML (opt_out_confirmation, reply_without_case) are not sent through a gateway.
+SENT_PURPOSES = (
+    "first_notice",
+    "installment_reminder",
+    "missed_installment",
+    "visit_notice",
+    "agreement_ready",
+    "paid_in_full",
+    "third_party_request",
+)
+TEMPLATED_PROVIDERS = ("aliyun",)  # those that send a template code, not a text
+
+Registry = dict[str, Any]
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """SMS_TEMPLATE_REGISTRY, else the repository's templates/sms_registry.toml."""
+    path = Path(path or os.environ.get("SMS_TEMPLATE_REGISTRY") or REGISTRY)
+    with path.open("rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+def check_registry(registry: Registry, providers: list[str], language: str) -> None:
+    """Every purpose the worker may send registered for every templated provider it uses,
+    each entry with a code and parameters; else a ValueError naming purpose and provider."""
+    problems = []
+    for provider in dict.fromkeys(providers):
+        if provider not in TEMPLATED_PROVIDERS:
+            continue
+        for purpose in SENT_PURPOSES:
+            entry = registry.get(provider, {}).get(language, {}).get(purpose)
+            where = f"[{provider}.{language}.{purpose}]"
+            if entry is None:
+                problems.append(f"{purpose}: no template registered for {provider} ({where})")
+            elif not str(entry.get("code", "")).strip():
+                problems.append(f"{purpose}: {where} has no template code")
+            elif not isinstance(entry.get("params", {}), dict):
+                problems.append(f"{purpose}: {where} params must be a table name = expression")
+    if problems:
+        raise ValueError("SMS template registry: " + "; ".join(problems))
+
+
+def template_message(
+    registry: Registry,
+    env: Environment,
+    provider: str,
+    language: str,
+    purpose: str,
+    context: dict[str, object],
+    signature: str,
+) -> TemplateMessage:
+    """The registered template with its parameters rendered from the same values as our text."""
+    entry = registry.get(provider, {}).get(language, {}).get(purpose)
+    if entry is None:
+        raise KeyError(f"{purpose}: no template registered for {provider} ({language})")
+    params = {
+        name: " ".join(env.from_string("{{ " + expr + " }}").render(**context).split())
+        for name, expr in entry.get("params", {}).items()
+    }
+    return TemplateMessage(str(entry["code"]), params, signature)
+
+
+def registration_texts(registry: Registry, provider: str, language: str) -> dict[str, str]:
+    """Per purpose, the text to register: ours with each parameter as ${name} (the signature
+    is registered apart, and the provider puts it in 【】 in front)."""
+    env = environment(autoescape=False)
+    texts = {}
+    for purpose in SENT_PURPOSES:
+        entry = registry.get(provider, {}).get(language, {}).get(purpose)
+        if entry is None:
+            continue
+        context: dict[str, object] = dict(
+            cooperative="\x00SIGN\x00",
+            loan_tail="8642",
+            days_past_due="47",
+            amount_fen="97531",
+            due_date="2031-07-19",
+            two_way=True,
+        )
+        body = render_sms(env, language, purpose, **context)
+        for name, expr in entry.get("params", {}).items():
+            value = env.from_string("{{ " + expr + " }}").render(**context)
+            body = body.replace(value, "${" + name + "}")
+        texts[purpose] = body.replace("【\x00SIGN\x00】", "").replace("[\x00SIGN\x00] ", "")
+    return texts
+
+
+if __name__ == "__main__":
+    provider, language = (sys.argv[1:] + ["aliyun", "zh"])[:2]
+    for purpose, text in registration_texts(load_registry(), provider, language).items():
+        print(f"{purpose}\t{text}")

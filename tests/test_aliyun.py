@@ -1,0 +1,135 @@
+"""SMS through Alibaba Cloud SMS's official SDK, against a local fake of its HTTP API
+(tests/aliyun_fake.py): the signed request, the registered template and its parameters, the
+text stored being the text delivered, and each class of Aliyun's errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from temporalio.exceptions import ApplicationError
+
+from activities.sms import SmsActivities
+from activities.sms_templates import SENT_PURPOSES, check_registry, load_registry
+from db.models import Borrower, SmsOutbox
+from tests.aliyun_fake import SIGN, AliyunLike, aliyun_gateway, aliyun_like
+from tests.test_activities import new_loan, sms
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    with aliyun_like() as where:
+        yield where
+
+
+def outbox(sessions, key: str) -> SmsOutbox:  # type: ignore[no-untyped-def]
+    with sessions() as session:
+        row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
+        assert row is not None
+        return row
+
+
+def test_a_signed_templated_send_and_the_stored_text_is_the_delivered_one(
+    sessions, endpoint
+) -> None:
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint))
+    loan_no = new_loan(sessions)
+    result = acts.send_sms(sms(loan_no, "ali-1"))
+    assert result.status == "SENT"
+    [request] = [r for r in AliyunLike.seen if r["action"] == "SendSms"]
+    assert request["PhoneNumbers"] == "13912345678" and request["SignName"] == SIGN
+    assert request["TemplateCode"] == load_registry()["aliyun"]["zh"]["first_notice"]["code"]
+    assert json.loads(request["TemplateParam"]) == {
+        "tail": loan_no[-4:],
+        "days": "40",
+        "amount": "10,000.00",
+    }
+    assert request["OutId"] == "ali-1"
+    [delivered] = AliyunLike.sent
+    row = outbox(sessions, "ali-1")
+    assert row.body == delivered["content"]  # what we keep is what the borrower reads
+    assert row.body.startswith(f"【{SIGN}】") and "回复TD退订" in row.body
+    assert row.provider_sid == delivered["biz_id"]
+
+
+def test_a_request_signed_with_the_wrong_secret_is_refused_and_retried_later(
+    sessions, endpoint
+) -> None:
+    """The fake checks the SDK's signature: with another secret nothing is sent."""
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint, secret="not-the-secret"))
+    with pytest.raises(ApplicationError) as raised:
+        acts.send_sms(sms(new_loan(sessions), "ali-badsig"))
+    assert raised.value.type == "AliyunAccount" and not raised.value.non_retryable
+    assert "ALIYUN_ACCESS_KEY_SECRET" in str(raised.value) and AliyunLike.sent == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expect"),
+    [
+        (200, "isv.MOBILE_NUMBER_ILLEGAL", "unusable"),
+        (200, "isv.BUSINESS_LIMIT_CONTROL", "deferred"),
+        (200, "isv.BLACK_KEY_CONTROL_LIMIT", "opted_out"),
+        (400, "Throttling.User", "retry"),
+        (500, "InternalError", "retry"),
+        (200, "isp.SYSTEM_ERROR", "retry"),
+        (200, "isv.SMS_TEMPLATE_ILLEGAL", "configuration"),
+        (200, "isv.SMS_SIGNATURE_ILLEGAL", "configuration"),
+        (404, "InvalidAccessKeyId.NotFound", "account"),
+    ],
+)
+def test_each_class_of_aliyun_error(sessions, endpoint, status, code, expect) -> None:
+    AliyunLike.script = [(status, {"Code": code, "Message": f"{code} for 13912345678"})]
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint))
+    loan_no = new_loan(sessions)
+    if expect in ("retry", "account"):
+        with pytest.raises(ApplicationError) as raised:
+            acts.send_sms(sms(loan_no, "ali-err"))
+        assert not raised.value.non_retryable
+        assert (raised.value.next_retry_delay is not None) == (expect == "account")
+        row = outbox(sessions, "ali-err")
+        assert row.status == "PENDING" and row.attempted_at is None  # answered: nothing out
+        assert "13912345678" not in row.reason  # the number masked
+        return
+    result = acts.send_sms(sms(loan_no, "ali-err"))
+    row = outbox(sessions, "ali-err")
+    with sessions() as session:
+        opted_out = session.scalar(select(Borrower.sms_opted_out))
+    if expect == "deferred":
+        assert result.status == "DEFERRED" and result.not_before is not None
+        assert row.status == "DEFERRED" and not opted_out
+        return
+    assert result.status == row.status == "FAILED" and "13912345678" not in row.reason
+    assert result.number_unusable == (expect == "unusable")
+    assert opted_out == (expect == "opted_out")
+    assert ("configuration" in row.reason) == (expect == "configuration")
+
+
+def test_a_retry_after_a_lost_answer_finds_the_message_and_sends_nothing(
+    sessions, endpoint
+) -> None:
+    """Aliyun accepts, but its answer does not come back within the attempt's time."""
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint, timeout=1.0))
+    loan_no = new_loan(sessions)
+    AliyunLike.hold.clear()
+    with pytest.raises(ApplicationError) as raised:
+        acts.send_sms(sms(loan_no, "ali-lost"))
+    assert raised.value.type == "UnretryableException" and len(AliyunLike.sent) == 1
+    AliyunLike.hold.set()
+    assert outbox(sessions, "ali-lost").attempted_at is not None  # the retry asks first
+    again = acts.send_sms(sms(loan_no, "ali-lost"))
+    assert again.status == "SENT" and len(AliyunLike.sent) == 1
+    assert outbox(sessions, "ali-lost").provider_sid == "outid:ali-lost"
+
+
+def test_every_purpose_has_a_registered_template_for_every_templated_provider() -> None:
+    registry = load_registry()
+    check_registry(registry, ["aliyun", "twilio"], "zh")  # raises naming what is missing
+    for purpose in SENT_PURPOSES:
+        assert registry["aliyun"]["zh"][purpose]["code"]
+    del registry["aliyun"]["zh"]["visit_notice"]
+    with pytest.raises(ValueError, match=r"visit_notice: no template registered for aliyun"):
+        check_registry(registry, ["aliyun"], "zh")
+    with pytest.raises(ValueError, match=r"first_notice: no template registered for aliyun"):
+        check_registry(load_registry(), ["aliyun"], "en")  # no English templates at Aliyun

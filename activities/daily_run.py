@@ -243,8 +243,13 @@ class DailyRunActivities:
         from feeds.loans import intake
 
         path = self._checked(request)
+        # Only when given: the intake's mapping profile (`intake --profile`).
+        mapping = {"profile": Path(request.profile)} if request.profile else {}
+        if request.profile and not Path(request.profile).is_file():
+            raise malformed(f"the mapping profile {request.profile} does not exist")
         try:
             report = await intake(
+                **mapping,
                 path=path,
                 sessions=self.sessions,
                 client=self.client,
@@ -255,7 +260,7 @@ class DailyRunActivities:
                 progress=activity.heartbeat,
                 rejected=self._rejected(path, request.sha256),
             )
-        except FileError as e:
+        except FileError as e:  # a ProfileError too
             raise malformed(f"{path.name}: {e}") from None
         self._set(
             request.run_key,

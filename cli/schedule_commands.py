@@ -44,6 +44,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="payment file names: the newest one named with the run's date (20261105 or "
         f"2026-11-05) or modified that day is posted ({DEFAULT_PAYMENTS_PATTERN})",
     )
+    sc.add_argument(
+        "--profile",
+        help="the export's mapping profile (TOML), as for intake --profile; read by the worker "
+        "at each run",
+    )
     sc.add_argument("--id", default=SCHEDULE_ID, help=f"the Schedule's id ({SCHEDULE_ID})")
     sc.set_defaults(run=guarded(cmd_schedule))
 
@@ -63,7 +68,10 @@ async def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
                 str(Path(args.payments_dir).resolve()) if args.payments_dir else "",
                 args.pattern,
                 args.payments_pattern,
+                str(Path(args.profile).resolve()) if args.profile else "",
             )
+            if args.profile and not Path(args.profile).is_file():
+                raise ScheduleError(f"--profile: no such file {args.profile}")
             tz = args.tz or settings.policy().timezone
             schedule = daily_schedule(run, args.at, tz, settings.task_queue, args.id)
     except ScheduleError as e:

@@ -69,6 +69,7 @@ class DailyRunInput:
     payments_dir: str = ""
     export_pattern: str = DEFAULT_EXPORT_PATTERN
     payments_pattern: str = DEFAULT_PAYMENTS_PATTERN
+    profile: str = ""  # the export's mapping profile (TOML), as `intake --profile`
 
 
 @dataclass
@@ -93,6 +94,7 @@ class FeedRequest:
     run_key: str
     path: str
     sha256: str
+    profile: str = ""
 
 
 @dataclass

@@ -333,3 +333,31 @@ def test_which_files_are_exports_and_which_payments_of_the_day() -> None:
     assert names_day(f"payments-{day:%Y%m%d}.csv", day)
     assert names_day(f"还款-{day.isoformat()}.xlsx", day)
     assert not names_day(f"payments-{day - timedelta(days=1):%Y%m%d}.csv", day)
+
+
+async def test_the_daily_run_reads_the_export_through_its_mapping_profile(
+    env, sqlite_sessions, tmp_path: Path
+) -> None:
+    import inspect as signature_of
+
+    from feeds.loans import intake
+
+    if "profile" not in signature_of.signature(intake).parameters:
+        pytest.skip("the intake takes no mapping profile yet (issue 18, item 2)")
+    async with running_worker(env, sqlite_sessions, tmp_path / "data") as h:
+        today = (await today_of(h)).date()
+        drop = tmp_path / "drop"
+        drop.mkdir()
+        x = export(today)
+        write(drop / "own-shape.csv", [HEADER_ZH.replace("姓名", "甲方户名"), *x.good])
+        profile = tmp_path / "profile.toml"
+        profile.write_text('[columns]\n"甲方户名" = "name"\n', encoding="utf-8")
+        bad_profile = tmp_path / "bad.toml"
+        bad_profile.write_text("colums = 1\n", encoding="utf-8")
+
+        failed = await run_once(h, DailyRunInput(str(drop), profile=str(bad_profile)))
+        assert failed.status == RunStatus.FAILED and "colums" in failed.error, failed.error
+        done = await run_once(h, DailyRunInput(str(drop), profile=str(profile)))
+        await end_cases(h, x.loans)
+        assert done.status == RunStatus.SUCCESS, done.error
+        assert (done.rows_read, done.cases_started) == (2, 2)

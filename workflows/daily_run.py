@@ -70,7 +70,7 @@ class DailyFeedRunWorkflow:
             try:
                 await workflow.execute_activity(
                     "daily_run_intake",
-                    FeedRequest(run_key, picked.export_path, picked.sha256),
+                    FeedRequest(run_key, picked.export_path, picked.sha256, run.profile),
                     start_to_close_timeout=FEED,
                     heartbeat_timeout=HEARTBEAT,
                     retry_policy=RETRY,

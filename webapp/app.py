@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, HTTPException, Request
@@ -18,6 +19,7 @@ from db.engine import make_engine, session_factory
 from service.codec import EncryptionCodec, Keys
 from service.settings import Settings
 from service.temporal_client import connect
+from webapp.aliyun_webhooks import aliyun_router
 from webapp.auth import LoginRequired, wants_json
 from webapp.codec_endpoint import codec_router
 from webapp.evidence import evidence_router
@@ -55,6 +57,8 @@ def create_app(
     web = web or WebConfig()
     app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(twilio_router(sessions, temporal, webhook))
+    if webhook.aliyun_token:
+        app.include_router(aliyun_router(sessions, temporal, webhook.aliyun_token))
     app.include_router(login_router(sessions, web))
     app.include_router(evidence_router(sessions, web.policy))
     app.include_router(pages_router(sessions, temporal, web))
@@ -80,7 +84,7 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        if wants_json(request) or request.url.path.startswith("/twilio/"):
+        if wants_json(request) or request.url.path.startswith(("/twilio/", "/aliyun/")):
             return as_json({"error": exc.detail}, exc.status_code)
         return page(request, "error.html.j2", exc.status_code, message=exc.detail)
 
@@ -109,8 +113,14 @@ def create_app(
 def app_from_env() -> FastAPI:
     settings = Settings.from_env()
     token = os.environ.get("TWILIO_AUTH_TOKEN")
-    if not token:
-        raise RuntimeError("TWILIO_AUTH_TOKEN is needed to verify Twilio's webhooks")
+    aliyun_token = os.environ.get("ALIYUN_CALLBACK_TOKEN")
+    if not token and not aliyun_token:
+        raise RuntimeError(
+            "TWILIO_AUTH_TOKEN (Twilio's webhooks) or ALIYUN_CALLBACK_TOKEN (Aliyun's callbacks) "
+            "is needed to verify the SMS providers' callbacks"
+        )
+    if not token:  # no Twilio: its webhooks refuse every request (no one knows this token)
+        token = secrets.token_hex(32)
     client: Client | None = None
 
     async def temporal() -> Client:
@@ -121,7 +131,9 @@ def app_from_env() -> FastAPI:
     return create_app(
         session_factory(make_engine(settings.db_url)),
         temporal,
-        WebhookConfig(token, os.environ.get("WEBHOOK_PUBLIC_BASE_URL"), settings.sms_language),
+        WebhookConfig(
+            token, os.environ.get("WEBHOOK_PUBLIC_BASE_URL"), settings.sms_language, aliyun_token
+        ),
         WebConfig(
             settings.task_queue,
             settings.policy(),

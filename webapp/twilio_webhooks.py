@@ -1,32 +1,21 @@
-"""Twilio's webhooks: inbound SMS and delivery status, each verified and processed once."""
+"""Twilio's webhooks: inbound SMS and delivery status, each verified (Twilio's signature) and
+processed once by the provider-independent handling in webapp/sms_inbound.py."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from activities.sms import THIRD_PARTY_PURPOSES
-from activities.sms_receipts import delivery_failure, record_receipt
 from activities.texts import environment, render_sms
-from db.models import Borrower, Branch, Case, InboundMessage, Loan, WebhookEvent
-from db.repository import insert_ignore
-from domain.models import BorrowerReply
-from domain.names import workflow_id
 from domain.phones import PhoneError, normalize_phone
-from domain.privacy import mask_phone
-from domain.replies import interpret
-from domain.stages import CLOSED_STAGES, ReplyIntent
+from webapp.sms_inbound import case_signal, handle_receipt, handle_reply
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +26,9 @@ class WebhookConfig:
     # The public URL Twilio calls (behind a proxy the app sees another): signatures cover it.
     public_base_url: str | None = None
     language: str = "zh"
-
-
-@dataclass
-class Inbound:
-    new: bool  # to process: stored now, or stored before but its case never told
-    loan_no: str | None = None
-    first_opt_out: bool = False
-    cooperative: str = "信用社"
-    received_at: datetime | None = None  # when first stored, for a retry
+    # Aliyun's callbacks (SmsUp, SmsReport) are not signed: this secret in their URL path
+    # (/aliyun/<token>/...) is what tells them from forgeries. None: no Aliyun routes.
+    aliyun_token: str | None = None
 
 
 def twiml(text: str | None) -> Response:
@@ -63,6 +46,7 @@ def twilio_router(
     router = APIRouter(prefix="/twilio")
     validator = RequestValidator(config.auth_token)
     texts = environment(autoescape=False)
+    signal = case_signal(temporal)
 
     async def verified(request: Request) -> dict[str, str]:
         form = await request.form()
@@ -77,17 +61,6 @@ def twilio_router(
             raise HTTPException(403, "invalid Twilio signature")
         return params
 
-    async def signal(loan_no: str, name: str, arg: object) -> bool:
-        """False when the case is gone (closed); other failures propagate (503)."""
-        client = await temporal()
-        try:
-            await client.get_workflow_handle(workflow_id(loan_no)).signal(name, arg)
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return True
-
     @router.post("/sms")
     async def inbound_sms(request: Request) -> Response:
         p = await verified(request)
@@ -99,29 +72,12 @@ def twilio_router(
             phone = normalize_phone(p.get("From", ""))
         except PhoneError:
             phone = p.get("From", "")[:20]
-        intent = interpret(body)
-        now = datetime.now(UTC)
-        found = await run_in_threadpool(store_inbound, sessions, sid, phone, body, intent, now)
-        if not found.new:
-            return twiml(None)  # Twilio retried: already processed
-        log.info("SMS %s from %s: %s", sid, mask_phone(phone), intent)
-        if found.loan_no:
-            try:
-                reply = BorrowerReply(sid, intent, found.received_at or now)
-                await signal(found.loan_no, "borrower_reply", reply)
-            except Exception:
-                # Not processed: kept (record retention) but not marked, so that Twilio's
-                # retry tells the case (the case ignores a reply it has seen).
-                log.exception("could not signal the case of SMS %s", sid)
-                raise HTTPException(503, "try again") from None
-            await run_in_threadpool(mark_inbound_processed, sessions, sid)
-        if intent == ReplyIntent.OPT_OUT and found.first_opt_out:
-            purpose = "opt_out_confirmation"
-        elif found.loan_no is None and intent != ReplyIntent.OPT_OUT:
-            purpose = "reply_without_case"
-        else:
+        reply = await handle_reply(sessions, signal, sid, phone, body)
+        if reply.answer is None:
             return twiml(None)
-        return twiml(render_sms(texts, config.language, purpose, cooperative=found.cooperative))
+        return twiml(
+            render_sms(texts, config.language, reply.answer, cooperative=reply.cooperative)
+        )
 
     @router.post("/status")
     async def delivery_status(request: Request) -> Response:
@@ -129,124 +85,7 @@ def twilio_router(
         sid, status = p.get("MessageSid", ""), p.get("MessageStatus", "")
         if not sid or not status:
             raise HTTPException(400, "MessageSid and MessageStatus: required")
-        error = p.get("ErrorCode", "")
-        seen, loan_no = await run_in_threadpool(store_status, sessions, sid, status, error)
-        if seen:
-            return Response(status_code=204)  # Twilio retried: already processed
-        failure = delivery_failure(sid, status, error)
-        if loan_no and failure:
-            try:
-                await signal(loan_no, "sms_delivery_failed", failure)
-            except Exception:
-                # Not processed: not marked either, so that Twilio's retry is processed.
-                log.exception("could not signal the case of delivery receipt %s", sid)
-                raise HTTPException(503, "try again") from None
-        await run_in_threadpool(mark_processed, sessions, sid, status)
+        await handle_receipt(sessions, signal, sid, status, p.get("ErrorCode", ""))
         return Response(status_code=204)
 
     return router
-
-
-def store_inbound(
-    sessions: sessionmaker[Session],
-    sid: str,
-    phone: str,
-    body: str,
-    intent: ReplyIntent,
-    now: datetime,
-) -> Inbound:
-    with sessions.begin() as session:
-        borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
-        case = None
-        if borrower is not None:
-            case = session.scalar(
-                select(Case)
-                .join(Loan, Loan.id == Case.loan_id)
-                .where(
-                    Loan.borrower_id == borrower.id,
-                    Case.stage.not_in([s.value for s in CLOSED_STAGES]),
-                )
-                .order_by(Case.opened_at.desc())
-            )
-        new = insert_ignore(
-            session,
-            InboundMessage,
-            dict(
-                message_sid=sid,
-                from_number=phone,
-                body=body,
-                intent=intent.value,
-                borrower_id=borrower.id if borrower else None,
-                case_id=case.id if case else None,
-                received_at=now,
-                processed_at=None if case else now,  # no case to tell: processed
-            ),
-            ["message_sid"],
-        )
-        if not new:
-            return _retried_inbound(session, sid)
-        first_opt_out = False
-        if borrower is not None and intent == ReplyIntent.OPT_OUT:
-            first_opt_out = not borrower.sms_opted_out
-            borrower.sms_opted_out = True
-            borrower.opted_out_at = borrower.opted_out_at or now
-        cooperative = "信用社"
-        if case is not None:
-            branch = session.get(Branch, case.branch_code)
-            cooperative = branch.name if branch else cooperative
-        loan_no = case.loan.loan_no if case else None
-        return Inbound(True, loan_no, first_opt_out, cooperative)
-
-
-def _retried_inbound(session: Session, sid: str) -> Inbound:
-    """Twilio's retry of a message already stored: processed, or its case still to be told
-    (the signal failed before; the message stays stored, as all evidence does)."""
-    row = session.scalar(select(InboundMessage).where(InboundMessage.message_sid == sid))
-    if row is None or row.processed_at is not None or row.case_id is None:
-        return Inbound(False)
-    case = session.get(Case, row.case_id)
-    if case is None:
-        return Inbound(False)
-    return Inbound(True, case.loan.loan_no, received_at=row.received_at)
-
-
-def mark_inbound_processed(sessions: sessionmaker[Session], sid: str) -> None:
-    """Its case was told: Twilio's next retry, if any, is answered as already processed."""
-    with sessions.begin() as session:
-        row = session.scalar(select(InboundMessage).where(InboundMessage.message_sid == sid))
-        if row is not None and row.processed_at is None:
-            row.processed_at = datetime.now(UTC)
-
-
-def store_status(
-    sessions: sessionmaker[Session], sid: str, status: str, error: str
-) -> tuple[bool, str | None]:
-    """(already processed, the message's loan number): the receipt on its outbox row, or
-    kept until the send activity stores the row's Message SID."""
-    with sessions.begin() as session:
-        seen = session.scalar(
-            select(WebhookEvent.id).where(
-                WebhookEvent.kind == "status",
-                WebhookEvent.message_sid == sid,
-                WebhookEvent.status == status[:16],
-            )
-        )
-        if seen is not None:
-            return True, None
-        row = record_receipt(session, sid, status, error, datetime.now(UTC))
-        if row is not None and row.purpose in THIRD_PARTY_PURPOSES:
-            return False, None  # a third party's number: nothing the debtor's case learns
-        case = session.get(Case, row.case_id) if row is not None else None
-        return False, case.loan.loan_no if case else None
-
-
-def mark_processed(sessions: sessionmaker[Session], sid: str, status: str) -> None:
-    """Marked only once processed (the case signalled): a callback that failed on its way is
-    processed again when Twilio retries it."""
-    with sessions.begin() as session:
-        insert_ignore(
-            session,
-            WebhookEvent,
-            dict(kind="status", message_sid=sid, status=status[:16], received_at=datetime.now(UTC)),
-            ["kind", "message_sid", "status"],
-        )

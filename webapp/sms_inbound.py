@@ -1,0 +1,222 @@
+"""What a provider's callbacks mean, whichever provider sent them (Twilio's webhooks, Aliyun's
+SmsUp and SmsReport): a borrower's reply stored, classified and told to their open case once;
+a delivery receipt on its outbox row and a failure told to the case once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import HTTPException
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.sms import THIRD_PARTY_PURPOSES
+from activities.sms_receipts import delivery_failure, record_receipt
+from db.models import Borrower, Branch, Case, InboundMessage, Loan, WebhookEvent
+from db.repository import insert_ignore
+from domain.models import BorrowerReply
+from domain.names import workflow_id
+from domain.privacy import mask_phone
+from domain.replies import interpret
+from domain.stages import CLOSED_STAGES, ReplyIntent
+
+log = logging.getLogger(__name__)
+
+Signal = Callable[[str, str, object], Awaitable[bool]]
+
+
+@dataclass
+class Inbound:
+    new: bool  # to process: stored now, or stored before but its case never told
+    loan_no: str | None = None
+    first_opt_out: bool = False
+    cooperative: str = "信用社"
+    received_at: datetime | None = None  # when first stored, for a retry
+
+
+@dataclass
+class Reply:
+    """What became of a reply: processed now (`new`), and the text to answer it with, if any
+    (`answer`: the template's purpose; on a channel that can answer in its response)."""
+
+    new: bool
+    intent: ReplyIntent
+    answer: str | None = None
+    cooperative: str = "信用社"
+
+
+def case_signal(temporal: Callable[[], Awaitable[Client]]) -> Signal:
+    async def signal(loan_no: str, name: str, arg: object) -> bool:
+        """False when the case is gone (closed); other failures propagate (503)."""
+        client = await temporal()
+        try:
+            await client.get_workflow_handle(workflow_id(loan_no)).signal(name, arg)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    return signal
+
+
+async def handle_reply(
+    sessions: sessionmaker[Session], signal: Signal, sid: str, phone: str, body: str
+) -> Reply:
+    """A borrower's reply, identified by the provider's id for it (`sid`): stored, matched
+    by phone to their open case, classified and signalled once. A replay of the same id acts
+    once; a signal that fails is 503, and the provider's retry tells the case."""
+    intent = interpret(body)
+    now = datetime.now(UTC)
+    found = await run_in_threadpool(store_inbound, sessions, sid, phone, body, intent, now)
+    if not found.new:
+        return Reply(False, intent)  # the provider retried: already processed
+    log.info("SMS %s from %s: %s", sid, mask_phone(phone), intent)
+    if found.loan_no:
+        try:
+            reply = BorrowerReply(sid, intent, found.received_at or now)
+            await signal(found.loan_no, "borrower_reply", reply)
+        except Exception:
+            # Not processed: kept (record retention) but not marked, so that the provider's
+            # retry tells the case (the case ignores a reply it has seen).
+            log.exception("could not signal the case of SMS %s", sid)
+            raise HTTPException(503, "try again") from None
+        await run_in_threadpool(mark_inbound_processed, sessions, sid)
+    if intent == ReplyIntent.OPT_OUT and found.first_opt_out:
+        answer: str | None = "opt_out_confirmation"
+    elif found.loan_no is None and intent != ReplyIntent.OPT_OUT:
+        answer = "reply_without_case"
+    else:
+        answer = None
+    return Reply(True, intent, answer, found.cooperative)
+
+
+async def handle_receipt(
+    sessions: sessionmaker[Session], signal: Signal, sid: str, status: str, error: str
+) -> bool:
+    """A delivery receipt (`status` in Twilio's words: delivered, undelivered, failed, ...)
+    on its outbox row, a failure told to the case; once. False: already processed."""
+    seen, loan_no = await run_in_threadpool(store_status, sessions, sid, status, error)
+    if seen:
+        return False
+    failure = delivery_failure(sid, status, error)
+    if loan_no and failure:
+        try:
+            await signal(loan_no, "sms_delivery_failed", failure)
+        except Exception:
+            # Not processed: not marked either, so that the provider's retry is processed.
+            log.exception("could not signal the case of delivery receipt %s", sid)
+            raise HTTPException(503, "try again") from None
+    await run_in_threadpool(mark_processed, sessions, sid, status)
+    return True
+
+
+def store_inbound(
+    sessions: sessionmaker[Session],
+    sid: str,
+    phone: str,
+    body: str,
+    intent: ReplyIntent,
+    now: datetime,
+) -> Inbound:
+    with sessions.begin() as session:
+        borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
+        case = None
+        if borrower is not None:
+            case = session.scalar(
+                select(Case)
+                .join(Loan, Loan.id == Case.loan_id)
+                .where(
+                    Loan.borrower_id == borrower.id,
+                    Case.stage.not_in([s.value for s in CLOSED_STAGES]),
+                )
+                .order_by(Case.opened_at.desc())
+            )
+        new = insert_ignore(
+            session,
+            InboundMessage,
+            dict(
+                message_sid=sid,
+                from_number=phone,
+                body=body,
+                intent=intent.value,
+                borrower_id=borrower.id if borrower else None,
+                case_id=case.id if case else None,
+                received_at=now,
+                processed_at=None if case else now,  # no case to tell: processed
+            ),
+            ["message_sid"],
+        )
+        if not new:
+            return _retried_inbound(session, sid)
+        first_opt_out = False
+        if borrower is not None and intent == ReplyIntent.OPT_OUT:
+            first_opt_out = not borrower.sms_opted_out
+            borrower.sms_opted_out = True
+            borrower.opted_out_at = borrower.opted_out_at or now
+        cooperative = "信用社"
+        if case is not None:
+            branch = session.get(Branch, case.branch_code)
+            cooperative = branch.name if branch else cooperative
+        loan_no = case.loan.loan_no if case else None
+        return Inbound(True, loan_no, first_opt_out, cooperative)
+
+
+def _retried_inbound(session: Session, sid: str) -> Inbound:
+    """The provider's retry of a message already stored: processed, or its case still to be told
+    (the signal failed before; the message stays stored, as all evidence does)."""
+    row = session.scalar(select(InboundMessage).where(InboundMessage.message_sid == sid))
+    if row is None or row.processed_at is not None or row.case_id is None:
+        return Inbound(False)
+    case = session.get(Case, row.case_id)
+    if case is None:
+        return Inbound(False)
+    return Inbound(True, case.loan.loan_no, received_at=row.received_at)
+
+
+def mark_inbound_processed(sessions: sessionmaker[Session], sid: str) -> None:
+    """Its case was told: the provider's next retry, if any, is answered as already processed."""
+    with sessions.begin() as session:
+        row = session.scalar(select(InboundMessage).where(InboundMessage.message_sid == sid))
+        if row is not None and row.processed_at is None:
+            row.processed_at = datetime.now(UTC)
+
+
+def store_status(
+    sessions: sessionmaker[Session], sid: str, status: str, error: str
+) -> tuple[bool, str | None]:
+    """(already processed, the message's loan number): the receipt on its outbox row, or
+    kept until the send activity stores the row's Message SID."""
+    with sessions.begin() as session:
+        seen = session.scalar(
+            select(WebhookEvent.id).where(
+                WebhookEvent.kind == "status",
+                WebhookEvent.message_sid == sid,
+                WebhookEvent.status == status[:16],
+            )
+        )
+        if seen is not None:
+            return True, None
+        row = record_receipt(session, sid, status, error, datetime.now(UTC))
+        if row is not None and row.purpose in THIRD_PARTY_PURPOSES:
+            return False, None  # a third party's number: nothing the debtor's case learns
+        case = session.get(Case, row.case_id) if row is not None else None
+        return False, case.loan.loan_no if case else None
+
+
+def mark_processed(sessions: sessionmaker[Session], sid: str, status: str) -> None:
+    """Marked only once processed (the case signalled): a callback that failed on its way is
+    processed again when the provider retries it."""
+    with sessions.begin() as session:
+        insert_ignore(
+            session,
+            WebhookEvent,
+            dict(kind="status", message_sid=sid, status=status[:16], received_at=datetime.now(UTC)),
+            ["kind", "message_sid", "status"],
+        )

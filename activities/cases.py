@@ -14,6 +14,7 @@ from activities.wording_review import flag_wording
 from db.models import (
     Agreement,
     Assignment,
+    AuditEvent,
     Borrower,
     Branch,
     Case,
@@ -33,6 +34,7 @@ from domain.models import (
     AssessRequest,
     AssignRequest,
     CaseFacts,
+    DebtRecord,
     PaymentRecord,
     SignatureRecord,
     TaskRequest,
@@ -300,6 +302,42 @@ class CaseActivities:
                     f"visit {record.visit_no} notes", report.reported_by or report.collector_ids[0],
                     report.notes, activity_now(),
                 )  # fmt: skip
+
+    @activity.defn(name=A.RECORD_DEBT)
+    def record_debt(self, record: DebtRecord) -> None:
+        """A later export's balances taken by the case: the case row's debt, and one entry in
+        the audit trail per export date (a retry finds the entry its first attempt wrote)."""
+        u = record.update
+        detail = (
+            f"as of {u.as_of}: principal {u.principal_fen}, interest {u.interest_fen}, "
+            f"penalty {u.penalty_fen} fen in the export; case debt {record.debt_before_fen} → "
+            f"{record.debt_after_fen} fen, outstanding {record.outstanding_fen} fen"
+        )
+        with self.sessions.begin() as session:
+            loan = self._loan(session, record.loan_no)
+            case = case_for_loan(session, loan, activity_now())
+            case.debt_fen = record.debt_after_fen
+            seen = session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(
+                    AuditEvent.loan_no == record.loan_no,
+                    AuditEvent.action == "DEBT_UPDATED",
+                    AuditEvent.detail == detail,
+                )
+            )
+            if not seen:
+                session.add(
+                    AuditEvent(
+                        at=activity_now(),
+                        username=u.by[:64],
+                        role="system",
+                        action="DEBT_UPDATED",
+                        loan_no=record.loan_no,
+                        outcome="DONE",
+                        detail=detail,
+                    )
+                )
 
     @activity.defn(name=A.RECORD_PAYMENT)
     def record_payment(self, record: PaymentRecord) -> bool:

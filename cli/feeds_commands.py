@@ -167,6 +167,7 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
         f"{len({e.row for e in report.errors})}; cases started {report.started}, "
         f"already running {report.attached}, ended before (not reopened) {len(report.ended)}"
         + "".join(f"\n  moved to another branch: {m}" for m in report.moved)
+        + "".join(f"\n  debt updated 欠款已更新: {d}" for d in report.debts)
         + f"\n  rejected rows, to correct and send again: {report.rejected_file}",
     )
 

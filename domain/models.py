@@ -163,6 +163,42 @@ class BranchMove:
 
 
 @dataclass
+class DebtUpdate:
+    """A later export's figures for the loan: the balances at the start of `as_of` (the
+    export's date), so payments dated before it are already deducted from them."""
+
+    as_of: date
+    principal_fen: int  # outstanding principal
+    interest_fen: int
+    penalty_fen: int
+    by: str = "intake"
+
+    @property
+    def total_fen(self) -> int:
+        return self.principal_fen + self.interest_fen + self.penalty_fen
+
+
+@dataclass
+class CountedPayment:
+    """A payment the case counted, by its date in the policy's zone: an export dated later
+    has already deducted it from its balances."""
+
+    paid_on: date
+    amount_fen: int
+
+
+@dataclass
+class DebtRecord:
+    """A debt update the case took, for the database (projection and audit trail)."""
+
+    loan_no: str
+    update: DebtUpdate
+    debt_before_fen: int
+    debt_after_fen: int
+    outstanding_fen: int
+
+
+@dataclass
 class DeliveryFailure:
     """The provider could not deliver a message it had accepted (status callback)."""
 
@@ -336,6 +372,14 @@ class CaseState:
     principal_fen: int | None = None
     interest_fen: int | None = None
     penalty_fen: int | None = None
+    # Debts that change (issue 18): payments counted since the ledger began, by date, the
+    # date of the newest export the case took, and an export that came before the
+    # investigation read the loan (taken right after it).
+    counted_payments: list[CountedPayment] = field(default_factory=list)
+    debt_as_of: date | None = None
+    debt_update_pending: DebtUpdate | None = None
+    # OverdueSince is a search attribute of this run (collection-v4, or from a debt update).
+    overdue_attribute: bool = False
 
 
 @dataclass

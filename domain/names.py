@@ -29,6 +29,7 @@ class Activities:
     SEND_SMS = "send_sms"
     RECORD_VISIT = "record_visit"
     RECORD_PAYMENT = "record_payment"
+    RECORD_DEBT = "record_debt"
     RENDER_AGREEMENT = "render_agreement"
     RECORD_SIGNATURE = "record_signature"
     RECORD_CALL = "record_call"

@@ -86,6 +86,10 @@ class Policy:
     # A dead end below this outstanding amount is written off rather than sent to court
     # (0: always legal escalation).
     write_off_below_fen: int = 0
+    # A later export changes the debt of a case whose agreement is signed: the agreement is
+    # not rewritten; a change of at least this much asks the collectors to renegotiate
+    # (0: never ask, the plan stands as signed).
+    renegotiate_debt_change_fen: int = 10_000
     # The loan export's sanity rule: a row whose interest plus penalty is more than this
     # percentage of its outstanding principal (of the loan amount once the principal is
     # repaid) is refused as a likely shifted column or fen-for-yuan slip. 100: at most equal
@@ -192,8 +196,6 @@ def fast_policy(**overrides: Any) -> Policy:
     scaled.update(quiet_start="00:00", quiet_end="00:00", sms_per_day=100, sms_per_week=500)
     # Calls and visits at any hour: a fast demo's "day" has no night (start == end: open),
     # so this is the rule set with its clock sped up, named as such in every record.
-    scaled.update(
-        contact_window_start="00:00", contact_window_end="00:00", ruleset="cba-2026-fast"
-    )
+    scaled.update(contact_window_start="00:00", contact_window_end="00:00", ruleset="cba-2026-fast")
     scaled.update(overrides)
     return base.with_overrides(scaled)

@@ -9,11 +9,23 @@ STAGE = SearchAttributeKey.for_keyword("CollectionStage")
 BRANCH = SearchAttributeKey.for_keyword("Branch")
 COLLECTOR = SearchAttributeKey.for_keyword("CollectorId")
 RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
+# Released cases only (refreshed when the case changed, so stale on quiet cases); collection-v4
+# unsets it and keeps the date instead, from which days past due follow at query time.
 DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
+OVERDUE_SINCE = SearchAttributeKey.for_datetime("OverdueSince")  # local midnight, no PII
 OUTSTANDING_FEN = SearchAttributeKey.for_int("OutstandingFen")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
 
-ALL = (STAGE, BRANCH, COLLECTOR, RISK_TIER, DAYS_PAST_DUE, OUTSTANDING_FEN, NEXT_ACTION_AT)
+ALL = (
+    STAGE,
+    BRANCH,
+    COLLECTOR,
+    RISK_TIER,
+    DAYS_PAST_DUE,
+    OUTSTANDING_FEN,
+    NEXT_ACTION_AT,
+    OVERDUE_SINCE,
+)
 
 _CLI_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}  # IndexedValueType names
 

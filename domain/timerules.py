@@ -33,6 +33,11 @@ def local_date(moment: datetime, policy: Policy) -> date:
     return local(moment, policy).date()
 
 
+def start_of_local_day(day: date, policy: Policy) -> datetime:
+    """Midnight at the start of `day` in the borrower's time zone."""
+    return datetime.combine(day, time(0, 0), tzinfo=zone(policy.timezone))
+
+
 def end_of_local_day(day: date, policy: Policy) -> datetime:
     """The last second of `day` in the borrower's time zone: when an installment falls due."""
     return datetime.combine(day, time(23, 59, 59), tzinfo=zone(policy.timezone))

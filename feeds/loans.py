@@ -61,6 +61,7 @@ from feeds.csv_files import (
     write_rejected,
     yuan_to_fen,
 )
+from feeds.debt_updates import figures_before, tell_cases
 from feeds.profile import Profile, ProfileError, load_profile
 from feeds.sheets import read_export
 from service.case_start import start_case
@@ -106,6 +107,8 @@ class IntakeReport:
     ended: list[str] = field(default_factory=list)
     # Loans this export moved to another branch: "loan: old → new"; their cases follow.
     moved: list[str] = field(default_factory=list)
+    # Running cases told this export's new balances: "loan: old → new yuan" (feeds/debt_updates).
+    debts: list[str] = field(default_factory=list)
     # The rejected rows, as written, with a reason column: to be corrected and sent again.
     rejected_file: Path | None = None
     table: Table | None = field(default=None, repr=False)
@@ -466,6 +469,7 @@ async def intake(
     if dry_run or not report.good:
         return report
     with sessions.begin() as session:  # all good rows, or none if the database fails
+        before = figures_before(session, [s.loan_no for s in report.good])
         upsert(session, report.good)
     in_file = {s.loan_no: s.branch for s in report.good}
     with sessions() as session:
@@ -509,6 +513,15 @@ async def intake(
                 "run the same file again)"
             )
     running = [s for s in report.good if s.loan_no not in report.ended]
+    # Cases already running learn the export's new balances (their debt, outstanding, lists).
+    report.debts = await tell_cases(
+        client,
+        sessions,
+        [s for s in running if s.loan_no in has_case],
+        before,
+        report.export_date or today,
+        started_by,
+    )
     report.attached = sum(1 for s in running if s.loan_no in has_case)
     report.started = len(running) - report.attached
     return report

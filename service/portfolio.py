@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +19,7 @@ from temporalio.client import Client
 from db.models import Case, Collector
 from domain.policy import Policy
 from domain.stages import CLOSED_STAGES, RiskTier, Stage
-from domain.timerules import end_of_local_day, local_date
+from domain.timerules import days_past_due, end_of_local_day, local_date, start_of_local_day
 from workflows.collection import LoanCollectionWorkflow
 
 WORKFLOW_ID_PREFIX = "collection-"
@@ -97,7 +97,17 @@ def visibility_query(
     if f.risk:
         parts.append(f"RiskTier='{f.risk}'")
     if f.min_dpd is not None:
-        parts.append(f"DaysPastDue >= {int(f.min_dpd)}")
+        # At least N days past due: overdue before the start of the day after (today - N),
+        # in the borrower's calendar; a strict "<" in UTC, which the SQL visibility stores
+        # (it compares text, so an equal instant in another form would not match). A case a
+        # released version began has only DaysPastDue (refreshed when it changed) until its
+        # next run or the next export's debt update gives it the date.
+        zone_policy = policy or Policy()
+        day_after = local_date(now, zone_policy) - timedelta(days=int(f.min_dpd) - 1)
+        before = start_of_local_day(day_after, zone_policy).astimezone(UTC)
+        parts.append(
+            f"(OverdueSince < '{before:%Y-%m-%dT%H:%M:%SZ}' OR DaysPastDue >= {int(f.min_dpd)})"
+        )
     if f.overdue_action:
         parts.append(f"NextActionAt < '{now.isoformat()}'")
     if f.due_today:
@@ -115,7 +125,25 @@ def _first(attrs: dict, name: str) -> object:  # type: ignore[type-arg]
     return values[0]
 
 
-async def list_cases(client: Client, query: str, limit: int = 50) -> list[CaseRow]:
+def _days_past_due(attrs: dict, now: datetime, policy: Policy) -> int | None:  # type: ignore[type-arg]
+    """From the overdue date (collection-v4), else the released cases' stored count."""
+    since = _first(attrs, "OverdueSince")
+    if isinstance(since, datetime):
+        return days_past_due(local_date(since, policy), now, policy)
+    stored = _first(attrs, "DaysPastDue")
+    return stored if isinstance(stored, int) else None
+
+
+async def list_cases(
+    client: Client,
+    query: str,
+    limit: int = 50,
+    policy: Policy | None = None,
+    now: datetime | None = None,
+) -> list[CaseRow]:
+    """`policy`: whose calendar counts days past due (the default policy's zone if None)."""
+    policy = policy or Policy()
+    now = now or datetime.now(UTC)
     rows = []
     async for wf in client.list_workflows(query, limit=limit, page_size=min(limit, 1000)):
         a = wf.search_attributes
@@ -127,7 +155,7 @@ async def list_cases(client: Client, query: str, limit: int = 50) -> list[CaseRo
                 branch=str(_first(a, "Branch") or "-"),
                 collector=str(_first(a, "CollectorId") or "-"),
                 risk_tier=str(_first(a, "RiskTier") or "-"),
-                days_past_due=_first(a, "DaysPastDue"),  # type: ignore[arg-type]
+                days_past_due=_days_past_due(a, now, policy),
                 outstanding_fen=_first(a, "OutstandingFen"),  # type: ignore[arg-type]
                 next_action_at=nxt if isinstance(nxt, datetime) else None,
                 running=wf.status is not None and wf.status.name == "RUNNING",

@@ -41,6 +41,7 @@ def activities(
         cases.create_task,
         cases.record_visit,
         cases.record_payment,
+        cases.record_debt,
         cases.record_signature,
         sms.send_sms,
         agreements.render_agreement,

@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from temporalio.client import Client
 
 from domain import search_attributes as sa
 from domain.models import CloseRequest
+from service.portfolio import Filters, list_cases, visibility_query
 from tests.conftest import binary
 from tests.harness import Harness, running_worker
 from tests.test_workflow_paths import DEBT, propose, sign, visit
@@ -72,10 +74,13 @@ async def test_case_is_listed_by_stage_through_visibility(fast: Harness) -> None
     desc = await handle.describe()
     attrs = desc.typed_search_attributes
     assert attrs.get(sa.OUTSTANDING_FEN) == DEBT
-    # 40 days overdue on the day the case opened: exactly 40, unless the borrower's midnight
-    # passed while the test ran (then one more may be right).
-    today = (await h.now()).astimezone(ZoneInfo("Asia/Shanghai")).date()
-    assert attrs.get(sa.DAYS_PAST_DUE) in range(40, (today - spec.overdue_since).days + 1)
+    # The date it fell overdue, at the borrower's midnight (days past due follow from it at
+    # query time and never go stale); the released count is not kept.
+    since = attrs.get(sa.OVERDUE_SINCE)
+    assert since is not None
+    local = since.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert local.date() == spec.overdue_since and local.time() == time(0, 0)
+    assert attrs.get(sa.DAYS_PAST_DUE) is None
     assert attrs.get(sa.RISK_TIER) == "LOW"
     assert attrs.get(sa.COLLECTOR) == (await h.status(handle)).collectors[0]
     assert attrs.get(sa.NEXT_ACTION_AT) is not None
@@ -96,6 +101,29 @@ async def test_case_is_listed_by_stage_through_visibility(fast: Harness) -> None
     result = await handle.result()
     assert result.outcome == "PAID_IN_FULL"
     await listed(h.client, "CollectionStage='PAID_IN_FULL' AND OutstandingFen = 0", handle.id)
+
+
+async def test_days_past_due_lists_are_right_for_quiet_cases(fast: Harness) -> None:
+    """`--min-dpd 60` is a query on the overdue date: a case that has not changed for weeks
+    is listed once it is 60 days overdue, with no refresh of the case."""
+    h = fast
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    _, fresh = await h.start(overdue_since=today - timedelta(days=59))
+    _, old = await h.start(overdue_since=today - timedelta(days=60))
+    for handle in (fresh, old):
+        await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
+    base = f"TaskQueue='{h.task_queue}' AND "
+    query = base + visibility_query(Filters(min_dpd=60), datetime.now(UTC), policy=h.policy)
+    await listed(h.client, query, old.id)
+    await listed(h.client, query, fresh.id, present=False)
+    # "Tomorrow" for the same cases, without touching them: the fresh one is listed too.
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    later = base + visibility_query(Filters(min_dpd=60), tomorrow, policy=h.policy)
+    await listed(h.client, later, fresh.id)
+    rows = {r.loan_no: r for r in await list_cases(h.client, later, policy=h.policy, now=tomorrow)}
+    assert sorted(r.days_past_due for r in rows.values()) == [60, 61]
+    for handle in (fresh, old):
+        await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test", "QX01-SUP"))
 
 
 async def test_every_stage_deadline_passes_on_its_own_in_seconds(fast: Harness) -> None:

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.names import case_key
     from domain.rulebook import contact_lost
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
-    from domain.timerules import days_past_due
+    from domain.timerules import days_past_due, start_of_local_day
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 # Activities retry until they succeed (a database outage must not fail a case); errors that
@@ -91,15 +91,19 @@ class Case:
     def attribute_values(self) -> tuple[Any, ...]:
         """The search attributes' values, in visibility.KEYS order."""
         s = self.s
-        return (
+        values = (
             s.stage.value,
             s.branch,
             s.collectors[0] if s.collectors else None,
             s.risk_tier or None,
-            self.dpd(),
+            None if s.overdue_attribute else self.dpd(),
             self.outstanding(),
             s.next_action_at,
         )
+        if not s.overdue_attribute:
+            return values
+        since = s.overdue_since
+        return (*values, None if since is None else start_of_local_day(since, s.policy))
 
     # ------------------------------------------------------------------ waiting
 

@@ -19,7 +19,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import contact_updates, payments
+from workflows import contact_updates, debt, payments
 from workflows.case import Case, Interrupted
 from workflows.contact import send_sms
 from workflows.stages import (
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         CaseStatus,
         CloseRequest,
         ConsentChange,
+        DebtUpdate,
         DeliveryFailure,
         HardshipHold,
         Hold,
@@ -124,10 +125,15 @@ class LoanCollectionWorkflow:
         if inp.state is None:
             if case.versions.v4():  # the caller's generation survives a workflow reset
                 s.generation = inp.generation or workflow.info().run_id[:8]
+                s.overdue_attribute = True
             case.note("stage", f"case opened at {Stage.INVESTIGATION}", inp.started_by)
             await case.record_transition(None, "case opened", inp.started_by)
         elif case.versions.v2():
-            case.visibility.inherit()  # carried over by continue-as-new
+            if not s.overdue_attribute and case.versions.v4():
+                s.overdue_attribute = True  # a released case's new run: the new attributes
+                case.visibility.publish()
+            else:
+                case.visibility.inherit()  # carried over by continue-as-new
         else:
             case.visibility.publish()
         while s.stage not in CLOSED_STAGES:
@@ -375,6 +381,7 @@ class LoanCollectionWorkflow:
             counted = True
             s.payment_refs.append(payment.reference)
             s.paid_fen += payment.amount_fen
+            payments.ledger_entry(case, payment)
             case.note("payment", f"{yuan(payment.amount_fen)} yuan ({payment.reference})")
             case.visibility.publish()
         await case.act(
@@ -399,6 +406,11 @@ class LoanCollectionWorkflow:
                 s.loan_no, s.branch, team, by=move.by, reason=f"loan moved from {previous}"
             )
         )
+
+    @workflow.signal
+    async def debt_updated(self, update: DebtUpdate) -> None:
+        """A later export's balances for the loan (workflows/debt.py)."""
+        await debt.apply_update(self.case, update)
 
     @workflow.signal
     def sms_delivery_failed(self, failure: DeliveryFailure) -> None:

@@ -9,10 +9,11 @@ from temporalio import workflow
 from workflows.case import Case
 
 with workflow.unsafe.imports_passed_through():
-    from domain.models import PaymentPosted, PaymentRecord
+    from domain.models import CountedPayment, PaymentPosted, PaymentRecord
     from domain.money import yuan
     from domain.names import Activities as A
     from domain.stages import TaskKind
+    from domain.timerules import local_date
 
 
 async def count_payment(case: Case, payment: PaymentPosted) -> None:
@@ -22,6 +23,7 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
     s = case.s
     s.payment_refs.append(payment.reference)  # taken now: the same reference again is a repeat
     s.paid_fen += payment.amount_fen
+    entry = ledger_entry(case, payment)
     s.payments_pending += 1
     case.visibility.publish()
     try:
@@ -34,6 +36,8 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
         s.payments_pending -= 1
     if not ours:
         s.paid_fen -= payment.amount_fen
+        if entry in s.counted_payments:
+            s.counted_payments.remove(entry)
         case.visibility.publish()
         case.note(
             "payment",
@@ -48,3 +52,11 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
         )
         return
     case.note("payment", f"{yuan(payment.amount_fen)} yuan ({payment.reference})")
+
+
+def ledger_entry(case: Case, payment: PaymentPosted) -> CountedPayment:
+    """The payment in the case's ledger by its local date: a later export's balances have
+    it deducted once their date is past it (workflows/debt.py)."""
+    entry = CountedPayment(local_date(payment.paid_at, case.s.policy), payment.amount_fen)
+    case.s.counted_payments.append(entry)
+    return entry

@@ -29,7 +29,12 @@ RUN_EVENTS_BEFORE_NEW_RUN = 500
 #   no second visit notice), so repeated holds cannot keep a case from its dead end;
 # - a visit report or a signature changes the case before its record is written, so a
 #   deadline firing meanwhile cannot make the caller's "accepted" untrue.
+# - (issue 18) the case keeps the date it fell overdue as the OverdueSince search attribute
+#   and unsets DaysPastDue, which went stale on quiet cases.
 PATCH_V4 = "collection-v4"
+# A run that a released version began learns OverdueSince from the first export's debt
+# update that reaches it (its own marker: the run's answer to PATCH_V4 was already given).
+PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
 
 
 class Versions:
@@ -55,6 +60,10 @@ class Versions:
         if self._v4 is None:
             self._v4 = workflow.patched(PATCH_V4)
         return self._v4
+
+    def overdue_since_late(self) -> bool:
+        """PATCH_OVERDUE_SINCE, asked only from a message handler of a released run."""
+        return workflow.patched(PATCH_OVERDUE_SINCE)
 
     def run_has_room(self) -> bool:
         """Whether the next installment cycle may run in this run (PATCH_V3)."""

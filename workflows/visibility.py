@@ -1,5 +1,6 @@
 """The case's search attributes (stage, branch, collector, risk, days past due, outstanding,
-next action): what supervisors filter on in Temporal visibility. No personal data.
+next action; with collection-v4 the overdue date instead of days past due): what supervisors
+filter on in Temporal visibility. No personal data.
 
 Released code upserted at every change; with PATCH_V2 a change only marks them dirty and
 they are upserted once before the workflow next waits or calls an activity.
@@ -26,11 +27,12 @@ KEYS = (
     sa.OUTSTANDING_FEN,
     sa.NEXT_ACTION_AT,
 )
+KEYS_V4 = (*KEYS, sa.OVERDUE_SINCE)  # DaysPastDue unset, OverdueSince set
 
 
 class Visibility:
     def __init__(self, values: Callable[[], tuple[Any, ...]], versions: Versions) -> None:
-        self._values = values  # the attributes' current values, in KEYS order
+        self._values = values  # the attributes' current values, in KEYS (or KEYS_V4) order
         self._versions = versions
         self._published: tuple[Any, ...] | None = None
         self._dirty = False
@@ -61,6 +63,8 @@ class Visibility:
         workflow.upsert_search_attributes(
             [
                 key.value_unset() if value is None else key.value_set(value)  # type: ignore[attr-defined]
-                for key, value in zip(KEYS, values, strict=True)
+                for key, value in zip(
+                    KEYS_V4 if len(values) == len(KEYS_V4) else KEYS, values, strict=True
+                )
             ]
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows import debt
 from workflows.case import Case, Interrupted
 
 with workflow.unsafe.imports_passed_through():
@@ -22,6 +23,9 @@ async def run(case: Case) -> None:
     s.overdue_since = facts.overdue_since
     s.remote, s.hostile, s.has_phone = facts.remote, facts.hostile, facts.has_phone
     s.opted_out = s.opted_out or facts.sms_opted_out
+    if s.debt_update_pending is not None:  # an export came while the loan was being read
+        pending, s.debt_update_pending = s.debt_update_pending, None
+        await debt.take(case, pending)
     assessment: Assessment = await case.act(
         A.ASSESS_CASE, AssessRequest(facts, s.policy, workflow.now()), Assessment
     )

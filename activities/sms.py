@@ -119,6 +119,8 @@ class SmsActivities:
                 if req.party == "borrower"
                 else _third_party_rules(req, case, third_party_refused, now)
             )
+            if verdict is None and channel.china_route and req.party == "borrower":
+                verdict = _china_route_rules(session, req, borrower.id, body, now)
             if verdict is not None:
                 row.status, row.reason = verdict.status, verdict.reason
                 _record_decision(session, row, req, verdict, now)
@@ -318,6 +320,53 @@ def _recent_sends(session: Session, borrower_id: int, key: str, now: datetime) -
         )
     ).all()
     return [t for t in recent if t is not None]
+
+
+# Twilio's China guideline: a number takes no third identical text within 24 hours, and five
+# texts within 24 hours are held for manual review; so at most 4 (over all of a borrower's
+# loans) and 2 identical ones per rolling 24 hours on that route.
+CHINA_ROUTE_WINDOW = timedelta(hours=24)
+CHINA_ROUTE_MAX = 4
+CHINA_ROUTE_IDENTICAL_MAX = 2
+
+
+def _china_route_rules(
+    session: Session, req: SmsRequest, borrower_id: int, body: str, now: datetime
+) -> SmsResult | None:
+    """The Twilio China route's per-number limits, beside our caps: deferred until the
+    oldest message that holds it back is 24 hours old."""
+    rows = session.execute(
+        select(func.coalesce(SmsOutbox.sent_at, SmsOutbox.attempted_at), SmsOutbox.body).where(
+            SmsOutbox.borrower_id == borrower_id,
+            or_(
+                and_(
+                    SmsOutbox.status.in_(("SENT", "RECORDED")),
+                    SmsOutbox.sent_at >= now - CHINA_ROUTE_WINDOW,
+                ),
+                and_(
+                    SmsOutbox.status == "PENDING",
+                    SmsOutbox.attempted_at >= now - CHINA_ROUTE_WINDOW,
+                ),
+            ),
+            SmsOutbox.key != req.key,
+        )
+    ).all()
+    recent = sorted(t for t, _ in rows if t is not None)
+    same = sorted(t for t, text in rows if t is not None and text == body)
+    release, why = now, ""
+    if len(recent) >= CHINA_ROUTE_MAX:
+        release = recent[len(recent) - CHINA_ROUTE_MAX] + CHINA_ROUTE_WINDOW
+        why = f"{len(recent)} texts in 24 h"
+    if len(same) >= CHINA_ROUTE_IDENTICAL_MAX:
+        identical = same[len(same) - CHINA_ROUTE_IDENTICAL_MAX] + CHINA_ROUTE_WINDOW
+        if identical > release:
+            release, why = identical, f"{len(same)} identical texts in 24 h"
+    if release <= now:
+        return None
+    reason = f"{CAP_REASON} (Twilio China route: {why})"
+    if req.policy.sms_over_cap == "DROP":
+        return SmsResult(req.key, "BLOCKED", reason)
+    return SmsResult(req.key, "DEFERRED", reason, not_before=release)
 
 
 def _record_contact(

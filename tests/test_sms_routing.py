@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from activities.sms import SmsActivities
-from activities.sms_gateway import DeferredByProvider, RecordingGateway, RoutedGateway
-from db.models import ContactAttempt, SmsOutbox
+from activities.sms_gateway import Channel, DeferredByProvider, RecordingGateway, RoutedGateway
+from activities.sms_templates import SENT_PURPOSES
+from activities.texts import environment, render_sms
+from activities.twilio_gateway import TwilioGateway, TwilioSettings
+from db.models import Branch, ContactAttempt, SmsOutbox
+from domain.wording import forbidden_phrases
 from service.sms_setup import gateway_from_env, provider_names, worker_gateway
 from tests.test_activities import NOW, CountingGateway, new_loan, sms
 
@@ -71,3 +78,72 @@ def test_the_worker_refuses_to_start_on_a_purpose_without_a_template(monkeypatch
     with pytest.raises(ValueError, match="ALIYUN_SMS_SIGN_NAME"):
         worker_gateway("zh", {"SMS_PROVIDER_CN": "aliyun", "ALIYUN_ACCESS_KEY_ID": "k",
                               "ALIYUN_ACCESS_KEY_SECRET": "s"})  # fmt: skip
+
+
+# ---------------------------------------------------------------- one-way channels
+
+
+class TwilioChinaLike(CountingGateway):
+    """Twilio's channel to +86, as TwilioGateway.channel says it: one-way, China route."""
+
+    def channel(self, to: str) -> Channel:
+        return Channel("twilio", two_way=False, china_route=to.startswith("+86"))
+
+
+def set_branch_phone(sessions, phone: str | None) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as session:
+        session.execute(update(Branch).values(phone=phone))
+
+
+def test_twilio_to_mainland_is_one_way_and_to_elsewhere_two_way() -> None:
+    twilio = TwilioGateway(
+        TwilioSettings("AC" + "0" * 32, "t" * 32, from_number="+15005550006",
+                       status_callback_url="https://example.org/twilio/status")
+    )  # fmt: skip
+    china, hk = twilio.channel("+8613912345678"), twilio.channel("+85291234567")
+    assert (china.two_way, china.china_route) == (False, True)
+    assert (hk.two_way, hk.china_route) == (True, False)
+
+
+def test_a_one_way_text_names_the_branch_phone_instead_of_reply(sessions) -> None:
+    gateway = TwilioChinaLike()
+    acts = SmsActivities(sessions, gateway)
+    loan_no = new_loan(sessions)
+    set_branch_phone(sessions, "0851-86001234")
+    acts.send_sms(sms(loan_no, "oneway-1"))
+    [(_, body, _)] = gateway.sent
+    assert "0851-86001234" in body and "回复" not in body and "TD" not in body
+    assert "退订请致电或到网点办理" in body  # opt-out by call or visit
+    set_branch_phone(sessions, None)  # no number on file: the branch itself
+    acts.send_sms(sms(loan_no, "oneway-2", purpose="visit_notice"))
+    assert "请致电我社网点" in gateway.sent[-1][1] and "回复" not in gateway.sent[-1][1]
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_one_way_text_is_clean_and_never_asks_for_a_reply(language) -> None:
+    env = environment(autoescape=False)
+    for purpose in SENT_PURPOSES:
+        params = dict(cooperative="青溪信用社", loan_tail="1234", amount_fen="100000",
+                      days_past_due="40", due_date="2031-01-05")  # fmt: skip
+        text = render_sms(env, language, purpose, two_way=False, branch_phone="0851-86001234",
+                          **params)  # fmt: skip
+        assert forbidden_phrases(text) == [], (purpose, text)
+        assert "0851-86001234" in text, (purpose, text)
+        assert not re.search(r"回复|[Rr]eply", text), (purpose, text)
+
+
+def test_the_china_route_holds_a_third_identical_and_a_fifth_text_in_24_hours(sessions) -> None:
+    acts = SmsActivities(sessions, TwilioChinaLike())
+    loan_no = new_loan(sessions, id_number="522401198001015555")
+    assert acts.send_sms(sms(loan_no, "cn-a")).status == "SENT"
+    assert acts.send_sms(sms(loan_no, "cn-b")).status == "SENT"  # the same text again
+    third = acts.send_sms(sms(loan_no, "cn-c"))
+    assert third.status == "DEFERRED" and "identical" in third.reason
+    assert third.not_before is not None and third.not_before > NOW + timedelta(hours=23)
+    other = new_loan(sessions, id_number="522401198001015555")  # the borrower's other loan
+    assert acts.send_sms(sms(other, "cn-d", purpose="visit_notice")).status == "SENT"
+    assert acts.send_sms(sms(loan_no, "cn-e", purpose="missed_installment")).status == "SENT"
+    fifth = acts.send_sms(sms(other, "cn-f", purpose="agreement_ready"))
+    assert fifth.status == "DEFERRED" and "4 texts in 24 h" in fifth.reason
+    # Another route has no such limit: the same messages go out through a two-way gateway.
+    assert SmsActivities(sessions, IntlGateway()).send_sms(sms(loan_no, "intl-g")).status == "SENT"

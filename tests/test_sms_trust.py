@@ -143,7 +143,8 @@ def test_a_message_queued_at_twilio_expires_when_quiet_hours_begin(
     (two_hours,) = validity_periods()
     assert 2 * 3600 - 600 <= two_hours <= 2 * 3600, two_hours  # the minute started counts
     assert acts.send_sms(sms(loan_no, "v2", policy_quiet_from(11))).status == "SENT"
-    assert acts.send_sms(sms(loan_no, "v3", OPEN_POLICY)).status == "SENT"  # no quiet hours
+    # No quiet hours. Another text: Twilio's China route takes no third identical one in 24 h.
+    assert acts.send_sms(sms(loan_no, "v3", OPEN_POLICY, purpose="visit_notice")).status == "SENT"
     assert validity_periods()[1:] == [36000, 36000]
 
 

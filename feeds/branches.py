@@ -6,8 +6,10 @@
 | name | 网点名称 | the branch's name |
 | county | 县, 县区, region | the county (holds for a region name it) |
 | timezone | 时区 | optional: an IANA zone (e.g. Asia/Urumqi) |
+| phone | 电话, 网点电话 | optional: where borrowers call (0851-86001234), for one-way texts |
 
-An empty time zone: a new branch takes the configured policy's, a known one keeps its own.
+An empty time zone: a new branch takes the configured policy's, a known one keeps its own;
+likewise an empty phone keeps the branch's.
 
 CSV (UTF-8 with or without BOM, or GB18030) or .xlsx. Every row is validated; a rejected
 row is reported with its line and field; the good rows are stored in one transaction, keyed
@@ -35,9 +37,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "name": ("网点名称",),
     "county": ("县", "县区", "region"),
     "timezone": ("时区",),
+    "phone": ("电话", "网点电话"),
 }
 REQUIRED = {"code", "name", "county"}
 CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+OFFICE_PHONE = re.compile(r"\+?[0-9][0-9 ()-]{3,18}[0-9]")
 
 
 @dataclass
@@ -106,11 +110,17 @@ def import_branches(
             errors.append(RowError(line, "name" if len(values["name"]) > 100 else "county",
                                    "longer than 100 characters"))  # fmt: skip
         zone = check_timezone(line, cells.get("timezone", ""), errors)
+        phone = cells.get("phone", "").strip()
+        if phone and not OFFICE_PHONE.fullmatch(phone):
+            errors.append(RowError(line, "phone", f"{phone[:24]!r} is not a phone number "
+                                   "(digits, with - ( ) + or spaces, at most 20)"))  # fmt: skip
         if errors:
             report.errors.extend(errors)
             continue
         if zone:
             values["timezone"] = zone
+        if phone:
+            values["phone"] = phone
         good.append((line, {"code": code, **values}))
     with sessions.begin() as session:
         for _, values in good:

@@ -15,8 +15,10 @@ from activities.texts import environment, render_sms
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
 from db.models import Branch, ContactAttempt, SmsOutbox
 from domain.wording import forbidden_phrases
+from feeds.branches import import_branches
 from service.sms_setup import gateway_from_env, provider_names, worker_gateway
 from tests.test_activities import NOW, CountingGateway, new_loan, sms
+from tests.test_master_data import OPS
 
 
 class IntlGateway(CountingGateway):
@@ -147,3 +149,20 @@ def test_the_china_route_holds_a_third_identical_and_a_fifth_text_in_24_hours(se
     assert fifth.status == "DEFERRED" and "4 texts in 24 h" in fifth.reason
     # Another route has no such limit: the same messages go out through a two-way gateway.
     assert SmsActivities(sessions, IntlGateway()).send_sms(sms(loan_no, "intl-g")).status == "SENT"
+
+
+def test_the_branches_file_sets_the_phone_one_way_texts_name(sessions, tmp_path) -> None:
+    path = tmp_path / "branches.csv"
+    path.write_text(
+        "网点代码,网点名称,县,时区,网点电话\n"
+        "QX01,清溪镇信用社,临山县,,0851-8600 1234\n"
+        "HL01,河隆信用社,河隆县,,call us\n",
+        encoding="utf-8",
+    )
+    report = import_branches(path, sessions, OPS, "Asia/Shanghai")
+    assert [(e.row, e.field) for e in report.errors] == [(3, "phone")]
+    with sessions() as session:
+        assert session.get(Branch, "QX01").phone == "0851-8600 1234"
+    gateway = TwilioChinaLike()
+    SmsActivities(sessions, gateway).send_sms(sms(new_loan(sessions), "branch-phone"))
+    assert "0851-8600 1234" in gateway.sent[0][1]

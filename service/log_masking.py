@@ -1,11 +1,21 @@
 """Logs never carry a full phone or ID number, whoever wrote the line (our code, a library,
-a traceback): the formatter masks them in the finished text."""
+a traceback): the formatter masks them in the finished text. Nor the secret in Aliyun's
+callback URLs (/aliyun/<token>/...), which access lines would otherwise show."""
 
 from __future__ import annotations
 
 import logging
+import re
 
-from domain.privacy import ID_NUMBER, PHONE, mask_text
+from domain.privacy import ID_NUMBER, PHONE
+from domain.privacy import mask_text as mask_numbers
+
+CALLBACK_TOKEN = re.compile(r"(/aliyun/)[^/\s?\"']+")
+
+
+def mask_text(text: str) -> str:
+    return CALLBACK_TOKEN.sub(r"\1***", mask_numbers(text))
+
 
 __all__ = ["ID_NUMBER", "PHONE", "MaskingFormatter", "configure", "mask_text"]
 

@@ -116,3 +116,10 @@ async def test_callbacks_without_the_token_are_refused_and_change_nothing(web) -
     assert not (await h.status(handle)).opted_out
     await h.pay(handle, 1_000_000)
     await handle.result()
+
+
+def test_the_callback_token_never_reaches_a_log_line() -> None:
+    from service.log_masking import mask_text
+
+    line = f'127.0.0.1:5 - "POST /aliyun/{TOKEN}/up HTTP/1.1" 200 from 13912345678'
+    assert mask_text(line) == '127.0.0.1:5 - "POST /aliyun/***/up HTTP/1.1" 200 from 139****5678'

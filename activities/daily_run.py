@@ -113,6 +113,7 @@ class DailyRunActivities:
                     rows_read=0,
                     cases_started=0,
                     already_running=0,
+                    debts_updated=0,
                     rejected=0,
                     rejected_file="",
                     payments_file="",
@@ -267,6 +268,7 @@ class DailyRunActivities:
             rows_read=report.rows,
             cases_started=report.started,
             already_running=report.attached,
+            debts_updated=len(report.debts),
             rejected=len({e.row for e in report.errors}),
             rejected_file=str(report.rejected_file or ""),
         )

@@ -135,7 +135,7 @@ async def _show(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"{r.scheduled_at:%Y-%m-%d %H:%M} UTC  {r.status_zh} {r.status}  {r.file_name or '-'}"
             f"  read {r.rows_read}, started {r.cases_started}, already running "
-            f"{r.already_running}, rejected {r.rejected}"
+            f"{r.already_running} (debts updated {r.debts_updated}), rejected {r.rejected}"
             + (
                 f"; payments {r.payments_file}: signalled {r.payments_signalled}, rejected "
                 f"{r.payments_rejected}"

@@ -457,6 +457,8 @@ class DailyRun(Base):
     rows_read: Mapped[int] = mapped_column(Integer, default=0)
     cases_started: Mapped[int] = mapped_column(Integer, default=0)
     already_running: Mapped[int] = mapped_column(Integer, default=0)
+    # Running cases told the export's new balances (feeds/debt_updates.py).
+    debts_updated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rejected: Mapped[int] = mapped_column(Integer, default=0)  # rows
     rejected_file: Mapped[str] = mapped_column(Text, default="")
     payments_file: Mapped[str] = mapped_column(String(255), default="")

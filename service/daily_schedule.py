@@ -167,6 +167,7 @@ class RunRow:
     payments_signalled: int
     payments_rejected: int
     error: str
+    debts_updated: int = 0
 
 
 def latest_runs(sessions: sessionmaker[Session], limit: int = 10) -> list[RunRow]:
@@ -191,6 +192,7 @@ def latest_runs(sessions: sessionmaker[Session], limit: int = 10) -> list[RunRow
                 r.payments_signalled,
                 r.payments_rejected,
                 r.error,
+                r.debts_updated,
             )  # fmt: skip
             for r in rows
         ]

@@ -128,6 +128,29 @@ async def test_the_newest_export_is_taken_once_with_that_days_payments(
         assert all(r.finished_at is not None for r in rows)
 
 
+async def test_the_next_days_export_updates_the_running_cases_debts(
+    env, sessions, tmp_path: Path
+) -> None:
+    async with running_worker(env, sessions, tmp_path / "data") as h:
+        today = (await today_of(h)).date()
+        drop = tmp_path / "drop"
+        drop.mkdir()
+        x = export(today)
+        aged(write(drop / "export-1.csv", [HEADER_ZH, *x.good]), 24)
+        first = await run_once(h, DailyRunInput(str(drop)))
+        await end_cases(h, x.loans)
+        assert (first.cases_started, reports(h)[0].debts_updated) == (2, 0)
+        # The next export: the first loan's interest has grown by 12.50 yuan.
+        grown = [x.good[0].replace(",9000,800,200,", ",9000,812.50,200,"), x.good[1]]
+        write(drop / "export-2.csv", [HEADER_ZH, *grown])
+        second = await run_once(h, DailyRunInput(str(drop)))
+        assert (second.cases_started, second.already_running) == (0, 2)
+        assert reports(h)[-1].debts_updated == 1  # the second loan's figures did not change
+        handle = h.client.get_workflow_handle(workflow_id(x.loans[0]))
+        status = await h.until(handle, lambda s: s.debt_fen == 1_001_250, "the new debt")
+        assert status.outstanding_fen == 1_001_250
+
+
 async def test_a_bad_export_fails_once_with_its_reason(
     env, sqlite_sessions, tmp_path: Path
 ) -> None:

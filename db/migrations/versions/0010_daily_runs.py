@@ -33,6 +33,7 @@ def upgrade() -> None:
     sa.Column('rows_read', sa.Integer(), nullable=False),
     sa.Column('cases_started', sa.Integer(), nullable=False),
     sa.Column('already_running', sa.Integer(), nullable=False),
+    sa.Column('debts_updated', sa.Integer(), server_default='0', nullable=False),
     sa.Column('rejected', sa.Integer(), nullable=False),
     sa.Column('rejected_file', sa.Text(), nullable=False),
     sa.Column('payments_file', sa.String(length=255), nullable=False),

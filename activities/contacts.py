@@ -131,6 +131,11 @@ class ContactActivities:
                 ),
                 ["key"],
             )
+            if inserted and change.kind == ConsentKind.SMS and not change.given:
+                borrower = session.get(Borrower, loan.borrower_id)
+                assert borrower is not None
+                borrower.sms_opted_out = True  # checked again at every send
+                borrower.opted_out_at = borrower.opted_out_at or change.at
             if inserted:  # forbidden wording in the notes: a task for the supervisor
                 flag_wording(
                     session, case, record.loan_no, review_key(record.key), "consent notes",

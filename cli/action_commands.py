@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from db.engine import make_engine, session_factory
 from domain.human_input import CONSENT_CHANNELS
-from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, VisitOutcome
+from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, ConsentKind, VisitOutcome
 from feeds.csv_files import RowError, yuan_to_fen
 from service.case_updates import ActionOutcome, CaseActions
 from service.settings import Settings
@@ -98,7 +98,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     ca.add_argument("--at", type=moment, help="when (default now); ISO, the branch's local time")
     ca.add_argument("--party", default="borrower", help="borrower (default) or contact:<id>")
     ca.add_argument("--notes", default="")
-    co = action("consent", "the borrower gives or withdraws consent to contact at night")
+    co = action("consent", "the borrower gives or withdraws consent (night contact, or SMS)")
+    co.add_argument("--kind", default="NIGHT_CONTACT", choices=list(ConsentKind),
+                    help="NIGHT_CONTACT (default) or SMS: --withdraw --kind SMS is an opt-out "
+                    "told by call or visit")  # fmt: skip
     given = co.add_mutually_exclusive_group(required=True)
     given.add_argument("--give", dest="given", action="store_true")
     given.add_argument("--withdraw", dest="given", action="store_false")
@@ -162,7 +165,7 @@ async def _one(
             )
         case "consent":
             return await acts.record_consent(
-                who, loan, args.given, args.how, args.at or now, args.notes
+                who, loan, args.given, args.how, args.at or now, args.notes, args.kind
             )
         case "third-party":
             return await acts.contact_third_party(who, loan, args.contact)

@@ -66,6 +66,9 @@ RELATED_PARTIES = frozenset({Relation.GUARANTOR, Relation.CO_BORROWER})
 
 class ConsentKind(StrEnum):
     NIGHT_CONTACT = "NIGHT_CONTACT"  # calls and visits 22:00-08:00
+    # Texts at all: withdrawn is an opt-out told by call or visit, as on a channel borrowers
+    # cannot reply on (Twilio to +86); the send activity then blocks every SMS.
+    SMS = "SMS"
 
 
 class RiskTier(StrEnum):

@@ -13,12 +13,16 @@ from activities.sms_gateway import Channel, DeferredByProvider, RecordingGateway
 from activities.sms_templates import SENT_PURPOSES
 from activities.texts import environment, render_sms
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
-from db.models import Branch, ContactAttempt, SmsOutbox
+from db.models import Borrower, Branch, Consent, ContactAttempt, SmsOutbox
+from domain.models import ConsentChange
+from domain.stages import ConsentKind
 from domain.wording import forbidden_phrases
 from feeds.branches import import_branches
 from service.sms_setup import gateway_from_env, provider_names, worker_gateway
+from tests.harness import eventually, running_worker
 from tests.test_activities import NOW, CountingGateway, new_loan, sms
 from tests.test_master_data import OPS
+from workflows.collection import LoanCollectionWorkflow as WF
 
 
 class IntlGateway(CountingGateway):
@@ -166,3 +170,32 @@ def test_the_branches_file_sets_the_phone_one_way_texts_name(sessions, tmp_path)
     gateway = TwilioChinaLike()
     SmsActivities(sessions, gateway).send_sms(sms(new_loan(sessions), "branch-phone"))
     assert "0851-8600 1234" in gateway.sent[0][1]
+
+
+async def test_an_opt_out_told_by_call_is_recorded_and_stops_the_texts(
+    env, sqlite_sessions, tmp_path
+) -> None:
+    """On a one-way channel the borrower opts out by call or visit: the collector records
+    it as SMS consent withdrawn (`consent --withdraw --kind SMS --how CALL`)."""
+    async with running_worker(env, sqlite_sessions, tmp_path / "data", TwilioChinaLike()) as h:
+        spec, handle = await h.start()
+        await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice")
+        when = (await h.now()) - timedelta(minutes=1)
+        await handle.execute_update(
+            WF.record_consent, ConsentChange(ConsentKind.SMS, False, "CALL", "QX01-C01", when)
+        )
+        with h.sessions() as session:
+            assert session.scalar(select(Borrower.sms_opted_out)) is True
+            assert session.scalar(select(Consent.how)) == "CALL"
+        await h.advance(3.2)
+        await h.at_stage(handle, "FIELD_VISIT")
+
+        def visit_notice() -> SmsOutbox | None:
+            with h.sessions() as session:
+                return session.scalar(select(SmsOutbox).where(SmsOutbox.purpose == "visit_notice"))
+
+        row = await eventually(visit_notice, "visit notice decided")
+        assert row.status == "BLOCKED" and "opted out" in row.reason
+        assert (await h.status(handle)).opted_out
+        await h.pay(handle, 1_000_000)
+        await handle.result()

@@ -8,6 +8,7 @@ next run of the same file sees the change again and tells the case then.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 from sqlalchemy import select
@@ -45,27 +46,39 @@ async def tell_cases(
     before: dict[str, Figures],
     as_of: date,
     by: str,
+    concurrency: int = 50,
 ) -> list[str]:
-    """Signal every spec whose figures changed; "loan: old → new" lines for the report."""
-    lines = []
-    for spec in specs:
-        old = before.get(spec.loan_no)
-        new = figures(spec)
-        if old is None or old == new:
-            continue
-        update = DebtUpdate(as_of, *new, by=by)
+    """Signal every spec whose figures changed (`concurrency` at a time); "loan: old → new"
+    lines for the report, in the file's order."""
+    gate = asyncio.Semaphore(concurrency)
+    lines: dict[str, str] = {}
+
+    async def tell(spec: LoanSpec, old: Figures) -> None:
+        update = DebtUpdate(as_of, *figures(spec), by=by)
         change = f"{spec.loan_no}: {yuan(sum(old))} → {yuan(update.total_fen)} yuan"
         try:
-            handle = client.get_workflow_handle(workflow_id(spec.loan_no))
-            await handle.signal("debt_updated", update)
-            lines.append(change)
+            async with gate:
+                handle = client.get_workflow_handle(workflow_id(spec.loan_no))
+                await handle.signal("debt_updated", update)
+            lines[spec.loan_no] = change
         except RPCError as error:
-            with sessions.begin() as session:
-                loan = session.scalar(select(Loan).where(Loan.loan_no == spec.loan_no))
-                if loan is not None:
-                    p, i, n = old
-                    loan.outstanding_principal_fen, loan.interest_fen, loan.penalty_fen = p, i, n
-            lines.append(
+            _put_back(sessions, spec.loan_no, old)
+            lines[spec.loan_no] = (
                 f"{change} (the case was not told: {error.message}; run the same file again)"
             )
-    return lines
+
+    changed = [
+        (spec, before[spec.loan_no])
+        for spec in specs
+        if spec.loan_no in before and before[spec.loan_no] != figures(spec)
+    ]
+    await asyncio.gather(*(tell(spec, old) for spec, old in changed))
+    return [lines[spec.loan_no] for spec, _ in changed]
+
+
+def _put_back(sessions: sessionmaker[Session], loan_no: str, old: Figures) -> None:
+    """The loan row as the case still knows it, so that the next run sees the change."""
+    with sessions.begin() as session:
+        loan = session.scalar(select(Loan).where(Loan.loan_no == loan_no))
+        if loan is not None:
+            loan.outstanding_principal_fen, loan.interest_fen, loan.penalty_fen = old

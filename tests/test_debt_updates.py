@@ -8,6 +8,7 @@ one; a signed agreement stands and asks for renegotiation once the change is lar
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
@@ -26,6 +27,7 @@ from domain import search_attributes as sa
 from domain.debts import updated_debt
 from domain.models import CountedPayment, DebtUpdate, PaymentPosted
 from domain.names import workflow_id
+from feeds.debt_updates import figures_before, tell_cases
 from feeds.loans import intake
 from tests.harness import Harness, assert_replays, eventually, running_worker
 from tests.test_feeds import HEADER_ZH, write
@@ -257,3 +259,23 @@ async def test_the_next_days_export_updates_running_cases_once(h: Harness, tmp_p
     await h.pay(handle, 1_001_590)
     assert (await handle.result())["outcome"] == "PAID_IN_FULL"  # an untyped handle
     assert len(debt_audit(h, loan_no)) == 1
+
+
+async def test_a_case_that_could_not_be_told_is_told_by_the_same_file_again(
+    h: Harness,
+) -> None:
+    """The signal fails (here: no such case on the server): the loan row keeps the figures the
+    case knows, so the next run of the file sees the change again."""
+    spec = h.add_loan()
+    with h.sessions.begin() as session:
+        before = figures_before(session, [spec.loan_no])
+        loan = session.scalar(select(Loan).where(Loan.loan_no == spec.loan_no))
+        assert loan is not None
+        loan.interest_fen = 95_000  # what the intake's upsert writes
+    newer = dataclasses.replace(spec, interest_fen=95_000)
+    lines = await tell_cases(h.client, h.sessions, [newer], before, await today(h), "intake")
+    assert len(lines) == 1 and "not told" in lines[0] and "run the same file again" in lines[0]
+    with h.sessions() as session:
+        assert session.scalar(select(Loan.interest_fen).where(Loan.loan_no == spec.loan_no)) == (
+            80_000
+        )

@@ -1,8 +1,9 @@
 """The registry of provider templates (templates/sms_registry.toml): for a templated provider
 (Aliyun), each SMS purpose and language → the registered template code and its parameters.
 
-`python -m activities.sms_templates aliyun zh` prints, per purpose, the template text to
-register with the provider: our own text with the parameters as ${name}.
+`python -m activities.sms_templates aliyun zh` (or `tencent zh`) prints, per purpose, the
+template text to register with the provider: our own text with the parameters as ${name}
+(Aliyun) or {1} (Tencent).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ SENT_PURPOSES = (
     "paid_in_full",
     "third_party_request",
 )
-TEMPLATED_PROVIDERS = ("aliyun",)  # those that send a template code, not a text
+TEMPLATED_PROVIDERS = ("aliyun", "tencent")  # those that send a template code, not a text
+# How each provider writes a template's parameter in the text registered with it.
+PLACEHOLDER = {"aliyun": "${{{}}}", "tencent": "{{{}}}"}
 
 Registry = dict[str, Any]
 
@@ -61,6 +64,10 @@ def check_registry(registry: Registry, providers: list[str], language: str) -> N
                 problems.append(f"{purpose}: {where} has no template code")
             elif not isinstance(entry.get("params", {}), dict):
                 problems.append(f"{purpose}: {where} params must be a table name = expression")
+            elif provider == "tencent" and set(entry.get("params", {})) != {
+                str(n) for n in range(1, len(entry.get("params", {})) + 1)
+            }:
+                problems.append(f"{purpose}: {where} params must be named 1, 2, 3, … (positional)")
     if problems:
         raise ValueError("SMS template registry: " + "; ".join(problems))
 
@@ -105,7 +112,7 @@ def registration_texts(registry: Registry, provider: str, language: str) -> dict
         body = render_sms(env, language, purpose, **context)
         for name, expr in entry.get("params", {}).items():
             value = env.from_string("{{ " + expr + " }}").render(**context)
-            body = body.replace(value, "${" + name + "}")
+            body = body.replace(value, PLACEHOLDER.get(provider, "${{{}}}").format(name))
         texts[purpose] = body.replace("【\x00SIGN\x00】", "").replace("[\x00SIGN\x00] ", "")
     return texts
 

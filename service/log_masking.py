@@ -1,6 +1,6 @@
 """Logs never carry a full phone or ID number, whoever wrote the line (our code, a library,
-a traceback): the formatter masks them in the finished text. Nor the secret in Aliyun's
-callback URLs (/aliyun/<token>/...), which access lines would otherwise show."""
+a traceback): the formatter masks them in the finished text. Nor the secret in Aliyun's and
+Tencent's callback URLs (/aliyun/<token>/..., /tencent/<token>/...), shown by access lines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 from domain.privacy import ID_NUMBER, PHONE
 from domain.privacy import mask_text as mask_numbers
 
-CALLBACK_TOKEN = re.compile(r"(/aliyun/)[^/\s?\"']+")
+CALLBACK_TOKEN = re.compile(r"(/(?:aliyun|tencent)/)[^/\s?\"']+")
 
 
 def mask_text(text: str) -> str:

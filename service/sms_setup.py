@@ -12,7 +12,7 @@ from activities.sms_templates import check_registry, load_registry
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
 
 log = logging.getLogger(__name__)
-PROVIDERS = ("twilio", "aliyun")
+PROVIDERS = ("twilio", "aliyun", "tencent")
 
 
 def provider_names(env: Mapping[str, str] | None = None) -> tuple[str, str]:
@@ -29,7 +29,7 @@ def provider_names(env: Mapping[str, str] | None = None) -> tuple[str, str]:
 
 def gateway_from_env(env: Mapping[str, str] | None = None) -> SmsGateway:
     """Twilio where chosen and configured (TWILIO_ACCOUNT_SID), else the recording gateway
-    as before; Aliyun must be configured when chosen."""
+    as before; Aliyun or Tencent must be configured when chosen."""
     env = os.environ if env is None else env
     cn_name, intl_name = provider_names(env)
     built: dict[str, SmsGateway] = {}
@@ -39,10 +39,14 @@ def gateway_from_env(env: Mapping[str, str] | None = None) -> SmsGateway:
             if name == "twilio":
                 twilio = TwilioSettings.from_env()
                 built[name] = TwilioGateway(twilio) if twilio else RecordingGateway()
-            else:
+            elif name == "aliyun":
                 from activities.aliyun_gateway import AliyunGateway, AliyunSettings
 
                 built[name] = AliyunGateway(AliyunSettings.from_env(env))
+            else:
+                from activities.tencent_gateway import TencentGateway, TencentSettings
+
+                built[name] = TencentGateway(TencentSettings.from_env(env))
         return built[name]
 
     cn, intl = build(cn_name), build(intl_name)

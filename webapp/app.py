@@ -26,6 +26,7 @@ from webapp.evidence import evidence_router
 from webapp.login import login_router
 from webapp.pages import WebConfig, pages_router
 from webapp.rendering import as_json, page
+from webapp.tencent_webhooks import tencent_router
 from webapp.twilio_webhooks import WebhookConfig, twilio_router
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ def create_app(
     app.include_router(twilio_router(sessions, temporal, webhook))
     if webhook.aliyun_token:
         app.include_router(aliyun_router(sessions, temporal, webhook.aliyun_token))
+    if webhook.tencent_token:
+        app.include_router(tencent_router(sessions, temporal, webhook.tencent_token))
     app.include_router(login_router(sessions, web))
     app.include_router(evidence_router(sessions, web.policy))
     app.include_router(pages_router(sessions, temporal, web))
@@ -84,7 +87,8 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        if wants_json(request) or request.url.path.startswith(("/twilio/", "/aliyun/")):
+        callback = request.url.path.startswith(("/twilio/", "/aliyun/", "/tencent/"))
+        if wants_json(request) or callback:
             return as_json({"error": exc.detail}, exc.status_code)
         return page(request, "error.html.j2", exc.status_code, message=exc.detail)
 
@@ -114,10 +118,11 @@ def app_from_env() -> FastAPI:
     settings = Settings.from_env()
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     aliyun_token = os.environ.get("ALIYUN_CALLBACK_TOKEN")
-    if not token and not aliyun_token:
+    tencent_token = os.environ.get("TENCENT_CALLBACK_TOKEN")
+    if not (token or aliyun_token or tencent_token):
         raise RuntimeError(
-            "TWILIO_AUTH_TOKEN (Twilio's webhooks) or ALIYUN_CALLBACK_TOKEN (Aliyun's callbacks) "
-            "is needed to verify the SMS providers' callbacks"
+            "TWILIO_AUTH_TOKEN (Twilio's webhooks), ALIYUN_CALLBACK_TOKEN or "
+            "TENCENT_CALLBACK_TOKEN (their callbacks) is needed to verify SMS callbacks"
         )
     if not token:  # no Twilio: its webhooks refuse every request (no one knows this token)
         token = secrets.token_hex(32)
@@ -132,7 +137,11 @@ def app_from_env() -> FastAPI:
         session_factory(make_engine(settings.db_url)),
         temporal,
         WebhookConfig(
-            token, os.environ.get("WEBHOOK_PUBLIC_BASE_URL"), settings.sms_language, aliyun_token
+            token,
+            os.environ.get("WEBHOOK_PUBLIC_BASE_URL"),
+            settings.sms_language,
+            aliyun_token,
+            tencent_token,
         ),
         WebConfig(
             settings.task_queue,

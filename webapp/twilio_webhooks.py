@@ -29,6 +29,7 @@ class WebhookConfig:
     # Aliyun's callbacks (SmsUp, SmsReport) are not signed: this secret in their URL path
     # (/aliyun/<token>/...) is what tells them from forgeries. None: no Aliyun routes.
     aliyun_token: str | None = None
+    tencent_token: str | None = None  # likewise for Tencent's (/tencent/<token>/...)
 
 
 def twiml(text: str | None) -> Response:

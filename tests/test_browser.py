@@ -77,10 +77,10 @@ async def test_supervisor_filters_to_a_stage_and_opens_a_case(site, browser: Bro
         await page.reload()
     await expect(row).to_contain_text("FIELD_VISIT")
     stages = await page.locator("#cases td.stage").all_inner_texts()
-    assert stages and set(stages) == {"FIELD_VISIT"}
+    assert stages and set(stages) == {"上门外访 FIELD_VISIT"}  # Chinese first
 
     await row.locator("a").click()
-    await expect(page.locator("#stage")).to_have_text("FIELD_VISIT")
+    await expect(page.locator("#stage")).to_have_text("上门外访 FIELD_VISIT")
     await expect(page.locator("#state")).to_contain_text(case.collector)
     await expect(page.locator("#timeline")).to_contain_text("INITIAL_CONTACT → FIELD_VISIT")
     await page.screenshot(path=str(h.data_dir / "supervisor-case.png"), full_page=True)
@@ -99,7 +99,7 @@ async def test_collector_reports_a_visit_on_a_phone_and_the_case_moves_on(
     # Straight to the case: sent to sign in first, then back to the case.
     await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
     await expect(page).to_have_url(base + f"/cases/{case.loan_no}")
-    await expect(page.locator("#stage")).to_have_text("FIELD_VISIT")
+    await expect(page.locator("#stage")).to_have_text("上门外访 FIELD_VISIT")
     # Fits the phone's width: nothing to scroll sideways.
     overflow = await page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -119,7 +119,7 @@ async def test_collector_reports_a_visit_on_a_phone_and_the_case_moves_on(
     await expect(page.locator("#flash")).to_contain_text("visit 1 recorded: MET")
     await h.at_stage(case.handle, "NEGOTIATION")
     await page.reload()
-    await expect(page.locator("#stage")).to_have_text("NEGOTIATION")
+    await expect(page.locator("#stage")).to_have_text("还款协商 NEGOTIATION")
     await expect(page.locator("#visits")).to_contain_text("在家，同意商量还款")
     await expect(page.locator("#plan-form")).to_be_visible()
 

@@ -12,6 +12,7 @@ from jinja2.runtime import Context
 from pydantic_core import to_jsonable_python
 
 from activities.texts import environment
+from domain.labels import label, zh
 
 _env = environment(autoescape=True)
 
@@ -25,6 +26,8 @@ def _local(context: Context, moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M
 
 _env.filters["local"] = _local
 _env.filters["fen"] = lambda fen: "-" if fen is None else _env.filters["yuan"](fen)
+_env.filters["zh"] = zh  # 上门外访
+_env.filters["label"] = label  # 上门外访 FIELD_VISIT
 
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

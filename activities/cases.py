@@ -26,7 +26,7 @@ from db.models import (
     Task,
     Visit,
 )
-from db.repository import case_for_loan, insert_ignore, loan_by_no
+from db.repository import case_for_loan, insert_ignore, loan_by_no, mark_told
 from domain.assessment import assess
 from domain.evidence import ruleset_label
 from domain.models import (
@@ -60,8 +60,20 @@ class CaseActivities:
 
     @activity.defn(name=A.LOAD_CASE)
     def load_case(self, loan_no: str) -> CaseFacts:
-        with self.sessions() as session:
+        """The loan as the investigation reads it; these figures are what the case knows
+        until an export's debt update tells it others (feeds/debt_updates.py)."""
+        with self.sessions.begin() as session:
             loan = self._loan(session, loan_no)
+            mark_told(
+                session,
+                loan_no,
+                (
+                    loan.outstanding_principal_fen,
+                    loan.interest_fen,
+                    loan.penalty_fen,
+                    loan.overdue_since,
+                ),
+            )
             borrower = loan.borrower
             branch = session.get(Branch, loan.branch_code)
             region = branch.region if branch else ""

@@ -120,6 +120,7 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from feeds.csv_files import FileError
+    from feeds.debt_updates import NOT_TOLD
     from feeds.loans import IntakeReport, intake
     from feeds.profile import ProfileError
 
@@ -161,15 +162,19 @@ async def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
         bar.close()
         engine.dispose()
     verb = "would import" if args.dry_run else "imported"
-    return _summary(
+    code = _summary(
         report.errors,
         f"{report.rows} rows: {verb} {len(report.good)}, rejected "
         f"{len({e.row for e in report.errors})}; cases started {report.started}, "
         f"already running {report.attached}, ended before (not reopened) {len(report.ended)}"
         + "".join(f"\n  moved to another branch: {m}" for m in report.moved)
         + "".join(f"\n  debt updated 欠款已更新: {d}" for d in report.debts)
-        + f"\n  rejected rows, to correct and send again: {report.rejected_file}",
+        + f"\n  rejected rows, to correct and send again: {report.rejected_file}"
+        + f"\n  export date 导出日期 {report.export_date} ({report.export_date_from})",
     )
+    # A running case that was not told its new balances: like a rejected row, worth a look.
+    untold = any(NOT_TOLD in d for d in report.debts) or any("not told" in m for m in report.moved)
+    return code or (SOME_ROWS_REJECTED if untold else 0)
 
 
 async def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:

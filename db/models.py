@@ -107,6 +107,11 @@ class Loan(Base):
     overdue_since: Mapped[date] = mapped_column(Date)
     prior_broken_promises: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="OVERDUE")
+    # What the running case last read or was told (feeds/debt_updates.py); NULL: not known.
+    told_principal_fen: Mapped[int | None] = mapped_column(Money)
+    told_interest_fen: Mapped[int | None] = mapped_column(Money)
+    told_penalty_fen: Mapped[int | None] = mapped_column(Money)
+    told_overdue_since: Mapped[date | None] = mapped_column(Date)
 
     borrower: Mapped[Borrower] = relationship()
 

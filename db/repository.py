@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import literal_column, select, update
@@ -87,3 +87,17 @@ def case_loan_borrower(session: Session, loan_no: str) -> tuple[Case, Loan, Borr
         .where(Loan.loan_no == loan_no)
     ).first()
     return None if found is None else (found[0], found[1], found[2])
+
+
+def mark_told(session: Session, loan_no: str, figures: tuple[int, int, int, date]) -> None:
+    """The figures (outstanding principal, interest, penalty in fen; overdue date) the loan's
+    running case now knows: read at its investigation, or told by an export's debt update
+    (feeds/debt_updates.py compares the next export with them)."""
+    p, i, n, since = figures
+    session.execute(
+        update(Loan)
+        .where(Loan.loan_no == loan_no)
+        .values(
+            told_principal_fen=p, told_interest_fen=i, told_penalty_fen=n, told_overdue_since=since
+        )
+    )

@@ -172,6 +172,7 @@ class DebtUpdate:
     interest_fen: int
     penalty_fen: int
     by: str = "intake"
+    overdue_since: date | None = None  # the export's, when it corrects the case's
 
     @property
     def total_fen(self) -> int:

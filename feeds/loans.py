@@ -55,13 +55,14 @@ from feeds.csv_files import (
     FileError,
     RowError,
     Table,
+    long_numbers,
     parse_date,
     rejected_path,
     text_field,
     write_rejected,
     yuan_to_fen,
 )
-from feeds.debt_updates import figures_before, tell_cases
+from feeds.debt_updates import tell_cases
 from feeds.profile import Profile, ProfileError, load_profile
 from feeds.sheets import read_export
 from service.case_start import start_case
@@ -298,7 +299,7 @@ def validate(
         mapped(report)
     seen: dict[str, int] = {}
     for line, cells in table.rows:
-        errors: list[RowError] = []
+        errors = long_numbers(line, cells)
         loan_no = text_field(line, "loan_no", cells["loan_no"], errors)
         if loan_no and not _LOAN_NO.fullmatch(loan_no):
             errors.append(RowError(line, "loan_no", "letters, digits and dashes, 4 to 40"))
@@ -469,7 +470,6 @@ async def intake(
     if dry_run or not report.good:
         return report
     with sessions.begin() as session:  # all good rows, or none if the database fails
-        before = figures_before(session, [s.loan_no for s in report.good])
         upsert(session, report.good)
     in_file = {s.loan_no: s.branch for s in report.good}
     with sessions() as session:
@@ -518,9 +518,10 @@ async def intake(
         client,
         sessions,
         [s for s in running if s.loan_no in has_case],
-        before,
         report.export_date or today,
         started_by,
+        concurrency,
+        progress,
     )
     report.attached = sum(1 for s in running if s.loan_no in has_case)
     report.started = len(running) - report.attached
@@ -596,7 +597,7 @@ async def cancel_missing(
     present: set[str] = set()
     unsure: set[str] = set()
     for line, cells in rows:
-        errors: list[RowError] = []
+        errors = long_numbers(line, cells)
         loan_no = text_field(line, "loan_no", cells["loan_no"], errors)
         branch = text_field(line, "branch", cells.get("branch", cells.get(BRANCH_NAME, "")), errors)
         branch = registered.resolve(line, branch, []) or branch  # a name as its code

@@ -141,7 +141,8 @@ class Harness:
     ) -> None:
         await handle.signal(
             LoanCollectionWorkflow.payment_posted,
-            PaymentPosted(reference or uuid.uuid4().hex, amount_fen, datetime.now(UTC)),
+            # Paid now on the server's clock (ahead of the wall clock once time was skipped).
+            PaymentPosted(reference or uuid.uuid4().hex, amount_fen, await self.now()),
         )
 
     async def now(self) -> datetime:

@@ -23,11 +23,12 @@ from temporalio.client import WorkflowHandle
 from temporalio.converter import default as default_converter
 
 from db.models import AuditEvent, Case, Loan
+from db.repository import mark_told
 from domain import search_attributes as sa
 from domain.debts import updated_debt
 from domain.models import CountedPayment, DebtUpdate, PaymentPosted
 from domain.names import workflow_id
-from feeds.debt_updates import figures_before, tell_cases
+from feeds.debt_updates import NOT_TOLD, tell_cases, told
 from feeds.loans import intake
 from tests.harness import Harness, assert_replays, eventually, running_worker
 from tests.test_feeds import HEADER_ZH, write
@@ -161,6 +162,7 @@ async def test_a_payment_the_export_has_not_booked_still_counts(h: Harness) -> N
     status = await h.until(handle, lambda s: s.debt_fen != DEBT, "the new debt")
     assert status.outstanding_fen == 1_000_500 - 100_000
     # The next day's export has booked it (on interest first): outstanding is the export's.
+    await h.advance(1)
     tomorrow = day + timedelta(days=1)
     await handle.signal(WF.debt_updated, DebtUpdate(tomorrow, 900_000, 0, 901_000 - 900_000))
     status = await h.until(handle, lambda s: s.outstanding_fen == 901_000, "booked")
@@ -208,6 +210,7 @@ async def test_a_signed_agreement_stands_and_a_large_change_asks_to_renegotiate(
     assert tasks(h, spec.loan_no).count("NEGOTIATE") == asked + 1  # once, not every day
     assert status.stage == "FOLLOW_UP"
     assert sum(i.amount_fen for i in status.installments) == plan_total  # not rewritten
+    await h.advance(2)  # paid on the day of the last export: not in its balances
     assert any("stands as signed" in e.detail for e in status.history)
     await h.pay(handle, 1_016_000)
     assert (await handle.result()).outcome == "PAID_IN_FULL"
@@ -261,21 +264,55 @@ async def test_the_next_days_export_updates_running_cases_once(h: Harness, tmp_p
     assert len(debt_audit(h, loan_no)) == 1
 
 
-async def test_a_case_that_could_not_be_told_is_told_by_the_same_file_again(
-    h: Harness,
-) -> None:
-    """The signal fails (here: no such case on the server): the loan row keeps the figures the
-    case knows, so the next run of the file sees the change again."""
+async def test_a_case_that_could_not_be_told_is_told_by_the_next_run(h: Harness) -> None:
+    """The signal fails (here: no such case on the server): the figures the case knows stay
+    as they were, so the next run of the file (or a retry after a crash) tells it."""
     spec = h.add_loan()
+    known = (spec.outstanding_principal_fen, 80_000, spec.penalty_fen, spec.overdue_since)
     with h.sessions.begin() as session:
-        before = figures_before(session, [spec.loan_no])
-        loan = session.scalar(select(Loan).where(Loan.loan_no == spec.loan_no))
-        assert loan is not None
-        loan.interest_fen = 95_000  # what the intake's upsert writes
+        mark_told(session, spec.loan_no, known)  # what its investigation read
     newer = dataclasses.replace(spec, interest_fen=95_000)
-    lines = await tell_cases(h.client, h.sessions, [newer], before, await today(h), "intake")
-    assert len(lines) == 1 and "not told" in lines[0] and "run the same file again" in lines[0]
+    lines = await tell_cases(h.client, h.sessions, [newer], await today(h), "intake")
+    assert len(lines) == 1 and NOT_TOLD in lines[0] and "run the file again" in lines[0]
     with h.sessions() as session:
-        assert session.scalar(select(Loan.interest_fen).where(Loan.loan_no == spec.loan_no)) == (
-            80_000
-        )
+        assert told(session, [spec.loan_no]) == {spec.loan_no: known}
+    # Unchanged figures are not sent again.
+    assert await tell_cases(h.client, h.sessions, [spec], await today(h), "intake") == []
+
+
+async def test_a_payment_the_export_already_deducted_is_not_counted_twice(h: Harness) -> None:
+    """The daily run takes the export first, then the day's payment file: yesterday's 5,000
+    yuan at the counter is in both. The case must still see 5,000 yuan owed."""
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    day = await today(h)
+    # The export of today: yesterday's payment already deducted (500,000 fen left).
+    await handle.signal(WF.debt_updated, DebtUpdate(day, 400_000, 80_000, 20_000))
+    await h.until(handle, lambda s: s.outstanding_fen == 500_000, "the export's balance")
+    yesterday = await h.now() - timedelta(days=1)
+    await handle.signal(WF.payment_posted, PaymentPosted("COUNTER-1", 500_000, yesterday))
+    status = await h.until(handle, lambda s: s.paid_fen == 500_000, "payment counted")
+    assert status.outstanding_fen == 500_000 and status.stage == "FIELD_VISIT"
+    assert status.debt_fen == 1_000_000
+    # Today's own payment is not in the export: it does reduce what is owed.
+    await handle.signal(WF.payment_posted, PaymentPosted("BANK-2", 100_000, await h.now()))
+    status = await h.until(handle, lambda s: s.paid_fen == 600_000, "second payment")
+    assert status.outstanding_fen == 400_000
+    await h.pay(handle, 400_000)
+    assert (await handle.result()).outcome == "PAID_IN_FULL"
+    await assert_replays(handle)
+
+
+async def test_a_corrected_overdue_date_reaches_the_case_and_its_lists(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    earlier = spec.overdue_since - timedelta(days=30)
+    update = DebtUpdate(await today(h), 900_000, 80_000, 20_000, overdue_since=earlier)
+    await handle.signal(WF.debt_updated, update)
+    days = ((await today(h)) - earlier).days
+    status = await h.until(handle, lambda s: s.days_past_due == days, "the corrected date")
+    assert status.debt_fen == DEBT  # the figures did not change
+    since = datetime.fromisoformat(str((await raw_attributes(handle))[sa.OVERDUE_SINCE.name]))
+    assert since.astimezone(SHANGHAI).date() == earlier
+    await h.pay(handle, DEBT)
+    await handle.result()

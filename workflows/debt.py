@@ -44,8 +44,16 @@ async def take(case: Case, update: DebtUpdate) -> None:
     if s.debt_as_of is not None and update.as_of < s.debt_as_of:
         case.note("debt", f"export of {update.as_of} ignored: the case has {s.debt_as_of}'s")
         return
+    if update.overdue_since is not None and update.overdue_since != s.overdue_since:
+        case.note(
+            "debt", f"overdue since {update.overdue_since} (was {s.overdue_since})", update.by
+        )
+        s.overdue_since = update.overdue_since  # a corrected export: the lists follow
+        case.visibility.publish()
     figures = updated_debt(s.principal_fen, s.paid_fen, s.counted_payments, update)
     s.debt_as_of = update.as_of
+    # Counted payments the export has booked no longer need their dates.
+    s.counted_payments = [p for p in s.counted_payments if p.paid_on >= update.as_of]
     unchanged = (figures.principal_fen, figures.interest_fen, figures.penalty_fen) == (
         s.principal_fen,
         s.interest_fen,
@@ -57,8 +65,6 @@ async def take(case: Case, update: DebtUpdate) -> None:
     s.debt_fen = figures.debt_fen
     s.principal_fen, s.interest_fen = figures.principal_fen, figures.interest_fen
     s.penalty_fen = figures.penalty_fen
-    # Counted payments the export has booked no longer need their dates.
-    s.counted_payments = [p for p in s.counted_payments if p.paid_on >= update.as_of]
     outstanding = case.outstanding() or 0
     case.note(
         "debt",

@@ -38,6 +38,8 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
         s.paid_fen -= payment.amount_fen
         if entry in s.counted_payments:
             s.counted_payments.remove(entry)
+        if booked(case, entry):  # the debt holds it back as booked: take that back too
+            shift_debt(case, -entry.amount_fen)
         case.visibility.publish()
         case.note(
             "payment",
@@ -56,7 +58,27 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
 
 def ledger_entry(case: Case, payment: PaymentPosted) -> CountedPayment:
     """The payment in the case's ledger by its local date: a later export's balances have
-    it deducted once their date is past it (workflows/debt.py)."""
+    it deducted once their date is past it (workflows/debt.py). A payment dated before the
+    export the case last took is already deducted from the debt the case holds: counting it
+    against that debt as well would count it twice (a counter payment the day before a daily
+    run whose payment file comes after the export), so the debt takes it back."""
     entry = CountedPayment(local_date(payment.paid_at, case.s.policy), payment.amount_fen)
     case.s.counted_payments.append(entry)
+    if booked(case, entry):
+        shift_debt(case, entry.amount_fen)
     return entry
+
+
+def booked(case: Case, entry: CountedPayment) -> bool:
+    """Whether the export the case last took has this payment deducted already."""
+    as_of = case.s.debt_as_of
+    return as_of is not None and entry.paid_on < as_of
+
+
+def shift_debt(case: Case, amount_fen: int) -> None:
+    """The debt (and its interest line: which part of a payment the core system booked on
+    interest is not known) by `amount_fen`, for a payment the export has booked."""
+    s = case.s
+    if s.debt_fen is not None:
+        s.debt_fen += amount_fen
+        s.interest_fen = (s.interest_fen or 0) + amount_fen

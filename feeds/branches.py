@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Branch
-from feeds.csv_files import RowError, text_field
+from feeds.csv_files import RowError, long_numbers, text_field
 from feeds.sheets import read_table
 from service import audit
 from service.users import Principal
@@ -97,7 +97,7 @@ def import_branches(
     good: list[tuple[int, dict[str, str]]] = []
     seen: dict[str, int] = {}
     for line, cells in rows:
-        errors: list[RowError] = []
+        errors = long_numbers(line, cells)
         code = check_code(line, "code", cells["code"], errors, 16)
         if code in seen:
             errors.append(RowError(line, "code", f"{code} is in row {seen[code]} already"))

@@ -36,7 +36,7 @@ from db.models import Branch, Case, Collector, Loan
 from domain.phones import PhoneError, normalize_phone
 from domain.privacy import mask_phone
 from feeds.branches import MasterReport, changes, check_code
-from feeds.csv_files import RowError, text_field
+from feeds.csv_files import RowError, long_numbers, text_field
 from feeds.sheets import read_table
 from service import audit
 from service.case_updates import CaseActions
@@ -131,7 +131,7 @@ def _validate(
     good: list[tuple[int, dict[str, object]]] = []
     seen: dict[str, int] = {}
     for line, cells in rows:
-        errors: list[RowError] = []
+        errors = long_numbers(line, cells)
         cid = check_code(line, "id", cells["id"], errors, 32)
         if cid in seen:
             errors.append(RowError(line, "id", f"{cid} is in row {seen[cid]} already"))

@@ -10,7 +10,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -158,6 +158,26 @@ def write_rejected(table: Table, errors: Iterable[RowError], path: Path) -> Path
         )
     path.write_bytes(out.getvalue().encode(table.encoding))
     return path
+
+
+# What feeds/sheets.py reads for a number of 16 or more digits saved as a number in Excel
+# (an ID number, a long loan number or bank reference): Excel keeps 15 significant digits,
+# so the rest are lost, and two different IDs can read the same. Refused by row and field.
+LONG_NUMBER = "#LONG-NUMBER"
+
+
+def long_numbers(row: int, cells: Mapping[str, str]) -> list[RowError]:
+    """A row's errors for its long numbers saved as numbers (a new row's error list)."""
+    return [
+        RowError(
+            row,
+            field,
+            "a number of 16 or more digits saved as a number in Excel: its last digits are "
+            "lost; format the column as text (文本) and export again",
+        )
+        for field, value in cells.items()
+        if value == LONG_NUMBER
+    ]
 
 
 def text_field(

@@ -29,6 +29,7 @@ from domain.policy import Policy
 from feeds.columns import PAYMENT_FIELDS
 from feeds.csv_files import (
     RowError,
+    long_numbers,
     parse_date,
     rejected_path,
     text_field,
@@ -75,7 +76,7 @@ async def post_payments(
     loans = {no: lid for no, lid, _ in found}
     clocks = {no: in_zone(policy, timezone) for no, _, timezone in found}  # the branch's clock
     for line, cells in rows:
-        errors: list[RowError] = []
+        errors = long_numbers(line, cells)
         ref = text_field(line, "reference", cells["reference"], errors)
         if ref in seen:
             errors.append(RowError(line, "reference", f"duplicate of row {seen[ref]}"))

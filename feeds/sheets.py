@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,15 @@ from datetime import date, datetime
 from pathlib import Path
 
 from feeds.columns import ColumnMap, map_columns, recognised
-from feeds.csv_files import REASON_COLUMNS, FileError, Table, read_records, read_rows, table_of
+from feeds.csv_files import (
+    LONG_NUMBER,
+    REASON_COLUMNS,
+    FileError,
+    Table,
+    read_records,
+    read_rows,
+    table_of,
+)
 from feeds.profile import Profile
 
 XLSX_MAGIC = b"PK\x03\x04"  # a zip archive: what an .xlsx is
@@ -36,6 +45,8 @@ def _cell(value: object) -> str:
         return value.isoformat()
     if isinstance(value, bool):
         return "是" if value else "否"
+    if isinstance(value, int | float) and abs(value) >= 10**15:
+        return LONG_NUMBER  # its last digits are lost: refused by row and field
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # 40.0 (capacity), 13912345678.0 (a number typed as a number)
     if isinstance(value, float) and abs(value - round(value, 2)) < 1e-7:
@@ -122,6 +133,8 @@ def read_table(
 
 # A title or a date line above the header: the header is looked for in the first rows.
 HEADER_SEARCH_ROWS = 10
+# A unit line above the header ("金额单位：万元") that is not yuan.
+_OTHER_UNIT = re.compile(r"(万|千|百万|亿)\s*元")
 
 
 def read_export(
@@ -147,6 +160,14 @@ def read_export(
             if recognised(cells, fields) >= 3:
                 line = n
                 break
+    for n, cells in enumerate(records[: line - 1], start=1):
+        unit = next((c for c in cells if _OTHER_UNIT.search(c)), None)
+        if unit is not None:
+            # Amounts in ten-thousands read as yuan would be debts 10,000 times too small.
+            raise FileError(
+                f"row {n} says the amounts are not in yuan ({unit.strip()[:40]!r}): export "
+                "them in 元 (yuan)"
+            )
     cmap = map_columns(records[line - 1], fields, required, profile.columns)
     cmap.unused = [u for u in cmap.unused if u not in REASON_COLUMNS]
     return table_of(records, encoding, cmap.index, cmap.chinese, line), cmap

@@ -333,6 +333,33 @@ def as_cell(d: date) -> datetime:
     return datetime(d.year, d.month, d.day)  # what a date cell holds  # noqa: DTZ001
 
 
+def test_id_numbers_saved_as_numbers_are_refused_not_merged(tmp_path: Path) -> None:
+    """Excel keeps 15 digits of a number: two IDs typed as numbers can read the same."""
+    header = ["贷款编号", "网点代码", "姓名", "身份证号", "贷款金额", "未还本金", "逾期起始日"]
+    since = as_cell(TODAY - timedelta(days=40))
+    path = xlsx(
+        tmp_path / "ids.xlsx",
+        [
+            header,
+            ["N-0001", "QX01", "甲", 522401198001011234, 20000, 9000, since],
+            ["N-0002", "QX01", "乙", 522401198001011236, 20000, 9000, since],
+            ["N-0003", "QX01", "丙", "522401198001011238", 20000, 9000, since],
+        ],
+    )
+    report = validate(path, NAMES, TODAY)
+    assert [s.loan_no for s in report.good] == ["N-0003"]
+    refused = [e for e in report.errors if e.field == "id_number"]
+    assert {e.row for e in refused} == {2, 3} and "as text" in str(refused[0])
+
+
+def test_amounts_in_ten_thousands_are_refused_by_their_title_line(tmp_path: Path) -> None:
+    header = ["贷款编号", "网点代码", "姓名", "身份证号", "贷款金额", "未还本金", "逾期起始日"]
+    row = ["W-0001", "QX01", "甲", "522401198001011234", 5, 4.5, as_cell(TODAY - timedelta(40))]
+    path = xlsx(tmp_path / "wan.xlsx", [["逾期贷款明细表", "金额单位：万元"], header, row])
+    with pytest.raises(FileError, match="row 1 says the amounts are not in yuan"):
+        validate(path, NAMES, TODAY)
+
+
 def test_an_xlsx_export_with_date_cells_other_headers_and_a_title(tmp_path: Path) -> None:
     due, since = TODAY - timedelta(days=70), TODAY - timedelta(days=9)
     path = xlsx(

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -174,20 +174,39 @@ class DailyRunActivities:
         day = local_date(start.scheduled_at, self.policy)
         payments = None
         if payments_dir.is_dir():
+            # The run's day and the day before (a file written late in the evening, after
+            # that day's run): the oldest one no earlier run posted. Posting is idempotent by
+            # reference, so a file posted twice counts nothing twice.
             zone = self.policy.timezone_info()
-            of_the_day = [
+            days = (day, day - timedelta(days=1))
+            candidates = [
                 p
                 for p in payments_dir.iterdir()
                 if p.is_file()
                 and p != export
                 and is_payments(p.name, payment_globs)
                 and (
-                    names_day(p.name, day)
-                    or datetime.fromtimestamp(p.stat().st_mtime, zone).date() == day
+                    any(names_day(p.name, d) for d in days)
+                    or datetime.fromtimestamp(p.stat().st_mtime, zone).date() in days
                 )
             ]
-            payments = newest(of_the_day)
+            posted = self._posted_payments()
+            unposted = [p for p in candidates if sha256_of(p) not in posted]
+            payments = min(unposted, key=lambda p: p.stat().st_mtime, default=None)
         return export, payments
+
+    def _posted_payments(self) -> set[str]:
+        """The payment files (by content) an earlier run posted."""
+        with self.sessions() as session:
+            return set(
+                session.scalars(
+                    select(DailyRun.payments_sha256).where(
+                        DailyRun.payments_sha256 != "",
+                        DailyRun.status != RunStatus.FAILED,
+                        DailyRun.status != RunStatus.RUNNING,
+                    )
+                )
+            )
 
     def _claim(self, session: Session, row: DailyRun) -> None:
         """This run processes the file unless another run did (or does) already; a run that
@@ -248,6 +267,11 @@ class DailyRunActivities:
         mapping = {"profile": Path(request.profile)} if request.profile else {}
         if request.profile and not Path(request.profile).is_file():
             raise malformed(f"the mapping profile {request.profile} does not exist")
+        # The export's date is the run's scheduled day (a run caught up after midnight, or
+        # retried, still dates the balances right): running cases count the payments dated
+        # before it as booked in them.
+        with self.sessions() as session:
+            as_of = local_date(self._row(session, request.run_key).scheduled_at, self.policy)
         try:
             report = await intake(
                 **mapping,
@@ -260,9 +284,12 @@ class DailyRunActivities:
                 started_by="daily-run",
                 progress=activity.heartbeat,
                 rejected=self._rejected(path, request.sha256),
+                as_of=as_of,
             )
         except FileError as e:  # a ProfileError too
             raise malformed(f"{path.name}: {e}") from None
+        except DataError as e:  # a value the database cannot hold: retrying cannot mend it
+            raise malformed(f"{path.name}: the database refused a row ({e.orig!s:.200})") from None
         self._set(
             request.run_key,
             rows_read=report.rows,
@@ -306,7 +333,12 @@ class DailyRunActivities:
         A report already final (ALREADY_PROCESSED, FAILED at the pick) stays as it is."""
         with self.sessions.begin() as session:
             row = self._row(session, finish.run_key)
-            if row.status == RunStatus.RUNNING:
+            if row.status == RunStatus.ALREADY_PROCESSED and finish.error:
+                # The export was processed before, but this run's payment file failed: a
+                # failed run, whose payment file the next run takes again.
+                row.status, row.error = RunStatus.FAILED, f"{row.error}; {finish.error}"
+                row.finished_at = datetime.now(UTC)
+            elif row.status == RunStatus.RUNNING:
                 if finish.error:
                     row.status, row.error = RunStatus.FAILED, finish.error
                 elif row.rejected or row.payments_rejected:

@@ -23,6 +23,9 @@ def default_url() -> str:
 
 def make_engine(url: str | None = None, **kwargs: object) -> Engine:
     url = url or default_url()
+    # A database error's text never carries the statement's values (names, ID numbers,
+    # phones): it reaches logs, activity failures and the daily run's report.
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -181,8 +181,15 @@ def long_numbers(row: int, cells: Mapping[str, str]) -> list[RowError]:
 
 
 def text_field(
-    row: int, field: str, value: str, errors: list[RowError], required: bool = True
+    row: int,
+    field: str,
+    value: str,
+    errors: list[RowError],
+    required: bool = True,
+    limit: int = MAX_FIELD,
 ) -> str:
+    """`value` if usable; otherwise "" and an error (missing, a formula, longer than `limit`:
+    the column's size, so that the database never refuses a row that passed)."""
     if not value:
         if required:
             errors.append(RowError(row, field, "missing"))
@@ -190,8 +197,8 @@ def text_field(
     if value.removeprefix("'").startswith(FORMULA_STARTS):  # ' as the rejected file has it
         errors.append(RowError(row, field, "starts like a spreadsheet formula; refused"))
         return ""
-    if len(value) > MAX_FIELD:
-        errors.append(RowError(row, field, f"longer than {MAX_FIELD} characters"))
+    if len(value) > limit:
+        errors.append(RowError(row, field, f"longer than {limit} characters"))
         return ""
     return value
 

@@ -311,7 +311,7 @@ def validate(
             errors.append(
                 RowError(line, "id_number", "must be 18 characters (17 digits, then a digit or X)")
             )
-        name = text_field(line, "name", cells["name"], errors)
+        name = text_field(line, "name", cells["name"], errors, limit=100)
         phone: str | None = None
         if cells.get("phone"):
             try:
@@ -333,8 +333,8 @@ def validate(
         remote = cells.get("remote", "").lower()
         if remote not in _YES | _NO:
             errors.append(RowError(line, "remote", "must be 是/否 (yes/no)"))
-        address = text_field(line, "address", cells.get("address", ""), errors, required=False)
-        village = text_field(line, "village", cells.get("village", ""), errors, required=False)
+        address = text_field(line, "address", cells.get("address", ""), errors, False, 300)
+        village = text_field(line, "village", cells.get("village", ""), errors, False, 100)
         if loan_no and loan_no not in seen:
             seen[loan_no] = line
         if errors:

@@ -151,6 +151,41 @@ async def test_the_next_days_export_updates_the_running_cases_debts(
         assert status.outstanding_fen == 1_001_250
 
 
+async def test_payments_are_posted_when_the_export_is_old_and_when_they_came_late(
+    env, sessions, tmp_path: Path
+) -> None:
+    """The export did not change (已处理过): the day's payment file is still posted; a file
+    written after yesterday's run, named for yesterday, is posted by today's."""
+    async with running_worker(env, sessions, tmp_path / "data") as h:
+        today = (await today_of(h)).date()
+        drop = tmp_path / "drop"
+        drop.mkdir()
+        x = export(today)
+        aged(write(drop / "export.csv", [HEADER_ZH, *x.good]), 24)
+        first = await run_once(h, DailyRunInput(str(drop)))
+        await end_cases(h, x.loans)
+        assert first.cases_started == 2 and first.payments_file == ""
+        yesterday = today - timedelta(days=1)
+        refs = [f"R{uuid.uuid4().hex[:10]}" for _ in range(2)]
+        header = "贷款编号,金额,还款日期,流水号"
+        write(
+            drop / f"payments-{today:%Y%m%d}.csv", [header, f"{x.loans[0]},10.00,{today},{refs[0]}"]
+        )
+        late = drop / f"payments-{yesterday:%Y%m%d}.csv"
+        aged(write(late, [header, f"{x.loans[1]},20.00,{yesterday},{refs[1]}"]), 10)
+        second = await run_once(h, DailyRunInput(str(drop)))
+        assert second.status == RunStatus.ALREADY_PROCESSED and second.cases_started == 0
+        assert second.payments_file == late.name and second.payments_signalled == 1  # oldest
+        third = await run_once(h, DailyRunInput(str(drop)))
+        assert third.payments_file == f"payments-{today:%Y%m%d}.csv"
+        assert third.payments_signalled == 1
+        fourth = await run_once(h, DailyRunInput(str(drop)))
+        assert fourth.payments_file == ""  # nothing left to post
+        with h.sessions() as session:
+            stored = set(session.scalars(select(Payment.reference)))
+        assert set(refs) <= stored
+
+
 async def test_a_bad_export_fails_once_with_its_reason(
     env, sqlite_sessions, tmp_path: Path
 ) -> None:

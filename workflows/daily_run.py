@@ -65,16 +65,19 @@ class DailyFeedRunWorkflow:
             retry_policy=RETRY,
         )
         error = ""
-        if picked.status == RunStatus.RUNNING:
+        # The day's payments are posted even when the export was processed before (it came
+        # late, or core banking did not refresh it): they do not depend on it.
+        if picked.status in (RunStatus.RUNNING, RunStatus.ALREADY_PROCESSED):
             step = "intake"
             try:
-                await workflow.execute_activity(
-                    "daily_run_intake",
-                    FeedRequest(run_key, picked.export_path, picked.sha256, run.profile),
-                    start_to_close_timeout=FEED,
-                    heartbeat_timeout=HEARTBEAT,
-                    retry_policy=RETRY,
-                )
+                if picked.status == RunStatus.RUNNING:
+                    await workflow.execute_activity(
+                        "daily_run_intake",
+                        FeedRequest(run_key, picked.export_path, picked.sha256, run.profile),
+                        start_to_close_timeout=FEED,
+                        heartbeat_timeout=HEARTBEAT,
+                        retry_policy=RETRY,
+                    )
                 if picked.payments_path:
                     step = "payments"
                     await workflow.execute_activity(

@@ -16,6 +16,7 @@ from activities.documents import PdfRenderer
 from activities.sms_gateway import RecordingGateway, RoutedGateway
 from db.engine import make_engine, session_factory
 from service.log_masking import configure
+from service.search_attribute_check import check_search_attributes
 from service.settings import Settings
 from service.sms_setup import worker_gateway
 from service.temporal_client import connect
@@ -37,6 +38,7 @@ async def run_worker(
         else make_engine(settings.db_url)
     )
     client = await connect(settings)
+    await check_search_attributes(client)  # a case upserting an unknown one would stall
     # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered
     gateway = worker_gateway(settings.sms_language)
     pdf = pdf or PdfRenderer(processes=settings.pdf_processes)

@@ -94,7 +94,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     client: Client = await connect(settings)
-    rows = await list_cases(client, query, limit=args.limit)
+    rows = await list_cases(client, query, limit=args.limit, policy=policy)
     for r in rows:
         print(
             f"{r.loan_no:<20} {r.stage:<18} {r.branch:<6} {r.collector:<10} {r.risk_tier:<6} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -209,6 +210,12 @@ async def test_back_office_uploads_the_export_and_sees_each_rejected_row(web) ->
     assert "9 rows: imported 2, cases started 2" in upload.text
     for line, (_row, field) in enumerate(x.bad, start=4):  # header line 1, good rows 2-3
         assert f'<td class="num">{line}</td><td>{field}</td>' in upload.text
+    # The rejected rows come back as a file to correct and upload again, in the upload's
+    # encoding, with the reason first.
+    link = upload.text.split('id="rejected-download" download="')[1]
+    assert link.startswith("导出.rejected.csv")
+    data = base64.b64decode(link.split("base64,")[1].split('"')[0]).decode("gb18030")
+    assert data.splitlines()[0] == "拒绝原因," + HEADER_ZH and len(data.splitlines()) == 8
     with h.sessions() as session:
         events = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "feed_loans"))
         assert [e for e in events if "rejected rows 7" in e]

@@ -17,6 +17,7 @@ case's branch (service/local_time.py).
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -131,10 +132,14 @@ def pages_router(
         now = datetime.now(UTC)
         scope = who.branches
         rows = await list_cases(
-            client, visibility_query(filters, now, scope, config.policy), limit=100
+            client, visibility_query(filters, now, scope, config.policy), 100, config.policy, now
         )
         due = await list_cases(
-            client, visibility_query(Filters(due_today=True), now, scope, config.policy), limit=100
+            client,
+            visibility_query(Filters(due_today=True), now, scope, config.policy),
+            100,
+            config.policy,
+            now,
         )
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
@@ -370,6 +375,7 @@ def pages_router(
             apply = form.get("apply") == "1"
             return await master_upload(request, who, kind, upload.filename or "", data, apply)
         today = datetime.now(UTC).astimezone(config.policy.timezone_info()).date()
+        changes: list[str] = []
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "feed.csv"
             path.write_bytes(await upload.read())
@@ -383,11 +389,20 @@ def pages_router(
                         f"{report.rows} rows: imported {len(report.good)}, cases started "
                         f"{report.started}, already running {report.attached}"
                     )
+                    changes = [f"迁移网点 moved: {m}" for m in report.moved] + [
+                        f"欠款已更新 debt updated: {d}" for d in report.debts
+                    ]
                 else:
                     report = await post_payments(
                         path, sessions, await temporal(), today, config.policy
                     )
                     summary = f"{report.rows} rows: signalled {report.signalled}"
+                # The rejected rows to correct and send again (the upload's folder goes).
+                rejected = (
+                    report.rejected_file.read_bytes()
+                    if report.errors and report.rejected_file is not None
+                    else b""
+                )
             except FileError as e:
                 return page(
                     request, "feeds.html.j2", 400, who=who, report=None, kind=kind,
@@ -397,9 +412,11 @@ def pages_router(
             sessions, who.username, who.role, f"feed_{kind}", "DONE",
             f"{upload.filename}: {summary}; rejected rows {len(report.errors)}",
         )  # fmt: skip
+        stem = Path(upload.filename or "feed").stem
         return page(
             request, "feeds.html.j2", who=who, report=report, kind=kind, summary=summary,
-            error="", filename=upload.filename,
+            error="", filename=upload.filename, changes=changes,
+            rejected_b64=base64.b64encode(rejected).decode(), rejected_name=f"{stem}.rejected.csv",
         )  # fmt: skip
 
     async def master_upload(

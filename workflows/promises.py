@@ -244,4 +244,3 @@ async def watch_waivers(case: Case) -> None:
             await _record_waiver(case, waiver)
         elif waiver.status == "PENDING":
             return  # the case closed: the run ends with the request unanswered
-

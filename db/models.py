@@ -442,7 +442,9 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint("role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE')", name="role_known"),
+        CheckConstraint(
+            "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE', 'BRANCH_HEAD')", name="role_known"
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)

@@ -69,7 +69,7 @@ from webapp.flash import clear_flash, set_flash, take_flash
 from webapp.login import home_of
 from webapp.rendering import as_json, page
 
-ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR)
+ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR, Role.BRANCH_HEAD)
 
 
 @dataclass
@@ -112,7 +112,7 @@ def pages_router(
 
     @router.get("/dashboard")
     async def dashboard(request: Request) -> Response:
-        who = require(request, sessions, Role.SUPERVISOR)
+        who = require(request, sessions, Role.SUPERVISOR, Role.BRANCH_HEAD)
         q = request.query_params
         error = ""
         try:
@@ -282,6 +282,22 @@ def pages_router(
             return await acts.record_consent(
                 who, loan_no, forms.flag(data, "given"), forms.text(data, "how"),
                 forms.moment(data, "at", now, local), forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "promise":
+            return await acts.record_promise(
+                who, loan_no, forms.amount_fen(data, "amount"), forms.day(data, "due_date"),
+                forms.text(data, "source"), forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "waiver":
+            return await acts.propose_waiver(
+                who, loan_no, forms.text(data, "kind"), forms.text(data, "reason"),
+                forms.amount_fen(data, "penalty"), forms.amount_fen(data, "interest"),
+                forms.amount_fen(data, "settle"),
+            )  # fmt: skip
+        if action == "decide-waiver":  # the role's level is checked by the case
+            return await acts.decide_waiver(
+                who, loan_no, forms.integer(data, "seq", 1, 10_000),
+                forms.flag(data, "approve"), forms.text(data, "reason", required=False),
             )  # fmt: skip
         if action == "third-party":
             contact_id = forms.integer(data, "contact_id", 1, 2**31 - 1)

@@ -19,7 +19,24 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+ROLES_BEFORE = "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE')"
+ROLES_AFTER = "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE', 'BRANCH_HEAD')"
+
+
+def _roles(check: str) -> None:
+    """users.role's CHECK: the branch head (网点负责人) approves the largest waivers."""
+    name = op.f('ck_users_role_known')
+    if op.get_context().dialect.name != 'sqlite':
+        op.drop_constraint(name, 'users', type_='check')
+        op.create_check_constraint(name, 'users', check)
+        return
+    # SQLite: the table is copied; batch mode does not carry reflected CHECKs over.
+    with op.batch_alter_table('users', schema=None, recreate='always') as batch_op:
+        batch_op.create_check_constraint(name, check)
+
+
 def upgrade() -> None:
+    _roles(ROLES_AFTER)
     op.create_table('promises',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -78,6 +95,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _roles(ROLES_BEFORE)
     with op.batch_alter_table('waivers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_waivers_status'))
         batch_op.drop_index(batch_op.f('ix_waivers_case_id'))

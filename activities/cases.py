@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,13 +49,18 @@ from domain.models import (
 from domain.names import Activities as A
 from domain.names import case_key
 from domain.stages import CLOSED_STAGES, VisitOutcome
+from domain.strategy import SegmentFacts, Strategy, load_strategy
+from domain.timerules import days_past_due
 
 log = logging.getLogger(__name__)
 
 
 class CaseActivities:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], strategy: Strategy | None = None) -> None:
         self.sessions = sessions
+        # The strategy file (COLLECTION_STRATEGY_FILE, else strategies/default.toml): read
+        # once, so a worker's cases get one version; a bad file stops the worker at start.
+        self.strategy = strategy or load_strategy(os.environ.get("COLLECTION_STRATEGY_FILE"))
 
     def _loan(self, session: Session, loan_no: str) -> Loan:
         loan = loan_by_no(session, loan_no)
@@ -90,7 +96,26 @@ class CaseActivities:
 
     @activity.defn(name=A.ASSESS_CASE)
     def assess_case(self, request: AssessRequest) -> Assessment:
-        return assess(request.facts, request.policy, request.as_of)
+        """The risk assessment, and the strategy file's segment, arm and treatment."""
+        assessment = assess(request.facts, request.policy, request.as_of)
+        facts = request.facts
+        choice = self.strategy.choose(
+            SegmentFacts(
+                loan_no=facts.loan_no,
+                days_past_due=days_past_due(facts.overdue_since, request.as_of, request.policy),
+                debt_fen=facts.debt_fen,
+                risk_tier=assessment.risk_tier,
+                remote=facts.remote,
+                disaster_affected=facts.disaster_affected,
+                prior_broken_promises=facts.prior_broken_promises,
+            )
+        )
+        assessment.strategy_version, assessment.segment = choice.version, choice.segment
+        assessment.arm, assessment.treatment = choice.arm, choice.treatment.name
+        assessment.policy_overrides = choice.treatment.policy_overrides(request.policy)
+        assessment.offer_promises = choice.treatment.offer_promises
+        assessment.offer_settlements = choice.treatment.offer_settlements
+        return assessment
 
     @activity.defn(name=A.ASSIGN_COLLECTORS)
     def assign_collectors(self, request: AssignRequest) -> list[str]:
@@ -221,6 +246,9 @@ class CaseActivities:
             case.stage = t.to_stage.value
             case.stage_since = t.at
             case.risk_tier = t.risk_tier
+            if t.strategy_arm:
+                case.strategy_version, case.segment = t.strategy_version, t.segment
+                case.strategy_arm = t.strategy_arm
             case.debt_fen = t.debt_fen
             case.paid_fen = max(case.paid_fen, t.paid_fen)
             case.next_action = t.next_action[:120]

@@ -130,6 +130,10 @@ class Case(Base):
     # terminated run is a new generation, whose sequences start again at 1.
     generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
     risk_tier: Mapped[str] = mapped_column(String(8), default="")
+    # The strategy file's choice at the assessment (collection-v4): champion/challenger arm.
+    strategy_version: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    segment: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    strategy_arm: Mapped[str] = mapped_column(String(12), default="", server_default="", index=True)
     primary_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"), index=True)
     second_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
     debt_fen: Mapped[int | None] = mapped_column(Money)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from domain.policy import Policy
 from domain.stages import ReplyIntent, Stage, TaskKind
@@ -390,6 +391,12 @@ class CaseState:
     waivers: list[Waiver] = field(default_factory=list)
     waivers_made: int = 0
     waived_fen: int = 0  # approved waivers: debt_fen is the breakdown's sum less this
+    # The strategy chosen at the assessment (collection-v4), kept for the case's life.
+    strategy_version: str = ""
+    segment: str = ""
+    strategy_arm: str = ""  # CHAMPION or CHALLENGER
+    offer_promises: bool = True
+    offer_settlements: bool = True
 
 
 # ---------------------------------------------------------------- promises and waivers
@@ -527,6 +534,9 @@ class CaseStatus:
     promises: list[Promise] = field(default_factory=list)
     waivers: list[Waiver] = field(default_factory=list)
     waived_fen: int = 0
+    strategy_version: str = ""
+    segment: str = ""
+    strategy_arm: str = ""
 
 
 # ---------------------------------------------------------------- activity inputs and outputs
@@ -568,6 +578,14 @@ class Assessment:
     goal: str
     team_required: bool
     reasons: list[str]
+    # The strategy file's choice (domain/strategy.py), taken by collection-v4 cases.
+    strategy_version: str = ""
+    segment: str = ""
+    arm: str = ""  # CHAMPION or CHALLENGER
+    treatment: str = ""
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    offer_promises: bool = True
+    offer_settlements: bool = True
 
 
 @dataclass
@@ -599,6 +617,9 @@ class Transition:
     next_action: str
     next_action_at: datetime | None
     generation: str = ""  # CaseState.generation
+    strategy_version: str = ""
+    segment: str = ""
+    strategy_arm: str = ""
 
 
 @dataclass

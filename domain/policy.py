@@ -114,6 +114,9 @@ class Policy:
     waiver_supervisor_principal_fen: int = 0
     waiver_head_principal_fen: int = 100_000
     waiver_decision_seconds: int = 3 * DAY
+    # A day of the policy's clock (a second in fast_policy): strategy treatments give their
+    # durations in days of this length (domain/strategy.py).
+    day_seconds: int = DAY
     # How long one attempt of these activities may take before Temporal retries it on
     # another worker (a crashed worker is noticed after this long). Not scaled by fast_policy.
     sms_attempt_timeout_s: int = 30

@@ -55,6 +55,8 @@ def check_promise(
     if s.stage not in PROMISE_STAGES:
         names = ", ".join(sorted(PROMISE_STAGES))
         raise Refused(f"stage: a promise is recorded in {names}, not while the case is {s.stage}")
+    if not s.offer_promises:
+        raise Refused(f"stage: the case's strategy ({s.strategy}) offers no promises to pay")
     current = open_promise(s)
     if current is not None:
         raise Refused(
@@ -169,6 +171,8 @@ def check_waiver_proposal(
             raise Refused(f"interest_fen: only {yuan(left)} yuan of interest is left to waive")
         if proposal.interest_fen + proposal.penalty_fen > outstanding:
             raise Refused(f"penalty_fen: more than is owed ({yuan(outstanding)} yuan)")
+    elif not s.offer_settlements:
+        raise Refused(f"kind: the case's strategy ({s.strategy}) offers no settlements")
     elif not 0 < proposal.settle_fen < outstanding:
         raise Refused(
             f"settle_fen: a settlement is a lump sum above 0 and below what is owed "

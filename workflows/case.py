@@ -109,7 +109,8 @@ class Case:
         if not s.overdue_attribute:
             return values
         since = s.overdue_since
-        return (*values, None if since is None else start_of_local_day(since, s.policy))
+        arm = f"{s.segment}/{s.strategy_arm}" if s.strategy_arm else None
+        return (*values, None if since is None else start_of_local_day(since, s.policy), arm)
 
     # ------------------------------------------------------------------ waiting
 
@@ -228,6 +229,9 @@ class Case:
                 next_action=s.next_action,
                 next_action_at=s.next_action_at,
                 generation=s.generation,
+                strategy_version=s.strategy_version,
+                segment=s.segment,
+                strategy_arm=s.strategy_arm,
             ),
         )
 

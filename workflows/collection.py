@@ -514,4 +514,7 @@ class LoanCollectionWorkflow:
             promises=list(s.promises),
             waivers=list(s.waivers),
             waived_fen=s.waived_fen,
+            strategy_version=s.strategy_version,
+            segment=s.segment,
+            strategy_arm=s.strategy_arm,
         )

@@ -1,8 +1,10 @@
-"""promises to pay and waiver/settlement requests (issue 16, items 1 and 2)
+"""promises to pay, waiver/settlement requests, the branch head role, strategy arms (issue 16)
 
 `promises`: one row per (case, generation, promise number), its status updated when kept or
 broken. `waivers`: one row per request, with the level that must approve it and the decision
 (APPROVED, REFUSED, EXPIRED). Both written by the case's activities, idempotent by key.
+users.role may be BRANCH_HEAD (网点负责人). cases: the strategy file's version, segment and
+champion/challenger arm chosen at the assessment (collection-v4 cases; "" before).
 
 Revision ID: 0013
 Revises: 0011
@@ -37,6 +39,17 @@ def _roles(check: str) -> None:
 
 def upgrade() -> None:
     _roles(ROLES_AFTER)
+    with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column('strategy_version', sa.String(length=40), server_default='', nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column('segment', sa.String(length=40), server_default='', nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column('strategy_arm', sa.String(length=12), server_default='', nullable=False)
+        )
+        batch_op.create_index(batch_op.f('ix_cases_strategy_arm'), ['strategy_arm'], unique=False)
     op.create_table('promises',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -96,6 +109,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     _roles(ROLES_BEFORE)
+    with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_cases_strategy_arm'))
+        batch_op.drop_column('strategy_arm')
+        batch_op.drop_column('segment')
+        batch_op.drop_column('strategy_version')
     with op.batch_alter_table('waivers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_waivers_status'))
         batch_op.drop_index(batch_op.f('ix_waivers_case_id'))

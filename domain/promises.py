@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from domain.human_input import Refused
 from domain.models import CaseState, Promise, PromiseRequest, Waiver, WaiverDecision, WaiverProposal
 from domain.money import yuan
-from domain.policy import Policy
+from domain.policy import DAY, Policy
 from domain.stages import Stage
 from domain.timerules import local_date, start_of_local_day
 
@@ -45,8 +45,13 @@ def is_kept(p: Promise, paid_fen: int) -> bool:
 
 
 def promise_deadline(p: Promise, policy: Policy) -> datetime:
-    """The end of the promise's local date (the borrower's midnight after it)."""
-    return start_of_local_day(p.due_date + timedelta(days=1), policy)
+    """The end of the promise's local date (the borrower's midnight after it). On a fast
+    policy's clock (a day of `day_seconds`) the date counts in policy days from the day the
+    promise was made."""
+    if policy.day_seconds == DAY:
+        return start_of_local_day(p.due_date + timedelta(days=1), policy)
+    days = (p.due_date - local_date(p.made_at, policy)).days + 1
+    return p.made_at + timedelta(seconds=days * policy.day_seconds)
 
 
 def check_promise(

@@ -233,6 +233,8 @@ class DebtLines:
     penalty_fen: int
     debt_fen: int
     paid_fen: int
+    waived_fen: int = 0  # approved waivers and settlements: principal + interest + penalty
+    # - waived = debt
 
 
 def debt_lines(request: AgreementRequest, loan: Loan) -> DebtLines:
@@ -247,6 +249,7 @@ def debt_lines(request: AgreementRequest, loan: Loan) -> DebtLines:
             penalty_fen=plan.penalty_fen or 0,
             debt_fen=plan.debt_fen,
             paid_fen=plan.base_paid_fen,
+            waived_fen=plan.waived_fen,
         )
     return DebtLines(
         loan.outstanding_principal_fen,

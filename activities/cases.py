@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,9 +23,11 @@ from db.models import (
     ContactAttempt,
     Loan,
     Payment,
+    PromiseToPay,
     StageChange,
     Task,
     Visit,
+    WaiverRequest,
 )
 from db.repository import case_for_loan, insert_ignore, loan_by_no, mark_told
 from domain.assessment import assess
@@ -36,21 +39,28 @@ from domain.models import (
     CaseFacts,
     DebtRecord,
     PaymentRecord,
+    PromiseRecord,
     SignatureRecord,
     TaskRequest,
     Transition,
     VisitRecord,
+    WaiverRecord,
 )
 from domain.names import Activities as A
 from domain.names import case_key
 from domain.stages import CLOSED_STAGES, VisitOutcome
+from domain.strategy import SegmentFacts, Strategy, load_strategy
+from domain.timerules import days_past_due
 
 log = logging.getLogger(__name__)
 
 
 class CaseActivities:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], strategy: Strategy | None = None) -> None:
         self.sessions = sessions
+        # The strategy file (COLLECTION_STRATEGY_FILE, else strategies/default.toml): read
+        # once, so a worker's cases get one version; a bad file stops the worker at start.
+        self.strategy = strategy or load_strategy(os.environ.get("COLLECTION_STRATEGY_FILE"))
 
     def _loan(self, session: Session, loan_no: str) -> Loan:
         loan = loan_by_no(session, loan_no)
@@ -98,7 +108,26 @@ class CaseActivities:
 
     @activity.defn(name=A.ASSESS_CASE)
     def assess_case(self, request: AssessRequest) -> Assessment:
-        return assess(request.facts, request.policy, request.as_of)
+        """The risk assessment, and the strategy file's segment, arm and treatment."""
+        assessment = assess(request.facts, request.policy, request.as_of)
+        facts = request.facts
+        choice = self.strategy.choose(
+            SegmentFacts(
+                loan_no=facts.loan_no,
+                days_past_due=days_past_due(facts.overdue_since, request.as_of, request.policy),
+                debt_fen=facts.debt_fen,
+                risk_tier=assessment.risk_tier,
+                remote=facts.remote,
+                disaster_affected=facts.disaster_affected,
+                prior_broken_promises=facts.prior_broken_promises,
+            )
+        )
+        assessment.strategy_version, assessment.segment = choice.version, choice.segment
+        assessment.arm, assessment.treatment = choice.arm, choice.treatment.name
+        assessment.policy_overrides = choice.treatment.policy_overrides(request.policy)
+        assessment.offer_promises = choice.treatment.offer_promises
+        assessment.offer_settlements = choice.treatment.offer_settlements
+        return assessment
 
     @activity.defn(name=A.ASSIGN_COLLECTORS)
     def assign_collectors(self, request: AssignRequest) -> list[str]:
@@ -229,6 +258,9 @@ class CaseActivities:
             case.stage = t.to_stage.value
             case.stage_since = t.at
             case.risk_tier = t.risk_tier
+            if t.strategy_arm:
+                case.strategy_version, case.segment = t.strategy_version, t.segment
+                case.strategy_arm = t.strategy_arm
             case.debt_fen = t.debt_fen
             case.paid_fen = max(case.paid_fen, t.paid_fen)
             case.next_action = t.next_action[:120]
@@ -403,3 +435,110 @@ class CaseActivities:
                 agreement.signed_at = c.signed_at
                 agreement.signed_by = c.collector_id
                 agreement.signed_place = c.place
+
+    @activity.defn(name=A.RECORD_PROMISE)
+    def record_promise(self, record: PromiseRecord) -> None:
+        """The promise's row (by case, generation and number), its status as the case has
+        it now; one audit entry per status."""
+        p = record.promise
+        with self.sessions.begin() as session:
+            case = case_for_loan(session, self._loan(session, record.loan_no), p.made_at)
+            keys = dict(case_id=case.id, generation=record.generation, seq=p.seq)
+            insert_ignore(
+                session,
+                PromiseToPay,
+                dict(
+                    **keys,
+                    amount_fen=p.amount_fen,
+                    due_date=p.due_date,
+                    source=p.source,
+                    made_by=p.by[:64],
+                    made_at=p.made_at,
+                    status=p.status,
+                    resolved_at=p.resolved_at,
+                    paid_fen=p.paid_fen,
+                    notes=p.notes,
+                ),
+                list(keys),
+            )
+            row = session.scalars(select(PromiseToPay).filter_by(**keys)).one()
+            row.status, row.resolved_at, row.paid_fen = p.status, p.resolved_at, p.paid_fen
+            _audit_once(
+                session,
+                record.loan_no,
+                f"PROMISE_{p.status}",
+                p.by,
+                f"{record.key}: {p.amount_fen} fen by {p.due_date} ({p.source}); "
+                f"paid towards it {p.paid_fen} fen",
+            )
+
+    @activity.defn(name=A.RECORD_WAIVER)
+    def record_waiver(self, record: WaiverRecord) -> None:
+        """The request's row and its decision; one audit entry per status."""
+        w = record.waiver
+        with self.sessions.begin() as session:
+            case = case_for_loan(session, self._loan(session, record.loan_no), w.proposed_at)
+            keys = dict(case_id=case.id, generation=record.generation, seq=w.seq)
+            decision = dict(
+                status=w.status,
+                decided_by=w.decided_by[:64],
+                decided_at=w.decided_at,
+                decision_reason=w.decision_reason,
+            )
+            insert_ignore(
+                session,
+                WaiverRequest,
+                dict(
+                    **keys,
+                    kind=w.kind,
+                    principal_fen=w.principal_fen,
+                    interest_fen=w.interest_fen,
+                    penalty_fen=w.penalty_fen,
+                    settle_fen=w.settle_fen,
+                    level=w.level,
+                    proposed_by=w.proposed_by[:64],
+                    proposed_at=w.proposed_at,
+                    deadline=w.deadline,
+                    reason=w.reason,
+                    **decision,
+                ),
+                list(keys),
+            )
+            row = session.scalars(select(WaiverRequest).filter_by(**keys)).one()
+            for name, value in decision.items():
+                setattr(row, name, value)
+            actor = w.decided_by if w.status != "PENDING" and w.decided_by else w.proposed_by
+            _audit_once(
+                session,
+                record.loan_no,
+                f"WAIVER_{w.status}",
+                actor or "system",
+                f"{record.key}: {w.kind} principal {w.principal_fen}, interest "
+                f"{w.interest_fen}, penalty {w.penalty_fen} fen (settle {w.settle_fen}); "
+                f"needs {w.level}; {w.decision_reason or w.reason}",
+            )
+
+
+def _audit_once(session: Session, loan_no: str, action: str, actor: str, detail: str) -> None:
+    """An audit entry, unless a retry's first attempt wrote the same one."""
+    seen = session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.loan_no == loan_no,
+            AuditEvent.action == action,
+            AuditEvent.detail == detail,
+        )
+    )
+    if not seen:
+        session.add(
+            AuditEvent(
+                at=activity_now(),
+                username=actor[:64],
+                role="system",
+                action=action[:32],
+                loan_no=loan_no,
+                outcome="DONE",
+                detail=detail,
+            )
+        )

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from db.engine import make_engine, session_factory
 from domain.human_input import CONSENT_CHANNELS
+from domain.promises import LEVELS, PROMISE_SOURCES, WAIVER_KINDS
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, ConsentKind, VisitOutcome
 from feeds.csv_files import RowError, yuan_to_fen
 from service.case_updates import ActionOutcome, CaseActions
@@ -108,6 +109,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     co.add_argument("--how", required=True, choices=CONSENT_CHANNELS)
     co.add_argument("--at", type=moment, help="when (default now)")
     co.add_argument("--notes", default="")
+    pr = action("promise", "record a promise to pay (承诺还款): an amount by a date")
+    pr.add_argument("--amount", type=fen, required=True, help="yuan")
+    pr.add_argument("--date", type=date.fromisoformat, required=True, help="the local date")
+    pr.add_argument("--source", required=True, choices=PROMISE_SOURCES)
+    pr.add_argument("--notes", default="")
+    wv = action(
+        "waiver", "propose waiving penalty/interest (息费减免) or a settlement (一次性结清)"
+    )
+    wv.add_argument("--kind", default="WAIVER", choices=WAIVER_KINDS)
+    wv.add_argument("--penalty", type=fen, default=0, help="yuan of penalty to waive")
+    wv.add_argument("--interest", type=fen, default=0, help="yuan of interest to waive")
+    wv.add_argument("--settle", type=fen, default=0, help="SETTLEMENT: the lump sum, yuan")
+    wv.add_argument("--reason", required=True)
+    wv.add_argument("--role", default="SUPERVISOR", choices=LEVELS, help="the proposer's")
+    dw = action("decide-waiver", "approve or refuse a waiver request (the role's limit applies)")
+    dw.add_argument("--seq", type=int, required=True, help="the request's number")
+    verdict = dw.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--approve", dest="approve", action="store_true")
+    verdict.add_argument("--refuse", dest="approve", action="store_false")
+    dw.add_argument("--reason", default="")
+    dw.add_argument("--role", default="SUPERVISOR", choices=LEVELS[1:], help="the approver's")
     tp = action("third-party", "ask a loan contact by SMS to pass a message on (names no debt)")
     tp.add_argument("--contact", type=int, required=True, help="the id `contacts --loan` lists")
 
@@ -123,7 +145,7 @@ def _print(loan_no: str, outcome: ActionOutcome) -> int:
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.db_url)
     acts = CaseActions(await connect(settings), session_factory(engine), settings.policy())
-    who = Principal(args.by, Role.SUPERVISOR)
+    who = Principal(args.by, Role(getattr(args, "role", None) or Role.SUPERVISOR))
     now = datetime.now(UTC)
     try:
         if args.command == "hold" and args.region:
@@ -169,6 +191,16 @@ async def _one(
             )
         case "third-party":
             return await acts.contact_third_party(who, loan, args.contact)
+        case "promise":
+            return await acts.record_promise(
+                who, loan, args.amount, args.date, args.source, args.notes
+            )
+        case "waiver":
+            return await acts.propose_waiver(
+                who, loan, args.kind, args.reason, args.penalty, args.interest, args.settle
+            )
+        case "decide-waiver":
+            return await acts.decide_waiver(who, loan, args.seq, args.approve, args.reason)
     raise AssertionError(args.command)
 
 

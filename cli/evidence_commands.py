@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from db.engine import make_engine, session_factory
@@ -27,6 +27,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     cp.add_argument("--format", choices=["csv", "text"], default="text")
     cp.add_argument("--out", help="the file to write (default: standard output)")
     cp.set_defaults(run=cmd_compliance)
+    op = kinds.add_parser(
+        "outcomes", help="recovery, cure, promise-kept and roll rates per branch/collector/arm"
+    )
+    op.add_argument("--from", dest="first", type=date.fromisoformat, help="default: a year ago")
+    op.add_argument("--to", dest="last", type=date.fromisoformat, help="default: today")
+    op.add_argument("--branch", action="append", help="repeatable; default: every branch")
+    op.add_argument("--buckets", help="e.g. M1:1-30,M2:31-60,M3:61-90,M4:91-180,M5+:181-")
+    op.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    op.add_argument("--out", help="the file to write (csv: standard output without it)")
+    op.set_defaults(run=cmd_outcomes)
 
 
 def _write(data: bytes, out: str | None) -> None:
@@ -104,4 +114,38 @@ def cmd_compliance(args: argparse.Namespace, settings: Settings) -> int:
         for channel, n in r.third_party.items():
             lines.append(f"  third-party contacts ({channel}): {n}")
     _write(("\n".join(lines) + "\n").encode(), args.out)
+    return 0
+
+
+def cmd_outcomes(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.outcomes import DEFAULT_BUCKETS, default_period, parse_buckets
+    from domain.timerules import local_date
+    from service.outcomes import build_report, portfolio, to_csv, to_xlsx
+
+    policy = settings.policy()
+    if args.format == "xlsx" and not args.out:
+        print("error: --out: a workbook needs a file to go to", file=sys.stderr)
+        return 2
+    try:
+        buckets = parse_buckets(args.buckets) if args.buckets else DEFAULT_BUCKETS
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    first, last = default_period(local_date(datetime.now(UTC), policy))
+    first, last = args.first or first, args.last or last
+    if first > last:
+        print("error: --from: after --to", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.db_url)
+    try:
+        cases = portfolio(session_factory(engine), policy, args.branch)
+    finally:
+        engine.dispose()
+    report = build_report(cases, first, last, buckets)
+    if args.format == "csv":
+        _write(to_csv(report).encode("utf-8-sig"), args.out)  # with a BOM: Excel reads it
+    else:
+        _write(to_xlsx(report), args.out)
+    if args.out:
+        print(f"{args.out}: outcomes of {len(cases)} cases, {first} to {last} ({args.format})")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from temporalio.client import Client
@@ -12,11 +14,12 @@ from cli.common import guarded
 from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.seed import add_branches_and_collectors, add_loan, demo_specs
-from domain.policy import fast_policy
+from domain.policy import Policy, fast_policy
 from domain.timerules import local_date
 from service.case_start import start_case
 from service.dev_server import start_dev_server
 from service.settings import Settings
+from service.simulation import Simulator
 from service.temporal_client import connect
 from service.users import Role
 
@@ -25,7 +28,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
     demo.add_argument("--loans", type=int, default=12, help="demo loans to load (default 12)")
     demo.add_argument("--fast", action="store_true", help="policy days last one second")
+    demo.add_argument(
+        "--simulate", action="store_true", help="simulated borrowers and collectors act"
+    )
     demo.set_defaults(run=guarded(cmd_demo))
+    sim = sub.add_parser(
+        "simulate", help="a simulated portfolio on the dev server, fast policy, then a report"
+    )
+    sim.add_argument("--loans", type=int, default=40, help="simulated loans (default 40)")
+    sim.add_argument("--minutes", type=float, default=3.0, help="how long to run (default 3)")
+    sim.add_argument("--seed", type=int, default=16, help="the same seed, the same choices")
+    sim.set_defaults(run=guarded(cmd_simulate), fast=True, simulate=True)
     sub.add_parser("migrate", help="bring the database to the newest schema").set_defaults(
         run=cmd_migrate
     )
@@ -46,6 +59,9 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     sessions = session_factory(engine)
     configured = settings.policy()
     specs = demo_specs(args.loans, local_date(datetime.now(UTC), configured))
+    if getattr(args, "minutes", None):  # `simulate`: loans of its own, a new portfolio each run
+        stamp = datetime.now(UTC).strftime("%m%d%H%M%S")
+        specs = [replace(s, loan_no=f"SIM{stamp}{n:04d}") for n, s in enumerate(specs)]
     with sessions.begin() as session:
         add_branches_and_collectors(session, timezone=configured.timezone)
         for spec in specs:
@@ -73,9 +89,25 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"      .venv/bin/python -m cli.main status {specs[0].loan_no}")
     print("      .venv/bin/temporal workflow list --query \"CollectionStage='FIELD_VISIT'\"")
     print("SMS are recorded in the sms_outbox table, not sent (no SMS provider configured).")
-    print("The worker runs until Ctrl-C.")
+    simulation = None
+    if getattr(args, "simulate", False):
+        sim = Simulator(client, [s.loan_no for s in specs], policy, seed=getattr(args, "seed", 16))
+        minutes = getattr(args, "minutes", None)
+        simulation = asyncio.create_task(_simulate(sim, settings, policy, minutes, stop))
+        print("Simulated borrowers and collectors are acting on the cases.")
+    timed = simulation is not None and getattr(args, "minutes", None)
+    print(
+        f"The simulation runs {args.minutes} minutes, then prints its report."
+        if timed
+        else "The worker runs until Ctrl-C."
+    )
     try:
         await worker
+        if simulation is not None and not timed:
+            simulation.cancel()  # Ctrl-C: the worker stopped, the simulation with it
+        if simulation is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await simulation
     finally:
         web_server.should_exit = True
         await asyncio.wait_for(web, 10)
@@ -149,3 +181,38 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.db_url)
     print(f"migrated {settings.db_url}")
     return 0
+
+
+async def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """`demo --fast --simulate` for a fixed time on a new portfolio, then the report."""
+    return await cmd_demo(args, settings)
+
+
+async def _simulate(
+    sim: Simulator, settings: Settings, policy: Policy, minutes: float | None, stop: asyncio.Event
+) -> None:
+    """Run the simulation (for `minutes`, else until Ctrl-C), then print where the cases are,
+    what the people did and the outcomes per strategy arm."""
+    from domain.outcomes import percent
+    from service.outcomes import build_report, portfolio
+
+    stages = await sim.run(minutes * 60 if minutes else float("inf"))
+    print("stages:", ", ".join(f"{k} {v}" for k, v in sorted(stages.items())))
+    print("actions:", ", ".join(f"{k} {v}" for k, v in sorted(sim.actions.items())))
+    if sim.refused:
+        print("refused:", ", ".join(f"{k} ({v})" for k, v in sim.refused.most_common(5)))
+    engine = make_engine(settings.db_url)
+    try:
+        cases = [c for c in portfolio(session_factory(engine), policy) if c.loan_no in sim.loans]
+    finally:
+        engine.dispose()
+    today = local_date(datetime.now(UTC), policy)
+    report = build_report(cases, today, today)
+    for g in report.groups:
+        if g.group_by in ("branch", "arm"):
+            print(
+                f"{g.group_by} {g.group}: {g.cases} cases, recovery {percent(g.recovery_rate)}, "
+                f"cure {percent(g.cure_rate)}, promises kept {percent(g.promise_kept_rate)}"
+            )
+    if minutes:
+        stop.set()

@@ -135,6 +135,10 @@ class Case(Base):
     # terminated run is a new generation, whose sequences start again at 1.
     generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
     risk_tier: Mapped[str] = mapped_column(String(8), default="")
+    # The strategy file's choice at the assessment (collection-v4): champion/challenger arm.
+    strategy_version: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    segment: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    strategy_arm: Mapped[str] = mapped_column(String(12), default="", server_default="", index=True)
     primary_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"), index=True)
     second_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
     debt_fen: Mapped[int | None] = mapped_column(Money)
@@ -321,6 +325,58 @@ class Visit(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
 
 
+class PromiseToPay(Base):
+    """A promise to pay (承诺还款): one row per case, generation and promise number, updated
+    when the promise is kept or broken."""
+
+    __tablename__ = "promises"
+    __table_args__ = (
+        UniqueConstraint("case_id", "generation", "seq"),
+        *money_check("amount_fen", "paid_fen"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    seq: Mapped[int] = mapped_column(Integer)
+    amount_fen: Mapped[int] = mapped_column(Money)
+    due_date: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(8))  # CALL, VISIT, SMS
+    made_by: Mapped[str] = mapped_column(String(64))
+    made_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    status: Mapped[str] = mapped_column(String(12), index=True)  # OPEN, KEPT, BROKEN
+    resolved_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    paid_fen: Mapped[int] = mapped_column(Money, default=0)
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+
+class WaiverRequest(Base):
+    """A waiver (息费减免) or settlement (一次性结清) request and its decision."""
+
+    __tablename__ = "waivers"
+    __table_args__ = (
+        UniqueConstraint("case_id", "generation", "seq"),
+        *money_check("principal_fen", "interest_fen", "penalty_fen", "settle_fen"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(12))  # WAIVER, SETTLEMENT
+    principal_fen: Mapped[int] = mapped_column(Money, default=0)
+    interest_fen: Mapped[int] = mapped_column(Money, default=0)
+    penalty_fen: Mapped[int] = mapped_column(Money, default=0)
+    settle_fen: Mapped[int] = mapped_column(Money, default=0)
+    level: Mapped[str] = mapped_column(String(16))  # who must approve
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    deadline: Mapped[datetime] = mapped_column(AwareDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(12), index=True)  # PENDING .. EXPIRED
+    decided_by: Mapped[str] = mapped_column(String(64), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+
+
 class Agreement(Base):
     """An immutable rendered version of a repayment agreement (还款协议)."""
 
@@ -395,7 +451,9 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint("role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE')", name="role_known"),
+        CheckConstraint(
+            "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE', 'BRANCH_HEAD')", name="role_known"
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)

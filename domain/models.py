@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from domain.policy import Policy
 from domain.stages import ReplyIntent, Stage, TaskKind
@@ -242,6 +243,9 @@ class Plan:
     principal_fen: int | None = None
     interest_fen: int | None = None
     penalty_fen: int | None = None
+    # Approved waivers and settlements before the plan (their own line in the agreement):
+    # principal + interest + penalty - waived = debt.
+    waived_fen: int = 0
 
     @property
     def total_fen(self) -> int:
@@ -284,6 +288,7 @@ class Counters:
     broken_promises: int = 0
     renegotiations: int = 0
     escalations: int = 0
+    promises_kept: int = 0
 
 
 @dataclass
@@ -381,6 +386,110 @@ class CaseState:
     debt_update_pending: DebtUpdate | None = None
     # OverdueSince is a search attribute of this run (collection-v4, or from a debt update).
     overdue_attribute: bool = False
+    # Promises to pay (the last few; every one is in the database) and waivers/settlements.
+    promises: list[Promise] = field(default_factory=list)
+    promises_made: int = 0
+    waivers: list[Waiver] = field(default_factory=list)
+    waivers_made: int = 0
+    waived_fen: int = 0  # approved waivers: debt_fen is the breakdown's sum less this
+    # The strategy chosen at the assessment (collection-v4), kept for the case's life.
+    strategy_version: str = ""
+    segment: str = ""
+    strategy_arm: str = ""  # CHAMPION or CHALLENGER
+    offer_promises: bool = True
+    offer_settlements: bool = True
+
+
+# ---------------------------------------------------------------- promises and waivers
+
+
+@dataclass
+class PromiseRequest:
+    """A promise to pay (承诺还款): this much by the end of this local date."""
+
+    amount_fen: int
+    due_date: date
+    source: str  # CALL, VISIT or SMS (the borrower's reply)
+    by: str  # who recorded it
+    notes: str = ""
+
+
+@dataclass
+class Promise:
+    seq: int
+    amount_fen: int
+    due_date: date
+    source: str
+    by: str
+    made_at: datetime
+    base_paid_fen: int  # the case's paid_fen when it was made: later payments count
+    status: str = "OPEN"  # OPEN, KEPT, BROKEN, CANCELLED
+    resolved_at: datetime | None = None
+    paid_fen: int = 0  # paid towards it when it was resolved
+    notes: str = ""
+
+
+@dataclass
+class PromiseRecord:
+    loan_no: str
+    key: str
+    generation: str
+    promise: Promise
+
+
+@dataclass
+class WaiverProposal:
+    """A waiver (息费减免: penalty and/or interest) or a settlement (一次性结清: the borrower
+    pays `settle_fen` at once and the rest is waived, penalty first, then interest, then
+    principal)."""
+
+    kind: str  # WAIVER or SETTLEMENT
+    proposed_by: str
+    role: str  # the proposer's role, checked at the way in (web, CLI)
+    reason: str
+    penalty_fen: int = 0
+    interest_fen: int = 0
+    settle_fen: int = 0
+
+
+@dataclass
+class WaiverDecision:
+    seq: int
+    approve: bool
+    by: str
+    role: str  # the approver's role, checked at the way in; its level by the validator
+    reason: str = ""
+
+
+@dataclass
+class Waiver:
+    seq: int
+    kind: str
+    principal_fen: int
+    interest_fen: int
+    penalty_fen: int
+    level: str  # the role whose limit covers it: COLLECTOR, SUPERVISOR, BRANCH_HEAD
+    proposed_by: str
+    proposed_at: datetime
+    deadline: datetime
+    reason: str
+    settle_fen: int = 0
+    status: str = "PENDING"  # PENDING, APPROVED, REFUSED, EXPIRED
+    decided_by: str = ""
+    decided_at: datetime | None = None
+    decision_reason: str = ""
+
+    @property
+    def total_fen(self) -> int:
+        return self.principal_fen + self.interest_fen + self.penalty_fen
+
+
+@dataclass
+class WaiverRecord:
+    loan_no: str
+    key: str
+    generation: str
+    waiver: Waiver
 
 
 @dataclass
@@ -423,6 +532,12 @@ class CaseStatus:
     contact_lost: bool = False
     unanswered_calls_today: int = 0  # to the debtor's number, borrower-local day
     ruleset: str = ""
+    promises: list[Promise] = field(default_factory=list)
+    waivers: list[Waiver] = field(default_factory=list)
+    waived_fen: int = 0
+    strategy_version: str = ""
+    segment: str = ""
+    strategy_arm: str = ""
 
 
 # ---------------------------------------------------------------- activity inputs and outputs
@@ -464,6 +579,14 @@ class Assessment:
     goal: str
     team_required: bool
     reasons: list[str]
+    # The strategy file's choice (domain/strategy.py), taken by collection-v4 cases.
+    strategy_version: str = ""
+    segment: str = ""
+    arm: str = ""  # CHAMPION or CHALLENGER
+    treatment: str = ""
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    offer_promises: bool = True
+    offer_settlements: bool = True
 
 
 @dataclass
@@ -495,6 +618,9 @@ class Transition:
     next_action: str
     next_action_at: datetime | None
     generation: str = ""  # CaseState.generation
+    strategy_version: str = ""
+    segment: str = ""
+    strategy_arm: str = ""
 
 
 @dataclass

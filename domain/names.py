@@ -34,3 +34,5 @@ class Activities:
     RECORD_SIGNATURE = "record_signature"
     RECORD_CALL = "record_call"
     RECORD_CONSENT = "record_consent"
+    RECORD_PROMISE = "record_promise"
+    RECORD_WAIVER = "record_waiver"

@@ -98,6 +98,25 @@ class Policy:
     # refused, while a misplaced column (interest in the principal's place) nearly always is.
     # A whole percentage, not a ratio, so that a policy file can set it as an integer.
     max_interest_penalty_percent: int = 100
+    # Promises to pay (承诺还款): the date at most this many days ahead; a broken promise
+    # sends the case to this stage (FIELD_VISIT or NEGOTIATION); more broken promises than
+    # this make the case a dead end.
+    max_promise_days: int = 14
+    promise_broken_next: str = "FIELD_VISIT"
+    max_broken_promises: int = 3
+    # Waivers and settlements (息费减免, 一次性结清): what each role may approve, in fen, of
+    # interest and penalty together and of principal; beyond the branch head's limits a
+    # proposal is refused. An unanswered request expires after waiver_decision_seconds.
+    waiver_collector_limit_fen: int = 20_000
+    waiver_supervisor_limit_fen: int = 200_000
+    waiver_head_limit_fen: int = 2_000_000
+    waiver_collector_principal_fen: int = 0
+    waiver_supervisor_principal_fen: int = 0
+    waiver_head_principal_fen: int = 100_000
+    waiver_decision_seconds: int = 3 * DAY
+    # A day of the policy's clock (a second in fast_policy): strategy treatments give their
+    # durations in days of this length (domain/strategy.py).
+    day_seconds: int = DAY
     # How long one attempt of these activities may take before Temporal retries it on
     # another worker (a crashed worker is noticed after this long). Not scaled by fast_policy.
     sms_attempt_timeout_s: int = 30
@@ -121,6 +140,10 @@ class Policy:
             raise PolicyError("policy field 'sms_over_cap' must be DEFER or DROP")
         if self.ruleset == "cba-2026":
             self._check_cba_2026()
+        if self.promise_broken_next not in ("FIELD_VISIT", "NEGOTIATION"):
+            raise PolicyError(
+                "policy field 'promise_broken_next' must be FIELD_VISIT or NEGOTIATION"
+            )
         if self.max_installments < 1:
             raise PolicyError("policy field 'max_installments' must be at least 1")
 

@@ -15,6 +15,8 @@ DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
 OVERDUE_SINCE = SearchAttributeKey.for_datetime("OverdueSince")  # local midnight, no PII
 OUTSTANDING_FEN = SearchAttributeKey.for_int("OutstandingFen")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
+# The strategy arm, "segment/CHAMPION" or "segment/CHALLENGER" (collection-v4 runs only).
+STRATEGY = SearchAttributeKey.for_keyword("Strategy")
 
 ALL = (
     STAGE,
@@ -25,6 +27,7 @@ ALL = (
     OUTSTANDING_FEN,
     NEXT_ACTION_AT,
     OVERDUE_SINCE,
+    STRATEGY,
 )
 
 _CLI_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}  # IndexedValueType names

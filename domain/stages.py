@@ -101,3 +101,4 @@ class TaskKind(StrEnum):
     # A collector's notes use words the collection guideline forbids (domain/wording.py):
     # for the branch's supervisor, written by the activity that stores the notes.
     REVIEW_WORDING = "REVIEW_WORDING"
+    APPROVE_WAIVER = "APPROVE_WAIVER"

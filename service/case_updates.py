@@ -32,11 +32,14 @@ from domain.models import (
     LiftHold,
     PlannedInstallment,
     PlanProposal,
+    PromiseRequest,
     Reassignment,
     SignatureConfirmation,
     ThirdPartyMessage,
     UpdateAccepted,
     VisitReport,
+    WaiverDecision,
+    WaiverProposal,
 )
 from domain.names import workflow_id
 from domain.plans import monthly_plan
@@ -45,8 +48,10 @@ from domain.stages import ConsentKind
 from service import audit
 from service.loan_contacts import contact_on_loan
 from service.local_time import loan_policy, local_moment
-from service.users import Principal
+from service.users import Principal, Role
 from workflows.collection import LoanCollectionWorkflow as WF
+
+APPROVER_ROLES = (Role.COLLECTOR, Role.SUPERVISOR, Role.BRANCH_HEAD)
 
 
 @dataclass
@@ -283,6 +288,62 @@ class CaseActions:
         return await self._update(
             who, loan_no, "contact_third_party", WF.contact_third_party, message,
             f"contact {contact.id} ({contact.relation}, {contact.phone_masked})",
+        )  # fmt: skip
+
+    async def record_promise(
+        self,
+        who: Principal,
+        loan_no: str,
+        amount_fen: int,
+        due_date: date,
+        source: str,
+        notes: str = "",
+    ) -> ActionOutcome:
+        """A promise to pay (承诺还款) from a call, a visit or an SMS reply."""
+        request = PromiseRequest(amount_fen, due_date, source, who.actor, notes)
+        return await self._update(
+            who, loan_no, "record_promise", WF.record_promise, request,
+            f"promise {amount_fen} fen by {due_date} ({source})",
+        )  # fmt: skip
+
+    async def propose_waiver(
+        self,
+        who: Principal,
+        loan_no: str,
+        kind: str,
+        reason: str,
+        penalty_fen: int = 0,
+        interest_fen: int = 0,
+        settle_fen: int = 0,
+    ) -> ActionOutcome:
+        """A waiver (息费减免) or settlement (一次性结清): the proposer's role is the signed-in
+        user's, so a collector's proposal beyond their own limit waits for an approver."""
+        role = who.role.value if who.role in APPROVER_ROLES else ""
+        proposal = WaiverProposal(
+            kind, who.actor, role, reason, penalty_fen, interest_fen, settle_fen
+        )
+        return await self._update(
+            who, loan_no, "propose_waiver", WF.propose_waiver, proposal,
+            f"{kind}: penalty {penalty_fen}, interest {interest_fen}, settle {settle_fen} fen: "
+            f"{reason}",
+        )  # fmt: skip
+
+    async def decide_waiver(
+        self, who: Principal, loan_no: str, seq: int, approve: bool, reason: str = ""
+    ) -> ActionOutcome:
+        """An approver's answer; the case checks that the role's level covers the request."""
+        if who.role not in (Role.SUPERVISOR, Role.BRANCH_HEAD):
+            outcome = ActionOutcome(False, "role: only a supervisor or branch head decides")
+            audit.record(
+                self.sessions, who.username, who.role.value, "decide_waiver", "REFUSED",
+                f"waiver {seq} -> {outcome.message}", loan_no,
+            )  # fmt: skip
+            return outcome
+        decision = WaiverDecision(seq, approve, who.actor, who.role.value, reason)
+        verb = "approve" if approve else "refuse"
+        return await self._update(
+            who, loan_no, "decide_waiver", WF.decide_waiver, decision,
+            f"{verb} waiver {seq}: {reason}",
         )  # fmt: skip
 
     def open_loans_in(self, region_or_branch: str) -> list[str]:

@@ -28,6 +28,9 @@ class Role(StrEnum):
     SUPERVISOR = "SUPERVISOR"
     COLLECTOR = "COLLECTOR"
     BACK_OFFICE = "BACK_OFFICE"
+    # 网点负责人: sees the branch's cases as a supervisor does, and approves the waivers and
+    # settlements beyond a supervisor's limit (domain/promises.py).
+    BRANCH_HEAD = "BRANCH_HEAD"
 
 
 class UserError(ValueError):
@@ -46,7 +49,7 @@ class Principal:
     csrf_token: str = ""
 
     def may_see(self, branch: str, collectors: list[str] | tuple[str, ...]) -> bool:
-        if self.role == Role.SUPERVISOR:
+        if self.role in (Role.SUPERVISOR, Role.BRANCH_HEAD):
             return branch in self.branches
         if self.role == Role.COLLECTOR:
             return self.collector_id is not None and self.collector_id in collectors
@@ -96,7 +99,7 @@ def create_user(
     for code in branches:
         if code not in known:
             raise UserError(f"branches: unknown branch {code!r}")
-    if role == Role.SUPERVISOR and not branches:
+    if role in (Role.SUPERVISOR, Role.BRANCH_HEAD) and not branches:
         raise UserError("branches: a supervisor needs at least one branch")
     if role == Role.COLLECTOR:
         collector = session.get(Collector, collector_id or "")

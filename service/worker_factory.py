@@ -43,6 +43,8 @@ def activities(
         cases.record_payment,
         cases.record_debt,
         cases.record_signature,
+        cases.record_promise,
+        cases.record_waiver,
         sms.send_sms,
         agreements.render_agreement,
         contacts.record_call,

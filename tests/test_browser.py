@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,32 @@ async def test_a_collector_cannot_open_another_collectors_case(site, browser: Br
     await expect(page.locator("body")).not_to_contain_text("王建国")  # the borrower's name
     await page.close()
     await case.handle.cancel()
+
+
+async def test_the_reports_page_draws_its_charts_without_a_network(site, browser: Browser) -> None:
+    from domain.models import CloseRequest, VisitReport
+    from workflows.collection import LoanCollectionWorkflow as WF
+
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    await case.handle.execute_update(
+        WF.report_visit,
+        VisitReport("NOT_HOME", case.team, datetime.now(UTC)),
+    )
+    await h.pay(case.handle, 100_000)
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    page = await browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    await sign_in(page, base, "sup", "/reports")
+    await expect(page.locator("h1")).to_contain_text("成效报表")
+    for chart in ("#chart-flow", "#chart-recovery", "#chart-workload"):
+        await expect(page.locator(f"{chart} svg")).to_be_visible()
+    assert await page.locator("#chart-flow svg rect.bar").count() >= 1  # the case's bucket
+    await expect(page.locator("#chart-workload svg")).to_contain_text(case.team[0])
+    await expect(page.locator("#outcomes")).to_contain_text("QX01")
+    await expect(page.locator("#outcomes")).to_contain_text("10.0%")  # 1,000 of 10,000 yuan
+    assert all(u.startswith(base) for u in requests), requests  # nothing from elsewhere
+    await page.screenshot(path=str(h.data_dir / "supervisor-reports.png"), full_page=True)
+    await page.close()
+    await case.handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))

@@ -372,3 +372,58 @@ async def test_the_case_page_shows_only_the_servers_own_message_after_a_form(web
     assert 'id="flash"' in shown.text and "outcome:" in shown.text
     assert 'id="flash"' not in (await http.get(f"/cases/{case.loan_no}")).text
     await case.handle.cancel()
+
+
+async def test_promises_and_waivers_through_the_pages_with_each_roles_limit(web) -> None:
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    add_user(h, "head", Role.BRANCH_HEAD, branches=["QX01"])
+    mine, sup, head = await token(http, "mine"), await token(http, "sup"), await token(http, "head")
+    url = f"/cases/{case.loan_no}"
+    today = datetime.now(UTC).date()
+    promised = await http.post(
+        f"{url}/promise",
+        json={"amount": "500.00", "due_date": (today + timedelta(days=3)).isoformat(),
+              "source": "CALL"},
+        headers=mine,
+    )  # fmt: skip
+    assert promised.json()["accepted"], promised.text
+    page = (await http.get(url, headers=mine)).json()
+    assert [(p["amount_fen"], p["status"], p["by"]) for p in page["status"]["promises"]] == [
+        (50_000, "OPEN", case.collector)
+    ]
+    # A settlement of 9,000 yuan (1,000 waived: interest and penalty) needs a supervisor.
+    proposed = await http.post(
+        f"{url}/waiver",
+        json={"kind": "SETTLEMENT", "settle": "9000", "reason": "harvest lost"},
+        headers=mine,
+    )
+    assert "awaits a SUPERVISOR" in proposed.json()["message"], proposed.text
+    # A collector cannot decide (the way in); a head can (the case: level above).
+    refused = await http.post(f"{url}/decide-waiver", json={"seq": 1, "approve": 1}, headers=mine)
+    assert refused.status_code == 409 and refused.json()["message"].startswith("role:")
+    html = (await http.get(url, headers={"authorization": head["authorization"]})).text
+    assert "减免与结清" in html and "decide-waiver-form" in html and "承诺还款" in html
+    approved = await http.post(
+        f"{url}/decide-waiver", json={"seq": 1, "approve": 1, "reason": "ok"}, headers=head
+    )
+    assert approved.json()["accepted"], approved.text
+    status = (await http.get(url, headers=sup)).json()["status"]
+    assert status["outstanding_fen"] == 900_000 and status["waivers"][0]["decided_by"] == "head"
+    with h.sessions() as session:
+        trail = set(
+            session.execute(
+                select(AuditEvent.username, AuditEvent.action, AuditEvent.outcome).where(
+                    AuditEvent.loan_no == case.loan_no
+                )
+            ).all()
+        )
+    assert {
+        ("mine", "record_promise", "ACCEPTED"),
+        ("mine", "propose_waiver", "ACCEPTED"),
+        ("mine", "decide_waiver", "REFUSED"),
+        ("head", "decide_waiver", "ACCEPTED"),
+    } <= trail
+    await close(h, case.handle)

@@ -49,9 +49,12 @@ BUSY = "too many sign-ins at this moment: try again in a few seconds"
 
 
 def home_of(who: Principal) -> str:
-    return {Role.SUPERVISOR: "/dashboard", Role.COLLECTOR: "/my", Role.BACK_OFFICE: "/feeds"}[
-        who.role
-    ]
+    return {
+        Role.SUPERVISOR: "/dashboard",
+        Role.BRANCH_HEAD: "/dashboard",
+        Role.COLLECTOR: "/my",
+        Role.BACK_OFFICE: "/feeds",
+    }[who.role]
 
 
 def safe_next(target: str | None) -> str | None:

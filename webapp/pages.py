@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from domain.human_input import CONSENT_CHANNELS
+from domain.outcomes import DEFAULT_BUCKETS, default_period, percent
 from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, Stage, VisitOutcome
 from domain.timerules import local_date
@@ -50,6 +51,8 @@ from service.loan_contacts import (
     third_party_hints,
     unanswered_calls_today,
 )
+from service.outcomes import build_report
+from service.outcomes import portfolio as outcome_portfolio
 from service.portfolio import (
     OPEN_STAGES,
     FilterError,
@@ -63,6 +66,7 @@ from service.portfolio import (
 )
 from service.sign_in_throttle import Limits
 from service.users import Principal, Role
+from webapp import charts as charts_svg
 from webapp import forms
 from webapp.auth import check_csrf, require, wants_json
 from webapp.evidence import compliance_section
@@ -70,7 +74,16 @@ from webapp.flash import clear_flash, set_flash, take_flash
 from webapp.login import home_of
 from webapp.rendering import as_json, page
 
-ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR)
+GROUP_ZH = {"branch": "网点 branch", "collector": "催收员 collector",
+            "segment": "客群 segment", "arm": "策略组 arm"}  # fmt: skip
+_BUCKET_ORDER = ["CURRENT", *(b[0] for b in DEFAULT_BUCKETS), "CLOSED"]
+
+
+def bucket_order(name: str) -> int:
+    return _BUCKET_ORDER.index(name) if name in _BUCKET_ORDER else len(_BUCKET_ORDER)
+
+
+ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR, Role.BRANCH_HEAD)
 
 
 @dataclass
@@ -113,7 +126,7 @@ def pages_router(
 
     @router.get("/dashboard")
     async def dashboard(request: Request) -> Response:
-        who = require(request, sessions, Role.SUPERVISOR)
+        who = require(request, sessions, Role.SUPERVISOR, Role.BRANCH_HEAD)
         q = request.query_params
         error = ""
         try:
@@ -159,6 +172,42 @@ def pages_router(
         return page(
             request, "dashboard.html.j2", 400 if error else 200, who=who, now=now, zone=zone,
             stages=list(Stage), open_stages=OPEN_STAGES, branches=scope, **data,
+        )  # fmt: skip
+
+    @router.get("/reports")
+    async def reports(request: Request) -> Response:
+        """Outcomes of the user's branches: bucket flow, recovery by strategy arm over time,
+        collector workload (SVG drawn here), the tables, and champion against challenger."""
+        who = require(request, sessions, Role.SUPERVISOR, Role.BRANCH_HEAD)
+        today = local_date(datetime.now(UTC), config.policy)
+        first, last = default_period(today)
+        try:
+            if request.query_params.get("from"):
+                first = forms.day(dict(request.query_params), "from")
+        except forms.InputError as e:
+            raise HTTPException(400, str(e)) from None
+        cases = await run_in_threadpool(
+            outcome_portfolio, sessions, config.policy, list(who.branches)
+        )
+        report = build_report(cases, first, last)
+        months = [d.strftime("%Y-%m") for d in report.month_ends]
+        buckets = sorted({b for counts in report.bucket_counts for b in counts}, key=bucket_order)
+        charts = {
+            "flow": charts_svg.stacked_bars(
+                months,
+                {b: [c.get(b, 0) for c in report.bucket_counts] for b in buckets},
+                "逾期分组流转 bucket flow",
+            ),
+            "recovery": charts_svg.lines(
+                months, report.recovery_by_arm, "按策略组回收率 recovery by arm"
+            ),
+            "workload": charts_svg.hbars(report.workload, "催收员走访量 collector workload"),
+        }
+        if wants_json(request):
+            return as_json({"groups": report.groups, "rolls": report.rolls, "arms": report.arms})
+        return page(
+            request, "reports.html.j2", who=who, report=report, charts=charts, percent=percent,
+            group_zh=GROUP_ZH,
         )  # fmt: skip
 
     # ------------------------------------------------------------ collectors
@@ -287,6 +336,22 @@ def pages_router(
             return await acts.record_consent(
                 who, loan_no, forms.flag(data, "given"), forms.text(data, "how"),
                 forms.moment(data, "at", now, local), forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "promise":
+            return await acts.record_promise(
+                who, loan_no, forms.amount_fen(data, "amount"), forms.day(data, "due_date"),
+                forms.text(data, "source"), forms.text(data, "notes", required=False),
+            )  # fmt: skip
+        if action == "waiver":
+            return await acts.propose_waiver(
+                who, loan_no, forms.text(data, "kind"), forms.text(data, "reason"),
+                forms.amount_fen(data, "penalty"), forms.amount_fen(data, "interest"),
+                forms.amount_fen(data, "settle"),
+            )  # fmt: skip
+        if action == "decide-waiver":  # the role's level is checked by the case
+            return await acts.decide_waiver(
+                who, loan_no, forms.integer(data, "seq", 1, 10_000),
+                forms.flag(data, "approve"), forms.text(data, "reason", required=False),
             )  # fmt: skip
         if action == "third-party":
             contact_id = forms.integer(data, "contact_id", 1, 2**31 - 1)

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.names import Activities as A
     from domain.names import case_key
+    from domain.promises import PROMISE_STAGES, open_promise
     from domain.rulebook import contact_lost
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
     from domain.timerules import days_past_due, start_of_local_day
@@ -54,6 +55,9 @@ class Case:
         self.versions = Versions()
         self.visibility = Visibility(self.attribute_values, self.versions)
         self._assign_lock = asyncio.Lock()
+        # The main loop waits for an open promise (workflows/promises.py); meanwhile the
+        # promise does not interrupt the wait it is itself in.
+        self.awaiting_promise = False
 
     # ------------------------------------------------------------------ derived facts
 
@@ -86,6 +90,8 @@ class Case:
         s = self.s
         if self.closing_decision() is not None:
             return True
+        if s.promises and not self.awaiting_promise and open_promise(s) is not None:
+            return s.stage in PROMISE_STAGES  # a promise pauses the stage's next steps
         return s.hold is not None and s.stage != Stage.ON_HOLD
 
     def attribute_values(self) -> tuple[Any, ...]:
@@ -103,7 +109,8 @@ class Case:
         if not s.overdue_attribute:
             return values
         since = s.overdue_since
-        return (*values, None if since is None else start_of_local_day(since, s.policy))
+        arm = f"{s.segment}/{s.strategy_arm}" if s.strategy_arm else None
+        return (*values, None if since is None else start_of_local_day(since, s.policy), arm)
 
     # ------------------------------------------------------------------ waiting
 
@@ -222,6 +229,9 @@ class Case:
                 next_action=s.next_action,
                 next_action_at=s.next_action_at,
                 generation=s.generation,
+                strategy_version=s.strategy_version,
+                segment=s.segment,
+                strategy_arm=s.strategy_arm,
             ),
         )
 

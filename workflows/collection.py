@@ -12,6 +12,7 @@ wait short (`Interrupted`); the main loop then closes the case or puts it on hol
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import contact_updates, debt, payments
+from workflows import contact_updates, debt, payments, promises
 from workflows.case import Case, Interrupted
 from workflows.contact import send_sms
 from workflows.stages import (
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentRecord,
         Plan,
         PlanProposal,
+        PromiseRequest,
         Reassignment,
         SignatureConfirmation,
         SignatureRecord,
@@ -63,10 +65,13 @@ with workflow.unsafe.imports_passed_through():
         UpdateAccepted,
         VisitRecord,
         VisitReport,
+        WaiverDecision,
+        WaiverProposal,
     )
     from domain.money import yuan
     from domain.names import WORKFLOW_TYPE
     from domain.names import Activities as A
+    from domain.promises import check_promise, check_waiver_decision, check_waiver_proposal
     from domain.rulebook import has_consent, unanswered_today
     from domain.stages import (
         CLOSED_STAGES,
@@ -136,6 +141,7 @@ class LoanCollectionWorkflow:
                 case.visibility.inherit()  # carried over by continue-as-new
         else:
             case.visibility.publish()
+        self._waivers = asyncio.create_task(promises.watch_waivers(case))  # no command idle
         while s.stage not in CLOSED_STAGES:
             closing = case.closing_decision()
             if closing is not None:
@@ -152,6 +158,9 @@ class LoanCollectionWorkflow:
                 )
                 continue
             try:
+                if promises.waiting_for_promise(case):
+                    await promises.wait(case)
+                    continue
                 await STEPS[s.stage](case)
             except Interrupted:
                 continue
@@ -233,6 +242,7 @@ class LoanCollectionWorkflow:
             principal_fen=s.principal_fen,
             interest_fen=s.interest_fen,
             penalty_fen=s.penalty_fen,
+            waived_fen=s.waived_fen,
             number=s.plans_made,
             installments=[
                 Installment(n, i.due_at, i.amount_fen)
@@ -364,6 +374,30 @@ class LoanCollectionWorkflow:
         lost = self.case.contact_lost()
         _checked(check.check_third_party, self.s, message, lost, workflow.now())
 
+    @workflow.update
+    async def record_promise(self, request: PromiseRequest) -> UpdateAccepted:
+        return await promises.record_promise(self.case, request)
+
+    @record_promise.validator
+    def _validate_promise(self, request: PromiseRequest) -> None:
+        _checked(check_promise, self.s, request, self.case.outstanding(), workflow.now())
+
+    @workflow.update
+    async def propose_waiver(self, proposal: WaiverProposal) -> UpdateAccepted:
+        return await promises.propose_waiver(self.case, proposal)
+
+    @propose_waiver.validator
+    def _validate_waiver(self, proposal: WaiverProposal) -> None:
+        _checked(check_waiver_proposal, self.s, proposal, self.case.outstanding())
+
+    @workflow.update
+    async def decide_waiver(self, decision: WaiverDecision) -> UpdateAccepted:
+        return await promises.decide_waiver(self.case, decision)
+
+    @decide_waiver.validator
+    def _validate_decision(self, decision: WaiverDecision) -> None:
+        _checked(check_waiver_decision, self.s, decision)
+
     # ------------------------------------------------------------------ signals (facts)
 
     @workflow.signal
@@ -477,4 +511,10 @@ class LoanCollectionWorkflow:
             contact_lost=self.case.contact_lost(),
             unanswered_calls_today=unanswered_today(s.calls, "borrower", workflow.now(), s.policy),
             ruleset=s.policy.ruleset,
+            promises=list(s.promises),
+            waivers=list(s.waivers),
+            waived_fen=s.waived_fen,
+            strategy_version=s.strategy_version,
+            segment=s.segment,
+            strategy_arm=s.strategy_arm,
         )

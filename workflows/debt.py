@@ -59,10 +59,10 @@ async def take(case: Case, update: DebtUpdate) -> None:
         s.interest_fen,
         s.penalty_fen,
     )
-    if unchanged and figures.debt_fen == s.debt_fen:
+    if unchanged and figures.debt_fen - s.waived_fen == s.debt_fen:
         return
     before = s.debt_fen
-    s.debt_fen = figures.debt_fen
+    s.debt_fen = figures.debt_fen - s.waived_fen  # approved waivers stand (not in exports)
     s.principal_fen, s.interest_fen = figures.principal_fen, figures.interest_fen
     s.penalty_fen = figures.penalty_fen
     outstanding = case.outstanding() or 0

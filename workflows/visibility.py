@@ -27,7 +27,7 @@ KEYS = (
     sa.OUTSTANDING_FEN,
     sa.NEXT_ACTION_AT,
 )
-KEYS_V4 = (*KEYS, sa.OVERDUE_SINCE)  # DaysPastDue unset, OverdueSince set
+KEYS_V4 = (*KEYS, sa.OVERDUE_SINCE, sa.STRATEGY)  # DaysPastDue unset, OverdueSince set
 
 
 class Visibility:

@@ -31,6 +31,19 @@ async def run(case: Case) -> None:
     )
     s.risk_tier, s.strategy = assessment.risk_tier, assessment.strategy
     s.team_required = assessment.team_required
+    if case.versions.v4() and assessment.strategy_version:
+        # The strategy file's treatment, kept for the case's life (a new file never
+        # switches a running case).
+        s.strategy, s.strategy_version = assessment.treatment, assessment.strategy_version
+        s.segment, s.strategy_arm = assessment.segment, assessment.arm
+        s.policy = s.policy.with_overrides(assessment.policy_overrides)
+        s.offer_promises = assessment.offer_promises
+        s.offer_settlements = assessment.offer_settlements
+        case.note(
+            "strategy",
+            f"strategy {s.strategy_version}: segment {s.segment}, {s.strategy_arm} "
+            f"treatment {s.strategy}",
+        )
     if s.generation:  # a collection-v4 case: the rule set's team at every visit
         s.team_size = max(s.policy.visit_team_size, 2 if s.team_required else 1)
     case.note("assessment", f"{s.risk_tier} / {s.strategy}: " + "; ".join(assessment.reasons))

@@ -39,6 +39,7 @@ TASK_KIND_ZH = {
     TaskKind.ASSIGN_COLLECTOR: "分派催收员",
     TaskKind.REFUND_OVERPAYMENT: "退还多缴款",
     TaskKind.REVIEW_WORDING: "审核用语",
+    TaskKind.APPROVE_WAIVER: "审批减免",
 }
 RISK_ZH = {RiskTier.LOW: "低", RiskTier.MEDIUM: "中", RiskTier.HIGH: "高"}
 

@@ -114,6 +114,11 @@ class Policy:
     waiver_supervisor_principal_fen: int = 0
     waiver_head_principal_fen: int = 100_000
     waiver_decision_seconds: int = 3 * DAY
+    # Whether core banking books an approved waiver at once, so that the next export's
+    # interest and penalty already lack it (then a debt update must not take it off again).
+    # False: the waiver is booked when the borrower settles (还本免息), and until then the
+    # exports still carry the full figures, from which the case takes the waiver off.
+    core_books_waivers: bool = False
     # A day of the policy's clock (a second in fast_policy): strategy treatments give their
     # durations in days of this length (domain/strategy.py).
     day_seconds: int = DAY

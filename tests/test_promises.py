@@ -13,7 +13,13 @@ from sqlalchemy import select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from db.models import AuditEvent, PromiseToPay, WaiverRequest
-from domain.models import CloseRequest, PromiseRequest, WaiverDecision, WaiverProposal
+from domain.models import (
+    CloseRequest,
+    DebtUpdate,
+    PromiseRequest,
+    WaiverDecision,
+    WaiverProposal,
+)
 from tests.harness import Harness, assert_replays, running_worker
 from tests.test_workflow_paths import (
     DEBT,
@@ -172,6 +178,22 @@ async def test_a_waiver_within_the_collectors_limit_is_approved_at_once(h: Harne
     assert waiver_rows(h) == [(1, "COLLECTOR", "APPROVED")]
     await close(handle)
     await assert_replays(handle)
+
+
+@pytest.mark.parametrize("booked", [False, True])
+async def test_a_waiver_and_the_next_export(h: Harness, booked: bool) -> None:
+    """Until core banking books the waiver the export still carries the full penalty, and the
+    case takes the waiver off it; where it books it at once (policy), not a second time."""
+    policy = h.policy.with_overrides({"core_books_waivers": booked})
+    spec, handle = await h.start(policy)
+    await to_field_visit(h, handle)
+    await handle.execute_update(WF.propose_waiver, waiver(penalty_fen=20_000))
+    today = (await h.now()).astimezone(SHANGHAI).date()
+    penalty = 0 if booked else 20_000  # the export's penalty: booked away, or still there
+    await handle.signal(WF.debt_updated, DebtUpdate(today, 900_000, 85_000, penalty))
+    status = await h.until(handle, lambda s: s.outstanding_fen != DEBT - 20_000, "taken")
+    assert status.outstanding_fen == 900_000 + 85_000  # the accrual, without the penalty
+    await close(handle)
 
 
 async def test_a_waiver_beyond_the_collectors_limit_waits_for_a_supervisor(h: Harness) -> None:

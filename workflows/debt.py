@@ -59,10 +59,13 @@ async def take(case: Case, update: DebtUpdate) -> None:
         s.interest_fen,
         s.penalty_fen,
     )
-    if unchanged and figures.debt_fen - s.waived_fen == s.debt_fen:
+    # Approved waivers stand: the export carries the full figures until core banking books
+    # them (the policy says whether it does so at once).
+    waived = 0 if s.policy.core_books_waivers else s.waived_fen
+    if unchanged and figures.debt_fen - waived == s.debt_fen:
         return
     before = s.debt_fen
-    s.debt_fen = figures.debt_fen - s.waived_fen  # approved waivers stand (not in exports)
+    s.debt_fen = figures.debt_fen - waived
     s.principal_fen, s.interest_fen = figures.principal_fen, figures.interest_fen
     s.penalty_fen = figures.penalty_fen
     outstanding = case.outstanding() or 0

@@ -32,6 +32,11 @@ class DeferredByProvider(Exception):
     (Aliyun's isv.BUSINESS_LIMIT_CONTROL): nothing went out; it waits like a capped message."""
 
 
+class ProviderOutcomeUnknown(Exception):
+    """The provider answered, but not whether the message went out (its own failure, a 5xx):
+    retried, and the retry asks the provider first (`find_sent`)."""
+
+
 @dataclass(frozen=True)
 class Channel:
     """What the route to one number can do, as the send activity must know it.

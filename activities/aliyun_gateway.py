@@ -26,6 +26,7 @@ from activities.sms_gateway import (
     PermanentSmsFailure,
     ProviderOutcomeUnknown,
     TemplateMessage,
+    out_id_sid,
 )
 from domain.privacy import mask_phone, mask_text
 
@@ -158,12 +159,22 @@ class AliyunGateway:
         return GatewayResult("SENT", answer.biz_id)
 
     def find_sent(
-        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        timeout_s: float | None = None,
+        key: str = "",
     ) -> str | None:
-        """Aliyun's QuerySendDetails for the number on the day(s) since `since`: the same
-        text (the outbox stores what Aliyun delivers, 【signature】 included) sent since then.
-        It names the message by our OutId, not its BizId: `outid:<key>` stands for it until
-        the delivery report, which carries both, is matched by it."""
+        """Aliyun's QuerySendDetails for the number on the day(s) since `since`: the message
+        sent with our key as its OutId (another case's identical text to the same number is
+        not this one), with the same text (the outbox stores what Aliyun delivers,
+        【signature】 included). It names the message by our OutId, not its BizId:
+        `out_id_sid(OutId)` stands for it, and the delivery report, which carries both, is
+        matched by it."""
+        if not key:
+            return None  # nothing names this message at Aliyun: it cannot be told apart
         days = sorted({since.astimezone(CHINA).date(), datetime.now(CHINA).date()})
         for day in days:
             request = QuerySendDetailsRequest(
@@ -183,9 +194,13 @@ class AliyunGateway:
             dtos = answer.sms_send_detail_dtos
             for dto in (dtos.sms_send_detail_dto if dtos else None) or []:
                 sent = _china_time(dto.send_date)
-                if dto.content == body and dto.out_id and (sent is None or sent >= since):
-                    log.info("SMS to %s found at Aliyun: not sent again", mask_phone(to))
-                    return f"outid:{dto.out_id}"
+                if (
+                    dto.out_id == key[:256]
+                    and dto.content == body
+                    and (sent is None or sent >= since)
+                ):
+                    log.info("SMS %s found at Aliyun: not sent again", key)
+                    return out_id_sid(dto.out_id)
         return None
 
 

@@ -137,7 +137,11 @@ class SmsActivities:
         try:
             found = (
                 self.gateway.find_sent(
-                    to, body, earlier_attempt - LOOKBACK, timeout_s=_time_left(deadline)
+                    to,
+                    body,
+                    earlier_attempt - LOOKBACK,
+                    timeout_s=_time_left(deadline),
+                    key=req.key,
                 )
                 if earlier_attempt is not None
                 else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +70,15 @@ def channel_of(gateway: object, to: str) -> Channel:
     return channel(to) if channel is not None else Channel(getattr(gateway, "name", "?"))
 
 
+def out_id_sid(out_id: str) -> str:
+    """The outbox's provider_sid (64 characters) for a message known by its OutId: `outid:`
+    and the OutId, or, when that is too long (a long loan number), a digest of it."""
+    sid = f"outid:{out_id}"
+    if len(sid) <= 64:
+        return sid
+    return "outid:#" + hashlib.sha256(out_id.encode()).hexdigest()[:40]
+
+
 def is_mainland(number: str) -> bool:
     return number.startswith("+86")
 
@@ -102,10 +112,17 @@ class SmsGateway(Protocol):
         ...
 
     def find_sent(
-        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        timeout_s: float | None = None,
+        key: str = "",
     ) -> str | None:
         """The provider's id of this message if it accepted it since `since` (a crash hid the
-        answer from us), else None."""
+        answer from us), else None. `key`: our outbox key, sent with the message where the
+        provider keeps one (Aliyun's OutId): only a message with that key is this one."""
         ...
 
 

@@ -16,6 +16,7 @@ from activities.sms_templates import SENT_PURPOSES, check_registry, load_registr
 from db.models import Borrower, SmsOutbox
 from tests.aliyun_fake import SIGN, AliyunLike, aliyun_gateway, aliyun_like
 from tests.test_activities import new_loan, sms
+from webapp.aliyun_webhooks import _sid_of
 
 
 @pytest.fixture
@@ -172,6 +173,39 @@ def test_a_retry_after_a_lost_answer_finds_the_message_and_sends_nothing(
     again = acts.send_sms(sms(loan_no, "ali-lost"))
     assert again.status == "SENT" and len(AliyunLike.sent) == 1
     assert outbox(sessions, "ali-lost").provider_sid == "outid:ali-lost"
+
+
+def test_a_retry_does_not_take_another_cases_identical_text_for_its_own(sessions, endpoint) -> None:
+    """Two cases send the same text to the same number (a guarantor): B's first attempt's
+    outcome is unknown (Aliyun's 500), and its retry must not take A's message for B's."""
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint))
+    loan_no = new_loan(sessions)
+    assert acts.send_sms(sms(loan_no, "case-a:first_notice")).status == "SENT"
+    AliyunLike.script = [(500, {"Code": "InternalError", "Message": "InternalError"})]
+    with pytest.raises(ApplicationError):
+        acts.send_sms(sms(loan_no, "case-b:first_notice"))
+    assert outbox(sessions, "case-b:first_notice").attempted_at is not None  # asks first
+    assert acts.send_sms(sms(loan_no, "case-b:first_notice")).status == "SENT"
+    assert [s["OutId"] for s in AliyunLike.sent] == ["case-a:first_notice", "case-b:first_notice"]
+    a, b = outbox(sessions, "case-a:first_notice"), outbox(sessions, "case-b:first_notice")
+    assert a.provider_sid != b.provider_sid and a.body == b.body
+
+
+def test_a_message_found_by_a_long_key_fits_the_outbox_and_its_report_finds_it(
+    sessions, endpoint
+) -> None:
+    """A long loan number and purpose: `outid:<key>` would not fit provider_sid (64)."""
+    key = "QX01-" + "8" * 40 + ":installment_reminder:2031-07-19"
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint, timeout=1.0))
+    loan_no = new_loan(sessions)
+    AliyunLike.hold.clear()
+    with pytest.raises(ApplicationError):
+        acts.send_sms(sms(loan_no, key))
+    AliyunLike.hold.set()
+    assert acts.send_sms(sms(loan_no, key)).status == "SENT" and len(AliyunLike.sent) == 1
+    row = outbox(sessions, key)
+    assert row.provider_sid and len(row.provider_sid) <= 64
+    assert _sid_of(sessions, {"biz_id": "000001^0", "out_id": key}) == row.provider_sid
 
 
 def test_every_purpose_has_a_registered_template_for_every_templated_provider() -> None:

@@ -24,20 +24,26 @@ from activities.sms_gateway import (
     DeferredByProvider,
     GatewayResult,
     PermanentSmsFailure,
+    ProviderOutcomeUnknown,
     TemplateMessage,
+    out_id_sid,
 )
-from domain.privacy import mask_phone
-from domain.sms_text import OPTED_OUT_CODE
+from domain.privacy import mask_phone, mask_text
 
 log = logging.getLogger(__name__)
 
 ENDPOINT = "dysmsapi.aliyuncs.com"
 CHINA = ZoneInfo("Asia/Shanghai")  # Aliyun's SendDate and QuerySendDetails' SendDate
 # Aliyun's error codes (SendSms's Code), by what they mean for the message.
-UNUSABLE = {"isv.MOBILE_NUMBER_ILLEGAL", "isv.OUT_OF_SERVICE"}  # no SMS can reach it
+UNUSABLE = {"isv.MOBILE_NUMBER_ILLEGAL"}  # no SMS can reach it
 DAY_LIMITS = {"isv.BUSINESS_LIMIT_CONTROL", "isv.DAY_LIMIT_CONTROL"}  # per number / per day
-OPTED_OUT = {"isv.BLACK_KEY_CONTROL_LIMIT", "isv.UNSUBSCRIBE"}  # blacklisted or unsubscribed
-RETRYABLE = {"isp.SYSTEM_ERROR", "ServiceUnavailable", "InternalError", "SignatureNonceUsed"}
+# No SendSms code says the recipient unsubscribed: an opt-out reaches us as a reply (TD,
+# 退订) through the SmsUp callback. isv.BLACK_KEY_CONTROL_LIMIT is a blocked keyword in a
+# template variable (this message's content), not the borrower.
+RETRYABLE = {"ServiceUnavailable", "InternalError", "SignatureNonceUsed"}
+# Answered, but whether the message went out is not said (Aliyun's own failure): the retry
+# asks QuerySendDetails first.
+UNKNOWN = {"isp.SYSTEM_ERROR"}
 # Nothing goes out until an operator fixes the account: retried rarely, and said so.
 ACCOUNT = {
     "InvalidAccessKeyId.NotFound",
@@ -50,7 +56,11 @@ ACCOUNT = {
     "isv.AMOUNT_NOT_ENOUGH",
     "Forbidden.RAM",
 }
-# Our signature or template as registered at Aliyun does not match what we send.
+# 业务停机: the account is suspended because its balance ran out (not the borrower's number).
+BALANCE = {"isv.OUT_OF_SERVICE", "isv.AMOUNT_NOT_ENOUGH"}
+# Our signature or template as registered at Aliyun does not match what we send: every
+# message of the account (or of the purpose) fails alike until an operator fixes it, so
+# retried rarely, like the account, and sent once it is fixed.
 CONFIGURATION = {
     "isv.SMS_SIGNATURE_ILLEGAL",
     "isv.SMS_SIGN_ILLEGAL",
@@ -59,9 +69,12 @@ CONFIGURATION = {
     "isv.TEMPLATE_MISSING_PARAMETERS",
     "isv.TEMPLATE_PARAMS_ILLEGAL",
     "isv.INVALID_JSON_PARAM",
-    "isv.PARAM_LENGTH_LIMIT",
     "isv.SMS_SIGNATURE_SCENE_ILLEGAL",
 }
+# This message's values only (a variable too long, a blocked keyword in one): it fails for
+# good, the next message may go.
+CONTENT = {"isv.PARAM_LENGTH_LIMIT", "isv.BLACK_KEY_CONTROL_LIMIT"}
+RETRY_LATER = timedelta(minutes=15)
 
 
 @dataclass
@@ -146,12 +159,22 @@ class AliyunGateway:
         return GatewayResult("SENT", answer.biz_id)
 
     def find_sent(
-        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        timeout_s: float | None = None,
+        key: str = "",
     ) -> str | None:
-        """Aliyun's QuerySendDetails for the number on the day(s) since `since`: the same
-        text (the outbox stores what Aliyun delivers, 【signature】 included) sent since then.
-        It names the message by our OutId, not its BizId: `outid:<key>` stands for it until
-        the delivery report, which carries both, is matched by it."""
+        """Aliyun's QuerySendDetails for the number on the day(s) since `since`: the message
+        sent with our key as its OutId (another case's identical text to the same number is
+        not this one), with the same text (the outbox stores what Aliyun delivers,
+        【signature】 included). It names the message by our OutId, not its BizId:
+        `out_id_sid(OutId)` stands for it, and the delivery report, which carries both, is
+        matched by it."""
+        if not key:
+            return None  # nothing names this message at Aliyun: it cannot be told apart
         days = sorted({since.astimezone(CHINA).date(), datetime.now(CHINA).date()})
         for day in days:
             request = QuerySendDetailsRequest(
@@ -171,9 +194,13 @@ class AliyunGateway:
             dtos = answer.sms_send_detail_dtos
             for dto in (dtos.sms_send_detail_dto if dtos else None) or []:
                 sent = _china_time(dto.send_date)
-                if dto.content == body and dto.out_id and (sent is None or sent >= since):
-                    log.info("SMS to %s found at Aliyun: not sent again", mask_phone(to))
-                    return f"outid:{dto.out_id}"
+                if (
+                    dto.out_id == key[:256]
+                    and dto.content == body
+                    and (sent is None or sent >= since)
+                ):
+                    log.info("SMS %s found at Aliyun: not sent again", key)
+                    return out_id_sid(dto.out_id)
         return None
 
 
@@ -190,34 +217,47 @@ def _china_time(text: str | None) -> datetime | None:
 
 
 def classify(code: str | None, message: str, error: Exception | None) -> Exception:
-    """What an Aliyun answer means for a retry: permanent, deferred, retry, fix the account."""
+    """What an Aliyun answer means for a retry: permanent, deferred, retry, fix the account.
+    Its text is masked: it may carry the number (Temporal keeps it in the case's history)."""
     code = code or ""
     status = getattr(error, "status_code", None) or 0
-    text = f"aliyun {code or status}: {message}"[:300]
+    text = mask_text(f"aliyun {code or status}: {message}")[:300]
     if code in DAY_LIMITS:
         return DeferredByProvider(text)
-    if code in OPTED_OUT:
-        return PermanentSmsFailure(OPTED_OUT_CODE, text)
     if code in UNUSABLE:
         return PermanentSmsFailure(None, text, number_unusable=True)
+    if code in BALANCE:
+        return ApplicationError(
+            f"{text} — 阿里云短信账户余额不足、业务停机 (the Aliyun account is out of balance "
+            "and suspended): top it up; sending resumes once it is",
+            type="AliyunAccount",
+            next_retry_delay=RETRY_LATER,
+        )
     if code in ACCOUNT or status in (401, 403):
         return ApplicationError(
             f"{text} — check ALIYUN_ACCESS_KEY_ID, ALIYUN_ACCESS_KEY_SECRET and the account's "
             "balance and permissions; sending resumes once they are right",
             type="AliyunAccount",
-            next_retry_delay=timedelta(minutes=15),
+            next_retry_delay=RETRY_LATER,
         )
     if code in CONFIGURATION:
-        return PermanentSmsFailure(
-            None,
-            f"{text} (configuration: the signature ALIYUN_SMS_SIGN_NAME or the template in "
-            "templates/sms_registry.toml is not what Aliyun has approved)",
+        return ApplicationError(
+            f"{text} — 签名或模板未通过审核或与登记不符 (configuration: the signature "
+            "ALIYUN_SMS_SIGN_NAME or the template in templates/sms_registry.toml is not what "
+            "Aliyun has approved); sending resumes once it is",
+            type="AliyunConfiguration",
+            next_retry_delay=RETRY_LATER,
         )
+    if code in CONTENT:
+        return PermanentSmsFailure(
+            None, f"{text} (content: this message's template values were refused)"
+        )
+    if code in UNKNOWN or status >= 500:
+        return ProviderOutcomeUnknown(f"{text}: retrying, Aliyun asked first")
     if (
         code.startswith("Throttling")
         or code in RETRYABLE
         or status == 429
-        or status >= 500
         or isinstance(error, UnretryableException)  # no answer: the network, a timeout
         or (error is not None and not code)
     ):

@@ -133,14 +133,20 @@ class SmsActivities:
         # Every call to the provider ends inside this attempt's timeout: once Temporal retries
         # it, this attempt can no longer send beside the retry.
         to = to_number or ""
+        sending = False  # asking the provider sends nothing: its failure leaves the row as it was
         try:
             found = (
                 self.gateway.find_sent(
-                    to, body, earlier_attempt - LOOKBACK, timeout_s=_time_left(deadline)
+                    to,
+                    body,
+                    earlier_attempt - LOOKBACK,
+                    timeout_s=_time_left(deadline),
+                    key=req.key,
                 )
                 if earlier_attempt is not None
                 else None
             )
+            sending = not found
             result = (
                 GatewayResult("SENT", found)
                 if found
@@ -161,10 +167,16 @@ class SmsActivities:
             # A refusal the provider answered (429, 5xx, credentials) means nothing went out;
             # a timeout or a broken connection leaves it unknown, and the retry asks first.
             refused = isinstance(error, ApplicationError)
-            self._note_retry(req.key, error, refused, earlier_attempt)
-            if refused:
-                raise  # Temporal retries with backoff
+            self._note_retry(req.key, error, refused or not sending, earlier_attempt)
             # Temporal keeps the failure's text (history, web UI): never a full number in it.
+            if isinstance(error, ApplicationError):
+                raise ApplicationError(  # Temporal retries with backoff (or its delay)
+                    mask_text(error.message),
+                    *error.details,
+                    type=error.type,
+                    non_retryable=error.non_retryable,
+                    next_retry_delay=error.next_retry_delay,
+                ) from None
             log.warning("SMS %s attempt failed, will retry", req.key, exc_info=True)
             raise ApplicationError(
                 mask_text(f"{type(error).__name__}: {error}"), type=type(error).__name__
@@ -246,8 +258,9 @@ class SmsActivities:
     ) -> None:
         """Each attempt's outcome stays on the outbox row, even when it will be retried.
 
-        Nothing went out in a refused attempt: the row is as before it (an earlier attempt
-        whose outcome is unknown still makes the retry ask the provider first)."""
+        Nothing went out in a refused attempt (or one that failed asking the provider whether
+        an earlier one went out): the row is as before it (an earlier attempt whose outcome is
+        unknown still makes the retry ask the provider first)."""
         try:
             with self.sessions.begin() as session:
                 row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))

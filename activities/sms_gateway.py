@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,11 @@ class PermanentSmsFailure(Exception):
 class DeferredByProvider(Exception):
     """The provider refused this message for now under its own per-number or per-day limit
     (Aliyun's isv.BUSINESS_LIMIT_CONTROL): nothing went out; it waits like a capped message."""
+
+
+class ProviderOutcomeUnknown(Exception):
+    """The provider answered, but not whether the message went out (its own failure, a 5xx):
+    retried, and the retry asks the provider first (`find_sent`)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,15 @@ def channel_of(gateway: object, to: str) -> Channel:
     """The gateway's channel to `to`; a gateway that does not say is two-way, untemplated."""
     channel = getattr(gateway, "channel", None)
     return channel(to) if channel is not None else Channel(getattr(gateway, "name", "?"))
+
+
+def out_id_sid(out_id: str) -> str:
+    """The outbox's provider_sid (64 characters) for a message known by its OutId: `outid:`
+    and the OutId, or, when that is too long (a long loan number), a digest of it."""
+    sid = f"outid:{out_id}"
+    if len(sid) <= 64:
+        return sid
+    return "outid:#" + hashlib.sha256(out_id.encode()).hexdigest()[:40]
 
 
 def is_mainland(number: str) -> bool:
@@ -97,10 +112,17 @@ class SmsGateway(Protocol):
         ...
 
     def find_sent(
-        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        timeout_s: float | None = None,
+        key: str = "",
     ) -> str | None:
         """The provider's id of this message if it accepted it since `since` (a crash hid the
-        answer from us), else None."""
+        answer from us), else None. `key`: our outbox key, sent with the message where the
+        provider keeps one (Aliyun's OutId): only a message with that key is this one."""
         ...
 
 

@@ -25,7 +25,7 @@ from activities.sms_gateway import (
     PermanentSmsFailure,
     TemplateMessage,
 )
-from domain.privacy import mask_phone
+from domain.privacy import mask_phone, mask_text
 from domain.sms_text import OPTED_OUT_CODE
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ DAY_LIMITS = {
 OPTED_OUT = {"FailedOperation.PhoneNumberInBlacklist"}  # 免打扰名单: the number unsubscribed
 ACCOUNT_PREFIXES = ("AuthFailure", "UnauthorizedOperation")
 ACCOUNT = {"FailedOperation.InsufficientBalanceInSmsPackage"}
+# Our signature or template as approved at Tencent does not match what we send: every
+# message (of the account or the purpose) fails alike until an operator fixes it, so retried
+# rarely, like the account, and sent once it is fixed.
 CONFIGURATION = {
     "FailedOperation.SignatureIncorrectOrUnapproved",
     "FailedOperation.TemplateIncorrectOrUnapproved",
@@ -47,9 +50,13 @@ CONFIGURATION = {
     "FailedOperation.MissingSignature",
     "FailedOperation.MissingTemplateToModify",
     "InvalidParameterValue.TemplateParameterFormatError",
+}
+# This message's values only (too long): it fails for good, the next message may go.
+CONTENT = {
     "InvalidParameterValue.TemplateParameterLengthLimit",
     "InvalidParameterValue.ContentLengthLimit",
 }
+RETRY_LATER = timedelta(minutes=15)
 RETRY_PREFIXES = ("InternalError", "RequestLimitExceeded", "LimitExceeded.PhoneNumber")
 NO_ANSWER = {"ClientNetworkError"}  # the request may or may not have arrived
 
@@ -147,9 +154,10 @@ class TencentGateway:
 
 
 def classify(code: str | None, message: str) -> Exception:
-    """What a Tencent answer means for a retry: permanent, deferred, retry, fix the account."""
+    """What a Tencent answer means for a retry: permanent, deferred, retry, fix the account.
+    Its text is masked: it may carry the number (Temporal keeps it in the case's history)."""
     code = code or ""
-    text = f"tencent {code}: {message}"[:300]
+    text = mask_text(f"tencent {code}: {message}")[:300]
     if code in NO_ANSWER:
         return ConnectionError(text)  # unknown: the activity's retry asks first
     if code in DAY_LIMITS:
@@ -163,14 +171,18 @@ def classify(code: str | None, message: str) -> Exception:
             f"{text} — check TENCENT_SECRET_ID, TENCENT_SECRET_KEY, TENCENT_SMS_SDK_APP_ID and "
             "the SMS package's balance; sending resumes once they are right",
             type="TencentAccount",
-            next_retry_delay=timedelta(minutes=15),
+            next_retry_delay=RETRY_LATER,
         )
     if code in CONFIGURATION:
-        return PermanentSmsFailure(
-            None,
-            f"{text} (configuration: the signature TENCENT_SMS_SIGN_NAME or the template in "
-            "templates/sms_registry.toml is not what Tencent has approved)",
+        return ApplicationError(
+            f"{text} — 签名或模板未通过审核或与登记不符 (configuration: the signature "
+            "TENCENT_SMS_SIGN_NAME or the template in templates/sms_registry.toml is not what "
+            "Tencent has approved); sending resumes once it is",
+            type="TencentConfiguration",
+            next_retry_delay=RETRY_LATER,
         )
+    if code in CONTENT:
+        return PermanentSmsFailure(None, f"{text} (content: this message's values were refused)")
     if code.startswith(RETRY_PREFIXES) or code == "ServerNetworkError":
         return ApplicationError(f"{text}: retrying", type="TencentUnavailable")
     return PermanentSmsFailure(None, text)

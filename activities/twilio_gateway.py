@@ -154,7 +154,13 @@ class TwilioGateway:
         return GatewayResult("SENT", message.sid)
 
     def find_sent(
-        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        timeout_s: float | None = None,
+        key: str = "",
     ) -> str | None:
         """Twilio has no idempotency key: look for the same text to the same number, created
         since our last attempt, among the number's most recent messages."""

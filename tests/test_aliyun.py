@@ -16,6 +16,7 @@ from activities.sms_templates import SENT_PURPOSES, check_registry, load_registr
 from db.models import Borrower, SmsOutbox
 from tests.aliyun_fake import SIGN, AliyunLike, aliyun_gateway, aliyun_like
 from tests.test_activities import new_loan, sms
+from webapp.aliyun_webhooks import _sid_of
 
 
 @pytest.fixture
@@ -70,12 +71,18 @@ def test_a_request_signed_with_the_wrong_secret_is_refused_and_retried_later(
     [
         (200, "isv.MOBILE_NUMBER_ILLEGAL", "unusable"),
         (200, "isv.BUSINESS_LIMIT_CONTROL", "deferred"),
-        (200, "isv.BLACK_KEY_CONTROL_LIMIT", "opted_out"),
+        # a blocked keyword in a template variable: this message only, not the borrower
+        (200, "isv.BLACK_KEY_CONTROL_LIMIT", "content"),
+        (200, "isv.PARAM_LENGTH_LIMIT", "content"),
         (400, "Throttling.User", "retry"),
-        (500, "InternalError", "retry"),
-        (200, "isp.SYSTEM_ERROR", "retry"),
-        (200, "isv.SMS_TEMPLATE_ILLEGAL", "configuration"),
-        (200, "isv.SMS_SIGNATURE_ILLEGAL", "configuration"),
+        (500, "InternalError", "unknown"),
+        (503, "ServiceUnavailable", "unknown"),
+        (200, "isp.SYSTEM_ERROR", "unknown"),
+        # account-wide: every case's message would fail alike; retried once fixed
+        (200, "isv.SMS_TEMPLATE_ILLEGAL", "account"),
+        (200, "isv.SMS_SIGNATURE_ILLEGAL", "account"),
+        (200, "isv.TEMPLATE_MISSING_PARAMETERS", "account"),
+        (200, "isv.OUT_OF_SERVICE", "account"),  # 业务停机: the account's balance ran out
         (404, "InvalidAccessKeyId.NotFound", "account"),
     ],
 )
@@ -83,14 +90,16 @@ def test_each_class_of_aliyun_error(sessions, endpoint, status, code, expect) ->
     AliyunLike.script = [(status, {"Code": code, "Message": f"{code} for 13912345678"})]
     acts = SmsActivities(sessions, aliyun_gateway(endpoint))
     loan_no = new_loan(sessions)
-    if expect in ("retry", "account"):
+    if expect in ("retry", "account", "unknown"):
         with pytest.raises(ApplicationError) as raised:
             acts.send_sms(sms(loan_no, "ali-err"))
         assert not raised.value.non_retryable
         assert (raised.value.next_retry_delay is not None) == (expect == "account")
+        assert "13912345678" not in str(raised.value)  # Temporal's history: masked too
         row = outbox(sessions, "ali-err")
-        assert row.status == "PENDING" and row.attempted_at is None  # answered: nothing out
-        assert "13912345678" not in row.reason  # the number masked
+        assert row.status == "PENDING" and "13912345678" not in row.reason
+        # refused: nothing went out; unknown: the retry asks Aliyun first
+        assert (row.attempted_at is not None) == (expect == "unknown")
         return
     result = acts.send_sms(sms(loan_no, "ali-err"))
     row = outbox(sessions, "ali-err")
@@ -102,8 +111,51 @@ def test_each_class_of_aliyun_error(sessions, endpoint, status, code, expect) ->
         return
     assert result.status == row.status == "FAILED" and "13912345678" not in row.reason
     assert result.number_unusable == (expect == "unusable")
-    assert opted_out == (expect == "opted_out")
-    assert ("configuration" in row.reason) == (expect == "configuration")
+    assert not opted_out  # no Aliyun send error says the borrower unsubscribed
+    assert ("content" in row.reason) == (expect == "content")
+
+
+def test_a_blocked_keyword_does_not_opt_the_borrower_out(sessions, endpoint) -> None:
+    AliyunLike.script = [(200, {"Code": "isv.BLACK_KEY_CONTROL_LIMIT", "Message": "黑名单管控"})]
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint))
+    loan_no = new_loan(sessions)
+    assert acts.send_sms(sms(loan_no, "bk-1")).status == "FAILED"
+    assert acts.send_sms(sms(loan_no, "bk-2", purpose="visit_notice")).status == "SENT"
+
+
+def test_an_account_out_of_balance_names_the_balance_and_keeps_the_number(
+    sessions, endpoint
+) -> None:
+    AliyunLike.script = [(200, {"Code": "isv.OUT_OF_SERVICE", "Message": "业务停机"})]
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint))
+    loan_no = new_loan(sessions)
+    with pytest.raises(ApplicationError) as raised:
+        acts.send_sms(sms(loan_no, "oos-1"))
+    assert raised.value.type == "AliyunAccount" and "余额" in str(raised.value)
+    again = acts.send_sms(sms(loan_no, "oos-1"))  # topped up: the retry sends it
+    assert again.status == "SENT" and len(AliyunLike.sent) == 1
+
+
+def test_a_template_not_approved_is_sent_once_it_is(sessions, endpoint) -> None:
+    AliyunLike.script = [(200, {"Code": "isv.SMS_TEMPLATE_ILLEGAL", "Message": "模板不合法"})]
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint))
+    loan_no = new_loan(sessions)
+    with pytest.raises(ApplicationError) as raised:
+        acts.send_sms(sms(loan_no, "tpl-1"))
+    assert raised.value.type == "AliyunConfiguration" and raised.value.next_retry_delay
+    assert "sms_registry.toml" in str(raised.value)
+    assert acts.send_sms(sms(loan_no, "tpl-1")).status == "SENT"
+
+
+def test_a_retry_with_aliyun_unreachable_keeps_the_number_out_of_the_failure(sessions) -> None:
+    """The SDK's error names the request's URL, PhoneNumber in it (QuerySendDetails)."""
+    acts = SmsActivities(sessions, aliyun_gateway("127.0.0.1:9", timeout=1.0))
+    loan_no = new_loan(sessions)
+    for _ in range(2):  # the second asks QuerySendDetails first
+        with pytest.raises(ApplicationError) as raised:
+            acts.send_sms(sms(loan_no, "down-1"))
+        assert "13912345678" not in raised.value.message
+    assert outbox(sessions, "down-1").attempted_at is not None  # still asked first
 
 
 def test_a_retry_after_a_lost_answer_finds_the_message_and_sends_nothing(
@@ -121,6 +173,39 @@ def test_a_retry_after_a_lost_answer_finds_the_message_and_sends_nothing(
     again = acts.send_sms(sms(loan_no, "ali-lost"))
     assert again.status == "SENT" and len(AliyunLike.sent) == 1
     assert outbox(sessions, "ali-lost").provider_sid == "outid:ali-lost"
+
+
+def test_a_retry_does_not_take_another_cases_identical_text_for_its_own(sessions, endpoint) -> None:
+    """Two cases send the same text to the same number (a guarantor): B's first attempt's
+    outcome is unknown (Aliyun's 500), and its retry must not take A's message for B's."""
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint))
+    loan_no = new_loan(sessions)
+    assert acts.send_sms(sms(loan_no, "case-a:first_notice")).status == "SENT"
+    AliyunLike.script = [(500, {"Code": "InternalError", "Message": "InternalError"})]
+    with pytest.raises(ApplicationError):
+        acts.send_sms(sms(loan_no, "case-b:first_notice"))
+    assert outbox(sessions, "case-b:first_notice").attempted_at is not None  # asks first
+    assert acts.send_sms(sms(loan_no, "case-b:first_notice")).status == "SENT"
+    assert [s["OutId"] for s in AliyunLike.sent] == ["case-a:first_notice", "case-b:first_notice"]
+    a, b = outbox(sessions, "case-a:first_notice"), outbox(sessions, "case-b:first_notice")
+    assert a.provider_sid != b.provider_sid and a.body == b.body
+
+
+def test_a_message_found_by_a_long_key_fits_the_outbox_and_its_report_finds_it(
+    sessions, endpoint
+) -> None:
+    """A long loan number and purpose: `outid:<key>` would not fit provider_sid (64)."""
+    key = "QX01-" + "8" * 40 + ":installment_reminder:2031-07-19"
+    acts = SmsActivities(sessions, aliyun_gateway(endpoint, timeout=1.0))
+    loan_no = new_loan(sessions)
+    AliyunLike.hold.clear()
+    with pytest.raises(ApplicationError):
+        acts.send_sms(sms(loan_no, key))
+    AliyunLike.hold.set()
+    assert acts.send_sms(sms(loan_no, key)).status == "SENT" and len(AliyunLike.sent) == 1
+    row = outbox(sessions, key)
+    assert row.provider_sid and len(row.provider_sid) <= 64
+    assert _sid_of(sessions, {"biz_id": "000001^0", "out_id": key}) == row.provider_sid
 
 
 def test_every_purpose_has_a_registered_template_for_every_templated_provider() -> None:

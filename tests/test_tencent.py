@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.sms import SmsActivities
 from activities.sms_gateway import RoutedGateway
 from activities.sms_templates import check_registry, load_registry
+from activities.tencent_gateway import classify
 from db.models import Borrower, SmsOutbox
 from tests.tencent_fake import APP_ID, SIGN, TencentLike, tencent_gateway, tencent_like
 from tests.test_activities import CountingGateway, new_loan, sms
@@ -64,8 +65,10 @@ def test_a_request_signed_with_the_wrong_key_is_refused(sessions, endpoint) -> N
         ("number", "FailedOperation.PhoneNumberInBlacklist", "opted_out"),
         ("api", "RequestLimitExceeded", "retry"),
         ("api", "InternalError.Timeout", "retry"),
-        ("number", "FailedOperation.TemplateIncorrectOrUnapproved", "configuration"),
-        ("api", "FailedOperation.SignatureIncorrectOrUnapproved", "configuration"),
+        # account-wide: every case's message would fail alike; retried once fixed
+        ("number", "FailedOperation.TemplateIncorrectOrUnapproved", "account"),
+        ("api", "FailedOperation.SignatureIncorrectOrUnapproved", "account"),
+        ("number", "InvalidParameterValue.TemplateParameterLengthLimit", "content"),
         ("api", "FailedOperation.InsufficientBalanceInSmsPackage", "account"),
     ],
 )
@@ -90,7 +93,13 @@ def test_each_class_of_tencent_error(sessions, endpoint, where, code, expect) ->
     assert result.status == row.status == "FAILED"
     assert result.number_unusable == (expect == "unusable")
     assert opted_out == (expect == "opted_out")
-    assert ("configuration" in row.reason) == (expect == "configuration")
+    assert ("content" in row.reason) == (expect == "content")
+
+
+def test_a_tencent_error_naming_the_number_is_masked() -> None:
+    for code in ("InternalError", "FailedOperation.SignatureIncorrectOrUnapproved"):
+        error = classify(code, "PhoneNumber +8613912345678 …")
+        assert "13912345678" not in str(error) and "+86139****5678" in str(error)
 
 
 def test_tencent_templates_are_registered_with_positional_parameters() -> None:

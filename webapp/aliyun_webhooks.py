@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
+from activities.sms_gateway import out_id_sid
 from db.models import SmsOutbox
 from domain.phones import PhoneError, normalize_phone
 from webapp.sms_inbound import case_signal, handle_receipt, handle_reply
@@ -82,11 +83,11 @@ def aliyun_router(
 
 
 def _sid_of(sessions: sessionmaker[Session], item: dict) -> str:
-    """The outbox's name for the message: its BizId, or `outid:<key>` when the send activity
+    """The outbox's name for the message: its BizId, or `out_id_sid(OutId)` when the send activity
     found it after a lost answer (QuerySendDetails gives the OutId, not the BizId)."""
     biz_id, out_id = str(item["biz_id"])[:64], str(item.get("out_id") or "")
     if out_id:
-        found = f"outid:{out_id}"[:64]
+        found = out_id_sid(out_id)
         with sessions() as session:
             if session.scalar(select(SmsOutbox.id).where(SmsOutbox.provider_sid == found)):
                 return found

@@ -186,11 +186,12 @@ def test_the_branches_file_sets_the_phone_one_way_texts_name(sessions, tmp_path)
     path.write_text(
         "网点代码,网点名称,县,时区,网点电话\n"
         "QX01,清溪镇信用社,临山县,,0851-8600 1234\n"
-        "HL01,河隆信用社,河隆县,,call us\n",
+        "HL01,河隆信用社,河隆县,,call us\n"
+        "HL02,河隆二社,河隆县,,+86085186001234567890\n",  # 21: branches.phone holds 20
         encoding="utf-8",
     )
     report = import_branches(path, sessions, OPS, "Asia/Shanghai")
-    assert [(e.row, e.field) for e in report.errors] == [(3, "phone")]
+    assert [(e.row, e.field) for e in report.errors] == [(3, "phone"), (4, "phone")]
     with sessions() as session:
         assert session.get(Branch, "QX01").phone == "0851-8600 1234"
     gateway = TwilioChinaLike()

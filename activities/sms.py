@@ -28,7 +28,15 @@ from activities.sms_templates import Registry, load_registry, template_message
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
 from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrower
-from domain.evidence import CAP_REASON, cap_rule, decision_key, ruleset_label, sms_rule
+from domain.evidence import (
+    CAP_REASON,
+    CHINA_ROUTE_REASON,
+    PROVIDER_LIMIT_REASON,
+    cap_rule,
+    decision_key,
+    ruleset_label,
+    sms_rule,
+)
 from domain.models import SmsRequest, SmsResult
 from domain.names import Activities as A
 from domain.policy import Policy
@@ -119,8 +127,8 @@ class SmsActivities:
                 if req.party == "borrower"
                 else _third_party_rules(req, case, third_party_refused, now)
             )
-            if verdict is None and channel.china_route and req.party == "borrower":
-                verdict = _china_route_rules(session, req, borrower.id, body, now)
+            if verdict is None and channel.china_route:  # the debtor's and third parties'
+                verdict = _china_route_rules(session, req, to_number or "", body, now)
             if verdict is not None:
                 row.status, row.reason = verdict.status, verdict.reason
                 _record_decision(session, row, req, verdict, now)
@@ -239,18 +247,21 @@ class SmsActivities:
         now: datetime,
     ) -> SmsResult:
         """The provider's own daily limit refused it: nothing went out; it waits for the next
-        day's contact window like a message over our cap (not a failure of the case)."""
+        day's contact window like a message over our cap (not a failure of the case), or is
+        dropped like one (`sms_over_cap = "DROP"`)."""
         until = cap_release(now, [now] * req.policy.sms_per_day, req.policy)
-        verdict = SmsResult(
-            req.key, "DEFERRED", f"{CAP_REASON} (provider: {mask_text(str(limit))})"[:500],
-            not_before=until,
-        )  # fmt: skip
+        reason = f"{PROVIDER_LIMIT_REASON} ({mask_text(str(limit))})"[:500]
+        if req.policy.sms_over_cap == "DROP":
+            verdict = SmsResult(req.key, "BLOCKED", reason)
+        else:
+            verdict = SmsResult(req.key, "DEFERRED", reason, not_before=until)
         with self.sessions.begin() as session:
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
             assert row is not None
-            row.status, row.reason, row.attempted_at = "DEFERRED", verdict.reason, earlier_attempt
+            row.status, row.reason = verdict.status, verdict.reason
+            row.attempted_at = earlier_attempt
             _record_decision(session, row, req, verdict, now)
-        log.info("SMS %s deferred by the provider's limit until %s", req.key, until)
+        log.info("SMS %s %s by the provider's limit", req.key, verdict.status)
         return verdict
 
     def _note_retry(
@@ -336,21 +347,22 @@ def _recent_sends(session: Session, borrower_id: int, key: str, now: datetime) -
 
 
 # Twilio's China guideline: a number takes no third identical text within 24 hours, and five
-# texts within 24 hours are held for manual review; so at most 4 (over all of a borrower's
-# loans) and 2 identical ones per rolling 24 hours on that route.
+# texts within 24 hours are held for manual review; so at most 4 and 2 identical ones per
+# rolling 24 hours to a number on that route (whoever's loans, debtor or third party).
 CHINA_ROUTE_WINDOW = timedelta(hours=24)
 CHINA_ROUTE_MAX = 4
 CHINA_ROUTE_IDENTICAL_MAX = 2
 
 
 def _china_route_rules(
-    session: Session, req: SmsRequest, borrower_id: int, body: str, now: datetime
+    session: Session, req: SmsRequest, to_number: str, body: str, now: datetime
 ) -> SmsResult | None:
-    """The Twilio China route's per-number limits, beside our caps: deferred until the
-    oldest message that holds it back is 24 hours old."""
+    """The Twilio China route's per-number limits, beside our caps: every text to the number
+    counts (two borrowers sharing a phone, a guarantor asked about two cases), deferred until
+    the oldest message that holds it back is 24 hours old."""
     rows = session.execute(
         select(func.coalesce(SmsOutbox.sent_at, SmsOutbox.attempted_at), SmsOutbox.body).where(
-            SmsOutbox.borrower_id == borrower_id,
+            SmsOutbox.to_number == to_number,
             or_(
                 and_(
                     SmsOutbox.status.in_(("SENT", "RECORDED")),
@@ -376,7 +388,7 @@ def _china_route_rules(
             release, why = identical, f"{len(same)} identical texts in 24 h"
     if release <= now:
         return None
-    reason = f"{CAP_REASON} (Twilio China route: {why})"
+    reason = f"{CHINA_ROUTE_REASON} (Twilio China route: {why})"
     if req.policy.sms_over_cap == "DROP":
         return SmsResult(req.key, "BLOCKED", reason)
     return SmsResult(req.key, "DEFERRED", reason, not_before=release)

@@ -68,8 +68,52 @@ def check_registry(registry: Registry, providers: list[str], language: str) -> N
                 str(n) for n in range(1, len(entry.get("params", {})) + 1)
             }:
                 problems.append(f"{purpose}: {where} params must be named 1, 2, 3, … (positional)")
+            else:
+                problems += _check_params(provider, language, purpose, entry, where)
     if problems:
         raise ValueError("SMS template registry: " + "; ".join(problems))
+
+
+# Two sets of sample values, each value distinct from the others: our text with the
+# parameters replaced by placeholders must read the same for both (a value our text carries
+# but no parameter does would be frozen into the registered template, or missing from it).
+SAMPLES: tuple[dict[str, object], ...] = (
+    dict(cooperative="\x00SIGN\x00", loan_tail="8642", days_past_due="47",
+         amount_fen="97531", due_date="2031-07-19", two_way=True),
+    dict(cooperative="\x00SIGN\x00", loan_tail="5307", days_past_due="126",
+         amount_fen="1234568", due_date="2032-03-28", two_way=True),
+)  # fmt: skip
+
+
+def _check_params(
+    provider: str, language: str, purpose: str, entry: dict[str, Any], where: str
+) -> list[str]:
+    """Each parameter renders (a typo such as `loan_tial` fails here, not at every send), and
+    the parameters are exactly our text's variables: each one's placeholder is in the text to
+    register, and no variable of the text is left out."""
+    env = environment(autoescape=False)
+    texts = []
+    for context in SAMPLES:
+        try:
+            body = render_sms(env, language, purpose, **context)
+        except Exception as e:  # noqa: BLE001 — named in the message
+            return [f"{purpose}: our text does not render ({e})"]
+        for name, expr in entry.get("params", {}).items():
+            try:
+                value = env.from_string("{{ " + str(expr) + " }}").render(**context)
+            except Exception as e:  # noqa: BLE001 — named in the message
+                return [f"{purpose}: {where} parameter {name} = {expr!r} does not render ({e})"]
+            placeholder = PLACEHOLDER.get(provider, "${{{}}}").format(name)
+            if not value.strip() or value not in body:
+                return [f"{purpose}: {where} parameter {name} = {expr!r} is not in our text"]
+            body = body.replace(value, placeholder)
+        texts.append(body)
+    if texts[0] != texts[1]:
+        return [
+            f"{purpose}: {where} params leave a value of our text out (the text to register "
+            "would differ from message to message): add it as a parameter"
+        ]
+    return []
 
 
 def template_message(
@@ -101,14 +145,7 @@ def registration_texts(registry: Registry, provider: str, language: str) -> dict
         entry = registry.get(provider, {}).get(language, {}).get(purpose)
         if entry is None:
             continue
-        context: dict[str, object] = dict(
-            cooperative="\x00SIGN\x00",
-            loan_tail="8642",
-            days_past_due="47",
-            amount_fen="97531",
-            due_date="2031-07-19",
-            two_way=True,
-        )
+        context = SAMPLES[0]
         body = render_sms(env, language, purpose, **context)
         for name, expr in entry.get("params", {}).items():
             value = env.from_string("{{ " + expr + " }}").render(**context)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,12 +103,14 @@ class TencentGateway:
         return Channel("tencent", two_way=True, signature=self.settings.sign_name, templated=True)
 
     def _client(self, timeout_s: float | None) -> sms_client.SmsClient:
-        # One client per call: its timeout is this attempt's time left, at most our own.
+        # One client per call: connection and answer each get half of the time left, at most
+        # our own timeout (requests applies each apart: together they end within it).
         limit = self.timeout if timeout_s is None else min(self.timeout, timeout_s)
+        half = max(0.05, limit / 2)
         http = HttpProfile(
             protocol=self.settings.scheme,
             endpoint=self.settings.endpoint,
-            reqTimeout=max(1, int(limit)),
+            reqTimeout=(half, half),  # type: ignore[arg-type]  # passed on to requests
         )
         return sms_client.SmsClient(
             self.credential, self.settings.region, ClientProfile(httpProfile=http)
@@ -146,10 +149,40 @@ class TencentGateway:
         return GatewayResult("SENT", status.SerialNo)
 
     def find_sent(
-        self, to: str, body: str, since: datetime, *, timeout_s: float | None = None
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        timeout_s: float | None = None,
+        key: str = "",
     ) -> str | None:
-        """Tencent has no query of sent texts by content: after a lost answer the retry
-        sends again (a duplicate is possible then; README)."""
+        """The number's status reports since `since` (PullSmsSendStatusByPhoneNumber): the
+        one sent with our key as its SessionContext. Tencent has a message's report only once
+        the operator reported it (seconds, usually): a message accepted but not yet reported
+        is not found, and the retry sends again (a duplicate is possible then; README)."""
+        if not key:
+            return None
+        request = models.PullSmsSendStatusByPhoneNumberRequest()
+        request.PhoneNumber = to
+        request.SmsSdkAppId = self.settings.sdk_app_id
+        request.BeginTime = int(since.timestamp())
+        request.EndTime = int(time.time()) + 1
+        request.Offset, request.Limit = 0, 100
+        try:
+            answer = self._client(timeout_s).PullSmsSendStatusByPhoneNumber(request)
+        except TencentCloudSDKException as e:
+            error = classify(e.code, e.message)
+            if isinstance(error, (PermanentSmsFailure, DeferredByProvider)):
+                # The lookup refused (pulling not enabled for the app, …): sent again, as
+                # without a lookup; the message itself may still go.
+                log.warning("SMS %s: Tencent's status pull refused (%s): sending", key, error)
+                return None
+            raise error from None
+        for report in answer.PullSmsSendStatusSet or []:
+            if report.SessionContext == key[:512] and report.SerialNo:
+                log.info("SMS %s found at Tencent: not sent again", key)
+                return str(report.SerialNo)
         return None
 
 

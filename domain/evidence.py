@@ -30,6 +30,10 @@ class Rule(StrEnum):
     CASE_CLOSED = "case_closed"
     NOT_NEEDED = "not_needed"
     THIRD_PARTY = "third_party"
+    # The provider's own per-number or per-day limit (Aliyun's isv.BUSINESS_LIMIT_CONTROL).
+    PROVIDER_LIMIT = "provider_limit"
+    # Twilio's China route: 4 texts / 2 identical ones to a number in 24 hours.
+    CHINA_ROUTE_LIMIT = "china_route_limit"
     # The workflow had already decided the message must not go (SmsRequest.blocked_reason)
     # for a reason not named above.
     BLOCKED_BY_WORKFLOW = "blocked_by_workflow"
@@ -43,8 +47,12 @@ _REASONS: tuple[tuple[str, Rule], ...] = (
     ("no mobile number", Rule.NO_NUMBER),
     ("case closed", Rule.CASE_CLOSED),
     ("no longer needed", Rule.NOT_NEEDED),
+    ("provider limit reached", Rule.PROVIDER_LIMIT),
+    ("China route limit reached", Rule.CHINA_ROUTE_LIMIT),
 )
 CAP_REASON = "contact cap reached"
+PROVIDER_LIMIT_REASON = "provider limit reached"
+CHINA_ROUTE_REASON = "China route limit reached"
 
 
 def ruleset_label(policy: Policy) -> str:

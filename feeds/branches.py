@@ -41,7 +41,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 REQUIRED = {"code", "name", "county"}
 CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
-OFFICE_PHONE = re.compile(r"\+?[0-9][0-9 ()-]{3,18}[0-9]")
+OFFICE_PHONE = re.compile(r"\+?[0-9][0-9 ()-]{3,17}[0-9]")  # branches.phone: 20 at most
 
 
 @dataclass

@@ -13,6 +13,7 @@ import hmac
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -68,6 +69,8 @@ class TencentLike(BaseHTTPRequestHandler):
     seen: list[dict] = []
     templates: dict[str, str] = {}
     serial = 0
+    hold = threading.Event()  # set: answers at once; cleared: SendSms accepts, then waits
+    hold.set()
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -77,10 +80,13 @@ class TencentLike(BaseHTTPRequestHandler):
         cls.seen.append({"action": headers.get("x-tc-action"), **params})
         if problem := signature_problem(headers, body):
             return self._error(problem)
-        if headers.get("x-tc-action") != "SendSms":
+        action = headers.get("x-tc-action")
+        if action not in ("SendSms", "PullSmsSendStatusByPhoneNumber"):
             return self._error("InvalidAction")
         if params.get("SmsSdkAppId") != APP_ID:
             return self._error("UnauthorizedOperation.SmsSdkAppIdVerifyFail")
+        if action == "PullSmsSendStatusByPhoneNumber":
+            return self._pull(params)
         if cls.script:
             where, code = cls.script.pop(0)
             if where == "api":
@@ -99,8 +105,24 @@ class TencentLike(BaseHTTPRequestHandler):
         )
         cls.serial += 1
         serial = f"2433:{cls.serial:020d}"
-        cls.sent.append({**params, "content": content, "serial": serial})
+        cls.sent.append({**params, "content": content, "serial": serial, "at": time.time()})
+        cls.hold.wait(30)  # bounded only so that a failed test cannot hang a server thread
         self._status(params, "Ok", serial)
+
+    def _pull(self, p: dict) -> None:
+        """The status reports of the number's texts in [BeginTime, EndTime] (here at once:
+        Tencent has them once the operator reports)."""
+        found = [
+            {"UserReceiveTime": None, "CountryCode": "86",
+             "SubscriberNumber": s["PhoneNumberSet"][0][3:],
+             "PhoneNumber": s["PhoneNumberSet"][0], "SerialNo": s["serial"],
+             "ReportStatus": "SUCCESS", "Description": "DELIVRD",
+             "SessionContext": s.get("SessionContext", "")}
+            for s in type(self).sent
+            if s["PhoneNumberSet"][0] == p.get("PhoneNumber")
+            and int(p.get("BeginTime", 0)) <= s["at"] <= int(p.get("EndTime", 0)) + 1
+        ][int(p.get("Offset", 0)):][: int(p.get("Limit", 100))]  # fmt: skip
+        self._answer({"PullSmsSendStatusSet": found, "RequestId": "r"})
 
     def _status(self, params: dict, code: str, serial: str) -> None:
         phone = (params.get("PhoneNumberSet") or [""])[0]
@@ -129,17 +151,21 @@ def tencent_like() -> Iterator[str]:
     texts = registration_texts(registry, "tencent", "zh")
     TencentLike.templates = {registry["tencent"]["zh"][p]["code"]: t for p, t in texts.items()}
     TencentLike.script, TencentLike.sent, TencentLike.seen, TencentLike.serial = [], [], [], 0
+    TencentLike.hold.set()
     server = ThreadingHTTPServer(("127.0.0.1", 0), TencentLike)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:
+        TencentLike.hold.set()
         server.shutdown()
         server.server_close()
 
 
-def tencent_gateway(endpoint: str, secret_key: str = SECRET_KEY) -> TencentGateway:
+def tencent_gateway(
+    endpoint: str, secret_key: str = SECRET_KEY, timeout: float = 5.0
+) -> TencentGateway:
     settings = TencentSettings(
         SECRET_ID, secret_key, APP_ID, SIGN, endpoint=endpoint, scheme="http"
     )
-    return TencentGateway(settings, timeout=5.0)
+    return TencentGateway(settings, timeout=timeout)

@@ -4,8 +4,10 @@ text stored being the text delivered, and each class of Aliyun's errors."""
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -218,3 +220,33 @@ def test_every_purpose_has_a_registered_template_for_every_templated_provider() 
         check_registry(registry, ["aliyun"], "zh")
     with pytest.raises(ValueError, match=r"first_notice: no template registered for aliyun"):
         check_registry(load_registry(), ["aliyun"], "en")  # no English templates at Aliyun
+
+
+def test_a_registry_parameter_that_cannot_render_or_leaves_a_value_out_is_refused() -> None:
+    """Found when the worker starts, not by every send failing (a typo: Jinja's error before
+    the outbox row, retried for ever; a value left out: Aliyun's TEMPLATE_MISSING_PARAMETERS)."""
+    registry = load_registry()
+    registry["aliyun"]["zh"]["first_notice"]["params"]["tail"] = "loan_tial"
+    with pytest.raises(ValueError, match=r"first_notice: .*tail = 'loan_tial' does not render"):
+        check_registry(registry, ["aliyun"], "zh")
+    registry = load_registry()
+    del registry["aliyun"]["zh"]["first_notice"]["params"]["days"]
+    with pytest.raises(ValueError, match=r"first_notice: .*leave a value of our text out"):
+        check_registry(registry, ["aliyun"], "zh")
+    registry = load_registry()
+    registry["tencent"]["zh"]["visit_notice"]["params"]["3"] = "days_past_due"  # not in it
+    with pytest.raises(ValueError, match=r"visit_notice: .*parameter 3 .* not in our text"):
+        check_registry(registry, ["tencent"], "zh")
+
+
+def test_the_purposes_the_workflows_send_are_the_registrys() -> None:
+    """SENT_PURPOSES is what the worker checks at start: every purpose a workflow sends."""
+    sent = set()
+    for path in (Path(__file__).parents[1] / "workflows").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = getattr(node, "func", None)
+            if isinstance(node, ast.Call) and getattr(name, "id", None) == "send_sms":
+                purpose = node.args[1] if len(node.args) > 1 else None
+                assert isinstance(purpose, ast.Constant), f"{path}:{node.lineno}: not a literal"
+                sent.add(purpose.value)
+    assert sent == set(SENT_PURPOSES)

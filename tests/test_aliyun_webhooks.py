@@ -91,6 +91,14 @@ async def test_an_uplink_opt_out_opts_the_case_out_once(web) -> None:
     await handle.result()
 
 
+async def test_replies_from_two_numbers_with_the_same_sequence_id_are_both_kept(web) -> None:
+    h, http = web
+    for phone in ("13912345678", "13800001111"):
+        answer = await http.post(f"/aliyun/{TOKEN}/up", json=up(phone, "你好", 9100))
+        assert answer.status_code == 200
+    assert count(h, InboundMessage) == 2
+
+
 async def test_a_claimed_payment_by_uplink_becomes_a_task(web) -> None:
     h, http = web
     spec, handle = await h.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from domain.stages import ConsentKind
 from domain.wording import forbidden_phrases
 from feeds.branches import import_branches
 from service.sms_setup import gateway_from_env, provider_names, worker_gateway
-from tests.harness import eventually, running_worker
+from tests.harness import OPEN_POLICY, eventually, running_worker
 from tests.test_activities import NOW, CountingGateway, new_loan, sms
 from tests.test_master_data import OPS
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -64,12 +65,22 @@ def test_the_providers_day_limit_defers_like_the_cap(sessions) -> None:
     acts = SmsActivities(sessions, LimitedGateway())
     loan_no = new_loan(sessions)
     result = acts.send_sms(sms(loan_no, "limited-1"))
-    assert result.status == "DEFERRED" and result.reason.startswith("contact cap reached")
+    assert result.status == "DEFERRED" and result.reason.startswith("provider limit reached")
     assert result.not_before is not None and result.not_before > NOW
     with sessions() as session:
         row = session.scalar(select(SmsOutbox))
         assert row.status == "DEFERRED" and row.attempted_at is None  # nothing went out
-        assert session.scalar(select(ContactAttempt.rule)) in ("daily_cap", "weekly_cap")
+        # the regulator's record names the provider's limit, not our cap
+        assert session.scalar(select(ContactAttempt.rule)) == "provider_limit"
+
+
+def test_the_providers_day_limit_drops_the_message_when_the_policy_drops_over_cap(
+    sessions,
+) -> None:
+    acts = SmsActivities(sessions, LimitedGateway())
+    drop = replace(OPEN_POLICY, sms_over_cap="DROP")
+    result = acts.send_sms(sms(new_loan(sessions), "limited-drop", policy=drop))
+    assert result.status == "BLOCKED" and result.not_before is None
 
 
 def test_the_worker_refuses_to_start_on_a_purpose_without_a_template(monkeypatch) -> None:
@@ -153,6 +164,21 @@ def test_the_china_route_holds_a_third_identical_and_a_fifth_text_in_24_hours(se
     assert fifth.status == "DEFERRED" and "4 texts in 24 h" in fifth.reason
     # Another route has no such limit: the same messages go out through a two-way gateway.
     assert SmsActivities(sessions, IntlGateway()).send_sms(sms(loan_no, "intl-g")).status == "SENT"
+    with sessions() as session:
+        rules = set(session.scalars(select(ContactAttempt.rule)).all())
+    assert "china_route_limit" in rules and not rules & {"daily_cap", "weekly_cap"}
+
+
+def test_the_china_route_counts_by_number_two_borrowers_sharing_a_phone(sessions) -> None:
+    """Spouses with one phone: the route's limit is the number's, whoever's loan it is."""
+    acts = SmsActivities(sessions, TwilioChinaLike())
+    husband = new_loan(sessions, id_number="522401198001015555")
+    wife = new_loan(sessions, id_number="522401198202025566")  # the same phone
+    for n, purpose in enumerate(("first_notice", "visit_notice", "missed_installment")):
+        assert acts.send_sms(sms(husband, f"cn-h{n}", purpose=purpose)).status == "SENT"
+    assert acts.send_sms(sms(wife, "cn-w1")).status == "SENT"
+    fifth = acts.send_sms(sms(wife, "cn-w2", purpose="visit_notice"))  # the number's fifth
+    assert fifth.status == "DEFERRED" and "4 texts in 24 h" in fifth.reason
 
 
 def test_the_branches_file_sets_the_phone_one_way_texts_name(sessions, tmp_path) -> None:
@@ -160,11 +186,12 @@ def test_the_branches_file_sets_the_phone_one_way_texts_name(sessions, tmp_path)
     path.write_text(
         "网点代码,网点名称,县,时区,网点电话\n"
         "QX01,清溪镇信用社,临山县,,0851-8600 1234\n"
-        "HL01,河隆信用社,河隆县,,call us\n",
+        "HL01,河隆信用社,河隆县,,call us\n"
+        "HL02,河隆二社,河隆县,,+86085186001234567890\n",  # 21: branches.phone holds 20
         encoding="utf-8",
     )
     report = import_branches(path, sessions, OPS, "Asia/Shanghai")
-    assert [(e.row, e.field) for e in report.errors] == [(3, "phone")]
+    assert [(e.row, e.field) for e in report.errors] == [(3, "phone"), (4, "phone")]
     with sessions() as session:
         assert session.get(Branch, "QX01").phone == "0851-8600 1234"
     gateway = TwilioChinaLike()

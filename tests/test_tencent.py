@@ -4,6 +4,7 @@ positional parameters, the stored text being the delivered one, each class of er
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -100,6 +101,29 @@ def test_a_tencent_error_naming_the_number_is_masked() -> None:
     for code in ("InternalError", "FailedOperation.SignatureIncorrectOrUnapproved"):
         error = classify(code, "PhoneNumber +8613912345678 …")
         assert "13912345678" not in str(error) and "+86139****5678" in str(error)
+
+
+def test_a_retry_after_a_lost_answer_finds_the_message_by_its_key_and_sends_nothing(
+    sessions, endpoint
+) -> None:
+    """Tencent accepts, but its answer does not come back within the attempt's time (1 s:
+    half for the connection, half for the answer); the retry pulls the number's status
+    reports and finds the one with our key as SessionContext."""
+    acts = SmsActivities(sessions, tencent_gateway(endpoint, timeout=1.0))
+    loan_no = new_loan(sessions)
+    TencentLike.hold.clear()
+    started = time.monotonic()
+    with pytest.raises(ApplicationError):
+        acts.send_sms(sms(loan_no, "tc-lost"))
+    assert time.monotonic() - started < 1.5  # within the gateway's timeout, not twice it
+    TencentLike.hold.set()
+    assert len(TencentLike.sent) == 1 and outbox(sessions, "tc-lost").attempted_at is not None
+    again = acts.send_sms(sms(loan_no, "tc-lost"))
+    assert again.status == "SENT" and len(TencentLike.sent) == 1
+    assert outbox(sessions, "tc-lost").provider_sid == TencentLike.sent[0]["serial"]
+    # another case's text to the same number is not this one: sent
+    assert acts.send_sms(sms(loan_no, "tc-other")).status == "SENT"
+    assert len(TencentLike.sent) == 2
 
 
 def test_tencent_templates_are_registered_with_positional_parameters() -> None:

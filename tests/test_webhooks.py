@@ -133,6 +133,31 @@ async def test_replies_become_tasks_and_notes_for_the_collector(web) -> None:
     await handle.result()
 
 
+async def test_a_number_two_borrowers_share_opts_both_out_and_other_replies_go_to_the_branch(
+    web,
+) -> None:
+    """Spouses with one phone: 退订 opts both out; another reply is neither's for sure, so a
+    READ_REPLY task on each one's case for the branch, and no polite 'no case' answer."""
+    h, http = web
+    _, husband = await h.start(id_number="522401198001015555")
+    _, wife = await h.start(id_number="522401198202025566")  # the same phone
+    for handle in (husband, wife):
+        await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice")
+    other = await sms_in(http, "你们什么时候来？")
+    assert other.status_code == 200 and "<Message>" not in other.text
+    with h.sessions() as session:
+        tasks = session.scalars(select(Task).where(Task.kind == "READ_REPLY")).all()
+        assert len({t.case_id for t in tasks}) == 2 and "139****5678" in tasks[0].detail
+    opt_out = await sms_in(http, "退订")
+    assert opt_out.status_code == 200 and "已退订" in opt_out.text
+    with h.sessions() as session:
+        assert session.scalars(select(Borrower.sms_opted_out)).all() == [True, True]
+    for handle in (husband, wife):
+        await h.until(handle, lambda s: s.opted_out, "each case knows")
+        await h.pay(handle, 1_000_000)
+        await handle.result()
+
+
 async def test_forged_or_unsigned_webhooks_are_refused(web) -> None:
     """Forged requests aimed at a real borrower with an open case: an opt-out from their
     number and a delivery failure for their message. Refused, and nothing they ask for is

@@ -3,7 +3,7 @@ SmsUp (uplink replies, 上行短信). Both are JSON arrays, and Aliyun does not 
 secret in their URL path (/aliyun/<ALIYUN_CALLBACK_TOKEN>/report, .../up) is checked with
 hmac.compare_digest, 403 otherwise. Each item goes through the same handling as Twilio's
 webhooks (webapp/sms_inbound.py): a reply stored, classified and told to its case once (by
-its sequence_id), a report on its outbox row once (by biz_id and status)."""
+its number and sequence_id), a report on its outbox row once (by biz_id and status)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def aliyun_router(
 
     @router.post("/{given}/up")
     async def uplink(given: str, request: Request) -> Response:
-        """SmsUp: a borrower's reply. Once per sequence_id, however often Aliyun pushes it.
+        """SmsUp: a borrower's reply. Once per number and sequence_id, however often Aliyun
+        pushes it.
         No answer goes back in the response (Aliyun cannot carry one); an opt-out is recorded
         and Aliyun's own 退订 handling stops further texts from this signature."""
         for item in await items(request, given, ("phone_number", "sequence_id")):
@@ -63,7 +64,8 @@ def aliyun_router(
                 phone = normalize_phone(raw)
             except PhoneError:
                 phone = raw[:20]
-            sid = f"aliyun-up:{item['sequence_id']}"[:64]
+            # sequence_id is not unique across numbers: the number and it name the reply.
+            sid = f"aliyun-up:{phone}:{item['sequence_id']}"[:64]
             await handle_reply(sessions, signal, sid, phone, str(item.get("content", ""))[:1600])
         return JSONResponse(RECEIVED)
 

@@ -18,13 +18,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.sms import THIRD_PARTY_PURPOSES
 from activities.sms_receipts import delivery_failure, record_receipt
-from db.models import Borrower, Branch, Case, InboundMessage, Loan, WebhookEvent
+from db.models import Borrower, Branch, Case, InboundMessage, Loan, Task, WebhookEvent
 from db.repository import insert_ignore
 from domain.models import BorrowerReply
 from domain.names import workflow_id
-from domain.privacy import mask_phone
+from domain.privacy import mask_phone, mask_text
 from domain.replies import interpret
-from domain.stages import CLOSED_STAGES, ReplyIntent
+from domain.stages import CLOSED_STAGES, ReplyIntent, TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ class Inbound:
     first_opt_out: bool = False
     cooperative: str = "信用社"
     received_at: datetime | None = None  # when first stored, for a retry
+    # The number is several borrowers' (spouses sharing a phone): an opt-out is every one's,
+    # and their open cases are told it too (`others`); another reply goes to none of them
+    # but is a READ_REPLY task on each open case for the branch to sort out.
+    shared: bool = False
+    others: tuple[str, ...] = ()
 
 
 @dataclass
@@ -88,9 +93,14 @@ async def handle_reply(
             log.exception("could not signal the case of SMS %s", sid)
             raise HTTPException(503, "try again") from None
         await run_in_threadpool(mark_inbound_processed, sessions, sid)
+    for loan_no in found.others:  # their texts are blocked at sending already: told besides
+        try:
+            await signal(loan_no, "borrower_reply", BorrowerReply(sid, intent, now))
+        except Exception:
+            log.exception("could not tell case %s of the opt-out in SMS %s", loan_no, sid)
     if intent == ReplyIntent.OPT_OUT and found.first_opt_out:
         answer: str | None = "opt_out_confirmation"
-    elif found.loan_no is None and intent != ReplyIntent.OPT_OUT:
+    elif found.loan_no is None and intent != ReplyIntent.OPT_OUT and not found.shared:
         answer = "reply_without_case"
     else:
         answer = None
@@ -126,18 +136,12 @@ def store_inbound(
     now: datetime,
 ) -> Inbound:
     with sessions.begin() as session:
-        borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
-        case = None
-        if borrower is not None:
-            case = session.scalar(
-                select(Case)
-                .join(Loan, Loan.id == Case.loan_id)
-                .where(
-                    Loan.borrower_id == borrower.id,
-                    Case.stage.not_in([s.value for s in CLOSED_STAGES]),
-                )
-                .order_by(Case.opened_at.desc())
-            )
+        borrowers = session.scalars(
+            select(Borrower).where(Borrower.phone == phone).order_by(Borrower.id)
+        ).all()
+        # A reply is one borrower's only when the number is one borrower's.
+        borrower = borrowers[0] if len(borrowers) == 1 else None
+        case = _open_case(session, borrower.id) if borrower is not None else None
         new = insert_ignore(
             session,
             InboundMessage,
@@ -156,16 +160,65 @@ def store_inbound(
         if not new:
             return _retried_inbound(session, sid)
         first_opt_out = False
-        if borrower is not None and intent == ReplyIntent.OPT_OUT:
-            first_opt_out = not borrower.sms_opted_out
-            borrower.sms_opted_out = True
-            borrower.opted_out_at = borrower.opted_out_at or now
+        if intent == ReplyIntent.OPT_OUT:  # whoever's the number is: every one of them
+            for each in borrowers:
+                first_opt_out = first_opt_out or not each.sms_opted_out
+                each.sms_opted_out = True
+                each.opted_out_at = each.opted_out_at or now
+        shared_cases: list[Case] = []
+        if len(borrowers) > 1:
+            shared_cases = [c for b in borrowers if (c := _open_case(session, b.id)) is not None]
+        if intent != ReplyIntent.OPT_OUT:
+            for other in shared_cases:
+                _read_reply_task(session, sid, other, phone, body, now)
         cooperative = "信用社"
         if case is not None:
             branch = session.get(Branch, case.branch_code)
             cooperative = branch.name if branch else cooperative
         loan_no = case.loan.loan_no if case else None
-        return Inbound(True, loan_no, first_opt_out, cooperative)
+        others = (
+            tuple(c.loan.loan_no for c in shared_cases) if intent == ReplyIntent.OPT_OUT else ()
+        )
+        return Inbound(
+            True, loan_no, first_opt_out, cooperative, shared=len(borrowers) > 1, others=others
+        )
+
+
+def _open_case(session: Session, borrower_id: int) -> Case | None:
+    return session.scalar(
+        select(Case)
+        .join(Loan, Loan.id == Case.loan_id)
+        .where(
+            Loan.borrower_id == borrower_id,
+            Case.stage.not_in([s.value for s in CLOSED_STAGES]),
+        )
+        .order_by(Case.opened_at.desc())
+    )
+
+
+def _read_reply_task(
+    session: Session, sid: str, case: Case, phone: str, body: str, now: datetime
+) -> None:
+    """A reply from a number several borrowers share, on each one's open case: the branch
+    finds out whose it is (the text masked: it may name another number)."""
+    insert_ignore(
+        session,
+        Task,
+        dict(
+            key=f"shared-reply:{case.id}:{sid}"[:120],
+            case_id=case.id,
+            kind=TaskKind.READ_REPLY.value,
+            assignees=f"supervisor:{case.branch_code}",
+            due_at=None,
+            detail=(
+                f"多位借款人共用号码 {mask_phone(phone)} 的回复，无法确定是谁：请核实后处理 "
+                f"(a reply from a number several borrowers share): {mask_text(body)}"
+            )[:2000],
+            created_at=now,
+            status="OPEN",
+        ),
+        ["key"],
+    )
 
 
 def _retried_inbound(session: Session, sid: str) -> Inbound:

@@ -70,6 +70,17 @@ class SmsActivities:
 
     @activity.defn(name=A.SEND_SMS)
     def send_sms(self, req: SmsRequest) -> SmsResult:
+        result = self._send(req)
+        if result.status in ("SENT", "RECORDED"):
+            # Whether the borrower can answer it by SMS: on a one-way channel (Twilio to a
+            # mainland number) the case does not wait for a reply that cannot come.
+            with self.sessions() as session:
+                row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+                number = row.to_number if row is not None else ""
+            result.two_way = channel_of(self.gateway, number or "").two_way
+        return result
+
+    def _send(self, req: SmsRequest) -> SmsResult:
         now = activity_now()
         deadline = _attempt_deadline(req.policy)
         with self.sessions.begin() as session:

@@ -663,6 +663,7 @@ class SmsResult:
     # SENT, but the provider's receipt (undelivered/failed) came before the send activity had
     # stored the Message SID: the case learns it here instead of by the signal.
     delivery_failure: DeliveryFailure | None = None
+    two_way: bool = True  # sent on a channel whose replies reach us (not Twilio to China)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from activities.sms_gateway import Channel, DeferredByProvider, RecordingGateway
 from activities.sms_templates import SENT_PURPOSES
 from activities.texts import environment, render_sms
 from activities.twilio_gateway import TwilioGateway, TwilioSettings
-from db.models import Borrower, Branch, Consent, ContactAttempt, SmsOutbox
+from db.models import Borrower, Branch, Case, Consent, ContactAttempt, Loan, SmsOutbox, Task
 from domain.models import ConsentChange
 from domain.stages import ConsentKind
 from domain.wording import forbidden_phrases
@@ -224,5 +224,40 @@ async def test_an_opt_out_told_by_call_is_recorded_and_stops_the_texts(
         row = await eventually(visit_notice, "visit notice decided")
         assert row.status == "BLOCKED" and "opted out" in row.reason
         assert (await h.status(handle)).opted_out
+        await h.pay(handle, 1_000_000)
+        await handle.result()
+
+
+@pytest.mark.parametrize("one_way", [True, False])
+async def test_a_case_whose_notice_cannot_be_answered_calls_at_once(
+    env, sqlite_sessions, tmp_path, one_way: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """On a one-way route the case does not wait the reply time for an answer that cannot
+    come: the phone task is due when the notice went; on a two-way route at the reply time's
+    end."""
+    gateway = TwilioChinaLike() if one_way else CountingGateway()
+    async with running_worker(env, sqlite_sessions, tmp_path / "d", gateway=gateway) as h:
+        spec, handle = await h.start()
+        await h.until(handle, lambda s: s.counters.sms_sent >= 1, "notice")
+        sent_at = await h.now()
+
+        def call_task() -> Task | None:
+            with h.sessions() as session:
+                return session.scalar(
+                    select(Task)
+                    .join(Case)
+                    .join(Loan)
+                    .where(Loan.loan_no == spec.loan_no, Task.kind == "PHONE_CALL")
+                )
+
+        task = await eventually(call_task, "the phone task")
+        assert isinstance(task, Task) and task.due_at is not None
+        waited = task.due_at - sent_at
+        if one_way:
+            assert abs(waited) < timedelta(minutes=5) and "短信无法回复" in task.detail
+            history = (await h.status(handle)).history
+            assert any("cannot be answered" in e.detail for e in history)
+        else:
+            assert waited > timedelta(days=1)
         await h.pay(handle, 1_000_000)
         await handle.result()

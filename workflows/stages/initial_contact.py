@@ -31,9 +31,19 @@ async def run(case: Case) -> None:
             return
         s.phase = "AWAIT_RESPONSE"
         s.phase_due = workflow.now() + timedelta(seconds=s.policy.contact_wait_seconds)
-        await case.task(
-            TaskKind.PHONE_CALL, "call the borrower about the overdue loan", s.phase_due
-        )
+        if not notice.two_way and case.versions.v4():
+            # The borrower cannot answer this SMS (a one-way route): call now rather than
+            # wait out the reply time for an answer that cannot come.
+            case.note("contact", "短信无法回复 the notice cannot be answered by SMS: call now")
+            await case.task(
+                TaskKind.PHONE_CALL,
+                "短信无法回复：请致电借款人 (one-way SMS: call the borrower now)",
+                workflow.now(),
+            )
+        else:
+            await case.task(
+                TaskKind.PHONE_CALL, "call the borrower about the overdue loan", s.phase_due
+            )
     assert s.phase_due is not None
     if await case.wait(
         lambda: s.sms_undeliverable, s.phase_due, "field visit unless the debt is paid"

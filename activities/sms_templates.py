@@ -30,6 +30,10 @@ SENT_PURPOSES = (
     "paid_in_full",
     "third_party_request",
 )
+# Texts to staff (a safety alert to a supervisor's or branch head's mobile): registered like
+# the others, but they are no borrower's and name no branch phone.
+STAFF_SENT_PURPOSES = ("staff_alert",)
+REGISTERED_PURPOSES = SENT_PURPOSES + STAFF_SENT_PURPOSES
 TEMPLATED_PROVIDERS = ("aliyun",)  # those that send a template code, not a text
 
 Registry = dict[str, Any]
@@ -52,7 +56,7 @@ def check_registry(registry: Registry, providers: list[str], language: str) -> N
     for provider in dict.fromkeys(providers):
         if provider not in TEMPLATED_PROVIDERS:
             continue
-        for purpose in SENT_PURPOSES:
+        for purpose in REGISTERED_PURPOSES:
             entry = registry.get(provider, {}).get(language, {}).get(purpose)
             where = f"[{provider}.{language}.{purpose}]"
             if entry is None:
@@ -90,7 +94,7 @@ def registration_texts(registry: Registry, provider: str, language: str) -> dict
     is registered apart, and the provider puts it in 【】 in front)."""
     env = environment(autoescape=False)
     texts = {}
-    for purpose in SENT_PURPOSES:
+    for purpose in REGISTERED_PURPOSES:
         entry = registry.get(provider, {}).get(language, {}).get(purpose)
         if entry is None:
             continue
@@ -101,6 +105,8 @@ def registration_texts(registry: Registry, provider: str, language: str) -> dict
             amount_fen="97531",
             due_date="2031-07-19",
             two_way=True,
+            alert_no="5",  # staff_alert
+            detail="外访小组请求支援",
         )
         body = render_sms(env, language, purpose, **context)
         for name, expr in entry.get("params", {}).items():

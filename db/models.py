@@ -240,7 +240,8 @@ class SmsOutbox(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(120), unique=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    borrower_id: Mapped[int] = mapped_column(ForeignKey("borrowers.id"), index=True)
+    # None for a staff text (domain/safety.py STAFF_PURPOSES): no borrower's caps count it.
+    borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrowers.id"), index=True)
     purpose: Mapped[str] = mapped_column(String(40))
     to_number: Mapped[str | None] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text, default="")
@@ -390,7 +391,10 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint("role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE')", name="role_known"),
+        CheckConstraint(
+            "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE', 'BRANCH_HEAD', 'LEGAL')",
+            name="role_known",
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -401,6 +405,8 @@ class User(Base):
     collector_id: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    # E.164; where safety alerts are texted (supervisors, branch heads). Shown masked.
+    mobile: Mapped[str | None] = mapped_column(String(20))
 
 
 class WebSession(Base):

@@ -102,6 +102,52 @@ class CloseRequest:
 
 
 @dataclass
+class CheckIn:
+    """The team arrives at the borrower's (the phone page's "check in"); a place from the
+    phone's geolocation when the collector allowed it."""
+
+    collector_ids: list[str]
+    checked_in_at: datetime
+    by: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass
+class CheckOut:
+    """The team leaves: the visit's report (recorded as `report_visit` records it)."""
+
+    report: VisitReport
+    by: str = ""
+
+
+@dataclass
+class HelpRequest:
+    """The "need help" button: the supervisor is alerted at once."""
+
+    collector_id: str
+    at: datetime
+    notes: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass
+class AlertAck:
+    """Someone at the branch has reached the team (or knows they are safe)."""
+
+    alert_no: int
+    by: str
+    notes: str = ""
+
+
+@dataclass
+class LiftHostileTeam:
+    by: str
+    reason: str
+
+
+@dataclass
 class UpdateAccepted:
     """What an accepted update answers: the case's stage after it and a short message."""
 
@@ -300,6 +346,35 @@ class ThirdPartyEntry:
 
 
 @dataclass
+class VisitInProgress:
+    """A checked-in visit: the supervisor is alerted at `alert_at` unless the team checks
+    out before."""
+
+    number: int
+    collector_ids: list[str]
+    checked_in_at: datetime
+    expected_back: datetime
+    alert_at: datetime
+    by: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    alerted: bool = False
+
+
+@dataclass
+class SafetyAlert:
+    """An open alert: the supervisor alerted (level SUPERVISOR), the branch head at
+    `head_at` unless acknowledged before."""
+
+    number: int
+    kind: str  # an AlertKind value
+    detail: str
+    raised_at: datetime
+    level: str = ""  # "" (not yet sent), then an AlertLevel value
+    head_at: datetime | None = None
+
+
+@dataclass
 class CaseState:
     loan_no: str
     branch: str
@@ -380,6 +455,15 @@ class CaseState:
     debt_update_pending: DebtUpdate | None = None
     # OverdueSince is a search attribute of this run (collection-v4, or from a debt update).
     overdue_attribute: bool = False
+    # Staff safety (issue 15): the visit checked in and not yet out, open alerts (the
+    # watcher in workflows/safety.py raises and escalates them), and the team of at least
+    # policy.hostile_visit_team_size after a hostile visit until a supervisor lifts it.
+    visit: VisitInProgress | None = None
+    check_ins: int = 0
+    alerts: list[SafetyAlert] = field(default_factory=list)
+    alerts_raised: int = 0
+    hostile_team: bool = False
+    safety_seq: int = 0  # changed by every safety message: wakes the watcher
 
 
 @dataclass
@@ -422,6 +506,9 @@ class CaseStatus:
     contact_lost: bool = False
     unanswered_calls_today: int = 0  # to the debtor's number, borrower-local day
     ruleset: str = ""
+    visit: VisitInProgress | None = None
+    alerts: list[SafetyAlert] = field(default_factory=list)
+    hostile_team: bool = False
 
 
 # ---------------------------------------------------------------- activity inputs and outputs
@@ -599,3 +686,37 @@ class ConsentRecord:
     loan_no: str
     key: str
     change: ConsentChange
+
+
+@dataclass
+class AlertRequest:
+    """A safety alert for the branch's supervisors (or its head): a task, an SMS to each of
+    their mobiles (staff purpose, outside the borrower rules) and an audit line."""
+
+    key: str
+    loan_no: str
+    branch: str
+    alert_no: int
+    kind: str
+    level: str  # an AlertLevel value
+    detail: str
+    at: datetime
+    collector_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AlertSent:
+    task_created: bool
+    texts: int  # staff mobiles texted (or recorded)
+
+
+@dataclass
+class SafetyAudit:
+    """An acknowledgement, a hostile team lifted: one audit line, once by its key."""
+
+    key: str
+    loan_no: str
+    action: str
+    by: str
+    detail: str
+    at: datetime

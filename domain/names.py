@@ -34,3 +34,5 @@ class Activities:
     RECORD_SIGNATURE = "record_signature"
     RECORD_CALL = "record_call"
     RECORD_CONSENT = "record_consent"
+    RAISE_ALERT = "raise_safety_alert"
+    RECORD_SAFETY = "record_safety"

@@ -81,6 +81,16 @@ class Policy:
     team_visit_risk_tiers: list[str] = field(default_factory=lambda: ["HIGH"])
     team_visit_remote: bool = True
     team_visit_after_hostile: bool = True
+    # Visit check-in / check-out (staff safety): how long a visit is expected to last (longer
+    # in a remote village), the grace after it before the branch supervisor is alerted, and
+    # how long an unacknowledged alert waits before the branch head is alerted too.
+    visit_expected_seconds: int = 2 * HOUR
+    visit_expected_remote_seconds: int = 4 * HOUR
+    visit_overdue_grace_seconds: int = 30 * MINUTE
+    alert_head_after_seconds: int = 30 * MINUTE
+    # After a HOSTILE visit every later visit is made by at least this many collectors, until
+    # a supervisor lifts it.
+    hostile_visit_team_size: int = 3
     # Hardship holds may last at most this long.
     max_hold_seconds: int = 180 * DAY
     # A dead end below this outstanding amount is written off rather than sent to court

@@ -98,3 +98,19 @@ class TaskKind(StrEnum):
     # A collector's notes use words the collection guideline forbids (domain/wording.py):
     # for the branch's supervisor, written by the activity that stores the notes.
     REVIEW_WORDING = "REVIEW_WORDING"
+    # Staff safety (a team not back from a visit, a call for help, a hostile borrower): for
+    # the branch's supervisor, then its head, until someone acknowledges.
+    SAFETY_ALERT = "SAFETY_ALERT"
+
+
+class AlertKind(StrEnum):
+    """Why the collectors' safety needs someone at the branch now."""
+
+    OVERDUE = "OVERDUE"  # not checked out by the expected time plus the grace
+    HELP = "HELP"  # the team pressed "need help"
+    HOSTILE = "HOSTILE"  # a visit reported a hostile borrower
+
+
+class AlertLevel(StrEnum):
+    SUPERVISOR = "SUPERVISOR"
+    BRANCH_HEAD = "BRANCH_HEAD"

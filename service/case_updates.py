@@ -24,12 +24,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import Branch, Case
 from domain.models import (
+    AlertAck,
     CallReport,
     CaseStatus,
+    CheckIn,
+    CheckOut,
     CloseRequest,
     ConsentChange,
     HardshipHold,
+    HelpRequest,
     LiftHold,
+    LiftHostileTeam,
     PlannedInstallment,
     PlanProposal,
     Reassignment,
@@ -283,6 +288,70 @@ class CaseActions:
         return await self._update(
             who, loan_no, "contact_third_party", WF.contact_third_party, message,
             f"contact {contact.id} ({contact.relation}, {contact.phone_masked})",
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ staff safety
+
+    async def check_in(
+        self,
+        who: Principal,
+        loan_no: str,
+        collector_ids: list[str],
+        at: datetime,
+        latitude: float | None = None,
+        longitude: float | None = None,
+    ) -> ActionOutcome:
+        """The team arrives: the supervisor is alerted unless it checks out in time."""
+        at = self._local(loan_no, at)
+        request = CheckIn(collector_ids, at, who.actor, latitude, longitude)
+        return await self._update(
+            who, loan_no, "check_in", WF.check_in, request,
+            f"check-in by {', '.join(collector_ids)} at {at.isoformat()}",
+        )  # fmt: skip
+
+    async def check_out(
+        self,
+        who: Principal,
+        loan_no: str,
+        outcome: str,
+        collector_ids: list[str],
+        visited_at: datetime,
+        notes: str = "",
+    ) -> ActionOutcome:
+        visited_at = self._local(loan_no, visited_at)
+        report = VisitReport(outcome, collector_ids, visited_at, notes, who.actor)
+        return await self._update(
+            who, loan_no, "check_out", WF.check_out, CheckOut(report, who.actor),
+            f"check-out, visit {outcome} by {', '.join(collector_ids)}",
+        )  # fmt: skip
+
+    async def need_help(
+        self,
+        who: Principal,
+        loan_no: str,
+        collector_id: str,
+        at: datetime,
+        notes: str = "",
+        latitude: float | None = None,
+        longitude: float | None = None,
+    ) -> ActionOutcome:
+        request = HelpRequest(collector_id, self._local(loan_no, at), notes, latitude, longitude)
+        return await self._update(
+            who, loan_no, "need_help", WF.need_help, request, f"help asked by {collector_id}"
+        )
+
+    async def acknowledge_alert(
+        self, who: Principal, loan_no: str, alert_no: int, notes: str = ""
+    ) -> ActionOutcome:
+        return await self._update(
+            who, loan_no, "acknowledge_alert", WF.acknowledge_alert,
+            AlertAck(alert_no, who.actor, notes), f"alert {alert_no}: {notes}",
+        )  # fmt: skip
+
+    async def lift_hostile_team(self, who: Principal, loan_no: str, reason: str) -> ActionOutcome:
+        return await self._update(
+            who, loan_no, "lift_hostile_team", WF.lift_hostile_team,
+            LiftHostileTeam(who.actor, reason), reason,
         )  # fmt: skip
 
     def open_loans_in(self, region_or_branch: str) -> list[str]:

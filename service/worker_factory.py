@@ -15,6 +15,7 @@ from activities.cases import CaseActivities
 from activities.contacts import ContactActivities
 from activities.daily_run import DailyRunActivities
 from activities.documents import PdfRenderer
+from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
 from domain.policy import Policy
@@ -33,6 +34,7 @@ def activities(
     sms = SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
     agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
     contacts = ContactActivities(sessions)
+    safety = SafetyActivities(sessions, sms)
     return [
         cases.load_case,
         cases.assess_case,
@@ -47,6 +49,8 @@ def activities(
         agreements.render_agreement,
         contacts.record_call,
         contacts.record_consent,
+        safety.raise_safety_alert,
+        safety.record_safety,
     ]
 
 

@@ -68,9 +68,13 @@ class Case:
 
     def team_size(self) -> int:
         """Collectors required at a visit: the rule set's team (collection-v4), else the
-        released rule (a team of two for risky cases only)."""
+        released rule (a team of two for risky cases only); after a hostile visit at least the
+        policy's hostile team until a supervisor lifts it."""
         s = self.s
-        return s.team_size or (2 if s.team_required else 1)
+        team = s.team_size or (2 if s.team_required else 1)
+        if s.hostile_team:
+            team = max(team, s.policy.hostile_visit_team_size)
+        return team
 
     def contact_lost(self) -> bool:
         return contact_lost(self.s.has_phone, self.s.failures_in_row, self.s.policy)

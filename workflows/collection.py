@@ -12,6 +12,7 @@ wait short (`Interrupted`); the main loop then closes the case or puts it on hol
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import contact_updates, debt, payments
+from workflows import contact_updates, debt, payments, visit_updates
 from workflows.case import Case, Interrupted
 from workflows.contact import send_sms
+from workflows.safety import Safety
 from workflows.stages import (
     agreement_signing,
     field_visit,
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import human_input as check
     from domain.installments import statuses
     from domain.models import (
+        AlertAck,
         AssignRequest,
         BorrowerReply,
         BranchMove,
@@ -44,14 +47,18 @@ with workflow.unsafe.imports_passed_through():
         CaseResult,
         CaseState,
         CaseStatus,
+        CheckIn,
+        CheckOut,
         CloseRequest,
         ConsentChange,
         DebtUpdate,
         DeliveryFailure,
         HardshipHold,
+        HelpRequest,
         Hold,
         Installment,
         LiftHold,
+        LiftHostileTeam,
         PaymentPosted,
         PaymentRecord,
         Plan,
@@ -61,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
         SignatureRecord,
         ThirdPartyMessage,
         UpdateAccepted,
-        VisitRecord,
         VisitReport,
     )
     from domain.money import yuan
@@ -74,7 +80,6 @@ with workflow.unsafe.imports_passed_through():
         ReplyIntent,
         Stage,
         TaskKind,
-        VisitOutcome,
     )
 
 STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
@@ -116,12 +121,16 @@ class LoanCollectionWorkflow:
             )
         self.case = Case(state)
         self.s = state
+        self.safety = Safety(self.case)
 
     # ------------------------------------------------------------------ main loop
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseResult:
         case, s = self.case, self.s
+        # Staff safety's timers (workflows/safety.py): idle, with no command, until a team
+        # checks in or an alert is raised, so runs without them replay as before.
+        watcher = asyncio.create_task(self.safety.watch())
         if inp.state is None:
             if case.versions.v4():  # the caller's generation survives a workflow reset
                 s.generation = inp.generation or workflow.info().run_id[:8]
@@ -165,6 +174,7 @@ class LoanCollectionWorkflow:
                     s.cycle_done = False
                     continue  # the next cycle in this run
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(lambda: not self.safety.busy)
                 s.cycle_done = False
                 case.visibility.flush()
                 workflow.continue_as_new(
@@ -177,6 +187,10 @@ class LoanCollectionWorkflow:
                 f"overpaid by {yuan(-outstanding)} yuan: refund the borrower",
                 None,
             )
+        # Nobody is forgotten: a closed case still waits for its team's check-out and for
+        # every safety alert to be acknowledged.
+        await workflow.wait_condition(self.safety.settled)
+        watcher.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
         case.visibility.flush()
         last = s.history[-1].detail if s.history else ""
@@ -194,31 +208,7 @@ class LoanCollectionWorkflow:
 
     @workflow.update
     async def report_visit(self, report: VisitReport) -> UpdateAccepted:
-        case, s = self.case, self.s
-        s.counters.visits += 1
-        number = s.counters.visits
-        record = VisitRecord(s.loan_no, number, report, s.stage, s.generation, s.policy)
-        if not case.versions.v4():
-            await case.act(A.RECORD_VISIT, record)
-        outcome = VisitOutcome(report.outcome)
-        if outcome == VisitOutcome.HOSTILE:
-            s.hostile = True
-        if outcome in (VisitOutcome.MET, VisitOutcome.PROMISED_TO_PAY):
-            s.failures_in_row = 0
-        elif outcome in (VisitOutcome.NOT_HOME, VisitOutcome.MOVED):
-            s.failures_in_row += 1
-        case.note(
-            "visit",
-            f"visit {number}: {outcome} by {', '.join(report.collector_ids)}",
-            report.reported_by or report.collector_ids[0],
-        )
-        if s.stage == Stage.FIELD_VISIT:
-            s.pending_visit_outcome = outcome
-        if case.versions.v4():
-            # The case takes the report first, so a deadline that fires while the record is
-            # written cannot leave the caller with an answer the case no longer holds to.
-            await case.act(A.RECORD_VISIT, record)
-        return UpdateAccepted(s.stage, f"visit {number} recorded: {outcome}", number)
+        return await visit_updates.report(self.case, self.safety, report)
 
     @report_visit.validator
     def _validate_visit(self, report: VisitReport) -> None:
@@ -364,6 +354,49 @@ class LoanCollectionWorkflow:
         lost = self.case.contact_lost()
         _checked(check.check_third_party, self.s, message, lost, workflow.now())
 
+    # ---------------------------------------------------------- staff safety (workflows/safety.py)
+
+    @workflow.update
+    async def check_in(self, request: CheckIn) -> UpdateAccepted:
+        return await self.safety.check_in(request)
+
+    @check_in.validator
+    def _validate_check_in(self, request: CheckIn) -> None:
+        _checked(check.check_check_in, self.s, request, workflow.now())
+
+    @workflow.update
+    async def check_out(self, request: CheckOut) -> UpdateAccepted:
+        self.safety.check_out(request)
+        return await visit_updates.report(self.case, self.safety, request.report)
+
+    @check_out.validator
+    def _validate_check_out(self, request: CheckOut) -> None:
+        _checked(check.check_check_out, self.s, request, workflow.now())
+
+    @workflow.update
+    def need_help(self, request: HelpRequest) -> UpdateAccepted:
+        return self.safety.need_help(request)
+
+    @need_help.validator
+    def _validate_help(self, request: HelpRequest) -> None:
+        _checked(check.check_help, self.s, request, workflow.now())
+
+    @workflow.update
+    async def acknowledge_alert(self, ack: AlertAck) -> UpdateAccepted:
+        return await self.safety.acknowledge(ack)
+
+    @acknowledge_alert.validator
+    def _validate_ack(self, ack: AlertAck) -> None:
+        _checked(check.check_alert_ack, self.s, ack)
+
+    @workflow.update
+    async def lift_hostile_team(self, request: LiftHostileTeam) -> UpdateAccepted:
+        return await self.safety.lift_hostile(request)
+
+    @lift_hostile_team.validator
+    def _validate_lift_hostile(self, request: LiftHostileTeam) -> None:
+        _checked(check.check_lift_hostile, self.s, request)
+
     # ------------------------------------------------------------------ signals (facts)
 
     @workflow.signal
@@ -477,4 +510,7 @@ class LoanCollectionWorkflow:
             contact_lost=self.case.contact_lost(),
             unanswered_calls_today=unanswered_today(s.calls, "borrower", workflow.now(), s.policy),
             ruleset=s.policy.ruleset,
+            visit=s.visit,
+            alerts=list(s.alerts),
+            hostile_team=s.hostile_team,
         )

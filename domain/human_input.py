@@ -18,6 +18,7 @@ from domain.models import (
     ConsentChange,
     HardshipHold,
     HelpRequest,
+    LegalDecisionRequest,
     LiftHold,
     LiftHostileTeam,
     PlanProposal,
@@ -33,6 +34,7 @@ from domain.stages import (
     MANUAL_CLOSE_STAGES,
     CallOutcome,
     ConsentKind,
+    LegalDecision,
     Stage,
     VisitOutcome,
 )
@@ -321,3 +323,20 @@ def check_third_party(s: CaseState, message: ThirdPartyMessage, lost: bool, now:
         message.related, lost, s.third_party, message.contact_id, now, s.policy
     ):
         raise Refused(why)
+
+
+def check_legal_decision(s: CaseState, request: LegalDecisionRequest) -> None:
+    if s.stage != Stage.LEGAL_REVIEW:
+        raise Refused(f"stage: no legal review is open while the case is {s.stage}")
+    if s.legal_decision is not None:
+        raise Refused("stage: a legal decision was just taken")
+    if request.decision not in LegalDecision.__members__:
+        raise Refused(
+            f"decision: {request.decision!r} is not one of {', '.join(LegalDecision.__members__)}"
+        )
+    if not request.by.strip() or not request.reason.strip():
+        raise Refused("reason: say who decides and why")
+    if request.decision == LegalDecision.RETURN_TO_NEGOTIATION and not request.advice.strip():
+        raise Refused("advice: say what the collectors should try in the negotiation")
+    if len(request.reason) > MAX_NOTES or len(request.advice) > MAX_NOTES:
+        raise Refused(f"advice: at most {MAX_NOTES} characters")

@@ -142,6 +142,16 @@ class AlertAck:
 
 
 @dataclass
+class LegalDecisionRequest:
+    """A legal reviewer's decision on a dead end (a LegalDecision value)."""
+
+    decision: str
+    by: str
+    reason: str
+    advice: str = ""  # for the collectors, when the case returns to negotiation
+
+
+@dataclass
 class LiftHostileTeam:
     by: str
     reason: str
@@ -464,6 +474,11 @@ class CaseState:
     alerts_raised: int = 0
     hostile_team: bool = False
     safety_seq: int = 0  # changed by every safety message: wakes the watcher
+    # Legal review (collection-v4, issue 15): the decision waiting for the stage, the advice
+    # of the last return to negotiation.
+    legal_decision: LegalDecisionRequest | None = None
+    legal_advice: str = ""
+    dead_end_reason: str = ""  # why the case is under legal review
 
 
 @dataclass
@@ -509,6 +524,7 @@ class CaseStatus:
     visit: VisitInProgress | None = None
     alerts: list[SafetyAlert] = field(default_factory=list)
     hostile_team: bool = False
+    legal_advice: str = ""
 
 
 # ---------------------------------------------------------------- activity inputs and outputs

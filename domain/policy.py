@@ -91,6 +91,9 @@ class Policy:
     # After a HOSTILE visit every later visit is made by at least this many collectors, until
     # a supervisor lifts it.
     hostile_visit_team_size: int = 3
+    # A dead end's legal review: a decision is due within this long, then the branch head is
+    # asked (again after each further period) until there is one.
+    legal_review_seconds: int = 10 * DAY
     # Hardship holds may last at most this long.
     max_hold_seconds: int = 180 * DAY
     # A dead end below this outstanding amount is written off rather than sent to court

@@ -11,6 +11,8 @@ class Stage(StrEnum):
     AGREEMENT_SIGNING = "AGREEMENT_SIGNING"
     FOLLOW_UP = "FOLLOW_UP"
     ON_HOLD = "ON_HOLD"
+    # A dead end's legal review before LEGAL_ESCALATION (collection-v4, issue 15).
+    LEGAL_REVIEW = "LEGAL_REVIEW"
     # Terminal stages: the workflow completes in one of these.
     PAID_IN_FULL = "PAID_IN_FULL"
     LEGAL_ESCALATION = "LEGAL_ESCALATION"
@@ -101,6 +103,16 @@ class TaskKind(StrEnum):
     # Staff safety (a team not back from a visit, a call for help, a hostile borrower): for
     # the branch's supervisor, then its head, until someone acknowledges.
     SAFETY_ALERT = "SAFETY_ALERT"
+    # A dead end waits for a legal reviewer (role LEGAL); no decision by the deadline goes to
+    # the branch head.
+    LEGAL_REVIEW = "LEGAL_REVIEW"
+    LEGAL_REVIEW_OVERDUE = "LEGAL_REVIEW_OVERDUE"
+
+
+class LegalDecision(StrEnum):
+    APPROVE_ESCALATION = "APPROVE_ESCALATION"  # to court / legal escalation
+    RETURN_TO_NEGOTIATION = "RETURN_TO_NEGOTIATION"  # with advice for the collectors
+    RECOMMEND_WRITE_OFF = "RECOMMEND_WRITE_OFF"
 
 
 class AlertKind(StrEnum):

@@ -33,6 +33,7 @@ from domain.models import (
     ConsentChange,
     HardshipHold,
     HelpRequest,
+    LegalDecisionRequest,
     LiftHold,
     LiftHostileTeam,
     PlannedInstallment,
@@ -346,6 +347,16 @@ class CaseActions:
         return await self._update(
             who, loan_no, "acknowledge_alert", WF.acknowledge_alert,
             AlertAck(alert_no, who.actor, notes), f"alert {alert_no}: {notes}",
+        )  # fmt: skip
+
+    async def legal_decision(
+        self, who: Principal, loan_no: str, decision: str, reason: str, advice: str = ""
+    ) -> ActionOutcome:
+        """A legal reviewer's decision on a dead end (role LEGAL, checked by the caller)."""
+        request = LegalDecisionRequest(decision, who.actor, reason, advice)
+        return await self._update(
+            who, loan_no, "legal_decision", WF.legal_decision, request,
+            f"{decision}: {reason}" + (f" (advice: {advice})" if advice else ""),
         )  # fmt: skip
 
     async def lift_hostile_team(self, who: Principal, loan_no: str, reason: str) -> ActionOutcome:

@@ -239,6 +239,7 @@ STAGE_TODO = {
     "AGREEMENT_SIGNING": "签署协议 collect the signature",
     "FOLLOW_UP": "跟进还款 follow up the installments",
     "ON_HOLD": "暂停 on hold",
+    "LEGAL_REVIEW": "法务审查 legal review",
 }
 
 

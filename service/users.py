@@ -52,7 +52,7 @@ class Principal:
     csrf_token: str = ""
 
     def may_see(self, branch: str, collectors: list[str] | tuple[str, ...]) -> bool:
-        if self.role == Role.SUPERVISOR:
+        if self.role in (Role.SUPERVISOR, Role.LEGAL):  # LEGAL: to review dead ends
             return branch in self.branches
         if self.role == Role.COLLECTOR:
             return self.collector_id is not None and self.collector_id in collectors
@@ -103,7 +103,7 @@ def create_user(
     for code in branches:
         if code not in known:
             raise UserError(f"branches: unknown branch {code!r}")
-    if role in (Role.SUPERVISOR, Role.BRANCH_HEAD) and not branches:
+    if role in (Role.SUPERVISOR, Role.BRANCH_HEAD, Role.LEGAL) and not branches:
         raise UserError(f"branches: a {role.value.lower()} needs at least one branch")
     if mobile:
         try:

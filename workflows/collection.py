@@ -30,6 +30,7 @@ from workflows.stages import (
     follow_up,
     initial_contact,
     investigation,
+    legal_review,
     negotiation,
     on_hold,
 )
@@ -57,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         HelpRequest,
         Hold,
         Installment,
+        LegalDecisionRequest,
         LiftHold,
         LiftHostileTeam,
         PaymentPosted,
@@ -74,13 +76,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.names import WORKFLOW_TYPE
     from domain.names import Activities as A
     from domain.rulebook import has_consent, unanswered_today
-    from domain.stages import (
-        CLOSED_STAGES,
-        ConsentKind,
-        ReplyIntent,
-        Stage,
-        TaskKind,
-    )
+    from domain.stages import CLOSED_STAGES, ConsentKind, ReplyIntent, Stage, TaskKind
 
 STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
     Stage.INVESTIGATION: investigation.run,
@@ -90,6 +86,7 @@ STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
     Stage.AGREEMENT_SIGNING: agreement_signing.run,
     Stage.FOLLOW_UP: follow_up.run,
     Stage.ON_HOLD: on_hold.run,
+    Stage.LEGAL_REVIEW: legal_review.run,
 }
 
 
@@ -390,6 +387,16 @@ class LoanCollectionWorkflow:
         _checked(check.check_alert_ack, self.s, ack)
 
     @workflow.update
+    def legal_decision(self, request: LegalDecisionRequest) -> UpdateAccepted:
+        self.s.legal_decision = request
+        self.case.note("legal", f"legal decision: {request.decision}", request.by)
+        return UpdateAccepted(self.s.stage, f"legal decision taken: {request.decision}")
+
+    @legal_decision.validator
+    def _validate_legal(self, request: LegalDecisionRequest) -> None:
+        _checked(check.check_legal_decision, self.s, request)
+
+    @workflow.update
     async def lift_hostile_team(self, request: LiftHostileTeam) -> UpdateAccepted:
         return await self.safety.lift_hostile(request)
 
@@ -513,4 +520,5 @@ class LoanCollectionWorkflow:
             visit=s.visit,
             alerts=list(s.alerts),
             hostile_team=s.hostile_team,
+            legal_advice=s.legal_advice,
         )

@@ -29,6 +29,7 @@ SENT_PURPOSES = (
     "agreement_ready",
     "paid_in_full",
     "third_party_request",
+    "complaint_outcome",
 )
 # Texts to staff (a safety alert to a supervisor's or branch head's mobile): registered like
 # the others, but they are no borrower's and name no branch phone.
@@ -107,6 +108,8 @@ def registration_texts(registry: Registry, provider: str, language: str) -> dict
             two_way=True,
             alert_no="5",  # staff_alert
             detail="外访小组请求支援",
+            complaint_no="3",  # complaint_outcome
+            outcome="已核实并对催收员进行批评教育",
         )
         body = render_sms(env, language, purpose, **context)
         for name, expr in entry.get("params", {}).items():

@@ -317,6 +317,35 @@ class Visit(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
 
 
+class Complaint(Base):
+    """A borrower's complaint (投诉, issue 15): by SMS or recorded by a collector; its
+    deadlines, acknowledgement, escalations and outcome, as the case decided them."""
+
+    __tablename__ = "complaints"
+    __table_args__ = (UniqueConstraint("case_id", "generation", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    number: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    loan_no: Mapped[str] = mapped_column(String(40), index=True)
+    branch_code: Mapped[str] = mapped_column(String(16), index=True)
+    collectors: Mapped[str] = mapped_column(String(80), default="")  # whom it is about
+    source: Mapped[str] = mapped_column(String(8))  # SMS, VISIT, CALL
+    summary: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(12))  # OPEN, ACKNOWLEDGED, RESOLVED
+    ack_due: Mapped[datetime] = mapped_column(AwareDateTime())
+    resolve_due: Mapped[datetime] = mapped_column(AwareDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    ack_escalated_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    resolve_escalated_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(Text, default="")
+
+
 class Agreement(Base):
     """An immutable rendered version of a repayment agreement (还款协议)."""
 

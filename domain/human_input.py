@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from domain.complaints import pausing
 from domain.models import (
     AlertAck,
     CallReport,
@@ -15,6 +16,8 @@ from domain.models import (
     CheckIn,
     CheckOut,
     CloseRequest,
+    ComplaintAction,
+    ComplaintReport,
     ConsentChange,
     HardshipHold,
     HelpRequest,
@@ -38,6 +41,7 @@ from domain.stages import (
     Stage,
     VisitOutcome,
 )
+from domain.wording import forbidden_phrases
 
 CLOCK_SKEW = timedelta(minutes=10)  # how far in the future a reported time may lie
 MAX_NOTES = 2000
@@ -281,6 +285,10 @@ def check_call(s: CaseState, report: CallReport, now: datetime) -> None:
             f"outcome: {report.outcome!r} is not one of {', '.join(CallOutcome.__members__)}"
         )
     check_party(report.party)
+    if paused := pausing(s.complaints, s.policy):
+        raise Refused(
+            f"stage: collection contact is paused while complaint {paused.number} is open"
+        )
     check_collectors(s, [report.collector_id])
     check_aware(report.called_at, "called_at")
     if report.called_at > now + CLOCK_SKEW:
@@ -340,3 +348,47 @@ def check_legal_decision(s: CaseState, request: LegalDecisionRequest) -> None:
         raise Refused("advice: say what the collectors should try in the negotiation")
     if len(request.reason) > MAX_NOTES or len(request.advice) > MAX_NOTES:
         raise Refused(f"advice: at most {MAX_NOTES} characters")
+
+
+COMPLAINT_SOURCES = ("VISIT", "CALL")
+
+
+def check_complaint(s: CaseState, report: ComplaintReport, now: datetime) -> None:
+    check_open(s)
+    if report.source not in COMPLAINT_SOURCES:
+        raise Refused(f"source: one of {', '.join(COMPLAINT_SOURCES)} (SMS ones come by SMS)")
+    if not report.summary.strip():
+        raise Refused("summary: write down what the borrower complains about")
+    if not report.by.strip():
+        raise Refused("by: say who records the complaint")
+    check_aware(report.received_at, "received_at")
+    if report.received_at > now + CLOCK_SKEW:
+        raise Refused("received_at: cannot be in the future")
+    if len(report.summary) > MAX_NOTES:
+        raise Refused(f"summary: at most {MAX_NOTES} characters")
+
+
+def _open_complaint(s: CaseState, action: ComplaintAction) -> None:
+    numbers = [c.number for c in s.complaints]
+    if action.number not in numbers:
+        shown = ", ".join(str(n) for n in numbers) or "none"
+        raise Refused(f"number: {action.number} is not an open complaint (open: {shown})")
+    if not action.by.strip():
+        raise Refused("by: say who acts on the complaint")
+
+
+def check_complaint_ack(s: CaseState, action: ComplaintAction) -> None:
+    _open_complaint(s, action)
+    if any(c.number == action.number and c.acknowledged_at for c in s.complaints):
+        raise Refused(f"number: complaint {action.number} is acknowledged already")
+
+
+def check_complaint_resolution(s: CaseState, action: ComplaintAction) -> None:
+    _open_complaint(s, action)
+    if not action.outcome.strip():
+        raise Refused("outcome: say what the borrower is told (it is sent by SMS)")
+    if len(action.outcome) > 200:
+        raise Refused("outcome: at most 200 characters (one SMS)")
+    if findings := forbidden_phrases(action.outcome):
+        words = ", ".join(sorted({f.category for f in findings}))
+        raise Refused(f"outcome: wording the collection guideline forbids ({words})")

@@ -152,6 +152,26 @@ class LegalDecisionRequest:
 
 
 @dataclass
+class ComplaintReport:
+    """A complaint a collector records (from a visit or a call): the borrower's words."""
+
+    source: str  # VISIT or CALL (SMS complaints come by the borrower_reply signal)
+    summary: str
+    by: str
+    received_at: datetime
+    about: str = ""  # the collector complained about, if the borrower named one
+
+
+@dataclass
+class ComplaintAction:
+    """A complaint acknowledged, or resolved with its outcome (sent to the borrower)."""
+
+    number: int
+    by: str
+    outcome: str = ""  # for a resolution: what the borrower is told
+
+
+@dataclass
 class LiftHostileTeam:
     by: str
     reason: str
@@ -385,6 +405,22 @@ class SafetyAlert:
 
 
 @dataclass
+class Complaint:
+    number: int
+    source: str  # SMS, VISIT, CALL
+    summary: str
+    received_at: datetime
+    ack_due: datetime
+    resolve_due: datetime
+    collectors: list[str] = field(default_factory=list)  # whom it is about
+    by: str = "borrower"
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str = ""
+    ack_escalated: bool = False
+    resolve_escalated: bool = False
+
+
+@dataclass
 class CaseState:
     loan_no: str
     branch: str
@@ -479,6 +515,11 @@ class CaseState:
     legal_decision: LegalDecisionRequest | None = None
     legal_advice: str = ""
     dead_end_reason: str = ""  # why the case is under legal review
+    # Complaints (issue 15): open ones; the watcher in workflows/complaints.py escalates.
+    complaints: list[Complaint] = field(default_factory=list)
+    complaints_made: int = 0
+    complaint_seq: int = 0
+    complaint_outcomes: list[ComplaintAction] = field(default_factory=list)  # SMS to send
 
 
 @dataclass
@@ -525,6 +566,7 @@ class CaseStatus:
     alerts: list[SafetyAlert] = field(default_factory=list)
     hostile_team: bool = False
     legal_advice: str = ""
+    complaints: list[Complaint] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- activity inputs and outputs
@@ -736,3 +778,17 @@ class SafetyAudit:
     by: str
     detail: str
     at: datetime
+
+
+@dataclass
+class ComplaintRecord:
+    """A complaint as it stands now (opened, acknowledged, escalated, resolved): one row per
+    (loan, generation, number) in `complaints`."""
+
+    loan_no: str
+    generation: str
+    complaint: Complaint
+    event: str  # OPENED, ACKNOWLEDGED, ACK_OVERDUE, RESOLVE_OVERDUE, RESOLVED
+    at: datetime
+    by: str = "system"
+    outcome: str = ""

@@ -36,3 +36,4 @@ class Activities:
     RECORD_CONSENT = "record_consent"
     RAISE_ALERT = "raise_safety_alert"
     RECORD_SAFETY = "record_safety"
+    RECORD_COMPLAINT = "record_complaint"

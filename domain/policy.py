@@ -94,6 +94,12 @@ class Policy:
     # A dead end's legal review: a decision is due within this long, then the branch head is
     # asked (again after each further period) until there is one.
     legal_review_seconds: int = 10 * DAY
+    # Complaints (投诉): acknowledged within this many working days (Monday to Friday, the
+    # policy's time zone) and resolved within the period; collection contact (SMS, calls)
+    # pauses while one is open when the policy says so.
+    complaint_ack_working_days: int = 1
+    complaint_resolve_seconds: int = 15 * DAY
+    complaint_pauses_contact: bool = True
     # Hardship holds may last at most this long.
     max_hold_seconds: int = 180 * DAY
     # A dead end below this outstanding amount is written off rather than sent to court

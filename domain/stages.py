@@ -80,6 +80,7 @@ class ReplyIntent(StrEnum):
     OPT_OUT = "OPT_OUT"
     ACKNOWLEDGED = "ACKNOWLEDGED"
     CLAIMS_PAID = "CLAIMS_PAID"
+    COMPLAINT = "COMPLAINT"  # 投诉 and its variants: opens a complaint (issue 15)
     OTHER = "OTHER"
 
 
@@ -107,6 +108,10 @@ class TaskKind(StrEnum):
     # the branch head.
     LEGAL_REVIEW = "LEGAL_REVIEW"
     LEGAL_REVIEW_OVERDUE = "LEGAL_REVIEW_OVERDUE"
+    # A borrower's complaint: to acknowledge and resolve by the policy's deadlines; a deadline
+    # passed goes to the branch head.
+    COMPLAINT = "COMPLAINT"
+    COMPLAINT_OVERDUE = "COMPLAINT_OVERDUE"
 
 
 class LegalDecision(StrEnum):

@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 
 from activities.agreements import AgreementActivities
 from activities.cases import CaseActivities
+from activities.complaints import ComplaintActivities
 from activities.contacts import ContactActivities
 from activities.daily_run import DailyRunActivities
 from activities.documents import PdfRenderer
@@ -35,6 +36,7 @@ def activities(
     agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
     contacts = ContactActivities(sessions)
     safety = SafetyActivities(sessions, sms)
+    complaints = ComplaintActivities(sessions)
     return [
         cases.load_case,
         cases.assess_case,
@@ -51,6 +53,7 @@ def activities(
         contacts.record_consent,
         safety.raise_safety_alert,
         safety.record_safety,
+        complaints.record_complaint,
     ]
 
 

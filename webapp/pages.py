@@ -54,6 +54,7 @@ from service.portfolio import (
     FilterError,
     Filters,
     caseloads,
+    complaint_counts,
     list_cases,
     mark_training,
     stage_branch_counts,
@@ -140,11 +141,13 @@ def pages_router(
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
         loads = await run_in_threadpool(caseloads, sessions, scope)
         mark_training(loads, local_date(now, config.policy))
+        complaints = await run_in_threadpool(complaint_counts, sessions, scope)
         month, compliance, month_error = await run_in_threadpool(
             compliance_section, sessions, q.get("month"), scope, config.policy, now
         )
         error = error or month_error
         data = dict(filters=filters, cases=rows, due=due, counts=grid, caseloads=loads, error=error)
+        data.update(complaints=complaints)
         data.update(month=month, compliance=compliance)
         if wants_json(request):
             data["counts"] = [

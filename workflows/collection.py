@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 from workflows import contact_updates, debt, payments, visit_updates
 from workflows.case import Case, Interrupted
+from workflows.complaints import Complaints
 from workflows.contact import send_sms
 from workflows.safety import Safety
+from workflows.staff_messages import StaffMessages
+from workflows.staff_messages import checked as _checked
 from workflows.stages import (
     agreement_signing,
     field_visit,
@@ -39,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
     from domain import human_input as check
     from domain.installments import statuses
     from domain.models import (
-        AlertAck,
         AssignRequest,
         BorrowerReply,
         BranchMove,
@@ -48,19 +48,14 @@ with workflow.unsafe.imports_passed_through():
         CaseResult,
         CaseState,
         CaseStatus,
-        CheckIn,
-        CheckOut,
         CloseRequest,
         ConsentChange,
         DebtUpdate,
         DeliveryFailure,
         HardshipHold,
-        HelpRequest,
         Hold,
         Installment,
-        LegalDecisionRequest,
         LiftHold,
-        LiftHostileTeam,
         PaymentPosted,
         PaymentRecord,
         Plan,
@@ -90,16 +85,8 @@ STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
 }
 
 
-def _checked(rule: Callable[..., None], *args: Any) -> None:
-    """Run a pure check of human input; a refusal becomes the Update's rejection."""
-    try:
-        rule(*args)
-    except check.Refused as refused:
-        raise ApplicationError(str(refused), type="InvalidInput", non_retryable=True) from None
-
-
 @workflow.defn(name=WORKFLOW_TYPE)
-class LoanCollectionWorkflow:
+class LoanCollectionWorkflow(StaffMessages):
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
         if inp.state is not None:
@@ -119,6 +106,7 @@ class LoanCollectionWorkflow:
         self.case = Case(state)
         self.s = state
         self.safety = Safety(self.case)
+        self.complaints = Complaints(self.case)
 
     # ------------------------------------------------------------------ main loop
 
@@ -127,7 +115,7 @@ class LoanCollectionWorkflow:
         case, s = self.case, self.s
         # Staff safety's timers (workflows/safety.py): idle, with no command, until a team
         # checks in or an alert is raised, so runs without them replay as before.
-        watcher = asyncio.create_task(self.safety.watch())
+        watchers = [asyncio.create_task(w()) for w in (self.safety.watch, self.complaints.watch)]
         if inp.state is None:
             if case.versions.v4():  # the caller's generation survives a workflow reset
                 s.generation = inp.generation or workflow.info().run_id[:8]
@@ -171,7 +159,7 @@ class LoanCollectionWorkflow:
                     s.cycle_done = False
                     continue  # the next cycle in this run
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                await workflow.wait_condition(lambda: not self.safety.busy)
+                await workflow.wait_condition(self._idle)
                 s.cycle_done = False
                 case.visibility.flush()
                 workflow.continue_as_new(
@@ -186,8 +174,9 @@ class LoanCollectionWorkflow:
             )
         # Nobody is forgotten: a closed case still waits for its team's check-out and for
         # every safety alert to be acknowledged.
-        await workflow.wait_condition(self.safety.settled)
-        watcher.cancel()
+        await workflow.wait_condition(lambda: self.safety.settled() and self._idle())
+        for watcher in watchers:
+            watcher.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
         case.visibility.flush()
         last = s.history[-1].detail if s.history else ""
@@ -200,6 +189,10 @@ class LoanCollectionWorkflow:
             outstanding_fen=max(0, case.outstanding() or 0),
             reason=last,
         )
+
+    def _idle(self) -> bool:
+        """No alert and no complaint outcome SMS being sent (their watchers' activities)."""
+        return not self.safety.busy and not self.complaints.busy
 
     # ------------------------------------------------------------------ updates (human input)
 
@@ -351,59 +344,6 @@ class LoanCollectionWorkflow:
         lost = self.case.contact_lost()
         _checked(check.check_third_party, self.s, message, lost, workflow.now())
 
-    # ---------------------------------------------------------- staff safety (workflows/safety.py)
-
-    @workflow.update
-    async def check_in(self, request: CheckIn) -> UpdateAccepted:
-        return await self.safety.check_in(request)
-
-    @check_in.validator
-    def _validate_check_in(self, request: CheckIn) -> None:
-        _checked(check.check_check_in, self.s, request, workflow.now())
-
-    @workflow.update
-    async def check_out(self, request: CheckOut) -> UpdateAccepted:
-        self.safety.check_out(request)
-        return await visit_updates.report(self.case, self.safety, request.report)
-
-    @check_out.validator
-    def _validate_check_out(self, request: CheckOut) -> None:
-        _checked(check.check_check_out, self.s, request, workflow.now())
-
-    @workflow.update
-    def need_help(self, request: HelpRequest) -> UpdateAccepted:
-        return self.safety.need_help(request)
-
-    @need_help.validator
-    def _validate_help(self, request: HelpRequest) -> None:
-        _checked(check.check_help, self.s, request, workflow.now())
-
-    @workflow.update
-    async def acknowledge_alert(self, ack: AlertAck) -> UpdateAccepted:
-        return await self.safety.acknowledge(ack)
-
-    @acknowledge_alert.validator
-    def _validate_ack(self, ack: AlertAck) -> None:
-        _checked(check.check_alert_ack, self.s, ack)
-
-    @workflow.update
-    def legal_decision(self, request: LegalDecisionRequest) -> UpdateAccepted:
-        self.s.legal_decision = request
-        self.case.note("legal", f"legal decision: {request.decision}", request.by)
-        return UpdateAccepted(self.s.stage, f"legal decision taken: {request.decision}")
-
-    @legal_decision.validator
-    def _validate_legal(self, request: LegalDecisionRequest) -> None:
-        _checked(check.check_legal_decision, self.s, request)
-
-    @workflow.update
-    async def lift_hostile_team(self, request: LiftHostileTeam) -> UpdateAccepted:
-        return await self.safety.lift_hostile(request)
-
-    @lift_hostile_team.validator
-    def _validate_lift_hostile(self, request: LiftHostileTeam) -> None:
-        _checked(check.check_lift_hostile, self.s, request)
-
     # ------------------------------------------------------------------ signals (facts)
 
     @workflow.signal
@@ -468,6 +408,10 @@ class LoanCollectionWorkflow:
             s.opted_out = True
         elif reply.intent == ReplyIntent.ACKNOWLEDGED:
             s.acknowledged = True
+        elif reply.intent == ReplyIntent.COMPLAINT:
+            complaint = self.complaints.open("SMS", "borrower complained by SMS", "borrower",
+                                             reply.received_at)  # fmt: skip
+            await self.complaints.opened(complaint)
         elif reply.intent == ReplyIntent.CLAIMS_PAID:
             await self.case.task(
                 TaskKind.CHECK_CLAIMED_PAYMENT, "borrower says they paid: check the account", None
@@ -521,4 +465,5 @@ class LoanCollectionWorkflow:
             alerts=list(s.alerts),
             hostile_team=s.hostile_team,
             legal_advice=s.legal_advice,
+            complaints=list(s.complaints),
         )

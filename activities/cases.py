@@ -276,6 +276,9 @@ class CaseActivities:
                     reported_by=report.reported_by or report.collector_ids[0],
                     stage=record.stage.value,
                     notes=report.notes,
+                    counselling=",".join(report.counselling)[:120],
+                    hardships=",".join(report.hardships)[:120],
+                    situation=report.situation,
                 ),
                 ["case_id", "generation", "visit_no"],
             )

@@ -315,6 +315,11 @@ class Visit(Base):
     reported_by: Mapped[str] = mapped_column(String(64))
     stage: Mapped[str] = mapped_column(String(24))
     notes: Mapped[str] = mapped_column(Text, default="")
+    # Help recorded (issue 15): counselling given, the hardships and words the borrower
+    # stated (comma separated codes of domain/stages.py Counselling and Hardship).
+    counselling: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    hardships: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    situation: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Complaint(Base):

@@ -30,13 +30,15 @@ from domain.models import (
     ThirdPartyMessage,
     VisitReport,
 )
-from domain.plans import PlanRejected, check_plan
+from domain.plans import PlanRejected, check_plan, plan_policy
 from domain.rulebook import call_refusal, night_refusal, third_party_refusal
 from domain.stages import (
     CLOSED_STAGES,
     MANUAL_CLOSE_STAGES,
     CallOutcome,
     ConsentKind,
+    Counselling,
+    Hardship,
     LegalDecision,
     Stage,
     VisitOutcome,
@@ -116,6 +118,19 @@ def check_visit_report(s: CaseState, report: VisitReport, now: datetime) -> None
     check_visit_time(s, report.visited_at, now, "visited_at")
     if len(report.notes) > MAX_NOTES:
         raise Refused(f"notes: at most {MAX_NOTES} characters")
+    check_counselling(report)
+
+
+def check_counselling(report: VisitReport) -> None:
+    """Help recorded at a visit: known kinds of counselling and hardship, short words."""
+    for name, values, kinds in (
+        ("counselling", report.counselling, Counselling),
+        ("hardships", report.hardships, Hardship),
+    ):
+        if unknown := [v for v in values if v not in kinds.__members__]:
+            raise Refused(f"{name}: {', '.join(unknown)} not one of {', '.join(kinds.__members__)}")
+    if len(report.situation) > MAX_NOTES:
+        raise Refused(f"situation: at most {MAX_NOTES} characters")
 
 
 def check_location(latitude: float | None, longitude: float | None) -> None:
@@ -190,7 +205,7 @@ def check_plan_proposal(
     if outstanding_fen is None:
         raise Refused("stage: the debt is not known yet")
     try:
-        check_plan(proposal, outstanding_fen, s.policy, now)
+        check_plan(proposal, outstanding_fen, plan_policy(s.policy, s.hardships), now)
     except PlanRejected as e:
         raise Refused(str(e)) from None
     if len(proposal.notes) > MAX_NOTES:

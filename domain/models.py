@@ -49,6 +49,11 @@ class VisitReport:
     visited_at: datetime
     notes: str = ""
     reported_by: str = ""
+    # Help recorded (issue 15): counselling given (Counselling values), the borrower's
+    # situation as they stated it (Hardship values and their words).
+    counselling: list[str] = field(default_factory=list)
+    hardships: list[str] = field(default_factory=list)
+    situation: str = ""
 
 
 @dataclass
@@ -520,6 +525,10 @@ class CaseState:
     complaints_made: int = 0
     complaint_seq: int = 0
     complaint_outcomes: list[ComplaintAction] = field(default_factory=list)  # SMS to send
+    # Help recorded at visits: the hardships the borrower stated (they lengthen the next
+    # plan's limits, domain/plans.py plan_policy) and the counselling given.
+    hardships: list[str] = field(default_factory=list)
+    counselling_given: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -567,6 +576,9 @@ class CaseStatus:
     hostile_team: bool = False
     legal_advice: str = ""
     complaints: list[Complaint] = field(default_factory=list)
+    hardships: list[str] = field(default_factory=list)
+    counselling_given: list[str] = field(default_factory=list)
+    max_installments: int = 0  # the next plan's limit (longer after a stated hardship)
 
 
 # ---------------------------------------------------------------- activity inputs and outputs

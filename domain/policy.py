@@ -100,6 +100,13 @@ class Policy:
     complaint_ack_working_days: int = 1
     complaint_resolve_seconds: int = 15 * DAY
     complaint_pauses_contact: bool = True
+    # A household in hardship as stated at a visit (one of these): its next plan may be
+    # longer (help recorded, issue 15).
+    longer_plan_hardships: list[str] = field(
+        default_factory=lambda: ["DISASTER", "ILLNESS", "HARVEST_FAILURE"]
+    )
+    hardship_max_installments: int = 36
+    hardship_max_plan_seconds: int = 1095 * DAY
     # Hardship holds may last at most this long.
     max_hold_seconds: int = 180 * DAY
     # A dead end below this outstanding amount is written off rather than sent to court

@@ -114,6 +114,24 @@ class TaskKind(StrEnum):
     COMPLAINT_OVERDUE = "COMPLAINT_OVERDUE"
 
 
+class Counselling(StrEnum):
+    """Help a collector gave at a visit (记录帮扶)."""
+
+    FINANCIAL_ADVICE = "FINANCIAL_ADVICE"  # 理财/还款建议
+    HARDSHIP_REFERRAL = "HARDSHIP_REFERRAL"  # 转介救助（民政、保险理赔、村委会）
+    RESTRUCTURING_SUGGESTION = "RESTRUCTURING_SUGGESTION"  # 建议申请重组/展期
+
+
+class Hardship(StrEnum):
+    """The borrower's situation as they stated it at a visit."""
+
+    DISASTER = "DISASTER"  # 受灾（洪水、冰雹、地震）
+    ILLNESS = "ILLNESS"  # 因病
+    HARVEST_FAILURE = "HARVEST_FAILURE"  # 歉收
+    JOB_LOSS = "JOB_LOSS"  # 失业/务工收入中断
+    OTHER = "OTHER"
+
+
 class LegalDecision(StrEnum):
     APPROVE_ESCALATION = "APPROVE_ESCALATION"  # to court / legal escalation
     RETURN_TO_NEGOTIATION = "RETURN_TO_NEGOTIATION"  # with advice for the collectors

@@ -131,9 +131,15 @@ class CaseActions:
         collector_ids: list[str],
         visited_at: datetime,
         notes: str = "",
+        counselling: list[str] | None = None,
+        hardships: list[str] | None = None,
+        situation: str = "",
     ) -> ActionOutcome:
         visited_at = self._local(loan_no, visited_at)
-        report = VisitReport(outcome, collector_ids, visited_at, notes, who.actor)
+        report = VisitReport(
+            outcome, collector_ids, visited_at, notes, who.actor,
+            list(counselling or []), list(hardships or []), situation,
+        )  # fmt: skip
         return await self._update(
             who, loan_no, "report_visit", WF.report_visit, report,
             f"visit {outcome} by {', '.join(collector_ids)} at {visited_at.isoformat()}",
@@ -318,9 +324,15 @@ class CaseActions:
         collector_ids: list[str],
         visited_at: datetime,
         notes: str = "",
+        counselling: list[str] | None = None,
+        hardships: list[str] | None = None,
+        situation: str = "",
     ) -> ActionOutcome:
         visited_at = self._local(loan_no, visited_at)
-        report = VisitReport(outcome, collector_ids, visited_at, notes, who.actor)
+        report = VisitReport(
+            outcome, collector_ids, visited_at, notes, who.actor,
+            list(counselling or []), list(hardships or []), situation,
+        )  # fmt: skip
         return await self._update(
             who, loan_no, "check_out", WF.check_out, CheckOut(report, who.actor),
             f"check-out, visit {outcome} by {', '.join(collector_ids)}",

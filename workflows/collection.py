@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import yuan
     from domain.names import WORKFLOW_TYPE
     from domain.names import Activities as A
+    from domain.plans import plan_policy
     from domain.rulebook import has_consent, unanswered_today
     from domain.stages import CLOSED_STAGES, ConsentKind, ReplyIntent, Stage, TaskKind
 
@@ -466,4 +467,7 @@ class LoanCollectionWorkflow(StaffMessages):
             hostile_team=s.hostile_team,
             legal_advice=s.legal_advice,
             complaints=list(s.complaints),
+            hardships=list(s.hardships),
+            counselling_given=list(s.counselling_given),
+            max_installments=plan_policy(s.policy, s.hardships).max_installments,
         )

@@ -32,6 +32,12 @@ async def report(case: Case, safety: Safety, report: VisitReport) -> UpdateAccep
     elif outcome in (VisitOutcome.NOT_HOME, VisitOutcome.MOVED):
         s.failures_in_row += 1
     case.note("visit", f"visit {number}: {outcome} by {', '.join(report.collector_ids)}", by)
+    if report.hardships or report.counselling:  # help recorded: the next plan's limits
+        s.hardships = sorted(set(s.hardships) | set(report.hardships))
+        s.counselling_given = sorted(set(s.counselling_given) | set(report.counselling))
+        help_given = ", ".join(report.counselling) or "none"
+        stated = ", ".join(report.hardships) or "none"
+        case.note("help", f"visit {number}: counselling {help_given}; hardship {stated}", by)
     if s.stage == Stage.FIELD_VISIT:
         s.pending_visit_outcome = outcome
     if case.versions.v4():

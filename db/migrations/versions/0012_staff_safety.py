@@ -7,6 +7,8 @@ texts in the SMS outbox
 - `sms_outbox.borrower_id` is nullable: a staff text (purpose `staff_alert`) belongs to no
   borrower, so no borrower's caps count it (the outbox is evidence: altered with its retention
   triggers lifted);
+- `visits.counselling`, `visits.hardships`, `visits.situation`: help recorded at a visit
+  (an evidence table: altered with its retention triggers lifted);
 - `complaints`: a borrower's complaints, their deadlines, acknowledgement, escalations and
   outcome (read by the collection record, counted on the dashboard).
 
@@ -38,6 +40,10 @@ def upgrade() -> None:
     with retention_lifted(op):
         with op.batch_alter_table('sms_outbox', schema=None) as batch_op:
             batch_op.alter_column('borrower_id', existing_type=sa.Integer(), nullable=True)
+        with op.batch_alter_table('visits', schema=None) as batch_op:
+            batch_op.add_column(sa.Column('counselling', sa.String(length=120), server_default='', nullable=False))
+            batch_op.add_column(sa.Column('hardships', sa.String(length=120), server_default='', nullable=False))
+            batch_op.add_column(sa.Column('situation', sa.Text(), server_default='', nullable=False))
     op.create_table('complaints',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -74,6 +80,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('complaints')
     with retention_lifted(op):
+        with op.batch_alter_table('visits', schema=None) as batch_op:
+            batch_op.drop_column('situation')
+            batch_op.drop_column('hardships')
+            batch_op.drop_column('counselling')
         op.execute("DELETE FROM sms_outbox WHERE borrower_id IS NULL")
         with op.batch_alter_table('sms_outbox', schema=None) as batch_op:
             batch_op.alter_column('borrower_id', existing_type=sa.Integer(), nullable=False)

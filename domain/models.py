@@ -632,6 +632,8 @@ class AssignRequest:
     keep: list[str] = field(default_factory=list)
     by: str = "system"
     reason: str = ""
+    # A remote or hostile visit: no collector whose safety training has expired (issue 15).
+    trained_only: bool = False
 
 
 @dataclass

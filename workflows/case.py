@@ -230,10 +230,16 @@ class Case:
         )
 
     async def assign(self, request: AssignRequest) -> None:
+        s = self.s
+        # Remote villages and hostile borrowers: only collectors whose safety training has
+        # not expired (the activity says whom it passed over in the audit trail).
+        request.trained_only = s.remote or s.hostile or s.hostile_team
         async with self._assign_lock:
             collectors: list[str] = await self.act(A.ASSIGN_COLLECTORS, request, list[str])
             self.s.collectors = collectors
             who = ", ".join(collectors) or "nobody (no capacity)"
+            if request.trained_only:
+                who += " (remote or hostile visit: valid safety training only)"
             self.note("assignment", f"assigned to {who}", request.by)
             self.visibility.publish()
         if self.s.team_size and collectors and len(collectors) < request.team_size:

@@ -42,6 +42,7 @@ from service.case_record import (
     collector_cases,
 )
 from service.case_updates import ActionOutcome, CaseActions
+from service.collection_record import COUNSELLING_ZH, HARDSHIP_ZH
 from service.daily_schedule import latest_runs, rejected_file_of
 from service.loan_contacts import (
     CALL_OUTCOME_ZH,
@@ -85,6 +86,17 @@ class WebConfig:
     sign_in: Limits = field(default_factory=Limits)
     hash_slots: int = field(default_factory=lambda: os.cpu_count() or 1)
     hash_waiting: int = 16
+
+
+def _coordinate(data: dict, name: str) -> float | None:  # type: ignore[type-arg]
+    """The phone's location (the browser's geolocation, when the collector allowed it)."""
+    raw = str(data.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise forms.InputError(f"{name}: not a number") from None
 
 
 def pages_router(
@@ -222,6 +234,7 @@ def pages_router(
             request, "case.html.j2", who=who, status=status, record=record,
             flash=flash, flash_ok=flash_ok,
             outcomes=list(VisitOutcome), close_outcomes=sorted(MANUAL_CLOSE_STAGES),
+            counselling=COUNSELLING_ZH, hardship_zh=HARDSHIP_ZH,
             calls=calls, third_party=third_party, call_outcomes=list(CallOutcome),
             outcome_zh=CALL_OUTCOME_ZH, consent_channels=CONSENT_CHANNELS, how_zh=CONSENT_HOW_ZH,
             now=datetime.now(UTC), zone=await case_zone(acts, loan_no), Role=Role,
@@ -245,7 +258,7 @@ def pages_router(
         acts = await actions()
         now = datetime.now(UTC)
         # A datetime-local field is the case's local time.
-        timed = action in ("visit", "signature", "hold", "call", "consent")
+        timed = action in ("visit", "signature", "hold", "call", "consent", "check-in", "check-out")
         local = await case_zone(acts, loan_no) if timed else None
         if action == "visit":
             ids = forms.codes(data, "collector_ids")
@@ -286,6 +299,12 @@ def pages_router(
                 who, loan_no, forms.flag(data, "given"), forms.text(data, "how"),
                 forms.moment(data, "at", now, local), forms.text(data, "notes", required=False),
             )  # fmt: skip
+        if action in ("check-in", "check-out", "help"):
+            return await safety_action(who, loan_no, action, data, now, local)
+        if action == "acknowledge-alert" and who.role == Role.SUPERVISOR:
+            number = forms.integer(data, "alert_no", 1, 100_000)
+            notes = forms.text(data, "notes", required=False)
+            return await acts.acknowledge_alert(who, loan_no, number, notes)
         if action == "third-party":
             contact_id = forms.integer(data, "contact_id", 1, 2**31 - 1)
             return await acts.contact_third_party(who, loan_no, contact_id)
@@ -305,6 +324,34 @@ def pages_router(
                 who, loan_no, forms.text(data, "outcome"), forms.text(data, "reason")
             )
         raise HTTPException(404, "not found")
+
+    async def safety_action(  # type: ignore[no-untyped-def]
+        who: Principal, loan_no: str, action: str, data: dict, now: datetime, local
+    ) -> ActionOutcome:
+        """The phone page's check-in, check-out (with the visit's report and the help given)
+        and "need help": a collector names themself and the teammates they tick."""
+        acts = await actions()
+        ids = forms.codes(data, "collector_ids")
+        if who.role == Role.COLLECTOR:
+            mates = ids + forms.codes(data, "teammates")
+            ids = [who.collector_id or ""] + [m for m in mates if m != who.collector_id]
+        latitude, longitude = _coordinate(data, "latitude"), _coordinate(data, "longitude")
+        if action == "check-in":
+            at = forms.moment(data, "checked_in_at", now, local)
+            return await acts.check_in(who, loan_no, ids, at, latitude, longitude)
+        if action == "check-out":
+            return await acts.check_out(
+                who, loan_no, forms.text(data, "outcome"), ids,
+                forms.moment(data, "visited_at", now, local),
+                forms.text(data, "notes", required=False),
+                forms.codes(data, "counselling"), forms.codes(data, "hardships"),
+                forms.text(data, "situation", required=False),
+            )  # fmt: skip
+        collector = who.collector_id if who.role == Role.COLLECTOR else (ids or [""])[0]
+        return await acts.need_help(
+            who, loan_no, collector or "", now, forms.text(data, "notes", required=False),
+            latitude, longitude,
+        )  # fmt: skip
 
     @router.post("/cases/{loan_no}/{action}")
     async def case_action(request: Request, loan_no: str, action: str) -> Response:

@@ -11,6 +11,7 @@ the configured policy's (service/local_time.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -53,6 +54,11 @@ from service.loan_contacts import contact_on_loan
 from service.local_time import loan_policy, local_moment
 from service.users import Principal
 from workflows.collection import LoanCollectionWorkflow as WF
+
+# An action queued on a phone while offline carries an id made on the phone: it becomes the
+# Update's id, and Temporal answers a repeated Update id with the first one's result, so an
+# action sent twice (a lost answer, a second flush) is applied once.
+UPDATE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("update_id", default=None)
 
 
 @dataclass
@@ -101,7 +107,10 @@ class CaseActions:
     ) -> ActionOutcome:
         handle = self.client.get_workflow_handle(workflow_id(loan_no))
         try:
-            result: UpdateAccepted = await handle.execute_update(update, arg)
+            update_id = UPDATE_ID.get()
+            result: UpdateAccepted = await handle.execute_update(
+                update, arg, id=f"phone-{update_id}" if update_id else None
+            )
             outcome = ActionOutcome(True, result.message, str(result.stage), result.number)
         except WorkflowUpdateFailedError as e:
             outcome = ActionOutcome(False, refusal(e))

@@ -217,3 +217,53 @@ async def test_collector_checks_in_asks_for_help_and_checks_out_on_a_phone(
     await supervisor.close()
     await h.pay(case.handle, 1_000_000)
     await case.handle.result()
+
+
+async def test_a_visit_reported_offline_is_queued_and_applied_once_when_signal_returns(
+    site, browser: Browser
+) -> None:
+    """Issue 15 item 7: with the network off the visit report stays on the phone (shown as
+    unsent), goes out when the network is back, and is applied once even if sent again."""
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await context.new_page()
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+    worker_js = await page.request.get(base + "/sw.js")
+    assert worker_js.ok and "caches" in await worker_js.text()
+
+    await context.set_offline(True)
+    await page.select_option("#outcome", "MET")
+    await page.fill("#notes", "村里没信号，回来再发")
+    await page.check("#visit-form input[name=teammates]")
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    await expect(page.locator("#unsent-list")).to_contain_text("Report a visit")
+    await asyncio.sleep(1)
+    assert (await h.status(case.handle)).counters.visits == 0  # nothing reached the case
+
+    await context.set_offline(False)  # signal returns: the queue is sent
+    await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
+    await expect(page.locator("#sent-list")).to_contain_text("visit 1 recorded: MET")
+    await h.at_stage(case.handle, "NEGOTIATION")
+    # The same id sent again (a lost answer, a second flush): applied once.
+    mate = next(c for c in case.team if c != case.collector)
+    answers = await page.evaluate(
+        """async ([loan, mate]) => {
+            const send = () => fetch('/cases/' + loan + '/visit', {method: 'POST',
+              headers: {accept: 'application/json'},
+              body: new URLSearchParams({csrf: document.querySelector('[name=csrf]').value,
+                outcome: 'MET', teammates: mate, op_id: 'repeat-op-0001'})}).then(r => r.json());
+            const first = await send();
+            return [first, await send()];
+        }""",
+        [case.loan_no, mate],
+    )
+    assert answers[0]["accepted"] and answers[0] == answers[1]
+    assert answers[0]["message"] == "visit 2 recorded: MET"
+    assert (await h.status(case.handle)).counters.visits == 2  # not 3
+    await context.close()
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()

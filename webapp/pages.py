@@ -18,9 +18,11 @@ case's branch (service/local_time.py).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -41,7 +43,7 @@ from service.case_record import (
     case_record,
     collector_cases,
 )
-from service.case_updates import ActionOutcome, CaseActions
+from service.case_updates import UPDATE_ID, ActionOutcome, CaseActions
 from service.collection_record import COUNSELLING_ZH, HARDSHIP_ZH
 from service.daily_schedule import latest_runs, rejected_file_of
 from service.loan_contacts import (
@@ -86,6 +88,10 @@ class WebConfig:
     sign_in: Limits = field(default_factory=Limits)
     hash_slots: int = field(default_factory=lambda: os.cpu_count() or 1)
     hash_waiting: int = 16
+
+
+OP_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
+SERVICE_WORKER = Path(__file__).parent.parent / "templates" / "pages" / "sw.js"
 
 
 def _coordinate(data: dict, name: str) -> float | None:  # type: ignore[type-arg]
@@ -173,6 +179,15 @@ def pages_router(
 
     # ------------------------------------------------------------ collectors
 
+    @router.get("/sw.js")
+    async def service_worker() -> Response:
+        """The phone pages' service worker: the day's pages kept for when signal is gone."""
+        return Response(
+            SERVICE_WORKER.read_text(),
+            media_type="application/javascript",
+            headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"},
+        )
+
     @router.get("/my")
     async def my_cases(request: Request) -> Response:
         who = require(request, sessions, Role.COLLECTOR)
@@ -258,7 +273,16 @@ def pages_router(
         acts = await actions()
         now = datetime.now(UTC)
         # A datetime-local field is the case's local time.
-        timed = action in ("visit", "signature", "hold", "call", "consent", "check-in", "check-out")
+        timed = action in (
+            "visit",
+            "signature",
+            "hold",
+            "call",
+            "consent",
+            "check-in",
+            "check-out",
+            "help",
+        )
         local = await case_zone(acts, loan_no) if timed else None
         if action == "visit":
             ids = forms.codes(data, "collector_ids")
@@ -349,8 +373,8 @@ def pages_router(
             )  # fmt: skip
         collector = who.collector_id if who.role == Role.COLLECTOR else (ids or [""])[0]
         return await acts.need_help(
-            who, loan_no, collector or "", now, forms.text(data, "notes", required=False),
-            latitude, longitude,
+            who, loan_no, collector or "", forms.moment(data, "at", now, local),
+            forms.text(data, "notes", required=False), latitude, longitude,
         )  # fmt: skip
 
     @router.post("/cases/{loan_no}/{action}")
@@ -360,7 +384,14 @@ def pages_router(
         try:
             data = await forms.read_input(request)
             check_csrf(request, who, data.get("csrf"))
-            outcome = await run_action(who, loan_no, action, data)
+            op_id = str(data.get("op_id") or "")
+            if op_id and not OP_ID.fullmatch(op_id):
+                raise forms.InputError("op_id: 8 to 64 letters, digits or dashes")
+            token = UPDATE_ID.set(op_id or None)
+            try:
+                outcome = await run_action(who, loan_no, action, data)
+            finally:
+                UPDATE_ID.reset(token)
         except forms.InputError as e:
             outcome = ActionOutcome(False, str(e))
             audit.record(sessions, who.username, who.role, action, "REFUSED", str(e), loan_no)

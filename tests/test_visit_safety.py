@@ -292,3 +292,70 @@ def test_the_staff_alert_text_is_registered_and_clean() -> None:
             loan_tail="1234", alert_no="2", detail="外访小组请求支援",
         )  # fmt: skip
         assert forbidden_phrases(text) == [] and "1234" in text and "2" in text
+
+
+def _worker_process(dev_env, db_url: str, data: Path, tq: str):  # type: ignore[no-untyped-def]
+    """The real worker (worker.py) as a process of its own, to be killed (SIGKILL)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SMS_PROVIDER"))}
+    env.update(
+        TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=tq, COLLECTION_DB_URL=db_url, COLLECTION_DATA_DIR=str(data),
+        WORKER_PDF_PROCESSES="0",
+    )  # fmt: skip
+    log = (data.parent / f"worker-{uuid.uuid4().hex[:6]}.log").open("wb")
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.fault_worker"], cwd=root, env=env,
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def test_a_killed_worker_does_not_delay_the_alert(
+    dev_env, sqlite_sessions, tmp_path: Path
+) -> None:
+    """The real dev server and a worker process killed (SIGKILL) right after the check-in;
+    another starts; the alert is raised at check-in + expected + grace, to the second."""
+    import asyncio
+    import signal
+
+    from domain.policy import fast_policy
+
+    db_url = str(sqlite_sessions.kw["bind"].url)
+    data, tq = tmp_path / "data", f"tq-{uuid.uuid4()}"
+    policy = fast_policy(
+        visit_expected_seconds=16, visit_overdue_grace_seconds=4,
+        visit_deadline_seconds=600, alert_head_after_seconds=600,
+    )  # fmt: skip
+    h = Harness(dev_env, dev_env.client, tq, sqlite_sessions, data, timedelta(seconds=1), policy)
+    add_staff(h)
+    first = _worker_process(dev_env, db_url, data, tq)
+    second = None
+    try:
+        spec, handle = await h.start()
+        status = await h.at_stage(handle, "FIELD_VISIT", timeout=60)
+        accepted = await handle.execute_update(
+            WF.check_in, CheckIn(status.collectors, datetime.now(UTC))
+        )
+        arrived = next(e.at for e in reversed((await h.status(handle)).history)
+                       if e.detail.startswith(f"check-in {accepted.number}"))  # fmt: skip
+        first.send_signal(signal.SIGKILL)  # the team is in the village, the worker dies
+        first.wait(timeout=10)
+        await asyncio.sleep(2)
+        second = _worker_process(dev_env, db_url, data, tq)
+        tasks = await eventually(lambda: alert_tasks(h, spec.loan_no), "the alert", 60)
+        late = tasks[0].created_at - (arrived + timedelta(seconds=20))
+        assert timedelta(0) <= late < timedelta(seconds=2), late
+        await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
+        report = VisitReport("MET", status.collectors, datetime.now(UTC))
+        await handle.execute_update(WF.check_out, CheckOut(report))
+        await h.pay(handle, DEBT)
+        await asyncio.wait_for(handle.result(), 60)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)

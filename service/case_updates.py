@@ -31,6 +31,8 @@ from domain.models import (
     CheckIn,
     CheckOut,
     CloseRequest,
+    ComplaintAction,
+    ComplaintReport,
     ConsentChange,
     HardshipHold,
     HelpRequest,
@@ -378,6 +380,34 @@ class CaseActions:
         return await self._update(
             who, loan_no, "legal_decision", WF.legal_decision, request,
             f"{decision}: {reason}" + (f" (advice: {advice})" if advice else ""),
+        )  # fmt: skip
+
+    async def record_complaint(
+        self, who: Principal, loan_no: str, source: str, summary: str, at: datetime,
+        about: str = "",
+    ) -> ActionOutcome:  # fmt: skip
+        """A complaint the borrower made at a visit or on a call (SMS ones come by SMS)."""
+        report = ComplaintReport(source, summary, who.actor, self._local(loan_no, at), about)
+        return await self._update(
+            who, loan_no, "record_complaint", WF.record_complaint, report,
+            f"{source}: {summary[:200]}",
+        )  # fmt: skip
+
+    async def acknowledge_complaint(
+        self, who: Principal, loan_no: str, number: int
+    ) -> ActionOutcome:
+        return await self._update(
+            who, loan_no, "acknowledge_complaint", WF.acknowledge_complaint,
+            ComplaintAction(number, who.actor), f"complaint {number}",
+        )  # fmt: skip
+
+    async def resolve_complaint(
+        self, who: Principal, loan_no: str, number: int, outcome: str
+    ) -> ActionOutcome:
+        """The outcome is texted to the borrower."""
+        return await self._update(
+            who, loan_no, "resolve_complaint", WF.resolve_complaint,
+            ComplaintAction(number, who.actor, outcome), f"complaint {number}: {outcome}",
         )  # fmt: skip
 
     async def lift_hostile_team(self, who: Principal, loan_no: str, reason: str) -> ActionOutcome:

@@ -176,3 +176,29 @@ async def test_complaint_messages_are_checked(h: Harness) -> None:
     assert refused.value.cause.message.startswith("number:")
     await h.pay(handle, DEBT)
     await handle.result()
+
+
+async def test_complaints_through_the_service_are_audited(h: Harness) -> None:
+    from db.models import AuditEvent
+    from service.case_updates import CaseActions
+    from service.users import Principal, Role
+
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
+    acts = CaseActions(h.client, h.sessions, h.policy)
+    collector = Principal("c1", Role.COLLECTOR, ("QX01",), "QX01-C01")
+    supervisor = Principal("sup", Role.SUPERVISOR, ("QX01",))
+    made = await acts.record_complaint(
+        collector, spec.loan_no, "CALL", "电话里说被骂", await h.now()
+    )
+    assert made.accepted and made.number == 1
+    assert (await acts.acknowledge_complaint(supervisor, spec.loan_no, 1)).accepted
+    done = await acts.resolve_complaint(supervisor, spec.loan_no, 1, "已道歉并更换催收员")
+    assert done.accepted, done.message
+    with h.sessions() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.loan_no == spec.loan_no)
+        ).all()
+    assert {"record_complaint", "acknowledge_complaint", "resolve_complaint"} <= set(actions)
+    await h.pay(handle, DEBT)
+    await handle.result()

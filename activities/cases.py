@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +55,50 @@ from domain.strategy import SegmentFacts, Strategy, load_strategy
 from domain.timerules import days_past_due
 
 log = logging.getLogger(__name__)
+
+
+def _expired_training(session: Session, branch: str, now: datetime) -> dict[str, date]:
+    """The branch's collectors whose safety training expired before today (the branch's
+    date); a collector with none recorded is not counted as expired."""
+    zone = session.get(Branch, branch)
+    today = now.astimezone(ZoneInfo(zone.timezone if zone else "Asia/Shanghai")).date()
+    rows = session.execute(
+        select(Collector.id, Collector.training_expires_on).where(
+            Collector.branch_code == branch, Collector.training_expires_on < today
+        )
+    ).all()
+    return {cid: expires for cid, expires in rows}
+
+
+def _training_audit(
+    session: Session,
+    loan_no: str,
+    now: datetime,
+    expired: dict[str, date],
+    removed: list[str],
+    wanted: list[str],
+) -> None:
+    """Why collectors were passed over, in the case's audit trail (once per decision)."""
+    names = ", ".join(f"{c} ({d})" for c, d in sorted(expired.items()))
+    detail = (
+        f"remote or hostile visit: not assigned, safety training expired: {names}"
+        + (f"; taken off the case: {', '.join(removed)}" if removed else "")
+        + f"; team: {', '.join(wanted) or 'nobody'}"
+    )
+    last = session.scalar(
+        select(AuditEvent.detail)
+        .where(AuditEvent.loan_no == loan_no, AuditEvent.action == "assignment_training")
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    if last == detail:
+        return  # a retry, or the same decision again
+    session.add(
+        AuditEvent(
+            at=now, username="system", role="SYSTEM", action="assignment_training",
+            loan_no=loan_no, outcome="DONE", detail=detail,
+        )
+    )  # fmt: skip
 
 
 class CaseActivities:
@@ -155,15 +201,29 @@ class CaseActivities:
                 if (c := session.get(Collector, a.collector_id))
                 and c.branch_code == loan.branch_code
             ]
+            expired = (
+                _expired_training(session, loan.branch_code, now) if request.trained_only else {}
+            )
+            untrained = [c for c in current if c in expired]
+            current = [c for c in current if c not in expired]
             if request.requested:
                 wanted = self._check_requested(session, request, loan.branch_code)
+                if late := [c for c in wanted if c in expired]:
+                    raise invalid_input(
+                        f"collector_ids: the safety training of {', '.join(late)} expired "
+                        f"({', '.join(str(expired[c]) for c in late)}): not on a remote or "
+                        "hostile visit"
+                    )
             elif len(current) >= request.team_size and set(request.keep) <= set(current):
                 wanted = current
             else:
                 keep = [c for c in request.keep if c in current] or current[: request.team_size]
                 wanted = keep + self._least_loaded(
-                    session, loan.branch_code, request.team_size - len(keep), exclude=keep
-                )
+                    session, loan.branch_code, request.team_size - len(keep),
+                    exclude=keep + list(expired),
+                )  # fmt: skip
+            if expired:
+                _training_audit(session, request.loan_no, now, expired, untrained, wanted)
             for row in open_rows:
                 if row.collector_id not in wanted:
                     row.ended_at = now
@@ -320,6 +380,9 @@ class CaseActivities:
                     reported_by=report.reported_by or report.collector_ids[0],
                     stage=record.stage.value,
                     notes=report.notes,
+                    counselling=",".join(report.counselling)[:120],
+                    hardships=",".join(report.hardships)[:120],
+                    situation=report.situation,
                 ),
                 ["case_id", "generation", "visit_no"],
             )

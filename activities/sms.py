@@ -41,6 +41,7 @@ from domain.models import SmsRequest, SmsResult
 from domain.names import Activities as A
 from domain.policy import Policy
 from domain.privacy import mask_phone, mask_text
+from domain.safety import STAFF_PURPOSES
 from domain.sms_text import OPTED_OUT_CODE, segments
 from domain.stages import CLOSED_STAGES
 from domain.timerules import cap_release, in_quiet_hours, quiet_hours_end, quiet_hours_start
@@ -208,6 +209,89 @@ class SmsActivities:
             _record_contact(session, row, now, result.status, req.purpose, req)
             log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
             return _result(row)
+
+    # ------------------------------------------------------------------ the staff path
+
+    def send_staff(
+        self, key: str, loan_no: str, to_number: str, purpose: str, params: dict[str, str]
+    ) -> str:
+        """A text to a colleague (a safety alert to a supervisor's mobile), not to a borrower:
+        none of the borrower rules apply (quiet hours, caps, opt-out, third parties: a team in
+        danger at 22:00 is texted at 22:00), it is not a contact in the regulator's record
+        and does not count towards any borrower's caps (the outbox row has no borrower).
+        Idempotent by `key` like every message; a failure the provider answers for good is
+        kept on the row and the alert's task still stands. Called inside an activity."""
+        if purpose not in STAFF_PURPOSES:
+            raise ApplicationError(f"{purpose}: not a staff text", type="InvalidInput")
+        now = activity_now()
+        with self.sessions.begin() as session:
+            loan = loan_by_no(session, loan_no)
+            if loan is None:
+                raise not_found(f"loan {loan_no} is not in the database")
+            case = case_for_loan(session, loan, now)
+            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
+            if row is not None and row.status in DONE:
+                return row.status
+            branch = session.get(Branch, loan.branch_code)
+            channel = channel_of(self.gateway, to_number)
+            context: dict[str, object] = dict(
+                cooperative=channel.signature or (branch.name if branch else loan.branch_code),
+                loan_tail=loan.loan_no[-4:],
+                two_way=channel.two_way,
+                branch_phone=(branch.phone if branch else None) or "",
+                **params,
+            )
+            body = render_sms(self.env, self.language, purpose, **context)
+            template = self._template(channel, purpose, context)
+            if row is None:
+                insert_ignore(
+                    session,
+                    SmsOutbox,
+                    dict(
+                        key=key, case_id=case.id, borrower_id=None, purpose=purpose,
+                        to_number=to_number, body=body, segments=segments(body),
+                        status="PENDING", reason="", created_at=now,
+                    ),
+                    ["key"],
+                )  # fmt: skip
+                row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
+                assert row is not None
+            earlier_attempt, row.attempted_at = row.attempted_at, now
+        deadline = _attempt_deadline(Policy())
+        try:
+            found = (
+                self.gateway.find_sent(
+                    to_number, body, earlier_attempt - LOOKBACK, timeout_s=_time_left(deadline)
+                )
+                if earlier_attempt is not None
+                else None
+            )
+            result = (
+                GatewayResult("SENT", found)
+                if found
+                else self.gateway.send(
+                    to_number, body, key, timeout_s=_time_left(deadline), template=template
+                )
+            )
+            status, sid, reason = result.status, result.provider_sid, ""
+        except (PermanentSmsFailure, DeferredByProvider) as failure:
+            status, sid, reason = "FAILED", None, mask_text(str(failure))[:500]
+        except Exception as error:
+            refused = isinstance(error, ApplicationError)
+            self._note_retry(key, error, refused, earlier_attempt)
+            if refused:
+                raise
+            raise ApplicationError(
+                mask_text(f"{type(error).__name__}: {error}"), type=type(error).__name__
+            ) from None
+        with self.sessions.begin() as session:
+            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
+            assert row is not None
+            row.status, row.provider_sid, row.reason = status, sid, reason
+            row.sent_at = now if status != "FAILED" else None
+            apply_unmatched(session, row)
+        log.info("staff SMS %s %s to %s", key, status, mask_phone(to_number))
+        return status
 
     def _template(
         self, channel: Channel, purpose: str, context: dict[str, object]

@@ -30,7 +30,12 @@ SENT_PURPOSES = (
     "agreement_ready",
     "paid_in_full",
     "third_party_request",
+    "complaint_outcome",
 )
+# Texts to staff (a safety alert to a supervisor's or branch head's mobile): registered like
+# the others, but they are no borrower's and name no branch phone.
+STAFF_SENT_PURPOSES = ("staff_alert",)
+REGISTERED_PURPOSES = SENT_PURPOSES + STAFF_SENT_PURPOSES
 TEMPLATED_PROVIDERS = ("aliyun", "tencent")  # those that send a template code, not a text
 # How each provider writes a template's parameter in the text registered with it.
 PLACEHOLDER = {"aliyun": "${{{}}}", "tencent": "{{{}}}"}
@@ -55,7 +60,7 @@ def check_registry(registry: Registry, providers: list[str], language: str) -> N
     for provider in dict.fromkeys(providers):
         if provider not in TEMPLATED_PROVIDERS:
             continue
-        for purpose in SENT_PURPOSES:
+        for purpose in REGISTERED_PURPOSES:
             entry = registry.get(provider, {}).get(language, {}).get(purpose)
             where = f"[{provider}.{language}.{purpose}]"
             if entry is None:
@@ -79,9 +84,12 @@ def check_registry(registry: Registry, providers: list[str], language: str) -> N
 # but no parameter does would be frozen into the registered template, or missing from it).
 SAMPLES: tuple[dict[str, object], ...] = (
     dict(cooperative="\x00SIGN\x00", loan_tail="8642", days_past_due="47",
-         amount_fen="97531", due_date="2031-07-19", two_way=True),
+         amount_fen="97531", due_date="2031-07-19", two_way=True,
+         alert_no="5", detail="外访小组请求支援",  # staff_alert
+         complaint_no="3", outcome="已核实并对催收员进行批评教育"),  # complaint_outcome
     dict(cooperative="\x00SIGN\x00", loan_tail="5307", days_past_due="126",
-         amount_fen="1234568", due_date="2032-03-28", two_way=True),
+         amount_fen="1234568", due_date="2032-03-28", two_way=True,
+         alert_no="12", detail="签退超时未归", complaint_no="7", outcome="已退还多收款项"),
 )  # fmt: skip
 
 
@@ -141,7 +149,7 @@ def registration_texts(registry: Registry, provider: str, language: str) -> dict
     is registered apart, and the provider puts it in 【】 in front)."""
     env = environment(autoescape=False)
     texts = {}
-    for purpose in SENT_PURPOSES:
+    for purpose in REGISTERED_PURPOSES:
         entry = registry.get(provider, {}).get(language, {}).get(purpose)
         if entry is None:
             continue

@@ -22,6 +22,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     us.add_argument("--branch", action="append", default=[], help="supervisors: repeatable")
     us.add_argument("--collector", help="collectors: their collector id")
     us.add_argument("--name", default="", help="display name")
+    us.add_argument("--mobile", help="supervisors, branch heads: where safety alerts are texted")
     us.set_defaults(run=cmd_user)
     sa = sub.add_parser("sample-agreement", help="render a sample agreement PDF")
     sa.add_argument("--out", default="data/sample")
@@ -41,8 +42,9 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with session_factory(engine).begin() as session:
             create_user(
-                session, args.username, password, args.role, args.branch, args.collector, args.name
-            )
+                session, args.username, password, args.role, args.branch, args.collector,
+                args.name, args.mobile,
+            )  # fmt: skip
     except (UserError, WeakPassword) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -249,7 +249,8 @@ class SmsOutbox(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(120), unique=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    borrower_id: Mapped[int] = mapped_column(ForeignKey("borrowers.id"), index=True)
+    # None for a staff text (domain/safety.py STAFF_PURPOSES): no borrower's caps count it.
+    borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrowers.id"), index=True)
     purpose: Mapped[str] = mapped_column(String(40))
     to_number: Mapped[str | None] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text, default="")
@@ -323,6 +324,40 @@ class Visit(Base):
     reported_by: Mapped[str] = mapped_column(String(64))
     stage: Mapped[str] = mapped_column(String(24))
     notes: Mapped[str] = mapped_column(Text, default="")
+    # Help recorded (issue 15): counselling given, the hardships and words the borrower
+    # stated (comma separated codes of domain/stages.py Counselling and Hardship).
+    counselling: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    hardships: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    situation: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class Complaint(Base):
+    """A borrower's complaint (投诉, issue 15): by SMS or recorded by a collector; its
+    deadlines, acknowledgement, escalations and outcome, as the case decided them."""
+
+    __tablename__ = "complaints"
+    __table_args__ = (UniqueConstraint("case_id", "generation", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    generation: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    number: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime(), index=True)
+    loan_no: Mapped[str] = mapped_column(String(40), index=True)
+    branch_code: Mapped[str] = mapped_column(String(16), index=True)
+    collectors: Mapped[str] = mapped_column(String(80), default="")  # whom it is about
+    source: Mapped[str] = mapped_column(String(8))  # SMS, VISIT, CALL
+    summary: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(12))  # OPEN, ACKNOWLEDGED, RESOLVED
+    ack_due: Mapped[datetime] = mapped_column(AwareDateTime())
+    resolve_due: Mapped[datetime] = mapped_column(AwareDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    ack_escalated_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    resolve_escalated_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(Text, default="")
 
 
 class PromiseToPay(Base):
@@ -452,7 +487,8 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(
-            "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE', 'BRANCH_HEAD')", name="role_known"
+            "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE', 'BRANCH_HEAD', 'LEGAL')",
+            name="role_known",
         ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -464,6 +500,8 @@ class User(Base):
     collector_id: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    # E.164; where safety alerts are texted (supervisors, branch heads). Shown masked.
+    mobile: Mapped[str | None] = mapped_column(String(20))
 
 
 class WebSession(Base):

@@ -8,29 +8,42 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from domain.complaints import pausing
 from domain.models import (
+    AlertAck,
     CallReport,
     CaseState,
+    CheckIn,
+    CheckOut,
     CloseRequest,
+    ComplaintAction,
+    ComplaintReport,
     ConsentChange,
     HardshipHold,
+    HelpRequest,
+    LegalDecisionRequest,
     LiftHold,
+    LiftHostileTeam,
     PlanProposal,
     Reassignment,
     SignatureConfirmation,
     ThirdPartyMessage,
     VisitReport,
 )
-from domain.plans import PlanRejected, check_plan
+from domain.plans import PlanRejected, check_plan, plan_policy
 from domain.rulebook import call_refusal, night_refusal, third_party_refusal
 from domain.stages import (
     CLOSED_STAGES,
     MANUAL_CLOSE_STAGES,
     CallOutcome,
     ConsentKind,
+    Counselling,
+    Hardship,
+    LegalDecision,
     Stage,
     VisitOutcome,
 )
+from domain.wording import forbidden_phrases
 
 CLOCK_SKEW = timedelta(minutes=10)  # how far in the future a reported time may lie
 MAX_NOTES = 2000
@@ -62,6 +75,38 @@ def check_collectors(s: CaseState, ids: list[str]) -> None:
         )
 
 
+def visit_team(s: CaseState) -> int:
+    """Collectors every visit needs by the rule set (0: the released rule), at least the
+    policy's hostile team after a hostile visit until a supervisor lifts it."""
+    if s.hostile_team:
+        return max(s.team_size, s.policy.hostile_visit_team_size)
+    return s.team_size
+
+
+def check_team(s: CaseState, ids: list[str]) -> None:
+    check_collectors(s, ids)
+    team = visit_team(s)
+    if team:  # the rule set: every visit, in any stage, by the team
+        if len(set(ids)) < team:
+            why = "after a hostile visit" if s.hostile_team else f"({s.policy.ruleset})"
+            raise Refused(
+                f"collector_ids: every visit is made by at least {team} collectors "
+                f"{why}; the report names {len(set(ids))}"
+            )
+    elif s.stage == Stage.FIELD_VISIT and s.team_required and len(set(ids)) < 2:
+        raise Refused("collector_ids: this case needs a team of two collectors at a visit")
+
+
+def check_visit_time(s: CaseState, at: datetime, now: datetime, name: str) -> None:
+    check_aware(at, name)
+    if s.team_size and (why := night_refusal(at, s.consents, s.policy)):
+        raise Refused(f"{name}: {why}")
+    if at > now + CLOCK_SKEW:
+        raise Refused(f"{name}: the visit cannot be in the future")
+    if at < s.opened_at:
+        raise Refused(f"{name}: the visit is before the case was opened")
+
+
 def check_visit_report(s: CaseState, report: VisitReport, now: datetime) -> None:
     if s.stage not in VISIT_STAGES:
         raise Refused(f"stage: no visit report is expected while the case is {s.stage}")
@@ -69,24 +114,85 @@ def check_visit_report(s: CaseState, report: VisitReport, now: datetime) -> None
         raise Refused(
             f"outcome: {report.outcome!r} is not one of {', '.join(VisitOutcome.__members__)}"
         )
-    check_collectors(s, report.collector_ids)
-    if s.team_size:  # the rule set: every visit, in any stage, by the team
-        if len(set(report.collector_ids)) < s.team_size:
-            raise Refused(
-                f"collector_ids: every visit is made by at least {s.team_size} collectors "
-                f"({s.policy.ruleset}); the report names {len(set(report.collector_ids))}"
-            )
-    elif s.stage == Stage.FIELD_VISIT and s.team_required and len(set(report.collector_ids)) < 2:
-        raise Refused("collector_ids: this case needs a team of two collectors at a visit")
-    check_aware(report.visited_at, "visited_at")
-    if s.team_size and (why := night_refusal(report.visited_at, s.consents, s.policy)):
-        raise Refused(f"visited_at: {why}")
-    if report.visited_at > now + CLOCK_SKEW:
-        raise Refused("visited_at: the visit cannot be in the future")
-    if report.visited_at < s.opened_at:
-        raise Refused("visited_at: the visit is before the case was opened")
+    check_team(s, report.collector_ids)
+    check_visit_time(s, report.visited_at, now, "visited_at")
     if len(report.notes) > MAX_NOTES:
         raise Refused(f"notes: at most {MAX_NOTES} characters")
+    check_counselling(report)
+
+
+def check_counselling(report: VisitReport) -> None:
+    """Help recorded at a visit: known kinds of counselling and hardship, short words."""
+    for name, values, kinds in (
+        ("counselling", report.counselling, Counselling),
+        ("hardships", report.hardships, Hardship),
+    ):
+        if unknown := [v for v in values if v not in kinds.__members__]:
+            raise Refused(f"{name}: {', '.join(unknown)} not one of {', '.join(kinds.__members__)}")
+    if len(report.situation) > MAX_NOTES:
+        raise Refused(f"situation: at most {MAX_NOTES} characters")
+
+
+def check_location(latitude: float | None, longitude: float | None) -> None:
+    if (latitude is None) != (longitude is None):
+        raise Refused("latitude: give both latitude and longitude, or neither")
+    if latitude is not None and not -90 <= latitude <= 90:
+        raise Refused("latitude: between -90 and 90")
+    if longitude is not None and not -180 <= longitude <= 180:
+        raise Refused("longitude: between -180 and 180")
+
+
+def check_check_in(s: CaseState, check_in: CheckIn, now: datetime) -> None:
+    if s.stage not in VISIT_STAGES:
+        raise Refused(f"stage: no visit is expected while the case is {s.stage}")
+    if s.visit is not None:
+        raise Refused(
+            f"visit: visit {s.visit.number} by {', '.join(s.visit.collector_ids)} is in "
+            "progress; check it out first"
+        )
+    check_team(s, check_in.collector_ids)
+    check_visit_time(s, check_in.checked_in_at, now, "checked_in_at")
+    if check_in.checked_in_at < now - timedelta(hours=12):
+        raise Refused("checked_in_at: check in on arrival, not later")
+    check_location(check_in.latitude, check_in.longitude)
+
+
+def check_check_out(s: CaseState, check_out: CheckOut, now: datetime) -> None:
+    if s.visit is None:
+        raise Refused("visit: no visit is checked in; check in first (or report the visit)")
+    check_visit_report(s, check_out.report, now)
+    if check_out.report.visited_at < s.visit.checked_in_at - CLOCK_SKEW:
+        raise Refused("visited_at: before the team checked in")
+
+
+def check_help(s: CaseState, request: HelpRequest, now: datetime) -> None:
+    check_open(s)
+    check_collectors(s, [request.collector_id])
+    check_aware(request.at, "at")
+    if request.at > now + CLOCK_SKEW:
+        raise Refused("at: cannot be in the future")
+    check_location(request.latitude, request.longitude)
+    if len(request.notes) > MAX_NOTES:
+        raise Refused(f"notes: at most {MAX_NOTES} characters")
+
+
+def check_alert_ack(s: CaseState, ack: AlertAck) -> None:
+    open_alerts = [a.number for a in s.alerts]
+    if ack.alert_no not in open_alerts:
+        shown = ", ".join(str(n) for n in open_alerts) or "none"
+        raise Refused(f"alert_no: {ack.alert_no} is not an open alert (open: {shown})")
+    if not ack.by.strip():
+        raise Refused("by: say who acknowledges the alert")
+    if len(ack.notes) > MAX_NOTES:
+        raise Refused(f"notes: at most {MAX_NOTES} characters")
+
+
+def check_lift_hostile(s: CaseState, request: LiftHostileTeam) -> None:
+    check_open(s)
+    if not s.hostile_team:
+        raise Refused("hostile_team: the case has no hostile-visit team to lift")
+    if not request.by.strip() or not request.reason.strip():
+        raise Refused("reason: say who lifts the hostile-visit team and why")
 
 
 def check_plan_proposal(
@@ -99,7 +205,7 @@ def check_plan_proposal(
     if outstanding_fen is None:
         raise Refused("stage: the debt is not known yet")
     try:
-        check_plan(proposal, outstanding_fen, s.policy, now)
+        check_plan(proposal, outstanding_fen, plan_policy(s.policy, s.hardships), now)
     except PlanRejected as e:
         raise Refused(str(e)) from None
     if len(proposal.notes) > MAX_NOTES:
@@ -130,12 +236,12 @@ def check_signature(s: CaseState, confirmation: SignatureConfirmation, now: date
 def check_reassignment(s: CaseState, request: Reassignment) -> None:
     check_open(s)
     ids = request.collector_ids
-    if s.team_size:
-        most = max(s.team_size, 2)  # the case's record keeps a team of two by name
-        if len(set(ids)) != len(ids) or not s.team_size <= len(ids) <= most:
+    if team := visit_team(s):
+        most = max(team, 2)  # the case's record keeps a team of two by name
+        if len(set(ids)) != len(ids) or not team <= len(ids) <= most:
             raise Refused(
-                f"collector_ids: name {s.team_size} to {most} different collectors: "
-                f"every visit is made by at least {s.team_size} ({s.policy.ruleset})"
+                f"collector_ids: name {team} to {most} different collectors: "
+                f"every visit is made by at least {team} ({s.policy.ruleset})"
             )
     elif not ids or len(ids) > 2 or len(set(ids)) != len(ids):
         raise Refused("collector_ids: name one collector, or two different ones for a team")
@@ -194,6 +300,10 @@ def check_call(s: CaseState, report: CallReport, now: datetime) -> None:
             f"outcome: {report.outcome!r} is not one of {', '.join(CallOutcome.__members__)}"
         )
     check_party(report.party)
+    if paused := pausing(s.complaints, s.policy):
+        raise Refused(
+            f"stage: collection contact is paused while complaint {paused.number} is open"
+        )
     check_collectors(s, [report.collector_id])
     check_aware(report.called_at, "called_at")
     if report.called_at > now + CLOCK_SKEW:
@@ -236,3 +346,64 @@ def check_third_party(s: CaseState, message: ThirdPartyMessage, lost: bool, now:
         message.related, lost, s.third_party, message.contact_id, now, s.policy
     ):
         raise Refused(why)
+
+
+def check_legal_decision(s: CaseState, request: LegalDecisionRequest) -> None:
+    if s.stage != Stage.LEGAL_REVIEW:
+        raise Refused(f"stage: no legal review is open while the case is {s.stage}")
+    if s.legal_decision is not None:
+        raise Refused("stage: a legal decision was just taken")
+    if request.decision not in LegalDecision.__members__:
+        raise Refused(
+            f"decision: {request.decision!r} is not one of {', '.join(LegalDecision.__members__)}"
+        )
+    if not request.by.strip() or not request.reason.strip():
+        raise Refused("reason: say who decides and why")
+    if request.decision == LegalDecision.RETURN_TO_NEGOTIATION and not request.advice.strip():
+        raise Refused("advice: say what the collectors should try in the negotiation")
+    if len(request.reason) > MAX_NOTES or len(request.advice) > MAX_NOTES:
+        raise Refused(f"advice: at most {MAX_NOTES} characters")
+
+
+COMPLAINT_SOURCES = ("VISIT", "CALL")
+
+
+def check_complaint(s: CaseState, report: ComplaintReport, now: datetime) -> None:
+    check_open(s)
+    if report.source not in COMPLAINT_SOURCES:
+        raise Refused(f"source: one of {', '.join(COMPLAINT_SOURCES)} (SMS ones come by SMS)")
+    if not report.summary.strip():
+        raise Refused("summary: write down what the borrower complains about")
+    if not report.by.strip():
+        raise Refused("by: say who records the complaint")
+    check_aware(report.received_at, "received_at")
+    if report.received_at > now + CLOCK_SKEW:
+        raise Refused("received_at: cannot be in the future")
+    if len(report.summary) > MAX_NOTES:
+        raise Refused(f"summary: at most {MAX_NOTES} characters")
+
+
+def _open_complaint(s: CaseState, action: ComplaintAction) -> None:
+    numbers = [c.number for c in s.complaints]
+    if action.number not in numbers:
+        shown = ", ".join(str(n) for n in numbers) or "none"
+        raise Refused(f"number: {action.number} is not an open complaint (open: {shown})")
+    if not action.by.strip():
+        raise Refused("by: say who acts on the complaint")
+
+
+def check_complaint_ack(s: CaseState, action: ComplaintAction) -> None:
+    _open_complaint(s, action)
+    if any(c.number == action.number and c.acknowledged_at for c in s.complaints):
+        raise Refused(f"number: complaint {action.number} is acknowledged already")
+
+
+def check_complaint_resolution(s: CaseState, action: ComplaintAction) -> None:
+    _open_complaint(s, action)
+    if not action.outcome.strip():
+        raise Refused("outcome: say what the borrower is told (it is sent by SMS)")
+    if len(action.outcome) > 200:
+        raise Refused("outcome: at most 200 characters (one SMS)")
+    if findings := forbidden_phrases(action.outcome):
+        words = ", ".join(sorted({f.category for f in findings}))
+        raise Refused(f"outcome: wording the collection guideline forbids ({words})")

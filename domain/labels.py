@@ -14,6 +14,7 @@ STAGE_ZH = {
     Stage.FOLLOW_UP: "履约跟进",
     Stage.ON_HOLD: "暂停催收",
     Stage.PAID_IN_FULL: "已结清",
+    Stage.LEGAL_REVIEW: "法务审查",
     Stage.LEGAL_ESCALATION: "转法律诉讼",
     Stage.WRITTEN_OFF: "核销",
     Stage.CANCELLED: "已撤销",
@@ -40,6 +41,11 @@ TASK_KIND_ZH = {
     TaskKind.REFUND_OVERPAYMENT: "退还多缴款",
     TaskKind.REVIEW_WORDING: "审核用语",
     TaskKind.APPROVE_WAIVER: "审批减免",
+    TaskKind.SAFETY_ALERT: "安全警报",
+    TaskKind.LEGAL_REVIEW: "法务审查",
+    TaskKind.LEGAL_REVIEW_OVERDUE: "法务审查逾期",
+    TaskKind.COMPLAINT: "投诉处理",
+    TaskKind.COMPLAINT_OVERDUE: "投诉处理逾期",
 }
 RISK_ZH = {RiskTier.LOW: "低", RiskTier.MEDIUM: "中", RiskTier.HIGH: "高"}
 
@@ -56,6 +62,6 @@ def zh(code: object) -> str:
 
 
 def label(code: object) -> str:
-    """"上门外访 FIELD_VISIT": Chinese first, the code after it."""
+    """ "上门外访 FIELD_VISIT": Chinese first, the code after it."""
     name = zh(code)
     return str(code) if name == str(code) else f"{name} {code}"

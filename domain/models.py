@@ -50,6 +50,11 @@ class VisitReport:
     visited_at: datetime
     notes: str = ""
     reported_by: str = ""
+    # Help recorded (issue 15): counselling given (Counselling values), the borrower's
+    # situation as they stated it (Hardship values and their words).
+    counselling: list[str] = field(default_factory=list)
+    hardships: list[str] = field(default_factory=list)
+    situation: str = ""
 
 
 @dataclass
@@ -100,6 +105,82 @@ class CloseRequest:
     outcome: str  # LEGAL_ESCALATION, WRITTEN_OFF or CANCELLED
     reason: str
     by: str
+
+
+@dataclass
+class CheckIn:
+    """The team arrives at the borrower's (the phone page's "check in"); a place from the
+    phone's geolocation when the collector allowed it."""
+
+    collector_ids: list[str]
+    checked_in_at: datetime
+    by: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass
+class CheckOut:
+    """The team leaves: the visit's report (recorded as `report_visit` records it)."""
+
+    report: VisitReport
+    by: str = ""
+
+
+@dataclass
+class HelpRequest:
+    """The "need help" button: the supervisor is alerted at once."""
+
+    collector_id: str
+    at: datetime
+    notes: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass
+class AlertAck:
+    """Someone at the branch has reached the team (or knows they are safe)."""
+
+    alert_no: int
+    by: str
+    notes: str = ""
+
+
+@dataclass
+class LegalDecisionRequest:
+    """A legal reviewer's decision on a dead end (a LegalDecision value)."""
+
+    decision: str
+    by: str
+    reason: str
+    advice: str = ""  # for the collectors, when the case returns to negotiation
+
+
+@dataclass
+class ComplaintReport:
+    """A complaint a collector records (from a visit or a call): the borrower's words."""
+
+    source: str  # VISIT or CALL (SMS complaints come by the borrower_reply signal)
+    summary: str
+    by: str
+    received_at: datetime
+    about: str = ""  # the collector complained about, if the borrower named one
+
+
+@dataclass
+class ComplaintAction:
+    """A complaint acknowledged, or resolved with its outcome (sent to the borrower)."""
+
+    number: int
+    by: str
+    outcome: str = ""  # for a resolution: what the borrower is told
+
+
+@dataclass
+class LiftHostileTeam:
+    by: str
+    reason: str
 
 
 @dataclass
@@ -306,6 +387,51 @@ class ThirdPartyEntry:
 
 
 @dataclass
+class VisitInProgress:
+    """A checked-in visit: the supervisor is alerted at `alert_at` unless the team checks
+    out before."""
+
+    number: int
+    collector_ids: list[str]
+    checked_in_at: datetime
+    expected_back: datetime
+    alert_at: datetime
+    by: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    alerted: bool = False
+
+
+@dataclass
+class SafetyAlert:
+    """An open alert: the supervisor alerted (level SUPERVISOR), the branch head at
+    `head_at` unless acknowledged before."""
+
+    number: int
+    kind: str  # an AlertKind value
+    detail: str
+    raised_at: datetime
+    level: str = ""  # "" (not yet sent), then an AlertLevel value
+    head_at: datetime | None = None
+
+
+@dataclass
+class Complaint:
+    number: int
+    source: str  # SMS, VISIT, CALL
+    summary: str
+    received_at: datetime
+    ack_due: datetime
+    resolve_due: datetime
+    collectors: list[str] = field(default_factory=list)  # whom it is about
+    by: str = "borrower"
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str = ""
+    ack_escalated: bool = False
+    resolve_escalated: bool = False
+
+
+@dataclass
 class CaseState:
     loan_no: str
     branch: str
@@ -398,6 +524,29 @@ class CaseState:
     strategy_arm: str = ""  # CHAMPION or CHALLENGER
     offer_promises: bool = True
     offer_settlements: bool = True
+    # Staff safety (issue 15): the visit checked in and not yet out, open alerts (the
+    # watcher in workflows/safety.py raises and escalates them), and the team of at least
+    # policy.hostile_visit_team_size after a hostile visit until a supervisor lifts it.
+    visit: VisitInProgress | None = None
+    check_ins: int = 0
+    alerts: list[SafetyAlert] = field(default_factory=list)
+    alerts_raised: int = 0
+    hostile_team: bool = False
+    safety_seq: int = 0  # changed by every safety message: wakes the watcher
+    # Legal review (collection-v4, issue 15): the decision waiting for the stage, the advice
+    # of the last return to negotiation.
+    legal_decision: LegalDecisionRequest | None = None
+    legal_advice: str = ""
+    dead_end_reason: str = ""  # why the case is under legal review
+    # Complaints (issue 15): open ones; the watcher in workflows/complaints.py escalates.
+    complaints: list[Complaint] = field(default_factory=list)
+    complaints_made: int = 0
+    complaint_seq: int = 0
+    complaint_outcomes: list[ComplaintAction] = field(default_factory=list)  # SMS to send
+    # Help recorded at visits: the hardships the borrower stated (they lengthen the next
+    # plan's limits, domain/plans.py plan_policy) and the counselling given.
+    hardships: list[str] = field(default_factory=list)
+    counselling_given: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- promises and waivers
@@ -538,6 +687,14 @@ class CaseStatus:
     strategy_version: str = ""
     segment: str = ""
     strategy_arm: str = ""
+    visit: VisitInProgress | None = None
+    alerts: list[SafetyAlert] = field(default_factory=list)
+    hostile_team: bool = False
+    legal_advice: str = ""
+    complaints: list[Complaint] = field(default_factory=list)
+    hardships: list[str] = field(default_factory=list)
+    counselling_given: list[str] = field(default_factory=list)
+    max_installments: int = 0  # the next plan's limit (longer after a stated hardship)
 
 
 # ---------------------------------------------------------------- activity inputs and outputs
@@ -599,6 +756,8 @@ class AssignRequest:
     keep: list[str] = field(default_factory=list)
     by: str = "system"
     reason: str = ""
+    # A remote or hostile visit: no collector whose safety training has expired (issue 15).
+    trained_only: bool = False
 
 
 @dataclass
@@ -727,3 +886,51 @@ class ConsentRecord:
     loan_no: str
     key: str
     change: ConsentChange
+
+
+@dataclass
+class AlertRequest:
+    """A safety alert for the branch's supervisors (or its head): a task, an SMS to each of
+    their mobiles (staff purpose, outside the borrower rules) and an audit line."""
+
+    key: str
+    loan_no: str
+    branch: str
+    alert_no: int
+    kind: str
+    level: str  # an AlertLevel value
+    detail: str
+    at: datetime
+    collector_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AlertSent:
+    task_created: bool
+    texts: int  # staff mobiles texted (or recorded)
+
+
+@dataclass
+class SafetyAudit:
+    """An acknowledgement, a hostile team lifted: one audit line, once by its key."""
+
+    key: str
+    loan_no: str
+    action: str
+    by: str
+    detail: str
+    at: datetime
+
+
+@dataclass
+class ComplaintRecord:
+    """A complaint as it stands now (opened, acknowledged, escalated, resolved): one row per
+    (loan, generation, number) in `complaints`."""
+
+    loan_no: str
+    generation: str
+    complaint: Complaint
+    event: str  # OPENED, ACKNOWLEDGED, ACK_OVERDUE, RESOLVE_OVERDUE, RESOLVED
+    at: datetime
+    by: str = "system"
+    outcome: str = ""

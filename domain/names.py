@@ -36,3 +36,6 @@ class Activities:
     RECORD_CONSENT = "record_consent"
     RECORD_PROMISE = "record_promise"
     RECORD_WAIVER = "record_waiver"
+    RAISE_ALERT = "raise_safety_alert"
+    RECORD_SAFETY = "record_safety"
+    RECORD_COMPLAINT = "record_complaint"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta
 
 from domain.models import PlannedInstallment, PlanProposal
@@ -12,6 +13,18 @@ from domain.timerules import end_of_local_day
 
 class PlanRejected(ValueError):
     """The proposal breaks a rule; the message says which, in words a collector understands."""
+
+
+def plan_policy(policy: Policy, hardships: list[str]) -> Policy:
+    """The plan limits for a household: longer (the policy's hardship limits) once the
+    borrower stated a hardship the policy names at a visit, e.g. a disaster."""
+    if not set(hardships) & set(policy.longer_plan_hardships):
+        return policy
+    return dataclasses.replace(
+        policy,
+        max_installments=max(policy.max_installments, policy.hardship_max_installments),
+        max_plan_seconds=max(policy.max_plan_seconds, policy.hardship_max_plan_seconds),
+    )
 
 
 def check_plan(proposal: PlanProposal, outstanding_fen: int, policy: Policy, now: datetime) -> None:

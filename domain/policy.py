@@ -81,6 +81,32 @@ class Policy:
     team_visit_risk_tiers: list[str] = field(default_factory=lambda: ["HIGH"])
     team_visit_remote: bool = True
     team_visit_after_hostile: bool = True
+    # Visit check-in / check-out (staff safety): how long a visit is expected to last (longer
+    # in a remote village), the grace after it before the branch supervisor is alerted, and
+    # how long an unacknowledged alert waits before the branch head is alerted too.
+    visit_expected_seconds: int = 2 * HOUR
+    visit_expected_remote_seconds: int = 4 * HOUR
+    visit_overdue_grace_seconds: int = 30 * MINUTE
+    alert_head_after_seconds: int = 30 * MINUTE
+    # After a HOSTILE visit every later visit is made by at least this many collectors, until
+    # a supervisor lifts it.
+    hostile_visit_team_size: int = 3
+    # A dead end's legal review: a decision is due within this long, then the branch head is
+    # asked (again after each further period) until there is one.
+    legal_review_seconds: int = 10 * DAY
+    # Complaints (投诉): acknowledged within this many working days (Monday to Friday, the
+    # policy's time zone) and resolved within the period; collection contact (SMS, calls)
+    # pauses while one is open when the policy says so.
+    complaint_ack_working_days: int = 1
+    complaint_resolve_seconds: int = 15 * DAY
+    complaint_pauses_contact: bool = True
+    # A household in hardship as stated at a visit (one of these): its next plan may be
+    # longer (help recorded, issue 15).
+    longer_plan_hardships: list[str] = field(
+        default_factory=lambda: ["DISASTER", "ILLNESS", "HARVEST_FAILURE"]
+    )
+    hardship_max_installments: int = 36
+    hardship_max_plan_seconds: int = 1095 * DAY
     # Hardship holds may last at most this long.
     max_hold_seconds: int = 180 * DAY
     # A dead end below this outstanding amount is written off rather than sent to court

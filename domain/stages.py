@@ -11,6 +11,8 @@ class Stage(StrEnum):
     AGREEMENT_SIGNING = "AGREEMENT_SIGNING"
     FOLLOW_UP = "FOLLOW_UP"
     ON_HOLD = "ON_HOLD"
+    # A dead end's legal review before LEGAL_ESCALATION (collection-v4, issue 15).
+    LEGAL_REVIEW = "LEGAL_REVIEW"
     # Terminal stages: the workflow completes in one of these.
     PAID_IN_FULL = "PAID_IN_FULL"
     LEGAL_ESCALATION = "LEGAL_ESCALATION"
@@ -81,6 +83,7 @@ class ReplyIntent(StrEnum):
     OPT_OUT = "OPT_OUT"
     ACKNOWLEDGED = "ACKNOWLEDGED"
     CLAIMS_PAID = "CLAIMS_PAID"
+    COMPLAINT = "COMPLAINT"  # 投诉 and its variants: opens a complaint (issue 15)
     OTHER = "OTHER"
 
 
@@ -102,3 +105,51 @@ class TaskKind(StrEnum):
     # for the branch's supervisor, written by the activity that stores the notes.
     REVIEW_WORDING = "REVIEW_WORDING"
     APPROVE_WAIVER = "APPROVE_WAIVER"
+    # Staff safety (a team not back from a visit, a call for help, a hostile borrower): for
+    # the branch's supervisor, then its head, until someone acknowledges.
+    SAFETY_ALERT = "SAFETY_ALERT"
+    # A dead end waits for a legal reviewer (role LEGAL); no decision by the deadline goes to
+    # the branch head.
+    LEGAL_REVIEW = "LEGAL_REVIEW"
+    LEGAL_REVIEW_OVERDUE = "LEGAL_REVIEW_OVERDUE"
+    # A borrower's complaint: to acknowledge and resolve by the policy's deadlines; a deadline
+    # passed goes to the branch head.
+    COMPLAINT = "COMPLAINT"
+    COMPLAINT_OVERDUE = "COMPLAINT_OVERDUE"
+
+
+class Counselling(StrEnum):
+    """Help a collector gave at a visit (记录帮扶)."""
+
+    FINANCIAL_ADVICE = "FINANCIAL_ADVICE"  # 理财/还款建议
+    HARDSHIP_REFERRAL = "HARDSHIP_REFERRAL"  # 转介救助（民政、保险理赔、村委会）
+    RESTRUCTURING_SUGGESTION = "RESTRUCTURING_SUGGESTION"  # 建议申请重组/展期
+
+
+class Hardship(StrEnum):
+    """The borrower's situation as they stated it at a visit."""
+
+    DISASTER = "DISASTER"  # 受灾（洪水、冰雹、地震）
+    ILLNESS = "ILLNESS"  # 因病
+    HARVEST_FAILURE = "HARVEST_FAILURE"  # 歉收
+    JOB_LOSS = "JOB_LOSS"  # 失业/务工收入中断
+    OTHER = "OTHER"
+
+
+class LegalDecision(StrEnum):
+    APPROVE_ESCALATION = "APPROVE_ESCALATION"  # to court / legal escalation
+    RETURN_TO_NEGOTIATION = "RETURN_TO_NEGOTIATION"  # with advice for the collectors
+    RECOMMEND_WRITE_OFF = "RECOMMEND_WRITE_OFF"
+
+
+class AlertKind(StrEnum):
+    """Why the collectors' safety needs someone at the branch now."""
+
+    OVERDUE = "OVERDUE"  # not checked out by the expected time plus the grace
+    HELP = "HELP"  # the team pressed "need help"
+    HOSTILE = "HOSTILE"  # a visit reported a hostile borrower
+
+
+class AlertLevel(StrEnum):
+    SUPERVISOR = "SUPERVISOR"
+    BRANCH_HEAD = "BRANCH_HEAD"

@@ -11,6 +11,7 @@ the configured policy's (service/local_time.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,12 +25,20 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import Branch, Case
 from domain.models import (
+    AlertAck,
     CallReport,
     CaseStatus,
+    CheckIn,
+    CheckOut,
     CloseRequest,
+    ComplaintAction,
+    ComplaintReport,
     ConsentChange,
     HardshipHold,
+    HelpRequest,
+    LegalDecisionRequest,
     LiftHold,
+    LiftHostileTeam,
     PlannedInstallment,
     PlanProposal,
     PromiseRequest,
@@ -52,6 +61,10 @@ from service.users import Principal, Role
 from workflows.collection import LoanCollectionWorkflow as WF
 
 APPROVER_ROLES = (Role.COLLECTOR, Role.SUPERVISOR, Role.BRANCH_HEAD)
+# An action queued on a phone while offline carries an id made on the phone: it becomes the
+# Update's id, and Temporal answers a repeated Update id with the first one's result, so an
+# action sent twice (a lost answer, a second flush) is applied once.
+UPDATE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("update_id", default=None)
 
 
 @dataclass
@@ -100,7 +113,10 @@ class CaseActions:
     ) -> ActionOutcome:
         handle = self.client.get_workflow_handle(workflow_id(loan_no))
         try:
-            result: UpdateAccepted = await handle.execute_update(update, arg)
+            update_id = UPDATE_ID.get()
+            result: UpdateAccepted = await handle.execute_update(
+                update, arg, id=f"phone-{update_id}" if update_id else None
+            )
             outcome = ActionOutcome(True, result.message, str(result.stage), result.number)
         except WorkflowUpdateFailedError as e:
             outcome = ActionOutcome(False, refusal(e))
@@ -130,9 +146,15 @@ class CaseActions:
         collector_ids: list[str],
         visited_at: datetime,
         notes: str = "",
+        counselling: list[str] | None = None,
+        hardships: list[str] | None = None,
+        situation: str = "",
     ) -> ActionOutcome:
         visited_at = self._local(loan_no, visited_at)
-        report = VisitReport(outcome, collector_ids, visited_at, notes, who.actor)
+        report = VisitReport(
+            outcome, collector_ids, visited_at, notes, who.actor,
+            list(counselling or []), list(hardships or []), situation,
+        )  # fmt: skip
         return await self._update(
             who, loan_no, "report_visit", WF.report_visit, report,
             f"visit {outcome} by {', '.join(collector_ids)} at {visited_at.isoformat()}",
@@ -344,6 +366,114 @@ class CaseActions:
         return await self._update(
             who, loan_no, "decide_waiver", WF.decide_waiver, decision,
             f"{verb} waiver {seq}: {reason}",
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ staff safety
+
+    async def check_in(
+        self,
+        who: Principal,
+        loan_no: str,
+        collector_ids: list[str],
+        at: datetime,
+        latitude: float | None = None,
+        longitude: float | None = None,
+    ) -> ActionOutcome:
+        """The team arrives: the supervisor is alerted unless it checks out in time."""
+        at = self._local(loan_no, at)
+        request = CheckIn(collector_ids, at, who.actor, latitude, longitude)
+        return await self._update(
+            who, loan_no, "check_in", WF.check_in, request,
+            f"check-in by {', '.join(collector_ids)} at {at.isoformat()}",
+        )  # fmt: skip
+
+    async def check_out(
+        self,
+        who: Principal,
+        loan_no: str,
+        outcome: str,
+        collector_ids: list[str],
+        visited_at: datetime,
+        notes: str = "",
+        counselling: list[str] | None = None,
+        hardships: list[str] | None = None,
+        situation: str = "",
+    ) -> ActionOutcome:
+        visited_at = self._local(loan_no, visited_at)
+        report = VisitReport(
+            outcome, collector_ids, visited_at, notes, who.actor,
+            list(counselling or []), list(hardships or []), situation,
+        )  # fmt: skip
+        return await self._update(
+            who, loan_no, "check_out", WF.check_out, CheckOut(report, who.actor),
+            f"check-out, visit {outcome} by {', '.join(collector_ids)}",
+        )  # fmt: skip
+
+    async def need_help(
+        self,
+        who: Principal,
+        loan_no: str,
+        collector_id: str,
+        at: datetime,
+        notes: str = "",
+        latitude: float | None = None,
+        longitude: float | None = None,
+    ) -> ActionOutcome:
+        request = HelpRequest(collector_id, self._local(loan_no, at), notes, latitude, longitude)
+        return await self._update(
+            who, loan_no, "need_help", WF.need_help, request, f"help asked by {collector_id}"
+        )
+
+    async def acknowledge_alert(
+        self, who: Principal, loan_no: str, alert_no: int, notes: str = ""
+    ) -> ActionOutcome:
+        return await self._update(
+            who, loan_no, "acknowledge_alert", WF.acknowledge_alert,
+            AlertAck(alert_no, who.actor, notes), f"alert {alert_no}: {notes}",
+        )  # fmt: skip
+
+    async def legal_decision(
+        self, who: Principal, loan_no: str, decision: str, reason: str, advice: str = ""
+    ) -> ActionOutcome:
+        """A legal reviewer's decision on a dead end (role LEGAL, checked by the caller)."""
+        request = LegalDecisionRequest(decision, who.actor, reason, advice)
+        return await self._update(
+            who, loan_no, "legal_decision", WF.legal_decision, request,
+            f"{decision}: {reason}" + (f" (advice: {advice})" if advice else ""),
+        )  # fmt: skip
+
+    async def record_complaint(
+        self, who: Principal, loan_no: str, source: str, summary: str, at: datetime,
+        about: str = "",
+    ) -> ActionOutcome:  # fmt: skip
+        """A complaint the borrower made at a visit or on a call (SMS ones come by SMS)."""
+        report = ComplaintReport(source, summary, who.actor, self._local(loan_no, at), about)
+        return await self._update(
+            who, loan_no, "record_complaint", WF.record_complaint, report,
+            f"{source}: {summary[:200]}",
+        )  # fmt: skip
+
+    async def acknowledge_complaint(
+        self, who: Principal, loan_no: str, number: int
+    ) -> ActionOutcome:
+        return await self._update(
+            who, loan_no, "acknowledge_complaint", WF.acknowledge_complaint,
+            ComplaintAction(number, who.actor), f"complaint {number}",
+        )  # fmt: skip
+
+    async def resolve_complaint(
+        self, who: Principal, loan_no: str, number: int, outcome: str
+    ) -> ActionOutcome:
+        """The outcome is texted to the borrower."""
+        return await self._update(
+            who, loan_no, "resolve_complaint", WF.resolve_complaint,
+            ComplaintAction(number, who.actor, outcome), f"complaint {number}: {outcome}",
+        )  # fmt: skip
+
+    async def lift_hostile_team(self, who: Principal, loan_no: str, reason: str) -> ActionOutcome:
+        return await self._update(
+            who, loan_no, "lift_hostile_team", WF.lift_hostile_team,
+            LiftHostileTeam(who.actor, reason), reason,
         )  # fmt: skip
 
     def open_loans_in(self, region_or_branch: str) -> list[str]:

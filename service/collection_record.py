@@ -44,7 +44,19 @@ from service.case_record import sees_full_numbers
 from service.local_time import loan_policy
 from service.users import Principal
 
-COMPLAINTS = "complaints"  # no such table yet: read when a later migration adds one
+COMPLAINTS = "complaints"
+COUNSELLING_ZH = {
+    "FINANCIAL_ADVICE": "还款/理财建议 financial advice",
+    "HARDSHIP_REFERRAL": "转介救助 hardship referral",
+    "RESTRUCTURING_SUGGESTION": "建议重组 restructuring suggested",
+}
+HARDSHIP_ZH = {
+    "DISASTER": "受灾 disaster",
+    "ILLNESS": "因病 illness",
+    "HARVEST_FAILURE": "歉收 harvest failure",
+    "JOB_LOSS": "失业 job loss",
+    "OTHER": "其他 other",
+}  # no such table yet: read when a later migration adds one
 HOLD = "ON_HOLD"
 
 
@@ -68,6 +80,25 @@ class VisitLine:
     reported_by: str
     stage: str
     notes: str
+    counselling: list[str] = field(default_factory=list)  # help given (issue 15)
+    hardships: list[str] = field(default_factory=list)  # the borrower's stated situation
+    situation: str = ""
+
+    @property
+    def help_text(self) -> str:
+        """Counselling and the stated situation, in Chinese first, for the record."""
+        parts = []
+        if self.counselling:
+            parts.append(
+                "帮扶 help: " + ", ".join(COUNSELLING_ZH.get(c, c) for c in self.counselling)
+            )
+        if self.hardships:
+            parts.append(
+                "困难 hardship: " + ", ".join(HARDSHIP_ZH.get(h, h) for h in self.hardships)
+            )
+        if self.situation:
+            parts.append(f"自述 stated: {self.situation}")
+        return "; ".join(parts)
 
     @property
     def team_size(self) -> int:
@@ -251,6 +282,9 @@ def collection_record(
                 v.reported_by,
                 v.stage,
                 text(v.notes),
+                [c for c in v.counselling.split(",") if c],
+                [h for h in v.hardships.split(",") if h],
+                text(v.situation),
             )
             for v in session.scalars(
                 select(Visit).where(Visit.case_id == case.id).order_by(Visit.visited_at, Visit.id)
@@ -353,7 +387,7 @@ def csv_rows(r: CollectionRecord) -> Iterator[list[str]]:
         yield ["外访 visit", r.local(v.visited_at), f"第{v.visit_no}次 visit {v.visit_no}",
                "借款人 borrower", v.outcome, "", "", ",".join(v.team),
                f"{v.team_size}人 team of {v.team_size}; reported by {v.reported_by}; "
-               f"stage {v.stage}; {v.notes}".strip("; ")]  # fmt: skip
+               f"stage {v.stage}; {v.notes}; {v.help_text}".strip("; ")]  # fmt: skip
     for a in r.agreements:
         plan = "; ".join(f"{s}. {r.local(d)[:10]} {yuan(f)}" for s, d, f in a.installments)
         signed = "未签署 unsigned"

@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from db.models import Case, Collector
+from db.models import Case, Collector, Complaint
 from domain.policy import Policy
 from domain.stages import CLOSED_STAGES, RiskTier, Stage
 from domain.timerules import days_past_due, end_of_local_day, local_date, start_of_local_day
@@ -230,6 +230,40 @@ def caseloads(sessions: sessionmaker[Session], branches: tuple[str, ...] | None)
         ]
 
 
+@dataclass
+class ComplaintCount:
+    """Complaints of a branch about one collector ("" when none was named or assigned)."""
+
+    branch: str
+    collector_id: str
+    total: int = 0
+    open: int = 0
+    overdue: int = 0  # a deadline passed (acknowledgement or resolution)
+
+
+def complaint_counts(
+    sessions: sessionmaker[Session], branches: tuple[str, ...] | None
+) -> list[ComplaintCount]:
+    """Per branch and collector: every complaint, those still open, those escalated."""
+    q = select(
+        Complaint.branch_code,
+        Complaint.collectors,
+        Complaint.status,
+        Complaint.ack_escalated_at.is_not(None) | Complaint.resolve_escalated_at.is_not(None),
+    )
+    if branches is not None:
+        q = q.where(Complaint.branch_code.in_(branches))
+    counts: dict[tuple[str, str], ComplaintCount] = {}
+    with sessions() as session:
+        for branch, collectors, status, overdue in session.execute(q):
+            for collector in (collectors or "").split(",") or [""]:
+                c = counts.setdefault((branch, collector), ComplaintCount(branch, collector))
+                c.total += 1
+                c.open += status != "RESOLVED"
+                c.overdue += bool(overdue)
+    return [counts[k] for k in sorted(counts)]
+
+
 # What a collector does next in each stage (the case page's Query has the exact wording).
 STAGE_TODO = {
     "INVESTIGATION": "调查 investigation",
@@ -239,6 +273,7 @@ STAGE_TODO = {
     "AGREEMENT_SIGNING": "签署协议 collect the signature",
     "FOLLOW_UP": "跟进还款 follow up the installments",
     "ON_HOLD": "暂停 on hold",
+    "LEGAL_REVIEW": "法务审查 legal review",
 }
 
 

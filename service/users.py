@@ -4,6 +4,9 @@
 - COLLECTOR: the cases they are assigned to (as first or second collector); visit reports,
   plan proposals and signature confirmations on those.
 - BACK_OFFICE: the feeds (loan export, payments); no case pages.
+- BRANCH_HEAD: a branch's head (网点负责人): alerted by SMS when a supervisor has not
+  acknowledged a safety alert (their mobile on the user); no case pages yet.
+- LEGAL: legal review before escalation (issue 15).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Branch, Collector, User, WebSession
+from domain.phones import normalize_phone
 from service.passwords import hash_password, verify_password
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -28,9 +32,8 @@ class Role(StrEnum):
     SUPERVISOR = "SUPERVISOR"
     COLLECTOR = "COLLECTOR"
     BACK_OFFICE = "BACK_OFFICE"
-    # 网点负责人: sees the branch's cases as a supervisor does, and approves the waivers and
-    # settlements beyond a supervisor's limit (domain/promises.py).
     BRANCH_HEAD = "BRANCH_HEAD"
+    LEGAL = "LEGAL"
 
 
 class UserError(ValueError):
@@ -49,7 +52,7 @@ class Principal:
     csrf_token: str = ""
 
     def may_see(self, branch: str, collectors: list[str] | tuple[str, ...]) -> bool:
-        if self.role in (Role.SUPERVISOR, Role.BRANCH_HEAD):
+        if self.role in (Role.SUPERVISOR, Role.BRANCH_HEAD, Role.LEGAL):  # LEGAL: dead ends
             return branch in self.branches
         if self.role == Role.COLLECTOR:
             return self.collector_id is not None and self.collector_id in collectors
@@ -84,6 +87,7 @@ def create_user(
     branches: list[str] | None = None,
     collector_id: str | None = None,
     display_name: str = "",
+    mobile: str | None = None,
 ) -> User:
     username = username.strip()
     if not username or len(username) > 64:
@@ -99,8 +103,13 @@ def create_user(
     for code in branches:
         if code not in known:
             raise UserError(f"branches: unknown branch {code!r}")
-    if role in (Role.SUPERVISOR, Role.BRANCH_HEAD) and not branches:
-        raise UserError("branches: a supervisor needs at least one branch")
+    if role in (Role.SUPERVISOR, Role.BRANCH_HEAD, Role.LEGAL) and not branches:
+        raise UserError(f"branches: a {role.value.lower()} needs at least one branch")
+    if mobile:
+        try:
+            mobile = normalize_phone(mobile)
+        except ValueError:
+            raise UserError("mobile: not a mobile number (11 digits, or +country)") from None
     if role == Role.COLLECTOR:
         collector = session.get(Collector, collector_id or "")
         if collector is None:
@@ -115,6 +124,7 @@ def create_user(
         collector_id=collector_id if role == Role.COLLECTOR else None,
         active=True,
         created_at=datetime.now(UTC),
+        mobile=mobile or None,
     )
     session.add(user)
     session.flush()

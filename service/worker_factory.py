@@ -12,9 +12,11 @@ from temporalio.worker import Worker
 
 from activities.agreements import AgreementActivities
 from activities.cases import CaseActivities
+from activities.complaints import ComplaintActivities
 from activities.contacts import ContactActivities
 from activities.daily_run import DailyRunActivities
 from activities.documents import PdfRenderer
+from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
 from domain.policy import Policy
@@ -33,6 +35,8 @@ def activities(
     sms = SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
     agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
     contacts = ContactActivities(sessions)
+    safety = SafetyActivities(sessions, sms)
+    complaints = ComplaintActivities(sessions)
     return [
         cases.load_case,
         cases.assess_case,
@@ -49,6 +53,9 @@ def activities(
         agreements.render_agreement,
         contacts.record_call,
         contacts.record_consent,
+        safety.raise_safety_alert,
+        safety.record_safety,
+        complaints.record_complaint,
     ]
 
 

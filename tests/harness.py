@@ -152,6 +152,29 @@ class Harness:
         return await self.env.get_current_time()
 
 
+async def through_legal_review(
+    h: Harness,
+    handle: WorkflowHandle,
+    decision: str = "APPROVE_ESCALATION",
+    timeout: float = 30.0,
+) -> CaseResult:
+    """A dead end waits for a legal reviewer (collection-v4): once the case is in
+    LEGAL_REVIEW, the decision; then the case's result. The result is awaited all along, so
+    the time-skipping server skips to the dead end."""
+    from domain.models import LegalDecisionRequest
+
+    result = asyncio.ensure_future(handle.result())
+    try:
+        await h.until(handle, lambda s: s.stage == "LEGAL_REVIEW", "legal review", timeout)
+        await handle.execute_update(
+            LoanCollectionWorkflow.legal_decision,
+            LegalDecisionRequest(decision, "legal-wang", "法务审查通过 reviewed", "再谈一次"),
+        )
+        return await result
+    finally:
+        result.cancel()
+
+
 async def eventually(check: Callable[[], object], what: str, timeout: float = 10.0) -> object:
     """Poll `check` until it returns something truthy (facts written by activities)."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -183,3 +183,117 @@ async def test_the_reports_page_draws_its_charts_without_a_network(site, browser
     await page.screenshot(path=str(h.data_dir / "supervisor-reports.png"), full_page=True)
     await page.close()
     await case.handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
+
+
+async def test_collector_checks_in_asks_for_help_and_checks_out_on_a_phone(
+    site, browser: Browser
+) -> None:
+    """Issue 15: the phone page's check-in, "need help" and check-out (with the help given),
+    in headless Chromium on a phone-sized screen; the supervisor acknowledges the alert."""
+    from sqlalchemy import select
+
+    from db.models import Task, Visit
+
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"], mobile="13800000001")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await context.new_page()
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#checkin-form")).to_be_visible()
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+
+    await page.check("#checkin-form input[name=teammates]")
+    await page.click("#checkin-form button[type=submit]")
+    await expect(page.locator("#flash")).to_contain_text("签到成功")
+    await expect(page.locator("#visit-in-progress")).to_contain_text(case.collector)
+
+    await page.fill("#help-form input[name=notes]", "狗拴不住，院门外等候")
+    await page.click("#help-button")
+    await expect(page.locator("#flash")).to_contain_text("已通知主管")
+    with h.sessions() as session:
+        for _ in range(100):
+            alert = session.scalar(select(Task).where(Task.kind == "SAFETY_ALERT"))
+            if alert is not None:
+                break
+            await asyncio.sleep(0.1)
+    assert alert is not None and "狗拴不住" in alert.detail
+
+    await page.select_option("#checkout_outcome", "MET")
+    await page.fill("#checkout_notes", "已面谈")
+    await page.check("#checkout-form input[value=HARDSHIP_REFERRAL]")
+    await page.check("#checkout-form input[value=DISASTER]")
+    await page.fill("#situation", "冰雹打坏了烤烟")
+    await page.click("#checkout-form button[type=submit]")
+    await expect(page.locator("#flash")).to_contain_text("visit 1 recorded: MET")
+    await expect(page.locator("#visit-in-progress")).to_have_count(0)
+    await expect(page.locator("#checkin-form")).to_be_visible()  # the next visit's
+    with h.sessions() as session:
+        visit = session.scalar(select(Visit))
+        assert visit is not None and visit.hardships == "DISASTER"
+        assert visit.counselling == "HARDSHIP_REFERRAL" and visit.situation == "冰雹打坏了烤烟"
+    await context.close()
+
+    supervisor = await browser.new_page()
+    await sign_in(supervisor, base, "sup", f"/cases/{case.loan_no}")
+    await expect(supervisor.locator("#alert-1")).to_contain_text("HELP")
+    await supervisor.click("#alert-1 button[type=submit]")
+    await expect(supervisor.locator("#flash")).to_contain_text("alert 1 acknowledged")
+    await expect(supervisor.locator("#alert-1")).to_have_count(0)
+    await supervisor.close()
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()
+
+
+async def test_a_visit_reported_offline_is_queued_and_applied_once_when_signal_returns(
+    site, browser: Browser
+) -> None:
+    """Issue 15 item 7: with the network off the visit report stays on the phone (shown as
+    unsent), goes out when the network is back, and is applied once even if sent again."""
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await context.new_page()
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+    worker_js = await page.request.get(base + "/sw.js")
+    assert worker_js.ok and "caches" in await worker_js.text()
+
+    await context.set_offline(True)
+    await page.select_option("#outcome", "MET")
+    await page.fill("#notes", "村里没信号，回来再发")
+    await page.check("#visit-form input[name=teammates]")
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    await expect(page.locator("#unsent-list")).to_contain_text("Report a visit")
+    await asyncio.sleep(1)
+    assert (await h.status(case.handle)).counters.visits == 0  # nothing reached the case
+
+    await context.set_offline(False)  # signal returns: the queue is sent
+    await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
+    await expect(page.locator("#sent-list")).to_contain_text("visit 1 recorded: MET")
+    await h.at_stage(case.handle, "NEGOTIATION")
+    # The same id sent again (a lost answer, a second flush): applied once.
+    mate = next(c for c in case.team if c != case.collector)
+    answers = await page.evaluate(
+        """async ([loan, mate]) => {
+            const send = () => fetch('/cases/' + loan + '/visit', {method: 'POST',
+              headers: {accept: 'application/json'},
+              body: new URLSearchParams({csrf: document.querySelector('[name=csrf]').value,
+                outcome: 'MET', teammates: mate, op_id: 'repeat-op-0001'})}).then(r => r.json());
+            const first = await send();
+            return [first, await send()];
+        }""",
+        [case.loan_no, mate],
+    )
+    assert answers[0]["accepted"] and answers[0] == answers[1]
+    assert answers[0]["message"] == "visit 2 recorded: MET"
+    assert (await h.status(case.handle)).counters.visits == 2  # not 3
+    await context.close()
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()

@@ -36,7 +36,7 @@ from domain.names import workflow_id
 from domain.timerules import end_of_local_day
 from service.case_start import start_case
 from service.worker_factory import activities
-from tests.harness import Harness, assert_replays, running_worker
+from tests.harness import Harness, assert_replays, running_worker, through_legal_review
 from tests.test_workflow_paths import (
     DEBT,
     propose,
@@ -166,7 +166,7 @@ async def test_a_hold_pauses_the_round_of_visits_without_resetting_it(h: Harness
     await handle.execute_update(WF.lift_hold, LiftHold("supervisor-li", "water receded"))
     await h.at_stage(handle, "FIELD_VISIT")
     await visit(h, handle, "NOT_HOME")
-    result = await handle.result()
+    result = await through_legal_review(h, handle)
     assert result.outcome == "LEGAL_ESCALATION"
     assert "not reached in 3 attempts (visit" in result.reason and "NOT_HOME)" in result.reason
     notices = [m for m in outbox(h, spec.loan_no) if m.purpose == "visit_notice"]

@@ -164,7 +164,7 @@ def test_the_record_holds_every_kind_of_evidence_in_order(
     ]  # fmt: skip
     assert [e.action for e in record.actions] == ["hold"]
     assert [m.direction for m in record.messages] == ["发出 OUT", "收到 IN"]
-    assert record.complaints is None  # no complaints table (yet)
+    assert record.complaints == []  # a complaints table (0012), none for this case
 
     rows = rows_of(to_csv(record))
     assert rows[1] == CSV_HEADER and rows[1][0] == "类别 section"

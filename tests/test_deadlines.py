@@ -27,7 +27,7 @@ from domain.models import (
 )
 from domain.money import split_evenly
 from domain.stages import CLOSED_STAGES
-from tests.harness import Harness, eventually, running_worker
+from tests.harness import Harness, eventually, running_worker, through_legal_review
 from tests.test_workflow_paths import (
     DEBT,
     propose,
@@ -120,13 +120,17 @@ async def test_failed_negotiations_past_the_policys_limit_are_a_dead_end(
     spec, handle = await h.start(policy)
     await to_field_visit(h, handle)
     await to_negotiation(h, handle)
-    result = await handle.result()  # nobody proposes a plan: time runs to the deadline
+    # Nobody proposes a plan: time runs to the deadline (a legal review before escalation).
+    result = await (
+        through_legal_review(h, handle) if outcome == "LEGAL_ESCALATION" else handle.result()
+    )
     assert result.outcome == outcome
     assert "no plan agreed before the deadline (1 times)" in result.reason
     assert result.outstanding_fen == DEBT
     if outcome == "WRITTEN_OFF":
         assert "10,000.00 yuan written off" in result.reason
-    assert stages(h, spec.loan_no)[-2:] == ["NEGOTIATION", outcome]
+    review = ["LEGAL_REVIEW"] if outcome == "LEGAL_ESCALATION" else []
+    assert stages(h, spec.loan_no)[-2 - len(review) :] == ["NEGOTIATION", *review, outcome]
 
 
 # ---------------------------------------------------------------- AGREEMENT_SIGNING
@@ -241,8 +245,8 @@ async def test_every_visit_is_by_the_rule_sets_team_even_for_a_low_risk_borrower
     assert visits[-1].detail == "team visit, attempt 2"
     await visit(h, handle, "MET")
     await h.at_stage(handle, "NEGOTIATION")
-    # In NEGOTIATION too, a visit is a team's.
-    assert "at least 2 collectors" in await refused_alone()
+    # In NEGOTIATION too, a visit is a team's: of three since the hostile visit (collection-v4).
+    assert "at least 3 collectors after a hostile visit" in await refused_alone()
     assert (await h.status(handle)).counters.visits == 2  # the refused reports counted nothing
     await end(h, handle)
 

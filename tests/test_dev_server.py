@@ -21,7 +21,7 @@ from domain import search_attributes as sa
 from domain.models import CloseRequest
 from service.portfolio import Filters, list_cases, visibility_query
 from tests.conftest import binary
-from tests.harness import Harness, running_worker
+from tests.harness import Harness, running_worker, through_legal_review
 from tests.test_workflow_paths import DEBT, propose, sign, visit
 from workflows.collection import LoanCollectionWorkflow as WF
 
@@ -127,10 +127,11 @@ async def test_days_past_due_lists_are_right_for_quiet_cases(fast: Harness) -> N
 
 
 async def test_every_stage_deadline_passes_on_its_own_in_seconds(fast: Harness) -> None:
-    """No human ever answers: the deadlines alone carry the case to legal escalation."""
+    """No human ever answers: the deadlines alone carry the case to its legal review, which
+    only a reviewer's decision ends (collection-v4)."""
     h = fast
     spec, handle = await h.start()
-    result = await asyncio.wait_for(handle.result(), timeout=120)
+    result = await through_legal_review(h, handle, timeout=120)
     assert result.outcome == "LEGAL_ESCALATION"
     await listed(
         h.client, f"CollectionStage='LEGAL_ESCALATION' AND TaskQueue='{h.task_queue}'", handle.id

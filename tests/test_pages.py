@@ -176,6 +176,7 @@ async def test_dashboard_counts_lists_and_caseloads_for_the_supervisors_branches
     assert any(c["stage"] == "FIELD_VISIT" and c["cases"] >= 1 for c in board["counts"])
     loads = {c["collector_id"]: c["open_cases"] for c in board["caseloads"]}
     assert loads[case.collector] >= 1 and all(k.startswith("QX01") for k in loads)
+    assert board["complaints"] == []  # none yet (tests/test_complaints.py counts them)
     bad = await http.get("/dashboard?stage=NOPE", headers=sup)
     assert bad.status_code == 400 and bad.json()["error"].startswith("stage:")
     html = await http.get(

@@ -34,7 +34,14 @@ from domain.models import (
 from domain.money import split_evenly
 from domain.policy import Policy
 from service.case_start import start_case
-from tests.harness import Harness, assert_replays, eventually, run_histories, running_worker
+from tests.harness import (
+    Harness,
+    assert_replays,
+    eventually,
+    run_histories,
+    running_worker,
+    through_legal_review,
+)
 from workflows.collection import LoanCollectionWorkflow as WF
 from workflows.versions import RUN_EVENTS_BEFORE_NEW_RUN
 
@@ -271,15 +278,15 @@ async def test_renegotiations_exhausted_go_to_legal(h: Harness) -> None:
     await propose(h, handle, DEBT)
     await sign(h, handle)
     await h.at_stage(handle, "FOLLOW_UP")
-    result = await handle.result()  # nothing is ever paid
+    result = await through_legal_review(h, handle)  # nothing is ever paid
     assert result.outcome == "LEGAL_ESCALATION"
     assert "renegotiations exhausted" in result.reason
-    assert stages(h, spec.loan_no)[-2:] == ["FOLLOW_UP", "LEGAL_ESCALATION"]
+    assert stages(h, spec.loan_no)[-3:] == ["FOLLOW_UP", "LEGAL_REVIEW", "LEGAL_ESCALATION"]
 
 
 async def test_no_contact_ever_is_escalated(h: Harness) -> None:
     spec, handle = await h.start()
-    result = await handle.result()  # no report, no payment, ever
+    result = await through_legal_review(h, handle)  # no report, no payment, ever
     assert result.outcome == "LEGAL_ESCALATION"
     assert "not reached in 3 attempts" in result.reason
     kinds = tasks(h, spec.loan_no)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -43,7 +45,8 @@ from service.case_record import (
     case_record,
     collector_cases,
 )
-from service.case_updates import ActionOutcome, CaseActions
+from service.case_updates import UPDATE_ID, ActionOutcome, CaseActions
+from service.collection_record import COUNSELLING_ZH, HARDSHIP_ZH
 from service.daily_schedule import latest_runs, rejected_file_of
 from service.loan_contacts import (
     CALL_OUTCOME_ZH,
@@ -58,6 +61,7 @@ from service.portfolio import (
     FilterError,
     Filters,
     caseloads,
+    complaint_counts,
     list_cases,
     mark_training,
     stage_branch_counts,
@@ -98,6 +102,21 @@ class WebConfig:
     sign_in: Limits = field(default_factory=Limits)
     hash_slots: int = field(default_factory=lambda: os.cpu_count() or 1)
     hash_waiting: int = 16
+
+
+OP_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
+SERVICE_WORKER = Path(__file__).parent.parent / "templates" / "pages" / "sw.js"
+
+
+def _coordinate(data: dict, name: str) -> float | None:  # type: ignore[type-arg]
+    """The phone's location (the browser's geolocation, when the collector allowed it)."""
+    raw = str(data.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise forms.InputError(f"{name}: not a number") from None
 
 
 def pages_router(
@@ -158,11 +177,13 @@ def pages_router(
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
         loads = await run_in_threadpool(caseloads, sessions, scope)
         mark_training(loads, local_date(now, config.policy))
+        complaints = await run_in_threadpool(complaint_counts, sessions, scope)
         month, compliance, month_error = await run_in_threadpool(
             compliance_section, sessions, q.get("month"), scope, config.policy, now
         )
         error = error or month_error
         data = dict(filters=filters, cases=rows, due=due, counts=grid, caseloads=loads, error=error)
+        data.update(complaints=complaints)
         data.update(month=month, compliance=compliance)
         if wants_json(request):
             data["counts"] = [
@@ -211,6 +232,15 @@ def pages_router(
         )  # fmt: skip
 
     # ------------------------------------------------------------ collectors
+
+    @router.get("/sw.js")
+    async def service_worker() -> Response:
+        """The phone pages' service worker: the day's pages kept for when signal is gone."""
+        return Response(
+            SERVICE_WORKER.read_text(),
+            media_type="application/javascript",
+            headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"},
+        )
 
     @router.get("/my")
     async def my_cases(request: Request) -> Response:
@@ -273,6 +303,7 @@ def pages_router(
             request, "case.html.j2", who=who, status=status, record=record,
             flash=flash, flash_ok=flash_ok,
             outcomes=list(VisitOutcome), close_outcomes=sorted(MANUAL_CLOSE_STAGES),
+            counselling=COUNSELLING_ZH, hardship_zh=HARDSHIP_ZH,
             calls=calls, third_party=third_party, call_outcomes=list(CallOutcome),
             outcome_zh=CALL_OUTCOME_ZH, consent_channels=CONSENT_CHANNELS, how_zh=CONSENT_HOW_ZH,
             now=datetime.now(UTC), zone=await case_zone(acts, loan_no), Role=Role,
@@ -296,7 +327,16 @@ def pages_router(
         acts = await actions()
         now = datetime.now(UTC)
         # A datetime-local field is the case's local time.
-        timed = action in ("visit", "signature", "hold", "call", "consent")
+        timed = action in (
+            "visit",
+            "signature",
+            "hold",
+            "call",
+            "consent",
+            "check-in",
+            "check-out",
+            "help",
+        )
         local = await case_zone(acts, loan_no) if timed else None
         if action == "visit":
             ids = forms.codes(data, "collector_ids")
@@ -353,6 +393,12 @@ def pages_router(
                 who, loan_no, forms.integer(data, "seq", 1, 10_000),
                 forms.flag(data, "approve"), forms.text(data, "reason", required=False),
             )  # fmt: skip
+        if action in ("check-in", "check-out", "help"):
+            return await safety_action(who, loan_no, action, data, now, local)
+        if action == "acknowledge-alert" and who.role in (Role.SUPERVISOR, Role.BRANCH_HEAD):
+            number = forms.integer(data, "alert_no", 1, 100_000)
+            notes = forms.text(data, "notes", required=False)
+            return await acts.acknowledge_alert(who, loan_no, number, notes)
         if action == "third-party":
             contact_id = forms.integer(data, "contact_id", 1, 2**31 - 1)
             return await acts.contact_third_party(who, loan_no, contact_id)
@@ -373,6 +419,34 @@ def pages_router(
             )
         raise HTTPException(404, "not found")
 
+    async def safety_action(  # type: ignore[no-untyped-def]
+        who: Principal, loan_no: str, action: str, data: dict, now: datetime, local
+    ) -> ActionOutcome:
+        """The phone page's check-in, check-out (with the visit's report and the help given)
+        and "need help": a collector names themself and the teammates they tick."""
+        acts = await actions()
+        ids = forms.codes(data, "collector_ids")
+        if who.role == Role.COLLECTOR:
+            mates = ids + forms.codes(data, "teammates")
+            ids = [who.collector_id or ""] + [m for m in mates if m != who.collector_id]
+        latitude, longitude = _coordinate(data, "latitude"), _coordinate(data, "longitude")
+        if action == "check-in":
+            at = forms.moment(data, "checked_in_at", now, local)
+            return await acts.check_in(who, loan_no, ids, at, latitude, longitude)
+        if action == "check-out":
+            return await acts.check_out(
+                who, loan_no, forms.text(data, "outcome"), ids,
+                forms.moment(data, "visited_at", now, local),
+                forms.text(data, "notes", required=False),
+                forms.codes(data, "counselling"), forms.codes(data, "hardships"),
+                forms.text(data, "situation", required=False),
+            )  # fmt: skip
+        collector = who.collector_id if who.role == Role.COLLECTOR else (ids or [""])[0]
+        return await acts.need_help(
+            who, loan_no, collector or "", forms.moment(data, "at", now, local),
+            forms.text(data, "notes", required=False), latitude, longitude,
+        )  # fmt: skip
+
     @router.post("/cases/{loan_no}/{action}")
     async def case_action(request: Request, loan_no: str, action: str) -> Response:
         who = require(request, sessions, *ANYONE_ON_CASES)
@@ -380,7 +454,14 @@ def pages_router(
         try:
             data = await forms.read_input(request)
             check_csrf(request, who, data.get("csrf"))
-            outcome = await run_action(who, loan_no, action, data)
+            op_id = str(data.get("op_id") or "")
+            if op_id and not OP_ID.fullmatch(op_id):
+                raise forms.InputError("op_id: 8 to 64 letters, digits or dashes")
+            token = UPDATE_ID.set(op_id or None)
+            try:
+                outcome = await run_action(who, loan_no, action, data)
+            finally:
+                UPDATE_ID.reset(token)
         except forms.InputError as e:
             outcome = ActionOutcome(False, str(e))
             audit.record(sessions, who.username, who.role, action, "REFUSED", str(e), loan_no)

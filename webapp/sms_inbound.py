@@ -24,6 +24,7 @@ from domain.models import BorrowerReply
 from domain.names import workflow_id
 from domain.privacy import mask_phone, mask_text
 from domain.replies import interpret
+from domain.safety import STAFF_PURPOSES as STAFF
 from domain.stages import CLOSED_STAGES, ReplyIntent, TaskKind
 
 log = logging.getLogger(__name__)
@@ -257,8 +258,8 @@ def store_status(
         if seen is not None:
             return True, None
         row = record_receipt(session, sid, status, error, datetime.now(UTC))
-        if row is not None and row.purpose in THIRD_PARTY_PURPOSES:
-            return False, None  # a third party's number: nothing the debtor's case learns
+        if row is not None and (row.purpose in THIRD_PARTY_PURPOSES or row.purpose in STAFF):
+            return False, None  # a third party's or a colleague's: nothing the case learns
         case = session.get(Case, row.case_id) if row is not None else None
         return False, case.loan.loan_no if case else None
 

@@ -72,9 +72,13 @@ class Case:
 
     def team_size(self) -> int:
         """Collectors required at a visit: the rule set's team (collection-v4), else the
-        released rule (a team of two for risky cases only)."""
+        released rule (a team of two for risky cases only); after a hostile visit at least the
+        policy's hostile team until a supervisor lifts it."""
         s = self.s
-        return s.team_size or (2 if s.team_required else 1)
+        team = s.team_size or (2 if s.team_required else 1)
+        if s.hostile_team:
+            team = max(team, s.policy.hostile_visit_team_size)
+        return team
 
     def contact_lost(self) -> bool:
         return contact_lost(self.s.has_phone, self.s.failures_in_row, self.s.policy)
@@ -236,10 +240,16 @@ class Case:
         )
 
     async def assign(self, request: AssignRequest) -> None:
+        s = self.s
+        # Remote villages and hostile borrowers: only collectors whose safety training has
+        # not expired (the activity says whom it passed over in the audit trail).
+        request.trained_only = s.remote or s.hostile or s.hostile_team
         async with self._assign_lock:
             collectors: list[str] = await self.act(A.ASSIGN_COLLECTORS, request, list[str])
             self.s.collectors = collectors
             who = ", ".join(collectors) or "nobody (no capacity)"
+            if request.trained_only:
+                who += " (remote or hostile visit: valid safety training only)"
             self.note("assignment", f"assigned to {who}", request.by)
             self.visibility.publish()
         if self.s.team_size and collectors and len(collectors) < request.team_size:

@@ -15,20 +15,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
-from workflows import contact_updates, debt, payments, promises
+from workflows import contact_updates, debt, payments, promises, visit_updates
 from workflows.case import Case, Interrupted
+from workflows.complaints import Complaints
 from workflows.contact import send_sms
+from workflows.safety import Safety
+from workflows.staff_messages import StaffMessages
+from workflows.staff_messages import checked as _checked
 from workflows.stages import (
     agreement_signing,
     field_visit,
     follow_up,
     initial_contact,
     investigation,
+    legal_review,
     negotiation,
     on_hold,
 )
@@ -63,7 +66,6 @@ with workflow.unsafe.imports_passed_through():
         SignatureRecord,
         ThirdPartyMessage,
         UpdateAccepted,
-        VisitRecord,
         VisitReport,
         WaiverDecision,
         WaiverProposal,
@@ -71,16 +73,10 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import yuan
     from domain.names import WORKFLOW_TYPE
     from domain.names import Activities as A
+    from domain.plans import plan_policy
     from domain.promises import check_promise, check_waiver_decision, check_waiver_proposal
     from domain.rulebook import has_consent, unanswered_today
-    from domain.stages import (
-        CLOSED_STAGES,
-        ConsentKind,
-        ReplyIntent,
-        Stage,
-        TaskKind,
-        VisitOutcome,
-    )
+    from domain.stages import CLOSED_STAGES, ConsentKind, ReplyIntent, Stage, TaskKind
 
 STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
     Stage.INVESTIGATION: investigation.run,
@@ -90,19 +86,12 @@ STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
     Stage.AGREEMENT_SIGNING: agreement_signing.run,
     Stage.FOLLOW_UP: follow_up.run,
     Stage.ON_HOLD: on_hold.run,
+    Stage.LEGAL_REVIEW: legal_review.run,
 }
 
 
-def _checked(rule: Callable[..., None], *args: Any) -> None:
-    """Run a pure check of human input; a refusal becomes the Update's rejection."""
-    try:
-        rule(*args)
-    except check.Refused as refused:
-        raise ApplicationError(str(refused), type="InvalidInput", non_retryable=True) from None
-
-
 @workflow.defn(name=WORKFLOW_TYPE)
-class LoanCollectionWorkflow:
+class LoanCollectionWorkflow(StaffMessages):
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
         if inp.state is not None:
@@ -121,12 +110,17 @@ class LoanCollectionWorkflow:
             )
         self.case = Case(state)
         self.s = state
+        self.safety = Safety(self.case)
+        self.complaints = Complaints(self.case)
 
     # ------------------------------------------------------------------ main loop
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseResult:
         case, s = self.case, self.s
+        # Staff safety's timers (workflows/safety.py): idle, with no command, until a team
+        # checks in or an alert is raised, so runs without them replay as before.
+        watchers = [asyncio.create_task(w()) for w in (self.safety.watch, self.complaints.watch)]
         if inp.state is None:
             if case.versions.v4():  # the caller's generation survives a workflow reset
                 s.generation = inp.generation or workflow.info().run_id[:8]
@@ -174,6 +168,7 @@ class LoanCollectionWorkflow:
                     s.cycle_done = False
                     continue  # the next cycle in this run
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(self._idle)
                 s.cycle_done = False
                 case.visibility.flush()
                 workflow.continue_as_new(
@@ -186,6 +181,11 @@ class LoanCollectionWorkflow:
                 f"overpaid by {yuan(-outstanding)} yuan: refund the borrower",
                 None,
             )
+        # Nobody is forgotten: a closed case still waits for its team's check-out and for
+        # every safety alert to be acknowledged.
+        await workflow.wait_condition(lambda: self.safety.settled() and self._idle())
+        for watcher in watchers:
+            watcher.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
         case.visibility.flush()
         last = s.history[-1].detail if s.history else ""
@@ -199,35 +199,15 @@ class LoanCollectionWorkflow:
             reason=last,
         )
 
+    def _idle(self) -> bool:
+        """No alert and no complaint outcome SMS being sent (their watchers' activities)."""
+        return not self.safety.busy and not self.complaints.busy
+
     # ------------------------------------------------------------------ updates (human input)
 
     @workflow.update
     async def report_visit(self, report: VisitReport) -> UpdateAccepted:
-        case, s = self.case, self.s
-        s.counters.visits += 1
-        number = s.counters.visits
-        record = VisitRecord(s.loan_no, number, report, s.stage, s.generation, s.policy)
-        if not case.versions.v4():
-            await case.act(A.RECORD_VISIT, record)
-        outcome = VisitOutcome(report.outcome)
-        if outcome == VisitOutcome.HOSTILE:
-            s.hostile = True
-        if outcome in (VisitOutcome.MET, VisitOutcome.PROMISED_TO_PAY):
-            s.failures_in_row = 0
-        elif outcome in (VisitOutcome.NOT_HOME, VisitOutcome.MOVED):
-            s.failures_in_row += 1
-        case.note(
-            "visit",
-            f"visit {number}: {outcome} by {', '.join(report.collector_ids)}",
-            report.reported_by or report.collector_ids[0],
-        )
-        if s.stage == Stage.FIELD_VISIT:
-            s.pending_visit_outcome = outcome
-        if case.versions.v4():
-            # The case takes the report first, so a deadline that fires while the record is
-            # written cannot leave the caller with an answer the case no longer holds to.
-            await case.act(A.RECORD_VISIT, record)
-        return UpdateAccepted(s.stage, f"visit {number} recorded: {outcome}", number)
+        return await visit_updates.report(self.case, self.safety, report)
 
     @report_visit.validator
     def _validate_visit(self, report: VisitReport) -> None:
@@ -462,6 +442,10 @@ class LoanCollectionWorkflow:
             s.opted_out = True
         elif reply.intent == ReplyIntent.ACKNOWLEDGED:
             s.acknowledged = True
+        elif reply.intent == ReplyIntent.COMPLAINT:
+            complaint = self.complaints.open("SMS", "borrower complained by SMS", "borrower",
+                                             reply.received_at)  # fmt: skip
+            await self.complaints.opened(complaint)
         elif reply.intent == ReplyIntent.CLAIMS_PAID:
             await self.case.task(
                 TaskKind.CHECK_CLAIMED_PAYMENT, "borrower says they paid: check the account", None
@@ -517,4 +501,12 @@ class LoanCollectionWorkflow:
             strategy_version=s.strategy_version,
             segment=s.segment,
             strategy_arm=s.strategy_arm,
+            visit=s.visit,
+            alerts=list(s.alerts),
+            hostile_team=s.hostile_team,
+            legal_advice=s.legal_advice,
+            complaints=list(s.complaints),
+            hardships=list(s.hardships),
+            counselling_given=list(s.counselling_given),
+            max_installments=plan_policy(s.policy, s.hardships).max_installments,
         )

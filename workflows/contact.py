@@ -14,6 +14,7 @@ from workflows.case import Case
 
 with workflow.unsafe.imports_passed_through():
     from domain.case_rules import remember_send, sms_block_reason
+    from domain.complaints import NOT_COLLECTION, pausing
     from domain.models import SmsRequest, SmsResult
     from domain.names import Activities as A
     from domain.sms_text import OPTED_OUT_CODE
@@ -59,6 +60,9 @@ async def send_sms(
         blocked = (
             sms_block_reason(s.opted_out, s.has_phone, now, s.sms_sent_at, p) if debtor else ""
         )
+        if not blocked and fresh and purpose not in NOT_COLLECTION:
+            if paused := pausing(s.complaints, p):  # collection-v4 (issue 15)
+                blocked = f"collection contact paused: complaint {paused.number} is open"
         if not blocked:
             at = next_contact_time(now, s.sms_sent_at if debtor else [], p)
             if at > now and not may_wait:

@@ -25,7 +25,10 @@ async def run(case: Case) -> None:
         now = workflow.now()
         if s.phase == "":
             team = case.team_size()
-            if (s.team_size or s.team_required) and len(s.collectors) < team:
+            short = (s.team_size or s.team_required) and len(s.collectors) < team
+            # collection-v4: a remote or hostile visit's team is checked again at every
+            # attempt, so a collector whose safety training expired meanwhile is replaced.
+            if short or ((s.remote or s.hostile) and case.versions.v4()):
                 await case.assign(AssignRequest(s.loan_no, s.branch, team, keep=list(s.collectors)))
             s.attempt += 1
             s.phase = "AWAIT_REPORT"

@@ -1,13 +1,13 @@
-"""promises to pay, waiver/settlement requests, the branch head role, strategy arms (issue 16)
+"""promises to pay, waiver/settlement requests, strategy arms (issue 16)
 
 `promises`: one row per (case, generation, promise number), its status updated when kept or
 broken. `waivers`: one row per request, with the level that must approve it and the decision
 (APPROVED, REFUSED, EXPIRED). Both written by the case's activities, idempotent by key.
-users.role may be BRANCH_HEAD (网点负责人). cases: the strategy file's version, segment and
+cases: the strategy file's version, segment and
 champion/challenger arm chosen at the assessment (collection-v4 cases; "" before).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03
 """
 from collections.abc import Sequence
@@ -16,29 +16,15 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0013'
-down_revision: str | None = '0011'
+down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-ROLES_BEFORE = "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE')"
-ROLES_AFTER = "role IN ('SUPERVISOR', 'COLLECTOR', 'BACK_OFFICE', 'BRANCH_HEAD')"
-
-
-def _roles(check: str) -> None:
-    """users.role's CHECK: the branch head (网点负责人) approves the largest waivers."""
-    name = op.f('ck_users_role_known')
-    if op.get_context().dialect.name != 'sqlite':
-        op.drop_constraint(name, 'users', type_='check')
-        op.create_check_constraint(name, 'users', check)
-        return
-    # SQLite: the table is copied; batch mode does not carry reflected CHECKs over.
-    with op.batch_alter_table('users', schema=None, recreate='always') as batch_op:
-        batch_op.create_check_constraint(name, check)
+# The branch head role (网点负责人) that approves the largest waivers came with 0012.
 
 
 def upgrade() -> None:
-    _roles(ROLES_AFTER)
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.add_column(
             sa.Column('strategy_version', sa.String(length=40), server_default='', nullable=False)
@@ -108,7 +94,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _roles(ROLES_BEFORE)
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_cases_strategy_arm'))
         batch_op.drop_column('strategy_arm')

@@ -1,0 +1,117 @@
+"""Staff safety alerts (issue 15): a task for the branch's supervisors (or its head), an SMS
+to each of their mobiles through the staff path of the outbox (activities/sms.py,
+`send_staff`: outside the borrower rules), and a line in the audit trail. Each once, by the
+alert's key, however often Temporal retries."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from activities.errors import not_found
+from activities.sms import SmsActivities
+from db.models import AuditEvent, Task, User
+from db.repository import case_for_loan, insert_ignore, loan_by_no
+from domain.models import AlertRequest, AlertSent, SafetyAudit
+from domain.names import Activities as A
+from domain.stages import AlertLevel, TaskKind
+
+log = logging.getLogger(__name__)
+SYSTEM_ROLE = "SYSTEM"
+
+
+def staff_of(session: Session, branch: str, level: AlertLevel) -> list[User]:
+    """The branch's active supervisors (or heads) with a mobile on file."""
+    users = session.scalars(
+        select(User)
+        .where(User.role == level.value, User.active.is_(True), User.mobile.is_not(None))
+        .order_by(User.id)
+    )
+    return [u for u in users if branch in u.branches.split(",")]
+
+
+def _audit_once(session: Session, key: str, values: dict[str, object]) -> bool:
+    """One audit line per key (kept at the end of its detail); True when written now."""
+    marker = f"[{key}]"
+    seen = session.scalar(
+        select(AuditEvent.id).where(
+            AuditEvent.loan_no == values["loan_no"], AuditEvent.detail.endswith(marker)
+        )
+    )
+    if seen is not None:
+        return False
+    values = dict(values, detail=f"{values['detail']} {marker}")
+    session.add(AuditEvent(**values))
+    return True
+
+
+class SafetyActivities:
+    def __init__(self, sessions: sessionmaker[Session], sms: SmsActivities) -> None:
+        self.sessions = sessions
+        self.sms = sms
+
+    @activity.defn(name=A.RAISE_ALERT)
+    def raise_safety_alert(self, request: AlertRequest) -> AlertSent:
+        level = AlertLevel(request.level)
+        role = "supervisor" if level == AlertLevel.SUPERVISOR else "head"
+        with self.sessions.begin() as session:
+            loan = loan_by_no(session, request.loan_no)
+            if loan is None:
+                raise not_found(f"loan {request.loan_no} is not in the database")
+            case = case_for_loan(session, loan, request.at)
+            created = insert_ignore(
+                session,
+                Task,
+                dict(
+                    key=request.key,
+                    case_id=case.id,
+                    kind=TaskKind.SAFETY_ALERT.value,
+                    assignees=f"{role}:{request.branch}",
+                    due_at=request.at,
+                    detail=f"安全警报 alert {request.alert_no} ({request.kind}): {request.detail}",
+                    created_at=request.at,
+                    status="OPEN",
+                ),
+                ["key"],
+            )
+            _audit_once(
+                session,
+                request.key,
+                dict(
+                    at=request.at, username="system", role=SYSTEM_ROLE, action="safety_alert",
+                    loan_no=request.loan_no, outcome="DONE",
+                    detail=f"alert {request.alert_no} ({request.kind}) to the {level.value}: "
+                    f"{request.detail}",
+                ),
+            )  # fmt: skip
+            recipients = [(u.id, u.mobile) for u in staff_of(session, request.branch, level)]
+        params = dict(
+            alert_no=str(request.alert_no),
+            kind=request.kind,
+            detail=request.detail,
+            team="、".join(request.collector_ids),
+        )
+        texts = 0
+        for user_id, mobile in recipients:
+            assert mobile is not None
+            key = f"{request.key}:u{user_id}"
+            status = self.sms.send_staff(key, request.loan_no, mobile, "staff_alert", params)
+            texts += status in ("SENT", "RECORDED")
+        if not recipients:
+            log.warning("alert %s: no %s of %s has a mobile", request.key, role, request.branch)
+        return AlertSent(created, texts)
+
+    @activity.defn(name=A.RECORD_SAFETY)
+    def record_safety(self, event: SafetyAudit) -> None:
+        with self.sessions.begin() as session:
+            _audit_once(
+                session,
+                event.key,
+                dict(
+                    at=event.at, username=event.by[:64], role=SYSTEM_ROLE, action=event.action,
+                    loan_no=event.loan_no, outcome="DONE", detail=event.detail,
+                ),
+            )  # fmt: skip

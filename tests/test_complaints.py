@@ -1,0 +1,204 @@
+"""Complaints (投诉, issue 15 item 3): classified from SMS replies or recorded by a collector;
+acknowledge by one working day, resolve within 15 days (policy), escalated when a deadline
+passes, collection contact paused meanwhile, the outcome texted to the borrower."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import WorkflowUpdateFailedError
+
+from db.models import Complaint, SmsOutbox, Task
+from domain.complaints import add_working_days
+from domain.models import BorrowerReply, CallReport, ComplaintAction, ComplaintReport
+from domain.policy import Policy
+from domain.replies import interpret
+from domain.stages import ReplyIntent
+from service.collection_record import collection_record
+from service.portfolio import ComplaintCount, complaint_counts
+from tests.harness import Harness, eventually, running_worker
+from tests.test_visit_safety import _rows
+from tests.test_workflow_paths import to_field_visit
+from workflows.collection import LoanCollectionWorkflow as WF
+
+DEBT = 1_000_000
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.mark.parametrize(
+    "body", ["投诉", "我要投诉你们", "投訴！", "ＴＳ", "ts", "我已还款但要投诉", "我要举报催收员"]
+)
+def test_complaints_are_recognised_in_replies(body: str) -> None:
+    assert interpret(body) == ReplyIntent.COMPLAINT
+
+
+def test_other_replies_keep_their_meaning() -> None:
+    assert interpret("1") == ReplyIntent.ACKNOWLEDGED
+    assert interpret("已还") == ReplyIntent.CLAIMS_PAID
+    assert interpret("TD") == ReplyIntent.OPT_OUT
+    assert interpret("下周再说") == ReplyIntent.OTHER
+
+
+def test_acknowledgement_is_due_after_one_working_day() -> None:
+    policy = Policy()
+    wednesday = datetime(2026, 12, 2, 10, 0, tzinfo=SHANGHAI)
+    friday, saturday = wednesday + timedelta(days=2), wednesday + timedelta(days=3)
+    assert add_working_days(wednesday, 1, policy) == wednesday + timedelta(days=1)
+    assert add_working_days(friday, 1, policy) == friday + timedelta(days=3)  # Monday
+    assert add_working_days(saturday, 1, policy) == saturday + timedelta(days=2)  # Monday
+
+
+@pytest.fixture
+async def h(env, sqlite_sessions, tmp_path: Path, request) -> AsyncIterator[Harness]:
+    if request.config.getoption("--workflow-env") == "local":
+        pytest.skip("working days: time-skipping server only")
+    async with running_worker(env, sqlite_sessions, tmp_path / "data") as harness:
+        yield harness
+
+
+def complaint_row(h: Harness, loan_no: str) -> Complaint | None:
+    with h.sessions() as session:
+        return session.scalar(select(Complaint).where(Complaint.loan_no == loan_no))
+
+
+def texts(h: Harness, loan_no: str) -> list[SmsOutbox]:
+    return _rows(h, loan_no, SmsOutbox)
+
+
+async def complain_by_sms(h: Harness, handle) -> None:  # type: ignore[no-untyped-def]
+    reply = BorrowerReply("SM-complaint-1", ReplyIntent.COMPLAINT, await h.now())
+    await handle.signal(WF.borrower_reply, reply)
+    await h.until(handle, lambda s: len(s.complaints) == 1, "the complaint")
+
+
+async def test_a_complaint_by_sms_pauses_contact_until_resolved_and_the_outcome_is_texted(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
+    await complain_by_sms(h, handle)
+    row = await eventually(lambda: complaint_row(h, spec.loan_no), "the complaint's row")
+    assert row.source == "SMS" and row.status == "OPEN"
+    tasks = await eventually(
+        lambda: _rows(h, spec.loan_no, Task, Task.kind == "COMPLAINT"), "the supervisor's task"
+    )
+    assert tasks[0].assignees == "supervisor:QX01"
+    await handle.execute_update(WF.acknowledge_complaint, ComplaintAction(1, "sup-qx01"))
+    assert complaint_row(h, spec.loan_no).status == "ACKNOWLEDGED"
+    status = await to_field_visit(h, handle)
+    # Collection contact is paused: the visit notice is not sent, calls are refused.
+    notice = await eventually(
+        lambda: [m for m in texts(h, spec.loan_no) if m.purpose == "visit_notice"], "notice"
+    )
+    assert notice[0].status == "BLOCKED" and "complaint 1 is open" in notice[0].reason
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        call = CallReport("NO_ANSWER", status.collectors[0], await h.now())
+        await handle.execute_update(WF.record_call, call)
+    assert "paused while complaint 1 is open" in refused.value.cause.message
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            WF.resolve_complaint, ComplaintAction(1, "sup-qx01", "不还钱就通知你家人")
+        )
+    assert refused.value.cause.message.startswith("outcome: wording")
+    outcome = "已核实，对催收员进行了批评教育"
+    await handle.execute_update(WF.resolve_complaint, ComplaintAction(1, "sup-qx01", outcome))
+    sent = await eventually(
+        lambda: [
+            m
+            for m in texts(h, spec.loan_no)
+            if m.purpose == "complaint_outcome" and m.status in ("SENT", "RECORDED")
+        ],
+        "the outcome SMS",
+    )
+    assert outcome in sent[0].body
+    row = complaint_row(h, spec.loan_no)
+    assert row.status == "RESOLVED" and row.outcome == outcome and row.ack_escalated_at is None
+    assert (await h.status(handle)).complaints == []
+    record = collection_record(h.sessions, spec.loan_no, None, h.policy, await h.now())
+    assert record is not None and len(record.complaints) == 1
+    assert outcome in record.complaints[0].detail and "RESOLVED" in record.complaints[0].detail
+    # Contact resumes: a call is taken again.
+    call = CallReport("NO_ANSWER", status.collectors[0], await h.now())
+    await handle.execute_update(WF.record_call, call)
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+async def test_deadlines_passed_escalate_to_the_branch_head(h: Harness) -> None:
+    spec, handle = await h.start()
+    status = await to_field_visit(h, handle)
+    about = status.collectors[1]
+    report = ComplaintReport(
+        "VISIT", "借款人称催收员态度粗暴", status.collectors[0], await h.now(), about
+    )
+    accepted = await handle.execute_update(WF.record_complaint, report)
+    assert accepted.number == 1
+    row = await eventually(lambda: complaint_row(h, spec.loan_no), "the complaint's row")
+    assert row.collectors == about and row.source == "VISIT"
+
+    def overdue() -> list[Task]:
+        return _rows(h, spec.loan_no, Task, Task.kind == "COMPLAINT_OVERDUE")
+
+    await h.advance(4)  # one working day, whatever the weekday (a weekend at most adds two)
+    tasks = await eventually(overdue, "the acknowledgement's escalation")
+    assert "head:QX01" in tasks[0].assignees.split(",") and "acknowledged" in tasks[0].detail
+    assert complaint_row(h, spec.loan_no).ack_escalated_at is not None
+    # The dashboard's counts: per branch and the collector complained about.
+    assert complaint_counts(h.sessions, ("QX01",)) == [ComplaintCount("QX01", about, 1, 1, 1)]
+    assert complaint_counts(h.sessions, ("LS01",)) == []
+    await handle.execute_update(WF.acknowledge_complaint, ComplaintAction(1, "sup-qx01"))
+    await h.advance(11.5)  # fifteen days in all
+    await eventually(lambda: len(overdue()) == 2, "the resolution's escalation")
+    assert "resolved" in overdue()[1].detail
+    assert complaint_row(h, spec.loan_no).resolve_escalated_at is not None
+    await handle.execute_update(WF.resolve_complaint, ComplaintAction(1, "sup-qx01", "已处理"))
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+async def test_complaint_messages_are_checked(h: Harness) -> None:
+    spec, handle = await h.start()
+    now = await h.now()
+    for report, field in (
+        (ComplaintReport("SMS", "x", "QX01-C01", now), "source"),
+        (ComplaintReport("CALL", " ", "QX01-C01", now), "summary"),
+    ):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(WF.record_complaint, report)
+        assert refused.value.cause.message.startswith(f"{field}:")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(WF.acknowledge_complaint, ComplaintAction(3, "sup"))
+    assert refused.value.cause.message.startswith("number:")
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+async def test_complaints_through_the_service_are_audited(h: Harness) -> None:
+    from db.models import AuditEvent
+    from service.case_updates import CaseActions
+    from service.users import Principal, Role
+
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
+    acts = CaseActions(h.client, h.sessions, h.policy)
+    collector = Principal("c1", Role.COLLECTOR, ("QX01",), "QX01-C01")
+    supervisor = Principal("sup", Role.SUPERVISOR, ("QX01",))
+    made = await acts.record_complaint(
+        collector, spec.loan_no, "CALL", "电话里说被骂", await h.now()
+    )
+    assert made.accepted and made.number == 1
+    assert (await acts.acknowledge_complaint(supervisor, spec.loan_no, 1)).accepted
+    done = await acts.resolve_complaint(supervisor, spec.loan_no, 1, "已道歉并更换催收员")
+    assert done.accepted, done.message
+    with h.sessions() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.loan_no == spec.loan_no)
+        ).all()
+    assert {"record_complaint", "acknowledge_complaint", "resolve_complaint"} <= set(actions)
+    await h.pay(handle, DEBT)
+    await handle.result()

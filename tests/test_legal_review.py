@@ -1,0 +1,122 @@
+"""A dead end's legal review before escalation (issue 15, item 2; collection-v4): approve,
+return to negotiation with advice, recommend write-off, or no decision by the deadline (the
+branch head is asked; the case is never closed by it)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+
+from domain.models import LegalDecisionRequest
+from service.users import Role, UserError, create_user
+from tests.harness import Harness, eventually, running_worker
+from tests.test_visit_safety import _rows
+from tests.test_workflow_paths import stages, to_field_visit, visit
+from workflows.collection import LoanCollectionWorkflow as WF
+
+DEBT = 1_000_000
+
+
+@pytest.fixture
+async def h(env, sqlite_sessions, tmp_path: Path, request) -> AsyncIterator[Harness]:
+    fast = request.config.getoption("--workflow-env") == "local"
+    async with running_worker(env, sqlite_sessions, tmp_path / "data", fast=fast) as harness:
+        yield harness
+
+
+def task_rows(h: Harness, loan_no: str, kind: str):  # type: ignore[no-untyped-def]
+    from db.models import Task
+
+    return _rows(h, loan_no, Task, Task.kind == kind)
+
+
+async def to_legal_review(h: Harness) -> tuple[str, WorkflowHandle]:
+    """A case whose first failed negotiation is a dead end."""
+    spec, handle = await h.start(h.policy.with_overrides({"max_failed_negotiations": 0}))
+    await to_field_visit(h, handle)
+    await visit(h, handle, "MET")
+    await h.at_stage(handle, "NEGOTIATION")
+    await h.advance(7.2)  # no plan by the negotiation's deadline
+    await h.at_stage(handle, "LEGAL_REVIEW")
+    tasks = await eventually(lambda: task_rows(h, spec.loan_no, "LEGAL_REVIEW"), "review task")
+    assert tasks[0].assignees == "legal:QX01"
+    return spec.loan_no, handle
+
+
+async def decide(handle: WorkflowHandle, decision: str, advice: str = ""):  # type: ignore[no-untyped-def]
+    return await handle.execute_update(
+        WF.legal_decision, LegalDecisionRequest(decision, "legal-wang", "审查意见", advice)
+    )
+
+
+async def test_approved_escalation_goes_to_legal(h: Harness) -> None:
+    loan_no, handle = await to_legal_review(h)
+    await decide(handle, "APPROVE_ESCALATION")
+    result = await handle.result()
+    assert result.outcome == "LEGAL_ESCALATION"
+    assert "no plan agreed" in result.reason and "legal review approved" in result.reason
+    assert stages(h, loan_no)[-3:] == ["NEGOTIATION", "LEGAL_REVIEW", "LEGAL_ESCALATION"]
+
+
+async def test_returned_to_negotiation_with_advice(h: Harness) -> None:
+    loan_no, handle = await to_legal_review(h)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await decide(handle, "RETURN_TO_NEGOTIATION")  # no advice
+    assert refused.value.cause.message.startswith("advice:")
+    await decide(handle, "RETURN_TO_NEGOTIATION", "受灾户：可延长分期至36个月")
+    status = await h.at_stage(handle, "NEGOTIATION")
+    assert status.legal_advice == "受灾户：可延长分期至36个月"
+    assert status.counters.failed_negotiations == 0  # a fresh round
+    await h.pay(handle, DEBT)
+    assert (await handle.result()).outcome == "PAID_IN_FULL"
+
+
+async def test_recommended_write_off_writes_it_off(h: Harness) -> None:
+    loan_no, handle = await to_legal_review(h)
+    await decide(handle, "RECOMMEND_WRITE_OFF")
+    result = await handle.result()
+    assert result.outcome == "WRITTEN_OFF" and "write-off recommended" in result.reason
+
+
+async def test_no_decision_by_the_deadline_asks_the_branch_head_and_never_closes(
+    h: Harness,
+) -> None:
+    loan_no, handle = await to_legal_review(h)
+    await h.advance(10.5)  # the policy's 10 days
+    overdue = await eventually(
+        lambda: task_rows(h, loan_no, "LEGAL_REVIEW_OVERDUE"), "the branch head's task"
+    )
+    assert "head:QX01" in overdue[0].assignees.split(",")
+    await h.advance(10.5)
+    await eventually(lambda: len(task_rows(h, loan_no, "LEGAL_REVIEW_OVERDUE")) == 2, "again")
+    assert (await h.status(handle)).stage == "LEGAL_REVIEW"  # still open, waiting
+    await decide(handle, "APPROVE_ESCALATION")
+    assert (await handle.result()).outcome == "LEGAL_ESCALATION"
+
+
+async def test_a_decision_outside_a_legal_review_is_refused(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await decide(handle, "APPROVE_ESCALATION")
+    assert refused.value.cause.message.startswith("stage:")
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+def test_legal_reviewers_and_branch_heads_are_users_of_their_branches(sqlite_sessions) -> None:
+    with sqlite_sessions.begin() as session:
+        legal = create_user(session, "legal-wang", "a-long-pass-phrase-1", Role.LEGAL, ["QX01"])
+        head = create_user(
+            session, "head-li", "a-long-pass-phrase-2", "BRANCH_HEAD", ["QX01"],
+            mobile="138 0000 0002",
+        )  # fmt: skip
+        assert legal.role == "LEGAL" and head.mobile == "+8613800000002"
+        with pytest.raises(UserError, match="^branches:"):
+            create_user(session, "legal-x", "a-long-pass-phrase-3", Role.LEGAL)
+        with pytest.raises(UserError, match="^mobile:"):
+            create_user(session, "head-x", "a-long-pass-phrase-4", "BRANCH_HEAD", ["QX01"],
+                        mobile="12345")  # fmt: skip

@@ -1,0 +1,236 @@
+"""Staff safety on visits (issue 15): check-in, check-out, "need help", acknowledgements,
+the hostile-visit team, and the watcher that keeps their timers.
+
+The handlers only change the state (before their first await) and say so in the audit trail;
+the watcher, one coroutine per run started by the main loop, raises what is due: the
+supervisor when a team has not checked out by the expected time plus the grace, or at once
+for "need help" and a hostile visit; the branch head when an alert is not acknowledged after
+`alert_head_after_seconds`. Its timers are workflow timers: they fire on time after a worker
+or server restart. A case does not end while a visit is checked in or an alert is open.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+from workflows.case import Case
+
+with workflow.unsafe.imports_passed_through():
+    from domain.models import (
+        AlertAck,
+        AlertRequest,
+        AlertSent,
+        AssignRequest,
+        CheckIn,
+        CheckOut,
+        HelpRequest,
+        LiftHostileTeam,
+        SafetyAlert,
+        SafetyAudit,
+        UpdateAccepted,
+        VisitInProgress,
+    )
+    from domain.names import Activities as A
+    from domain.safety import alert_detail, visit_times
+    from domain.stages import AlertKind, AlertLevel
+    from domain.timerules import local
+
+
+class Safety:
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.busy = False  # an alert is being sent: the run neither ends nor continues yet
+
+    def settled(self) -> bool:
+        """Whether a closing case may end: no team out, no call for help or overdue team
+        unacknowledged (a hostile visit's alert stays a task in the database)."""
+        s = self.case.s
+        urgent = [a for a in s.alerts if a.kind != AlertKind.HOSTILE]
+        return s.visit is None and not urgent and not self.busy
+
+    # ------------------------------------------------------------------ messages
+
+    async def check_in(self, request: CheckIn) -> UpdateAccepted:
+        case, s = self.case, self.case.s
+        now = workflow.now()
+        s.check_ins += 1
+        expected, alert_at = visit_times(now, s.remote, s.policy)
+        s.visit = VisitInProgress(
+            s.check_ins, list(request.collector_ids), request.checked_in_at, expected, alert_at,
+            request.by, request.latitude, request.longitude,
+        )  # fmt: skip
+        s.safety_seq += 1
+        where = ""
+        if request.latitude is not None and request.longitude is not None:
+            where = f" at {request.latitude:.4f},{request.longitude:.4f}"
+        back = f"{local(expected, s.policy):%H:%M}"
+        detail = (
+            f"check-in {s.check_ins} by {', '.join(request.collector_ids)}{where}; "
+            f"expected back by {back}"
+        )
+        by = request.by or request.collector_ids[0]
+        case.note("visit", detail, by)
+        await self._audit("check_in", f"check-in:{s.check_ins}", by, detail)
+        return UpdateAccepted(
+            s.stage,
+            f"签到成功，预计{back}前签退 / checked in: check out by {back}, or the supervisor "
+            "is alerted",
+            s.check_ins,
+        )
+
+    def check_out(self, request: CheckOut) -> str:
+        """The visit is over (decided here; the report is recorded by the caller)."""
+        case, s = self.case, self.case.s
+        visit = s.visit
+        assert visit is not None
+        s.visit = None
+        s.safety_seq += 1
+        late = " (after its alert)" if visit.alerted else ""
+        by = request.by or request.report.collector_ids[0]
+        case.note("visit", f"check-out of visit {visit.number}{late}", by)
+        return by
+
+    def need_help(self, request: HelpRequest) -> UpdateAccepted:
+        s = self.case.s
+        since = s.visit.checked_in_at if s.visit else None
+        team = s.visit.collector_ids if s.visit else [request.collector_id]
+        detail = alert_detail(AlertKind.HELP, team, since, s.policy)
+        if request.notes:
+            detail += f": {request.notes[:200]}"
+        alert = self.raise_alert(AlertKind.HELP, detail, request.collector_id)
+        return UpdateAccepted(s.stage, f"已通知主管 / the supervisor is alerted (alert {alert})")
+
+    def hostile(self, collector_ids: list[str], by: str) -> None:
+        """A visit reported a hostile borrower (collection-v4): the supervisor is alerted and
+        every later visit needs the policy's hostile team."""
+        s = self.case.s
+        s.hostile_team = True
+        detail = alert_detail(AlertKind.HOSTILE, collector_ids, None, s.policy)
+        self.raise_alert(AlertKind.HOSTILE, detail, by)
+
+    async def acknowledge(self, ack: AlertAck) -> UpdateAccepted:
+        case, s = self.case, self.case.s
+        alert = next(a for a in s.alerts if a.number == ack.alert_no)
+        s.alerts = [a for a in s.alerts if a.number != ack.alert_no]
+        s.safety_seq += 1
+        detail = f"alert {alert.number} ({alert.kind}) acknowledged"
+        if ack.notes:
+            detail += f": {ack.notes[:200]}"
+        case.note("safety", detail, ack.by)
+        await self._audit("alert_acknowledged", f"ack:{alert.number}", ack.by, detail)
+        return UpdateAccepted(s.stage, f"alert {alert.number} acknowledged", alert.number)
+
+    async def lift_hostile(self, request: LiftHostileTeam) -> UpdateAccepted:
+        case, s = self.case, self.case.s
+        s.hostile_team = False
+        s.safety_seq += 1
+        detail = f"hostile-visit team lifted: {request.reason}"
+        case.note("safety", detail, request.by)
+        await self._audit("hostile_team_lifted", f"lift:{s.safety_seq}", request.by, detail)
+        return UpdateAccepted(s.stage, f"visits by a team of {case.team_size()} again")
+
+    def raise_alert(self, kind: AlertKind, detail: str, by: str = "system") -> int:
+        s = self.case.s
+        s.alerts_raised += 1
+        s.alerts.append(SafetyAlert(s.alerts_raised, kind.value, detail, workflow.now()))
+        s.safety_seq += 1
+        self.case.note("safety", f"alert {s.alerts_raised} ({kind}): {detail}", by)
+        return s.alerts_raised
+
+    # ------------------------------------------------------------------ the watcher
+
+    async def watch(self) -> None:
+        s = self.case.s
+        while True:
+            seen = s.safety_seq
+            now = workflow.now()
+            for alert in list(s.alerts):
+                if alert.level == "":
+                    alert.level = AlertLevel.SUPERVISOR.value
+                    alert.head_at = now + timedelta(seconds=s.policy.alert_head_after_seconds)
+                    await self._send(alert, AlertLevel.SUPERVISOR)
+                    if alert.kind == AlertKind.HOSTILE:
+                        await self._team_up()
+                elif (
+                    alert.level == AlertLevel.SUPERVISOR
+                    and alert.head_at is not None
+                    and alert.head_at <= now
+                    and alert in s.alerts  # not acknowledged meanwhile
+                ):
+                    alert.level, alert.head_at = AlertLevel.BRANCH_HEAD.value, None
+                    await self._send(alert, AlertLevel.BRANCH_HEAD)
+            visit = s.visit
+            if visit is not None and not visit.alerted and visit.alert_at <= workflow.now():
+                visit.alerted = True
+                detail = alert_detail(
+                    AlertKind.OVERDUE, visit.collector_ids, visit.checked_in_at, s.policy
+                )
+                self.raise_alert(AlertKind.OVERDUE, detail)
+                continue
+            if s.safety_seq != seen:
+                continue  # a message came while an alert was sent
+            wake = self._next_wake()
+            if wake is None:
+                await workflow.wait_condition(lambda seen=seen: s.safety_seq != seen)
+                continue
+            remaining = max(wake - workflow.now(), timedelta(milliseconds=1))
+            try:
+                await workflow.wait_condition(
+                    lambda seen=seen: s.safety_seq != seen, timeout=remaining
+                )
+            except TimeoutError:
+                pass
+
+    def _next_wake(self) -> datetime | None:
+        s = self.case.s
+        times = [a.head_at for a in s.alerts if a.level == AlertLevel.SUPERVISOR and a.head_at]
+        if s.visit is not None and not s.visit.alerted:
+            times.append(s.visit.alert_at)
+        return min(times) if times else None
+
+    async def _send(self, alert: SafetyAlert, level: AlertLevel) -> None:
+        case, s = self.case, self.case.s
+        team = s.visit.collector_ids if s.visit else list(s.collectors)
+        self.busy = True
+        try:
+            sent: AlertSent = await case.act(
+                A.RAISE_ALERT,
+                AlertRequest(
+                    key=case.key("alert", alert.number) + f":{level}",
+                    loan_no=s.loan_no,
+                    branch=s.branch,
+                    alert_no=alert.number,
+                    kind=alert.kind,
+                    level=level.value,
+                    detail=alert.detail,
+                    at=workflow.now(),
+                    collector_ids=team,
+                ),
+                AlertSent,
+            )
+        finally:
+            self.busy = False
+        whom = "branch head" if level == AlertLevel.BRANCH_HEAD else "supervisor"
+        case.note("safety", f"alert {alert.number}: {whom} alerted ({sent.texts} SMS)")
+
+    async def _team_up(self) -> None:
+        case, s = self.case, self.case.s
+        team = case.team_size()
+        if len(s.collectors) < team:
+            await case.assign(
+                AssignRequest(
+                    s.loan_no, s.branch, team, keep=list(s.collectors),
+                    reason=f"hostile visit: a team of {team}",
+                )
+            )  # fmt: skip
+
+    async def _audit(self, action: str, kind: str, by: str, detail: str) -> None:
+        case, s = self.case, self.case.s
+        await case.act(
+            A.RECORD_SAFETY,
+            SafetyAudit(
+                f"{case.key('safety', 0)}:{kind}", s.loan_no, action, by, detail, workflow.now()
+            ),
+        )

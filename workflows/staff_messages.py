@@ -1,0 +1,127 @@
+"""Messages of issue 15 (staff safety, legal review, complaints), mixed into the case's
+workflow class so that workflows/collection.py stays the main loop and the older messages.
+Each handler's body is in workflows/safety.py, workflows/complaints.py or here when short;
+each validator is a pure rule of domain/human_input.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from workflows import visit_updates
+from workflows.case import Case
+from workflows.complaints import Complaints
+from workflows.safety import Safety
+
+with workflow.unsafe.imports_passed_through():
+    from domain import human_input as check
+    from domain.models import (
+        AlertAck,
+        CaseState,
+        CheckIn,
+        CheckOut,
+        ComplaintAction,
+        ComplaintReport,
+        HelpRequest,
+        LegalDecisionRequest,
+        LiftHostileTeam,
+        UpdateAccepted,
+    )
+
+
+def checked(rule: Callable[..., None], *args: Any) -> None:
+    """Run a pure check of human input; a refusal becomes the Update's rejection."""
+    try:
+        rule(*args)
+    except check.Refused as refused:
+        raise ApplicationError(str(refused), type="InvalidInput", non_retryable=True) from None
+
+
+_checked = checked
+
+
+class StaffMessages:
+    """Update handlers; the workflow class sets these attributes in its init."""
+
+    case: Case
+    s: CaseState
+    safety: Safety
+    complaints: Complaints
+
+    @workflow.update
+    async def check_in(self, request: CheckIn) -> UpdateAccepted:
+        return await self.safety.check_in(request)
+
+    @check_in.validator
+    def _validate_check_in(self, request: CheckIn) -> None:
+        _checked(check.check_check_in, self.s, request, workflow.now())
+
+    @workflow.update
+    async def check_out(self, request: CheckOut) -> UpdateAccepted:
+        self.safety.check_out(request)
+        return await visit_updates.report(self.case, self.safety, request.report)
+
+    @check_out.validator
+    def _validate_check_out(self, request: CheckOut) -> None:
+        _checked(check.check_check_out, self.s, request, workflow.now())
+
+    @workflow.update
+    def need_help(self, request: HelpRequest) -> UpdateAccepted:
+        return self.safety.need_help(request)
+
+    @need_help.validator
+    def _validate_help(self, request: HelpRequest) -> None:
+        _checked(check.check_help, self.s, request, workflow.now())
+
+    @workflow.update
+    async def acknowledge_alert(self, ack: AlertAck) -> UpdateAccepted:
+        return await self.safety.acknowledge(ack)
+
+    @acknowledge_alert.validator
+    def _validate_ack(self, ack: AlertAck) -> None:
+        _checked(check.check_alert_ack, self.s, ack)
+
+    @workflow.update
+    def legal_decision(self, request: LegalDecisionRequest) -> UpdateAccepted:
+        self.s.legal_decision = request
+        self.case.note("legal", f"legal decision: {request.decision}", request.by)
+        return UpdateAccepted(self.s.stage, f"legal decision taken: {request.decision}")
+
+    @legal_decision.validator
+    def _validate_legal(self, request: LegalDecisionRequest) -> None:
+        _checked(check.check_legal_decision, self.s, request)
+
+    @workflow.update
+    async def record_complaint(self, report: ComplaintReport) -> UpdateAccepted:
+        return await self.complaints.record(report)
+
+    @record_complaint.validator
+    def _validate_complaint(self, report: ComplaintReport) -> None:
+        _checked(check.check_complaint, self.s, report, workflow.now())
+
+    @workflow.update
+    async def acknowledge_complaint(self, action: ComplaintAction) -> UpdateAccepted:
+        return await self.complaints.acknowledge(action)
+
+    @acknowledge_complaint.validator
+    def _validate_complaint_ack(self, action: ComplaintAction) -> None:
+        _checked(check.check_complaint_ack, self.s, action)
+
+    @workflow.update
+    async def resolve_complaint(self, action: ComplaintAction) -> UpdateAccepted:
+        return await self.complaints.resolve(action)
+
+    @resolve_complaint.validator
+    def _validate_complaint_resolution(self, action: ComplaintAction) -> None:
+        _checked(check.check_complaint_resolution, self.s, action)
+
+    @workflow.update
+    async def lift_hostile_team(self, request: LiftHostileTeam) -> UpdateAccepted:
+        return await self.safety.lift_hostile(request)
+
+    @lift_hostile_team.validator
+    def _validate_lift_hostile(self, request: LiftHostileTeam) -> None:
+        _checked(check.check_lift_hostile, self.s, request)

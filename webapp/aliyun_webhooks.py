@@ -7,11 +7,10 @@ its number and sequence_id), a report on its outbox row once (by biz_id and stat
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +20,7 @@ from temporalio.client import Client
 from activities.sms_gateway import out_id_sid
 from db.models import SmsOutbox
 from domain.phones import PhoneError, normalize_phone
-from webapp.sms_inbound import case_signal, handle_receipt, handle_reply
+from webapp.sms_inbound import callback_items, case_signal, handle_receipt, handle_reply
 
 log = logging.getLogger(__name__)
 RECEIVED = {"code": 0, "msg": "接收成功"}  # Aliyun's expected answer; anything else: it retries
@@ -37,20 +36,7 @@ def aliyun_router(
     router = APIRouter(prefix="/aliyun")
     signal = case_signal(temporal)
 
-    async def items(request: Request, given: str, fields: tuple[str, ...]) -> list[dict]:
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            log.warning("refused an Aliyun callback with a wrong token on %s", request.url.path)
-            raise HTTPException(403, "invalid callback token")
-        try:
-            data = await request.json()
-        except ValueError:
-            raise HTTPException(400, "body: not JSON") from None
-        data = data if isinstance(data, list) else [data]
-        for n, item in enumerate(data):
-            missing = [f for f in fields if not isinstance(item, dict) or item.get(f) in (None, "")]
-            if missing:
-                raise HTTPException(400, f"item {n}: {', '.join(missing)} missing")
-        return data
+    items = callback_items("Aliyun", token)
 
     @router.post("/{given}/up")
     async def uplink(given: str, request: Request) -> Response:

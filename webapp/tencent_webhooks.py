@@ -8,17 +8,16 @@ per message (`sid`, the SerialNo SendSms answered) and status."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from domain.phones import PhoneError, normalize_phone
-from webapp.sms_inbound import case_signal, handle_receipt, handle_reply
+from webapp.sms_inbound import callback_items, case_signal, handle_receipt, handle_reply
 
 log = logging.getLogger(__name__)
 RECEIVED = {"result": 0, "errmsg": "OK"}  # Tencent's expected answer
@@ -34,20 +33,7 @@ def tencent_router(
     router = APIRouter(prefix="/tencent")
     signal = case_signal(temporal)
 
-    async def items(request: Request, given: str, fields: tuple[str, ...]) -> list[dict]:
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            log.warning("refused a Tencent callback with a wrong token on %s", request.url.path)
-            raise HTTPException(403, "invalid callback token")
-        try:
-            data = await request.json()
-        except ValueError:
-            raise HTTPException(400, "body: not JSON") from None
-        data = data if isinstance(data, list) else [data]
-        for n, item in enumerate(data):
-            missing = [f for f in fields if not isinstance(item, dict) or item.get(f) in (None, "")]
-            if missing:
-                raise HTTPException(400, f"item {n}: {', '.join(missing)} missing")
-        return data
+    items = callback_items("Tencent", token)
 
     def phone_of(item: dict) -> str:
         raw = f"+{item.get('nationcode') or '86'}{item['mobile']}"

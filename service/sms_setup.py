@@ -56,5 +56,16 @@ def gateway_from_env(env: Mapping[str, str] | None = None) -> SmsGateway:
 def worker_gateway(language: str, env: Mapping[str, str] | None = None) -> SmsGateway:
     """The gateway, once every purpose the worker may send has a registered template for
     each templated provider chosen; else a ValueError naming purpose and provider."""
-    check_registry(load_registry(), list(provider_names(env)), language)
+    providers = list(provider_names(env))
+    check_registry(load_registry(), providers, language)
+    variables = os.environ if env is None else env
+    for provider in {"aliyun", "tencent"} & set(providers):
+        # Their texts tell the borrower to reply (回复TD退订): the replies must reach us.
+        name = f"{provider.upper()}_CALLBACK_TOKEN"
+        if len(variables.get(name, "")) < 16:
+            raise ValueError(
+                f"{name}: {provider}'s texts ask borrowers to reply (退订 by 回复TD): set the "
+                "callback token (16+ characters) here and in the web app, and configure the "
+                f"provider's reply callback to /{provider}/<token>/..., before sending"
+            )
     return gateway_from_env(env)

@@ -90,11 +90,16 @@ def test_the_worker_refuses_to_start_on_a_purpose_without_a_template(monkeypatch
     with pytest.raises(ValueError, match="first_notice: no template registered for aliyun"):
         worker_gateway("zh", aliyun)
     monkeypatch.delenv("SMS_TEMPLATE_REGISTRY")
+    # Its texts ask for replies (回复TD退订): not without the reply callback's token.
+    with pytest.raises(ValueError, match="ALIYUN_CALLBACK_TOKEN: aliyun's texts ask"):
+        worker_gateway("zh", aliyun)
+    aliyun["ALIYUN_CALLBACK_TOKEN"] = "r" * 24
     routed = worker_gateway("zh", aliyun)  # the repository's registry covers every purpose
     assert isinstance(routed, RoutedGateway) and routed.channel("+8613912345678").templated
     with pytest.raises(ValueError, match="ALIYUN_SMS_SIGN_NAME"):
         worker_gateway("zh", {"SMS_PROVIDER_CN": "aliyun", "ALIYUN_ACCESS_KEY_ID": "k",
-                              "ALIYUN_ACCESS_KEY_SECRET": "s"})  # fmt: skip
+                              "ALIYUN_ACCESS_KEY_SECRET": "s",
+                              "ALIYUN_CALLBACK_TOKEN": "r" * 24})  # fmt: skip
 
 
 # ---------------------------------------------------------------- one-way channels

@@ -110,6 +110,12 @@ def check_visit_time(s: CaseState, at: datetime, now: datetime, name: str) -> No
 def check_visit_report(s: CaseState, report: VisitReport, now: datetime) -> None:
     if s.stage not in VISIT_STAGES:
         raise Refused(f"stage: no visit report is expected while the case is {s.stage}")
+    check_visit_fields(s, report, now)
+
+
+def check_visit_fields(s: CaseState, report: VisitReport, now: datetime) -> None:
+    """A visit report's own fields, whatever the stage (a check-out ends a visit in any
+    stage: the case may have been paid, closed or put on hold while the team was out)."""
     if report.outcome not in VisitOutcome.__members__:
         raise Refused(
             f"outcome: {report.outcome!r} is not one of {', '.join(VisitOutcome.__members__)}"
@@ -160,13 +166,17 @@ def check_check_in(s: CaseState, check_in: CheckIn, now: datetime) -> None:
 def check_check_out(s: CaseState, check_out: CheckOut, now: datetime) -> None:
     if s.visit is None:
         raise Refused("visit: no visit is checked in; check in first (or report the visit)")
-    check_visit_report(s, check_out.report, now)
+    if s.stage in VISIT_STAGES:
+        check_visit_report(s, check_out.report, now)
+    else:  # paid, closed or on hold while the team was out: the team still checks out
+        check_visit_fields(s, check_out.report, now)
     if check_out.report.visited_at < s.visit.checked_in_at - CLOCK_SKEW:
         raise Refused("visited_at: before the team checked in")
 
 
 def check_help(s: CaseState, request: HelpRequest, now: datetime) -> None:
-    check_open(s)
+    if s.visit is None:  # a team out on a visit may always call for help
+        check_open(s)
     check_collectors(s, [request.collector_id])
     check_aware(request.at, "at")
     if request.at > now + CLOCK_SKEW:

@@ -359,3 +359,25 @@ async def test_a_killed_worker_does_not_delay_the_alert(
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+async def test_a_team_out_when_the_case_is_paid_checks_out_and_the_case_ends(
+    h: Harness,
+) -> None:
+    """Paid in full while the team is at the door: the team can still call for help and
+    check out (the visit is recorded, the stage stays), and then the case ends."""
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await check_in(h, handle)
+    await h.pay(handle, DEBT)
+    await h.at_stage(handle, "PAID_IN_FULL")
+    status = await h.status(handle)
+    answer = await handle.execute_update(
+        WF.need_help, HelpRequest(status.collectors[0], await h.now(), "家属情绪激动")
+    )
+    assert "已通知主管" in answer.message
+    await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
+    out = await check_out(h, handle, "MET")
+    assert "recorded" in out.message
+    result = await handle.result()
+    assert result.outcome == "PAID_IN_FULL"

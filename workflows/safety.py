@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.names import Activities as A
     from domain.safety import alert_detail, visit_times
-    from domain.stages import AlertKind, AlertLevel
+    from domain.stages import CLOSED_STAGES, AlertKind, AlertLevel
     from domain.timerules import local
 
 
@@ -151,8 +151,8 @@ class Safety:
                     alert.level = AlertLevel.SUPERVISOR.value
                     alert.head_at = now + timedelta(seconds=s.policy.alert_head_after_seconds)
                     await self._send(alert, AlertLevel.SUPERVISOR)
-                    if alert.kind == AlertKind.HOSTILE:
-                        await self._team_up()
+                    if alert.kind == AlertKind.HOSTILE and s.stage not in CLOSED_STAGES:
+                        await self._team_up()  # a closed case needs no bigger team
                 elif (
                     alert.level == AlertLevel.SUPERVISOR
                     and alert.head_at is not None

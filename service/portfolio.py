@@ -9,6 +9,7 @@ visibility cannot GROUP BY a custom search attribute.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -66,6 +67,23 @@ class CaseRow:
     outstanding_fen: int | None
     next_action_at: datetime | None
     running: bool
+
+
+def filters_from_query(query: Mapping[str, str]) -> Filters:
+    """The dashboard's filters from its query string (the same names as the form's fields);
+    a FilterError names the field that cannot be used."""
+    min_dpd = (query.get("min_dpd") or "").strip()
+    if min_dpd and not min_dpd.isdigit():
+        raise FilterError("min_dpd: a number of days from 0")
+    return Filters(
+        stage=query.get("stage") or None,
+        branch=query.get("branch") or None,
+        collector=query.get("collector") or None,
+        risk=query.get("risk") or None,
+        min_dpd=int(min_dpd) if min_dpd else None,
+        overdue_action=query.get("overdue") == "1",
+        due_today=query.get("due_today") == "1",
+    ).checked()
 
 
 def _in(values: tuple[str, ...] | list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -183,6 +184,21 @@ async def test_dashboard_counts_lists_and_caseloads_for_the_supervisors_branches
         "/dashboard?stage=FIELD_VISIT", headers={"authorization": sup["authorization"]}
     )
     assert html.status_code == 200 and case.loan_no in html.text
+    # The same list as an Excel workbook: the supervisor's branches only, Chinese first.
+    from openpyxl import load_workbook
+
+    xlsx = await http.get("/dashboard/cases.xlsx?stage=FIELD_VISIT", headers=sup)
+    assert xlsx.status_code == 200 and "spreadsheetml" in xlsx.headers["content-type"]
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][0] == "贷款编号 Loan"
+    mine = next(r for r in rows[1:] if r[0] == case.loan_no)
+    assert mine[1] == "上门外访 FIELD_VISIT" and mine[6] == 10_000  # yuan, to the fen
+    assert elsewhere.loan_no not in [r[0] for r in rows]
+    bad_xlsx = await http.get("/dashboard/cases.xlsx?min_dpd=x", headers=sup)
+    assert bad_xlsx.status_code == 400 and "min_dpd" in bad_xlsx.text
+    with h.sessions() as session:
+        assert session.scalar(select(AuditEvent).where(AuditEvent.action == "export_cases"))
     for c in (case, elsewhere):
         await close(h, c.handle)
 
@@ -412,7 +428,9 @@ async def test_promises_and_waivers_through_the_pages_with_each_roles_limit(web)
     )
     assert approved.json()["accepted"], approved.text
     status = (await http.get(url, headers=sup)).json()["status"]
-    assert status["outstanding_fen"] == 900_000 and status["waivers"][0]["decided_by"] == "head"
+    # A settlement is conditional: the debt is lowered once its lump sum is paid.
+    assert status["outstanding_fen"] == 1_000_000 and status["waivers"][0]["decided_by"] == "head"
+    assert status["waivers"][0]["status"] == "APPROVED" and status["waivers"][0]["pay_by"]
     with h.sessions() as session:
         trail = set(
             session.execute(

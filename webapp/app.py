@@ -21,6 +21,7 @@ from service.settings import Settings
 from service.temporal_client import connect
 from webapp.aliyun_webhooks import aliyun_router
 from webapp.auth import LoginRequired, wants_json
+from webapp.case_export import case_export_router
 from webapp.codec_endpoint import codec_router
 from webapp.evidence import evidence_router
 from webapp.login import login_router
@@ -64,6 +65,7 @@ def create_app(
         app.include_router(tencent_router(sessions, temporal, webhook.tencent_token))
     app.include_router(login_router(sessions, web))
     app.include_router(evidence_router(sessions, web.policy))
+    app.include_router(case_export_router(sessions, temporal, web.policy))
     app.include_router(pages_router(sessions, temporal, web))
     app.include_router(codec_router(sessions, codec))
     # Temporal's web UI calls the codec endpoint from its own origin, with the session cookie;

@@ -367,6 +367,8 @@ def check_legal_decision(s: CaseState, request: LegalDecisionRequest) -> None:
         raise Refused(
             f"decision: {request.decision!r} is not one of {', '.join(LegalDecision.__members__)}"
         )
+    if request.role != "LEGAL":
+        raise Refused("role: only a legal reviewer (LEGAL, 法务) decides a legal review")
     if not request.by.strip() or not request.reason.strip():
         raise Refused("reason: say who decides and why")
     if request.decision == LegalDecision.RETURN_TO_NEGOTIATION and not request.advice.strip():

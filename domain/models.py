@@ -155,6 +155,7 @@ class LegalDecisionRequest:
     by: str
     reason: str
     advice: str = ""  # for the collectors, when the case returns to negotiation
+    role: str = ""  # the signed-in role of `by` (LEGAL), checked by the validator
 
 
 @dataclass

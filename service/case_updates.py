@@ -61,6 +61,8 @@ from service.users import Principal, Role
 from workflows.collection import LoanCollectionWorkflow as WF
 
 APPROVER_ROLES = (Role.COLLECTOR, Role.SUPERVISOR, Role.BRANCH_HEAD)
+SUPERVISORS = (Role.SUPERVISOR, Role.BRANCH_HEAD)
+COMPLAINT_ROLES = (Role.COLLECTOR, Role.SUPERVISOR, Role.BRANCH_HEAD)
 # An action queued on a phone while offline carries an id made on the phone: it becomes the
 # Update's id, and Temporal answers a repeated Update id with the first one's result, so an
 # action sent twice (a lost answer, a second flush) is applied once.
@@ -432,11 +434,42 @@ class CaseActions:
             AlertAck(alert_no, who.actor, notes), f"alert {alert_no}: {notes}",
         )  # fmt: skip
 
+    def _refuse_unless(
+        self, who: Principal, loan_no: str, action: str, roles: tuple[Role, ...], on_case: bool
+    ) -> ActionOutcome | None:
+        """The role and the branch (or, for a collector, the case's team), checked here for
+        every caller (web pages, CLI); a refusal is audited and answered, never sent on."""
+        from service.case_record import case_header
+
+        header = case_header(self.sessions, loan_no)
+        allowed = who.role in roles
+        if allowed and header is not None:
+            branch, collectors = header
+            if who.role == Role.COLLECTOR:
+                allowed = on_case and bool(who.collector_id) and who.collector_id in collectors
+            else:
+                allowed = branch in who.branches
+        if header is not None and allowed:
+            return None
+        names = "/".join(r.value for r in roles)
+        message = (
+            f"loan {loan_no}: no case"
+            if header is None
+            else f"role: only {names} of the case's branch may do this (无权操作)"
+        )
+        audit.record(
+            self.sessions, who.username, who.role.value, action, "REFUSED", message, loan_no
+        )
+        return ActionOutcome(False, message)
+
     async def legal_decision(
         self, who: Principal, loan_no: str, decision: str, reason: str, advice: str = ""
     ) -> ActionOutcome:
-        """A legal reviewer's decision on a dead end (role LEGAL, checked by the caller)."""
-        request = LegalDecisionRequest(decision, who.actor, reason, advice)
+        """A legal reviewer's decision on a dead end: a LEGAL user of the case's branch (the
+        role also goes into the Update, whose validator checks it)."""
+        if refused := self._refuse_unless(who, loan_no, "legal_decision", (Role.LEGAL,), False):
+            return refused
+        request = LegalDecisionRequest(decision, who.actor, reason, advice, who.role.value)
         return await self._update(
             who, loan_no, "legal_decision", WF.legal_decision, request,
             f"{decision}: {reason}" + (f" (advice: {advice})" if advice else ""),
@@ -446,7 +479,10 @@ class CaseActions:
         self, who: Principal, loan_no: str, source: str, summary: str, at: datetime,
         about: str = "",
     ) -> ActionOutcome:  # fmt: skip
-        """A complaint the borrower made at a visit or on a call (SMS ones come by SMS)."""
+        """A complaint the borrower made at a visit or on a call (SMS ones come by SMS):
+        a collector of the case, or a supervisor or branch head of its branch."""
+        if refused := self._refuse_unless(who, loan_no, "record_complaint", COMPLAINT_ROLES, True):
+            return refused
         report = ComplaintReport(source, summary, who.actor, self._local(loan_no, at), about)
         return await self._update(
             who, loan_no, "record_complaint", WF.record_complaint, report,
@@ -456,6 +492,10 @@ class CaseActions:
     async def acknowledge_complaint(
         self, who: Principal, loan_no: str, number: int
     ) -> ActionOutcome:
+        if refused := self._refuse_unless(
+            who, loan_no, "acknowledge_complaint", COMPLAINT_ROLES, True
+        ):
+            return refused
         return await self._update(
             who, loan_no, "acknowledge_complaint", WF.acknowledge_complaint,
             ComplaintAction(number, who.actor), f"complaint {number}",
@@ -465,12 +505,17 @@ class CaseActions:
         self, who: Principal, loan_no: str, number: int, outcome: str
     ) -> ActionOutcome:
         """The outcome is texted to the borrower."""
+        if refused := self._refuse_unless(who, loan_no, "resolve_complaint", COMPLAINT_ROLES, True):
+            return refused
         return await self._update(
             who, loan_no, "resolve_complaint", WF.resolve_complaint,
             ComplaintAction(number, who.actor, outcome), f"complaint {number}: {outcome}",
         )  # fmt: skip
 
     async def lift_hostile_team(self, who: Principal, loan_no: str, reason: str) -> ActionOutcome:
+        """A supervisor or branch head of the case's branch lifts the hostile-visit team."""
+        if refused := self._refuse_unless(who, loan_no, "lift_hostile_team", SUPERVISORS, False):
+            return refused
         return await self._update(
             who, loan_no, "lift_hostile_team", WF.lift_hostile_team,
             LiftHostileTeam(who.actor, reason), reason,

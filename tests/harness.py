@@ -168,7 +168,9 @@ async def through_legal_review(
         await h.until(handle, lambda s: s.stage == "LEGAL_REVIEW", "legal review", timeout)
         await handle.execute_update(
             LoanCollectionWorkflow.legal_decision,
-            LegalDecisionRequest(decision, "legal-wang", "法务审查通过 reviewed", "再谈一次"),
+            LegalDecisionRequest(
+                decision, "legal-wang", "法务审查通过 reviewed", "再谈一次", "LEGAL"
+            ),
         )
         return await result
     finally:

@@ -202,3 +202,48 @@ async def test_complaints_through_the_service_are_audited(h: Harness) -> None:
     assert {"record_complaint", "acknowledge_complaint", "resolve_complaint"} <= set(actions)
     await h.pay(handle, DEBT)
     await handle.result()
+
+
+async def test_complaints_through_the_case_page_by_the_case_team_and_supervisors(
+    h: Harness,
+) -> None:
+    """Record, acknowledge and resolve from the case page: a collector of the case or a
+    supervisor of its branch; another collector is refused by the service."""
+    import httpx
+
+    from service.users import Role
+    from tests.web_support import PASSWORD, add_user, app_for
+
+    spec, handle = await h.start()
+    status = await to_field_visit(h, handle)
+    other = next(c for c in ("QX01-C01", "QX01-C02", "QX01-C03") if c not in status.collectors)
+    add_user(h, "mine", Role.COLLECTOR, collector_id=status.collectors[0])
+    add_user(h, "theirs", Role.COLLECTOR, collector_id=other)
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    transport = httpx.ASGITransport(app=app_for(h))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        auth = {}
+        for user in ("mine", "theirs", "sup"):
+            r = await http.post("/login", json={"username": user, "password": PASSWORD})
+            token = r.json()["token"]
+            auth[user] = {"accept": "application/json", "authorization": f"Bearer {token}"}
+        url = f"/cases/{spec.loan_no}"
+        page = await http.get(url, headers={"authorization": auth["mine"]["authorization"]})
+        assert 'id="complaint-form"' in page.text
+        body = {"source": "VISIT", "summary": "借款人称催收员态度粗暴"}
+        theirs = await http.post(f"{url}/complaint", json=body, headers=auth["theirs"])
+        assert theirs.status_code == 404  # not their case
+        mine = await http.post(f"{url}/complaint", json=body, headers=auth["mine"])
+        assert mine.status_code == 200 and mine.json()["accepted"], mine.text
+        ack = await http.post(
+            f"{url}/acknowledge-complaint", json={"number": 1}, headers=auth["sup"]
+        )
+        assert ack.status_code == 200 and ack.json()["accepted"], ack.text
+        done = await http.post(
+            f"{url}/resolve-complaint", json={"number": 1, "outcome": "已核实并处理"},
+            headers=auth["sup"],
+        )  # fmt: skip
+        assert done.status_code == 200 and done.json()["accepted"], done.text
+    assert (await h.status(handle)).complaints == []
+    await h.pay(handle, DEBT)
+    await handle.result()

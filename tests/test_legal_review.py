@@ -48,7 +48,7 @@ async def to_legal_review(h: Harness) -> tuple[str, WorkflowHandle]:
 
 async def decide(handle: WorkflowHandle, decision: str, advice: str = ""):  # type: ignore[no-untyped-def]
     return await handle.execute_update(
-        WF.legal_decision, LegalDecisionRequest(decision, "legal-wang", "审查意见", advice)
+        WF.legal_decision, LegalDecisionRequest(decision, "legal-wang", "审查意见", advice, "LEGAL")
     )
 
 
@@ -120,3 +120,53 @@ def test_legal_reviewers_and_branch_heads_are_users_of_their_branches(sqlite_ses
         with pytest.raises(UserError, match="^mobile:"):
             create_user(session, "head-x", "a-long-pass-phrase-4", "BRANCH_HEAD", ["QX01"],
                         mobile="12345")  # fmt: skip
+
+
+async def test_a_legal_reviewer_of_the_branch_decides_on_the_case_page(h: Harness) -> None:
+    """The route, the role and the branch: only LEGAL of the case's branch decides (a
+    supervisor is refused by the service, one without the role by the case itself)."""
+    import httpx
+
+    from tests.web_support import PASSWORD, add_user, app_for
+
+    loan_no, handle = await to_legal_review(h)
+    add_user(h, "legal-qx", Role.LEGAL, branches=["QX01"])
+    add_user(h, "legal-far", Role.LEGAL, branches=["LS01"])
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    transport = httpx.ASGITransport(app=app_for(h))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        auth = {}
+        for user in ("legal-qx", "legal-far", "sup"):
+            r = await http.post("/login", json={"username": user, "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            token = r.json()["token"]
+            auth[user] = {"accept": "application/json", "authorization": f"Bearer {token}"}
+        url = f"/cases/{loan_no}"
+        body = {"decision": "APPROVE_ESCALATION", "reason": "证据充分 evidence complete"}
+        far = await http.post(f"{url}/legal-decision", json=body, headers=auth["legal-far"])
+        assert far.status_code == 404
+        sup = await http.post(f"{url}/legal-decision", json=body, headers=auth["sup"])
+        assert sup.status_code == 409 and sup.json()["message"].startswith("role:")
+        html = {"authorization": auth["legal-qx"]["authorization"]}
+        page = await http.get(url, headers=html)
+        assert page.status_code == 200 and 'id="legal-form"' in page.text
+        other = await http.post(
+            f"{url}/hold", json={"until": "2030-01-01T00:00:00+08:00", "reason": "x"},
+            headers=auth["legal-qx"],
+        )  # fmt: skip
+        assert other.status_code == 404  # nothing else for a legal reviewer
+        ok = await http.post(f"{url}/legal-decision", json=body, headers=auth["legal-qx"])
+        assert ok.status_code == 200 and ok.json()["accepted"], ok.text
+    assert (await handle.result()).outcome == "LEGAL_ESCALATION"
+
+
+async def test_the_case_refuses_a_legal_decision_without_the_legal_role(h: Harness) -> None:
+    loan_no, handle = await to_legal_review(h)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            WF.legal_decision,
+            LegalDecisionRequest("APPROVE_ESCALATION", "sup-qx01", "审查", "", "SUPERVISOR"),
+        )
+    assert refused.value.cause.message.startswith("role:")
+    await decide(handle, "APPROVE_ESCALATION")
+    assert (await handle.result()).outcome == "LEGAL_ESCALATION"

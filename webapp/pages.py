@@ -87,7 +87,8 @@ def bucket_order(name: str) -> int:
     return _BUCKET_ORDER.index(name) if name in _BUCKET_ORDER else len(_BUCKET_ORDER)
 
 
-ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR, Role.BRANCH_HEAD)
+ANYONE_ON_CASES = (Role.SUPERVISOR, Role.COLLECTOR, Role.BRANCH_HEAD, Role.LEGAL)
+LEGAL_ACTIONS = ("legal-decision",)  # all a legal reviewer may do on a case
 
 
 @dataclass
@@ -326,6 +327,8 @@ def pages_router(
     async def run_action(who: Principal, loan_no: str, action: str, data: dict) -> ActionOutcome:  # type: ignore[type-arg]
         acts = await actions()
         now = datetime.now(UTC)
+        if who.role == Role.LEGAL and action not in LEGAL_ACTIONS:
+            raise HTTPException(404, "not found")
         # A datetime-local field is the case's local time.
         timed = action in (
             "visit",
@@ -336,6 +339,7 @@ def pages_router(
             "check-in",
             "check-out",
             "help",
+            "complaint",
         )
         local = await case_zone(acts, loan_no) if timed else None
         if action == "visit":
@@ -399,6 +403,28 @@ def pages_router(
             number = forms.integer(data, "alert_no", 1, 100_000)
             notes = forms.text(data, "notes", required=False)
             return await acts.acknowledge_alert(who, loan_no, number, notes)
+        # Roles and branches of these are checked by the service (service/case_updates.py).
+        if action == "legal-decision":
+            return await acts.legal_decision(
+                who, loan_no, forms.text(data, "decision"), forms.text(data, "reason"),
+                forms.text(data, "advice", required=False),
+            )  # fmt: skip
+        if action == "lift-hostile":
+            return await acts.lift_hostile_team(who, loan_no, forms.text(data, "reason"))
+        if action == "complaint":
+            return await acts.record_complaint(
+                who, loan_no, forms.text(data, "source"), forms.text(data, "summary"),
+                forms.moment(data, "received_at", now, local),
+                forms.text(data, "about", required=False),
+            )  # fmt: skip
+        if action == "acknowledge-complaint":
+            number = forms.integer(data, "number", 1, 100_000)
+            return await acts.acknowledge_complaint(who, loan_no, number)
+        if action == "resolve-complaint":
+            return await acts.resolve_complaint(
+                who, loan_no, forms.integer(data, "number", 1, 100_000),
+                forms.text(data, "outcome"),
+            )  # fmt: skip
         if action == "third-party":
             contact_id = forms.integer(data, "contact_id", 1, 2**31 - 1)
             return await acts.contact_third_party(who, loan_no, contact_id)

@@ -297,3 +297,52 @@ async def test_a_visit_reported_offline_is_queued_and_applied_once_when_signal_r
     await context.close()
     await h.pay(case.handle, 1_000_000)
     await case.handle.result()
+
+
+async def test_kept_pages_are_the_sessions_own_and_go_with_sign_out(site, browser: Browser) -> None:
+    """Issue 15 review, item 3: the case page is kept for the signed-in collector (it opens
+    without signal), its record CSV is never kept, and after signing out nothing is served
+    offline to whoever picks up the phone."""
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await context.new_page()
+    url = f"{base}/cases/{case.loan_no}"
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+    await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await page.reload()  # now through the service worker: kept
+    await page.request.get(f"{url}/record.csv")
+    await page.evaluate(f"fetch('{url}/record.csv').then(r => r.status)")
+    kept = await page.evaluate(
+        """async () => {
+            const out = [];
+            for (const name of await caches.keys()) {
+              if (!name.startsWith('collection-pages-')) continue;
+              for (const r of await (await caches.open(name)).keys()) out.push(name + ' ' + r.url);
+            }
+            return out;
+        }"""
+    )
+    assert len(kept) == 1 and kept[0].endswith(f"/cases/{case.loan_no}"), kept
+    assert "collection-pages-v1" not in kept[0]
+
+    await context.set_offline(True)
+    await page.reload()
+    await expect(page.locator("#unsent")).to_be_visible()  # the kept page, without signal
+    await context.set_offline(False)
+
+    await page.goto(url)
+    await page.click("form[action='/logout'] button")
+    await expect(page.locator("h1")).to_contain_text("Sign in")
+    await context.set_offline(True)
+    with pytest.raises(Exception):  # noqa: B017 - the browser's own network error page
+        await page.goto(url)
+    await context.set_offline(False)
+    await page.goto(base + "/login")
+    names = await page.evaluate("caches.keys()")
+    assert [n for n in names if n.startswith("collection-pages-")] == [], names
+    await context.close()
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()

@@ -221,3 +221,18 @@ async def test_a_flood_of_sign_ins_runs_scrypt_on_the_cores_only(users, monkeypa
     busy = [r for r in answers if r.status_code == 503]
     assert len(busy) == 6 and all(r.headers.get("retry-after") for r in busy)
     assert sorted({r.status_code for r in answers}) == [401, 503]
+
+
+async def test_signing_out_clears_the_phones_kept_pages(http) -> None:
+    """Issue 15 review, item 3: the pages are kept per session (X-Offline-Key), and signing
+    out tells the browser to drop them (Clear-Site-Data)."""
+    answers = []
+    for _ in range(2):
+        token = await http.post("/login", json={"username": "office", "password": PASSWORD})
+        auth = {"authorization": f"Bearer {token.json()['token']}"}
+        feeds = await http.get("/feeds", headers=auth)
+        assert feeds.status_code == 200 and "no-store" in feeds.headers["cache-control"]
+        answers.append(feeds.headers["x-offline-key"])
+        out = await http.post("/logout", headers=auth)
+        assert out.headers["clear-site-data"] == '"cache", "storage"'
+    assert answers[0] != answers[1]  # a session's own key

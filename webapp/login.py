@@ -181,6 +181,8 @@ def login_router(sessions: sessionmaker[Session], config: WebConfig) -> APIRoute
             sign_out(sessions, token)
         response = RedirectResponse("/login", 303)
         response.delete_cookie(COOKIE)
+        # The phone's kept pages and queued data go with the session (templates/pages/sw.js).
+        response.headers["Clear-Site-Data"] = '"cache", "storage"'
         return response
 
     return router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic_core import to_jsonable_python
 
 from activities.texts import environment
 from domain.labels import label, zh
+from webapp.auth import token_of
 
 _env = environment(autoescape=True)
 
@@ -32,7 +34,13 @@ _env.filters["label"] = label  # 上门外访 FIELD_VISIT
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     html = _env.get_template(f"pages/{template}").render(request=request, **context)
-    return HTMLResponse(html, status_code=status_code)
+    response = HTMLResponse(html, status_code=status_code)
+    if context.get("who") is not None and (token := token_of(request)):
+        # The service worker keeps pages per session under this key (templates/pages/sw.js).
+        key = hashlib.sha256(b"offline:" + token.encode()).hexdigest()[:32]
+        response.headers["X-Offline-Key"] = key
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def as_json(data: Any, status_code: int = 200) -> JSONResponse:

@@ -322,6 +322,8 @@ class CaseActivities:
                 case.strategy_version, case.segment = t.strategy_version, t.segment
                 case.strategy_arm = t.strategy_arm
             case.debt_fen = t.debt_fen
+            if case.entry_debt_fen is None and t.debt_fen is not None:
+                case.entry_debt_fen = t.debt_fen  # the debt at entry: never changed after
             case.paid_fen = max(case.paid_fen, t.paid_fen)
             case.next_action = t.next_action[:120]
             case.next_action_at = t.next_action_at
@@ -525,7 +527,8 @@ class CaseActivities:
                 list(keys),
             )
             row = session.scalars(select(PromiseToPay).filter_by(**keys)).one()
-            row.status, row.resolved_at, row.paid_fen = p.status, p.resolved_at, p.paid_fen
+            if status_rank(p.status) >= status_rank(row.status):  # never back to OPEN
+                row.status, row.resolved_at, row.paid_fen = p.status, p.resolved_at, p.paid_fen
             _audit_once(
                 session,
                 record.loan_no,
@@ -568,8 +571,9 @@ class CaseActivities:
                 list(keys),
             )
             row = session.scalars(select(WaiverRequest).filter_by(**keys)).one()
-            for name, value in decision.items():
-                setattr(row, name, value)
+            if status_rank(w.status) >= status_rank(row.status):  # never back to PENDING
+                for name, value in decision.items():
+                    setattr(row, name, value)
             actor = w.decided_by if w.status != "PENDING" and w.decided_by else w.proposed_by
             _audit_once(
                 session,
@@ -580,6 +584,17 @@ class CaseActivities:
                 f"{w.interest_fen}, penalty {w.penalty_fen} fen (settle {w.settle_fen}); "
                 f"needs {w.level}; {w.decision_reason or w.reason}",
             )
+
+
+def status_rank(status: str) -> int:
+    """How far a promise's or a waiver's status has come: a row's status only moves forward
+    (two record activities racing must not put a resolved row back to OPEN or PENDING, nor a
+    settled settlement back to merely approved)."""
+    if status in ("OPEN", "PENDING"):
+        return 0
+    if status == "APPROVED":
+        return 1
+    return 2
 
 
 def _audit_once(session: Session, loan_no: str, action: str, actor: str, detail: str) -> None:

@@ -4,8 +4,10 @@ consent and a message to a loan contact under the rule set.
 Each is sent to the case as an Update and printed with the case's answer. Exit codes:
 0 accepted; 1 refused by the case (the reason names the field) or no such case;
 3 a batch where some cases refused. The operator's name (--by) goes into the case's
-history and the audit trail. Dates and times without an offset are the case's local time:
-its branch's time zone, else the configured policy's (service/local_time.py).
+history and the audit trail. Waiver proposals and decisions act as a named user of the
+users table (--user): their role and name come from that row, never from the command line.
+Dates and times without an offset are the case's local time: its branch's time zone, else
+the configured policy's (service/local_time.py).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from tqdm import tqdm
 
 from db.engine import make_engine, session_factory
 from domain.human_input import CONSENT_CHANNELS
-from domain.promises import LEVELS, PROMISE_SOURCES, WAIVER_KINDS
+from domain.promises import PROMISE_SOURCES, WAIVER_KINDS
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, ConsentKind, VisitOutcome
 from feeds.csv_files import RowError, yuan_to_fen
 from service.case_updates import ActionOutcome, CaseActions
 from service.settings import Settings
 from service.temporal_client import connect
-from service.users import Principal, Role
+from service.users import Principal, Role, principal_named
 
 REFUSED, SOME_REFUSED = 1, 3
 
@@ -55,11 +57,16 @@ def ids(text: str) -> list[str]:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    def action(name: str, help: str, loan: bool = True) -> argparse.ArgumentParser:
+    def action(
+        name: str, help: str, loan: bool = True, user: bool = False
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         if loan:
             p.add_argument("loan_no")
-        p.add_argument("--by", required=True, help="who does this (history and audit trail)")
+        if user:  # acts as this user of the users table: their role and name
+            p.add_argument("--user", required=True, help="a username (users table)")
+        else:
+            p.add_argument("--by", required=True, help="who does this (history and audit trail)")
         p.set_defaults(run=lambda args, settings: asyncio.run(run(args, settings)))
         return p
 
@@ -115,21 +122,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     pr.add_argument("--source", required=True, choices=PROMISE_SOURCES)
     pr.add_argument("--notes", default="")
     wv = action(
-        "waiver", "propose waiving penalty/interest (息费减免) or a settlement (一次性结清)"
+        "waiver",
+        "propose waiving penalty/interest (息费减免) or a settlement (一次性结清)",
+        user=True,
     )
     wv.add_argument("--kind", default="WAIVER", choices=WAIVER_KINDS)
     wv.add_argument("--penalty", type=fen, default=0, help="yuan of penalty to waive")
     wv.add_argument("--interest", type=fen, default=0, help="yuan of interest to waive")
     wv.add_argument("--settle", type=fen, default=0, help="SETTLEMENT: the lump sum, yuan")
     wv.add_argument("--reason", required=True)
-    wv.add_argument("--role", default="SUPERVISOR", choices=LEVELS, help="the proposer's")
-    dw = action("decide-waiver", "approve or refuse a waiver request (the role's limit applies)")
+    dw = action(
+        "decide-waiver", "approve or refuse a waiver request (the user's role's limit)", user=True
+    )
     dw.add_argument("--seq", type=int, required=True, help="the request's number")
     verdict = dw.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--approve", dest="approve", action="store_true")
     verdict.add_argument("--refuse", dest="approve", action="store_false")
     dw.add_argument("--reason", default="")
-    dw.add_argument("--role", default="SUPERVISOR", choices=LEVELS[1:], help="the approver's")
     tp = action("third-party", "ask a loan contact by SMS to pass a message on (names no debt)")
     tp.add_argument("--contact", type=int, required=True, help="the id `contacts --loan` lists")
 
@@ -144,8 +153,21 @@ def _print(loan_no: str, outcome: ActionOutcome) -> int:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.db_url)
-    acts = CaseActions(await connect(settings), session_factory(engine), settings.policy())
-    who = Principal(args.by, Role(getattr(args, "role", None) or Role.SUPERVISOR))
+    sessions = session_factory(engine)
+    try:
+        if getattr(args, "user", None) is not None:
+            named = principal_named(sessions, args.user)
+            if named is None:
+                engine.dispose()
+                print(f"user: no active user {args.user!r} in the users table", file=sys.stderr)
+                return REFUSED
+            who = named
+        else:
+            who = Principal(args.by, Role.SUPERVISOR)
+    except BaseException:
+        engine.dispose()
+        raise
+    acts = CaseActions(await connect(settings), sessions, settings.policy())
     now = datetime.now(UTC)
     try:
         if args.command == "hold" and args.region:

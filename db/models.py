@@ -142,6 +142,8 @@ class Case(Base):
     primary_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"), index=True)
     second_collector: Mapped[str | None] = mapped_column(ForeignKey("collectors.id"))
     debt_fen: Mapped[int | None] = mapped_column(Money)
+    # The first debt the case recorded (recovery and cure are measured against it).
+    entry_debt_fen: Mapped[int | None] = mapped_column(Money)
     paid_fen: Mapped[int] = mapped_column(Money, default=0)
     next_action: Mapped[str] = mapped_column(String(120), default="")
     next_action_at: Mapped[datetime | None] = mapped_column(AwareDateTime())

@@ -212,6 +212,12 @@ def check_plan_proposal(
         raise Refused(f"stage: plans are proposed in NEGOTIATION, the case is {s.stage}")
     if s.pending_plan is not None:
         raise Refused("stage: a plan was just accepted and is being prepared")
+    if s.promises and s.promises[-1].status == "OPEN":  # domain.promises.open_promise
+        open_one = s.promises[-1]
+        raise Refused(
+            f"promise: promise {open_one.seq} (due {open_one.due_date}) is still open; propose "
+            "a plan once it is kept or broken (承诺还款未到期)"
+        )
     if outstanding_fen is None:
         raise Refused("stage: the debt is not known yet")
     try:

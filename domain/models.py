@@ -371,6 +371,7 @@ class Counters:
     renegotiations: int = 0
     escalations: int = 0
     promises_kept: int = 0
+    promises_broken: int = 0  # promises to pay broken (broken_promises: missed installments)
 
 
 @dataclass
@@ -577,6 +578,9 @@ class Promise:
     resolved_at: datetime | None = None
     paid_fen: int = 0  # paid towards it when it was resolved
     notes: str = ""
+    # Payments counted after it was made and dated from its day to its due date (by the
+    # payment's own date, so a payment posted the next morning still counts).
+    counted_fen: int = 0
 
 
 @dataclass
@@ -624,10 +628,14 @@ class Waiver:
     deadline: datetime
     reason: str
     settle_fen: int = 0
-    status: str = "PENDING"  # PENDING, APPROVED, REFUSED, EXPIRED
+    # PENDING, APPROVED, REFUSED, EXPIRED; a settlement once approved is conditional:
+    # APPROVED until its lump sum is paid (SETTLED, the rest waived) or pay_by passes (LAPSED).
+    status: str = "PENDING"
     decided_by: str = ""
     decided_at: datetime | None = None
     decision_reason: str = ""
+    pay_by: datetime | None = None  # a settlement's lump sum is due by then
+    base_paid_fen: int = 0  # the case's paid_fen at the proposal: later payments count
 
     @property
     def total_fen(self) -> int:

@@ -130,6 +130,9 @@ class Policy:
     max_promise_days: int = 14
     promise_broken_next: str = "FIELD_VISIT"
     max_broken_promises: int = 3
+    # A promise is judged by the payments' own dates, but payment files arrive late: after
+    # the end of the promised date the case waits this long before calling it broken.
+    promise_grace_seconds: int = DAY
     # Waivers and settlements (息费减免, 一次性结清): what each role may approve, in fen, of
     # interest and penalty together and of principal; beyond the branch head's limits a
     # proposal is refused. An unanswered request expires after waiver_decision_seconds.
@@ -140,6 +143,9 @@ class Policy:
     waiver_supervisor_principal_fen: int = 0
     waiver_head_principal_fen: int = 100_000
     waiver_decision_seconds: int = 3 * DAY
+    # An approved settlement is conditional: the lump sum must be paid within this long of
+    # the approval, else it lapses and the debt stays whole.
+    settlement_pay_seconds: int = 14 * DAY
     # Whether core banking books an approved waiver at once, so that the next export's
     # interest and penalty already lack it (then a debt update must not take it off again).
     # False: the waiver is booked when the borrower settles (还本免息), and until then the

@@ -1,10 +1,15 @@
 """Promises to pay (承诺还款) and waivers or settlements (息费减免, 一次性结清): the pure rules.
 
 A promise is lighter than a signed plan: an amount by the end of a local date. It is kept
-when the payments counted since it was made reach its amount by then. A waiver needs the
-approval of the lowest role whose limits cover it (collector → supervisor → branch head, the
-limits in the policy); beyond the branch head's limits it is refused. The workflow calls
-these with its state and `workflow.now()`; tests/test_promises.py calls them with values.
+when the payments counted since it was made, dated from its day to its due date, reach its
+amount (judged a grace period after the date, for payment files that arrive late). A waiver
+needs the approval of the lowest role whose limits cover the total granted on the case with
+it (collector → supervisor → branch head, the limits in the policy); beyond the branch head's
+limits it is refused. Within the collector's limit it is approved at once; above it, by
+someone of the level other than the proposer. A settlement once approved is conditional:
+the rest is waived only when its lump sum is paid by its deadline, else it lapses. The
+workflow calls these with its state and `workflow.now()`; tests/test_promises.py calls them
+with values.
 """
 
 from __future__ import annotations
@@ -36,22 +41,27 @@ def open_promise(s: CaseState) -> Promise | None:
     return None
 
 
-def paid_towards(p: Promise, paid_fen: int) -> int:
-    return max(0, paid_fen - p.base_paid_fen)
+def counts_towards(p: Promise, paid_on: date, policy: Policy) -> bool:
+    """Whether a payment counted while the promise is open counts towards it: by the
+    payment's own date, from the day the promise was made to its due date (a payment dated
+    before the promise was already owed; one dated after the due date is late)."""
+    return local_date(p.made_at, policy) <= paid_on <= p.due_date
 
 
-def is_kept(p: Promise, paid_fen: int) -> bool:
-    return paid_towards(p, paid_fen) >= p.amount_fen
+def is_kept(p: Promise) -> bool:
+    return p.counted_fen >= p.amount_fen
 
 
 def promise_deadline(p: Promise, policy: Policy) -> datetime:
-    """The end of the promise's local date (the borrower's midnight after it). On a fast
-    policy's clock (a day of `day_seconds`) the date counts in policy days from the day the
-    promise was made."""
+    """The end of the promise's local date (the borrower's midnight after it) and then the
+    policy's grace for payment files that arrive late (a payment dated on the due date and
+    posted the next morning keeps the promise). On a fast policy's clock (a day of
+    `day_seconds`) the date counts in policy days from the day the promise was made."""
+    grace = timedelta(seconds=policy.promise_grace_seconds)
     if policy.day_seconds == DAY:
-        return start_of_local_day(p.due_date + timedelta(days=1), policy)
+        return start_of_local_day(p.due_date + timedelta(days=1), policy) + grace
     days = (p.due_date - local_date(p.made_at, policy)).days + 1
-    return p.made_at + timedelta(seconds=days * policy.day_seconds)
+    return p.made_at + timedelta(seconds=days * policy.day_seconds) + grace
 
 
 def check_promise(
@@ -89,14 +99,45 @@ def check_promise(
 # ---------------------------------------------------------------- waivers and settlements
 
 
+def applied(w: Waiver) -> bool:
+    """Whether the waiver lowered the debt: an approved waiver, a settlement once paid."""
+    return w.status == "SETTLED" or (w.status == "APPROVED" and w.kind == "WAIVER")
+
+
+def awaiting_payment(w: Waiver) -> bool:
+    """An approved settlement whose lump sum is not yet paid (conditional)."""
+    return w.status == "APPROVED" and w.kind == "SETTLEMENT"
+
+
+def settlement_paid(w: Waiver, paid_fen: int) -> bool:
+    return paid_fen - w.base_paid_fen >= w.settle_fen
+
+
 def waived(s: CaseState) -> tuple[int, int, int]:
-    """(principal, interest, penalty) waived by the approved waivers so far."""
-    done = [w for w in s.waivers if w.status == "APPROVED"]
+    """(principal, interest, penalty) waived by the waivers applied so far."""
+    done = [w for w in s.waivers if applied(w)]
     return (
         sum(w.principal_fen for w in done),
         sum(w.interest_fen for w in done),
         sum(w.penalty_fen for w in done),
     )
+
+
+def granted(s: CaseState) -> tuple[int, int]:
+    """(principal, interest and penalty) of every approved request on the case, a settlement
+    still awaiting its lump sum included: the approval limits apply to this total."""
+    done = [w for w in s.waivers if w.status in ("APPROVED", "SETTLED")]
+    return (
+        sum(w.principal_fen for w in done),
+        sum(w.interest_fen + w.penalty_fen for w in done),
+    )
+
+
+def open_settlement(s: CaseState) -> Waiver | None:
+    for w in s.waivers:
+        if awaiting_payment(w):
+            return w
+    return None
 
 
 def pending_waiver(s: CaseState) -> Waiver | None:
@@ -123,12 +164,25 @@ def required_level(principal_fen: int, fees_fen: int, policy: Policy) -> str | N
     return None
 
 
+def unpaid(s: CaseState) -> tuple[int, int, int]:
+    """(principal, interest, penalty) still owed: the breakdown less the waivers applied,
+    less the payments counted, which go to penalty, then interest, then principal (the
+    core-banking order)."""
+    w_principal, w_interest, w_penalty = waived(s)
+    penalty = max(0, (s.penalty_fen or 0) - w_penalty)
+    interest = max(0, (s.interest_fen or 0) - w_interest)
+    principal = max(0, (s.principal_fen or 0) - w_principal)
+    paid = max(0, s.paid_fen)
+    on_penalty = min(paid, penalty)
+    on_interest = min(paid - on_penalty, interest)
+    on_principal = min(paid - on_penalty - on_interest, principal)
+    return principal - on_principal, interest - on_interest, penalty - on_penalty
+
+
 def waiver_parts(s: CaseState, proposal: WaiverProposal, outstanding: int) -> tuple[int, int, int]:
     """(principal, interest, penalty) the proposal would waive. A settlement waives all but
-    its lump sum: penalty first, then interest, then principal."""
-    principal, interest, penalty = waived(s)
-    penalty_left = max(0, (s.penalty_fen or 0) - penalty)
-    interest_left = max(0, (s.interest_fen or 0) - interest)
+    its lump sum: penalty first, then interest, then principal, of what is still unpaid."""
+    _, interest_left, penalty_left = unpaid(s)
     if proposal.kind == "WAIVER":
         return 0, proposal.interest_fen, proposal.penalty_fen
     rest = outstanding - proposal.settle_fen
@@ -151,9 +205,21 @@ def check_waiver_proposal(
         raise Refused(f"stage: no waiver while the case is {s.stage}")
     if outstanding is None or outstanding <= 0:
         raise Refused("stage: nothing is owed to waive")
+    if s.stage in (Stage.AGREEMENT_SIGNING, Stage.FOLLOW_UP) or s.pending_plan is not None:
+        raise Refused(
+            f"stage: a plan exists (the case is {s.stage}); a waiver now would reach neither "
+            "the agreement nor its schedule: renegotiate the plan to change what is owed "
+            "(已有还款计划，请重新协商)"
+        )
     current = pending_waiver(s)
     if current is not None:
         raise Refused(f"waiver: request {current.seq} awaits its decision; one at a time")
+    settling = open_settlement(s)
+    if settling is not None and settling.pay_by is not None:
+        raise Refused(
+            f"waiver: settlement {settling.seq} awaits its lump sum of "
+            f"{yuan(settling.settle_fen)} yuan until {settling.pay_by.isoformat()}; one at a time"
+        )
     if proposal.kind not in WAIVER_KINDS:
         raise Refused(f"kind: {proposal.kind!r} is not one of {', '.join(WAIVER_KINDS)}")
     if proposal.role not in LEVELS:
@@ -167,12 +233,12 @@ def check_waiver_proposal(
             raise Refused("penalty_fen: amounts are never negative")
         if proposal.interest_fen + proposal.penalty_fen <= 0:
             raise Refused("penalty_fen: waive some penalty or interest")
-        _, interest, penalty = waived(s)
-        if proposal.penalty_fen > (s.penalty_fen or 0) - penalty:
-            left = (s.penalty_fen or 0) - penalty
+        _, interest_left, penalty_left = unpaid(s)
+        if proposal.penalty_fen > penalty_left:
+            left = penalty_left
             raise Refused(f"penalty_fen: only {yuan(left)} yuan of penalty is left to waive")
-        if proposal.interest_fen > (s.interest_fen or 0) - interest:
-            left = (s.interest_fen or 0) - interest
+        if proposal.interest_fen > interest_left:
+            left = interest_left
             raise Refused(f"interest_fen: only {yuan(left)} yuan of interest is left to waive")
         if proposal.interest_fen + proposal.penalty_fen > outstanding:
             raise Refused(f"penalty_fen: more than is owed ({yuan(outstanding)} yuan)")
@@ -184,22 +250,31 @@ def check_waiver_proposal(
             f"({yuan(outstanding)} yuan)"
         )
     principal, interest, penalty = waiver_parts(s, proposal, outstanding)
-    level = required_level(principal, interest + penalty, s.policy)
+    # The limits are on the total granted on the case: five small waivers need what one
+    # waiver of their sum needs.
+    before_principal, before_fees = granted(s)
+    total_principal, total_fees = before_principal + principal, before_fees + interest + penalty
+    level = required_level(total_principal, total_fees, s.policy)
     if level is None:
         p = s.policy
         raise Refused(
             f"{'settle_fen' if proposal.kind == 'SETTLEMENT' else 'penalty_fen'}: beyond the "
-            f"branch head's limit (interest and penalty {yuan(interest + penalty)} of "
-            f"{yuan(p.waiver_head_limit_fen)} yuan, principal {yuan(principal)} of "
-            f"{yuan(p.waiver_head_principal_fen)} yuan)"
+            f"branch head's limit for the case (interest and penalty {yuan(total_fees)} of "
+            f"{yuan(p.waiver_head_limit_fen)} yuan, principal {yuan(total_principal)} of "
+            f"{yuan(p.waiver_head_principal_fen)} yuan, with what was granted before)"
         )
     return principal, interest, penalty, level
 
 
-def check_waiver_decision(s: CaseState, decision: WaiverDecision) -> Waiver:
+def check_waiver_decision(s: CaseState, decision: WaiverDecision, now: datetime) -> Waiver:
     current = pending_waiver(s)
     if current is None or current.seq != decision.seq:
         raise Refused(f"seq: no waiver request {decision.seq} awaits a decision")
+    if now >= current.deadline:
+        raise Refused(
+            f"seq: request {current.seq}'s deadline {current.deadline.isoformat()} has passed; "
+            "it expires (申请已过期)"
+        )
     if level_of(decision.role) < level_of(current.level):
         raise Refused(
             f"role: request {current.seq} needs a {current.level} ({LEVEL_ZH[current.level]}) "

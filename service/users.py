@@ -175,6 +175,16 @@ def principal_for(sessions: sessionmaker[Session], token: str) -> Principal | No
         return _principal(user, row.csrf_token)
 
 
+def principal_named(sessions: sessionmaker[Session], username: str) -> Principal | None:
+    """The active user of this name, as the CLI acts for them (role and name from the row,
+    never from what the caller types)."""
+    with sessions() as session:
+        user = session.scalar(select(User).where(User.username == username.strip()))
+        if user is None or not user.active:
+            return None
+        return _principal(user)
+
+
 def sign_out(sessions: sessionmaker[Session], token: str) -> None:
     with sessions.begin() as session:
         session.execute(delete(WebSession).where(WebSession.token_sha256 == _digest(token)))

@@ -319,3 +319,27 @@ def test_insert_ignore_says_whether_it_inserted(sessions) -> None:
     with sessions.begin() as session:
         assert insert_ignore(session, Payment, values, ["reference"]) is False
     assert count(sessions, Payment) == 1
+
+
+def test_a_promise_or_waiver_row_only_moves_forward(sessions) -> None:
+    """Two record activities racing: the older status, written last, does not undo the
+    newer (a kept promise is not OPEN again, an expired request not PENDING again)."""
+    from dataclasses import replace
+
+    from db.models import PromiseToPay, WaiverRequest
+    from domain.models import Promise, PromiseRecord, Waiver, WaiverRecord
+
+    loan_no = new_loan(sessions)
+    acts = CaseActivities(sessions)
+    acts.record_transition(transition(loan_no, 1, Stage.FIELD_VISIT))
+    made = Promise(1, 300_000, NOW.date(), "CALL", "QX01-C01", NOW, 0)
+    kept = replace(made, status="KEPT", resolved_at=NOW, paid_fen=300_000)
+    acts.record_promise(PromiseRecord(loan_no, "k-p1", "", kept))
+    acts.record_promise(PromiseRecord(loan_no, "k-p1", "", made))  # the older write, late
+    asked = Waiver(1, "WAIVER", 0, 50_000, 0, "SUPERVISOR", "QX01-C01", NOW, NOW, "flood")
+    expired = replace(asked, status="EXPIRED", decided_at=NOW)
+    acts.record_waiver(WaiverRecord(loan_no, "k-w1", "", expired))
+    acts.record_waiver(WaiverRecord(loan_no, "k-w1", "", asked))
+    with sessions() as session:
+        assert session.scalars(select(PromiseToPay.status)).all() == ["KEPT"]
+        assert session.scalars(select(WaiverRequest.status)).all() == ["EXPIRED"]

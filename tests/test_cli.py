@@ -179,3 +179,37 @@ async def test_a_hold_for_a_whole_region_reaches_every_open_case_in_it(cli) -> N
     assert bad.returncode == 2 and "--until" in bad.stderr
     for case in [*county, outside]:
         await case.handle.cancel()
+
+
+async def test_waivers_from_the_cli_act_as_a_named_user_of_the_users_table(cli) -> None:
+    """Role and name come from the users table row, never from what the caller types."""
+    from domain.models import CloseRequest
+    from service.users import Role
+    from tests.web_support import add_user
+    from workflows.collection import LoanCollectionWorkflow as WF
+
+    h, run = cli
+    case = await case_waiting_for_visit(h)
+    add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
+    add_user(h, "sup-li", Role.SUPERVISOR, branches=["QX01"])
+    # No role to claim on the command line any more.
+    claimed = await run(
+        "waiver", case.loan_no, "--interest", "500", "--reason", "flood",
+        "--role", "BRANCH_HEAD", "--by", "anyone",
+    )  # fmt: skip
+    assert claimed.returncode == 2, claimed.stderr
+    nobody = await run("waiver", case.loan_no, "--interest", "500", "--reason", "x", "--user", "zz")
+    assert nobody.returncode == 1 and "user: no active user 'zz'" in nobody.stderr
+    proposed = await run(
+        "waiver", case.loan_no, "--interest", "500", "--reason", "flood", "--user", "mine"
+    )
+    assert proposed.returncode == 0 and "awaits a SUPERVISOR" in proposed.stdout, proposed.stderr
+    as_collector = await run("decide-waiver", case.loan_no, "--seq", "1", "--approve",
+                             "--user", "mine")  # fmt: skip
+    assert as_collector.returncode == 1 and "role:" in as_collector.stderr
+    decided = await run("decide-waiver", case.loan_no, "--seq", "1", "--approve",
+                        "--user", "sup-li", "--reason", "checked")  # fmt: skip
+    assert decided.returncode == 0, decided.stderr
+    status = await h.status(case.handle)
+    assert [(w.proposed_by, w.decided_by) for w in status.waivers] == [(case.collector, "sup-li")]
+    await case.handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test", "qa"))

@@ -4,8 +4,9 @@ the status Query and what the database keeps."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from db.models import AuditEvent, PromiseToPay, WaiverRequest
 from domain.models import (
     CloseRequest,
     DebtUpdate,
+    HardshipHold,
+    PaymentPosted,
     PromiseRequest,
     WaiverDecision,
     WaiverProposal,
@@ -24,11 +27,13 @@ from tests.harness import Harness, assert_replays, running_worker
 from tests.test_workflow_paths import (
     DEBT,
     SHANGHAI,
+    plan_for,
     propose,
     rejected,
     sign,
     tasks,
     to_field_visit,
+    to_follow_up,
     visit,
 )
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -114,10 +119,14 @@ async def test_a_broken_promise_is_counted_and_sends_the_case_back_to_a_visit(
         assert reason in rejected(e), rejected(e)
     await promise(h, handle, 400_000, days=2, source="VISIT")
     await h.pay(handle, 100_000)
-    await h.advance(3.1)  # past the end of the promise's date
+    await h.advance(3.1)  # past the end of the promise's date, within the day's grace
+    status = await h.status(handle)
+    assert status.stage == "NEGOTIATION" and status.promises[-1].status == "OPEN"
+    await h.advance(1)  # the grace for late payment files is over
     status = await h.at_stage(handle, "FIELD_VISIT")
     assert [(p.status, p.paid_fen) for p in status.promises] == [("BROKEN", 100_000)]
-    assert status.counters.broken_promises == 1
+    # Its own counter: missed installments of a plan count apart.
+    assert status.counters.promises_broken == 1 and status.counters.broken_promises == 0
     assert any("promise 1 broken" in e.detail for e in status.history if e.kind == "stage")
     assert promise_rows(h) == [(1, "BROKEN", 100_000)]
     with h.sessions() as session:
@@ -140,6 +149,99 @@ async def test_paying_the_whole_debt_before_the_promised_date_keeps_it_and_close
     result = await handle.result()
     assert result.outcome == "PAID_IN_FULL"
     assert promise_rows(h) == [(1, "KEPT", DEBT)]
+    await assert_replays(handle)
+
+
+async def test_a_payment_dated_on_the_due_date_and_posted_next_morning_keeps_it(
+    h: Harness,
+) -> None:
+    """Judged by the payment's own date, after a grace for payment files that come late."""
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    today = (await h.now()).astimezone(SHANGHAI).date()
+    due = today + timedelta(days=2)
+    await handle.execute_update(WF.record_promise, PromiseRequest(300_000, due, "CALL", "QX01-C01"))
+    await h.until(handle, lambda s: s.next_action == "promise 1 due", "promise wait")
+    next_morning = datetime.combine(due + timedelta(days=1), time(9, 0), SHANGHAI)
+    await h.advance((next_morning - await h.now()).total_seconds() / 86400)
+    assert (await h.status(handle)).promises[-1].status == "OPEN"  # within the grace
+    paid_at = datetime.combine(due, time(15, 0), SHANGHAI)  # at the counter, on the date
+    await handle.signal(WF.payment_posted, PaymentPosted(uuid.uuid4().hex, 300_000, paid_at))
+    status = await h.until(handle, lambda s: s.promises[-1].status != "OPEN", "resolved")
+    assert status.promises[-1].status == "KEPT" and status.counters.promises_broken == 0
+    assert status.stage == "FIELD_VISIT"
+    # A payment dated after the promised date does not keep the next one.
+    await promise(h, handle, 100_000, days=0)
+    tomorrow = datetime.combine(
+        (await h.now()).astimezone(SHANGHAI).date() + timedelta(days=1), time(10), SHANGHAI
+    )
+    await handle.signal(WF.payment_posted, PaymentPosted(uuid.uuid4().hex, 100_000, tomorrow))
+    await h.advance(2.5)
+    status = await h.until(handle, lambda s: s.promises[-1].status != "OPEN", "resolved")
+    assert status.promises[-1].status == "BROKEN"
+    await close(handle)
+    await assert_replays(handle)
+
+
+async def test_a_payment_dated_before_the_promise_does_not_count_towards_it(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await promise(h, handle, 300_000, days=5)
+    today = (await h.now()).astimezone(SHANGHAI).date()
+    yesterday = datetime.combine(today - timedelta(days=1), time(10, 0), SHANGHAI)
+    await handle.signal(WF.payment_posted, PaymentPosted(uuid.uuid4().hex, 300_000, yesterday))
+    await h.until(handle, lambda s: s.paid_fen == 300_000, "payment counted")
+    await h.advance(1)
+    status = await h.status(handle)
+    assert status.promises[-1].status == "OPEN" and status.promises[-1].counted_fen == 0
+    await h.pay(handle, 300_000)  # today's payment keeps it
+    status = await h.until(handle, lambda s: s.promises[-1].status != "OPEN", "resolved")
+    assert status.promises[-1].status == "KEPT" and status.promises[-1].paid_fen == 300_000
+    await close(handle)
+
+
+async def test_a_hardship_hold_cancels_an_open_promise(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await promise(h, handle, 300_000, days=5)
+    await h.until(handle, lambda s: s.next_action == "promise 1 due", "promise wait")
+    until = await h.now() + h.day * 30
+    await handle.execute_update(WF.hold, HardshipHold(until, "flood", "supervisor-li"))
+    status = await h.at_stage(handle, "ON_HOLD")
+    assert status.promises[-1].status == "CANCELLED"
+    await h.advance(31)
+    status = await h.until(handle, lambda s: s.stage != "ON_HOLD", "hold over")
+    assert status.counters.promises_broken == 0
+    assert [p.status for p in status.promises] == ["CANCELLED"]
+    assert promise_rows(h) == [(1, "CANCELLED", 0)]
+    await close(handle)
+    await assert_replays(handle)
+
+
+async def test_no_plan_is_proposed_while_a_promise_is_open(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await visit(h, handle, "PROMISED_TO_PAY")
+    await h.at_stage(handle, "NEGOTIATION")
+    await promise(h, handle, 100_000, days=2, source="VISIT")
+    with pytest.raises(WorkflowUpdateFailedError) as e:
+        await handle.execute_update(WF.propose_plan, await plan_for(h, DEBT))
+    assert "promise: promise 1" in rejected(e) and "still open" in rejected(e)
+    await close(handle)
+
+
+async def test_a_case_closed_with_an_open_promise_and_a_pending_waiver_closes_them(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await promise(h, handle, 300_000, days=5)
+    await handle.execute_update(WF.propose_waiver, waiver(interest_fen=50_000))
+    await close(handle)
+    assert promise_rows(h) == [(1, "CANCELLED", 0)]
+    assert waiver_rows(h) == [(1, "SUPERVISOR", "EXPIRED")]
     await assert_replays(handle)
 
 
@@ -274,11 +376,100 @@ async def test_a_settlement_goes_to_the_branch_head_and_closes_when_paid(h: Harn
     await handle.execute_update(
         WF.decide_waiver, WaiverDecision(1, True, "head-zhao", "BRANCH_HEAD")
     )
-    assert (await h.status(handle)).outstanding_fen == 850_000
-    await h.pay(handle, 850_000)
+    # Conditional: nothing is waived until the lump sum is paid.
+    status = await h.status(handle)
+    assert status.outstanding_fen == DEBT and status.waived_fen == 0
+    assert status.waivers[-1].status == "APPROVED" and status.waivers[-1].pay_by is not None
+    await h.advance(2)
+    await h.pay(handle, 500_000)
+    await h.pay(handle, 350_000)
     result = await handle.result()
     assert result.outcome == "PAID_IN_FULL" and result.paid_fen == 850_000
+    assert waiver_rows(h) == [(1, "BRANCH_HEAD", "SETTLED")]
     await assert_replays(handle)
+
+
+async def test_an_unpaid_settlement_lapses_and_the_debt_stays_whole(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await handle.execute_update(
+        WF.propose_waiver, waiver("SETTLEMENT", "SUPERVISOR", settle_fen=850_000)
+    )
+    await handle.execute_update(
+        WF.decide_waiver, WaiverDecision(1, True, "head-zhao", "BRANCH_HEAD")
+    )
+    # While it awaits its lump sum no second request is taken.
+    with pytest.raises(WorkflowUpdateFailedError) as e:
+        await handle.execute_update(WF.propose_waiver, waiver(penalty_fen=10_000))
+    assert "settlement 1 awaits its lump sum" in rejected(e)
+    await h.pay(handle, 300_000)  # part of it only
+    await h.advance(14.5)  # the policy's 14 days to pay
+    status = await h.until(handle, lambda s: s.waivers[-1].status == "LAPSED", "lapsed")
+    assert status.outstanding_fen == DEBT - 300_000 and status.waived_fen == 0
+    assert waiver_rows(h) == [(1, "BRANCH_HEAD", "LAPSED")]
+    with h.sessions() as session:
+        actions = set(
+            session.scalars(select(AuditEvent.action).where(AuditEvent.loan_no == spec.loan_no))
+        )
+    assert {"WAIVER_APPROVED", "WAIVER_LAPSED"} <= actions
+    await close(handle)
+    await assert_replays(handle)
+
+
+async def test_the_limits_apply_to_the_total_waived_on_the_case(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    first = await handle.execute_update(WF.propose_waiver, waiver(penalty_fen=20_000))
+    assert "approved (within your limit)" in first.message
+    # A second 200 yuan makes 400 on the case: beyond the collector's 200.
+    second = await handle.execute_update(WF.propose_waiver, waiver(interest_fen=20_000))
+    assert "awaits a SUPERVISOR" in second.message
+    assert (await h.status(handle)).outstanding_fen == DEBT - 20_000
+    await close(handle)
+
+
+async def test_a_supervisors_own_proposal_needs_a_second_person(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    mine = WaiverProposal("WAIVER", "supervisor-li", "SUPERVISOR", "flood", interest_fen=50_000)
+    accepted = await handle.execute_update(WF.propose_waiver, mine)
+    assert "awaits a SUPERVISOR" in accepted.message
+    with pytest.raises(WorkflowUpdateFailedError) as e:
+        await handle.execute_update(
+            WF.decide_waiver, WaiverDecision(1, True, "supervisor-li", "SUPERVISOR")
+        )
+    assert "by: the proposer" in rejected(e)
+    await handle.execute_update(
+        WF.decide_waiver, WaiverDecision(1, True, "supervisor-wu", "SUPERVISOR")
+    )
+    assert (await h.status(handle)).outstanding_fen == DEBT - 50_000
+    await close(handle)
+
+
+async def test_no_waiver_once_a_plan_is_signed(h: Harness) -> None:
+    spec, handle = await h.start()
+    await to_follow_up(h, handle)
+    with pytest.raises(WorkflowUpdateFailedError) as e:
+        await handle.execute_update(WF.propose_waiver, waiver(penalty_fen=20_000))
+    assert "stage: a plan exists" in rejected(e) and "renegotiate" in rejected(e)
+    assert (await h.status(handle)).outstanding_fen == DEBT
+    await close(handle)
+
+
+async def test_a_settlement_counts_what_was_paid_first_against_penalty_and_interest(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await h.pay(handle, 100_000)  # the 200 yuan of penalty and 800 of interest, paid
+    await h.until(handle, lambda s: s.outstanding_fen == DEBT - 100_000, "paid")
+    accepted = await handle.execute_update(
+        WF.propose_waiver, waiver("SETTLEMENT", "SUPERVISOR", settle_fen=800_000)
+    )
+    w = (await h.status(handle)).waivers[-1]
+    assert (w.principal_fen, w.interest_fen, w.penalty_fen) == (100_000, 0, 0)
+    assert "awaits a BRANCH_HEAD" in accepted.message
+    await close(handle)
 
 
 # ---------------------------------------------------------------- the pure rules
@@ -295,3 +486,20 @@ def test_the_approval_level_is_the_lowest_whose_limits_cover_the_waiver() -> Non
     assert required_level(1, 0, p) == "BRANCH_HEAD"  # principal: the head's alone
     assert required_level(p.waiver_head_principal_fen + 1, 0, p) is None
     assert required_level(0, p.waiver_head_limit_fen + 1, p) is None
+
+
+def test_a_decision_after_the_deadline_is_refused() -> None:
+    from domain.human_input import Refused
+    from domain.models import CaseState, Waiver
+    from domain.policy import Policy
+    from domain.promises import check_waiver_decision
+    from domain.stages import Stage
+
+    now = datetime.now(SHANGHAI)
+    s = CaseState("L1", "QX01", Policy(), Stage.FIELD_VISIT, now, now)
+    deadline = now + timedelta(days=3)
+    s.waivers = [Waiver(1, "WAIVER", 0, 50_000, 0, "SUPERVISOR", "c01", now, deadline, "flood")]
+    decision = WaiverDecision(1, True, "supervisor-li", "SUPERVISOR")
+    assert check_waiver_decision(s, decision, deadline - timedelta(seconds=1)).seq == 1
+    with pytest.raises(Refused, match="deadline"):
+        check_waiver_decision(s, decision, deadline)

@@ -174,6 +174,7 @@ class LoanCollectionWorkflow(StaffMessages):
                 workflow.continue_as_new(
                     CaseInput(s.loan_no, s.branch, s.policy, s.started_by, state=s)
                 )
+        await promises.close_open(case)  # an open promise or request closes with the case
         outstanding = case.outstanding()
         if outstanding is not None and outstanding < 0:
             await case.task(
@@ -376,7 +377,7 @@ class LoanCollectionWorkflow(StaffMessages):
 
     @decide_waiver.validator
     def _validate_decision(self, decision: WaiverDecision) -> None:
-        _checked(check_waiver_decision, self.s, decision)
+        _checked(check_waiver_decision, self.s, decision, workflow.now())
 
     # ------------------------------------------------------------------ signals (facts)
 
@@ -395,7 +396,7 @@ class LoanCollectionWorkflow(StaffMessages):
             counted = True
             s.payment_refs.append(payment.reference)
             s.paid_fen += payment.amount_fen
-            payments.ledger_entry(case, payment)
+            payments.towards_promise(case, payments.ledger_entry(case, payment))
             case.note("payment", f"{yuan(payment.amount_fen)} yuan ({payment.reference})")
             case.visibility.publish()
         await case.act(

@@ -9,9 +9,10 @@ from temporalio import workflow
 from workflows.case import Case
 
 with workflow.unsafe.imports_passed_through():
-    from domain.models import CountedPayment, PaymentPosted, PaymentRecord
+    from domain.models import CountedPayment, PaymentPosted, PaymentRecord, Promise
     from domain.money import yuan
     from domain.names import Activities as A
+    from domain.promises import counts_towards, open_promise
     from domain.stages import TaskKind
     from domain.timerules import local_date
 
@@ -24,6 +25,7 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
     s.payment_refs.append(payment.reference)  # taken now: the same reference again is a repeat
     s.paid_fen += payment.amount_fen
     entry = ledger_entry(case, payment)
+    promise = towards_promise(case, entry)
     s.payments_pending += 1
     case.visibility.publish()
     try:
@@ -38,6 +40,8 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
         s.paid_fen -= payment.amount_fen
         if entry in s.counted_payments:
             s.counted_payments.remove(entry)
+        if promise is not None and promise.status == "OPEN":
+            promise.counted_fen -= entry.amount_fen
         if booked(case, entry):  # the debt holds it back as booked: take that back too
             shift_debt(case, -entry.amount_fen)
         case.visibility.publish()
@@ -67,6 +71,16 @@ def ledger_entry(case: Case, payment: PaymentPosted) -> CountedPayment:
     if booked(case, entry):
         shift_debt(case, entry.amount_fen)
     return entry
+
+
+def towards_promise(case: Case, entry: CountedPayment) -> Promise | None:
+    """The open promise this payment counts towards (by its own date), counted there."""
+    s = case.s
+    promise = open_promise(s)
+    if promise is None or not counts_towards(promise, entry.paid_on, s.policy):
+        return None
+    promise.counted_fen += entry.amount_fen
+    return promise
 
 
 def booked(case: Case, entry: CountedPayment) -> bool:

@@ -1,12 +1,16 @@
 """Promises to pay (承诺还款) and waivers or settlements (息费减免, 一次性结清) in a running case.
 
 A promise pauses the stage it was made in (initial contact, field visit, negotiation): the
-main loop waits for it (`wait`) until the payments since it reach its amount (kept: the
-stage goes on, its deadline moved by the time the promise took) or its date ends (broken:
-counted, and the case goes where the policy's strategy says, or to a dead end after too
-many). A waiver request waits for its approver in `watch_waivers`, a coroutine the run
-starts beside its main loop: the request expires at its deadline (a durable timer). Rules
-are pure, in domain/promises.py; every step is written through an activity.
+main loop waits for it (`wait`) until the payments dated from its day to its due date reach
+its amount (kept: the stage goes on, its deadline moved by the time the promise took) or its
+date ends and the grace for late payment files passes (broken: counted, and the case goes
+where the policy's strategy says, or to a dead end after too many). A hardship hold cancels
+an open promise. A waiver request waits for its approver in `watch_waivers`, a coroutine the
+run starts beside its main loop: the request expires at its deadline (a durable timer); an
+approved settlement then waits there for its lump sum until its own deadline (settled: the
+rest waived; else lapsed). When the case closes, what is still open is closed with it
+(`close_open`). Rules are pure, in domain/promises.py; every step is written through an
+activity.
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ with workflow.unsafe.imports_passed_through():
         PROMISE_STAGES,
         check_waiver_proposal,
         is_kept,
-        level_of,
         open_promise,
-        paid_towards,
+        open_settlement,
         pending_waiver,
         promise_deadline,
+        settlement_paid,
     )
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
 
@@ -99,12 +103,13 @@ async def wait(case: Case) -> None:
     deadline = promise_deadline(promise, s.policy)
     case.awaiting_promise = True
     try:
-        kept = await case.wait(
-            lambda: is_kept(promise, s.paid_fen), deadline, f"promise {promise.seq} due"
-        )
+        kept = await case.wait(lambda: is_kept(promise), deadline, f"promise {promise.seq} due")
     except Interrupted:
-        if is_kept(promise, s.paid_fen):  # paid in full: kept, and the case closes
+        if is_kept(promise):  # paid in full: kept, and the case closes
             await _kept(case, promise)
+        elif s.hold is not None and case.closing_decision() is None:
+            why = "a hardship hold began (困难暂停): record a new promise after it"
+            await _cancel(case, promise, why)
         raise
     finally:
         case.awaiting_promise = False
@@ -118,7 +123,7 @@ async def _kept(case: Case, promise: Promise) -> None:
     s = case.s
     now = workflow.now()
     promise.status, promise.resolved_at = "KEPT", now
-    promise.paid_fen = paid_towards(promise, s.paid_fen)
+    promise.paid_fen = promise.counted_fen
     s.counters.promises_kept += 1
     if s.phase_due is not None:  # the stage goes on where it paused
         s.phase_due += now - promise.made_at
@@ -130,17 +135,45 @@ async def _kept(case: Case, promise: Promise) -> None:
 async def _broken(case: Case, promise: Promise) -> None:
     s, p = case.s, case.s.policy
     promise.status, promise.resolved_at = "BROKEN", workflow.now()
-    promise.paid_fen = paid_towards(promise, s.paid_fen)
-    s.counters.broken_promises += 1
+    promise.paid_fen = promise.counted_fen
+    s.counters.promises_broken += 1
     why = (
         f"promise {promise.seq} broken: {yuan(promise.paid_fen)} of "
         f"{yuan(promise.amount_fen)} yuan paid by {promise.due_date}"
     )
     await _record_promise(case, promise)
-    if s.counters.broken_promises > p.max_broken_promises:
-        await dead_end.enter(case, f"{why} ({s.counters.broken_promises} broken promises)")
+    if s.counters.promises_broken > p.max_broken_promises:
+        await dead_end.enter(case, f"{why} ({s.counters.promises_broken} broken promises)")
         return
     await case.enter(Stage(p.promise_broken_next), why)
+
+
+async def _cancel(case: Case, promise: Promise, why: str) -> None:
+    promise.status, promise.resolved_at = "CANCELLED", workflow.now()
+    promise.paid_fen = promise.counted_fen
+    case.note("promise", f"promise {promise.seq} cancelled: {why}")
+    case.visibility.publish()
+    await _record_promise(case, promise)
+
+
+async def close_open(case: Case) -> None:
+    """The case closed: an open promise is cancelled (kept if paid), a pending request
+    expires, a settlement still awaiting its lump sum lapses; each recorded."""
+    s = case.s
+    promise = open_promise(s)
+    if promise is not None:
+        if is_kept(promise):
+            await _kept(case, promise)
+        else:
+            await _cancel(case, promise, f"the case closed ({s.stage})")
+    waiver = pending_waiver(s)
+    if waiver is not None:
+        waiver.status, waiver.decided_at = "EXPIRED", workflow.now()
+        case.note("waiver", f"waiver {waiver.seq} expired: the case closed ({s.stage})")
+        await _record_waiver(case, waiver)
+    settling = open_settlement(s)
+    if settling is not None:
+        await _lapse(case, settling, f"the case closed ({s.stage})")
 
 
 # ---------------------------------------------------------------- waivers and settlements
@@ -164,13 +197,15 @@ async def propose_waiver(case: Case, proposal: WaiverProposal) -> UpdateAccepted
         deadline=now + timedelta(seconds=s.policy.waiver_decision_seconds),
         reason=proposal.reason,
         settle_fen=proposal.settle_fen,
+        base_paid_fen=s.paid_fen,  # a settlement's lump sum: payments from now on count
     )
     s.waivers.append(waiver)
     what = f"{proposal.kind.lower()} {waiver.seq} of {yuan(waiver.total_fen)} yuan"
     case.note("waiver", f"{what} proposed: {proposal.reason}", proposal.proposed_by)
-    if level_of(proposal.role) >= level_of(level):
-        # Within the proposer's own limit: approved as proposed.
-        _approve(case, waiver, proposal.proposed_by, f"within the {proposal.role}'s limit")
+    if level == "COLLECTOR":
+        # Within the collector's standing limit (with what was granted before): approved as
+        # proposed. Above it, someone of the level other than the proposer decides.
+        _approve(case, waiver, proposal.proposed_by, "within the collector's limit")
         await _record_waiver(case, waiver)
         return UpdateAccepted(s.stage, f"{what} approved (within your limit)", waiver.seq)
     await _record_waiver(case, waiver)
@@ -189,6 +224,22 @@ def _approve(case: Case, waiver: Waiver, by: str, reason: str) -> None:
     s = case.s
     waiver.status, waiver.decided_by = "APPROVED", by
     waiver.decided_at, waiver.decision_reason = workflow.now(), reason
+    if waiver.kind == "SETTLEMENT":  # conditional: nothing is waived until the sum is paid
+        waiver.pay_by = workflow.now() + timedelta(seconds=s.policy.settlement_pay_seconds)
+        case.note(
+            "waiver",
+            f"settlement {waiver.seq} approved on condition: {yuan(waiver.settle_fen)} yuan "
+            f"paid by {waiver.pay_by.isoformat()}, then {yuan(waiver.total_fen)} yuan is "
+            "waived; unpaid, it lapses and the debt stays whole",
+            by,
+        )
+        case.visibility.publish()
+        return
+    _lower_debt(case, waiver, by)
+
+
+def _lower_debt(case: Case, waiver: Waiver, by: str) -> None:
+    s = case.s
     s.waived_fen += waiver.total_fen
     if s.debt_fen is not None:
         s.debt_fen -= waiver.total_fen
@@ -222,12 +273,55 @@ async def _record_waiver(case: Case, waiver: Waiver) -> None:
     await case.act(A.RECORD_WAIVER, WaiverRecord(s.loan_no, key, s.generation, waiver))
 
 
+async def _lapse(case: Case, waiver: Waiver, why: str) -> None:
+    waiver.status = "LAPSED"
+    case.note("waiver", f"settlement {waiver.seq} lapsed: {why}; the debt stays whole")
+    case.visibility.publish()
+    await _record_waiver(case, waiver)
+
+
+async def _watch_settlement(case: Case, waiver: Waiver) -> None:
+    """An approved settlement until its lump sum is paid (and the payments' records say they
+    are this loan's) or its deadline passes."""
+    s = case.s
+    assert waiver.pay_by is not None
+    remaining = waiver.pay_by - workflow.now()
+
+    def paid() -> bool:
+        return settlement_paid(waiver, s.paid_fen) and not s.payments_pending
+
+    try:
+        await workflow.wait_condition(
+            lambda: paid() or waiver.status != "APPROVED" or s.stage in CLOSED_STAGES,
+            timeout=max(remaining, timedelta(milliseconds=1)),
+        )
+    except TimeoutError:
+        pass
+    if waiver.status != "APPROVED" or s.stage in CLOSED_STAGES:
+        return  # decided elsewhere, or the case closed (close_open lapses it)
+    if paid():
+        waiver.status = "SETTLED"
+        _lower_debt(case, waiver, waiver.decided_by)
+        await _record_waiver(case, waiver)
+    else:
+        await _lapse(case, waiver, f"{yuan(waiver.settle_fen)} yuan not paid by the deadline")
+
+
 async def watch_waivers(case: Case) -> None:
-    """Beside the main loop for the run's life: a pending request expires at its deadline.
-    Nothing is scheduled (no timer, no command) while no request is pending."""
+    """Beside the main loop for the run's life: a pending request expires at its deadline,
+    an approved settlement settles or lapses at its own. Nothing is scheduled (no timer, no
+    command) while no request is pending and no settlement awaits its sum."""
     s = case.s
     while True:
-        await workflow.wait_condition(lambda: pending_waiver(s) is not None)
+        await workflow.wait_condition(
+            lambda: pending_waiver(s) is not None or open_settlement(s) is not None
+        )
+        settling = open_settlement(s)
+        if settling is not None:
+            await _watch_settlement(case, settling)
+            if s.stage in CLOSED_STAGES and open_settlement(s) is settling:
+                return  # the case closed: close_open lapses it
+            continue
         waiver = pending_waiver(s)
         assert waiver is not None
         remaining = waiver.deadline - workflow.now()

@@ -74,13 +74,14 @@ class CaseOutcome:
     arm: str
     overdue_since: date
     opened_on: date
-    debt_fen: int  # owed since the case opened
+    debt_fen: int  # owed when the case began (its first recorded debt, before any waiver)
     closed_on: date | None = None
     paid_in_full: bool = False
     payments: list[tuple[date, int]] = field(default_factory=list)
     promises: list[str] = field(default_factory=list)  # statuses: OPEN, KEPT, BROKEN
     first_contact_on: date | None = None
     visits: list[tuple[str, date]] = field(default_factory=list)  # (collector, date)
+    waived_fen: int = 0  # waivers applied and settlements paid: reported beside recovery
 
     def paid_by(self, day: date) -> int:
         return sum(amount for on, amount in self.payments if on <= day)
@@ -164,6 +165,7 @@ class GroupOutcome:
     median_days_to_first_contact: float | None
     visits: int
     visits_per_collector_week: float | None
+    waived_fen: int = 0  # waived on these cases: not collected, and not in debt_fen's place
 
 
 def _key(c: CaseOutcome, group_by: str) -> str:
@@ -208,6 +210,7 @@ def outcomes(
                 visits_per_collector_week=(
                     len(visits) / (len(collectors) * weeks) if collectors else None
                 ),
+                waived_fen=sum(c.waived_fen for c in members),
             )
         )
     return rows
@@ -224,9 +227,21 @@ class ArmComparison:
     low: float  # 95 % confidence interval of the difference
     high: float
 
+    min_cases: int = 30  # per arm, before the difference is judged at all
+
+    @property
+    def enough_cases(self) -> bool:
+        return min(self.champion_cases, self.challenger_cases) >= max(2, self.min_cases)
+
     @property
     def beyond_noise(self) -> bool:
-        return self.low > 0 or self.high < 0
+        return self.enough_cases and (self.low > 0 or self.high < 0)
+
+    @property
+    def verdict(self) -> str:
+        if not self.enough_cases:
+            return f"too few cases (每组至少 {max(2, self.min_cases)} 例 needed per arm)"
+        return "beyond noise" if self.beyond_noise else "within noise"
 
 
 def _mean_var(values: list[float]) -> tuple[float, float]:
@@ -235,8 +250,15 @@ def _mean_var(values: list[float]) -> tuple[float, float]:
     return mean, var
 
 
-def compare_arms(cases: Sequence[CaseOutcome]) -> list[ArmComparison]:
-    """Per segment with both arms: the challenger's recovery against the champion's."""
+MIN_ARM_CASES = 30
+
+
+def compare_arms(
+    cases: Sequence[CaseOutcome], min_cases: int = MIN_ARM_CASES
+) -> list[ArmComparison]:
+    """Per segment with both arms: the challenger's recovery against the champion's. With
+    fewer than `min_cases` (at least 2) in an arm the interval means nothing (one case has no
+    variance): the comparison says "too few cases" and is never beyond noise."""
     by: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for c in cases:
         if c.arm and c.debt_fen > 0:
@@ -249,9 +271,8 @@ def compare_arms(cases: Sequence[CaseOutcome]) -> list[ArmComparison]:
         (ma, va), (mb, vb) = _mean_var(a), _mean_var(b)
         se = math.sqrt(va / len(a) + vb / len(b))
         diff = mb - ma
-        out.append(
-            ArmComparison(segment, len(a), len(b), ma, mb, diff, diff - 1.96 * se, diff + 1.96 * se)
-        )
+        low, high = diff - 1.96 * se, diff + 1.96 * se
+        out.append(ArmComparison(segment, len(a), len(b), ma, mb, diff, low, high, min_cases))
     return out
 
 

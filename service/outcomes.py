@@ -13,7 +13,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Case, ContactAttempt, Loan, Payment, PromiseToPay, Visit
+from db.models import Case, ContactAttempt, Loan, Payment, PromiseToPay, Visit, WaiverRequest
 from domain.outcomes import (
     DEFAULT_BUCKETS,
     GROUPS,
@@ -40,9 +40,13 @@ REACHED = {"SENT", "RECORDED", "DELIVERED", "ANSWERED", "MET", "PROMISED_TO_PAY"
 def portfolio(
     sessions: sessionmaker[Session], policy: Policy, branches: list[str] | None = None
 ) -> list[CaseOutcome]:
+    """Every case (branches None) or the cases of these branches: an empty list is none (a
+    user with no branches sees no rows)."""
+    if branches is not None and not branches:
+        return []
     with sessions() as session:
         query = select(Case, Loan).join(Loan, Loan.id == Case.loan_id)
-        if branches:
+        if branches is not None:
             query = query.where(Case.branch_code.in_(branches))
         rows = session.execute(query).all()
         case_ids = [c.id for c, _ in rows]
@@ -53,6 +57,10 @@ def portfolio(
         promises: dict[int, list[str]] = defaultdict(list)
         for pr in session.scalars(select(PromiseToPay).where(PromiseToPay.case_id.in_(case_ids))):
             promises[pr.case_id].append(pr.status)
+        waived: dict[int, int] = defaultdict(int)  # applied waivers, paid settlements
+        for w in session.scalars(select(WaiverRequest).where(WaiverRequest.case_id.in_(case_ids))):
+            if w.status == "SETTLED" or (w.status == "APPROVED" and w.kind == "WAIVER"):
+                waived[w.case_id] += w.principal_fen + w.interest_fen + w.penalty_fen
         first: dict[int, date] = {}
         for a in session.scalars(
             select(ContactAttempt)
@@ -77,13 +85,17 @@ def portfolio(
                     arm=c.strategy_arm,
                     overdue_since=loan.overdue_since,
                     opened_on=opened,
-                    debt_fen=c.debt_fen or 0,
+                    # The debt at entry: recovery and cure are measured against what was
+                    # owed when the case began, not the debt after waivers.
+                    debt_fen=(c.entry_debt_fen if c.entry_debt_fen is not None else c.debt_fen)
+                    or 0,
                     closed_on=local_date(c.closed_at, policy) if c.closed_at else None,
                     paid_in_full=c.stage == "PAID_IN_FULL",
                     payments=[p for p in pays[loan.id] if p[0] >= opened],
                     promises=promises[c.id],
                     first_contact_on=first.get(c.id),
                     visits=visits[c.id],
+                    waived_fen=waived[c.id],
                 )
             )
         return out
@@ -165,9 +177,9 @@ def to_xlsx(report: OutcomeReport) -> bytes:
     for loan, row in sorted(report.history.items()):
         bh.append([loan, *[b or "" for b in row]])
     ca = wb.create_sheet("champion_challenger")
-    ca.append([*ArmComparison.__dataclass_fields__, "beyond_noise"])
+    ca.append([*ArmComparison.__dataclass_fields__, "beyond_noise", "verdict"])
     for a in report.arms:
-        ca.append([*[_cell(v) for v in asdict(a).values()], a.beyond_noise])
+        ca.append([*[_cell(v) for v in asdict(a).values()], a.beyond_noise, a.verdict])
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

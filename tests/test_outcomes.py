@@ -12,7 +12,7 @@ import pytest
 from openpyxl import load_workbook
 
 from cli.main import main as cli_main
-from domain.models import PromiseRequest
+from domain.models import PromiseRequest, WaiverProposal
 from domain.outcomes import (
     CaseOutcome,
     bucket_history,
@@ -99,7 +99,16 @@ def test_the_challengers_recovery_is_compared_with_a_confidence_interval() -> No
     assert (cmp.champion_cases, cmp.challenger_cases) == (2, 1)
     assert cmp.champion_recovery == pytest.approx(0.05) and cmp.challenger_recovery == 1.0
     assert cmp.difference == pytest.approx(0.95)
-    assert cmp.low == pytest.approx(0.95 - 1.96 * 0.05) and cmp.beyond_noise
+    # One challenger case has no variance: its interval means nothing, whatever it says.
+    assert cmp.low == pytest.approx(0.95 - 1.96 * 0.05) and not cmp.beyond_noise
+    assert cmp.verdict.startswith("too few cases")
+    # Thirty a side that recover differently do differ beyond noise.
+    apart = [CaseOutcome(f"L{n}{arm}", "B1", "C1", "S", arm, D(2026, 1, 1), D(2026, 1, 1), 100,
+                         payments=[(D(2026, 1, 2), (80 if arm == "CHALLENGER" else 40) + n % 5)])
+             for n in range(30) for arm in ("CHAMPION", "CHALLENGER")]  # fmt: skip
+    [cmp] = compare_arms(apart)
+    assert cmp.beyond_noise and cmp.verdict == "beyond noise"
+    assert not compare_arms(apart[:-2])[0].beyond_noise  # 29 challenger cases: too few
     # Two arms that recover alike do not differ beyond noise.
     same = [CaseOutcome(f"L{n}", "B1", "C1", "S", arm, D(2026, 1, 1), D(2026, 1, 1), 100,
                         payments=[(D(2026, 1, 2), 50 + (n % 3) * 10)])
@@ -158,4 +167,27 @@ async def test_the_report_reads_real_cases_and_the_command_writes_csv_and_xlsx(
     assert sheets == ["outcomes", "roll_rates", "bucket_history", "champion_challenger"]
     assert cli_main(["report", "outcomes", "--format", "xlsx"]) == 2  # a workbook needs --out
     assert cli_main(["report", "outcomes", "--buckets", "M1:2-30,M2:31-"]) == 2
+    # A user with no branches sees no rows, not every branch's.
+    assert portfolio_of(h.sessions, h.policy, []) == []
     await open_case.terminate("test over")
+
+
+async def test_recovery_is_measured_against_the_debt_at_entry_not_after_waivers(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.stage == "INITIAL_CONTACT", "contact")
+    await h.advance(3.2)
+    await h.at_stage(handle, "FIELD_VISIT")
+    await handle.execute_update(
+        WF.propose_waiver,
+        WaiverProposal("WAIVER", "QX01-C01", "COLLECTOR", "flood", penalty_fen=20_000),
+    )
+    await h.pay(handle, DEBT - 20_000)
+    assert (await handle.result()).outcome == "PAID_IN_FULL"
+    [case] = portfolio_of(h.sessions, h.policy)
+    assert (case.debt_fen, case.paid_fen, case.waived_fen) == (DEBT, DEBT - 20_000, 20_000)
+    today = (await h.now()).astimezone(SHANGHAI).date()
+    [branch] = [g for g in outcomes([case], "branch", today - timedelta(days=30), today)]
+    assert branch.recovery_rate == pytest.approx((DEBT - 20_000) / DEBT)
+    assert branch.waived_fen == 20_000 and branch.cured == 1

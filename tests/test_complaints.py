@@ -247,3 +247,35 @@ async def test_complaints_through_the_case_page_by_the_case_team_and_supervisors
     assert (await h.status(handle)).complaints == []
     await h.pay(handle, DEBT)
     await handle.result()
+
+
+async def test_the_outcome_sms_waiting_for_contact_hours_is_not_lost_when_the_case_closes(
+    h: Harness,
+) -> None:
+    """Issue 15 review, item 4: resolved in quiet hours, then paid in full: the outcome waits
+    for the morning (not cut off by the closing) and, a closed case sending nothing, a task
+    tells the supervisor to give the borrower the outcome another way."""
+    local = (await h.now()).astimezone(SHANGHAI)
+    quiet = h.policy.with_overrides(
+        {
+            "quiet_start": f"{(local - timedelta(hours=1)):%H:%M}",
+            "quiet_end": f"{(local + timedelta(hours=3)):%H:%M}",
+        }
+    )
+    spec, handle = await h.start(quiet)
+    now = await h.now()
+    report = ComplaintReport("CALL", "借款人称催收员半夜打电话", "QX01-C01", now)
+    await handle.execute_update(WF.record_complaint, report)
+    outcome = "已核实，已对相关人员批评教育"
+    await handle.execute_update(WF.resolve_complaint, ComplaintAction(1, "sup-qx01", outcome))
+    await h.pay(handle, DEBT)
+    result = await handle.result()
+    assert result.outcome == "PAID_IN_FULL"
+    rows = [m for m in texts(h, spec.loan_no) if m.purpose == "complaint_outcome"]
+    assert len(rows) == 1 and rows[0].created_at.astimezone(SHANGHAI) >= local + timedelta(
+        hours=2, minutes=55
+    )  # waited for the contact window
+    tasks = _rows(h, spec.loan_no, Task, Task.kind == "COMPLAINT")
+    missed = [t for t in tasks if "投诉结果短信未发出" in t.detail]
+    assert len(missed) == 1 and outcome in missed[0].detail
+    assert missed[0].assignees == "supervisor:QX01"

@@ -118,8 +118,21 @@ class Case:
 
     # ------------------------------------------------------------------ waiting
 
-    async def wait(self, done: Callable[[], bool], until: datetime, action: str) -> bool:
-        """Wait until `done()` or `until`; True if done. Raises Interrupted when cut short."""
+    async def wait(
+        self, done: Callable[[], bool], until: datetime, action: str, interruptible: bool = True
+    ) -> bool:
+        """Wait until `done()` or `until`; True if done. Raises Interrupted when cut short.
+
+        A watcher's wait (`interruptible=False`: the complaint outcome SMS) is neither cut
+        short by the case's stage steps nor shown as the case's next action."""
+        if not interruptible:
+            remaining = max(until - workflow.now(), timedelta(milliseconds=1))
+            if not done():  # a timer always (as above): never a busy loop
+                try:
+                    await workflow.wait_condition(done, timeout=remaining)
+                except TimeoutError:
+                    pass
+            return done()
         self.set_next_action(action, until)
         remaining = until - workflow.now()
         # Whether a timer starts must not depend on the exact time: after a worker crash left

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateAccepted,
     )
     from domain.names import Activities as A
-    from domain.stages import TaskKind
+    from domain.stages import CLOSED_STAGES, TaskKind
 
 
 class Complaints:
@@ -101,23 +101,28 @@ class Complaints:
         while True:
             seen = s.complaint_seq
             while s.complaint_outcomes:
-                action = s.complaint_outcomes[0]
-                params = {"complaint_no": str(action.number), "outcome": action.outcome}
-                self.busy = True
+                self.busy = True  # the case neither ends nor continues before the outcome
                 try:
-                    await send_sms(self.case, "complaint_outcome", params.copy)
+                    await self._send_outcome(s.complaint_outcomes[0])
                 finally:
+                    s.complaint_outcomes.pop(0)
                     self.busy = False
-                s.complaint_outcomes.pop(0)
             now = workflow.now()
             for complaint in list(s.complaints):
-                if complaint.acknowledged_at is None and not complaint.ack_escalated:
-                    if complaint.ack_due <= now:
-                        complaint.ack_escalated = True
-                        await self._escalate(complaint, "ACK_OVERDUE", "acknowledged")
-                if not complaint.resolve_escalated and complaint.resolve_due <= now:
-                    complaint.resolve_escalated = True
-                    await self._escalate(complaint, "RESOLVE_OVERDUE", "resolved")
+                try:  # a failed step is noted; the watcher goes on (it is the only one)
+                    if complaint.acknowledged_at is None and not complaint.ack_escalated:
+                        if complaint.ack_due <= now:
+                            complaint.ack_escalated = True
+                            self.busy = True
+                            await self._escalate(complaint, "ACK_OVERDUE", "acknowledged")
+                    if not complaint.resolve_escalated and complaint.resolve_due <= now:
+                        complaint.resolve_escalated = True
+                        self.busy = True
+                        await self._escalate(complaint, "RESOLVE_OVERDUE", "resolved")
+                except Exception as e:  # noqa: BLE001 - never end the watcher silently
+                    self.case.note("complaint", f"complaint {complaint.number}: {e}"[:300])
+                finally:
+                    self.busy = False
             if s.complaint_seq != seen:
                 continue
             wake = self._next_wake()
@@ -128,6 +133,33 @@ class Complaints:
                 )
             except TimeoutError:
                 pass
+
+    async def _send_outcome(self, action: ComplaintAction) -> None:
+        """The outcome SMS, waiting for the contact window even if the case closes meanwhile;
+        not sent (opted out, no number, a failure): a task to tell the borrower otherwise."""
+        case, s = self.case, self.case.s
+        params = {"complaint_no": str(action.number), "outcome": action.outcome}
+        why = ""
+        try:
+            result = await send_sms(case, "complaint_outcome", params.copy, interruptible=False)
+            if result.status not in ("SENT", "RECORDED"):
+                why = result.reason or result.status
+        except Exception as e:  # noqa: BLE001 - the outcome is never lost silently
+            why = str(e)[:200] or type(e).__name__
+        if not why:
+            return
+        if s.stage not in CLOSED_STAGES:  # a closed case's last line stays its closing
+            case.note("complaint", f"complaint {action.number}: outcome SMS not sent ({why})")
+        try:
+            await case.task(
+                TaskKind.COMPLAINT,
+                f"投诉结果短信未发出 complaint {action.number}: the outcome SMS was not sent "
+                f"({why}); tell the borrower by phone or at a visit: {action.outcome}",
+                None,
+                assignees=[f"supervisor:{s.branch}"],
+            )
+        except Exception as e:  # noqa: BLE001
+            case.note("complaint", f"complaint {action.number}: no task ({e})"[:300])
 
     def _next_wake(self) -> datetime | None:
         times = []

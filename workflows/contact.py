@@ -31,6 +31,7 @@ async def send_sms(
     text: Callable[[], Params | None],
     may_wait: bool = True,
     party: str = "borrower",
+    interruptible: bool = True,
 ) -> SmsResult:
     """Send one SMS under the rules: quiet hours and caps wait, opt-out blocks.
 
@@ -38,7 +39,9 @@ async def send_sms(
     no longer needed (the installment it reminds of was paid). With collection-v4 it is asked
     again after every wait; released code asked once. A message that may not wait (the
     thanks at closing) is dropped, not sent at night. A message to a third party (`party`
-    "contact:<id>") keeps the quiet hours but not the debtor's opt-out, number or caps.
+    "contact:<id>") keeps the quiet hours but not the debtor's opt-out, number or caps. A
+    watcher's message (`interruptible=False`) waits for the contact window whatever the case
+    does meanwhile (closing, a hold, a promise).
     """
     debtor = party == "borrower"
     s, p = case.s, case.s.policy
@@ -68,7 +71,9 @@ async def send_sms(
             if at > now and not may_wait:
                 blocked = "not sent: outside contact hours or over the cap"
             elif at > now:
-                await case.wait(_no_longer_needed(text, fresh), at, f"send {purpose} SMS")
+                await case.wait(
+                    _no_longer_needed(text, fresh), at, f"send {purpose} SMS", interruptible
+                )
                 continue
         request = SmsRequest(key, s.loan_no, purpose, params, now, blocked, p)
         if not debtor:
@@ -79,7 +84,9 @@ async def send_sms(
             break
         if result.status == "DEFERRED" and result.not_before is not None:
             until = result.not_before
-            await case.wait(_no_longer_needed(text, fresh), until, f"send {purpose} SMS")
+            await case.wait(
+                _no_longer_needed(text, fresh), until, f"send {purpose} SMS", interruptible
+            )
             continue
         break
     _count(case, purpose, result, now, debtor)

@@ -147,20 +147,10 @@ class Safety:
             seen = s.safety_seq
             now = workflow.now()
             for alert in list(s.alerts):
-                if alert.level == "":
-                    alert.level = AlertLevel.SUPERVISOR.value
-                    alert.head_at = now + timedelta(seconds=s.policy.alert_head_after_seconds)
-                    await self._send(alert, AlertLevel.SUPERVISOR)
-                    if alert.kind == AlertKind.HOSTILE and s.stage not in CLOSED_STAGES:
-                        await self._team_up()  # a closed case needs no bigger team
-                elif (
-                    alert.level == AlertLevel.SUPERVISOR
-                    and alert.head_at is not None
-                    and alert.head_at <= now
-                    and alert in s.alerts  # not acknowledged meanwhile
-                ):
-                    alert.level, alert.head_at = AlertLevel.BRANCH_HEAD.value, None
-                    await self._send(alert, AlertLevel.BRANCH_HEAD)
+                try:  # a failed step is noted; the watcher goes on (it is the only one)
+                    await self._step(alert, now)
+                except Exception as e:  # noqa: BLE001 - never end the watcher silently
+                    self.case.note("safety", f"alert {alert.number}: {e}"[:300])
             visit = s.visit
             if visit is not None and not visit.alerted and visit.alert_at <= workflow.now():
                 visit.alerted = True
@@ -182,6 +172,27 @@ class Safety:
                 )
             except TimeoutError:
                 pass
+
+    async def _step(self, alert: SafetyAlert, now: datetime) -> None:
+        s = self.case.s
+        if alert.level == "":
+            alert.level = AlertLevel.SUPERVISOR.value
+            alert.head_at = now + timedelta(seconds=s.policy.alert_head_after_seconds)
+            await self._send(alert, AlertLevel.SUPERVISOR)
+            if alert.kind == AlertKind.HOSTILE and s.stage not in CLOSED_STAGES:
+                self.busy = True  # the run does not continue-as-new before the team is up
+                try:
+                    await self._team_up()  # a closed case needs no bigger team
+                finally:
+                    self.busy = False
+        elif (
+            alert.level == AlertLevel.SUPERVISOR
+            and alert.head_at is not None
+            and alert.head_at <= now
+            and alert in s.alerts  # not acknowledged meanwhile
+        ):
+            alert.level, alert.head_at = AlertLevel.BRANCH_HEAD.value, None
+            await self._send(alert, AlertLevel.BRANCH_HEAD)
 
     def _next_wake(self) -> datetime | None:
         s = self.case.s

@@ -24,6 +24,7 @@ from domain.human_input import CONSENT_CHANNELS
 from domain.promises import PROMISE_SOURCES, WAIVER_KINDS
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, ConsentKind, VisitOutcome
 from feeds.csv_files import RowError, yuan_to_fen
+from service.case_record import case_header
 from service.case_updates import ActionOutcome, CaseActions
 from service.settings import Settings
 from service.temporal_client import connect
@@ -160,6 +161,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             if named is None:
                 engine.dispose()
                 print(f"user: no active user {args.user!r} in the users table", file=sys.stderr)
+                return REFUSED
+            header = case_header(sessions, args.loan_no)
+            if header is None or not named.may_see(*header):
+                engine.dispose()
+                print(f"loan_no: no case {args.loan_no} that {args.user} can see", file=sys.stderr)
                 return REFUSED
             who = named
         else:

@@ -192,6 +192,7 @@ async def test_waivers_from_the_cli_act_as_a_named_user_of_the_users_table(cli) 
     case = await case_waiting_for_visit(h)
     add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
     add_user(h, "sup-li", Role.SUPERVISOR, branches=["QX01"])
+    add_user(h, "sup-far", Role.BACK_OFFICE)  # sees no case
     # No role to claim on the command line any more.
     claimed = await run(
         "waiver", case.loan_no, "--interest", "500", "--reason", "flood",
@@ -207,6 +208,9 @@ async def test_waivers_from_the_cli_act_as_a_named_user_of_the_users_table(cli) 
     as_collector = await run("decide-waiver", case.loan_no, "--seq", "1", "--approve",
                              "--user", "mine")  # fmt: skip
     assert as_collector.returncode == 1 and "role:" in as_collector.stderr
+    elsewhere = await run("decide-waiver", case.loan_no, "--seq", "1", "--approve",
+                          "--user", "sup-far")  # fmt: skip
+    assert elsewhere.returncode == 1 and "loan_no: no case" in elsewhere.stderr
     decided = await run("decide-waiver", case.loan_no, "--seq", "1", "--approve",
                         "--user", "sup-li", "--reason", "checked")  # fmt: skip
     assert decided.returncode == 0, decided.stderr

@@ -431,6 +431,8 @@ async def test_promises_and_waivers_through_the_pages_with_each_roles_limit(web)
     # A settlement is conditional: the debt is lowered once its lump sum is paid.
     assert status["outstanding_fen"] == 1_000_000 and status["waivers"][0]["decided_by"] == "head"
     assert status["waivers"][0]["status"] == "APPROVED" and status["waivers"][0]["pay_by"]
+    html = (await http.get(url, headers={"authorization": sup["authorization"]})).text
+    assert "已批准 APPROVED (待付 9,000.00 元" in html
     with h.sessions() as session:
         trail = set(
             session.execute(

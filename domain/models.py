@@ -297,6 +297,7 @@ class BorrowerReply:
     message_sid: str
     intent: ReplyIntent
     received_at: datetime
+    claims_paid: bool = False  # a complaint that also says it was paid: the payment checked
 
 
 # ---------------------------------------------------------------- state and status

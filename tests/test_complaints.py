@@ -17,7 +17,7 @@ from db.models import Complaint, SmsOutbox, Task
 from domain.complaints import add_working_days
 from domain.models import BorrowerReply, CallReport, ComplaintAction, ComplaintReport
 from domain.policy import Policy
-from domain.replies import interpret
+from domain.replies import claims_payment, interpret
 from domain.stages import ReplyIntent
 from service.collection_record import collection_record
 from service.portfolio import ComplaintCount, complaint_counts
@@ -35,6 +35,26 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 )
 def test_complaints_are_recognised_in_replies(body: str) -> None:
     assert interpret(body) == ReplyIntent.COMPLAINT
+
+
+@pytest.mark.parametrize(
+    ("body", "intent", "paid"),
+    [
+        ("没有投诉，已还款", ReplyIntent.CLAIMS_PAID, True),
+        ("我不投诉了，下周还", ReplyIntent.OTHER, False),
+        ("No complaints, paid today", ReplyIntent.CLAIMS_PAID, True),
+        ("谢谢，不用申诉", ReplyIntent.OTHER, False),
+        ("举报电话是多少", ReplyIntent.OTHER, False),  # read and answered by a person
+        ("我已还款但要投诉", ReplyIntent.COMPLAINT, True),  # both: a complaint, a payment check
+        ("不然我就投诉你们", ReplyIntent.COMPLAINT, False),
+        ("I will complain", ReplyIntent.COMPLAINT, False),
+    ],
+)
+def test_negated_complaint_words_are_not_complaints(
+    body: str, intent: ReplyIntent, paid: bool
+) -> None:
+    assert interpret(body) == intent
+    assert claims_payment(body) is paid
 
 
 def test_other_replies_keep_their_meaning() -> None:
@@ -279,3 +299,20 @@ async def test_the_outcome_sms_waiting_for_contact_hours_is_not_lost_when_the_ca
     missed = [t for t in tasks if "投诉结果短信未发出" in t.detail]
     assert len(missed) == 1 and outcome in missed[0].detail
     assert missed[0].assignees == "supervisor:QX01"
+
+
+async def test_a_complaint_that_says_it_was_paid_also_asks_to_check_the_payment(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
+    reply = BorrowerReply("SM-both-1", ReplyIntent.COMPLAINT, await h.now(), claims_paid=True)
+    await handle.signal(WF.borrower_reply, reply)
+    await h.until(handle, lambda s: len(s.complaints) == 1, "the complaint")
+    checks = await eventually(
+        lambda: _rows(h, spec.loan_no, Task, Task.kind == "CHECK_CLAIMED_PAYMENT"),
+        "the payment check",
+    )
+    assert len(checks) == 1
+    await h.pay(handle, DEBT)
+    await handle.result()

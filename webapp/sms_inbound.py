@@ -24,7 +24,7 @@ from db.repository import insert_ignore
 from domain.models import BorrowerReply
 from domain.names import workflow_id
 from domain.privacy import mask_phone, mask_text
-from domain.replies import interpret
+from domain.replies import claims_payment, interpret
 from domain.safety import STAFF_PURPOSES as STAFF
 from domain.stages import CLOSED_STAGES, ReplyIntent, TaskKind
 
@@ -114,7 +114,7 @@ async def handle_reply(
     log.info("SMS %s from %s: %s", sid, mask_phone(phone), intent)
     if found.loan_no:
         try:
-            reply = BorrowerReply(sid, intent, found.received_at or now)
+            reply = BorrowerReply(sid, intent, found.received_at or now, claims_payment(body))
             await signal(found.loan_no, "borrower_reply", reply)
         except Exception:
             # Not processed: kept (record retention) but not marked, so that the provider's

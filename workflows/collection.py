@@ -447,6 +447,12 @@ class LoanCollectionWorkflow(StaffMessages):
             complaint = self.complaints.open("SMS", "borrower complained by SMS", "borrower",
                                              reply.received_at)  # fmt: skip
             await self.complaints.opened(complaint)
+            if reply.claims_paid:  # 我已还款但要投诉: the payment is checked besides
+                await self.case.task(
+                    TaskKind.CHECK_CLAIMED_PAYMENT,
+                    "borrower says they paid (in a complaint): check the account",
+                    None,
+                )
         elif reply.intent == ReplyIntent.CLAIMS_PAID:
             await self.case.task(
                 TaskKind.CHECK_CLAIMED_PAYMENT, "borrower says they paid: check the account", None

@@ -186,6 +186,23 @@ def dev_server_on(data: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise AssertionError(f"no dev server on {data} after 5 pairs of ports")
 
 
+async def connected(port: int) -> Client:
+    """A client that keeps retrying its calls; connecting waits for a dev server that has
+    opened its port but whose frontend is not healthy yet (a busy machine)."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        try:
+            return await Client.connect(
+                f"127.0.0.1:{port}",
+                data_converter=DATA_CONVERTER,
+                retry_config=RetryConfig(max_elapsed_time_millis=120_000, max_retries=10_000),
+            )
+        except RuntimeError as e:
+            if "not healthy" not in str(e) or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def test_a_restarted_server_resumes_every_case_where_it_was(
     sqlite_sessions, tmp_path: Path
 ) -> None:
@@ -199,11 +216,7 @@ async def test_a_restarted_server_resumes_every_case_where_it_was(
         # The SDK's default gives up on a call after 10 s of retries; a server restart on a
         # busy machine can take longer. The property here is "applied once when it is back",
         # so this client keeps retrying for as long as the test allows.
-        client = await Client.connect(
-            f"127.0.0.1:{front.port}",
-            data_converter=DATA_CONVERTER,
-            retry_config=RetryConfig(max_elapsed_time_millis=120_000, max_retries=10_000),
-        )
+        client = await connected(front.port)
         h = Harness(None, client, tq, sqlite_sessions, tmp_path / "data", policy=WAITS_FOR_VISIT)  # type: ignore[arg-type]
         async with build_worker(client, tq, sqlite_sessions, tmp_path / "data"):
             waiting = [await case_waiting_for_visit(h) for _ in range(2)]

@@ -61,7 +61,8 @@ class HeldGateway:
 
 def quiet_now():  # type: ignore[no-untyped-def]
     """A policy whose quiet hours are now (in the borrower's time zone)."""
-    local = NOW.astimezone(ZoneInfo("Asia/Shanghai"))
+    # The real clock (the activity's), not the module's NOW: a long run imports it minutes earlier.
+    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
     start, end = local - timedelta(hours=1), local + timedelta(hours=1)
     return OPEN_POLICY.with_overrides(
         {"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"}
@@ -121,7 +122,8 @@ def test_two_loans_of_one_borrower_released_together_send_one_message_at_the_cap
 
 def policy_quiet_from(hours: float):  # type: ignore[no-untyped-def]
     """Contact allowed now; quiet hours start `hours` from now (local), for an hour."""
-    local = NOW.astimezone(ZoneInfo("Asia/Shanghai"))
+    # The real clock (the activity's), not the module's NOW: a long run imports it minutes earlier.
+    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
     start, end = local + timedelta(hours=hours), local + timedelta(hours=hours + 1)
     return OPEN_POLICY.with_overrides(
         {"quiet_start": f"{start:%H:%M}", "quiet_end": f"{end:%H:%M}"}

@@ -23,6 +23,7 @@ from db.models import (
 )
 from db.repository import case_loan_borrower
 from domain.privacy import mask_phone
+from domain.safety import STAFF_PURPOSES
 from service.loan_contacts import ContactEntry, contacts_of
 from service.users import Principal, Role
 
@@ -121,7 +122,11 @@ def case_record(sessions: sessionmaker[Session], loan_no: str) -> CaseRecord | N
         for ca in session.scalars(select(ContactAttempt).where(ContactAttempt.case_id == case.id)):
             t.append(TimelineEntry(ca.at, ca.channel.lower(), f"{ca.outcome} {ca.detail}", ""))
         t.sort(key=lambda e: e.at, reverse=True)
-        for sms in session.scalars(select(SmsOutbox).where(SmsOutbox.case_id == case.id)):
+        # The borrower's messages only: staff alerts about the case are not sent to them.
+        borrowers = select(SmsOutbox).where(
+            SmsOutbox.case_id == case.id, SmsOutbox.purpose.not_in(STAFF_PURPOSES)
+        )
+        for sms in session.scalars(borrowers):
             status = sms.status + (f" / {sms.delivery_status}" if sms.delivery_status else "")
             if sms.reason:
                 status += f" ({sms.reason})"

@@ -40,6 +40,7 @@ from db.repository import case_loan_borrower
 from domain.money import yuan
 from domain.policy import Policy
 from domain.privacy import mask_id_number, mask_phone, mask_text
+from domain.safety import STAFF_PURPOSES
 from service.case_record import sees_full_numbers
 from service.local_time import loan_policy
 from service.users import Principal
@@ -331,7 +332,11 @@ def collection_record(
                 .order_by(AuditEvent.at, AuditEvent.id)
             )
         ]
-        for m in session.scalars(select(SmsOutbox).where(SmsOutbox.case_id == case.id)):
+        # The borrower's messages only: staff alerts about the case are not sent to them.
+        borrowers = select(SmsOutbox).where(
+            SmsOutbox.case_id == case.id, SmsOutbox.purpose.not_in(STAFF_PURPOSES)
+        )
+        for m in session.scalars(borrowers):
             status = m.status + (f" / {m.delivery_status}" if m.delivery_status else "")
             to = number(m.to_number)
             record.messages.append(

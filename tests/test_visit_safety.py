@@ -381,3 +381,28 @@ async def test_a_team_out_when_the_case_is_paid_checks_out_and_the_case_ends(
     assert "recorded" in out.message
     result = await handle.result()
     assert result.outcome == "PAID_IN_FULL"
+
+
+async def test_staff_alert_texts_are_not_the_borrowers_messages(h: Harness) -> None:
+    """Issue 15 review, item 6: the supervisor's alert SMS is not shown as a message to the
+    borrower on the case page nor in the collection record."""
+    from service.case_record import case_record
+    from service.collection_record import collection_record
+
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await check_in(h, handle)
+    status = await h.status(handle)
+    await handle.execute_update(
+        WF.need_help, HelpRequest(status.collectors[0], await h.now(), "家属围堵")
+    )
+    await eventually(lambda: staff_texts(h, spec.loan_no), "the supervisor's SMS")
+    page = case_record(h.sessions, spec.loan_no)
+    assert page is not None and page.messages  # the borrower's notices are there
+    assert not [m for m in page.messages if "安全警报" in m.text]
+    record = collection_record(h.sessions, spec.loan_no, None, h.policy, await h.now())
+    assert record is not None and record.messages
+    assert not [m for m in record.messages if "安全警报" in m.text]
+    await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
+    await check_out(h, handle)
+    await close(h, handle)

@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 
 from domain.models import (
     CaseStatus,
+    LegalDecisionRequest,
     PaymentPosted,
     PlannedInstallment,
     PlanProposal,
@@ -35,6 +36,7 @@ from domain.models import (
 from domain.money import split_evenly
 from domain.names import workflow_id
 from domain.policy import Policy
+from domain.stages import LegalDecision
 from domain.timerules import local_date
 from workflows.collection import LoanCollectionWorkflow as WF
 
@@ -194,6 +196,16 @@ class Simulator:
                         ),
                     )
                     self.actions["signature"] += 1
+        elif stage == "LEGAL_REVIEW" and self._once(f"{loan_no}:legal:{s.stage_since}"):
+            # The branch's legal reviewer (role LEGAL) decides the dead end: mostly to court.
+            decision = LegalDecision.APPROVE_ESCALATION
+            if self.chance(loan_no, f"legal:{s.stage_since}") < 0.2:
+                decision = LegalDecision.RECOMMEND_WRITE_OFF
+            await handle.execute_update(
+                WF.legal_decision,
+                LegalDecisionRequest(decision, "simulated-legal", "simulated review", role="LEGAL"),
+            )
+            self.actions[f"legal {decision}"] += 1
         elif stage == "FOLLOW_UP":
             for inst in s.installments:
                 if inst.status in ("DUE", "OVERDUE", "UPCOMING") and inst.due_at - now < day:

@@ -17,6 +17,7 @@ from db.models import AuditEvent, Task, User
 from db.repository import case_for_loan, insert_ignore, loan_by_no
 from domain.models import AlertRequest, AlertSent, SafetyAudit
 from domain.names import Activities as A
+from domain.safety import URGENT
 from domain.stages import AlertLevel, TaskKind
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,17 @@ class SafetyActivities:
             texts += status in ("SENT", "RECORDED")
         if not recipients:
             log.warning("alert %s: no %s of %s has a mobile", request.key, role, request.branch)
+        if texts == 0 and level == AlertLevel.BRANCH_HEAD:
+            self._mark_urgent(request)  # nobody at all was texted: the dashboard's banner
         return AlertSent(created, texts)
+
+    def _mark_urgent(self, request: AlertRequest) -> None:
+        """The alert's task marked URGENT (once, whatever the retries): shown in red on the
+        dashboard of the branch's supervisors and heads until someone acknowledges it."""
+        with self.sessions.begin() as session:
+            task = session.scalar(select(Task).where(Task.key == request.key))
+            if task is not None and not task.detail.startswith(URGENT):
+                task.detail = f"{URGENT} {task.detail}"[:2000]
 
     @activity.defn(name=A.RECORD_SAFETY)
     def record_safety(self, event: SafetyAudit) -> None:

@@ -14,6 +14,8 @@ from domain.timerules import local
 # SMS purposes for staff, not borrowers: never under the borrower contact rules (quiet
 # hours, caps, opt-out), never on the borrower's record of contact.
 STAFF_PURPOSES = frozenset({"staff_alert"})
+# An alert's task when nobody at all (no supervisor, no head with a mobile) was texted.
+URGENT = "【紧急 URGENT：无人收到短信 nobody was texted】"
 
 
 def visit_times(arrived: datetime, remote: bool, policy: Policy) -> tuple[datetime, datetime]:

@@ -282,6 +282,39 @@ def complaint_counts(
     return [counts[k] for k in sorted(counts)]
 
 
+@dataclass
+class UrgentAlert:
+    loan_no: str
+    branch: str
+    at: datetime
+    detail: str
+
+
+def urgent_alerts(
+    sessions: sessionmaker[Session], branches: tuple[str, ...], now: datetime
+) -> list[UrgentAlert]:
+    """Safety alerts of the last 24 hours that reached nobody by SMS (no supervisor nor
+    head with a mobile: the task marked URGENT by activities/safety.py): the banner."""
+    from db.models import Loan, Task
+    from domain.safety import URGENT
+
+    q = (
+        select(Loan.loan_no, Case.branch_code, Task.created_at, Task.detail)
+        .join(Case, Case.id == Task.case_id)
+        .join(Loan, Loan.id == Case.loan_id)
+        .where(
+            Task.kind == "SAFETY_ALERT",
+            Task.status == "OPEN",
+            Task.detail.startswith(URGENT),
+            Task.created_at >= now - timedelta(hours=24),
+            Case.branch_code.in_(branches),
+        )
+        .order_by(Task.created_at.desc())
+    )
+    with sessions() as session:
+        return [UrgentAlert(*row) for row in session.execute(q)]
+
+
 # What a collector does next in each stage (the case page's Query has the exact wording).
 STAGE_TODO = {
     "INVESTIGATION": "调查 investigation",

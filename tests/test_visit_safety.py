@@ -406,3 +406,32 @@ async def test_staff_alert_texts_are_not_the_borrowers_messages(h: Harness) -> N
     await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
     await check_out(h, handle)
     await close(h, handle)
+
+
+async def test_nobody_to_text_goes_to_the_head_at_once_then_flags_the_dashboard(
+    env, sqlite_sessions, tmp_path: Path
+) -> None:
+    """Issue 15 review, item 7: no supervisor with a mobile: the branch head's alert at once
+    (not 30 minutes later); nobody at all: the task is URGENT and the dashboard shows it."""
+    from service.portfolio import urgent_alerts
+
+    async with running_worker(env, sqlite_sessions, tmp_path / "data") as h:
+        spec, handle = await h.start()
+        await to_field_visit(h, handle)
+        await check_in(h, handle)
+        status = await h.status(handle)
+        await handle.execute_update(
+            WF.need_help, HelpRequest(status.collectors[0], await h.now(), "被围堵")
+        )
+        tasks = await eventually(
+            lambda: len(alert_tasks(h, spec.loan_no)) == 2 and alert_tasks(h, spec.loan_no),
+            "the supervisor's and the head's alert at once",
+        )
+        assert [t.assignees for t in tasks] == ["supervisor:QX01", "head:QX01"]
+        assert tasks[1].detail.startswith("【紧急 URGENT")
+        banner = urgent_alerts(h.sessions, ("QX01",), datetime.now(UTC))
+        assert [a.loan_no for a in banner] == [spec.loan_no]
+        assert urgent_alerts(h.sessions, ("LS01",), datetime.now(UTC)) == []
+        await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
+        await check_out(h, handle)
+        await close(h, handle)

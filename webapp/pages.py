@@ -65,6 +65,7 @@ from service.portfolio import (
     list_cases,
     mark_training,
     stage_branch_counts,
+    urgent_alerts,
     visibility_query,
     with_next_actions,
 )
@@ -179,12 +180,13 @@ def pages_router(
         loads = await run_in_threadpool(caseloads, sessions, scope)
         mark_training(loads, local_date(now, config.policy))
         complaints = await run_in_threadpool(complaint_counts, sessions, scope)
+        urgent = await run_in_threadpool(urgent_alerts, sessions, scope, now)
         month, compliance, month_error = await run_in_threadpool(
             compliance_section, sessions, q.get("month"), scope, config.policy, now
         )
         error = error or month_error
         data = dict(filters=filters, cases=rows, due=due, counts=grid, caseloads=loads, error=error)
-        data.update(complaints=complaints)
+        data.update(complaints=complaints, urgent_alerts=urgent)
         data.update(month=month, compliance=compliance)
         if wants_json(request):
             data["counts"] = [

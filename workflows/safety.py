@@ -178,7 +178,10 @@ class Safety:
         if alert.level == "":
             alert.level = AlertLevel.SUPERVISOR.value
             alert.head_at = now + timedelta(seconds=s.policy.alert_head_after_seconds)
-            await self._send(alert, AlertLevel.SUPERVISOR)
+            texts = await self._send(alert, AlertLevel.SUPERVISOR)
+            if texts == 0 and alert in s.alerts:  # nobody texted: the branch head at once
+                alert.level, alert.head_at = AlertLevel.BRANCH_HEAD.value, None
+                await self._send(alert, AlertLevel.BRANCH_HEAD)
             if alert.kind == AlertKind.HOSTILE and s.stage not in CLOSED_STAGES:
                 self.busy = True  # the run does not continue-as-new before the team is up
                 try:
@@ -201,7 +204,8 @@ class Safety:
             times.append(s.visit.alert_at)
         return min(times) if times else None
 
-    async def _send(self, alert: SafetyAlert, level: AlertLevel) -> None:
+    async def _send(self, alert: SafetyAlert, level: AlertLevel) -> int:
+        """The alert's task and texts at `level`; the number of staff texted."""
         case, s = self.case, self.case.s
         team = s.visit.collector_ids if s.visit else list(s.collectors)
         self.busy = True
@@ -225,6 +229,7 @@ class Safety:
             self.busy = False
         whom = "branch head" if level == AlertLevel.BRANCH_HEAD else "supervisor"
         case.note("safety", f"alert {alert.number}: {whom} alerted ({sent.texts} SMS)")
+        return sent.texts
 
     async def _team_up(self) -> None:
         case, s = self.case, self.case.s

@@ -286,11 +286,18 @@ def check_lift_hold(s: CaseState, request: LiftHold) -> None:
         raise Refused("by: say who lifts the hold")
 
 
-def check_close(s: CaseState, request: CloseRequest) -> None:
+def check_close(s: CaseState, request: CloseRequest, legal_review: bool = False) -> None:
+    """`legal_review` (collection-v4): LEGAL_ESCALATION only by the legal review's decision;
+    a supervisor may still write off or cancel, also during a review."""
     check_open(s)
     if request.outcome not in {m.value for m in MANUAL_CLOSE_STAGES}:
         raise Refused(
             "outcome: must be one of " + ", ".join(sorted(m.value for m in MANUAL_CLOSE_STAGES))
+        )
+    if legal_review and request.outcome == Stage.LEGAL_ESCALATION:
+        raise Refused(
+            "outcome: LEGAL_ESCALATION only by a legal reviewer's decision (法务审查); a case "
+            "reaches the legal review at its dead end"
         )
     if not request.reason.strip() or not request.by.strip():
         raise Refused("reason: say who closes the case and why")

@@ -170,3 +170,18 @@ async def test_the_case_refuses_a_legal_decision_without_the_legal_role(h: Harne
     assert refused.value.cause.message.startswith("role:")
     await decide(handle, "APPROVE_ESCALATION")
     assert (await handle.result()).outcome == "LEGAL_ESCALATION"
+
+
+async def test_a_manual_close_cannot_bypass_the_legal_review(h: Harness) -> None:
+    """Issue 15 review, item 12 (collection-v4): a supervisor's close to LEGAL_ESCALATION is
+    refused (the legal review decides it), also during the review; write-off still works."""
+    from domain.models import CloseRequest
+
+    loan_no, handle = await to_legal_review(h)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            WF.close_case, CloseRequest("LEGAL_ESCALATION", "直接起诉", "sup-qx01")
+        )
+    assert refused.value.cause.message.startswith("outcome: LEGAL_ESCALATION only")
+    await handle.execute_update(WF.close_case, CloseRequest("WRITTEN_OFF", "无力偿还", "sup-qx01"))
+    assert (await handle.result()).outcome == "WRITTEN_OFF"

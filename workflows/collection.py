@@ -328,7 +328,9 @@ class LoanCollectionWorkflow(StaffMessages):
 
     @close_case.validator
     def _validate_close(self, request: CloseRequest) -> None:
-        _checked(check.check_close, self.s, request)
+        # overdue_attribute is set by every collection-v4 run (new or carried over): the
+        # legal review's rule for v4 only; released runs close as before.
+        _checked(check.check_close, self.s, request, self.s.overdue_attribute)
 
     @workflow.update
     async def record_call(self, report: CallReport) -> UpdateAccepted:

@@ -435,3 +435,25 @@ async def test_nobody_to_text_goes_to_the_head_at_once_then_flags_the_dashboard(
         await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
         await check_out(h, handle)
         await close(h, handle)
+
+
+async def test_the_check_in_location_stays_out_of_the_history_and_audit_trail(
+    h: Harness,
+) -> None:
+    """Issue 15 review, item 11: the phone's location is kept with the visit in progress (for
+    the branch's supervisors), not in the case history nor the audit trail."""
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    status = await h.status(handle)
+    request = CheckIn(status.collectors, await h.now(), status.collectors[0], 29.123456, 117.654321)
+    await handle.execute_update(WF.check_in, request)
+    status = await h.status(handle)
+    assert status.visit is not None and status.visit.latitude == 29.123456
+    assert not [e for e in status.history if "29.12" in e.detail or "117.65" in e.detail]
+    with h.sessions() as session:
+        details = list(
+            session.scalars(select(AuditEvent.detail).where(AuditEvent.loan_no == spec.loan_no))
+        )
+    assert details and not [d for d in details if "29.12" in d or "117.65" in d]
+    await check_out(h, handle)
+    await close(h, handle)

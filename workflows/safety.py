@@ -62,13 +62,11 @@ class Safety:
             request.by, request.latitude, request.longitude,
         )  # fmt: skip
         s.safety_seq += 1
-        where = ""
-        if request.latitude is not None and request.longitude is not None:
-            where = f" at {request.latitude:.4f},{request.longitude:.4f}"
         back = f"{local(expected, s.policy):%H:%M}"
+        # The phone's location stays with the visit in progress (shown to the branch's
+        # supervisors on the case page), never in the history or the audit trail.
         detail = (
-            f"check-in {s.check_ins} by {', '.join(request.collector_ids)}{where}; "
-            f"expected back by {back}"
+            f"check-in {s.check_ins} by {', '.join(request.collector_ids)}; expected back by {back}"
         )
         by = request.by or request.collector_ids[0]
         case.note("visit", detail, by)

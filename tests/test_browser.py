@@ -346,3 +346,40 @@ async def test_kept_pages_are_the_sessions_own_and_go_with_sign_out(site, browse
     await context.close()
     await h.pay(case.handle, 1_000_000)
     await case.handle.result()
+
+
+async def test_a_queued_action_is_sent_with_the_pages_fresh_token_and_kept_per_user(
+    site, browser: Browser
+) -> None:
+    """Issue 15 review, item 8 (c): the queue is the signed-in user's; at flush the page's
+    current CSRF token replaces the queued one (a stale one after signing in again)."""
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await context.new_page()
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+    await context.set_offline(True)
+    await page.select_option("#outcome", "MET")
+    await page.check("#visit-form input[name=teammates]")
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    keys = await page.evaluate("Object.keys(localStorage)")
+    assert keys == ["collection-queue:zhang"], keys
+    # As if queued under an earlier session: its token is no longer valid.
+    await page.evaluate(
+        """() => {
+            const q = JSON.parse(localStorage.getItem('collection-queue:zhang'));
+            const stale = (f) => { if (f[0] === 'csrf') f[1] = 'stale'; };
+            q.forEach((item) => item.fields.forEach(stale));
+            localStorage.setItem('collection-queue:zhang', JSON.stringify(q));
+        }"""
+    )
+    await context.set_offline(False)
+    await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
+    await expect(page.locator("#sent-list")).to_contain_text("visit 1 recorded: MET")
+    await h.at_stage(case.handle, "NEGOTIATION")
+    await context.close()
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()

@@ -457,3 +457,19 @@ async def test_the_check_in_location_stays_out_of_the_history_and_audit_trail(
     assert details and not [d for d in details if "29.12" in d or "117.65" in d]
     await check_out(h, handle)
     await close(h, handle)
+
+
+async def test_a_visit_report_by_the_team_checked_in_ends_the_visit(h: Harness) -> None:
+    """Issue 15 review, item 8 (a): checked in (perhaps offline), the team reports the visit
+    with the ordinary form: that checks it out, and no overdue alert follows."""
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await check_in(h, handle)
+    status = await h.status(handle)
+    report = VisitReport("MET", status.collectors, await h.now(), "面谈")
+    await handle.execute_update(WF.report_visit, report)
+    status = await h.status(handle)
+    assert status.visit is None
+    await h.env.sleep(ALERT_AFTER + timedelta(hours=1))
+    assert alert_tasks(h, spec.loan_no) == []
+    await close(h, handle)

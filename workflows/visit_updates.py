@@ -9,7 +9,7 @@ from workflows.case import Case
 from workflows.safety import Safety
 
 with workflow.unsafe.imports_passed_through():
-    from domain.models import UpdateAccepted, VisitRecord, VisitReport
+    from domain.models import CheckOut, UpdateAccepted, VisitRecord, VisitReport
     from domain.names import Activities as A
     from domain.stages import Stage, VisitOutcome
 
@@ -23,6 +23,10 @@ async def report(case: Case, safety: Safety, report: VisitReport) -> UpdateAccep
         await case.act(A.RECORD_VISIT, record)
     outcome = VisitOutcome(report.outcome)
     by = report.reported_by or report.collector_ids[0]
+    visit = s.visit
+    if case.versions.v4() and visit and set(report.collector_ids) & set(visit.collector_ids):
+        # The team checked in (perhaps offline) and reports the visit: that checks it out.
+        safety.check_out(CheckOut(report, by))
     if outcome == VisitOutcome.HOSTILE:
         s.hostile = True
         if case.versions.v4():  # collection-v4: the supervisor is alerted, a bigger team

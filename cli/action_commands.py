@@ -22,7 +22,13 @@ from tqdm import tqdm
 from db.engine import make_engine, session_factory
 from domain.human_input import CONSENT_CHANNELS
 from domain.promises import PROMISE_SOURCES, WAIVER_KINDS
-from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, ConsentKind, VisitOutcome
+from domain.stages import (
+    MANUAL_CLOSE_STAGES,
+    CallOutcome,
+    ConsentKind,
+    LegalDecision,
+    VisitOutcome,
+)
 from feeds.csv_files import RowError, yuan_to_fen
 from service.case_record import case_header
 from service.case_updates import ActionOutcome, CaseActions
@@ -140,6 +146,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     verdict.add_argument("--approve", dest="approve", action="store_true")
     verdict.add_argument("--refuse", dest="approve", action="store_false")
     dw.add_argument("--reason", default="")
+    ld = action("legal-decision", "decide a legal review (法务审查; a LEGAL user)", user=True)
+    ld.add_argument("--decision", required=True, choices=list(LegalDecision))
+    ld.add_argument("--reason", required=True)
+    ld.add_argument("--advice", default="", help="RETURN_TO_NEGOTIATION: for the collectors")
+    lh = action("lift-hostile", "lift the hostile-visit team (a supervisor)", user=True)
+    lh.add_argument("--reason", required=True)
+    cp = action("complaint", "record a borrower's complaint from a visit or a call", user=True)
+    cp.add_argument("--source", required=True, choices=["VISIT", "CALL"])
+    cp.add_argument("--summary", required=True)
+    cp.add_argument("--about", default="", help="the collector complained about, if named")
+    cp.add_argument("--at", type=moment, help="when (default now); ISO, the branch's local time")
+    ac = action("acknowledge-complaint", "acknowledge a complaint (受理)", user=True)
+    ac.add_argument("--number", type=int, required=True)
+    rc = action("resolve-complaint", "resolve a complaint; the outcome is texted", user=True)
+    rc.add_argument("--number", type=int, required=True)
+    rc.add_argument("--outcome", required=True, help="what the borrower is told (one SMS)")
     tp = action("third-party", "ask a loan contact by SMS to pass a message on (names no debt)")
     tp.add_argument("--contact", type=int, required=True, help="the id `contacts --loan` lists")
 
@@ -229,6 +251,18 @@ async def _one(
             )
         case "decide-waiver":
             return await acts.decide_waiver(who, loan, args.seq, args.approve, args.reason)
+        case "legal-decision":
+            return await acts.legal_decision(who, loan, args.decision, args.reason, args.advice)
+        case "lift-hostile":
+            return await acts.lift_hostile_team(who, loan, args.reason)
+        case "complaint":
+            return await acts.record_complaint(
+                who, loan, args.source, args.summary, args.at or now, args.about
+            )
+        case "acknowledge-complaint":
+            return await acts.acknowledge_complaint(who, loan, args.number)
+        case "resolve-complaint":
+            return await acts.resolve_complaint(who, loan, args.number, args.outcome)
     raise AssertionError(args.command)
 
 

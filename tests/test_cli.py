@@ -217,3 +217,31 @@ async def test_waivers_from_the_cli_act_as_a_named_user_of_the_users_table(cli) 
     status = await h.status(case.handle)
     assert [(w.proposed_by, w.decided_by) for w in status.waivers] == [(case.collector, "sup-li")]
     await case.handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test", "qa"))
+
+
+async def test_legal_decisions_and_complaints_from_the_cli_as_a_named_user(cli) -> None:
+    """Issue 15 review, item 2: the CLI acts as a named user; the service checks the role
+    (a supervisor cannot decide a legal review) and the case checks the stage."""
+    from domain.models import CloseRequest
+    from service.users import Role
+    from tests.web_support import add_user
+    from workflows.collection import LoanCollectionWorkflow as WF
+
+    h, run = cli
+    case = await case_waiting_for_visit(h)
+    add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
+    add_user(h, "sup-li", Role.SUPERVISOR, branches=["QX01"])
+    add_user(h, "legal-wang", Role.LEGAL, branches=["QX01"])
+    decide = ("legal-decision", case.loan_no, "--decision", "APPROVE_ESCALATION", "--reason", "x")
+    as_sup = await run(*decide, "--user", "sup-li")
+    assert as_sup.returncode == 1 and "role:" in as_sup.stderr
+    as_legal = await run(*decide, "--user", "legal-wang")
+    assert as_legal.returncode == 1 and "stage:" in as_legal.stderr  # no review open
+    recorded = await run(
+        "complaint", case.loan_no, "--source", "VISIT", "--summary", "态度粗暴", "--user", "mine"
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    acked = await run("acknowledge-complaint", case.loan_no, "--number", "1", "--user", "sup-li")
+    assert acked.returncode == 0, acked.stderr
+    assert [c.acknowledged_by for c in (await h.status(case.handle)).complaints] == ["sup-li"]
+    await case.handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test", "qa"))

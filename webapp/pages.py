@@ -62,6 +62,7 @@ from service.portfolio import (
     Filters,
     caseloads,
     complaint_counts,
+    filters_from_query,
     list_cases,
     mark_training,
     stage_branch_counts,
@@ -151,16 +152,8 @@ def pages_router(
         q = request.query_params
         error = ""
         try:
-            filters = Filters(
-                stage=q.get("stage") or None,
-                branch=q.get("branch") or None,
-                collector=q.get("collector") or None,
-                risk=q.get("risk") or None,
-                min_dpd=forms.integer(dict(q), "min_dpd", 0, 100_000) if q.get("min_dpd") else None,
-                overdue_action=q.get("overdue") == "1",
-                due_today=q.get("due_today") == "1",
-            ).checked()
-        except (FilterError, forms.InputError) as e:
+            filters = filters_from_query(q)
+        except FilterError as e:
             error, filters = str(e), Filters()
         client = await temporal()
         now = datetime.now(UTC)

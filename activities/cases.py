@@ -50,6 +50,7 @@ from domain.models import (
 )
 from domain.names import Activities as A
 from domain.names import case_key
+from domain.policy import Policy
 from domain.stages import CLOSED_STAGES, VisitOutcome
 from domain.strategy import SegmentFacts, Strategy, load_strategy
 from domain.timerules import days_past_due
@@ -61,7 +62,8 @@ def _expired_training(session: Session, branch: str, now: datetime) -> dict[str,
     """The branch's collectors whose safety training expired before today (the branch's
     date); a collector with none recorded is not counted as expired."""
     zone = session.get(Branch, branch)
-    today = now.astimezone(ZoneInfo(zone.timezone if zone else "Asia/Shanghai")).date()
+    # A branch without a row (never in practice) takes the policy's default zone.
+    today = now.astimezone(ZoneInfo(zone.timezone if zone else Policy().timezone)).date()
     rows = session.execute(
         select(Collector.id, Collector.training_expires_on).where(
             Collector.branch_code == branch, Collector.training_expires_on < today

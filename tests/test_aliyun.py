@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,8 @@ def test_a_message_found_by_a_long_key_fits_the_outbox_and_its_report_finds_it(
     sessions, endpoint
 ) -> None:
     """A long loan number and purpose: `outid:<key>` would not fit provider_sid (64)."""
-    key = "QX01-" + "8" * 40 + ":installment_reminder:2031-07-19"
+    due = datetime.now(UTC).date() + timedelta(days=30)
+    key = "QX01-" + "8" * 40 + f":installment_reminder:{due}"
     acts = SmsActivities(sessions, aliyun_gateway(endpoint, timeout=1.0))
     loan_no = new_loan(sessions)
     AliyunLike.hold.clear()

@@ -9,7 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -58,12 +58,13 @@ async def test_a_cooperative_onboards_itself_from_an_empty_database(dev_env, tmp
     branches = tmp_path / "网点.csv"
     branches.write_text("网点代码,网点名称,县\nSM01,石门信用社,石门县\n", encoding="gb18030")
     await run("branches", str(branches), "--by", "ops")
+    valid_until = f"{datetime.now(SHANGHAI).date() + timedelta(days=365)}"  # a year ahead
     collectors = workbook(
         tmp_path / "催收员.xlsx",
         [
             ["工号", "姓名", "网点代码", "案件容量", "手机号", "培训有效期"],
-            ["SM01-C01", "李明", "SM01", 30, "13800000001", "2027-12-31"],
-            ["SM01-C02", "张华", "SM01", 30, "13800000002", "2027-12-31"],
+            ["SM01-C01", "李明", "SM01", 30, "13800000001", valid_until],
+            ["SM01-C02", "张华", "SM01", 30, "13800000002", valid_until],
         ],
     )
     await run("collectors", str(collectors), "--by", "ops")

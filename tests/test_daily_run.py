@@ -94,7 +94,8 @@ async def test_the_newest_export_is_taken_once_with_that_days_payments(
             drop / f"payments-{today:%Y%m%d}.csv",
             ["贷款编号,金额,还款日期,流水号", f"{x.loans[0]},100.00,{paid_on},{ref}"],
         )
-        aged(write(drop / "payments-old.csv", ["贷款编号,金额,还款日期,流水号"]), 30)
+        # Older than the day before at any hour of the run's day (30 hours was not, before 06:00).
+        aged(write(drop / "payments-old.csv", ["贷款编号,金额,还款日期,流水号"]), 72)
 
         first = await run_once(h, DailyRunInput(str(drop)))
         await end_cases(h, x.loans)

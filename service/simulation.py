@@ -5,9 +5,12 @@ through the same Updates and Signals as the pages and the CLI: the borrower pays
 first notice, promises (and keeps or breaks the promise), is met, not at home, refuses,
 turns hostile or has moved; the collectors report visits, record promises, propose plans,
 have them signed; the borrower pays installments or misses them. Every choice is drawn once
-per case and step from a random generator seeded by (seed, loan number, step), so the same
+per case and step from a random generator seeded by (seed, borrower, step), so the same
 seed and portfolio make the same choices; with the fast policy (a policy day is a second)
-the portfolio spreads over every stage within a few minutes.
+the portfolio spreads over every stage within a few minutes. The borrower is the loan number
+unless `borrowers` names another key: a what-if (service/what_if.py) runs one portfolio
+under two strategies with two loan numbers per borrower, and borrower i draws the same
+numbers in both.
 """
 
 from __future__ import annotations
@@ -73,10 +76,22 @@ class Simulator:
     actions: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)  # every stage a case was in at a round
+    # Loan number -> the borrower key the draws are seeded by (default: the loan number).
+    borrowers: dict[str, str] = field(default_factory=dict)
+    drawn: dict[tuple[str, str], float] = field(default_factory=dict)  # (borrower, step)
+    legal_reviews: Counter[str] = field(default_factory=Counter)  # per loan, seen so far
+    round_seconds: list[float] = field(default_factory=list)  # how long each round took
+
+    def who(self, loan_no: str) -> str:
+        return self.borrowers.get(loan_no, loan_no)
 
     def chance(self, loan_no: str, step: str) -> float:
-        """The same number for the same (seed, loan, step): a run can be repeated."""
-        return random.Random(zlib.crc32(f"{self.seed}:{loan_no}:{step}".encode())).random()
+        """The same number for the same (seed, borrower, step): a run can be repeated, and
+        the same borrower under another loan number draws the same."""
+        who = self.who(loan_no)
+        value = random.Random(zlib.crc32(f"{self.seed}:{who}:{step}".encode())).random()
+        self.drawn[who, step] = value
+        return value
 
     def pick(self, loan_no: str, step: str, weights: dict[str, float]) -> str:
         draw, total = self.chance(loan_no, step) * sum(weights.values()), 0.0
@@ -97,7 +112,9 @@ class Simulator:
         end = asyncio.get_running_loop().time() + seconds
         stages: Counter[str] = Counter()
         while asyncio.get_running_loop().time() < end:
+            began = asyncio.get_running_loop().time()
             stages = await self.round()
+            self.round_seconds.append(asyncio.get_running_loop().time() - began)
             self.seen |= set(stages)
             if enough is not None and enough(self.seen):
                 break
@@ -110,17 +127,24 @@ class Simulator:
     async def round(self) -> Counter[str]:
         statuses = await asyncio.gather(*(self._status(n) for n in self.loans))
         stages: Counter[str] = Counter()
+        acting = []
         for loan_no, status in zip(self.loans, statuses, strict=True):
             if status is None:
                 continue
             stages[str(status.stage)] += 1
-            try:
-                await self.act(loan_no, status)
-            except WorkflowUpdateFailedError as e:
-                self.refused[str(getattr(e.cause, "message", e.cause))[:60]] += 1
-            except RPCError:
-                pass  # closed meanwhile
+            acting.append(self._act(loan_no, status))
+        # The cases at once: one after the other, a round of 80 cases took seconds, that is
+        # policy days on the fast policy, and people acted days late (promises broken).
+        await asyncio.gather(*acting)
         return stages
+
+    async def _act(self, loan_no: str, status: CaseStatus) -> None:
+        try:
+            await self.act(loan_no, status)
+        except WorkflowUpdateFailedError as e:
+            self.refused[str(getattr(e.cause, "message", e.cause))[:60]] += 1
+        except RPCError:
+            pass  # closed meanwhile
 
     async def _status(self, loan_no: str) -> CaseStatus | None:
         handle = self.client.get_workflow_handle(workflow_id(loan_no))
@@ -144,13 +168,17 @@ class Simulator:
 
     async def act(self, loan_no: str, s: CaseStatus) -> None:
         b, handle = self.behaviour, self.client.get_workflow_handle(workflow_id(loan_no))
+        # Steps are named by the borrower (`w`, the loan number unless a what-if names
+        # another key): the draws; by the loan: what was done (`_once`) and the payments.
+        w = self.who(loan_no)
         now = datetime.now(UTC)
         outstanding = s.outstanding_fen or 0
         day = timedelta(seconds=self.policy.day_seconds)
         promise = s.promises[-1] if s.promises else None
         if promise is not None and promise.status == "OPEN":
             key = f"{loan_no}:promise:{promise.seq}"
-            if self._once(key) and self.chance(loan_no, key) < b.keep_promise:
+            step = f"{w}:promise:{promise.seq}"
+            if self._once(key) and self.chance(loan_no, step) < b.keep_promise:
                 await self._pay(loan_no, promise.amount_fen, key)
             return
         stage = str(s.stage)
@@ -161,9 +189,9 @@ class Simulator:
             elif draw < b.pay_after_notice + b.promise_on_call and s.collectors:
                 await self._promise(loan_no, s, "CALL")
         elif stage == "FIELD_VISIT" and s.next_action == "visit report" and s.collectors:
-            key = f"{loan_no}:visit:{s.counters.visits + 1}"
-            if self._once(key):
-                outcome = self.pick(loan_no, key, b.visit_outcomes)
+            n = s.counters.visits + 1
+            if self._once(f"{loan_no}:visit:{n}"):
+                outcome = self.pick(loan_no, f"{w}:visit:{n}", b.visit_outcomes)
                 team = s.collectors[: max(1, s.team_size)]
                 await handle.execute_update(
                     WF.report_visit, VisitReport(outcome, team, now, "simulated visit", team[0])
@@ -186,9 +214,9 @@ class Simulator:
                 )
                 self.actions["plan"] += 1
         elif stage == "AGREEMENT_SIGNING" and s.agreement and s.collectors:
-            key = f"{loan_no}:sign:{s.agreement.version}"
-            if s.agreement.plan_number == s.plan_number and self._once(key):
-                if self.chance(loan_no, key) < b.sign:
+            version = s.agreement.version
+            if s.agreement.plan_number == s.plan_number and self._once(f"{loan_no}:sign:{version}"):
+                if self.chance(loan_no, f"{w}:sign:{version}") < b.sign:
                     await handle.execute_update(
                         WF.confirm_signature,
                         SignatureConfirmation(
@@ -198,8 +226,10 @@ class Simulator:
                     self.actions["signature"] += 1
         elif stage == "LEGAL_REVIEW" and self._once(f"{loan_no}:legal:{s.stage_since}"):
             # The branch's legal reviewer (role LEGAL) decides the dead end: mostly to court.
+            # Drawn by the how-many-th review of this case, not its time: repeatable.
+            self.legal_reviews[loan_no] += 1
             decision = LegalDecision.APPROVE_ESCALATION
-            if self.chance(loan_no, f"legal:{s.stage_since}") < 0.2:
+            if self.chance(loan_no, f"legal:{self.legal_reviews[loan_no]}") < 0.2:
                 decision = LegalDecision.RECOMMEND_WRITE_OFF
             await handle.execute_update(
                 WF.legal_decision,
@@ -209,8 +239,9 @@ class Simulator:
         elif stage == "FOLLOW_UP":
             for inst in s.installments:
                 if inst.status in ("DUE", "OVERDUE", "UPCOMING") and inst.due_at - now < day:
-                    key = f"{loan_no}:plan{s.plan_number}:inst:{inst.seq}"
-                    if self._once(key) and self.chance(loan_no, key) < b.pay_installment:
+                    step = f"plan{s.plan_number}:inst:{inst.seq}"
+                    key = f"{loan_no}:{step}"
+                    if self._once(key) and self.chance(loan_no, f"{w}:{step}") < b.pay_installment:
                         await self._pay(loan_no, inst.amount_fen - inst.covered_fen, key)
                     break
 

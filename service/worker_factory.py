@@ -20,6 +20,7 @@ from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
 from domain.policy import Policy
+from domain.strategy import Strategy
 from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
 
@@ -30,8 +31,11 @@ def activities(
     gateway: SmsGateway | None = None,
     sms_language: str = "zh",
     pdf: PdfRenderer | None = None,
+    strategy: Strategy | None = None,
 ) -> list[object]:
-    cases = CaseActivities(sessions)
+    """The case activities; `strategy` for the assessment, else the worker's strategy file
+    (COLLECTION_STRATEGY_FILE): a what-if runs one worker per strategy in one process."""
+    cases = CaseActivities(sessions, strategy)
     sms = SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
     agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
     contacts = ContactActivities(sessions)
@@ -87,13 +91,14 @@ def build_worker(
     max_cached_workflows: int = 1000,
     pdf: PdfRenderer | None = None,
     policy: Policy | None = None,
+    strategy: Strategy | None = None,
 ) -> Worker:
     executor = executor or ThreadPoolExecutor(max_workers=16)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow],
-        activities=activities(sessions, data_dir, gateway, sms_language, pdf)
+        activities=activities(sessions, data_dir, gateway, sms_language, pdf, strategy)
         + daily_run_activities(sessions, client, task_queue, data_dir, policy),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -15,6 +17,7 @@ from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.seed import add_branches_and_collectors, add_loan, demo_specs
 from domain.policy import Policy, fast_policy
+from domain.strategy import StrategyError, load_strategy
 from domain.timerules import local_date
 from service.case_start import start_case
 from service.dev_server import start_dev_server
@@ -38,6 +41,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     sim.add_argument("--loans", type=int, default=40, help="simulated loans (default 40)")
     sim.add_argument("--minutes", type=float, default=3.0, help="how long to run (default 3)")
     sim.add_argument("--seed", type=int, default=16, help="the same seed, the same choices")
+    sim.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A.toml", "B.toml"),
+        help="what-if: the same simulated borrowers under two strategy files, side by side",
+    )
+    sim.add_argument(
+        "--format",
+        choices=["text", "csv", "json"],
+        default="text",
+        help="the --compare report's format (default text)",
+    )
     sim.set_defaults(run=guarded(cmd_simulate), fast=True, simulate=True)
     sub.add_parser("migrate", help="bring the database to the newest schema").set_defaults(
         run=cmd_migrate
@@ -184,8 +199,66 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    """`demo --fast --simulate` for a fixed time on a new portfolio, then the report."""
+    """`demo --fast --simulate` for a fixed time on a new portfolio, then the report; with
+    --compare, the what-if of two strategy files instead."""
+    if args.compare:
+        return await cmd_what_if(args, settings)
+    if args.format != "text":
+        print("error: --format: only with --compare", file=sys.stderr)
+        return 2
     return await cmd_demo(args, settings)
+
+
+async def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
+    """One simulated portfolio under the two strategy files at the same time on the dev
+    server (service/what_if.py), then the comparison on standard output; what happens on
+    the way goes to standard error, so a CSV or JSON report stays clean."""
+    from service.search_attribute_check import check_search_attributes
+    from service.what_if import FORMATS, MAX_BORROWERS, ArmSetup, run_what_if
+
+    arms = []
+    for arm, path in zip(("A", "B"), args.compare, strict=True):
+        try:
+            arms.append(ArmSetup(arm, path, load_strategy(path)))
+        except (StrategyError, OSError) as e:
+            print(f"error: --compare {path}: {e}", file=sys.stderr)
+            return 2
+    if not 1 <= args.loans <= MAX_BORROWERS:
+        print(f"error: --loans: 1 to {MAX_BORROWERS} with --compare", file=sys.stderr)
+        return 2
+    if args.minutes <= 0:
+        print("error: --minutes: more than 0", file=sys.stderr)
+        return 2
+    say = functools.partial(print, file=sys.stderr)
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    server = start_dev_server(settings.data_dir)
+    say("Temporal dev server:", "started" if server else "already running")
+    try:
+        sessions = session_factory(engine)
+        configured = settings.policy()
+        with sessions.begin() as session:
+            add_branches_and_collectors(session, timezone=configured.timezone)
+        specs = demo_specs(args.loans, local_date(datetime.now(UTC), configured))
+        policy = fast_policy(timezone=configured.timezone)
+        client = await connect(settings)
+        await check_search_attributes(client)
+        say(
+            f"What-if: {len(specs)} simulated borrowers under {args.compare[0]} (A) and "
+            f"{args.compare[1]} (B) at the same time for {args.minutes:g} minutes "
+            "(a policy day lasts one second; texts are recorded, not sent) ..."
+        )
+        result = await run_what_if(
+            client, sessions, settings.data_dir, arms, specs, policy, args.minutes * 60,
+            seed=args.seed, task_queue=settings.task_queue,
+        )  # fmt: skip
+        sys.stdout.write(FORMATS[args.format](result))
+    finally:
+        engine.dispose()
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    return 0
 
 
 async def _simulate(

@@ -133,8 +133,9 @@ class Simulator:
                 continue
             stages[str(status.stage)] += 1
             acting.append(self._act(loan_no, status))
-        # The cases at once: one after the other, a round of 80 cases took seconds, that is
-        # policy days on the fast policy, and people acted days late (promises broken).
+        # The cases at once: a round lasts as long as its slowest Update, not their sum (on
+        # the fast policy a second is a policy day; a slow round means people acting days
+        # late). A busy worker still slows it: see what_if's lag line.
         await asyncio.gather(*acting)
         return stages
 

@@ -31,13 +31,15 @@ async def h(env, sqlite_sessions, tmp_path: Path, request) -> AsyncIterator[Harn
         yield harness
 
 
-async def set_training(h: Harness, **days_from_today: int) -> None:
-    today = (await h.now()).astimezone(ZoneInfo("Asia/Shanghai")).date()
+async def set_training(h: Harness, **days_from_today: int | None) -> None:
+    """Each collector's training valid until that many days from the server's today (the
+    policy's calendar); None: no training on record."""
+    today = (await h.now()).astimezone(ZoneInfo(h.policy.timezone)).date()
     with h.sessions.begin() as session:
         for cid, days in days_from_today.items():
             collector = session.get(Collector, cid.replace("_", "-"))
             assert collector is not None
-            collector.training_expires_on = today + timedelta(days=days)
+            collector.training_expires_on = None if days is None else today + timedelta(days=days)
 
 
 def training_audit(h: Harness, loan_no: str) -> list[str]:
@@ -68,6 +70,46 @@ async def test_a_remote_visit_gets_no_collector_with_expired_training(h: Harness
     while getattr(message, "cause", None) is not None:
         message = message.cause
     assert "safety training of QX01-C01 expired" in str(message)
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+def refusal(error: WorkflowUpdateFailedError) -> str:
+    message: BaseException = error
+    while getattr(message, "cause", None) is not None:
+        message = message.cause  # type: ignore[assignment]
+    return str(message)
+
+
+async def test_no_training_on_record_is_no_training_for_a_remote_visit(h: Harness) -> None:
+    await set_training(h, QX01_C01=None, QX01_C02=200, QX01_C03=200)
+    spec, handle = await h.start(remote=True)
+    status = await to_field_visit(h, handle)
+    assert sorted(status.collectors) == ["QX01-C02", "QX01-C03"]
+    (reason,) = await eventually(lambda: training_audit(h, spec.loan_no), "the reason")  # type: ignore[misc]
+    # Said as what it is: not "expired", but nothing on record.
+    assert "无安全培训记录 no training on record: QX01-C01" in reason
+    assert "expired" not in reason
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            WF.reassign, Reassignment(["QX01-C01", "QX01-C02"], "sup", "swap")
+        )
+    assert "QX01-C01 has no safety training on record" in refusal(refused.value)
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+async def test_the_seeded_collectors_are_trained_from_today(h: Harness) -> None:
+    """The demo and test collectors carry a training valid well ahead of the server's today,
+    so that remote cases of other tests still get their teams."""
+    today = (await h.now()).astimezone(ZoneInfo(h.policy.timezone)).date()
+    with h.sessions() as session:
+        expiries = list(session.scalars(select(Collector.training_expires_on)))
+    assert expiries and all(e is not None and e > today + timedelta(days=365) for e in expiries)
+    spec, handle = await h.start(remote=True)
+    status = await to_field_visit(h, handle)
+    assert len(status.collectors) == 2
+    assert training_audit(h, spec.loan_no) == []
     await h.pay(handle, DEBT)
     await handle.result()
 

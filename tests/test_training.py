@@ -1,22 +1,30 @@
-"""Safety training on record (issue 15, item 5): assignment never puts a collector whose
-safety training has expired on a remote or hostile visit, and says so in the case's audit
-trail; elsewhere the training does not restrict assignment."""
+"""Safety training on record (issue 15, item 3): assignment never puts a collector whose
+safety training has expired, or who has none on record, on a remote or hostile visit, and
+says so in the case's audit trail; elsewhere the training does not restrict assignment.
+Supervisors (their branches) and the back office correct the date on /collectors or with
+`cli.main training`; a daily reminder texts each supervisor whose collectors are due."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowUpdateFailedError
 
+from cli.main import main
 from db.models import AuditEvent, Collector
 from domain.models import Reassignment
+from domain.policy import Policy
+from service.users import Role, create_user
 from tests.harness import Harness, eventually, running_worker
 from tests.test_workflow_paths import to_field_visit, visit
+from tests.web_support import PASSWORD, add_user, app_for, form_login
 from workflows.collection import LoanCollectionWorkflow as WF
 
 DEBT = 1_000_000
@@ -139,3 +147,147 @@ async def test_near_home_the_training_does_not_restrict_assignment(h: Harness) -
     assert training_audit(h, spec.loan_no) == []
     await h.pay(handle, DEBT)
     await handle.result()
+
+
+# ---------------------------------------------------------------- who keeps the dates
+
+
+def expiry_of(sessions: sessionmaker[Session], cid: str) -> date | None:
+    with sessions() as session:
+        collector = session.get(Collector, cid)
+        assert collector is not None
+        return collector.training_expires_on
+
+
+def training_edits(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:
+    with sessions() as session:
+        return [
+            (e.username, e.outcome, e.detail)
+            for e in session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "training_expiry")
+                .order_by(AuditEvent.id)
+            )
+        ]
+
+
+def csrf_of(page: str) -> str:
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+async def test_a_supervisor_records_training_on_the_collectors_page_and_assignment_reads_it(
+    h: Harness,
+) -> None:
+    import httpx
+
+    await set_training(h, QX01_C01=None, QX01_C02=200, QX01_C03=200)
+    today = (await h.now()).astimezone(ZoneInfo(h.policy.timezone)).date()
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    add_user(h, "sup2", Role.SUPERVISOR, branches=["QX02"])
+    add_user(h, "office", Role.BACK_OFFICE)
+    add_user(h, "coll", Role.COLLECTOR, collector_id="QX01-C02")
+    transport = httpx.ASGITransport(app=app_for(h))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+
+        async def signed_in(user: str) -> str:
+            http.cookies.clear()
+            r = await form_login(http, user)
+            http.cookies.set("collection_session", r.cookies["collection_session"])
+            page = await http.get("/collectors")
+            return page.text if page.status_code == 200 else str(page.status_code)
+
+        page = await signed_in("sup")
+        row = page.split('id="training-QX01-C01"')[1].split("</tr>")[0]
+        assert "未登记 not recorded" in row and "无安全培训记录" in row
+        assert "QX02-C01" not in page  # another branch's collectors are not theirs
+        csrf = csrf_of(page)
+
+        async def post(cid: str, value: str) -> httpx.Response:
+            data = {"csrf": csrf, "training_expires_on": value}
+            return await http.post(f"/collectors/{cid}/training", data=data)
+
+        bad = await post("QX01-C01", f"{today.year}-02-30")
+        assert bad.status_code == 303
+        shown = (await http.get("/collectors")).text
+        assert "training_expires_on:" in shown and "is not a date (YYYY-MM-DD)" in shown
+        assert expiry_of(h.sessions, "QX01-C01") is None
+        valid = today + timedelta(days=180)
+        assert (await post("QX01-C01", valid.isoformat())).status_code == 303
+        shown = unescape((await http.get("/collectors")).text)
+        assert "安全培训有效期已更新" in shown and f"未登记 not recorded -> {valid}" in shown
+        row = shown.split('id="training-QX01-C01"')[1].split("</tr>")[0]
+        assert valid.isoformat() in row and "有效 VALID" in row
+        assert expiry_of(h.sessions, "QX01-C01") == valid
+        assert (await post("QX02-C01", valid.isoformat())).status_code == 404  # not their branch
+
+        # Another branch's supervisor cannot, nor can a collector; the back office can.
+        assert "QX01-C01" not in await signed_in("sup2")
+        csrf = csrf_of(await signed_in("sup2"))
+        assert (await post("QX01-C01", today.isoformat())).status_code == 404
+        assert await signed_in("coll") == "404"
+        http.cookies.clear()
+        r = await http.post("/login", json={"username": "office", "password": PASSWORD})
+        bearer = {"authorization": f"Bearer {r.json()['token']}", "accept": "application/json"}
+        later = today + timedelta(days=300)
+        r = await http.post(
+            "/collectors/QX02-C01/training", json={"training_expires_on": later.isoformat()},
+            headers=bearer,
+        )  # fmt: skip
+        assert r.status_code == 200 and r.json()["accepted"], r.text
+        r = await http.post(
+            "/collectors/QX02-C01/training", json={"training_expires_on": ""}, headers=bearer
+        )
+        assert r.status_code == 400 and r.json()["message"].startswith("training_expires_on:")
+        listed = (await http.get("/collectors", headers=bearer)).json()["collectors"]
+        assert {c["branch"] for c in listed} == {"QX01", "QX02", "LS01"}  # every branch's
+    assert expiry_of(h.sessions, "QX01-C01") == valid
+    assert expiry_of(h.sessions, "QX02-C01") == later
+    edits = training_edits(h.sessions)
+    assert (
+        "sup",
+        "DONE",
+        f"QX01-C01 (QX01): training_expires_on 未登记 not recorded -> {valid}",
+    ) in edits
+    assert ("office", "DONE") in {(u, o) for u, o, _ in edits}
+    assert ("sup2", "REFUSED") in {(u, o) for u, o, _ in edits}
+
+    # The next remote case reads the date: QX01-C01 may go now.
+    spec, handle = await h.start(remote=True)
+    status = await to_field_visit(h, handle)
+    assert "QX01-C01" in status.collectors
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+def test_the_training_command_checks_role_branch_and_date(
+    sessions: sessionmaker[Session], db_url: str, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLLECTION_DB_URL", db_url)
+    with sessions.begin() as session:
+        create_user(session, "sup", PASSWORD, Role.SUPERVISOR, branches=["QX01"])
+        create_user(session, "coll", PASSWORD, Role.COLLECTOR, collector_id="QX01-C01")
+    today = datetime.now(Policy().timezone_info()).date()  # the branch's calendar
+    soon = (today + timedelta(days=20)).isoformat()
+    before = expiry_of(sessions, "QX01-C02")
+    assert main(["training", "QX01-C02", soon, "--as", "sup"]) == 0
+    out = capsys.readouterr().out
+    assert f"QX01-C02 安全培训有效期已更新 training valid until: {before} -> {soon}" in out
+    assert str(expiry_of(sessions, "QX01-C02")) == soon
+    assert main(["training", "QX01-C02", "20-1-2031", "--as", "sup"]) == 2
+    err = capsys.readouterr().err
+    assert "training_expires_on: '20-1-2031' is not a date (YYYY-MM-DD)" in err
+    far = (today + timedelta(days=365 * 11)).isoformat()
+    assert main(["training", "QX01-C02", far, "--user", "sup"]) == 2
+    assert "years ahead" in capsys.readouterr().err
+    assert main(["training", "QX02-C01", soon, "--as", "sup"]) == 1  # another branch's
+    assert "no collector 'QX02-C01' that you keep" in capsys.readouterr().err
+    assert main(["training", "QX01-C03", soon, "--as", "coll"]) == 1
+    assert "is COLLECTOR" in capsys.readouterr().err
+    assert main(["training", "QX01-C03", soon, "--as", "nobody"]) == 1
+    assert str(expiry_of(sessions, "QX01-C02")) == soon
+    assert expiry_of(sessions, "QX01-C03") != soon
+    edits = training_edits(sessions)
+    assert [(u, o) for u, o, _ in edits] == [
+        ("sup", "DONE"), ("sup", "REFUSED"), ("sup", "REFUSED"), ("sup", "REFUSED"),
+        ("coll", "REFUSED"),
+    ]  # fmt: skip

@@ -103,6 +103,7 @@ class ReminderResult:
     day: str  # the policy's local date the reminder is for (ISO)
     texts_sent: int = 0  # sent by this run
     already_sent: int = 0  # sent earlier that day (a retried or repeated run)
+    failed: int = 0  # the provider refused for good (kept on the outbox row)
     collectors: int = 0  # listed to at least one supervisor
     # Branches with collectors due whose supervisors have no mobile on file (none texted).
     unreached_branches: list[str] = field(default_factory=list)

@@ -6,8 +6,10 @@ Supervisors (their branches) and the back office correct the date on /collectors
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from html import unescape
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,9 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowUpdateFailedError
 
 from cli.main import main
-from db.models import AuditEvent, Collector
+from db.models import AuditEvent, Collector, SmsOutbox
 from domain.models import Reassignment
 from domain.policy import Policy
+from domain.training import REMINDER_WORKFLOW_TYPE, ReminderInput, ReminderResult
 from service.users import Role, create_user
 from tests.harness import Harness, eventually, running_worker
 from tests.test_workflow_paths import to_field_visit, visit
@@ -291,3 +294,110 @@ def test_the_training_command_checks_role_branch_and_date(
         ("sup", "DONE"), ("sup", "REFUSED"), ("sup", "REFUSED"), ("sup", "REFUSED"),
         ("coll", "REFUSED"),
     ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- the daily reminder
+
+
+async def remind(h: Harness, at: datetime | None = None) -> ReminderResult:
+    return await h.client.execute_workflow(
+        REMINDER_WORKFLOW_TYPE,
+        ReminderInput(at),
+        id=f"training-reminder-test-{uuid.uuid4().hex[:8]}",
+        task_queue=h.task_queue,
+        result_type=ReminderResult,
+    )
+
+
+def reminder_texts(h: Harness) -> dict[str, list[str]]:
+    """The training reminders in the outbox, by mobile."""
+    texts: dict[str, list[str]] = {}
+    with h.sessions() as session:
+        for row in session.scalars(
+            select(SmsOutbox).where(SmsOutbox.purpose == "staff_training").order_by(SmsOutbox.id)
+        ):
+            assert row.case_id is None and row.borrower_id is None  # about no case, no borrower
+            texts.setdefault(row.to_number or "", []).append(row.body)
+    return texts
+
+
+async def test_each_supervisor_is_texted_their_due_trainings_once_a_day(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await set_training(h, QX01_C01=-3, QX01_C02=10, QX01_C03=200, QX02_C01=None)
+    today = (await h.now()).astimezone(h.policy.timezone_info()).date()
+    add_user(h, "sup-qx01", Role.SUPERVISOR, branches=["QX01"], mobile="13800000001")
+    add_user(h, "sup-qx02", Role.SUPERVISOR, branches=["QX02"], mobile="13800000002")
+    add_user(h, "sup-ls01", Role.SUPERVISOR, branches=["LS01"], mobile="13800000003")
+    add_user(h, "sup-qx02-b", Role.SUPERVISOR, branches=["QX02"])  # no mobile: not texted
+    add_user(h, "head-qx01", Role.BRANCH_HEAD, branches=["QX01"], mobile="13800000004")
+
+    first = await remind(h)  # as the Schedule starts it: the reminder is for the run's day
+    assert (first.texts_sent, first.already_sent, first.collectors) == (2, 0, 3), first
+    texts = reminder_texts(h)
+    assert sorted(texts) == ["+8613800000001", "+8613800000002"]  # LS01: nobody due
+    (qx01,) = texts["+8613800000001"]
+    assert f"QX01-C01 催收员QX01-1（已过期 {today - timedelta(days=3)}）" in qx01
+    assert f"QX01-C02 催收员QX01-2（{today + timedelta(days=10)}到期）" in qx01
+    assert "QX01-C03" not in qx01 and "共2人" in qx01 and "30天内到期" in qx01
+    (qx02,) = texts["+8613800000002"]
+    assert "QX02-C01 催收员QX02-1（无安全培训记录）" in qx02 and "共1人" in qx02
+
+    # Run again that day (a retried or repeated run): nothing new goes out.
+    later = datetime.combine(
+        date.fromisoformat(first.day), time(20, 0), tzinfo=h.policy.timezone_info()
+    )
+    again = await remind(h, later)
+    assert (again.day, again.texts_sent, again.already_sent) == (first.day, 0, 2), again
+    assert reminder_texts(h) == texts
+    # The next day, the next reminder.
+    tomorrow = await remind(h, later + timedelta(days=1))
+    assert tomorrow.texts_sent == 2 and len(reminder_texts(h)["+8613800000001"]) == 2
+    logged = caplog.text
+    assert "13800000001" not in logged and "13800000002" not in logged
+    assert "+86138****0001" in logged  # the staff texts' log line, masked
+
+
+async def test_the_reminder_has_its_daily_schedule(
+    dev_env, sqlite_sessions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from cli.main import parser
+    from cli.schedule_commands import cmd_schedule
+    from tests.test_daily_run import settings_for
+
+    async with running_worker(dev_env, sqlite_sessions, tmp_path / "data", fast=True) as h:
+        await set_training(h, QX01_C02=None)
+        add_user(h, "sup-qx01", Role.SUPERVISOR, branches=["QX01"], mobile="13800000001")
+        settings = settings_for(h.client, str(sqlite_sessions.kw["bind"].url), h.task_queue)
+        schedule_id = f"training-test-{uuid.uuid4().hex[:8]}"
+
+        async def cli(*argv: str) -> int:
+            args: argparse.Namespace = parser().parse_args(["schedule", *argv, "--id", schedule_id])
+            return await cmd_schedule(args, settings)
+
+        assert await cli("--training-reminders", "--export-dir", str(tmp_path)) == 2
+        assert await cli("--training-reminders", "--at", "25:00") == 2
+        assert await cli("--training-reminders", "--at", "07:30", "--tz", "Asia/Urumqi") == 0
+        assert "every day at 07:30 Asia/Urumqi, safety-training reminder" in capsys.readouterr().out
+        handle = h.client.get_schedule_handle(schedule_id)
+        try:
+            s = (await handle.describe()).schedule
+            assert s.action.workflow == REMINDER_WORKFLOW_TYPE  # type: ignore[attr-defined]
+            assert s.action.task_queue == h.task_queue  # type: ignore[attr-defined]
+            (calendar,) = s.spec.calendars
+            assert (calendar.hour[0].start, calendar.minute[0].start) == (7, 30)
+            await handle.trigger()
+            texts = await eventually(lambda: reminder_texts(h), "the reminder", timeout=30)
+            (text,) = texts["+8613800000001"]  # type: ignore[index]
+            assert "QX01-C02 催收员QX01-2（无安全培训记录）" in text
+            capsys.readouterr()
+            assert await cli("--training-reminders", "--show") == 0
+            shown = capsys.readouterr().out
+            assert "every day at 07:30 Asia/Urumqi" in shown and "to +86138****0001" in shown
+            assert "13800000001" not in shown
+        finally:
+            assert await cli("--training-reminders", "--delete") == 0
+        assert await cli("--training-reminders", "--delete") == 1  # gone

@@ -97,7 +97,9 @@ def _training_audit(
     active ones (and any taken off the case), expired and not on record said apart."""
     active = set(
         session.scalars(
-            select(Collector.id).where(Collector.id.in_(untrained), Collector.active.is_(True))
+            select(Collector.id).where(
+                Collector.id.in_(list(untrained)), Collector.active.is_(True)
+            )
         )
     )
     shown = sorted(c for c in untrained if c in active or c in removed)

@@ -7,7 +7,7 @@ import os
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
@@ -54,36 +54,66 @@ from domain.policy import Policy
 from domain.stages import CLOSED_STAGES, VisitOutcome
 from domain.strategy import SegmentFacts, Strategy, load_strategy
 from domain.timerules import days_past_due
+from domain.training import may_visit_remote
 
 log = logging.getLogger(__name__)
 
 
-def _expired_training(session: Session, branch: str, now: datetime) -> dict[str, date]:
-    """The branch's collectors whose safety training expired before today (the branch's
-    date); a collector with none recorded is not counted as expired."""
+def _untrained(session: Session, branch: str, now: datetime) -> dict[str, date | None]:
+    """The branch's collectors who may not go on a remote or hostile visit today (the
+    branch's date): training expired (the date) or none on record (None)."""
     zone = session.get(Branch, branch)
     # A branch without a row (never in practice) takes the policy's default zone.
     today = now.astimezone(ZoneInfo(zone.timezone if zone else Policy().timezone)).date()
     rows = session.execute(
         select(Collector.id, Collector.training_expires_on).where(
-            Collector.branch_code == branch, Collector.training_expires_on < today
+            Collector.branch_code == branch,
+            or_(Collector.training_expires_on.is_(None), Collector.training_expires_on < today),
         )
     ).all()
-    return {cid: expires for cid, expires in rows}
+    return {cid: expires for cid, expires in rows if not may_visit_remote(expires, today)}
+
+
+def _why_untrained(untrained: dict[str, date | None], cids: list[str]) -> str:
+    """`collector_ids: …` refusal of a reassignment naming each collector and why."""
+    parts = [
+        f"{c} has no safety training on record (无安全培训记录)"
+        if untrained[c] is None
+        else f"the safety training of {c} expired ({untrained[c]}, 安全培训已过期)"
+        for c in cids
+    ]
+    return f"collector_ids: {'; '.join(parts)}: not on a remote or hostile visit"
 
 
 def _training_audit(
     session: Session,
     loan_no: str,
     now: datetime,
-    expired: dict[str, date],
+    untrained: dict[str, date | None],
     removed: list[str],
     wanted: list[str],
 ) -> None:
-    """Why collectors were passed over, in the case's audit trail (once per decision)."""
-    names = ", ".join(f"{c} ({d})" for c, d in sorted(expired.items()))
+    """Why collectors were passed over, in the case's audit trail (once per decision): the
+    active ones (and any taken off the case), expired and not on record said apart."""
+    active = set(
+        session.scalars(
+            select(Collector.id).where(
+                Collector.id.in_(list(untrained)), Collector.active.is_(True)
+            )
+        )
+    )
+    shown = sorted(c for c in untrained if c in active or c in removed)
+    expired = [f"{c} ({untrained[c]})" for c in shown if untrained[c] is not None]
+    missing = [c for c in shown if untrained[c] is None]
+    reasons = []
+    if expired:
+        reasons.append(f"安全培训已过期 safety training expired: {', '.join(expired)}")
+    if missing:
+        reasons.append(f"无安全培训记录 no training on record: {', '.join(missing)}")
+    if not reasons:
+        return  # only collectors who left long ago: nobody was passed over
     detail = (
-        f"remote or hostile visit: not assigned, safety training expired: {names}"
+        f"remote or hostile visit: not assigned, {'; '.join(reasons)}"
         + (f"; taken off the case: {', '.join(removed)}" if removed else "")
         + f"; team: {', '.join(wanted) or 'nobody'}"
     )
@@ -203,29 +233,24 @@ class CaseActivities:
                 if (c := session.get(Collector, a.collector_id))
                 and c.branch_code == loan.branch_code
             ]
-            expired = (
-                _expired_training(session, loan.branch_code, now) if request.trained_only else {}
-            )
-            untrained = [c for c in current if c in expired]
-            current = [c for c in current if c not in expired]
+            # Remote or hostile: training expired or none on record keeps a collector away.
+            untrained = _untrained(session, loan.branch_code, now) if request.trained_only else {}
+            removed = [c for c in current if c in untrained]
+            current = [c for c in current if c not in untrained]
             if request.requested:
                 wanted = self._check_requested(session, request, loan.branch_code)
-                if late := [c for c in wanted if c in expired]:
-                    raise invalid_input(
-                        f"collector_ids: the safety training of {', '.join(late)} expired "
-                        f"({', '.join(str(expired[c]) for c in late)}): not on a remote or "
-                        "hostile visit"
-                    )
+                if refused := [c for c in wanted if c in untrained]:
+                    raise invalid_input(_why_untrained(untrained, refused))
             elif len(current) >= request.team_size and set(request.keep) <= set(current):
                 wanted = current
             else:
                 keep = [c for c in request.keep if c in current] or current[: request.team_size]
                 wanted = keep + self._least_loaded(
                     session, loan.branch_code, request.team_size - len(keep),
-                    exclude=keep + list(expired),
+                    exclude=keep + list(untrained),
                 )  # fmt: skip
-            if expired:
-                _training_audit(session, request.loan_no, now, expired, untrained, wanted)
+            if untrained:
+                _training_audit(session, request.loan_no, now, untrained, removed, wanted)
             for row in open_rows:
                 if row.collector_id not in wanted:
                     row.ended_at = now

@@ -213,32 +213,43 @@ class SmsActivities:
     # ------------------------------------------------------------------ the staff path
 
     def send_staff(
-        self, key: str, loan_no: str, to_number: str, purpose: str, params: dict[str, str]
+        self,
+        key: str,
+        loan_no: str | None,
+        to_number: str,
+        purpose: str,
+        params: dict[str, str],
+        branch_code: str = "",
     ) -> str:
-        """A text to a colleague (a safety alert to a supervisor's mobile), not to a borrower:
-        none of the borrower rules apply (quiet hours, caps, opt-out, third parties: a team in
-        danger at 22:00 is texted at 22:00), it is not a contact in the regulator's record
-        and does not count towards any borrower's caps (the outbox row has no borrower).
-        Idempotent by `key` like every message; a failure the provider answers for good is
-        kept on the row and the alert's task still stands. Called inside an activity."""
+        """A text to a colleague (a safety alert to a supervisor's mobile, the daily training
+        reminder), not to a borrower: none of the borrower rules apply (quiet hours, caps,
+        opt-out, third parties: a team in danger at 22:00 is texted at 22:00), it is not a
+        contact in the regulator's record and does not count towards any borrower's caps (the
+        outbox row has no borrower). About a case (`loan_no`), or about none (`branch_code`
+        signs it). Idempotent by `key` like every message; a failure the provider answers for
+        good is kept on the row (an alert's task still stands). Called inside an activity."""
         if purpose not in STAFF_PURPOSES:
             raise ApplicationError(f"{purpose}: not a staff text", type="InvalidInput")
         now = activity_now()
         with self.sessions.begin() as session:
-            loan = loan_by_no(session, loan_no)
-            if loan is None:
-                raise not_found(f"loan {loan_no} is not in the database")
-            case = case_for_loan(session, loan, now)
+            case_id: int | None = None
+            loan_context: dict[str, object] = {}
+            if loan_no is not None:
+                loan = loan_by_no(session, loan_no)
+                if loan is None:
+                    raise not_found(f"loan {loan_no} is not in the database")
+                case_id = case_for_loan(session, loan, now).id
+                branch_code, loan_context = loan.branch_code, dict(loan_tail=loan.loan_no[-4:])
             row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
             if row is not None and row.status in DONE:
                 return row.status
-            branch = session.get(Branch, loan.branch_code)
+            branch = session.get(Branch, branch_code)
             channel = channel_of(self.gateway, to_number)
             context: dict[str, object] = dict(
-                cooperative=channel.signature or (branch.name if branch else loan.branch_code),
-                loan_tail=loan.loan_no[-4:],
+                cooperative=channel.signature or (branch.name if branch else branch_code),
                 two_way=channel.two_way,
                 branch_phone=(branch.phone if branch else None) or "",
+                **loan_context,
                 **params,
             )
             body = render_sms(self.env, self.language, purpose, **context)
@@ -248,7 +259,7 @@ class SmsActivities:
                     session,
                     SmsOutbox,
                     dict(
-                        key=key, case_id=case.id, borrower_id=None, purpose=purpose,
+                        key=key, case_id=case_id, borrower_id=None, purpose=purpose,
                         to_number=to_number, body=body, segments=segments(body),
                         status="PENDING", reason="", created_at=now,
                     ),

@@ -37,6 +37,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "--apply", action="store_true", help="move the open cases of deactivated collectors"
     )
     co.set_defaults(run=guarded(cmd_collectors))
+    tr = sub.add_parser(
+        "training",
+        help="record a collector's safety training: the last day it is valid, as a user of the "
+        "users table (a supervisor of the collector's branch, or the back office)",
+    )
+    tr.add_argument("collector_id")
+    tr.add_argument("expires_on", help="YYYY-MM-DD: the last day the training is valid")
+    tr.add_argument(
+        "--user",
+        "--as",
+        dest="user",
+        required=True,
+        help="a username (users table): who records it",
+    )
+    tr.set_defaults(run=cmd_training)
 
 
 def _print_changes(report) -> None:  # type: ignore[no-untyped-def]
@@ -104,3 +119,30 @@ async def cmd_collectors(args: argparse.Namespace, settings: Settings) -> int:
         print(f"kept active: {cid} ({why})")
     code = _summary(report.errors, report.line())
     return SOME_ROWS_REJECTED if report.refused else code
+
+
+def cmd_training(args: argparse.Namespace, settings: Settings) -> int:
+    """As the collectors page's form: the same service, role and branch checks and audit."""
+    from datetime import UTC, datetime
+
+    from service.training import NotYours, TrainingError, set_training
+    from service.users import principal_named
+
+    engine = make_engine(settings.db_url)
+    sessions = session_factory(engine)
+    try:
+        who = principal_named(sessions, args.user)
+        if who is None:
+            print(f"error: user: no active user {args.user!r} in the users table", file=sys.stderr)
+            return 1
+        change = set_training(sessions, who, args.collector_id, args.expires_on, datetime.now(UTC))
+    except NotYours as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(change.message)
+    return 0

@@ -1,6 +1,7 @@
 """`schedule`: the daily feed run as a Temporal Schedule (not cron): every day at a local time
 the newest export in a drop folder goes through the intake (and that day's payment file
-through the payment feed), with a run report on /feeds."""
+through the payment feed), with a run report on /feeds. With `--training-reminders`, the
+supervisors' daily safety-training reminder's Schedule instead (its own workflow)."""
 
 from __future__ import annotations
 
@@ -16,21 +17,35 @@ from domain.daily_run import (
     SCHEDULE_ID,
     DailyRunInput,
 )
+from domain.training import REMINDER_SCHEDULE_ID
 from service.settings import Settings
 from service.temporal_client import connect
+
+DEFAULT_AT = "06:00"  # the feed run: before the working day
+REMINDER_AT = "08:00"  # the reminder: as the supervisors start theirs
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sc = sub.add_parser(
         "schedule",
         help="the daily feed run: create or update its Temporal Schedule (--export-dir, --at), "
-        "--show it with the latest run reports, or --delete it",
+        "--show it with the latest run reports, or --delete it; with --training-reminders the "
+        "supervisors' daily safety-training reminder's Schedule (create, --show, --delete)",
     )
-    what = sc.add_mutually_exclusive_group(required=True)
+    what = sc.add_mutually_exclusive_group()
     what.add_argument("--export-dir", help="the drop folder of the loan exports (.csv, .xlsx)")
     what.add_argument("--show", action="store_true", help="the Schedule and the latest runs")
     what.add_argument("--delete", action="store_true", help="delete the Schedule")
-    sc.add_argument("--at", default="06:00", help="local time of the run, HH:MM (06:00)")
+    sc.add_argument(
+        "--training-reminders",
+        action="store_true",
+        help="the daily text to each supervisor naming their collectors whose safety training "
+        f"has expired, expires soon or is not on record (Schedule {REMINDER_SCHEDULE_ID}; "
+        f"--at default {REMINDER_AT})",
+    )
+    sc.add_argument(
+        "--at", help=f"local time of the run, HH:MM ({DEFAULT_AT}; reminders {REMINDER_AT})"
+    )
     sc.add_argument("--tz", help="time zone of --at (default: the configured policy's)")
     sc.add_argument("--payments-dir", default="", help="payment files' folder (the export's)")
     sc.add_argument(
@@ -49,20 +64,43 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="the export's mapping profile (TOML), as for intake --profile; read by the worker "
         "at each run",
     )
-    sc.add_argument("--id", default=SCHEDULE_ID, help=f"the Schedule's id ({SCHEDULE_ID})")
+    sc.add_argument(
+        "--id", help=f"the Schedule's id ({SCHEDULE_ID}; reminders {REMINDER_SCHEDULE_ID})"
+    )
     sc.set_defaults(run=guarded(cmd_schedule))
 
 
 async def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     from temporalio.service import RPCError, RPCStatusCode
 
-    from service.daily_schedule import ScheduleError, daily_schedule, put_schedule, view
+    from service.daily_schedule import (
+        ScheduleError,
+        daily_schedule,
+        put_schedule,
+        reminder_schedule,
+        view,
+    )
 
+    reminders = args.training_reminders
+    if reminders and args.export_dir:
+        print("error: --training-reminders: no --export-dir (it reads no files)", file=sys.stderr)
+        return 2
+    if not (reminders or args.export_dir or args.show or args.delete):
+        print(
+            "error: one of --export-dir, --show, --delete or --training-reminders",
+            file=sys.stderr,
+        )
+        return 2
+    args.id = args.id or (REMINDER_SCHEDULE_ID if reminders else SCHEDULE_ID)
+    args.at = args.at or (REMINDER_AT if reminders else DEFAULT_AT)
     if args.show:
-        return await _show(args, settings)
+        return await (_show_reminders(args, settings) if reminders else _show(args, settings))
     try:
         schedule = None
-        if not args.delete:
+        if reminders and not args.delete:
+            tz = args.tz or settings.policy().timezone
+            schedule = reminder_schedule(args.at, tz, settings.task_queue, args.id)
+        elif not args.delete:
             run = DailyRunInput(
                 str(Path(args.export_dir).resolve()),
                 str(Path(args.payments_dir).resolve()) if args.payments_dir else "",
@@ -87,6 +125,15 @@ async def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: no schedule {args.id!r}", file=sys.stderr)
             return 1
         print(f"deleted schedule {args.id}")
+        return 0
+    if reminders:
+        outcome = await put_schedule(client, schedule, args.id)
+        shown = await view(await client.get_schedule_handle(args.id).describe())
+        print(
+            f"{outcome} schedule {args.id}: every day at {shown.at} {shown.time_zone}, "
+            "safety-training reminder to the supervisors"
+            + "".join(f"\n  next run: {t.isoformat()}" for t in shown.next_runs[:1])
+        )
         return 0
     if not Path(args.export_dir).is_dir():
         print(f"warning: --export-dir {args.export_dir} is not a folder here (the worker "
@@ -145,4 +192,32 @@ async def _show(args: argparse.Namespace, settings: Settings) -> int:
             + (f"\n    rejected rows: {r.rejected_file}" if r.rejected_file else "")
             + (f"\n    {r.error}" if r.error else "")
         )
+    return 0
+
+
+async def _show_reminders(args: argparse.Namespace, settings: Settings) -> int:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from service.daily_schedule import latest_reminders, view
+
+    client = await connect(settings)
+    try:
+        shown = await view(await client.get_schedule_handle(args.id).describe())
+        print(
+            f"schedule {args.id}: every day at {shown.at} {shown.time_zone}"
+            f"{' (paused)' if shown.paused else ''}; task queue {shown.task_queue}"
+            + "".join(f"\n  next run: {t.isoformat()}" for t in shown.next_runs)
+            + "".join(f"\n  ran: {t.isoformat()}" for t in shown.recent_runs)
+        )
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        print(f"no schedule {args.id!r}")
+    engine = make_engine(settings.db_url)
+    try:
+        sent = latest_reminders(session_factory(engine))
+    finally:
+        engine.dispose()
+    for r in sent:  # the mobile masked, as everywhere
+        print(f"{r.created_at:%Y-%m-%d %H:%M} UTC  {r.status}  to {r.to}  ({r.key})")
     return 0

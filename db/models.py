@@ -250,7 +250,8 @@ class SmsOutbox(Base):
     __tablename__ = "sms_outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(120), unique=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # None for a staff text about no case (the daily training reminder, migration 0016).
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     # None for a staff text (domain/safety.py STAFF_PURPOSES): no borrower's caps count it.
     borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrowers.id"), index=True)
     purpose: Mapped[str] = mapped_column(String(40))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, Branch, Collector, Loan
@@ -23,6 +24,9 @@ BRANCHES = [
 ]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "建国秀英志强桂兰海燕春梅德明玉珍永红丽华"
+# A demo collector's safety training: valid two years from the day the data is made (longer
+# than the months a time-skipping test runs a case).
+TRAINING_VALID_DAYS = 730
 
 
 @dataclass
@@ -48,9 +52,17 @@ class LoanSpec:
 
 
 def add_branches_and_collectors(
-    session: Session, per_branch: int = 3, timezone: str = Policy().timezone
+    session: Session,
+    per_branch: int = 3,
+    timezone: str = Policy().timezone,
+    today: date | None = None,
 ) -> None:
-    """The demo branches, on the clock `timezone` (the demo passes the configured policy's)."""
+    """The demo branches, on the clock `timezone` (the demo passes the configured policy's),
+    and their collectors, trained: valid TRAINING_VALID_DAYS from `today` (that clock's
+    date unless given). A demo collector stored before training was recorded gets it too:
+    without it a remote or hostile case would get no team."""
+    today = today or datetime.now(ZoneInfo(timezone)).date()
+    valid_until = today + timedelta(days=TRAINING_VALID_DAYS)
     for code, name, region in BRANCHES:
         insert_ignore(
             session,
@@ -68,9 +80,16 @@ def add_branches_and_collectors(
                     branch_code=code,
                     capacity=40,
                     active=True,
+                    training_expires_on=valid_until,
                 ),
                 ["id"],
             )
+        session.execute(
+            update(Collector)
+            .where(Collector.branch_code == code, Collector.training_expires_on.is_(None))
+            .where(Collector.id.in_([f"{code}-C{n:02d}" for n in range(1, per_branch + 1)]))
+            .values(training_expires_on=valid_until)
+        )
 
 
 def add_loan(session: Session, spec: LoanSpec) -> Loan:

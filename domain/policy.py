@@ -91,6 +91,10 @@ class Policy:
     # After a HOSTILE visit every later visit is made by at least this many collectors, until
     # a supervisor lifts it.
     hostile_visit_team_size: int = 3
+    # Safety training (issue 15): the dashboard flags, and the supervisors' daily reminder
+    # lists, collectors whose training expires within this many days (or has expired, or
+    # none is on record).
+    training_warning_days: int = 30
     # A dead end's legal review: a decision is due within this long, then the branch head is
     # asked (again after each further period) until there is one.
     legal_review_seconds: int = 10 * DAY
@@ -181,6 +185,12 @@ class Policy:
             raise PolicyError(
                 "policy field 'promise_broken_next' must be FIELD_VISIT or NEGOTIATION"
             )
+        if (
+            isinstance(self.training_warning_days, bool)
+            or not isinstance(self.training_warning_days, int)
+            or not 0 <= self.training_warning_days <= 365
+        ):
+            raise PolicyError("policy field 'training_warning_days' must be 0 to 365 days")
         if self.max_installments < 1:
             raise PolicyError("policy field 'max_installments' must be at least 1")
 

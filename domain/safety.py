@@ -13,7 +13,7 @@ from domain.timerules import local
 
 # SMS purposes for staff, not borrowers: never under the borrower contact rules (quiet
 # hours, caps, opt-out), never on the borrower's record of contact.
-STAFF_PURPOSES = frozenset({"staff_alert"})
+STAFF_PURPOSES = frozenset({"staff_alert", "staff_training"})
 # An alert's task when nobody at all (no supervisor, no head with a mobile) was texted.
 URGENT = "【紧急 URGENT：无人收到短信 nobody was texted】"
 

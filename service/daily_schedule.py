@@ -1,5 +1,7 @@
 """The daily feed run's Temporal Schedule (`cli.main schedule`): created or updated in place,
 shown, deleted; and the latest run reports (`daily_runs`) for the CLI and the /feeds page.
+The supervisors' daily safety-training reminder has a Schedule of the same kind
+(`cli.main schedule --training-reminders`).
 
 Every day at the given local time the Schedule starts DailyFeedRunWorkflow on the workers'
 task queue. Overlapping runs are skipped; a run missed while the server was down is caught
@@ -34,8 +36,15 @@ from temporalio.client import (
     ScheduleOverlapPolicy as Overlap,
 )
 
-from db.models import DailyRun
+from db.models import DailyRun, SmsOutbox
 from domain.daily_run import SCHEDULE_ID, STATUS_ZH, WORKFLOW_TYPE, DailyRunInput
+from domain.privacy import mask_phone
+from domain.training import (
+    REMINDER_PURPOSE,
+    REMINDER_SCHEDULE_ID,
+    REMINDER_WORKFLOW_TYPE,
+    ReminderInput,
+)
 
 CATCHUP_WINDOW = timedelta(hours=23)
 _AT = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -65,24 +74,44 @@ def check_zone(name: str) -> str:
 def daily_schedule(
     run: DailyRunInput, at: str, tz: str, task_queue: str, schedule_id: str = SCHEDULE_ID
 ) -> Schedule:
-    hour, minute = parse_at(at)
     for folder, name in ((run.export_dir, "--export-dir"), (run.payments_dir, "--payments-dir")):
         if folder and not Path(folder).is_absolute():
             raise ScheduleError(f"{name}: an absolute path (the worker reads it), got {folder!r}")
+    action = ScheduleActionStartWorkflow(
+        WORKFLOW_TYPE,
+        run,
+        id=schedule_id,  # the Schedule appends the scheduled time
+        task_queue=task_queue,
+        execution_timeout=timedelta(hours=6),
+    )
+    return _every_day(action, at, tz, "daily feed run")
+
+
+def reminder_schedule(
+    at: str, tz: str, task_queue: str, schedule_id: str = REMINDER_SCHEDULE_ID
+) -> Schedule:
+    """The supervisors' daily safety-training reminder (TrainingReminderWorkflow)."""
+    action = ScheduleActionStartWorkflow(
+        REMINDER_WORKFLOW_TYPE,
+        ReminderInput(),
+        id=schedule_id,
+        task_queue=task_queue,
+        execution_timeout=timedelta(hours=2),
+    )
+    return _every_day(action, at, tz, "daily safety-training reminder")
+
+
+def _every_day(action: ScheduleActionStartWorkflow, at: str, tz: str, what: str) -> Schedule:
+    """Every day at `at` in `tz`; overlaps skipped, the last missed day caught up once."""
+    hour, minute = parse_at(at)
     return Schedule(
-        action=ScheduleActionStartWorkflow(
-            WORKFLOW_TYPE,
-            run,
-            id=schedule_id,  # the Schedule appends the scheduled time
-            task_queue=task_queue,
-            execution_timeout=timedelta(hours=6),
-        ),
+        action=action,
         spec=ScheduleSpec(
             calendars=[
                 ScheduleCalendarSpec(
                     hour=[ScheduleRange(hour)],
                     minute=[ScheduleRange(minute)],
-                    comment=f"daily feed run at {at} {tz}",
+                    comment=f"{what} at {at} {tz}",
                 )
             ],
             time_zone_name=check_zone(tz),
@@ -119,6 +148,7 @@ class ScheduleView:
     next_runs: list[datetime]
     recent_runs: list[datetime]
     paused: bool
+    workflow: str = WORKFLOW_TYPE
 
 
 async def view(description: ScheduleDescription) -> ScheduleView:
@@ -128,9 +158,10 @@ async def view(description: ScheduleDescription) -> ScheduleView:
     action = s.action
     run = DailyRunInput("")
     queue = ""
+    workflow = ""
     if isinstance(action, ScheduleActionStartWorkflow):
-        queue = action.task_queue
-        if action.args:
+        queue, workflow = action.task_queue, action.workflow
+        if action.args and workflow == WORKFLOW_TYPE:  # the reminder's input has no folders
             payload = action.args[0]
             if isinstance(payload, DailyRunInput):
                 run = payload
@@ -147,6 +178,7 @@ async def view(description: ScheduleDescription) -> ScheduleView:
         list(description.info.next_action_times[:3]),
         [a.scheduled_at for a in description.info.recent_actions[-3:]],
         s.state.paused,
+        workflow,
     )
 
 
@@ -205,3 +237,26 @@ def rejected_file_of(sessions: sessionmaker[Session], run_id: int) -> Path | Non
         return None
     path = Path(row.rejected_file)
     return path if path.is_file() else None
+
+
+@dataclass
+class ReminderRow:
+    """A training reminder as `schedule --show` lists it: the mobile masked."""
+
+    created_at: datetime
+    to: str
+    status: str
+    key: str
+
+
+def latest_reminders(sessions: sessionmaker[Session], limit: int = 10) -> list[ReminderRow]:
+    with sessions() as session:
+        rows = session.scalars(
+            select(SmsOutbox)
+            .where(SmsOutbox.purpose == REMINDER_PURPOSE)
+            .order_by(SmsOutbox.created_at.desc(), SmsOutbox.id.desc())
+            .limit(limit)
+        ).all()
+        return [
+            ReminderRow(r.created_at, mask_phone(r.to_number or ""), r.status, r.key) for r in rows
+        ]

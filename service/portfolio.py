@@ -21,6 +21,7 @@ from db.models import Case, Collector, Complaint
 from domain.policy import Policy
 from domain.stages import CLOSED_STAGES, RiskTier, Stage
 from domain.timerules import days_past_due, end_of_local_day, local_date, start_of_local_day
+from domain.training import TrainingState, training_state
 from workflows.collection import LoanCollectionWorkflow
 
 WORKFLOW_ID_PREFIX = "collection-"
@@ -211,18 +212,16 @@ class Caseload:
     open_cases: int
     capacity: int
     training_expires_on: date | None = None  # the safety training's validity; None: unknown
-    training_due: bool = False  # expired, or expiring within TRAINING_WARNING_DAYS
+    training_due: bool = False  # expired, expiring within the policy's window, or none
 
 
-TRAINING_WARNING_DAYS = 30
-
-
-def mark_training(loads: list[Caseload], today: date) -> list[Caseload]:
-    """Flag the collectors whose training has expired or expires within 30 days of today
-    (the dashboard lists them on their own); those with none recorded are flagged too."""
-    limit = today + timedelta(days=TRAINING_WARNING_DAYS)
+def mark_training(loads: list[Caseload], today: date, window_days: int) -> list[Caseload]:
+    """Flag the collectors whose training has expired or expires within the policy's window
+    (`training_warning_days`) of today; those with none recorded are flagged too (the
+    dashboard lists them on their own, the daily reminder texts them to the supervisors)."""
     for load in loads:
-        load.training_due = load.training_expires_on is None or load.training_expires_on <= limit
+        state = training_state(load.training_expires_on, today, window_days)
+        load.training_due = state != TrainingState.VALID
     return loads
 
 

@@ -19,10 +19,12 @@ from activities.documents import PdfRenderer
 from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
+from activities.training_reminders import TrainingReminderActivities
 from domain.policy import Policy
 from domain.strategy import Strategy
 from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
+from workflows.training_reminders import TrainingReminderWorkflow
 
 
 def activities(
@@ -80,6 +82,14 @@ def daily_run_activities(
     return [run.pick_export, run.run_intake, run.run_payments, run.finish_run]
 
 
+def reminder_activities(
+    sessions: sessionmaker[Session], gateway: SmsGateway, sms_language: str, policy: Policy
+) -> list[object]:
+    """The supervisors' daily training reminder: staff texts through the same gateway."""
+    sms = SmsActivities(sessions, gateway, sms_language)
+    return [TrainingReminderActivities(sessions, sms, policy).send_training_reminders]
+
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -94,12 +104,18 @@ def build_worker(
     strategy: Strategy | None = None,
 ) -> Worker:
     executor = executor or ThreadPoolExecutor(max_workers=16)
+    if policy is None:
+        from service.settings import Settings
+
+        policy = Settings.from_env().policy()
+    gateway = gateway or RecordingGateway()
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow],
+        workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow, TrainingReminderWorkflow],
         activities=activities(sessions, data_dir, gateway, sms_language, pdf, strategy)
-        + daily_run_activities(sessions, client, task_queue, data_dir, policy),
+        + daily_run_activities(sessions, client, task_queue, data_dir, policy)
+        + reminder_activities(sessions, gateway, sms_language, policy),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         max_cached_workflows=max_cached_workflows,

@@ -263,6 +263,8 @@ async def test_back_office_uploads_master_data_and_supervisors_see_training(web)
     assert up.status_code == 200 and '<td class="num">4</td><td>capacity</td>' in up.text
     assert "+86138****5678" in up.text and "13812345678" not in up.text
     http.cookies.clear()
+    with h.sessions.begin() as s:  # a collector whose training was never recorded
+        s.get(Collector, "QX01-C03").training_expires_on = None  # type: ignore[union-attr]
     board = (await http.get("/dashboard", headers=await token(http, "sup"))).json()
     loads = {c["collector_id"]: c for c in board["caseloads"]}
     assert loads["QX01-C01"]["training_expires_on"] == soon.isoformat()

@@ -26,3 +26,52 @@ def test_migrations_match_the_models_and_downgrade_cleanly(db_url: str) -> None:
         assert "cases" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_migration_0016_lets_a_staff_text_be_about_no_case(db_url: str) -> None:
+    """The daily training reminder's outbox row has no case; the outbox keeps its retention
+    triggers, and a downgrade to 0015 removes only such rows."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, text
+
+    from db.engine import session_factory
+    from db.models import SmsOutbox
+    from db.repository import case_for_loan
+    from db.retention import missing_retention_triggers
+    from db.seed import add_branches_and_collectors, add_loan
+    from tests.harness import loan_spec
+
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+
+    def outbox_row(key: str, case_id: int | None) -> SmsOutbox:
+        return SmsOutbox(
+            key=key, case_id=case_id, borrower_id=None, purpose="staff_alert", to_number=None,
+            body="x", segments=1, status="RECORDED", reason="", created_at=now,
+        )  # fmt: skip
+
+    try:
+        with sessions.begin() as session:
+            add_branches_and_collectors(session)
+            case = case_for_loan(session, add_loan(session, loan_spec()), now)
+            session.add_all([outbox_row("with-case", case.id), outbox_row("no-case", None)])
+        downgrade(db_url, "0015")
+        with sessions() as session:
+            assert list(session.scalars(select(SmsOutbox.key))) == ["with-case"]
+        upgrade(db_url)
+        with engine.begin() as conn:
+            assert missing_retention_triggers(conn) == []
+            conn.execute(
+                text(
+                    "INSERT INTO sms_outbox (key, case_id, purpose, body, segments, status, "
+                    "reason, created_at) VALUES ('again', NULL, 'staff_training', 'x', 1, "
+                    "'RECORDED', '', :now)"
+                ),
+                {"now": now},
+            )
+        with sessions() as session:
+            assert sorted(session.scalars(select(SmsOutbox.key))) == ["again", "with-case"]
+    finally:
+        engine.dispose()

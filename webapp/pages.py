@@ -37,7 +37,8 @@ from domain.outcomes import DEFAULT_BUCKETS, default_period, percent
 from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, Stage, VisitOutcome
 from domain.timerules import local_date
-from service import audit
+from domain.training import STATE_ZH
+from service import audit, training
 from service.case_record import (
     agreement_pdf,
     as_seen_by,
@@ -171,7 +172,7 @@ def pages_router(
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
         loads = await run_in_threadpool(caseloads, sessions, scope)
-        mark_training(loads, local_date(now, config.policy))
+        mark_training(loads, local_date(now, config.policy), config.policy.training_warning_days)
         complaints = await run_in_threadpool(complaint_counts, sessions, scope)
         urgent = await run_in_threadpool(urgent_alerts, sessions, scope, now)
         month, compliance, month_error = await run_in_threadpool(
@@ -188,7 +189,8 @@ def pages_router(
             return as_json(data, 400 if error else 200)
         return page(
             request, "dashboard.html.j2", 400 if error else 200, who=who, now=now, zone=zone,
-            stages=list(Stage), open_stages=OPEN_STAGES, branches=scope, **data,
+            stages=list(Stage), open_stages=OPEN_STAGES, branches=scope,
+            training_days=config.policy.training_warning_days, **data,
         )  # fmt: skip
 
     @router.get("/reports")
@@ -492,6 +494,51 @@ def pages_router(
         set_flash(response, who, loan_no, outcome.accepted, outcome.message, config.secure_cookies)
         return response
 
+    # ------------------------------------------------------------ collectors' training
+
+    @router.get("/collectors")
+    async def collectors_page(request: Request) -> Response:
+        """The collectors a supervisor (their branches) or the back office (all) keeps, with
+        their safety training's validity and a form to correct it."""
+        who = require(request, sessions, *training.EDITORS)
+        window = config.policy.training_warning_days
+        rows = await run_in_threadpool(
+            training.training_rows, sessions, who, training.today_of(config.policy), window
+        )
+        if wants_json(request):
+            return as_json(dict(collectors=rows, training_warning_days=window))
+        flash, flash_ok = take_flash(request, who, COLLECTORS_FLASH) or ("", False)
+        response = page(
+            request, "collectors.html.j2", who=who, rows=rows, window=window, flash=flash,
+            flash_ok=flash_ok, state_zh={s.value: z for s, z in STATE_ZH.items()},
+        )  # fmt: skip
+        if flash:
+            clear_flash(response, config.secure_cookies)
+        return response
+
+    @router.post("/collectors/{collector_id}/training")
+    async def training_update(request: Request, collector_id: str) -> Response:
+        who = require(request, sessions, *training.EDITORS)
+        try:
+            data = await forms.read_input(request)
+            check_csrf(request, who, data.get("csrf"))
+            change = await run_in_threadpool(
+                training.set_training, sessions, who, collector_id,
+                data.get(training.FIELD), datetime.now(UTC),
+            )  # fmt: skip
+            ok, message, status = True, change.message, 200
+        except forms.InputError as e:
+            ok, message, status = False, str(e), 400
+        except training.TrainingError as e:
+            ok, message, status = False, str(e), 400
+        except training.NotYours:
+            raise HTTPException(404, "not found") from None
+        if wants_json(request):
+            return as_json(dict(accepted=ok, message=message), status)
+        response = RedirectResponse("/collectors", 303)
+        set_flash(response, who, COLLECTORS_FLASH, ok, message, config.secure_cookies)
+        return response
+
     # ------------------------------------------------------------ back office
 
     @router.get("/feeds")
@@ -637,5 +684,6 @@ def pages_router(
 
 
 FEED_KINDS = ("loans", "payments", "branches", "collectors")
+COLLECTORS_FLASH = "/collectors"  # the flash's key: never a loan number
 
 __all__ = ["WebConfig", "pages_router"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
@@ -34,16 +34,35 @@ def staff_of(session: Session, branch: str, level: AlertLevel) -> list[User]:
     return [u for u in users if branch in u.branches.split(",")]
 
 
-def _audit_once(session: Session, key: str, values: dict[str, object]) -> bool:
-    """One audit line per key (kept at the end of its detail); True when written now."""
+def _audited(session: Session, loan_no: str, key: str) -> bool:
+    """Whether the audit line of this key is written (its key ends its detail)."""
     marker = f"[{key}]"
     seen = session.scalar(
         select(AuditEvent.id).where(
-            AuditEvent.loan_no == values["loan_no"], AuditEvent.detail.endswith(marker)
+            AuditEvent.loan_no == loan_no, AuditEvent.detail.endswith(marker)
         )
     )
-    if seen is not None:
+    return seen is not None
+
+
+def _close_alert_tasks(session: Session, prefix: str) -> None:
+    """An acknowledged alert's tasks are done (the dashboard's urgent banner lists open ones)."""
+    session.execute(
+        update(Task)
+        .where(
+            Task.kind == TaskKind.SAFETY_ALERT.value,
+            Task.key.startswith(prefix, autoescape=True),
+            Task.status == "OPEN",
+        )
+        .values(status="DONE")
+    )
+
+
+def _audit_once(session: Session, key: str, values: dict[str, object]) -> bool:
+    """One audit line per key (kept at the end of its detail); True when written now."""
+    if _audited(session, str(values["loan_no"]), key):
         return False
+    marker = f"[{key}]"
     values = dict(values, detail=f"{values['detail']} {marker}")
     session.add(AuditEvent(**values))
     return True
@@ -105,6 +124,13 @@ class SafetyActivities:
             log.warning("alert %s: no %s of %s has a mobile", request.key, role, request.branch)
         if texts == 0 and level == AlertLevel.BRANCH_HEAD:
             self._mark_urgent(request)  # nobody at all was texted: the dashboard's banner
+        if request.ack_key:
+            # Acknowledged while this was sent: the acknowledgement closed the tasks it saw,
+            # this closes its own (the task was committed above, the acknowledgement is read
+            # after: one of the two always sees the other).
+            with self.sessions.begin() as session:
+                if _audited(session, request.loan_no, request.ack_key):
+                    _close_alert_tasks(session, request.key.rsplit(":", 1)[0] + ":")
         return AlertSent(created, texts)
 
     def _mark_urgent(self, request: AlertRequest) -> None:
@@ -126,3 +152,6 @@ class SafetyActivities:
                     loan_no=event.loan_no, outcome="DONE", detail=event.detail,
                 ),
             )  # fmt: skip
+        if event.closes:  # after the audit line is committed (see raise_safety_alert)
+            with self.sessions.begin() as session:
+                _close_alert_tasks(session, event.closes)

@@ -31,6 +31,7 @@ from domain.models import (
     VisitReport,
 )
 from domain.plans import PlanRejected, check_plan, plan_policy
+from domain.policy import Policy
 from domain.rulebook import call_refusal, night_refusal, third_party_refusal
 from domain.stages import (
     CLOSED_STAGES,
@@ -45,7 +46,6 @@ from domain.stages import (
 )
 from domain.wording import forbidden_phrases
 
-CLOCK_SKEW = timedelta(minutes=10)  # how far in the future a reported time may lie
 MAX_NOTES = 2000
 VISIT_STAGES = (Stage.FIELD_VISIT, Stage.NEGOTIATION, Stage.AGREEMENT_SIGNING, Stage.FOLLOW_UP)
 
@@ -57,6 +57,42 @@ class Refused(ValueError):
 def check_aware(moment: datetime, name: str) -> None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise Refused(f"{name}: a time must carry its time zone")
+
+
+def clock_skew(policy: Policy) -> timedelta:
+    """How far ahead of the server's clock a recorded time may lie (a phone's clock)."""
+    return timedelta(minutes=policy.offline_clock_skew_minutes)
+
+
+def recorded_time(request: object) -> tuple[str, datetime] | None:
+    """The field holding the time a person recorded in a request, and its value."""
+    if isinstance(request, CheckOut):
+        return "visited_at", request.report.visited_at
+    for kind, name in RECORDED_FIELDS:
+        if isinstance(request, kind):
+            return name, getattr(request, name)
+    return None
+
+
+def check_offline_time(policy: Policy, request: object, now: datetime) -> None:
+    """An action a phone sent with its own id (perhaps queued offline for hours): the time
+    the collector recorded it lies within the policy's clock skew ahead of `now` and its
+    maximum age back. Checked by the case's validators and again by the service."""
+    found = recorded_time(request)
+    if found is None:
+        return
+    name, at = found
+    check_aware(at, name)
+    if at > now + clock_skew(policy):
+        raise Refused(
+            f"{name}: more than {policy.offline_clock_skew_minutes} minutes ahead of the "
+            "server's clock; set the phone's clock right (手机时间不准) and send it again"
+        )
+    if at < now - timedelta(hours=policy.offline_max_age_hours):
+        raise Refused(
+            f"{name}: recorded more than {policy.offline_max_age_hours} hours ago, too late "
+            "to send from the phone (离线记录已超时); ask the supervisor to record it"
+        )
 
 
 def check_open(s: CaseState) -> None:
@@ -101,7 +137,7 @@ def check_visit_time(s: CaseState, at: datetime, now: datetime, name: str) -> No
     check_aware(at, name)
     if s.team_size and (why := night_refusal(at, s.consents, s.policy)):
         raise Refused(f"{name}: {why}")
-    if at > now + CLOCK_SKEW:
+    if at > now + clock_skew(s.policy):
         raise Refused(f"{name}: the visit cannot be in the future")
     if at < s.opened_at:
         raise Refused(f"{name}: the visit is before the case was opened")
@@ -170,7 +206,7 @@ def check_check_out(s: CaseState, check_out: CheckOut, now: datetime) -> None:
         check_visit_report(s, check_out.report, now)
     else:  # paid, closed or on hold while the team was out: the team still checks out
         check_visit_fields(s, check_out.report, now)
-    if check_out.report.visited_at < s.visit.checked_in_at - CLOCK_SKEW:
+    if check_out.report.visited_at < s.visit.checked_in_at - clock_skew(s.policy):
         raise Refused("visited_at: before the team checked in")
 
 
@@ -179,7 +215,7 @@ def check_help(s: CaseState, request: HelpRequest, now: datetime) -> None:
         check_open(s)
     check_collectors(s, [request.collector_id])
     check_aware(request.at, "at")
-    if request.at > now + CLOCK_SKEW:
+    if request.at > now + clock_skew(s.policy):
         raise Refused("at: cannot be in the future")
     check_location(request.latitude, request.longitude)
     if len(request.notes) > MAX_NOTES:
@@ -243,7 +279,7 @@ def check_signature(s: CaseState, confirmation: SignatureConfirmation, now: date
         )
     check_collectors(s, [confirmation.collector_id])
     check_aware(confirmation.signed_at, "signed_at")
-    if confirmation.signed_at > now + CLOCK_SKEW:
+    if confirmation.signed_at > now + clock_skew(s.policy):
         raise Refused("signed_at: the signature cannot be in the future")
     if not confirmation.place.strip():
         raise Refused("place: say where the agreement was signed")
@@ -303,6 +339,16 @@ def check_close(s: CaseState, request: CloseRequest, legal_review: bool = False)
         raise Refused("reason: say who closes the case and why")
 
 
+# The recorded time of each kind of request (a CheckOut's is its report's visited_at).
+RECORDED_FIELDS: tuple[tuple[type, str], ...] = (
+    (VisitReport, "visited_at"),
+    (CheckIn, "checked_in_at"),
+    (HelpRequest, "at"),
+    (CallReport, "called_at"),
+    (ConsentChange, "at"),
+    (ComplaintReport, "received_at"),
+    (SignatureConfirmation, "signed_at"),
+)
 PARTIES = ("borrower", "contact:")
 CONSENT_CHANNELS = ("AGREEMENT", "SMS", "VISIT", "CALL")
 
@@ -329,7 +375,7 @@ def check_call(s: CaseState, report: CallReport, now: datetime) -> None:
         )
     check_collectors(s, [report.collector_id])
     check_aware(report.called_at, "called_at")
-    if report.called_at > now + CLOCK_SKEW:
+    if report.called_at > now + clock_skew(s.policy):
         raise Refused("called_at: the call cannot be in the future")
     if report.called_at < now - timedelta(days=1):
         raise Refused("called_at: record a call on the day it was made")
@@ -351,7 +397,7 @@ def check_consent(s: CaseState, change: ConsentChange, now: datetime) -> None:
     if change.how not in CONSENT_CHANNELS:
         raise Refused(f"how: {change.how!r} is not one of {', '.join(CONSENT_CHANNELS)}")
     check_aware(change.at, "at")
-    if change.at > now + CLOCK_SKEW:
+    if change.at > now + clock_skew(s.policy):
         raise Refused("at: consent cannot be given in the future")
     if not change.by.strip():
         raise Refused("by: say who recorded the consent")
@@ -402,7 +448,7 @@ def check_complaint(s: CaseState, report: ComplaintReport, now: datetime) -> Non
     if not report.by.strip():
         raise Refused("by: say who records the complaint")
     check_aware(report.received_at, "received_at")
-    if report.received_at > now + CLOCK_SKEW:
+    if report.received_at > now + clock_skew(s.policy):
         raise Refused("received_at: cannot be in the future")
     if len(report.summary) > MAX_NOTES:
         raise Refused(f"summary: at most {MAX_NOTES} characters")

@@ -404,6 +404,44 @@ class VisitInProgress:
     longitude: float | None = None
     alerted: bool = False
 
+    def shown(self) -> VisitShown:
+        """The visit as the status Query shows it to anyone who may see the case."""
+        return VisitShown(
+            self.number, list(self.collector_ids), self.checked_in_at, self.expected_back,
+            self.alert_at, self.by, self.alerted,
+        )  # fmt: skip
+
+
+@dataclass
+class VisitShown:
+    """A checked-in visit without the phone's location: that is the branch's supervisors'
+    only (the `visit_location` Query, asked for them by the pages)."""
+
+    number: int
+    collector_ids: list[str]
+    checked_in_at: datetime
+    expected_back: datetime
+    alert_at: datetime
+    by: str = ""
+    alerted: bool = False
+
+
+@dataclass
+class VisitLocation:
+    """Where the phone was when the team checked in (when the collector allowed it)."""
+
+    latitude: float
+    longitude: float
+
+
+@dataclass
+class AppliedOp:
+    """An action a phone sent with its own id, applied: its answer, given again to a repeat."""
+
+    op_id: str
+    message: str
+    number: int = 0
+
 
 @dataclass
 class SafetyAlert:
@@ -550,6 +588,9 @@ class CaseState:
     # plan's limits, domain/plans.py plan_policy) and the counselling given.
     hardships: list[str] = field(default_factory=list)
     counselling_given: list[str] = field(default_factory=list)
+    # Actions phones sent with their own ids, the newest last (workflows/phone_ops.py): kept
+    # across continue-as-new, where Temporal's own Update-id check does not reach.
+    applied_ops: list[AppliedOp] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- promises and waivers
@@ -697,7 +738,7 @@ class CaseStatus:
     strategy_version: str = ""
     segment: str = ""
     strategy_arm: str = ""
-    visit: VisitInProgress | None = None
+    visit: VisitShown | None = None  # without the phone's location
     alerts: list[SafetyAlert] = field(default_factory=list)
     hostile_team: bool = False
     legal_advice: str = ""
@@ -912,6 +953,9 @@ class AlertRequest:
     detail: str
     at: datetime
     collector_ids: list[str] = field(default_factory=list)
+    # The key of the alert's acknowledgement in the audit trail (SafetyAudit.key): an alert
+    # acknowledged while this was being sent leaves no open task behind.
+    ack_key: str = ""
 
 
 @dataclass
@@ -930,6 +974,9 @@ class SafetyAudit:
     by: str
     detail: str
     at: datetime
+    # An acknowledgement: the alert's tasks (keys starting with this) are done, which takes
+    # the alert off the dashboard's urgent banner.
+    closes: str = ""
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 WORKFLOW_TYPE = "LoanCollectionWorkflow"
 DEFAULT_TASK_QUEUE = "loan-collection"
+# An action a collector's phone sends with an id made on the phone (issue 15, weak signal)
+# is the Update of that id with this prefix: the case applies each such id once.
+PHONE_UPDATE_PREFIX = "phone-"
 
 
 def workflow_id(loan_no: str) -> str:

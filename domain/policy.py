@@ -162,6 +162,13 @@ class Policy:
     # another worker (a crashed worker is noticed after this long). Not scaled by fast_policy.
     sms_attempt_timeout_s: int = 30
     render_attempt_timeout_s: int = 120
+    # Weak signal (issue 15): an action queued on a collector's phone comes with the time
+    # the phone recorded it. That time may lie at most `offline_clock_skew_minutes` ahead
+    # of the server's clock (the skew every recorded time is allowed) and, for an action
+    # sent with the phone's id, at most `offline_max_age_hours` back. Wall-clock minutes and
+    # hours (phones keep real time): not scaled by fast_policy.
+    offline_clock_skew_minutes: int = 10
+    offline_max_age_hours: int = 48
 
     def __post_init__(self) -> None:
         self.validate()
@@ -169,7 +176,7 @@ class Policy:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            counted = f.name.endswith(("_seconds", "_fen", "_s"))
+            counted = f.name.endswith(("_seconds", "_fen", "_s", "_minutes", "_hours"))
             if counted or f.name.startswith(("max_", "sms_per")):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise PolicyError(f"policy field {f.name!r} must be a whole number >= 0")

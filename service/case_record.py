@@ -13,6 +13,7 @@ from db.models import (
     Agreement,
     AuditEvent,
     Borrower,
+    Branch,
     Case,
     ContactAttempt,
     InboundMessage,
@@ -92,6 +93,17 @@ def case_header(sessions: sessionmaker[Session], loan_no: str) -> tuple[str, lis
     if row is None:
         return None
     return row[0], [c for c in row[1:] if c]
+
+
+def branch_phone(sessions: sessionmaker[Session], loan_no: str) -> str | None:
+    """The office number of the case's branch (public): whom a collector out of signal calls."""
+    with sessions() as session:
+        return session.scalar(
+            select(Branch.phone)
+            .join(Case, Case.branch_code == Branch.code)
+            .join(Loan, Loan.id == Case.loan_id)
+            .where(Loan.loan_no == loan_no)
+        )
 
 
 def case_record(sessions: sessionmaker[Session], loan_no: str) -> CaseRecord | None:

@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import Branch, Case
+from domain.human_input import Refused, check_offline_time
 from domain.models import (
     AlertAck,
     CallReport,
@@ -46,11 +47,12 @@ from domain.models import (
     SignatureConfirmation,
     ThirdPartyMessage,
     UpdateAccepted,
+    VisitLocation,
     VisitReport,
     WaiverDecision,
     WaiverProposal,
 )
-from domain.names import workflow_id
+from domain.names import PHONE_UPDATE_PREFIX, workflow_id
 from domain.plans import monthly_plan
 from domain.policy import Policy
 from domain.stages import ConsentKind
@@ -65,7 +67,9 @@ SUPERVISORS = (Role.SUPERVISOR, Role.BRANCH_HEAD)
 COMPLAINT_ROLES = (Role.COLLECTOR, Role.SUPERVISOR, Role.BRANCH_HEAD)
 # An action queued on a phone while offline carries an id made on the phone: it becomes the
 # Update's id, and Temporal answers a repeated Update id with the first one's result, so an
-# action sent twice (a lost answer, a second flush) is applied once.
+# action sent twice (a lost answer, a second flush) is applied once; across the case's runs
+# the case itself keeps the ids it applied (workflows/phone_ops.py). The time the phone
+# recorded is bounded here and again by the case (domain/human_input.check_offline_time).
 UPDATE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("update_id", default=None)
 
 
@@ -110,16 +114,50 @@ class CaseActions:
                 return None
             raise
 
+    async def visit_location(self, who: Principal, loan_no: str) -> VisitLocation | None:
+        """Where the phone was at the check-in of the visit in progress: for the supervisors
+        and branch heads (of the case's branch: the caller has checked that it may see it)."""
+        if who.role not in SUPERVISORS:
+            return None
+        handle = self.client.get_workflow_handle(workflow_id(loan_no))
+        try:
+            return await handle.query(WF.visit_location)
+        except RPCError:
+            return None
+
+    async def _phone_time_refusal(
+        self, loan_no: str, update_id: str, arg: Any
+    ) -> ActionOutcome | None:
+        """A phone's action whose recorded time is out of the policy's bounds: refused, unless
+        the case applied that very action already (its answer was lost): then its answer."""
+        try:
+            check_offline_time(self.policy_for(loan_no), arg, datetime.now(UTC))
+            return None
+        except Refused as refused:
+            why = str(refused)
+        handle = self.client.get_workflow_handle(workflow_id(loan_no))
+        try:
+            done = await handle.query(WF.applied_op, PHONE_UPDATE_PREFIX + update_id)
+        except RPCError:
+            done = None
+        if done is not None:
+            return ActionOutcome(True, done.message, str(done.stage), done.number)
+        return ActionOutcome(False, why)
+
     async def _update(
         self, who: Principal, loan_no: str, action: str, update: Any, arg: Any, detail: str
     ) -> ActionOutcome:
         handle = self.client.get_workflow_handle(workflow_id(loan_no))
+        update_id = UPDATE_ID.get()
+        early = await self._phone_time_refusal(loan_no, update_id, arg) if update_id else None
         try:
-            update_id = UPDATE_ID.get()
-            result: UpdateAccepted = await handle.execute_update(
-                update, arg, id=f"phone-{update_id}" if update_id else None
-            )
-            outcome = ActionOutcome(True, result.message, str(result.stage), result.number)
+            if early is not None:
+                outcome = early
+            else:
+                result: UpdateAccepted = await handle.execute_update(
+                    update, arg, id=PHONE_UPDATE_PREFIX + update_id if update_id else None
+                )
+                outcome = ActionOutcome(True, result.message, str(result.stage), result.number)
         except WorkflowUpdateFailedError as e:
             outcome = ActionOutcome(False, refusal(e))
         except RPCError as e:

@@ -289,11 +289,10 @@ class UrgentAlert:
     detail: str
 
 
-def urgent_alerts(
-    sessions: sessionmaker[Session], branches: tuple[str, ...], now: datetime
-) -> list[UrgentAlert]:
-    """Safety alerts of the last 24 hours that reached nobody by SMS (no supervisor nor
-    head with a mobile: the task marked URGENT by activities/safety.py): the banner."""
+def urgent_alerts(sessions: sessionmaker[Session], branches: tuple[str, ...]) -> list[UrgentAlert]:
+    """Safety alerts that reached nobody by SMS (no supervisor nor head with a mobile: the
+    task marked URGENT by activities/safety.py), until someone acknowledges the alert (its
+    tasks are then done): the dashboard's banner. However old: nobody has answered them."""
     from db.models import Loan, Task
     from domain.safety import URGENT
 
@@ -305,7 +304,6 @@ def urgent_alerts(
             Task.kind == "SAFETY_ALERT",
             Task.status == "OPEN",
             Task.detail.startswith(URGENT),
-            Task.created_at >= now - timedelta(hours=24),
             Case.branch_code.in_(branches),
         )
         .order_by(Task.created_at.desc())

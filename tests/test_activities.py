@@ -343,3 +343,51 @@ def test_a_promise_or_waiver_row_only_moves_forward(sessions) -> None:
     with sessions() as session:
         assert session.scalars(select(PromiseToPay.status)).all() == ["KEPT"]
         assert session.scalars(select(WaiverRequest.status)).all() == ["EXPIRED"]
+
+
+def test_an_acknowledged_alert_leaves_the_urgent_banner_even_if_acknowledged_while_sent(
+    sessions,
+) -> None:
+    """Issue 15 review, weak signal item 4: the dashboard's urgent banner (an alert nobody
+    was texted about) clears when the alert is acknowledged, however old it is; an alert
+    acknowledged while its task was still being made ends closed too."""
+    from activities.safety import SafetyActivities
+    from db.models import Task
+    from domain.models import AlertRequest, SafetyAudit
+    from service.portfolio import urgent_alerts
+
+    loan_no = new_loan(sessions)
+    safety = SafetyActivities(sessions, SmsActivities(sessions, CountingGateway()))
+    long_ago = NOW - timedelta(days=3)  # nobody has answered it for days: still shown
+
+    def alert(number: int, level: str) -> AlertRequest:
+        key = f"{loan_no}:g1:alert:{number}:{level}"
+        ack = f"{loan_no}:g1:safety:0:ack:{number}"
+        return AlertRequest(key, loan_no, "QX01", number, "HELP", level, "被围堵", long_ago,
+                            ["QX01-C01"], ack_key=ack)  # fmt: skip
+
+    def acknowledge(number: int) -> None:
+        safety.record_safety(
+            SafetyAudit(
+                f"{loan_no}:g1:safety:0:ack:{number}",
+                loan_no,
+                "alert_acknowledged",
+                "sup",
+                f"alert {number} acknowledged",
+                NOW,
+                closes=f"{loan_no}:g1:alert:{number}:",
+            )
+        )
+
+    for level in ("SUPERVISOR", "BRANCH_HEAD"):  # no staff with a mobile: nobody texted
+        assert safety.raise_safety_alert(alert(1, level)).texts == 0
+    assert [a.loan_no for a in urgent_alerts(sessions, ("QX01",))] == [loan_no]
+    acknowledge(1)
+    assert urgent_alerts(sessions, ("QX01",)) == []
+
+    acknowledge(2)  # while alert 2's texts were being sent
+    safety.raise_safety_alert(alert(2, "BRANCH_HEAD"))
+    assert urgent_alerts(sessions, ("QX01",)) == []
+    with sessions() as session:
+        statuses = session.scalars(select(Task.status).where(Task.kind == "SAFETY_ALERT"))
+        assert sorted(statuses) == ["DONE", "DONE", "DONE"]

@@ -7,14 +7,14 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from service.users import Role
-from tests.harness import Harness, running_worker
+from tests.harness import Harness, eventually, running_worker
 from tests.web_support import PASSWORD, add_user, app_for, case_waiting_for_visit, serving
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -381,5 +381,159 @@ async def test_a_queued_action_is_sent_with_the_pages_fresh_token_and_kept_per_u
     await expect(page.locator("#sent-list")).to_contain_text("visit 1 recorded: MET")
     await h.at_stage(case.handle, "NEGOTIATION")
     await context.close()
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()
+
+
+async def _visits_applied(h: Harness, case) -> int:  # type: ignore[no-untyped-def]
+    return (await h.status(case.handle)).counters.visits
+
+
+async def test_an_action_is_kept_when_the_phone_says_online_but_nothing_gets_through(
+    site, browser: Browser
+) -> None:
+    """Issue 15 review, weak signal item 1: the phone says "online" while requests fail
+    (aborted), meet a gateway error (503) or hang: the visit report is kept on the phone
+    (never lost, never sent twice), a refusal on the merits is shown and not kept, and the
+    page sends the queue again by itself (every 15 s) once requests get through."""
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    # Service workers blocked: routes see every request (the page's queue is under test).
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, service_workers="block")
+    page = await context.new_page()
+    await page.clock.install()  # the page's timers: its 15 s timeout and retry, on demand
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+    assert await page.evaluate("navigator.onLine")
+
+    # A rule's refusal (no teammate) is the case's answer: shown, not kept.
+    await page.select_option("#outcome", "MET")
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#flash")).to_contain_text("collector_ids")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+
+    async def aborted(route) -> None:  # type: ignore[no-untyped-def]
+        await route.abort("connectionfailed")
+
+    visit_url = f"**/cases/{case.loan_no}/visit"
+    await page.route(visit_url, aborted)
+    await page.select_option("#outcome", "MET")
+    await page.fill("#notes", "信号一格，发不出去")
+    await page.check("#visit-form input[name=teammates]")
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    await expect(page.locator("#unsent-list")).to_contain_text("Report a visit")
+    await expect(page.locator("#flash")).to_contain_text("not sent")
+    await page.unroute(visit_url, aborted)
+
+    tries: list[str] = []
+
+    async def bad_gateway(route) -> None:  # type: ignore[no-untyped-def]
+        tries.append("503")
+        await route.fulfill(status=503, content_type="text/html", body="<h1>502 Bad Gateway</h1>")
+
+    await page.route(visit_url, bad_gateway)
+    await page.clock.fast_forward(16_000)  # the page tries again by itself
+    await eventually(lambda: tries, "the retry meeting the gateway error")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    await page.unroute(visit_url, bad_gateway)
+
+    hanging = asyncio.Event()
+
+    async def hang(route) -> None:  # type: ignore[no-untyped-def]
+        hanging.set()  # never answered: the page gives up after its timeout
+
+    await page.route(visit_url, hang)
+    await page.clock.fast_forward(16_000)
+    await asyncio.wait_for(hanging.wait(), 10)
+    await page.clock.fast_forward(16_000)  # past the 15 s timeout
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    assert await _visits_applied(h, case) == 0  # nothing reached the case
+    await page.unroute(visit_url, hang)
+
+    await page.clock.fast_forward(16_000)  # requests get through: sent, once
+    await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
+    await expect(page.locator("#sent-list")).to_contain_text("visit 1 recorded: MET")
+    await h.at_stage(case.handle, "NEGOTIATION")
+    assert await _visits_applied(h, case) == 1
+    await context.close()
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()
+
+
+async def test_a_check_in_that_stays_unsent_says_call_the_branch_and_its_timer_starts_on_arrival(
+    site, browser: Browser
+) -> None:
+    """Issue 15 review, weak signal item 1: a check-in whose requests fail while the phone
+    says "online" is kept, the page tells the collector to call the branch (its number, kept
+    with the page) and stays so after a reload; sent later, the case has the time the phone
+    recorded and starts the alert's timer when it arrives. An unsent call for help says to
+    phone the branch at once."""
+    from db.models import Branch
+    from domain.models import AlertAck, CheckOut, VisitReport
+    from workflows.collection import LoanCollectionWorkflow as WF
+
+    h, base = site
+    with h.sessions.begin() as session:
+        branch = session.get(Branch, "QX01")
+        assert branch is not None
+        branch.phone = "0851-88886666"
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, service_workers="block")
+    page = await context.new_page()
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#checkin-form")).to_be_visible()
+    await expect(page.locator("#unsent-checkin")).to_be_hidden()
+
+    check_in_url = f"**/cases/{case.loan_no}/check-in"
+    await page.route(check_in_url, lambda route: route.abort("timedout"))
+    await page.check("#checkin-form input[name=teammates]")
+    await page.click("#checkin-form button[type=submit]")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    hint = page.locator("#unsent-checkin")
+    await expect(hint).to_be_visible()
+    await expect(hint).to_contain_text("请致电网点")
+    await expect(hint.locator("a[href='tel:0851-88886666']")).to_be_visible()
+    await expect(page.locator("#checkin-form")).to_be_hidden()
+    await page.reload()  # still unsent after the page opens again
+    await expect(hint).to_be_visible()
+    await expect(page.locator("#checkin-form")).to_be_hidden()
+    await expect(page.locator("#checked-in-offline")).to_be_visible()
+    assert (await h.status(case.handle)).visit is None
+    queued = await page.evaluate("JSON.parse(localStorage.getItem('collection-queue:zhang'))")
+    recorded = datetime.fromisoformat(queued[0]["recorded"])  # the phone's time, its offset
+
+    await page.unroute(check_in_url)
+    await asyncio.sleep(3)  # out of signal a while longer
+    arrival = datetime.now(UTC)
+    await page.reload()  # opening the page sends the queue
+    await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
+    await expect(page.locator("#sent-list")).to_contain_text("签到成功")
+    visit = (await h.status(case.handle)).visit
+    assert visit is not None
+    assert abs(visit.checked_in_at - recorded) < timedelta(seconds=1)
+    # The timer (2 h expected + 30 min grace) runs from the check-in's arrival, not its time.
+    lasts = timedelta(hours=2, minutes=30)
+    assert visit.alert_at - (visit.checked_in_at + lasts) >= timedelta(seconds=3)
+    assert abs(visit.alert_at - (arrival + lasts)) < timedelta(seconds=3), (visit, arrival)
+
+    # A call for help that cannot be sent: phone the branch now.
+    help_url = f"**/cases/{case.loan_no}/help"
+    await page.route(help_url, lambda route: route.abort("connectionfailed"))
+    await page.click("#help-button")
+    await expect(page.locator("#unsent-help")).to_be_visible()
+    await expect(page.locator("#unsent-help a[href='tel:0851-88886666']")).to_be_visible()
+    await page.unroute(help_url)
+    await page.reload()
+    await expect(page.locator("#sent-list")).to_contain_text("已通知主管")
+    await expect(page.locator("#unsent-help")).to_be_hidden()
+    await context.close()
+    # A case ends only once its team has checked out and its alerts are acknowledged.
+    await case.handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup"))
+    await case.handle.execute_update(
+        WF.check_out, CheckOut(VisitReport("MET", visit.collector_ids, datetime.now(UTC)))
+    )
     await h.pay(case.handle, 1_000_000)
     await case.handle.result()

@@ -197,9 +197,11 @@ def test_visit_reports_are_refused_with_their_field() -> None:
     assert refused(check.check_visit_report, s, report(visited_at=naive), NOW).startswith(
         "visited_at:"
     )
-    late = NOW + check.CLOCK_SKEW + timedelta(seconds=1)
+    skew = check.clock_skew(s.policy)  # the policy's, 10 minutes by default
+    assert skew == timedelta(minutes=10)
+    late = NOW + skew + timedelta(seconds=1)
     assert "future" in refused(check.check_visit_report, s, report(visited_at=late), NOW)
-    check.check_visit_report(s, report(visited_at=NOW + check.CLOCK_SKEW), NOW)
+    check.check_visit_report(s, report(visited_at=NOW + skew), NOW)
     early = s.opened_at - timedelta(seconds=1)
     assert "before the case" in refused(check.check_visit_report, s, report(visited_at=early), NOW)
     long_notes = "x" * (check.MAX_NOTES + 1)

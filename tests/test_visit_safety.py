@@ -412,7 +412,8 @@ async def test_nobody_to_text_goes_to_the_head_at_once_then_flags_the_dashboard(
     env, sqlite_sessions, tmp_path: Path
 ) -> None:
     """Issue 15 review, item 7: no supervisor with a mobile: the branch head's alert at once
-    (not 30 minutes later); nobody at all: the task is URGENT and the dashboard shows it."""
+    (not 30 minutes later); nobody at all: the task is URGENT and the dashboard shows it
+    until the alert is acknowledged (weak signal review item 4: not for 24 hours only)."""
     from service.portfolio import urgent_alerts
 
     async with running_worker(env, sqlite_sessions, tmp_path / "data") as h:
@@ -429,11 +430,15 @@ async def test_nobody_to_text_goes_to_the_head_at_once_then_flags_the_dashboard(
         )
         assert [t.assignees for t in tasks] == ["supervisor:QX01", "head:QX01"]
         assert tasks[1].detail.startswith("【紧急 URGENT")
-        banner = urgent_alerts(h.sessions, ("QX01",), datetime.now(UTC))
+        banner = urgent_alerts(h.sessions, ("QX01",))
         assert [a.loan_no for a in banner] == [spec.loan_no]
-        assert urgent_alerts(h.sessions, ("LS01",), datetime.now(UTC)) == []
+        assert urgent_alerts(h.sessions, ("LS01",)) == []
+        await check_out(h, handle)  # back safe, but nobody has answered the alert yet
+        await h.env.sleep(timedelta(hours=25))
+        assert [a.loan_no for a in urgent_alerts(h.sessions, ("QX01",))] == [spec.loan_no]
         await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
-        await check_out(h, handle)
+        assert urgent_alerts(h.sessions, ("QX01",)) == []
+        assert {t.status for t in alert_tasks(h, spec.loan_no)} == {"DONE"}
         await close(h, handle)
 
 
@@ -441,15 +446,20 @@ async def test_the_check_in_location_stays_out_of_the_history_and_audit_trail(
     h: Harness,
 ) -> None:
     """Issue 15 review, item 11: the phone's location is kept with the visit in progress (for
-    the branch's supervisors), not in the case history nor the audit trail."""
+    the branch's supervisors), not in the case history nor the audit trail; weak signal
+    review item 5: nor in the status Query, which every role's pages read: the supervisors'
+    pages ask the `visit_location` Query."""
     spec, handle = await h.start()
     await to_field_visit(h, handle)
     status = await h.status(handle)
     request = CheckIn(status.collectors, await h.now(), status.collectors[0], 29.123456, 117.654321)
     await handle.execute_update(WF.check_in, request)
     status = await h.status(handle)
-    assert status.visit is not None and status.visit.latitude == 29.123456
-    assert not [e for e in status.history if "29.12" in e.detail or "117.65" in e.detail]
+    assert status.visit is not None and status.visit.collector_ids == status.collectors
+    assert "29.12" not in str(status) and "117.65" not in str(status)
+    location = await handle.query(WF.visit_location)
+    assert location is not None
+    assert (location.latitude, location.longitude) == (29.123456, 117.654321)
     with h.sessions() as session:
         details = list(
             session.scalars(select(AuditEvent.detail).where(AuditEvent.loan_no == spec.loan_no))

@@ -42,6 +42,7 @@ from service import audit, training
 from service.case_record import (
     agreement_pdf,
     as_seen_by,
+    branch_phone,
     case_header,
     case_record,
     collector_cases,
@@ -174,7 +175,7 @@ def pages_router(
         loads = await run_in_threadpool(caseloads, sessions, scope)
         mark_training(loads, local_date(now, config.policy), config.policy.training_warning_days)
         complaints = await run_in_threadpool(complaint_counts, sessions, scope)
-        urgent = await run_in_threadpool(urgent_alerts, sessions, scope, now)
+        urgent = await run_in_threadpool(urgent_alerts, sessions, scope)
         month, compliance, month_error = await run_in_threadpool(
             compliance_section, sessions, q.get("month"), scope, config.policy, now
         )
@@ -292,10 +293,13 @@ def pages_router(
             if status
             else {}
         )
+        # The phone's location at the check-in: the branch's supervisors and heads only.
+        location = await acts.visit_location(who, loan_no) if status and status.visit else None
         if wants_json(request):
-            return as_json(
-                {"status": status, "record": record, "calls": calls, "third_party": third_party}
-            )
+            data = {"status": status, "record": record, "calls": calls, "third_party": third_party}
+            if who.role in (Role.SUPERVISOR, Role.BRANCH_HEAD):
+                data["visit_location"] = location
+            return as_json(data)
         flash, flash_ok = take_flash(request, who, loan_no) or ("", False)  # never from the URL
         response = page(
             request, "case.html.j2", who=who, status=status, record=record,
@@ -305,6 +309,8 @@ def pages_router(
             calls=calls, third_party=third_party, call_outcomes=list(CallOutcome),
             outcome_zh=CALL_OUTCOME_ZH, consent_channels=CONSENT_CHANNELS, how_zh=CONSENT_HOW_ZH,
             now=datetime.now(UTC), zone=await case_zone(acts, loan_no), Role=Role,
+            visit_location=location,
+            branch_phone=await run_in_threadpool(branch_phone, sessions, loan_no),
         )  # fmt: skip
         if flash:
             clear_flash(response, config.secure_cookies)

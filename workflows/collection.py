@@ -510,7 +510,7 @@ class LoanCollectionWorkflow(StaffMessages):
             strategy_version=s.strategy_version,
             segment=s.segment,
             strategy_arm=s.strategy_arm,
-            visit=s.visit,
+            visit=s.visit.shown() if s.visit else None,
             alerts=list(s.alerts),
             hostile_team=s.hostile_team,
             legal_advice=s.legal_advice,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows import phone_ops
 from workflows.case import Case
 from workflows.contact import send_sms
 
@@ -30,6 +31,8 @@ async def record_call(case: Case, report: CallReport) -> UpdateAccepted:
     """Recorded first (the activity refuses a call over the cap of the number, over all
     the borrower's loans, or at night without consent on record), then counted."""
     s = case.s
+    if (done := phone_ops.repeated(s)) is not None:
+        return done  # sent again by a phone after the case continued as new
     s.calls_made += 1
     recorded: CallRecorded = await case.act(
         A.RECORD_CALL,
@@ -51,12 +54,13 @@ async def record_call(case: Case, report: CallReport) -> UpdateAccepted:
         f"call to {report.party} ({recorded.number_masked}): {outcome}",
         report.reported_by or report.collector_id,
     )
-    return UpdateAccepted(
+    answer = UpdateAccepted(
         s.stage,
         f"call recorded: {outcome}; {recorded.unanswered_today} unanswered today "
         f"(at most {s.policy.max_unanswered_calls_per_day})",
         recorded.unanswered_today,
     )
+    return phone_ops.remember(s, answer)
 
 
 async def record_consent(case: Case, change: ConsentChange) -> UpdateAccepted:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
+from workflows import phone_ops
 from workflows.case import Case
 
 with workflow.unsafe.imports_passed_through():
@@ -54,6 +55,10 @@ class Safety:
 
     async def check_in(self, request: CheckIn) -> UpdateAccepted:
         case, s = self.case, self.case.s
+        if (done := phone_ops.repeated(s)) is not None:
+            return done  # sent again by a phone after the case continued as new
+        # The alert's timer starts now, when the check-in arrives (perhaps late, from a
+        # phone's queue), not at the time the phone recorded.
         now = workflow.now()
         s.check_ins += 1
         expected, alert_at = visit_times(now, s.remote, s.policy)
@@ -71,12 +76,13 @@ class Safety:
         by = request.by or request.collector_ids[0]
         case.note("visit", detail, by)
         await self._audit("check_in", f"check-in:{s.check_ins}", by, detail)
-        return UpdateAccepted(
+        answer = UpdateAccepted(
             s.stage,
             f"签到成功，预计{back}前签退 / checked in: check out by {back}, or the supervisor "
             "is alerted",
             s.check_ins,
         )
+        return phone_ops.remember(s, answer)
 
     def check_out(self, request: CheckOut) -> str:
         """The visit is over (decided here; the report is recorded by the caller)."""
@@ -92,13 +98,16 @@ class Safety:
 
     def need_help(self, request: HelpRequest) -> UpdateAccepted:
         s = self.case.s
+        if (done := phone_ops.repeated(s)) is not None:
+            return done  # sent again by a phone after the case continued as new
         since = s.visit.checked_in_at if s.visit else None
         team = s.visit.collector_ids if s.visit else [request.collector_id]
         detail = alert_detail(AlertKind.HELP, team, since, s.policy)
         if request.notes:
             detail += f": {request.notes[:200]}"
         alert = self.raise_alert(AlertKind.HELP, detail, request.collector_id)
-        return UpdateAccepted(s.stage, f"已通知主管 / the supervisor is alerted (alert {alert})")
+        answer = UpdateAccepted(s.stage, f"已通知主管 / the supervisor is alerted (alert {alert})")
+        return phone_ops.remember(s, answer)
 
     def hostile(self, collector_ids: list[str], by: str) -> None:
         """A visit reported a hostile borrower (collection-v4): the supervisor is alerted and
@@ -117,7 +126,9 @@ class Safety:
         if ack.notes:
             detail += f": {ack.notes[:200]}"
         case.note("safety", detail, ack.by)
-        await self._audit("alert_acknowledged", f"ack:{alert.number}", ack.by, detail)
+        # Its tasks are done: off the dashboard's urgent banner at once.
+        closes = f"{case.key('alert', alert.number)}:"
+        await self._audit("alert_acknowledged", f"ack:{alert.number}", ack.by, detail, closes)
         return UpdateAccepted(s.stage, f"alert {alert.number} acknowledged", alert.number)
 
     async def lift_hostile(self, request: LiftHostileTeam) -> UpdateAccepted:
@@ -220,6 +231,7 @@ class Safety:
                     detail=alert.detail,
                     at=workflow.now(),
                     collector_ids=team,
+                    ack_key=self._key(f"ack:{alert.number}"),
                 ),
                 AlertSent,
             )
@@ -240,11 +252,13 @@ class Safety:
                 )
             )  # fmt: skip
 
-    async def _audit(self, action: str, kind: str, by: str, detail: str) -> None:
+    def _key(self, kind: str) -> str:
+        """The audit line's key of a safety message (`kind`: check-in:1, ack:2 ...)."""
+        return f"{self.case.key('safety', 0)}:{kind}"
+
+    async def _audit(self, action: str, kind: str, by: str, detail: str, closes: str = "") -> None:
         case, s = self.case, self.case.s
         await case.act(
             A.RECORD_SAFETY,
-            SafetyAudit(
-                f"{case.key('safety', 0)}:{kind}", s.loan_no, action, by, detail, workflow.now()
-            ),
+            SafetyAudit(self._key(kind), s.loan_no, action, by, detail, workflow.now(), closes),
         )

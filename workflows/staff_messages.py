@@ -11,7 +11,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import visit_updates
+from workflows import phone_ops, visit_updates
 from workflows.case import Case
 from workflows.complaints import Complaints
 from workflows.safety import Safety
@@ -29,13 +29,22 @@ with workflow.unsafe.imports_passed_through():
         LegalDecisionRequest,
         LiftHostileTeam,
         UpdateAccepted,
+        VisitLocation,
     )
 
 
-def checked(rule: Callable[..., None], *args: Any) -> None:
-    """Run a pure check of human input; a refusal becomes the Update's rejection."""
+def checked(rule: Callable[..., None], s: CaseState, request: Any, *rest: Any) -> None:
+    """Run a pure check of human input; a refusal becomes the Update's rejection.
+
+    A phone's action (sent with its own id, workflows/phone_ops.py) applied before, in this
+    run or an earlier one, is let through to be answered as the first time; a new one has
+    the time it was recorded bounded by the policy (the phone's clock, its queue's age)."""
+    if phone_ops.repeated(s) is not None:
+        return
     try:
-        rule(*args)
+        if phone_ops.phone_op() is not None:
+            check.check_offline_time(s.policy, request, workflow.now())
+        rule(s, request, *rest)
     except check.Refused as refused:
         raise ApplicationError(str(refused), type="InvalidInput", non_retryable=True) from None
 
@@ -61,6 +70,8 @@ class StaffMessages:
 
     @workflow.update
     async def check_out(self, request: CheckOut) -> UpdateAccepted:
+        if (done := phone_ops.repeated(self.s)) is not None:
+            return done  # sent again by a phone after the case continued as new
         self.safety.check_out(request)
         return await visit_updates.report(self.case, self.safety, request.report)
 
@@ -125,3 +136,19 @@ class StaffMessages:
     @lift_hostile_team.validator
     def _validate_lift_hostile(self, request: LiftHostileTeam) -> None:
         _checked(check.check_lift_hostile, self.s, request)
+
+    # ------------------------------------------------------------------ queries
+
+    @workflow.query
+    def visit_location(self) -> VisitLocation | None:
+        """Where the phone was at the check-in of the visit in progress, if it said: for the
+        branch's supervisors only (the pages ask it for them; the status Query leaves it out)."""
+        visit = self.s.visit
+        if visit is None or visit.latitude is None or visit.longitude is None:
+            return None
+        return VisitLocation(visit.latitude, visit.longitude)
+
+    @workflow.query
+    def applied_op(self, op_id: str) -> UpdateAccepted | None:
+        """The answer a phone's action (its Update id) got, if the case applied it."""
+        return phone_ops.answer(self.s, op_id)

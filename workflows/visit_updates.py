@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows import phone_ops
 from workflows.case import Case
 from workflows.safety import Safety
 
@@ -16,6 +17,8 @@ with workflow.unsafe.imports_passed_through():
 
 async def report(case: Case, safety: Safety, report: VisitReport) -> UpdateAccepted:
     s = case.s
+    if (done := phone_ops.repeated(s)) is not None:
+        return done  # sent again by a phone after the case continued as new
     s.counters.visits += 1
     number = s.counters.visits
     record = VisitRecord(s.loan_no, number, report, s.stage, s.generation, s.policy)
@@ -48,4 +51,5 @@ async def report(case: Case, safety: Safety, report: VisitReport) -> UpdateAccep
         # The case takes the report first, so a deadline that fires while the record is
         # written cannot leave the caller with an answer the case no longer holds to.
         await case.act(A.RECORD_VISIT, record)
-    return UpdateAccepted(s.stage, f"visit {number} recorded: {outcome}", number)
+    answer = UpdateAccepted(s.stage, f"visit {number} recorded: {outcome}", number)
+    return phone_ops.remember(s, answer)

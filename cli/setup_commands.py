@@ -53,7 +53,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         default="text",
         help="the --compare report's format (default text)",
     )
-    sim.set_defaults(run=guarded(cmd_simulate), fast=True, simulate=True)
+    sim.set_defaults(
+        run=guarded(cmd_simulate, interrupted=lambda args: INTERRUPTED if args.compare else 0),
+        fast=True,
+        simulate=True,
+    )
     sub.add_parser("migrate", help="bring the database to the newest schema").set_defaults(
         run=cmd_migrate
     )
@@ -133,6 +137,7 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 DEMO_WEB_PORT = 8000
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 DEMO_PASSWORD = "demo-password"
 
 
@@ -210,11 +215,12 @@ async def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
-    """One simulated portfolio under the two strategy files at the same time on the dev
-    server (service/what_if.py), then the comparison on standard output; what happens on
-    the way goes to standard error, so a CSV or JSON report stays clean."""
-    from service.search_attribute_check import check_search_attributes
-    from service.what_if import FORMATS, MAX_BORROWERS, ArmSetup, run_what_if
+    """One simulated portfolio under the two strategy files at the same time, on throwaway
+    SQLite databases and an embedded dev server of its own, never the configured database or
+    Temporal (service/what_if.py), then the comparison on standard output; what happens on
+    the way goes to standard error, so a CSV or JSON report stays clean. Cut short (Ctrl-C)
+    it closes what it opened, removes it all and exits 130."""
+    from service.what_if import FORMATS, MAX_LOANS, ArmSetup, run_what_if
 
     arms = []
     for arm, path in zip(("A", "B"), args.compare, strict=True):
@@ -223,41 +229,38 @@ async def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
         except (StrategyError, OSError) as e:
             print(f"error: --compare {path}: {e}", file=sys.stderr)
             return 2
-    if not 1 <= args.loans <= MAX_BORROWERS:
-        print(f"error: --loans: 1 to {MAX_BORROWERS} with --compare", file=sys.stderr)
+    if not 1 <= args.loans <= MAX_LOANS:
+        print(
+            f"error: --loans: 1 to {MAX_LOANS} with --compare, got {args.loans} (both arms run "
+            "at once on this machine; with more loans the simulated people act days late on "
+            "the fast policy, and the comparison says more about the machine than the "
+            "strategies)",
+            file=sys.stderr,
+        )
         return 2
     if args.minutes <= 0:
         print("error: --minutes: more than 0", file=sys.stderr)
         return 2
     say = functools.partial(print, file=sys.stderr)
-    upgrade(settings.db_url)
-    engine = make_engine(settings.db_url)
-    server = start_dev_server(settings.data_dir)
-    say("Temporal dev server:", "started" if server else "already running")
+    # The configured policy's clock only (its time zone); the days last a second.
+    policy = fast_policy(timezone=settings.policy().timezone)
+    specs = demo_specs(args.loans, local_date(datetime.now(UTC), policy))
+    say(
+        f"What-if: {len(specs)} simulated borrowers under {args.compare[0]} (A) and "
+        f"{args.compare[1]} (B) at the same time for {args.minutes:g} minutes (a policy day "
+        "lasts one second; texts are recorded, not sent), on throwaway SQLite databases and "
+        "an embedded Temporal dev server of its own, removed at the end: nothing reaches "
+        "COLLECTION_DB_URL or TEMPORAL_ADDRESS ..."
+    )
     try:
-        sessions = session_factory(engine)
-        configured = settings.policy()
-        with sessions.begin() as session:
-            add_branches_and_collectors(session, timezone=configured.timezone)
-        specs = demo_specs(args.loans, local_date(datetime.now(UTC), configured))
-        policy = fast_policy(timezone=configured.timezone)
-        client = await connect(settings)
-        await check_search_attributes(client)
-        say(
-            f"What-if: {len(specs)} simulated borrowers under {args.compare[0]} (A) and "
-            f"{args.compare[1]} (B) at the same time for {args.minutes:g} minutes "
-            "(a policy day lasts one second; texts are recorded, not sent) ..."
-        )
         result = await run_what_if(
-            client, sessions, settings.data_dir, arms, specs, policy, args.minutes * 60,
-            seed=args.seed, task_queue=settings.task_queue,
+            arms, specs, policy, args.minutes * 60, seed=args.seed,
+            task_queue=settings.task_queue,
         )  # fmt: skip
-        sys.stdout.write(FORMATS[args.format](result))
-    finally:
-        engine.dispose()
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+    except asyncio.CancelledError:
+        say("interrupted: no report; the what-if's cases were closed and its databases removed")
+        raise
+    sys.stdout.write(FORMATS[args.format](result))
     return 0
 
 

@@ -27,6 +27,7 @@ GIVEN = "建国秀英志强桂兰海燕春梅德明玉珍永红丽华"
 # A demo collector's safety training: valid two years from the day the data is made (longer
 # than the months a time-skipping test runs a case).
 TRAINING_VALID_DAYS = 730
+COLLECTOR_CAPACITY = 40  # open cases a demo collector takes
 
 
 @dataclass
@@ -78,7 +79,7 @@ def add_branches_and_collectors(
                     id=f"{code}-C{n:02d}",
                     name=f"催收员{code}-{n}",
                     branch_code=code,
-                    capacity=40,
+                    capacity=COLLECTOR_CAPACITY,
                     active=True,
                     training_expires_on=valid_until,
                 ),

@@ -292,4 +292,9 @@ def load_strategy(path: str | Path | None = None) -> Strategy:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as e:
         raise StrategyError(f"{path.name}: not valid TOML ({e})") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8; an editor may have saved it as GBK
+        raise StrategyError(
+            f"{path.name}: not UTF-8 text (byte {e.start}): a strategy file must be UTF-8, "
+            "save it as UTF-8 (不是 UTF-8 编码，请另存为 UTF-8)"
+        ) from None
     return parse_strategy(data)

@@ -63,3 +63,51 @@ def start_dev_server(
             raise RuntimeError("the dev server did not open its port in time")
         time.sleep(0.2)
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_private_dev_server(
+    log_dir: Path, namespaces: list[str], wait_seconds: float = 30
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A dev server of our own, never one already running: a free port, no web UI, history
+    in memory (gone when it stops), `namespaces` created with our search attributes; in its
+    own process group, so a Ctrl-C reaches only us and the server stays up while we close
+    what is open. The caller stops it. The process and its address (host:port)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(log_dir / "temporal-server.log", "ab")  # noqa: SIM115 (the server keeps it)
+    args = [a for ns in namespaces for a in ("--namespace", ns)]
+    proc = subprocess.Popen(
+        [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+         "--headless", "--log-level", "warn", *args, *dev_server_args()],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    log.close()  # the server has its own handle
+    deadline = time.monotonic() + wait_seconds
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None:
+            tail = (log_dir / "temporal-server.log").read_text(errors="replace")[-500:]
+            raise RuntimeError(f"the embedded Temporal dev server exited: {tail.strip()}")
+        if time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError("the embedded Temporal dev server did not open its port in time")
+        time.sleep(0.1)
+    return proc, f"127.0.0.1:{port}"
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Terminate a server we started and wait for it; killed if it does not stop in time."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)

@@ -5,12 +5,12 @@ through the same Updates and Signals as the pages and the CLI: the borrower pays
 first notice, promises (and keeps or breaks the promise), is met, not at home, refuses,
 turns hostile or has moved; the collectors report visits, record promises, propose plans,
 have them signed; the borrower pays installments or misses them. Every choice is drawn once
-per case and step from a random generator seeded by (seed, borrower, step), so the same
+per case and step from a random generator seeded by (seed, loan number, step), so the same
 seed and portfolio make the same choices; with the fast policy (a policy day is a second)
-the portfolio spreads over every stage within a few minutes. The borrower is the loan number
-unless `borrowers` names another key: a what-if (service/what_if.py) runs one portfolio
-under two strategies with two loan numbers per borrower, and borrower i draws the same
-numbers in both.
+the portfolio spreads over every stage within a few minutes. The borrower is the loan number:
+a what-if (service/what_if.py) gives borrower i the same loan number in both arms, so they
+draw the same numbers in both. Nothing else (the time, the order the cases act in, which
+other cases are still open) goes into a draw.
 """
 
 from __future__ import annotations
@@ -76,21 +76,14 @@ class Simulator:
     actions: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)  # every stage a case was in at a round
-    # Loan number -> the borrower key the draws are seeded by (default: the loan number).
-    borrowers: dict[str, str] = field(default_factory=dict)
-    drawn: dict[tuple[str, str], float] = field(default_factory=dict)  # (borrower, step)
+    drawn: dict[tuple[str, str], float] = field(default_factory=dict)  # (loan, step)
     legal_reviews: Counter[str] = field(default_factory=Counter)  # per loan, seen so far
     round_seconds: list[float] = field(default_factory=list)  # how long each round took
 
-    def who(self, loan_no: str) -> str:
-        return self.borrowers.get(loan_no, loan_no)
-
     def chance(self, loan_no: str, step: str) -> float:
-        """The same number for the same (seed, borrower, step): a run can be repeated, and
-        the same borrower under another loan number draws the same."""
-        who = self.who(loan_no)
-        value = random.Random(zlib.crc32(f"{self.seed}:{who}:{step}".encode())).random()
-        self.drawn[who, step] = value
+        """The same number for the same (seed, loan, step): a run can be repeated."""
+        value = random.Random(zlib.crc32(f"{self.seed}:{loan_no}:{step}".encode())).random()
+        self.drawn[loan_no, step] = value
         return value
 
     def pick(self, loan_no: str, step: str, weights: dict[str, float]) -> str:
@@ -169,17 +162,13 @@ class Simulator:
 
     async def act(self, loan_no: str, s: CaseStatus) -> None:
         b, handle = self.behaviour, self.client.get_workflow_handle(workflow_id(loan_no))
-        # Steps are named by the borrower (`w`, the loan number unless a what-if names
-        # another key): the draws; by the loan: what was done (`_once`) and the payments.
-        w = self.who(loan_no)
         now = datetime.now(UTC)
         outstanding = s.outstanding_fen or 0
         day = timedelta(seconds=self.policy.day_seconds)
         promise = s.promises[-1] if s.promises else None
         if promise is not None and promise.status == "OPEN":
             key = f"{loan_no}:promise:{promise.seq}"
-            step = f"{w}:promise:{promise.seq}"
-            if self._once(key) and self.chance(loan_no, step) < b.keep_promise:
+            if self._once(key) and self.chance(loan_no, f"promise:{promise.seq}") < b.keep_promise:
                 await self._pay(loan_no, promise.amount_fen, key)
             return
         stage = str(s.stage)
@@ -192,7 +181,7 @@ class Simulator:
         elif stage == "FIELD_VISIT" and s.next_action == "visit report" and s.collectors:
             n = s.counters.visits + 1
             if self._once(f"{loan_no}:visit:{n}"):
-                outcome = self.pick(loan_no, f"{w}:visit:{n}", b.visit_outcomes)
+                outcome = self.pick(loan_no, f"visit:{n}", b.visit_outcomes)
                 team = s.collectors[: max(1, s.team_size)]
                 await handle.execute_update(
                     WF.report_visit, VisitReport(outcome, team, now, "simulated visit", team[0])
@@ -217,7 +206,7 @@ class Simulator:
         elif stage == "AGREEMENT_SIGNING" and s.agreement and s.collectors:
             version = s.agreement.version
             if s.agreement.plan_number == s.plan_number and self._once(f"{loan_no}:sign:{version}"):
-                if self.chance(loan_no, f"{w}:sign:{version}") < b.sign:
+                if self.chance(loan_no, f"sign:{version}") < b.sign:
                     await handle.execute_update(
                         WF.confirm_signature,
                         SignatureConfirmation(
@@ -242,7 +231,7 @@ class Simulator:
                 if inst.status in ("DUE", "OVERDUE", "UPCOMING") and inst.due_at - now < day:
                     step = f"plan{s.plan_number}:inst:{inst.seq}"
                     key = f"{loan_no}:{step}"
-                    if self._once(key) and self.chance(loan_no, f"{w}:{step}") < b.pay_installment:
+                    if self._once(key) and self.chance(loan_no, step) < b.pay_installment:
                         await self._pay(loan_no, inst.amount_fen - inst.covered_fen, key)
                     break
 

@@ -1,15 +1,18 @@
 """A what-if before a policy change (issue 16): one simulated portfolio under two strategy
 files at the same time, then the outcomes side by side with the difference B−A.
 
-The same borrowers (amounts, days overdue, segments, phones ...) are loaded once per arm
-under the arm's own loan numbers (a case's workflow id is its loan's) and its own borrower
-rows (a hostile visit or an opt-out in one arm must not reach the other). Each arm has its
-own worker on its own task queue whose assessment takes the arm's strategy, given to the
-activities, not through the environment. The simulated people draw their choices by the
-borrower's position in the portfolio, so borrower i makes the same choice at the same step
-in both arms: what differs is what the strategies made happen. Texts are recorded, never
-sent. At the end the arms' open cases are cancelled (no worker polls their task queues
-afterwards, and open cases would hold the collectors' capacity).
+It runs apart from everything real (service/what_if_sandbox.py): each arm its own throwaway
+SQLite database and Temporal namespace on an embedded dev server of its own, never
+COLLECTION_DB_URL or TEMPORAL_ADDRESS. The same borrowers (amounts, days overdue,
+segments, phones ...) are loaded into both arms under the same loan numbers: a strategy
+file's own champion/challenger split hashes the loan number, and the simulated people draw
+by it (seed, loan number, step), so borrower i is split alike and makes the same choice at
+the same step in both arms, in every run with the same seed: what differs is what the
+strategies made happen. Each arm has its own branches and collectors (the same in both),
+its own worker on its own task queue whose assessment takes the arm's strategy, given to
+the activities, not through the environment. Texts are recorded, never sent. At the end, or
+on an error or a Ctrl-C, the open cases are closed while the workers still run (those that
+do not close in time are terminated); then the server stops and the directory goes.
 
 A simulation is a what-if on simulated behaviour, not a forecast.
 """
@@ -24,19 +27,19 @@ import json
 import statistics
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import distinct, exists, func, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities.sms_gateway import RecordingGateway
-from db.models import Case, Loan, Visit
+from db.models import Assignment, Case, Loan, Task, Visit
 from db.seed import LoanSpec, add_loan
 from domain.labels import label
 from domain.models import CloseRequest
@@ -51,21 +54,32 @@ from domain.outcomes import (
     percent,
 )
 from domain.policy import Policy
-from domain.stages import Stage
+from domain.stages import Stage, TaskKind
 from domain.strategy import Strategy
 from domain.timerules import local_date
 from service.case_start import start_case
 from service.outcomes import portfolio
 from service.simulation import Simulator
+from service.what_if_sandbox import ArmPlace, sandbox
 from service.worker_factory import build_worker
 from workflows.collection import LoanCollectionWorkflow as WF
 
 ARMS = ("A", "B")
-MAX_BORROWERS = 999  # the arms' synthetic ID numbers carry the position in three digits
+# Both arms run at once on this machine, and the simulated people act on every open case
+# each round: with more loans a round takes longer than a policy day (a second) and they
+# act days late, so the comparison would say more about the machine than the strategies.
+MAX_LOANS = 100
+LOAN_PREFIX = "WHATIF"
 NOTE = (
     "注意：模拟是基于模拟行为的假设推演，不是预测。"
     "A simulation is a what-if on simulated behaviour, not a forecast: the simulated "
     "borrowers act by fixed probabilities (service/simulation.py), not as real borrowers will."
+)
+APART = (
+    "独立运行：使用临时 SQLite 数据库和内嵌 Temporal 开发服务器，结束后删除，"
+    "不使用 COLLECTION_DB_URL 和 TEMPORAL_ADDRESS。"
+    "Ran apart: throwaway SQLite databases and an embedded Temporal dev server of its own, "
+    "removed at the end; COLLECTION_DB_URL and TEMPORAL_ADDRESS are not used."
 )
 PAIRED_NOTE = (
     "区间把两组当作独立样本（未利用同一借款人配对），偏保守。"
@@ -99,6 +113,10 @@ class ArmResult:
     actions: dict[str, int]
     refused: dict[str, int]
     round_seconds: float = 0.0  # how long a round of the simulated people took, on average
+    challenger: int = 0  # cases the file's own split put in a segment's challenger arm
+    unassigned: int = 0  # cases that never had a collector
+    short_of_collectors: int = 0  # cases that asked a supervisor for (more) collectors
+    choices: dict[str, str] = field(default_factory=dict)  # loan -> "segment/arm"
 
 
 @dataclass
@@ -108,77 +126,68 @@ class WhatIf:
     borrowers: int
     arms: list[ArmResult]
     difference: ArmComparison | None  # B − A of the mean per-case recovery, 95 % CI
-    left_open: int = 0  # cases that did not close at the end (should be none)
+    left_open: int = 0  # cases that did not close at the end and were terminated
     day_seconds: int = 1  # the policy day the people's rounds are measured against
     simulators: list[Simulator] = field(default_factory=list, repr=False)
+    kept: Path | None = None  # the run's directory when kept (keep_in), else removed
 
 
-def arm_specs(specs: Sequence[LoanSpec], arm: str, stamp: str) -> list[LoanSpec]:
-    """One arm's copy of the portfolio: the same borrowers and loans under the arm's loan
-    numbers (SIM<stamp><arm><position>) and ID numbers (18 digits like a real one, so every
-    log masks them; unique per run, arm and position: each arm its own borrower rows)."""
-    if len(specs) > MAX_BORROWERS:
-        raise ValueError(f"loans: at most {MAX_BORROWERS} for a what-if, got {len(specs)}")
-    digit = ARMS.index(arm) + 1
-    return [
-        replace(
-            s,
-            loan_no=f"SIM{stamp}{arm}{n:04d}",
-            id_number=f"{s.id_number[:6]}{stamp[-8:]}{digit}{n:03d}",
-        )
-        for n, s in enumerate(specs)
-    ]
-
-
-def borrower_keys(loans: Sequence[str]) -> dict[str, str]:
-    """Loan number -> the borrower's position: the key both arms' draws are seeded by."""
-    return {loan: f"borrower-{n:04d}" for n, loan in enumerate(loans)}
+def what_if_specs(specs: Sequence[LoanSpec]) -> list[LoanSpec]:
+    """The portfolio each arm loads into its own database: the same loan numbers in both
+    (WHATIF0001 ...), and in every run, so the split and the draws are borrower i's."""
+    if len(specs) > MAX_LOANS:
+        raise ValueError(f"loans: at most {MAX_LOANS} for a what-if, got {len(specs)}")
+    return [replace(s, loan_no=f"{LOAN_PREFIX}{n + 1:04d}") for n, s in enumerate(specs)]
 
 
 async def run_what_if(
-    client: Client,
-    sessions: sessionmaker[Session],
-    data_dir: Path,
     arms: Sequence[ArmSetup],
     specs: Sequence[LoanSpec],
     policy: Policy,
     seconds: float,
     seed: int = 16,
     task_queue: str = "collection",
-    stamp: str | None = None,
+    keep_in: Path | None = None,
 ) -> WhatIf:
-    """Load the portfolio once per arm, run both arms at the same time for `seconds` (or
-    until every case closed), read the outcomes, cancel what is still open."""
-    stamp = stamp or datetime.now(UTC).strftime("%m%d%H%M%S")
-    portfolios = [arm_specs(specs, arm.label, stamp) for arm in arms]
-    with sessions.begin() as session:
-        for specs_of_arm in portfolios:
-            for spec in specs_of_arm:
-                add_loan(session, spec)
-    async with contextlib.AsyncExitStack() as stack:
-        queues = []
-        for arm in arms:
-            queue = f"{task_queue}-what-if-{stamp}-{arm.label}"
-            executor = stack.enter_context(ThreadPoolExecutor(max_workers=8))
-            worker = build_worker(
-                client, queue, sessions, data_dir, gateway=RecordingGateway(),
-                executor=executor, policy=policy, strategy=arm.strategy,
-            )  # fmt: skip
-            await stack.enter_async_context(worker)
-            queues.append(queue)
-        # Interleaved, so neither arm's cases get a head start.
-        for n in range(len(specs)):
-            for queue, specs_of_arm in zip(queues, portfolios, strict=True):
-                spec = specs_of_arm[n]
-                await start_case(client, queue, spec.loan_no, spec.branch, policy, "what-if")
-        sims = [
-            Simulator(client, [s.loan_no for s in p], policy, seed=seed,
-                      borrowers=borrower_keys([s.loan_no for s in p]))
-            for p in portfolios
-        ]  # fmt: skip
-        await asyncio.gather(*(sim.run(seconds) for sim in sims))
-        results = read_arms(sessions, policy, arms, sims)
-        left_open = await close_open(client, [loan for sim in sims for loan in sim.loans])
+    """Load the portfolio into each arm's throwaway database, run both arms at the same
+    time for `seconds` (or until every case closed), read the outcomes, close what is still
+    open; `keep_in`: keep the run's directory there (tests read its databases)."""
+    loan_specs = what_if_specs(specs)
+    loans = [s.loan_no for s in loan_specs]
+    labels = [arm.label for arm in arms]
+    async with sandbox(labels, loan_specs, policy, keep_in) as box:
+        for place in box.arms:
+            with place.sessions.begin() as session:
+                for spec in loan_specs:
+                    add_loan(session, spec)
+        async with contextlib.AsyncExitStack() as stack:
+            queues = []
+            for arm, place in zip(arms, box.arms, strict=True):
+                queue = f"{task_queue}-what-if-{box.run_id}-{arm.label}"
+                executor = stack.enter_context(ThreadPoolExecutor(max_workers=8))
+                worker = build_worker(
+                    place.client, queue, place.sessions, place.data_dir,
+                    gateway=RecordingGateway(), executor=executor, policy=policy,
+                    strategy=arm.strategy,
+                )  # fmt: skip
+                await stack.enter_async_context(worker)
+                queues.append(queue)
+            sims = [Simulator(place.client, list(loans), policy, seed=seed) for place in box.arms]
+            try:
+                # Interleaved, so neither arm's cases get a head start.
+                for spec in loan_specs:
+                    for place, queue in zip(box.arms, queues, strict=True):
+                        await start_case(
+                            place.client, queue, spec.loan_no, spec.branch, policy, "what-if"
+                        )
+                await asyncio.gather(*(sim.run(seconds) for sim in sims))
+                results = read_arms(box.arms, policy, arms, sims)
+            except BaseException:
+                # An error or a Ctrl-C: close what is open while the workers still run.
+                await to_the_end(close_arms(box.arms, loans, timeout=10))
+                raise
+            left_open = await to_the_end(close_arms(box.arms, loans))
+        kept = box.directory if keep_in is not None else None
     cases = [
         replace(c, segment="what-if", arm="CHAMPION" if i == 0 else "CHALLENGER")
         for i, arm_cases in enumerate(results[1])
@@ -187,42 +196,67 @@ async def run_what_if(
     comparisons = compare_arms(cases, MIN_ARM_CASES)
     return WhatIf(
         seed, seconds, len(specs), results[0], comparisons[0] if comparisons else None,
-        left_open, policy.day_seconds, sims,
+        left_open, policy.day_seconds, sims, kept,
     )  # fmt: skip
 
 
+T = TypeVar("T")
+
+
+async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even if this task is cancelled meanwhile (a Ctrl-C): closing
+    the cases needs the workers, which stop once we return. Cancelled, we still wait, then
+    pass the cancellation on. (A second Ctrl-C stops asyncio itself: that cancels `work`.)"""
+    task = asyncio.ensure_future(work)
+    interrupted = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            interrupted = True
+    if interrupted:
+        raise asyncio.CancelledError
+    return result
+
+
 def read_arms(
-    sessions: sessionmaker[Session],
+    places: Sequence[ArmPlace],
     policy: Policy,
     arms: Sequence[ArmSetup],
     sims: Sequence[Simulator],
 ) -> tuple[list[ArmResult], list[list[CaseOutcome]]]:
-    """Each arm's outcomes from the database: recovery against the debt at entry, promises,
-    visit reports, and the stage each case is in."""
-    everything = portfolio(sessions, policy)
+    """Each arm's outcomes from its database: recovery against the debt at entry, promises,
+    visit reports, the stage each case is in, the file's split, cases without collectors."""
     today = local_date(datetime.now(UTC), policy)
     out: list[ArmResult] = []
     per_arm: list[list[CaseOutcome]] = []
-    for arm, sim in zip(arms, sims, strict=True):
+    for arm, place, sim in zip(arms, places, sims, strict=True):
         loans = set(sim.loans)
-        cases = [c for c in everything if c.loan_no in loans]
+        cases = [c for c in portfolio(place.sessions, policy) if c.loan_no in loans]
         per_arm.append(cases)
-        with sessions() as session:
+        with place.sessions() as session:
             stages = Counter(
-                dict(
-                    session.execute(
-                        select(Case.stage, func.count())
-                        .join(Loan, Loan.id == Case.loan_id)
-                        .where(Loan.loan_no.in_(loans))
-                        .group_by(Case.stage)
-                    ).all()
-                )
+                dict(session.execute(select(Case.stage, func.count()).group_by(Case.stage)).all())
             )
-            visits = session.scalar(
-                select(func.count(Visit.id))
-                .join(Case, Case.id == Visit.case_id)
-                .join(Loan, Loan.id == Case.loan_id)
-                .where(Loan.loan_no.in_(loans))
+            visits = session.scalar(select(func.count(Visit.id)))
+            choices = {
+                loan_no: f"{segment}/{strategy_arm}"
+                for loan_no, segment, strategy_arm in session.execute(
+                    select(Loan.loan_no, Case.segment, Case.strategy_arm).join(
+                        Case, Case.loan_id == Loan.id
+                    )
+                )
+            }
+            unassigned = session.scalar(
+                select(func.count(Case.id)).where(~exists().where(Assignment.case_id == Case.id))
+            )
+            short = session.scalar(
+                select(func.count(distinct(Task.case_id))).where(
+                    Task.kind == TaskKind.ASSIGN_COLLECTOR.value
+                )
             )
         rows = outcomes([replace(c, segment=arm.label) for c in cases], "segment", today, today)
         g = rows[0] if rows else None
@@ -245,25 +279,40 @@ def read_arms(
                 actions=dict(sim.actions),
                 refused=dict(sim.refused),
                 round_seconds=statistics.fmean(sim.round_seconds) if sim.round_seconds else 0.0,
+                challenger=sum(c.endswith("/CHALLENGER") for c in choices.values()),
+                unassigned=unassigned or 0,
+                short_of_collectors=short or 0,
+                choices=choices,
             )
         )
     return out, per_arm
 
 
+async def close_arms(
+    places: Sequence[ArmPlace], loans: Sequence[str], timeout: float = 60.0
+) -> int:
+    """Close every arm's open cases; how many did not close in time (terminated instead)."""
+    left = await asyncio.gather(*(close_open(p.client, loans, timeout) for p in places))
+    return sum(left)
+
+
 async def close_open(client: Client, loans: Sequence[str], timeout: float = 60.0) -> int:
     """Cancel every case still open and wait for it to close (while the workers still run);
-    how many did not close in time."""
+    a case that does not close in time is terminated. How many did not close in time."""
     request = CloseRequest("CANCELLED", "模拟结束 what-if simulation ended", "what-if")
 
     async def close(loan_no: str) -> bool:
         handle = client.get_workflow_handle(workflow_id(loan_no))
-        with contextlib.suppress(WorkflowUpdateFailedError, RPCError):  # closed already
-            await handle.execute_update(WF.close_case, request)
+        # Refused: closed already (or never started); no answer in time: terminated below.
+        with contextlib.suppress(WorkflowUpdateFailedError, RPCError, TimeoutError):
+            await asyncio.wait_for(handle.execute_update(WF.close_case, request), timeout)
         try:
             await asyncio.wait_for(handle.result(), timeout)
         except TimeoutError:
+            with contextlib.suppress(RPCError):
+                await handle.terminate("what-if ended: the case did not close in time")
             return False
-        except Exception:  # failed or terminated meanwhile: closed all the same
+        except Exception:  # failed, terminated or never started: not running all the same
             return True
         return True
 
@@ -306,6 +355,9 @@ def rows(w: WhatIf) -> list[Row]:
     add("承诺违约 promises broken", "count", [a.promises_broken for a in arms])
     add("承诺兑现率 promise-kept rate", "rate", [a.promise_kept_rate for a in arms])
     add("上门外访 visits", "count", [a.visits for a in arms])
+    add("挑战组 challenger cases (the file's own split)", "count", [a.challenger for a in arms])
+    add("未分配催收员 never assigned a collector", "count", [a.unassigned for a in arms])
+    add("缺催收员 short of collectors", "count", [a.short_of_collectors for a in arms])
     for stage in _stages(w):
         add(f"阶段 stage: {label(stage)}", "count", [a.stages.get(stage, 0) for a in arms])
     return out
@@ -342,9 +394,10 @@ def to_text(w: WhatIf) -> str:
     lines = [
         "模拟对比（假设推演）What-if: one simulated portfolio under two strategy files",
         *(f"  {a.label} = {a.path} (版本 version {a.version})" for a in w.arms),
-        f"  {w.borrowers} 位借款人 borrowers, each in both arms (the same draws); "
-        f"seed {w.seed}; {w.seconds / 60:.3g} minutes at the fast policy (a policy day is a "
-        "second)",
+        f"  {w.borrowers} 位借款人 borrowers, each in both arms under the same loan number "
+        f"(the same draws, the same challenger split); seed {w.seed}; {w.seconds / 60:.3g} "
+        "minutes at the fast policy (a policy day is a second)",
+        f"  {APART}",
         "",
     ]
     table = [("指标 measure", *[a.label for a in w.arms], "差 B−A")]
@@ -372,7 +425,7 @@ def to_text(w: WhatIf) -> str:
             shown = ", ".join(f"{k} ({v})" for k, v in sorted(a.refused.items()))
             lines.append(f"{a.label} 被拒绝 refused by the case: {shown}")
     if w.left_open:
-        lines.append(f"未能关闭 not closed at the end: {w.left_open} cases")
+        lines.append(f"未能关闭 not closed at the end: {w.left_open} cases (terminated)")
     slowest = max(a.round_seconds for a in w.arms)
     if slowest > w.day_seconds:
         lines.append(
@@ -403,6 +456,7 @@ def to_csv(w: WhatIf) -> str:
         out.writerow(["95% 置信区间上限 CI high", "", "", round(d.high, 4)])
         out.writerow(["结论 verdict", "", "", verdict(d)])
     out.writerow(["注意 note", NOTE])
+    out.writerow(["运行环境 environment", APART])
     return buf.getvalue()
 
 
@@ -410,10 +464,13 @@ def to_json(w: WhatIf) -> str:
     d = w.difference
     data = {
         "note": NOTE,
+        "environment": APART,
         "seed": w.seed,
         "minutes": w.seconds / 60,
         "borrowers": w.borrowers,
-        "arms": [{k: v for k, v in vars(a).items() if k != "loans"} for a in w.arms],
+        "arms": [
+            {k: v for k, v in vars(a).items() if k not in ("loans", "choices")} for a in w.arms
+        ],
         "recovery_difference": None
         if d is None
         else {

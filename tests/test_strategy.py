@@ -66,6 +66,16 @@ def test_a_bad_strategy_file_is_refused_naming_the_key(extra: str, error: str) -
     assert str(e.value).startswith(error), str(e.value)
 
 
+def test_a_strategy_file_not_in_utf8_is_refused_naming_the_file(tmp_path: Path) -> None:
+    # Saved by an editor in GBK (the Chinese comment and description), not UTF-8.
+    text = DEFAULT_STRATEGY_FILE.read_text().replace("[treatments.", "# 试点方案\n[treatments.", 1)
+    (tmp_path / "pilot.toml").write_bytes(text.encode("gbk"))
+    with pytest.raises(StrategyError) as e:
+        load_strategy(tmp_path / "pilot.toml")
+    assert str(e.value).startswith("pilot.toml: not UTF-8"), str(e.value)
+    assert "save it as UTF-8" in str(e.value)
+
+
 def test_the_challenger_arm_is_stable_for_a_loan_number_and_near_its_share() -> None:
     loans = [f"QX{n:06d}" for n in range(2000)]
     first = [in_challenger(loan, "M2", 20) for loan in loans]

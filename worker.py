@@ -2,6 +2,8 @@
 
 Configuration comes from the environment (see README.md): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TLS or API key settings, COLLECTION_DB_URL.
+WORKER_ROLES (cases, render, sms; all by default) says which of the case work this process
+does, one Temporal Worker per role on the role's own task queue.
 SIGINT/SIGTERM stop polling and let running activities finish before exiting.
 """
 
@@ -15,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from activities.documents import PdfRenderer
 from activities.sms_gateway import RecordingGateway, RoutedGateway
 from db.engine import make_engine, session_factory
+from domain.names import CASES, RENDER, SMS
 from service.log_masking import configure
 from service.search_attribute_check import check_search_attributes
 from service.settings import Settings
@@ -37,13 +40,17 @@ async def run_worker(
         if not (settings.db_url.startswith("sqlite"))
         else make_engine(settings.db_url)
     )
+    roles = settings.worker_roles
     client = await connect(settings)
-    await check_search_attributes(client)  # a case upserting an unknown one would stall
-    # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered
-    gateway = worker_gateway(settings.sms_language)
-    pdf = pdf or PdfRenderer(processes=settings.pdf_processes)
+    if CASES in roles:
+        await check_search_attributes(client)  # a case upserting an unknown one would stall
+    # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered.
+    # The cases role needs it too: a safety alert texts staff from its own activity.
+    gateway = worker_gateway(settings.sms_language) if {CASES, SMS} & set(roles) else None
+    if RENDER in roles:
+        pdf = pdf or PdfRenderer(processes=settings.pdf_processes)
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
-        worker = build_worker(
+        workers = build_worker(
             client,
             settings.task_queue,
             session_factory(engine),
@@ -53,21 +60,25 @@ async def run_worker(
             sms_language=settings.sms_language,
             max_cached_workflows=settings.max_cached_workflows,
             pdf=pdf,
+            roles=roles,
+            sms_threads=settings.sms_threads,
         )
         log.info(
-            "worker on %s namespace %s task queue %s",
+            "worker on %s namespace %s: %s",
             settings.temporal_address,
             settings.temporal_namespace,
-            settings.task_queue,
+            ", ".join(f"{role} on task queue {q}" for role, q in workers.task_queues.items()),
         )
-        routes = [gateway.cn, gateway.intl] if isinstance(gateway, RoutedGateway) else [gateway]
-        if any(isinstance(g, RecordingGateway) for g in routes):
-            log.warning("no TWILIO_ACCOUNT_SID: SMS are recorded in the outbox, not sent")
-        log.info("SMS go out through %s", gateway.name)
-        async with worker:
+        if gateway is not None:
+            routes = [gateway.cn, gateway.intl] if isinstance(gateway, RoutedGateway) else [gateway]
+            if any(isinstance(g, RecordingGateway) for g in routes):
+                log.warning("no TWILIO_ACCOUNT_SID: SMS are recorded in the outbox, not sent")
+            log.info("SMS go out through %s", gateway.name)
+        async with workers:
             await stop.wait()
             log.info("stopping: finishing running activities")
-    pdf.close()
+    if pdf is not None:
+        pdf.close()
     engine.dispose()
 
 

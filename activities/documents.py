@@ -72,6 +72,7 @@ class PdfRenderer:
         if harfbuzz_subset is None:
             # fontTools' subsetter takes ~20 s for a CJK font where HarfBuzz takes 0.5 s.
             log.warning("libharfbuzz-subset0 is missing: agreement PDFs render very slowly")
+        self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
         if processes > 0:
             # spawn, not fork: the worker process has threads (Temporal's core, the pools).

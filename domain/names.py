@@ -7,6 +7,18 @@ DEFAULT_TASK_QUEUE = "loan-collection"
 PHONE_UPDATE_PREFIX = "phone-"
 
 
+# Worker roles (WORKER_ROLES): each polls its own task queue, so agreement rendering and SMS
+# sending can run in worker processes (and on cores) of their own.
+CASES, RENDER, SMS = "cases", "render", "sms"
+ROLES = (CASES, RENDER, SMS)
+
+
+def role_queue(task_queue: str, role: str) -> str:
+    """The task queue of `role` for the cases on `task_queue`: the cases' own, or
+    "<task_queue>-render" and "<task_queue>-sms"."""
+    return task_queue if role == CASES else f"{task_queue}-{role}"
+
+
 def workflow_id(loan_no: str) -> str:
     """One case per loan: starting the same loan twice attaches to the running case."""
     return f"collection-{loan_no}"
@@ -42,3 +54,7 @@ class Activities:
     RAISE_ALERT = "raise_safety_alert"
     RECORD_SAFETY = "record_safety"
     RECORD_COMPLAINT = "record_complaint"
+
+
+# The activities that run on a role's own task queue (collection-v4); all others are the cases'.
+ACTIVITY_ROLES = {Activities.RENDER_AGREEMENT: RENDER, Activities.SEND_SMS: SMS}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db.engine import data_dir, default_url
-from domain.names import DEFAULT_TASK_QUEUE
+from domain.names import DEFAULT_TASK_QUEUE, ROLES
 from domain.policy import Policy, load_policy
 
 
@@ -29,6 +29,10 @@ class Settings:
     max_cached_workflows: int = 1000
     codec_keys: str | None = None  # COLLECTION_CODEC_KEYS: payload encryption (service/codec.py)
     pdf_processes: int = 1  # agreement PDFs rendered outside the worker's process (0: inside)
+    # WORKER_ROLES: what this worker process does (domain/names.py): the cases (workflows and
+    # their activities), agreement rendering, SMS sending; all three by default.
+    worker_roles: tuple[str, ...] = ROLES
+    sms_threads: int = 8  # SMS sent at once by the sms role (each one HTTP call)
     # cancel-missing: at most this share (%) of the open cases in scope without --confirm-count
     cancel_max_percent: float = 10.0
 
@@ -50,9 +54,22 @@ class Settings:
             activity_threads=int(env("WORKER_ACTIVITY_THREADS", "16")),
             max_cached_workflows=int(env("WORKER_MAX_CACHED_WORKFLOWS", "1000")),
             pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
+            worker_roles=parse_roles(env("WORKER_ROLES", "")),
+            sms_threads=int(env("WORKER_SMS_THREADS", "8")),
             codec_keys=env("COLLECTION_CODEC_KEYS"),
             cancel_max_percent=float(env("COLLECTION_CANCEL_MAX_PERCENT", "10")),
         )
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file)
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """WORKER_ROLES: a comma list of cases, render and sms; empty means all three."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ROLES]
+    if unknown:
+        raise ValueError(
+            f"WORKER_ROLES: unknown role {', '.join(unknown)!r} (roles: {', '.join(ROLES)})"
+        )
+    return tuple(r for r in ROLES if r in names) or ROLES

@@ -1,10 +1,13 @@
-"""One place that builds the worker, for worker.py, the demo and the tests alike."""
+"""One place that builds the workers, for worker.py, the demo and the tests alike."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -20,11 +23,64 @@ from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
 from activities.training_reminders import TrainingReminderActivities
+from domain.names import CASES, RENDER, ROLES, SMS, role_queue
 from domain.policy import Policy
 from domain.strategy import Strategy
 from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
 from workflows.training_reminders import TrainingReminderWorkflow
+
+
+def role_activities(
+    sessions: sessionmaker[Session],
+    data_dir: Path,
+    gateway: SmsGateway | None = None,
+    sms_language: str = "zh",
+    pdf: PdfRenderer | None = None,
+    strategy: Strategy | None = None,
+    roles: Iterable[str] = ROLES,
+) -> dict[str, list[object]]:
+    """Each role's activities, built for the roles asked only (a cases-only worker never
+    loads WeasyPrint); `strategy` for the assessment, else the worker's strategy file
+    (COLLECTION_STRATEGY_FILE): a what-if runs one worker per strategy in one process."""
+    wanted = set(roles)
+    sms = (
+        SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
+        if wanted & {CASES, SMS}
+        else None
+    )
+    by_role: dict[str, list[object]] = {}
+    if CASES in wanted:
+        assert sms is not None
+        cases = CaseActivities(sessions, strategy)
+        contacts = ContactActivities(sessions)
+        safety = SafetyActivities(sessions, sms)  # a safety alert texts staff at once
+        complaints = ComplaintActivities(sessions)
+        by_role[CASES] = [
+            cases.load_case,
+            cases.assess_case,
+            cases.assign_collectors,
+            cases.record_transition,
+            cases.create_task,
+            cases.record_visit,
+            cases.record_payment,
+            cases.record_debt,
+            cases.record_signature,
+            cases.record_promise,
+            cases.record_waiver,
+            contacts.record_call,
+            contacts.record_consent,
+            safety.raise_safety_alert,
+            safety.record_safety,
+            complaints.record_complaint,
+        ]
+    if RENDER in wanted:
+        agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
+        by_role[RENDER] = [agreements.render_agreement]
+    if SMS in wanted:
+        assert sms is not None
+        by_role[SMS] = [sms.send_sms]
+    return by_role
 
 
 def activities(
@@ -35,34 +91,9 @@ def activities(
     pdf: PdfRenderer | None = None,
     strategy: Strategy | None = None,
 ) -> list[object]:
-    """The case activities; `strategy` for the assessment, else the worker's strategy file
-    (COLLECTION_STRATEGY_FILE): a what-if runs one worker per strategy in one process."""
-    cases = CaseActivities(sessions, strategy)
-    sms = SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
-    agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
-    contacts = ContactActivities(sessions)
-    safety = SafetyActivities(sessions, sms)
-    complaints = ComplaintActivities(sessions)
-    return [
-        cases.load_case,
-        cases.assess_case,
-        cases.assign_collectors,
-        cases.record_transition,
-        cases.create_task,
-        cases.record_visit,
-        cases.record_payment,
-        cases.record_debt,
-        cases.record_signature,
-        cases.record_promise,
-        cases.record_waiver,
-        sms.send_sms,
-        agreements.render_agreement,
-        contacts.record_call,
-        contacts.record_consent,
-        safety.raise_safety_alert,
-        safety.record_safety,
-        complaints.record_complaint,
-    ]
+    """Every role's activities in one list."""
+    by_role = role_activities(sessions, data_dir, gateway, sms_language, pdf, strategy)
+    return [act for acts in by_role.values() for act in acts]
 
 
 def daily_run_activities(
@@ -90,6 +121,36 @@ def reminder_activities(
     return [TrainingReminderActivities(sessions, sms, policy).send_training_reminders]
 
 
+class RoleWorkers:
+    """The Temporal Workers of one process, one per role (WORKER_ROLES), each polling its
+    own task queue: `async with` starts them all and stops them all."""
+
+    def __init__(self, workers: dict[str, Worker], owned: list[ThreadPoolExecutor]) -> None:
+        self.workers = workers
+        self._owned = owned  # the thread pools made here, shut down with the workers
+        self._stack: AsyncExitStack | None = None
+
+    @property
+    def task_queues(self) -> dict[str, str]:
+        return {role: w.task_queue for role, w in self.workers.items()}
+
+    async def __aenter__(self) -> RoleWorkers:
+        async with AsyncExitStack() as stack:
+            for worker in self.workers.values():
+                await stack.enter_async_context(worker)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        stack, self._stack = self._stack, None
+        try:
+            if stack is not None:
+                await stack.aclose()  # each worker lets its running activities finish
+        finally:
+            for pool in self._owned:
+                pool.shutdown(wait=False)
+
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -102,23 +163,60 @@ def build_worker(
     pdf: PdfRenderer | None = None,
     policy: Policy | None = None,
     strategy: Strategy | None = None,
-) -> Worker:
-    executor = executor or ThreadPoolExecutor(max_workers=16)
-    if policy is None:
+    roles: Iterable[str] = ROLES,
+    sms_threads: int = 8,
+) -> RoleWorkers:
+    """The workers of `roles` (by default all: one process does everything).
+
+    cases: the workflows (cases, the daily run, the training reminder) and every activity but
+    rendering and sending, on `task_queue`;
+    render: the agreement render, on "<task_queue>-render", as many at once as the PDF
+    processes plus one (so one's database work overlaps another's render); sms: sending, on
+    "<task_queue>-sms". A process with the cases and another role also serves that role's
+    activity on the cases' queue, where runs of released versions (before collection-v4)
+    still schedule it."""
+    wanted = [r for r in ROLES if r in set(roles)]
+    if policy is None and CASES in wanted:
         from service.settings import Settings
 
         policy = Settings.from_env().policy()
     gateway = gateway or RecordingGateway()
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow, TrainingReminderWorkflow],
-        activities=activities(sessions, data_dir, gateway, sms_language, pdf, strategy)
-        + daily_run_activities(sessions, client, task_queue, data_dir, policy)
-        + reminder_activities(sessions, gateway, sms_language, policy),
-        activity_executor=executor,
-        max_concurrent_activities=executor._max_workers,
-        max_cached_workflows=max_cached_workflows,
-        # On SIGTERM, running activities get this long to finish before they are cancelled.
-        graceful_shutdown_timeout=timedelta(seconds=30),
-    )
+    by_role = role_activities(sessions, data_dir, gateway, sms_language, pdf, strategy, wanted)
+    owned: list[ThreadPoolExecutor] = []
+
+    def pool(threads: int) -> ThreadPoolExecutor:
+        owned.append(ThreadPoolExecutor(max_workers=threads))
+        return owned[-1]
+
+    def worker(role: str, acts: list[object], threads: ThreadPoolExecutor, **kw: Any) -> Worker:
+        return Worker(
+            client,
+            task_queue=role_queue(task_queue, role),
+            activities=acts,
+            activity_executor=threads,
+            max_concurrent_activities=threads._max_workers,
+            # On SIGTERM, running activities get this long to finish before they are cancelled.
+            graceful_shutdown_timeout=timedelta(seconds=30),
+            **kw,
+        )
+
+    workers: dict[str, Worker] = {}
+    if CASES in wanted:
+        assert policy is not None
+        released = [act for role in (RENDER, SMS) for act in by_role.get(role, [])]
+        workers[CASES] = worker(
+            CASES,
+            by_role[CASES]
+            + released
+            + daily_run_activities(sessions, client, task_queue, data_dir, policy)
+            + reminder_activities(sessions, gateway, sms_language, policy),
+            executor or pool(16),
+            workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow, TrainingReminderWorkflow],
+            max_cached_workflows=max_cached_workflows,
+        )
+    if RENDER in wanted:
+        processes = getattr(pdf, "processes", 0)  # none given: rendered in the thread
+        workers[RENDER] = worker(RENDER, by_role[RENDER], pool(processes + 1))
+    if SMS in wanted:
+        workers[SMS] = worker(SMS, by_role[SMS], pool(sms_threads))
+    return RoleWorkers(workers, owned)

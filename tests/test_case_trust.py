@@ -35,7 +35,7 @@ from domain.names import Activities as A
 from domain.names import workflow_id
 from domain.timerules import end_of_local_day
 from service.case_start import start_case
-from service.worker_factory import activities
+from service.worker_factory import activities, build_worker
 from tests.harness import Harness, assert_replays, running_worker, through_legal_review
 from tests.test_workflow_paths import (
     DEBT,
@@ -240,7 +240,11 @@ async def test_a_signature_racing_its_deadline_is_the_truth(
         activities=[*acts, slow_record_signature],
         activity_executor=executor,
     )
-    async with running_worker(env, sqlite_sessions, tmp_path / "unused") as base, worker:
+    # Rendering and sending on their own task queues (issue 17), by the usual workers.
+    others = build_worker(
+        env.client, task_queue, sqlite_sessions, tmp_path / "data", roles=["render", "sms"]
+    )
+    async with running_worker(env, sqlite_sessions, tmp_path / "unused") as base, worker, others:
         h = Harness(
             env, env.client, task_queue, sqlite_sessions, tmp_path / "data", base.day, base.policy
         )

@@ -26,8 +26,8 @@ with workflow.unsafe.imports_passed_through():
         TaskRequest,
         Transition,
     )
+    from domain.names import ACTIVITY_ROLES, case_key, role_queue
     from domain.names import Activities as A
-    from domain.names import case_key
     from domain.promises import PROMISE_STAGES, open_promise
     from domain.rulebook import contact_lost
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
@@ -185,9 +185,19 @@ class Case:
             name,
             arg,
             result_type=result_type,
+            task_queue=self._task_queue(name),
             start_to_close_timeout=self._attempt_timeout(name),
             retry_policy=ACTIVITY_RETRY,
         )
+
+    def _task_queue(self, name: str) -> str | None:
+        """Rendering and sending run on their roles' own task queues (collection-v4), so they
+        can have worker processes and cores of their own; a released run's stay on the case's
+        queue (None: the workflow's own), where a worker with every role still serves them."""
+        role = ACTIVITY_ROLES.get(name)
+        if role is None or not self.versions.v4():
+            return None
+        return role_queue(workflow.info().task_queue, role)
 
     def _attempt_timeout(self, name: str) -> timedelta:
         """A crashed worker's activity is retried elsewhere after this long: short for the

@@ -1,0 +1,127 @@
+"""Worker roles (issue 17): agreement rendering and SMS sending on task queues of their own,
+so they can have their own worker processes and cores; one worker with every role (the
+default) still runs everything. On the time-skipping server with the real activities."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType, PendingActivityState, WorkflowExecutionStatus
+from temporalio.client import WorkflowHandle
+
+from activities.documents import PdfRenderer
+from domain.names import Activities as A
+from domain.names import role_queue
+from service.settings import Settings, parse_roles
+from service.worker_factory import build_worker, role_activities
+from tests.harness import Harness, assert_replays
+from tests.test_workflow_paths import DEBT, propose, sign, to_field_visit, visit
+
+
+class CountingRenderer(PdfRenderer):
+    """The render worker's renderer: counts the agreements it rendered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendered = 0
+
+    def render(self, html: str) -> bytes:
+        self.rendered += 1
+        return super().render(html)
+
+
+@pytest.fixture
+def h(env, sqlite_sessions, tmp_path: Path, request) -> Harness:
+    if request.config.getoption("--workflow-env") == "local":
+        pytest.skip("walks policy days: time-skipping server only")
+    return Harness(env, env.client, f"tq-{uuid.uuid4()}", sqlite_sessions, tmp_path / "data")
+
+
+def names(acts: list[object]) -> set[str]:
+    return {a.__temporal_activity_definition.name for a in acts}  # type: ignore[attr-defined]
+
+
+def test_worker_roles_setting() -> None:
+    assert parse_roles("") == ("cases", "render", "sms")  # the default: everything
+    assert parse_roles(" Render , cases") == ("cases", "render")
+    with pytest.raises(ValueError, match="WORKER_ROLES: unknown role 'pdf'"):
+        parse_roles("cases,pdf")
+    assert Settings().worker_roles == ("cases", "render", "sms")
+
+
+def test_the_cases_role_neither_renders_nor_sends(sqlite_sessions, tmp_path: Path) -> None:
+    cases = role_activities(sqlite_sessions, tmp_path, roles=["cases"])
+    assert list(cases) == ["cases"]
+    assert {A.RENDER_AGREEMENT, A.SEND_SMS}.isdisjoint(names(cases["cases"]))
+    assert A.RECORD_SIGNATURE in names(cases["cases"])
+
+
+async def scheduled_on(handle: WorkflowHandle) -> dict[str, set[str]]:
+    """The task queues each activity type was scheduled on, from the case's history."""
+    queues: dict[str, set[str]] = {}
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            queues.setdefault(attrs.activity_type.name, set()).add(attrs.task_queue.name)
+    return queues
+
+
+async def to_signing(h: Harness, handle: WorkflowHandle) -> None:
+    await to_field_visit(h, handle)
+    await visit(h, handle, "MET")
+    await h.at_stage(handle, "NEGOTIATION")
+    await propose(h, handle, DEBT)
+    await h.at_stage(handle, "AGREEMENT_SIGNING")
+
+
+async def test_the_render_worker_renders_the_agreement_on_its_own_queue(h: Harness) -> None:
+    pdf = CountingRenderer()
+    cases_and_sms = build_worker(
+        h.client, h.task_queue, h.sessions, h.data_dir, roles=parse_roles("cases,sms")
+    )
+    render = build_worker(h.client, h.task_queue, h.sessions, h.data_dir, pdf=pdf, roles=["render"])
+    assert set(cases_and_sms.workers) == {"cases", "sms"} and set(render.workers) == {"render"}
+    async with cases_and_sms, render:
+        _, handle = await h.start()
+        await to_signing(h, handle)
+        await sign(h, handle)
+        await h.at_stage(handle, "FOLLOW_UP")
+        await h.pay(handle, DEBT)
+        assert (await handle.result()).outcome == "PAID_IN_FULL"
+    assert pdf.rendered == 1  # the render worker's renderer; the cases worker has none
+    queues = await scheduled_on(handle)
+    assert queues[A.RENDER_AGREEMENT] == {role_queue(h.task_queue, "render")}
+    assert queues[A.SEND_SMS] == {f"{h.task_queue}-sms"}
+    assert queues[A.RECORD_SIGNATURE] == {h.task_queue}
+    await assert_replays(handle)
+
+
+async def test_without_a_render_worker_the_agreement_waits(h: Harness) -> None:
+    cases = build_worker(h.client, h.task_queue, h.sessions, h.data_dir, roles=parse_roles("cases"))
+    sms = build_worker(h.client, h.task_queue, h.sessions, h.data_dir, roles=["sms"])
+    async with cases, sms:
+        _, handle = await h.start()
+        await to_signing(h, handle)
+        await asyncio.sleep(1.5)  # a render worker would have rendered it by now
+        status = await h.status(handle)
+        assert status.stage == "AGREEMENT_SIGNING" and status.agreement is None
+        described = await handle.describe()
+        assert described.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+        [pending] = described.raw_description.pending_activities
+        assert pending.activity_type.name == A.RENDER_AGREEMENT
+        # Waiting in its task queue for a worker, not failing and retrying.
+        assert pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        assert pending.attempt == 1 and not pending.HasField("last_failure")
+
+        pdf = CountingRenderer()
+        async with build_worker(
+            h.client, h.task_queue, h.sessions, h.data_dir, pdf=pdf, roles=["render"]
+        ):
+            await sign(h, handle)  # waits for the agreement, then signs it
+            await h.at_stage(handle, "FOLLOW_UP")
+        assert pdf.rendered == 1
+        await h.pay(handle, DEBT)
+        assert (await handle.result()).outcome == "PAID_IN_FULL"

@@ -14,11 +14,16 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
 from activities.documents import PdfRenderer
+from activities.metrics import REGISTRY
 from activities.sms_gateway import RecordingGateway, RoutedGateway
 from db.engine import make_engine, session_factory
 from domain.names import CASES, RENDER, SMS
 from service.log_masking import configure
+from service.metrics import sdk_runtime, serve, with_process
 from service.search_attribute_check import check_search_attributes
 from service.settings import Settings
 from service.sms_setup import worker_gateway
@@ -40,8 +45,30 @@ async def run_worker(
         if not (settings.db_url.startswith("sqlite"))
         else make_engine(settings.db_url)
     )
+    stop_metrics = None
+    try:
+        if settings.metrics_address:  # the SDK's metrics and ours, for Prometheus
+            runtime, sdk = sdk_runtime()
+            client = await connect(settings, runtime)
+            stop_metrics = serve(settings.metrics_address, with_process(REGISTRY, sdk))
+            log.info("metrics at http://%s/metrics", settings.metrics_address)
+        else:
+            client = await connect(settings)
+        await _run_roles(settings, client, session_factory(engine), stop, pdf)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        engine.dispose()
+
+
+async def _run_roles(
+    settings: Settings,
+    client: Client,
+    sessions: sessionmaker[Session],
+    stop: asyncio.Event,
+    pdf: PdfRenderer | None,
+) -> None:
     roles = settings.worker_roles
-    client = await connect(settings)
     if CASES in roles:
         await check_search_attributes(client)  # a case upserting an unknown one would stall
     # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered.
@@ -53,7 +80,7 @@ async def run_worker(
         workers = build_worker(
             client,
             settings.task_queue,
-            session_factory(engine),
+            sessions,
             settings.data_dir,
             gateway=gateway,
             executor=executor,
@@ -74,12 +101,13 @@ async def run_worker(
             if any(isinstance(g, RecordingGateway) for g in routes):
                 log.warning("no TWILIO_ACCOUNT_SID: SMS are recorded in the outbox, not sent")
             log.info("SMS go out through %s", gateway.name)
-        async with workers:
-            await stop.wait()
-            log.info("stopping: finishing running activities")
-    if pdf is not None:
-        pdf.close()
-    engine.dispose()
+        try:
+            async with workers:
+                await stop.wait()
+                log.info("stopping: finishing running activities")
+        finally:
+            if pdf is not None:
+                pdf.close()
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.clock import activity_now
 from activities.contacts import third_party_check
 from activities.errors import not_found
+from activities.metrics import count_sms
 from activities.sms_gateway import (
     Channel,
     DeferredByProvider,
@@ -208,7 +209,9 @@ class SmsActivities:
             apply_unmatched(session, row)  # a receipt that overtook this commit
             _record_contact(session, row, now, result.status, req.purpose, req)
             log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
-            return _result(row)
+            done = _result(row)
+        count_sms(done.status, req.purpose)
+        return done
 
     # ------------------------------------------------------------------ the staff path
 
@@ -302,6 +305,7 @@ class SmsActivities:
             row.sent_at = now if status != "FAILED" else None
             apply_unmatched(session, row)
         log.info("staff SMS %s %s to %s", key, status, mask_phone(to_number))
+        count_sms(status, purpose)
         return status
 
     def _template(
@@ -337,6 +341,7 @@ class SmsActivities:
                 borrower.sms_opted_out, borrower.opted_out_at = True, now
             _record_contact(session, row, now, "FAILED", f"{req.purpose}: {text}", req)
         log.warning("SMS %s failed for good: %s", req.key, text)
+        count_sms("FAILED", req.purpose)
         return SmsResult(
             req.key,
             "FAILED",
@@ -545,6 +550,7 @@ def _record_decision(
         detail += f" (until {verdict.not_before.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
     key = decision_key(req.key, verdict.status, verdict.not_before, rule)
     _record_contact(session, row, now, verdict.status, detail, req, key, rule)
+    count_sms(verdict.status, req.purpose, rule)  # for operators: outcome and rule, no person
 
 
 def _result(row: SmsOutbox) -> SmsResult:

@@ -33,6 +33,10 @@ class Settings:
     # their activities), agreement rendering, SMS sending; all three by default.
     worker_roles: tuple[str, ...] = ROLES
     sms_threads: int = 8  # SMS sent at once by the sms role (each one HTTP call)
+    # Prometheus (service/metrics.py): the worker's metrics at http://METRICS_ADDRESS/metrics
+    # (host:port); the web app's /metrics answers a scraper with `Bearer METRICS_TOKEN`.
+    metrics_address: str | None = None
+    metrics_token: str | None = None
     # cancel-missing: at most this share (%) of the open cases in scope without --confirm-count
     cancel_max_percent: float = 10.0
 
@@ -56,6 +60,8 @@ class Settings:
             pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
             worker_roles=parse_roles(env("WORKER_ROLES", "")),
             sms_threads=int(env("WORKER_SMS_THREADS", "8")),
+            metrics_address=env("METRICS_ADDRESS") or None,
+            metrics_token=env("METRICS_TOKEN") or None,
             codec_keys=env("COLLECTION_CODEC_KEYS"),
             cancel_max_percent=float(env("COLLECTION_CANCEL_MAX_PERCENT", "10")),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from service.codec import data_converter
@@ -15,7 +16,8 @@ def _read(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client; `runtime` one that exports the SDK's metrics (service/metrics.py)."""
     tls: TLSConfig | bool = False
     if settings.tls_cert or settings.tls_ca:
         tls = TLSConfig(
@@ -31,4 +33,5 @@ async def connect(settings: Settings) -> Client:
         api_key=settings.api_key,
         tls=tls,
         data_converter=data_converter(settings.codec_keys),
+        runtime=runtime,
     )

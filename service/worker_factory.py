@@ -19,6 +19,7 @@ from activities.complaints import ComplaintActivities
 from activities.contacts import ContactActivities
 from activities.daily_run import DailyRunActivities
 from activities.documents import PdfRenderer
+from activities.metrics import ActivityTiming
 from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
@@ -195,6 +196,7 @@ def build_worker(
             activities=acts,
             activity_executor=threads,
             max_concurrent_activities=threads._max_workers,
+            interceptors=[ActivityTiming()],  # collection_activity_seconds
             # On SIGTERM, running activities get this long to finish before they are cancelled.
             graceful_shutdown_timeout=timedelta(seconds=30),
             **kw,

@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from db.engine import make_engine, session_factory
 from service.codec import EncryptionCodec, Keys
+from service.metrics import CasesByStage, sdk_runtime
 from service.settings import Settings
 from service.temporal_client import connect
 from webapp.aliyun_webhooks import aliyun_router
@@ -25,6 +26,7 @@ from webapp.case_export import case_export_router
 from webapp.codec_endpoint import codec_router
 from webapp.evidence import evidence_router
 from webapp.login import login_router
+from webapp.metrics import MetricsAccess, RequestTiming, metrics_router
 from webapp.pages import WebConfig, pages_router
 from webapp.rendering import as_json, page
 from webapp.tencent_webhooks import tencent_router
@@ -55,6 +57,7 @@ def create_app(
     webhook: WebhookConfig,
     web: WebConfig | None = None,
     codec: EncryptionCodec | None = None,
+    metrics: MetricsAccess | None = None,
 ) -> FastAPI:
     web = web or WebConfig()
     app = FastAPI(title="Loan collection", docs_url=None, redoc_url=None, openapi_url=None)
@@ -68,6 +71,8 @@ def create_app(
     app.include_router(case_export_router(sessions, temporal, web.policy))
     app.include_router(pages_router(sessions, temporal, web))
     app.include_router(codec_router(sessions, codec))
+    if metrics is not None:  # METRICS_TOKEN: for Prometheus (webapp/metrics.py)
+        app.include_router(metrics_router(metrics))
     # Temporal's web UI calls the codec endpoint from its own origin, with the session cookie;
     # no other route answers another origin (no CORS headers, no preflight).
     app.add_middleware(
@@ -79,6 +84,7 @@ def create_app(
         allow_methods=["POST"],
         allow_headers=["content-type", "x-namespace", "authorization"],
     )
+    app.add_middleware(RequestTiming)  # outermost: every request's time, by route template
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _: LoginRequired) -> Response:
@@ -129,14 +135,19 @@ def app_from_env() -> FastAPI:
     if not token:  # no Twilio: its webhooks refuse every request (no one knows this token)
         token = secrets.token_hex(32)
     client: Client | None = None
+    sessions = session_factory(make_engine(settings.db_url))
+    metrics, runtime = None, None
+    if settings.metrics_token:  # /metrics, with the Temporal client's SDK metrics
+        runtime, sdk = sdk_runtime()
+        metrics = MetricsAccess(settings.metrics_token, CasesByStage(sessions), sdk)
 
     async def temporal() -> Client:
         nonlocal client
-        client = client or await connect(settings)
+        client = client or await connect(settings, runtime)
         return client
 
     return create_app(
-        session_factory(make_engine(settings.db_url)),
+        sessions,
         temporal,
         WebhookConfig(
             token,
@@ -152,6 +163,7 @@ def app_from_env() -> FastAPI:
             tuple(os.environ.get("TEMPORAL_UI_ORIGINS", DEFAULT_UI_ORIGINS).split(",")),
         ),
         EncryptionCodec(Keys.parse(settings.codec_keys)) if settings.codec_keys else None,
+        metrics,
     )
 
 

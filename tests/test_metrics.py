@@ -1,0 +1,153 @@
+"""Operators can see it run (issue 17): the worker and the web app export Prometheus metrics,
+the SDK's and ours, with no personal data in them. The real worker (worker.run_worker) on the
+time-skipping server, then the web app on the same database."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio.client import Client
+
+from service.converter import DATA_CONVERTER
+from service.metrics import CasesByStage, loopback_address, sdk_runtime
+from service.settings import Settings
+from service.users import Role
+from tests.harness import Harness
+from tests.web_support import PASSWORD, add_user, app_for
+from webapp.app import create_app
+from webapp.metrics import MetricsAccess, metrics_router
+from webapp.twilio_webhooks import WebhookConfig
+from worker import run_worker
+
+TOKEN = "metrics-" + "x" * 24
+JSON = "application/json"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples whose labels include `labels` (0 when none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples(text).items() if n == name and wanted <= ls)
+
+
+def scrape(address: str) -> str:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as answer:
+        return answer.read().decode()
+
+
+@pytest.fixture
+def h(env, sqlite_sessions, tmp_path: Path, request) -> Harness:
+    if request.config.getoption("--workflow-env") == "local":
+        pytest.skip("time-skipping server only")
+    return Harness(env, env.client, f"tq-{uuid.uuid4()}", sqlite_sessions, tmp_path / "data")
+
+
+def no_personal_data(text: str, *values: str) -> None:
+    for v in values:
+        assert v not in text, f"{v!r} is in the metrics"
+
+
+async def test_the_worker_and_the_web_app_export_metrics(h: Harness) -> None:
+    address = loopback_address()
+    settings = Settings(
+        temporal_address=h.client.service_client.config.target_host,
+        task_queue=h.task_queue,
+        db_url=str(h.sessions.kw["bind"].url),
+        data_dir=h.data_dir,
+        pdf_processes=0,
+        metrics_address=address,
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop))
+    try:
+        for _ in range(100):  # the worker is up once it serves its metrics
+            try:
+                before = scrape(address)
+                break
+            except OSError:
+                assert not worker.done(), worker.result()
+                await asyncio.sleep(0.1)
+        sent = value(before, "collection_sms_total", purpose="first_notice", outcome="recorded")
+        refused = value(before, "collection_sms_total", outcome="refused", rule="no_number")
+
+        spec, handle = await h.start()
+        silent, silent_handle = await h.start(phone=None)
+        await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
+        await h.until(silent_handle, lambda s: s.counters.sms_blocked >= 1, "no number")
+        text = scrape(address)
+        page = await web_metrics(h, spec.loan_no)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 60)
+
+    # Ours: SMS decisions by outcome and rule, activity latencies by activity type.
+    # (No provider configured: the worker records texts in the outbox, "recorded".)
+    first_notices = value(text, "collection_sms_total", purpose="first_notice", outcome="recorded")
+    assert first_notices >= sent + 1
+    assert value(text, "collection_sms_total", outcome="refused", rule="no_number") >= refused + 1
+    assert value(text, "collection_activity_seconds_count", activity="send_sms", outcome="ok") >= 2
+    assert value(text, "collection_activity_seconds_count", activity="load_case") >= 2
+    # The SDK's: the worker's workflow tasks and activities, its requests to the server.
+    assert value(text, "temporal_workflow_task_execution_latency_count") >= 2
+    assert value(text, "temporal_activity_execution_latency_count", activity_type="send_sms") >= 2
+    assert value(text, "temporal_request_total") > 0
+    assert value(text, "process_resident_memory_bytes") > 10_000_000
+    no_personal_data(text, spec.loan_no, silent.loan_no, "13912345678", spec.id_number)
+
+    # The web app's: request latencies by route template, cases by stage and branch, the
+    # SDK's requests of its Temporal client (the case page's status Query).
+    assert value(page, "collection_web_request_seconds_count", route="/cases/{loan_no}") >= 1
+    assert value(page, "collection_web_request_seconds_count", route="/login", status="200") >= 1
+    assert value(page, "collection_cases", stage="INITIAL_CONTACT", branch="QX01") == 2
+    assert value(page, "temporal_request_total", operation="QueryWorkflow") >= 1
+    assert value(page, "process_cpu_seconds_total") > 0
+    no_personal_data(page, spec.loan_no, silent.loan_no, "13912345678", spec.id_number)
+
+
+async def web_metrics(h: Harness, loan_no: str) -> str:
+    """A supervisor opens a case page; then Prometheus scrapes the web app's /metrics."""
+    runtime, sdk = sdk_runtime()
+    target = h.client.service_client.config.target_host
+    client = await Client.connect(target, runtime=runtime, data_converter=DATA_CONVERTER)
+
+    async def temporal() -> Client:
+        return client
+
+    access = MetricsAccess(TOKEN, CasesByStage(h.sessions), sdk)
+    app = create_app(h.sessions, temporal, WebhookConfig("0" * 32), metrics=access)
+    add_user(h, "sup1", Role.SUPERVISOR, branches=["QX01"])
+    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web")
+    async with web:
+        signed_in = await web.post("/login", json={"username": "sup1", "password": PASSWORD})
+        bearer = {"authorization": f"Bearer {signed_in.json()['token']}"}
+        case = await web.get(f"/cases/{loan_no}", headers={**bearer, "accept": JSON})
+        assert case.status_code == 200, case.text
+        assert (await web.get("/login")).status_code == 200
+        assert (await web.get("/metrics")).status_code == 401  # no token: nothing
+        assert (await web.get("/metrics", headers=bearer)).status_code == 401  # a user's
+        answer = await web.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return answer.text
+
+
+async def test_without_a_token_there_is_no_metrics_page(h: Harness) -> None:
+    with pytest.raises(ValueError, match="METRICS_TOKEN: at least 16 characters"):
+        metrics_router(MetricsAccess("short"))
+    app = app_for(h)  # as app_from_env makes it without METRICS_TOKEN
+    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web")
+    async with web:
+        answer = await web.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 404

@@ -5,6 +5,8 @@ time-skipping server, then the web app on the same database."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import urllib.request
 import uuid
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from activities.metrics import REGISTRY as WORKER
+from domain.stages import CLOSED_STAGES
 from service.converter import DATA_CONVERTER
 from service.metrics import CasesByStage, loopback_address, sdk_runtime
 from service.settings import Settings
@@ -21,12 +25,14 @@ from service.users import Role
 from tests.harness import Harness
 from tests.web_support import PASSWORD, add_user, app_for
 from webapp.app import create_app
+from webapp.metrics import REGISTRY as WEB
 from webapp.metrics import MetricsAccess, metrics_router
 from webapp.twilio_webhooks import WebhookConfig
 from worker import run_worker
 
 TOKEN = "metrics-" + "x" * 24
 JSON = "application/json"
+ROOT = Path(__file__).parent.parent
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -151,3 +157,21 @@ async def test_without_a_token_there_is_no_metrics_page(h: Harness) -> None:
     async with web:
         answer = await web.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 404
+
+
+def test_the_dashboard_shows_the_metrics_we_export() -> None:
+    """ops/grafana/collection.json: every panel queries a metric the worker or the web app
+    exports, and "open cases" leaves out exactly the closed stages."""
+    dashboard = json.loads((ROOT / "ops" / "grafana" / "collection.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 10
+    ours = {m.name for registry in (WORKER, WEB) for m in registry.collect()} | {"collection_cases"}
+    used = {name for e in exprs for name in re.findall(r"\b(collection_[a-z_]+)", e)}
+    known = {f"{m}{end}" for m in ours for end in ("", "_total", "_bucket", "_count", "_sum")}
+    assert used <= known, f"not exported: {used - known}"
+    assert {"collection_sms_total", "collection_cases"} <= used
+    assert any("collection_activity_seconds_bucket" in e for e in exprs)
+    assert any("collection_web_request_seconds_bucket" in e for e in exprs)
+    assert any("temporal_" in e for e in exprs)  # the SDK's beside ours
+    [closed] = re.findall(r'stage!~"([A-Z_|]+)"', " ".join(exprs))
+    assert set(closed.split("|")) == {s.value for s in CLOSED_STAGES}

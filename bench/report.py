@@ -7,17 +7,33 @@ against its target is decided here, in one place.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+# The figures `--json FILE` writes (issue 17's keys): null until a section sets them.
+KEYS = (
+    "orchestration_ratio",
+    "render_ratio",
+    "memory_ratio_to_trivial",
+    "query_p95_under_load_ms",
+    "update_p95_under_load_ms",
+    "morning_drain_ratio",
+    "scale_100k",
+    "actions_per_case",
+    "actions_ratio",
+)
+
 
 @dataclass
 class Table:
     rows: list[tuple[str, str, str]] = field(default_factory=list)
+    figures: dict[str, object] = field(default_factory=lambda: dict.fromkeys(KEYS))
 
     def add(self, what: str, value: str, note: str = "") -> None:
         self.rows.append((what, value, note))
@@ -57,14 +73,31 @@ def header() -> None:
     print(f"date:    {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n", flush=True)
 
 
-def finish(table: Table, out: str | None) -> None:
-    """The table, printed; and written to `out` with the header, if given."""
+def finish(table: Table, out: str | None, json_out: str | None = None) -> None:
+    """The table, printed; and written to `out` with the header, if given; the figures by
+    key to `json_out`, if given."""
     print("\n" + table.markdown())
     if out:
         Path(out).write_text(
             f"command: `{command()}`  \nmachine: {machine()}  \n"
             f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n{table.markdown()}\n"
         )
+    if json_out:
+        meta = {
+            "command": command(),
+            "machine": machine(),
+            "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            "commit": commit(),
+        }
+        Path(json_out).write_text(json.dumps({**table.figures, "meta": meta}, indent=2) + "\n")
+
+
+def commit() -> str | None:
+    try:
+        run = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return run.stdout.strip() or None
 
 
 def fmt(v: float) -> str:
@@ -157,3 +190,29 @@ def render(table: Table, m: dict[str, float]) -> None:
         f"{m['ours_ms']:.0f} / {m['default_ms']:.0f} ms",
         f"ratio {m['ours_ms'] / m['default_ms']:.2f}; {m['kb']:.0f} KB; identical bytes",
     )
+
+
+def actions(table: Table, m: dict[str, float]) -> None:
+    """Temporal Cloud's billable Actions of one 12-installment case (bench/actions.py)."""
+    from bench.actions import KINDS, LIST_PRICE_PER_MILLION_USD, cost_per_10k_cases
+
+    kinds = ", ".join(f"{k} {m[f'actions_{k}']:.0f}" for k in KINDS if m[f"actions_{k}"])
+    table.add(
+        "Temporal Cloud Actions, one 12-installment case (all runs)",
+        f"{m['actions_per_case']:.0f}",
+        f"runs {m['actions_runs']:.0f}; {kinds}",
+    )
+    table.add(
+        "  trivial workflow, same activities and messages: Actions",
+        f"{m['actions_baseline']:.0f}",
+    )
+    table.add(
+        "  Actions ratio to the trivial workflow", f"{m['actions_ratio']:.2f}", "target ≤ 1.3"
+    )
+    table.add(
+        "  Actions cost of 10,000 such cases (list price)",
+        f"${cost_per_10k_cases(m['actions_per_case']):,.2f}",
+        f"${LIST_PRICE_PER_MILLION_USD:.0f} per million Actions; plan fee and storage apart",
+    )
+    table.figures["actions_per_case"] = m["actions_per_case"]
+    table.figures["actions_ratio"] = m["actions_ratio"]

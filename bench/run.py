@@ -18,6 +18,11 @@ not sent. Sections:
               history length per run of a 24-installment case.
 6. render     one agreement's PDF as the worker renders it (font configuration kept), against
               WeasyPrint's default (a new font configuration each render), in this process.
+7. actions    Temporal Cloud's billable Actions of one 12-installment case, counted from its
+              histories, against the trivial workflow with as many activities and messages
+              (counted, not timed: one run whatever --runs says).
+
+--json FILE writes the issue's figures by key (numbers; null where a section did not run).
 """
 
 # The runner: arguments, which sections run and how often, the medians into the report.
@@ -33,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from bench import report
+from bench.actions import bench_actions
 from bench.harness import medians
 from bench.intake import bench_intake
 from bench.lifecycle import bench_lifecycle
@@ -75,7 +81,11 @@ async def main(args: argparse.Namespace) -> None:
     if "render" in args.sections:
         report.render(table, medians([bench_render() for _ in range(args.runs)]))
 
-    report.finish(table, args.out)
+    if "actions" in args.sections:
+        print("actions (one 12-installment case, time-skipping)", flush=True)
+        report.actions(table, await bench_actions(12))
+
+    report.finish(table, args.out, args.json)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,11 +102,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         nargs="+",
-        default=["intake", "lifecycle", "skipping", "render"],
-        choices=["intake", "lifecycle", "skipping", "render"],
+        default=["intake", "lifecycle", "skipping", "render", "actions"],
+        choices=["intake", "lifecycle", "skipping", "render", "actions"],
     )
     p.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
     p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--json", help="also write the figures by key (JSON) to this file")
     return p
 
 

@@ -6,7 +6,9 @@ server (a worker's first case and a later one), and the history length per run o
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from bench.harness import BIN, database
@@ -16,10 +18,36 @@ from domain.money import split_evenly
 from service.converter import DATA_CONVERTER
 from workflows.collection import LoanCollectionWorkflow as WF
 
+if TYPE_CHECKING:
+    from tests.harness import Harness
+
+
+async def installment_case(h: Harness, installments: int) -> WorkflowHandle:
+    """A case from its first notice to paid in full: a visit, a plan of `installments`
+    installments twenty days apart, the signature, every installment paid on time."""
+    from tests.test_workflow_paths import DEBT, sign, to_field_visit, visit
+
+    _spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await visit(h, handle, "MET")
+    await h.at_stage(handle, "NEGOTIATION")
+    now = await h.now()
+    amounts = split_evenly(DEBT, installments)
+    items = [PlannedInstallment(now + h.day * 20 * (k + 1), a) for k, a in enumerate(amounts)]
+    await handle.execute_update(WF.propose_plan, PlanProposal(items, "QX01-C01"))
+    await sign(h, handle)
+    await h.at_stage(handle, "FOLLOW_UP")
+    for k, amount in enumerate(amounts, start=1):
+        # The server skips no time while the payment's workflow task is pending, so each
+        # installment is paid before its due date.
+        await h.advance(12)
+        await h.pay(handle, amount, reference=f"I-{k}")
+    assert (await handle.result()).outcome == "PAID_IN_FULL"
+    return handle
+
 
 async def bench_time_skipping() -> dict[str, float]:
     from tests.harness import run_histories, running_worker
-    from tests.test_workflow_paths import DEBT, sign, to_field_visit, visit
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
@@ -40,25 +68,7 @@ async def bench_time_skipping() -> dict[str, float]:
                 # loaded then, ~0.3 s more); the second is what every later case costs.
                 for label, installments in (("12_cold", 12), ("12", 12), ("24", 24)):
                     t0 = time.perf_counter()
-                    _spec, handle = await h.start()
-                    await to_field_visit(h, handle)
-                    await visit(h, handle, "MET")
-                    await h.at_stage(handle, "NEGOTIATION")
-                    now = await h.now()
-                    amounts = split_evenly(DEBT, installments)
-                    items = [
-                        PlannedInstallment(now + h.day * 20 * (k + 1), a)
-                        for k, a in enumerate(amounts)
-                    ]
-                    await handle.execute_update(WF.propose_plan, PlanProposal(items, "QX01-C01"))
-                    await sign(h, handle)
-                    await h.at_stage(handle, "FOLLOW_UP")
-                    for k, amount in enumerate(amounts, start=1):
-                        # The server skips no time while the payment's workflow task is
-                        # pending, so each installment is paid before its due date.
-                        await h.advance(12)
-                        await h.pay(handle, amount, reference=f"I-{k}")
-                    assert (await handle.result()).outcome == "PAID_IN_FULL"
+                    handle = await installment_case(h, installments)
                     wall = time.perf_counter() - t0
                     lengths = [len(x.events) for x in await run_histories(handle)]
                     out[f"wall_{label}"] = wall

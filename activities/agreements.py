@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,7 +70,18 @@ class AgreementActivities:
         self.sessions = sessions
         self.store = store
         self.env = environment(autoescape=True)
-        self.pdf = pdf or PdfRenderer()
+        self._pdf = pdf
+        self._pdf_lock = threading.Lock()
+
+    @property
+    def pdf(self) -> PdfRenderer:
+        """The renderer given, else one made at the first render that renders in this
+        process: a cases-only worker renders a released case's agreement (its runs schedule
+        it on the case's queue) without loading WeasyPrint or starting a PDF pool at start."""
+        with self._pdf_lock:  # two activity threads rendering at once make one renderer
+            if self._pdf is None:
+                self._pdf = PdfRenderer()
+            return self._pdf
 
     def render_html(
         self, request: AgreementRequest, loan: Loan, branch: Branch | None, version: int

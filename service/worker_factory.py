@@ -31,6 +31,10 @@ from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
 from workflows.training_reminders import TrainingReminderWorkflow
 
+# role_activities' key for what the cases role also serves on its queue: render_agreement and
+# send_sms where runs of released versions (before collection-v4) schedule them.
+RELEASED = "released"
+
 
 def role_activities(
     sessions: sessionmaker[Session],
@@ -41,13 +45,27 @@ def role_activities(
     strategy: Strategy | None = None,
     roles: Iterable[str] = ROLES,
 ) -> dict[str, list[object]]:
-    """Each role's activities, built for the roles asked only (a cases-only worker never
-    loads WeasyPrint); `strategy` for the assessment, else the worker's strategy file
-    (COLLECTION_STRATEGY_FILE): a what-if runs one worker per strategy in one process."""
+    """Each role's activities, built for the roles asked only; `strategy` for the
+    assessment, else the worker's strategy file (COLLECTION_STRATEGY_FILE): a what-if runs
+    one worker per strategy in one process.
+
+    With the cases role also RELEASED: rendering and sending as runs of released versions
+    (before collection-v4) schedule them, on the case's own queue. They share the render and
+    sms roles' objects when the process has those; a cases-only process renders in its own
+    process, with a renderer made at the first such render (never, once no released case is
+    left: no WeasyPrint, no PDF pool). The render role's renderer is made here, so a missing
+    CJK font stops the worker at start."""
     wanted = set(roles)
     sms = (
         SmsActivities(sessions, gateway or RecordingGateway(), sms_language)
         if wanted & {CASES, SMS}
+        else None
+    )
+    if RENDER in wanted and pdf is None:
+        pdf = PdfRenderer()
+    agreements = (
+        AgreementActivities(sessions, data_dir / "agreements", pdf)
+        if wanted & {CASES, RENDER}
         else None
     )
     by_role: dict[str, list[object]] = {}
@@ -75,8 +93,10 @@ def role_activities(
             safety.record_safety,
             complaints.record_complaint,
         ]
+        assert agreements is not None
+        by_role[RELEASED] = [agreements.render_agreement, sms.send_sms]
     if RENDER in wanted:
-        agreements = AgreementActivities(sessions, data_dir / "agreements", pdf)
+        assert agreements is not None
         by_role[RENDER] = [agreements.render_agreement]
     if SMS in wanted:
         assert sms is not None
@@ -94,7 +114,7 @@ def activities(
 ) -> list[object]:
     """Every role's activities in one list."""
     by_role = role_activities(sessions, data_dir, gateway, sms_language, pdf, strategy)
-    return [act for acts in by_role.values() for act in acts]
+    return [act for role in ROLES for act in by_role[role]]
 
 
 def daily_run_activities(
@@ -173,9 +193,9 @@ def build_worker(
     rendering and sending, on `task_queue`;
     render: the agreement render, on "<task_queue>-render", as many at once as the PDF
     processes plus one (so one's database work overlaps another's render); sms: sending, on
-    "<task_queue>-sms". A process with the cases and another role also serves that role's
-    activity on the cases' queue, where runs of released versions (before collection-v4)
-    still schedule it."""
+    "<task_queue>-sms". The cases role also serves rendering and sending on its own queue,
+    where runs of released versions (before collection-v4) still schedule them, whatever
+    other roles the process has (role_activities, RELEASED)."""
     wanted = [r for r in ROLES if r in set(roles)]
     if policy is None and CASES in wanted:
         from service.settings import Settings
@@ -205,11 +225,10 @@ def build_worker(
     workers: dict[str, Worker] = {}
     if CASES in wanted:
         assert policy is not None
-        released = [act for role in (RENDER, SMS) for act in by_role.get(role, [])]
         workers[CASES] = worker(
             CASES,
             by_role[CASES]
-            + released
+            + by_role[RELEASED]
             + daily_run_activities(sessions, client, task_queue, data_dir, policy)
             + reminder_activities(sessions, gateway, sms_language, policy),
             executor or pool(16),

@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState, WorkflowExecutionStatus
 from temporalio.client import WorkflowHandle
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+import activities.agreements as agreements_module
+import service.worker_factory as worker_factory
+import workflows.case as case_module
 from activities.documents import PdfRenderer
 from domain.names import Activities as A
 from domain.names import role_queue
 from service.settings import Settings, parse_roles
-from service.worker_factory import build_worker, role_activities
+from service.worker_factory import RELEASED, build_worker, role_activities
 from tests.harness import Harness, assert_replays
 from tests.test_workflow_paths import DEBT, propose, sign, to_field_visit, visit
 
@@ -52,11 +56,15 @@ def test_worker_roles_setting() -> None:
     assert Settings().worker_roles == ("cases", "render", "sms")
 
 
-def test_the_cases_role_neither_renders_nor_sends(sqlite_sessions, tmp_path: Path) -> None:
+def test_the_cases_role_renders_and_sends_only_for_released_runs(
+    sqlite_sessions, tmp_path: Path
+) -> None:
     cases = role_activities(sqlite_sessions, tmp_path, roles=["cases"])
-    assert list(cases) == ["cases"]
+    assert set(cases) == {"cases", RELEASED}
     assert {A.RENDER_AGREEMENT, A.SEND_SMS}.isdisjoint(names(cases["cases"]))
     assert A.RECORD_SIGNATURE in names(cases["cases"])
+    # On the case's own queue, where runs begun before collection-v4 schedule them.
+    assert names(cases[RELEASED]) == {A.RENDER_AGREEMENT, A.SEND_SMS}
 
 
 async def scheduled_on(handle: WorkflowHandle) -> dict[str, set[str]]:
@@ -125,3 +133,52 @@ async def test_without_a_render_worker_the_agreement_waits(h: Harness) -> None:
         assert pdf.rendered == 1
         await h.pay(handle, DEBT)
         assert (await handle.result()).outcome == "PAID_IN_FULL"
+
+
+class MadeRenderers:
+    """Stands in for activities.agreements.PdfRenderer: records each renderer made."""
+
+    made: list[PdfRenderer] = []
+
+    def __new__(cls, *args: object, **kwargs: object) -> PdfRenderer:  # type: ignore[misc]
+        renderer = PdfRenderer(*args, **kwargs)  # type: ignore[arg-type]
+        cls.made.append(renderer)
+        return renderer
+
+
+async def test_a_released_case_renders_and_sends_on_a_cases_only_worker(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs begun before collection-v4 schedule render_agreement and send_sms on the case's
+    own queue. README's split (cases with sms on one machine, render on another) or
+    WORKER_ROLES=cases must still serve them there: the cases worker renders (in its own
+    process, the renderer made at the first such render) and sends them."""
+    # A released run's routing: every activity on the case's queue (_task_queue -> None).
+    # Unsandboxed, so the patched method is the one the workflow runs.
+    monkeypatch.setattr(case_module.Case, "_task_queue", lambda self, name: None)
+
+    def unsandboxed(*args: object, **kwargs: object) -> Worker:
+        if kwargs.get("workflows"):
+            kwargs["workflow_runner"] = UnsandboxedWorkflowRunner()
+        return Worker(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_factory, "Worker", unsandboxed)
+    monkeypatch.setattr(agreements_module, "PdfRenderer", MadeRenderers)
+    MadeRenderers.made.clear()
+    pdf = CountingRenderer()
+    cases = build_worker(h.client, h.task_queue, h.sessions, h.data_dir, roles=["cases"])
+    render = build_worker(h.client, h.task_queue, h.sessions, h.data_dir, pdf=pdf, roles=["render"])
+    assert MadeRenderers.made == []  # no renderer (nor PDF pool) until a released case needs it
+    async with cases, render:
+        _, handle = await h.start()
+        await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice sent")
+        await to_signing(h, handle)
+        await sign(h, handle)
+        await h.at_stage(handle, "FOLLOW_UP")
+        await h.pay(handle, DEBT)
+        assert (await handle.result()).outcome == "PAID_IN_FULL"
+    queues = await scheduled_on(handle)
+    assert queues[A.RENDER_AGREEMENT] == {h.task_queue} and queues[A.SEND_SMS] == {h.task_queue}
+    assert pdf.rendered == 0  # the render worker's queue saw nothing of this case
+    [made] = MadeRenderers.made  # one renderer, made at the render, in the worker's process
+    assert made.processes == 0

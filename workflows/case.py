@@ -193,7 +193,7 @@ class Case:
     def _task_queue(self, name: str) -> str | None:
         """Rendering and sending run on their roles' own task queues (collection-v4), so they
         can have worker processes and cores of their own; a released run's stay on the case's
-        queue (None: the workflow's own), where a worker with every role still serves them."""
+        queue (None: the workflow's own), where every cases worker serves them."""
         role = ACTIVITY_ROLES.get(name)
         if role is None or not self.versions.v4():
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -166,7 +167,13 @@ class RoleWorkers:
         stack, self._stack = self._stack, None
         try:
             if stack is not None:
-                await stack.aclose()  # each worker lets its running activities finish
+                # Every worker stops polling at once and lets its running activities finish,
+                # all within one grace period: one after another, the last would still take
+                # work while the first drained, and the process could take one per role.
+                try:
+                    await asyncio.gather(*(w.shutdown() for w in self.workers.values()))
+                finally:
+                    await stack.aclose()  # the workers' own exits (their shutdown is done)
         finally:
             for pool in self._owned:
                 pool.shutdown(wait=False)

@@ -5,10 +5,13 @@ default) still runs everything. On the time-skipping server with the real activi
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType, PendingActivityState, WorkflowExecutionStatus
 from temporalio.client import WorkflowHandle
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -20,7 +23,7 @@ from activities.documents import PdfRenderer
 from domain.names import Activities as A
 from domain.names import role_queue
 from service.settings import Settings, parse_roles
-from service.worker_factory import RELEASED, build_worker, role_activities
+from service.worker_factory import RELEASED, RoleWorkers, build_worker, role_activities
 from tests.harness import Harness, assert_replays
 from tests.test_workflow_paths import DEBT, propose, sign, to_field_visit, visit
 
@@ -182,3 +185,64 @@ async def test_a_released_case_renders_and_sends_on_a_cases_only_worker(
     assert pdf.rendered == 0  # the render worker's queue saw nothing of this case
     [made] = MadeRenderers.made  # one renderer, made at the render, in the worker's process
     assert made.processes == 0
+
+
+STARTED: list[tuple[float, str]] = []  # (time.monotonic(), task queue) of each slow start
+
+
+@activity.defn(name="roles_test_slow")
+async def slow(task_queue: str) -> None:
+    """Longer than the grace period: the worker cancels it when the grace is over."""
+    STARTED.append((time.monotonic(), task_queue))
+    await asyncio.sleep(60)
+
+
+@workflow.defn(name="RolesTestSlow", sandboxed=False)
+class SlowOn:
+    @workflow.run
+    async def run(self, task_queue: str) -> None:
+        await workflow.execute_activity(
+            slow, task_queue, task_queue=task_queue, start_to_close_timeout=timedelta(minutes=2)
+        )
+
+
+async def test_the_role_workers_stop_together(dev_env) -> None:  # type: ignore[no-untyped-def]
+    """On SIGTERM every role's worker stops polling at once and the process is gone within
+    one grace period, not one per role with the cases worker still taking work meanwhile."""
+    client, tq, grace = dev_env.client, f"tq-{uuid.uuid4()}", 2.0
+
+    def worker(role: str, **kw: object) -> Worker:
+        return Worker(
+            client,
+            task_queue=role_queue(tq, role),
+            activities=[slow],
+            graceful_shutdown_timeout=timedelta(seconds=grace),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    STARTED.clear()
+    roles = RoleWorkers(
+        {
+            "cases": worker("cases", workflows=[SlowOn]),
+            "render": worker("render"),
+            "sms": worker("sms"),
+        },
+        [],
+    )
+    async with roles:
+        for role in ("cases", "render", "sms"):
+            await client.start_workflow(
+                SlowOn.run, role_queue(tq, role), id=f"slow-{uuid.uuid4()}", task_queue=tq
+            )
+        while len(STARTED) < 3:  # one activity running on each role's queue
+            await asyncio.sleep(0.1)
+        stopping = time.monotonic()
+        exiting = asyncio.ensure_future(roles.__aexit__(None, None, None))
+        await asyncio.sleep(0.3)
+        # Work that arrives after the SIGTERM, for the cases worker's queue.
+        await client.start_workflow(SlowOn.run, tq, id=f"late-{uuid.uuid4()}", task_queue=tq)
+        await exiting
+        took = time.monotonic() - stopping
+    # (The block's own exit finds the workers stopped: it does nothing.)
+    assert [q for t, q in STARTED if t >= stopping] == []  # nothing started after the SIGTERM
+    assert took < 2 * grace, f"shutdown took {took:.1f} s (grace {grace} s)"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
@@ -25,8 +26,8 @@ from service.users import Role
 from tests.harness import Harness
 from tests.web_support import PASSWORD, add_user, app_for
 from webapp.app import create_app
+from webapp.metrics import METHODS, UNMATCHED, MetricsAccess, metrics_router
 from webapp.metrics import REGISTRY as WEB
-from webapp.metrics import MetricsAccess, metrics_router
 from webapp.twilio_webhooks import WebhookConfig
 from worker import run_worker
 
@@ -157,6 +158,31 @@ async def test_without_a_token_there_is_no_metrics_page(h: Harness) -> None:
     async with web:
         answer = await web.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 404
+
+
+def web_text() -> str:
+    return generate_latest(WEB).decode()
+
+
+async def test_web_request_labels_come_from_a_fixed_set(h: Harness) -> None:
+    """A made-up HTTP method or a path no route has adds no time series of its own: each
+    label value is a series Prometheus keeps, and a client chooses both."""
+    count = "collection_web_request_seconds_count"
+    before = web_text()
+    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(h)), base_url="http://web")
+    async with web:
+        for i in range(20):
+            await web.request(f"PROBE{i}", "/cases/X0001")
+            assert (await web.get(f"/no-such-page/{i}")).status_code == 404
+    after = web_text()
+    labels = [s.labels for f in text_string_to_metric_families(after) for s in f.samples]
+    assert {ls["method"] for ls in labels if "method" in ls} <= METHODS | {"other"}
+    assert not [ls for ls in labels if "no-such-page" in ls.get("route", "")]
+    assert "PROBE" not in after and "no-such-page" not in after
+    other = value(after, count, method="other", route="/cases/{loan_no}")
+    assert other - value(before, count, method="other", route="/cases/{loan_no}") == 20
+    unmatched = value(after, count, method="GET", route=UNMATCHED, status="404")
+    assert unmatched - value(before, count, method="GET", route=UNMATCHED, status="404") == 20
 
 
 def test_the_dashboard_shows_the_metrics_we_export() -> None:

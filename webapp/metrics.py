@@ -30,6 +30,11 @@ REQUEST_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+# The method label's values: a client may send any token as a method, and each new label
+# value is a new time series in Prometheus.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"  # the route of a request no route matched (a 404)
+
 
 class RequestTiming:
     """ASGI middleware: each HTTP request's time into collection_web_request_seconds."""
@@ -52,9 +57,11 @@ class RequestTiming:
         try:
             await self.app(scope, receive, sending)
         finally:
-            # The router put the matched route in the scope: its template ("/cases/{loan_no}").
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(
+            # The router put the matched route in the scope: its template ("/cases/{loan_no}");
+            # none for a path no route has (never the path itself: it is the client's).
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            REQUEST_SECONDS.labels(method, route, str(status)).observe(
                 time.perf_counter() - started
             )
 

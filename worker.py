@@ -33,6 +33,24 @@ from service.worker_factory import build_worker
 log = logging.getLogger("worker")
 
 
+# Beyond the activity threads: the daily run's intake and payments, async activities on
+# the event loop, and a spare (SQLAlchemy's overflow adds 10 more on a burst).
+DB_HEADROOM = 4
+
+
+def db_connections(settings: Settings) -> int:
+    """The database pool for every thread that can hold a session at once in this process:
+    each role's activity threads (cases: WORKER_ACTIVITY_THREADS, sms: WORKER_SMS_THREADS,
+    render: WORKER_PDF_PROCESSES + 1), plus DB_HEADROOM."""
+    roles = settings.worker_roles
+    threads = {
+        CASES: settings.activity_threads,
+        SMS: settings.sms_threads,
+        RENDER: settings.pdf_processes + 1,
+    }
+    return sum(threads[role] for role in roles) + DB_HEADROOM
+
+
 async def run_worker(
     settings: Settings, stop: asyncio.Event | None = None, pdf: PdfRenderer | None = None
 ) -> None:
@@ -41,7 +59,7 @@ async def run_worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     engine = (
-        make_engine(settings.db_url, pool_size=settings.activity_threads)
+        make_engine(settings.db_url, pool_size=db_connections(settings))
         if not (settings.db_url.startswith("sqlite"))
         else make_engine(settings.db_url)
     )

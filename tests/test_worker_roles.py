@@ -18,6 +18,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import activities.agreements as agreements_module
 import service.worker_factory as worker_factory
+import worker as worker_module
 import workflows.case as case_module
 from activities.documents import PdfRenderer
 from domain.names import Activities as A
@@ -26,6 +27,7 @@ from service.settings import Settings, parse_roles
 from service.worker_factory import RELEASED, RoleWorkers, build_worker, role_activities
 from tests.harness import Harness, assert_replays
 from tests.test_workflow_paths import DEBT, propose, sign, to_field_visit, visit
+from worker import DB_HEADROOM, db_connections
 
 
 class CountingRenderer(PdfRenderer):
@@ -57,6 +59,33 @@ def test_worker_roles_setting() -> None:
     with pytest.raises(ValueError, match="WORKER_ROLES: unknown role 'pdf'"):
         parse_roles("cases,pdf")
     assert Settings().worker_roles == ("cases", "render", "sms")
+
+
+async def test_the_database_pool_has_a_connection_for_every_activity_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every role's activity threads can hold a session at once (sms and render threads
+    too, not only the cases'), with headroom: none waits for the pool."""
+    every = Settings(activity_threads=16, sms_threads=8, pdf_processes=2)
+    assert db_connections(every) == 16 + 8 + (2 + 1) + DB_HEADROOM
+    render = Settings(activity_threads=16, pdf_processes=4, worker_roles=("render",))
+    assert db_connections(render) == 4 + 1 + DB_HEADROOM
+    cases_sms = Settings(activity_threads=10, sms_threads=3, worker_roles=("cases", "sms"))
+    assert db_connections(cases_sms) == 10 + 3 + DB_HEADROOM
+
+    class Made(Exception):
+        pass
+
+    def make_engine(url: str, **kwargs: object) -> None:
+        raise Made(kwargs)
+
+    monkeypatch.setattr(worker_module, "make_engine", make_engine)
+    postgres = Settings(
+        db_url="postgresql+psycopg://db/collection", activity_threads=16, sms_threads=8
+    )
+    with pytest.raises(Made) as made:
+        await worker_module.run_worker(postgres, asyncio.Event())
+    assert made.value.args[0] == {"pool_size": 16 + 8 + 2 + DB_HEADROOM}
 
 
 def test_the_cases_role_renders_and_sends_only_for_released_runs(

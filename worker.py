@@ -23,7 +23,7 @@ from activities.sms_gateway import RecordingGateway, RoutedGateway
 from db.engine import make_engine, session_factory
 from domain.names import CASES, RENDER, SMS
 from service.log_masking import configure
-from service.metrics import sdk_runtime, serve, with_process
+from service.metrics import SdkMetrics, sdk_runtime, serve, with_process
 from service.search_attribute_check import check_search_attributes
 from service.settings import Settings
 from service.sms_setup import worker_gateway
@@ -63,19 +63,21 @@ async def run_worker(
         if not (settings.db_url.startswith("sqlite"))
         else make_engine(settings.db_url)
     )
-    stop_metrics = None
+    metrics = None
     try:
         if settings.metrics_address:  # the SDK's metrics and ours, for Prometheus
-            runtime, sdk = sdk_runtime()
+            # Ours bound first: the SDK's exporter then gets another free loopback port.
+            sdk = SdkMetrics()
+            metrics = serve(settings.metrics_address, with_process(REGISTRY, sdk))
+            runtime, _ = sdk_runtime(sdk)
+            log.info("metrics at http://%s/metrics", metrics.address)
             client = await connect(settings, runtime)
-            stop_metrics = serve(settings.metrics_address, with_process(REGISTRY, sdk))
-            log.info("metrics at http://%s/metrics", settings.metrics_address)
         else:
             client = await connect(settings)
         await _run_roles(settings, client, session_factory(engine), stop, pdf)
     finally:
-        if stop_metrics is not None:
-            stop_metrics()
+        if metrics is not None:
+            metrics.stop()
         engine.dispose()
 
 

@@ -13,6 +13,7 @@ import logging
 import socket
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
@@ -44,12 +45,15 @@ class Joined:
 
 
 class SdkMetrics:
-    """The SDK Runtime's Prometheus exporter, read on each scrape."""
+    """The SDK Runtime's Prometheus exporter, read on each scrape (nothing until
+    sdk_runtime has given it one)."""
 
-    def __init__(self, address: str) -> None:
-        self.url = f"http://{address}/metrics"
+    def __init__(self, address: str | None = None) -> None:
+        self.url = f"http://{address}/metrics" if address else None
 
     def collect(self) -> Iterator[Metric]:
+        if self.url is None:
+            return
         try:
             with urllib.request.urlopen(self.url, timeout=2) as answer:
                 text = answer.read().decode("utf-8")
@@ -84,15 +88,19 @@ def loopback_address() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-def sdk_runtime() -> tuple[Runtime, SdkMetrics]:
-    """A Temporal Runtime exporting the SDK's metrics, for Client.connect(runtime=...).
+def sdk_runtime(into: SdkMetrics | None = None) -> tuple[Runtime, SdkMetrics]:
+    """A Temporal Runtime exporting the SDK's metrics, for Client.connect(runtime=...), and
+    its reader (`into`, if given: one already served; see serve).
 
     Counters end in _total and durations are in seconds, as Prometheus names them."""
     address = loopback_address()
     metrics = PrometheusConfig(
         bind_address=address, counters_total_suffix=True, durations_as_seconds=True
     )
-    return Runtime(telemetry=TelemetryConfig(metrics=metrics)), SdkMetrics(address)
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=metrics))
+    sdk = into or SdkMetrics()
+    sdk.url = f"http://{address}/metrics"
+    return runtime, sdk
 
 
 def with_process(*parts: Collector) -> Joined:
@@ -100,17 +108,25 @@ def with_process(*parts: Collector) -> Joined:
     return Joined(*parts, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 
 
-def serve(address: str, metrics: Collector) -> Callable[[], None]:
+@dataclass
+class Serving:
+    address: str  # host:port as bound (port 0 asked: the one the system gave)
+    stop: Callable[[], None]
+
+
+def serve(address: str, metrics: Collector) -> Serving:
     """`metrics` at http://ADDRESS/metrics (host:port; `:9464` for every interface), in a
-    thread; the function returned stops it."""
+    thread. Bind it before sdk_runtime picks the SDK's free loopback port, which then
+    cannot be this one."""
     host, _, port = address.rpartition(":")
     server, _thread = start_http_server(int(port), host or "0.0.0.0", registry=metrics)  # type: ignore[arg-type]
+    bound_host, bound_port = server.server_address[:2]
 
     def stop() -> None:
         server.shutdown()
         server.server_close()
 
-    return stop
+    return Serving(f"{bound_host}:{bound_port}", stop)
 
 
 def exposition(metrics: Collector) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import urllib.request
 import uuid
@@ -20,7 +21,7 @@ from temporalio.client import Client
 from activities.metrics import REGISTRY as WORKER
 from domain.stages import CLOSED_STAGES
 from service.converter import DATA_CONVERTER
-from service.metrics import CasesByStage, loopback_address, sdk_runtime
+from service.metrics import CasesByStage, sdk_runtime
 from service.settings import Settings
 from service.users import Role
 from tests.harness import Harness
@@ -67,47 +68,61 @@ def no_personal_data(text: str, *values: str) -> None:
         assert v not in text, f"{v!r} is in the metrics"
 
 
-async def test_the_worker_and_the_web_app_export_metrics(h: Harness) -> None:
-    address = loopback_address()
+async def worker_metrics_address(
+    worker: asyncio.Task[None], caplog: pytest.LogCaptureFixture
+) -> str:
+    """Where the worker serves its metrics (it bound port 0: the system's choice, so no
+    other process, nor the SDK's own exporter, can have taken it first): from its log."""
+    for _ in range(100):
+        for record in caplog.records:
+            found = re.fullmatch(r"metrics at http://(\S+)/metrics", record.getMessage())
+            if record.name == "worker" and found:
+                return found.group(1)
+        assert not worker.done(), worker.result()
+        await asyncio.sleep(0.1)
+    raise AssertionError("the worker did not say where its metrics are")
+
+
+async def test_the_worker_and_the_web_app_export_metrics(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker")
     settings = Settings(
         temporal_address=h.client.service_client.config.target_host,
         task_queue=h.task_queue,
         db_url=str(h.sessions.kw["bind"].url),
         data_dir=h.data_dir,
         pdf_processes=0,
-        metrics_address=address,
+        metrics_address="127.0.0.1:0",
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, stop))
     try:
-        for _ in range(100):  # the worker is up once it serves its metrics
-            try:
-                before = scrape(address)
-                break
-            except OSError:
-                assert not worker.done(), worker.result()
-                await asyncio.sleep(0.1)
-        sent = value(before, "collection_sms_total", purpose="first_notice", outcome="recorded")
-        refused = value(before, "collection_sms_total", outcome="refused", rule="no_number")
-
+        address = await worker_metrics_address(worker, caplog)
+        # The registries are the process's: earlier tests' activities are in them too.
+        before = scrape(address)
         spec, handle = await h.start()
         silent, silent_handle = await h.start(phone=None)
         await h.until(handle, lambda s: s.counters.sms_sent >= 1, "first notice")
         await h.until(silent_handle, lambda s: s.counters.sms_blocked >= 1, "no number")
         text = scrape(address)
+        web_before = web_text()
         page = await web_metrics(h, spec.loan_no)
     finally:
         stop.set()
         await asyncio.wait_for(worker, 60)
 
+    def rose(name: str, **labels: str) -> float:
+        return value(text, name, **labels) - value(before, name, **labels)
+
     # Ours: SMS decisions by outcome and rule, activity latencies by activity type.
     # (No provider configured: the worker records texts in the outbox, "recorded".)
-    first_notices = value(text, "collection_sms_total", purpose="first_notice", outcome="recorded")
-    assert first_notices >= sent + 1
-    assert value(text, "collection_sms_total", outcome="refused", rule="no_number") >= refused + 1
-    assert value(text, "collection_activity_seconds_count", activity="send_sms", outcome="ok") >= 2
-    assert value(text, "collection_activity_seconds_count", activity="load_case") >= 2
-    # The SDK's: the worker's workflow tasks and activities, its requests to the server.
+    assert rose("collection_sms_total", purpose="first_notice", outcome="recorded") >= 1
+    assert rose("collection_sms_total", outcome="refused", rule="no_number") >= 1
+    assert rose("collection_activity_seconds_count", activity="send_sms", outcome="ok") >= 2
+    assert rose("collection_activity_seconds_count", activity="load_case", outcome="ok") >= 2
+    # The SDK's (a Runtime of this worker's own): its workflow tasks and activities, its
+    # requests to the server.
     assert value(text, "temporal_workflow_task_execution_latency_count") >= 2
     assert value(text, "temporal_activity_execution_latency_count", activity_type="send_sms") >= 2
     assert value(text, "temporal_request_total") > 0
@@ -116,12 +131,19 @@ async def test_the_worker_and_the_web_app_export_metrics(h: Harness) -> None:
 
     # The web app's: request latencies by route template, cases by stage and branch, the
     # SDK's requests of its Temporal client (the case page's status Query).
-    assert value(page, "collection_web_request_seconds_count", route="/cases/{loan_no}") >= 1
-    assert value(page, "collection_web_request_seconds_count", route="/login", status="200") >= 1
+    def web_rose(name: str, **labels: str) -> float:
+        return value(page, name, **labels) - value(web_before, name, **labels)
+
+    count = "collection_web_request_seconds_count"
+    assert web_rose(count, method="GET", route="/cases/{loan_no}", status="200") == 1
+    assert web_rose(count, method="POST", route="/login", status="200") == 1  # signing in
+    assert web_rose(count, method="GET", route="/login", status="200") == 1  # the page
     assert value(page, "collection_cases", stage="INITIAL_CONTACT", branch="QX01") == 2
     assert value(page, "temporal_request_total", operation="QueryWorkflow") >= 1
     assert value(page, "process_cpu_seconds_total") > 0
     no_personal_data(page, spec.loan_no, silent.loan_no, "13912345678", spec.id_number)
+
+    assert_dashboard_queries_match(text, page)
 
 
 async def web_metrics(h: Harness, loan_no: str) -> str:
@@ -185,11 +207,55 @@ async def test_web_request_labels_come_from_a_fixed_set(h: Harness) -> None:
     assert unmatched - value(before, count, method="GET", route=UNMATCHED, status="404") == 20
 
 
+def dashboard_queries() -> list[str]:
+    """The PromQL of every panel of ops/grafana/collection.json (in rows too)."""
+    dashboard = json.loads((ROOT / "ops" / "grafana" / "collection.json").read_text())
+
+    def panels(within: list[dict]) -> list[dict]:
+        return [q for p in within for q in [p, *panels(p.get("panels", []))]]
+
+    return [t["expr"] for p in panels(dashboard["panels"]) for t in p.get("targets", [])]
+
+
+SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")  # metric{matchers}
+MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+SCRAPER_LABELS = {"job", "instance"}  # Prometheus puts them on every series it scrapes
+
+
+def labels_by_metric(text: str) -> dict[str, set[str]]:
+    """Each sample name of a scrape (with _bucket, _count, ...) and the labels it has."""
+    found: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found.setdefault(s.name, set()).update(s.labels)
+    return found
+
+
+def assert_dashboard_queries_match(worker: str, web: str) -> None:
+    """Every panel query's metric names, and the labels it filters and groups them by, are
+    in a real scrape of each job it queries ($worker_job, $web_job): a query on a metric or
+    a label nobody exports shows an empty panel, not an error."""
+    scrapes = {"$worker_job": labels_by_metric(worker), "$web_job": labels_by_metric(web)}
+    for expr in dashboard_queries():
+        jobs = [job for job in scrapes if job in expr]
+        selectors = SELECTOR.findall(expr)
+        assert jobs and selectors, f"a query of neither job's metrics: {expr}"
+        grouped = {g.strip() for gs in GROUPING.findall(expr) for g in gs.split(",")}
+        for name, matchers in selectors:
+            filtered = set(MATCHER.findall(re.sub(r'"[^"]*"', '""', matchers)))
+            used = (filtered | grouped) - SCRAPER_LABELS - {""}
+            for job in jobs:
+                exported = scrapes[job].get(name)
+                assert exported is not None, f"{name} is not in a {job} scrape: {expr}"
+                assert used <= exported, f"{name} has no {sorted(used - exported)}: {expr}"
+
+
 def test_the_dashboard_shows_the_metrics_we_export() -> None:
     """ops/grafana/collection.json: every panel queries a metric the worker or the web app
-    exports, and "open cases" leaves out exactly the closed stages."""
-    dashboard = json.loads((ROOT / "ops" / "grafana" / "collection.json").read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exports, and "open cases" leaves out exactly the closed stages. (The names and labels of
+    every query against real scrapes: test_the_worker_and_the_web_app_export_metrics.)"""
+    exprs = dashboard_queries()
     assert len(exprs) >= 10
     ours = {m.name for registry in (WORKER, WEB) for m in registry.collect()} | {"collection_cases"}
     used = {name for e in exprs for name in re.findall(r"\b(collection_[a-z_]+)", e)}

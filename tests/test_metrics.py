@@ -267,3 +267,9 @@ def test_the_dashboard_shows_the_metrics_we_export() -> None:
     assert any("temporal_" in e for e in exprs)  # the SDK's beside ours
     [closed] = re.findall(r'stage!~"([A-Z_|]+)"', " ".join(exprs))
     assert set(closed.split("|")) == {s.value for s in CLOSED_STAGES}
+    # collection_cases is a database count: every web instance reports the same, so a sum
+    # over instances would count each case once per instance; the largest is the count.
+    counts = [e for e in exprs if "collection_cases" in e]
+    assert len(counts) >= 2
+    for e in counts:
+        assert re.search(r"max by \(stage, branch\) \(collection_cases\{", e), e

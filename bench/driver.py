@@ -1,6 +1,6 @@
 """The benchmark's collectors: the Driver sends each lifecycle case its human steps
 (visit, plan, signature, payments) when the database's case projection shows it at that stage,
-and samples the status Query under that load.
+timing its Updates; and samples the status Query under that load.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from bench.harness import CONCURRENCY
@@ -45,6 +45,7 @@ class Driver:
     sessions: Any
     done: dict[str, set[str]] = field(default_factory=dict)
     query_ms: list[float] = field(default_factory=list)
+    update_ms: list[float] = field(default_factory=list)  # each accepted Update, sent to done
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     stuck: list[str] = field(default_factory=list)
     open_ids: list[str] = field(default_factory=list)
@@ -105,6 +106,12 @@ class Driver:
         ]
         return steps, paid or 0
 
+    async def update(self, h: WorkflowHandle[Any, Any], update: Any, arg: Any) -> None:
+        """A collector's Update, timed under the load (refused ones are not counted)."""
+        t0 = time.perf_counter()
+        await h.execute_update(update, arg)
+        self.update_ms.append((time.perf_counter() - t0) * 1000)
+
     async def step(self, stage: str, wid: str, facts: dict[str, Any]) -> bool:
         """The human step for `stage`; True once it has been sent."""
         h = self.client.get_workflow_handle(wid)
@@ -115,20 +122,20 @@ class Driver:
         try:
             if stage == "FIELD_VISIT":
                 report = VisitReport("MET", team, now, "bench", "bench")
-                await h.execute_update(WF.report_visit, report)
+                await self.update(h, WF.report_visit, report)
             elif stage == "NEGOTIATION":
                 items = [
                     PlannedInstallment(now + timedelta(minutes=20 * (k + 1)), a)
                     for k, a in enumerate(split_evenly(facts["outstanding"], 3))
                 ]
-                await h.execute_update(WF.propose_plan, PlanProposal(items, collector))
+                await self.update(h, WF.propose_plan, PlanProposal(items, collector))
             elif stage == "AGREEMENT_SIGNING":
                 found = await asyncio.to_thread(self.agreement, loan_no)
                 if found is None:
                     return False  # still rendering: next round
                 version, sha, _ = found
                 confirmation = SignatureConfirmation(version, sha, collector, now, "村委会")
-                await h.execute_update(WF.confirm_signature, confirmation)
+                await self.update(h, WF.confirm_signature, confirmation)
             elif stage == "FOLLOW_UP":
                 found = await asyncio.to_thread(self.agreement, loan_no)
                 assert found is not None

@@ -183,6 +183,8 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
         "rest_query_p95": pct(rest_ms, 0.95),
         "query_p50": median(driver.query_ms),
         "query_p95": pct(driver.query_ms, 0.95),
+        "update_p50": median(driver.update_ms),
+        "update_p95": pct(driver.update_ms, 0.95),
         "rss_per_1000_mb": (parked - idle) / m * 1000 / 1024,
         "rss_idle_mb": idle / 1024,
         **{f"per_case_{k}": v for k, v in per_case.items()},

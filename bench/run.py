@@ -22,7 +22,8 @@ not sent. Sections:
               histories, against the trivial workflow with as many activities and messages
               (counted, not timed: one run whatever --runs says).
 
---json FILE writes the issue's figures by key (numbers; null where a section did not run).
+--json FILE writes the issue's figures by key (numbers; null where the section that measures
+one did not run, and for the keys no section measures yet: see bench/report.py, KEYS).
 """
 
 # The runner: arguments, which sections run and how often, the medians into the report.

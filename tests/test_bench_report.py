@@ -1,0 +1,75 @@
+"""`python -m bench.run --json FILE` (issue 17): every figure a section that ran measures is
+in the file, and only those; the sections' results are made up here (no benchmark runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import report
+from bench.actions import KINDS
+
+LIFECYCLE = {
+    "cases_per_s": 2.0,
+    "activities_per_s": 50.0,
+    "wf_tasks_per_s": 60.0,
+    "per_case_activities": 24.0,
+    "per_case_messages": 6.0,
+    "per_case_wf_tasks": 29.0,
+    "per_case_events": 198.0,
+    "trivial_per_s": 6.0,
+    "ratio": 0.35,
+    "cpu_ms_server": 300.0,
+    "cpu_ms_worker": 310.0,
+    "cpu_ms_render": 190.0,
+    "trivial_cpu_ms_server": 180.0,
+    "trivial_cpu_ms_worker": 100.0,
+    "rest_query_p50": 7.0,
+    "rest_query_p95": 10.0,
+    "query_p50": 38.0,
+    "query_p95": 412.0,
+    "update_p50": 55.0,
+    "update_p95": 640.0,
+    "rss_per_1000_mb": 577.0,
+    "rss_idle_mb": 262.0,
+}
+RENDER = {"ours_ms": 200.0, "default_ms": 500.0, "kb": 40.0}
+ACTIONS = {
+    **{f"actions_{k}": 1.0 for k in KINDS},
+    "actions_per_case": 101.0,
+    "actions_runs": 1.0,
+    "actions_baseline": 53.0,
+    "actions_ratio": 1.91,
+}
+UNMEASURED = {"memory_ratio_to_trivial", "morning_drain_ratio", "scale_100k"}
+
+
+def written(table: report.Table, tmp_path: Path) -> dict[str, object]:
+    out = tmp_path / "figures.json"
+    report.finish(table, None, str(out))
+    return json.loads(out.read_text())
+
+
+def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
+    table = report.Table()
+    report.lifecycle(table, LIFECYCLE, 1000, 1)
+    report.lifecycle(table, {**LIFECYCLE, "ratio": 0.5, "query_p95": 1.0}, 1000, 2)
+    report.render(table, RENDER)
+    report.actions(table, ACTIONS)
+    figures = written(table, tmp_path)
+    assert figures["orchestration_ratio"] == 0.35  # the first --workers count's run
+    assert figures["query_p95_under_load_ms"] == 412.0
+    assert figures["update_p95_under_load_ms"] == 640.0
+    assert figures["render_ratio"] == 0.4
+    assert figures["actions_per_case"] == 101.0 and figures["actions_ratio"] == 1.91
+    # The rest: no section measures them.
+    assert {k for k in report.KEYS if figures[k] is None} == UNMEASURED
+    assert figures["meta"]["command"].startswith("python -m bench.run")  # type: ignore[index]
+
+
+def test_a_section_that_did_not_run_leaves_its_keys_null(tmp_path: Path) -> None:
+    table = report.Table()
+    report.render(table, RENDER)
+    figures = written(table, tmp_path)
+    assert figures["render_ratio"] == 0.4
+    assert {k for k in report.KEYS if figures[k] is None} == set(report.KEYS) - {"render_ratio"}

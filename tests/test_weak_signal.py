@@ -7,6 +7,7 @@ tests/test_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -654,3 +655,111 @@ def alert_task(h: Harness, loan_no: str):  # type: ignore[no-untyped-def]
             .where(Loan.loan_no == loan_no, Task.kind == "SAFETY_ALERT")
             .order_by(Task.id)
         )
+
+
+def urgent_task(session: Session, case_id: int, key: str, kind: str, status: str = "OPEN") -> None:
+    from db.models import Task
+    from domain.safety import URGENT
+
+    number = key.split(":alert:")[1].split(":")[0]
+    session.add(
+        Task(
+            key=key, case_id=case_id, kind="SAFETY_ALERT", assignees="head:QX01",
+            due_at=datetime.now(UTC), created_at=datetime.now(UTC), status=status,
+            detail=f"{URGENT} 安全警报 alert {number} ({kind}): 外访小组",
+        )
+    )  # fmt: skip
+
+
+def test_the_urgent_banner_leaves_out_alerts_no_case_can_acknowledge(sessions) -> None:
+    """Weak signal review, finding 5: an alert of an earlier generation of the case (its run
+    terminated, started again), or a hostile visit's alert on a closed case (which ends
+    without waiting for it), is off the banner; a closed case's call for help is not (the
+    case waits for its acknowledgement before it ends)."""
+    from db.models import Case
+    from db.repository import case_for_loan
+    from db.seed import add_loan
+    from service.portfolio import urgent_alerts
+    from tests.harness import loan_spec
+
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        running, closed = (loan_spec(), loan_spec())
+        for spec, generation, closed_at in ((running, "g2", None), (closed, "g1", now)):
+            case: Case = case_for_loan(session, add_loan(session, spec), now)
+            case.generation, case.closed_at = generation, closed_at
+            session.flush()
+            first, second = (("g1", "HELP"), ("g2", "HELP")) if closed_at is None else (
+                ("g1", "HOSTILE"), ("g1", "HELP"))  # fmt: skip
+            urgent_task(session, case.id, f"{spec.loan_no}:{first[0]}:alert:1:BRANCH_HEAD",
+                        first[1])  # fmt: skip
+            urgent_task(session, case.id, f"{spec.loan_no}:{second[0]}:alert:2:BRANCH_HEAD",
+                        second[1])  # fmt: skip
+    shown = {
+        (a.loan_no, a.detail.split("alert ")[1][:1]) for a in urgent_alerts(sessions, ("QX01",))
+    }
+    assert shown == {(running.loan_no, "2"), (closed.loan_no, "2")}
+
+
+async def test_a_supervisor_closes_an_urgent_alert_its_case_can_no_longer_acknowledge(web) -> None:
+    """Weak signal review, finding 5: an urgent alert whose run was terminated stays on the
+    banner until a supervisor or branch head of the case's branch closes its task, with a
+    reason; refused while the case can still acknowledge it, for another branch and without
+    a reason; every attempt audited."""
+    h, http = web
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector)
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])  # no mobile: nobody is texted
+    add_user(h, "far", Role.SUPERVISOR, branches=["LS01"])
+    sup, far, mine = [await token(http, n) for n in ("sup", "far", "zhang")]
+    helped = await http.post(f"/cases/{case.loan_no}/help", json={}, headers=mine)
+    assert helped.status_code == 200, helped.text
+
+    async def banner() -> list[dict]:  # type: ignore[type-arg]
+        return (await http.get("/dashboard", headers=sup)).json()["urgent_alerts"]
+
+    shown = await eventually_async(banner, "the urgent banner")
+    assert [a["loan_no"] for a in shown] == [case.loan_no]
+    close = f"/alerts/{shown[0]['task_id']}/close"
+    page = await http.get("/dashboard", headers={"authorization": sup["authorization"]})
+    assert f'action="{close}"' in page.text
+    answer = await http.post(close, json={"reason": "已联系上"}, headers=sup)
+    assert answer.status_code == 409
+    assert answer.json()["message"].startswith("alert_no: alert 1 is still open on the case")
+    answer = await http.post(close, json={"reason": "已联系上"}, headers=far)
+    assert answer.status_code == 409 and answer.json()["message"].startswith("role:")
+    assert (await http.post(close, json={"reason": "x"}, headers=mine)).status_code == 404
+
+    await case.handle.terminate("operator: a bad deploy")
+    answer = await http.post(close, json={}, headers=sup)
+    assert answer.status_code == 409 and answer.json()["message"].startswith("reason:")
+    answer = await http.post(close, json={"reason": "组长已电话确认平安"}, headers=sup)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"].startswith("alert 1's task closed")
+    assert await banner() == []
+    again = await http.post(close, json={"reason": "x"}, headers=sup)
+    assert again.status_code == 409 and "closed already" in again.json()["message"]
+    with h.sessions() as session:
+        from db.models import Task
+
+        assert set(session.scalars(select(Task.status).where(Task.kind == "SAFETY_ALERT"))) == {
+            "DONE"
+        }
+        lines = session.execute(
+            select(AuditEvent.username, AuditEvent.outcome)
+            .where(AuditEvent.action == "close_alert_task")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [tuple(line) for line in lines] == [
+        ("sup", "REFUSED"), ("far", "REFUSED"), ("sup", "REFUSED"), ("sup", "ACCEPTED"),
+        ("sup", "REFUSED"),
+    ]  # fmt: skip
+
+
+async def eventually_async(check, what: str, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := await check()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+    return value

@@ -39,7 +39,7 @@ from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, Stage, VisitOutcome
 from domain.timerules import local_date
 from domain.training import STATE_ZH
-from service import audit, training
+from service import alert_tasks, audit, training
 from service.case_record import (
     agreement_pdf,
     as_seen_by,
@@ -221,11 +221,37 @@ def pages_router(
                 {"stage": s, "branch": b, "cases": n} for (s, b), n in sorted(grid.items())
             ]
             return as_json(data, 400 if error else 200)
-        return page(
+        flash, flash_ok = take_flash(request, who, DASHBOARD_FLASH) or ("", False)
+        response = page(
             request, "dashboard.html.j2", 400 if error else 200, who=who, now=now, zone=zone,
             stages=list(Stage), open_stages=OPEN_STAGES, branches=scope,
-            training_days=config.policy.training_warning_days, **data,
+            training_days=config.policy.training_warning_days, flash=flash, flash_ok=flash_ok,
+            **data,
         )  # fmt: skip
+        if flash:
+            clear_flash(response, config.secure_cookies)
+        return response
+
+    @router.post("/alerts/{task_id}/close")
+    async def close_alert_task(request: Request, task_id: int) -> Response:
+        """A supervisor or branch head closes an urgent alert's task that its case can no
+        longer acknowledge (run ended or superseded, alert gone): service/alert_tasks.py."""
+        who = require(request, sessions, Role.SUPERVISOR, Role.BRANCH_HEAD)
+        try:
+            data = await forms.read_input(request)
+            check_csrf(request, who, data.get("csrf"))
+            reason = forms.text(data, "reason", required=False)
+            closed = await alert_tasks.close_orphaned(
+                sessions, await temporal(), who, task_id, reason
+            )
+            ok, message = closed.ok, closed.message
+        except forms.InputError as e:
+            ok, message = False, str(e)
+        if wants_json(request):
+            return as_json(dict(accepted=ok, message=message), 200 if ok else 409)
+        response = RedirectResponse("/dashboard", 303)
+        set_flash(response, who, DASHBOARD_FLASH, ok, message, config.secure_cookies)
+        return response
 
     @router.get("/reports")
     async def reports(request: Request) -> Response:
@@ -728,5 +754,6 @@ def pages_router(
 
 FEED_KINDS = ("loans", "payments", "branches", "collectors")
 COLLECTORS_FLASH = "/collectors"  # the flash's key: never a loan number
+DASHBOARD_FLASH = "/dashboard"
 
 __all__ = ["WebConfig", "pages_router"]

@@ -430,10 +430,15 @@ async def test_an_op_id_reused_by_another_user_or_action_is_applied_as_its_own(w
             Principal("zhang", Role.COLLECTOR, ("QX01",), case.collector), case.loan_no,
             "NO_ANSWER", case.collector, called - timedelta(minutes=1),
         )  # fmt: skip
+        held = await strict.hold(  # the service itself: no op id off the phone's actions
+            Principal("sup", Role.SUPERVISOR, ("QX01",)), case.loan_no,
+            datetime.now(UTC) + timedelta(days=3), "flood",
+        )  # fmt: skip
     finally:
         UPDATE_ID.reset(token_)
     assert not late.accepted and late.message.startswith("called_at: recorded more than 0 hours")
     assert own.accepted and "already applied" in own.message
+    assert not held.accepted and held.message == OP_ID_REFUSED
     with h.sessions() as session:
         lines = session.execute(
             select(AuditEvent.username, AuditEvent.action, AuditEvent.outcome, AuditEvent.detail)
@@ -443,6 +448,7 @@ async def test_an_op_id_reused_by_another_user_or_action_is_applied_as_its_own(w
     assert [(u, a, o) for u, a, o, _ in lines] == [
         ("sup", "hold", "REFUSED"),
         ("sup", "record_call", "ACCEPTED"),
+        ("sup", "hold", "REFUSED"),
     ]
     assert "2 unanswered" in lines[1][3]
     await h.pay(case.handle, 1_000_000)

@@ -34,6 +34,14 @@ def staff_of(session: Session, branch: str, level: AlertLevel) -> list[User]:
     return [u for u in users if branch in u.branches.split(",")]
 
 
+def where(request: AlertRequest) -> str:
+    """A call for help's location, for the task of the supervisors or heads it goes to (and
+    nowhere else: not the audit line, the logs nor the texts)."""
+    if request.latitude is None or request.longitude is None:
+        return ""
+    return f" · 求助位置 location: {request.latitude:.5f}, {request.longitude:.5f}"
+
+
 def _audited(session: Session, loan_no: str, key: str) -> bool:
     """Whether the audit line of this key is written (its key ends its detail)."""
     marker = f"[{key}]"
@@ -91,7 +99,8 @@ class SafetyActivities:
                     kind=TaskKind.SAFETY_ALERT.value,
                     assignees=f"{role}:{request.branch}",
                     due_at=request.at,
-                    detail=f"安全警报 alert {request.alert_no} ({request.kind}): {request.detail}",
+                    detail=f"安全警报 alert {request.alert_no} ({request.kind}): {request.detail}"
+                    + where(request),
                     created_at=request.at,
                     status="OPEN",
                 ),

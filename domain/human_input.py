@@ -147,6 +147,17 @@ def check_visit_report(s: CaseState, report: VisitReport, now: datetime) -> None
     if s.stage not in VISIT_STAGES:
         raise Refused(f"stage: no visit report is expected while the case is {s.stage}")
     check_visit_fields(s, report, now)
+    # collection-v4 (overdue_attribute: every v4 run): a report by the team checked in
+    # checks the visit out (workflows/visit_updates.py), so the check-out's time rule holds.
+    visit = s.visit
+    if s.overdue_attribute and visit and set(report.collector_ids) & set(visit.collector_ids):
+        check_not_before_check_in(s, report.visited_at)
+
+
+def check_not_before_check_in(s: CaseState, at: datetime) -> None:
+    """A visit ends no earlier than its check-in (less the clock skew)."""
+    if s.visit is not None and at < s.visit.checked_in_at - clock_skew(s.policy):
+        raise Refused("visited_at: before the team checked in")
 
 
 def check_visit_fields(s: CaseState, report: VisitReport, now: datetime) -> None:
@@ -206,8 +217,7 @@ def check_check_out(s: CaseState, check_out: CheckOut, now: datetime) -> None:
         check_visit_report(s, check_out.report, now)
     else:  # paid, closed or on hold while the team was out: the team still checks out
         check_visit_fields(s, check_out.report, now)
-    if check_out.report.visited_at < s.visit.checked_in_at - clock_skew(s.policy):
-        raise Refused("visited_at: before the team checked in")
+    check_not_before_check_in(s, check_out.report.visited_at)
 
 
 def check_help(s: CaseState, request: HelpRequest, now: datetime) -> None:

@@ -6,7 +6,7 @@ the old shape) still decode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -436,11 +436,16 @@ class VisitLocation:
 
 @dataclass
 class AppliedOp:
-    """An action a phone sent with its own id, applied: its answer, given again to a repeat."""
+    """An action a phone sent with its own id, applied: its answer, given again to a repeat
+    of the same action (the Update's name and the request's digest,
+    domain/phone_actions.py); `at` (the case's clock) is when it was applied."""
 
     op_id: str
     message: str
     number: int = 0
+    name: str = ""  # "" for one kept before names were: never taken for a repeat
+    digest: str = ""
+    at: datetime | None = None
 
 
 @dataclass
@@ -454,6 +459,23 @@ class SafetyAlert:
     raised_at: datetime
     level: str = ""  # "" (not yet sent), then an AlertLevel value
     head_at: datetime | None = None
+    # Where the phone was when the collector called for help (if it said): for the
+    # branch's supervisors and heads only (their task, the `alert_locations` Query).
+    latitude: float | None = None
+    longitude: float | None = None
+
+    def shown(self) -> SafetyAlert:
+        """The alert as the status Query shows it to anyone who may see the case."""
+        return replace(self, latitude=None, longitude=None)
+
+
+@dataclass
+class AlertLocation:
+    """Where the phone was when its collector called for help (alert `number`)."""
+
+    number: int
+    latitude: float
+    longitude: float
 
 
 @dataclass
@@ -956,6 +978,10 @@ class AlertRequest:
     # The key of the alert's acknowledgement in the audit trail (SafetyAudit.key): an alert
     # acknowledged while this was being sent leaves no open task behind.
     ack_key: str = ""
+    # A call for help's location: in the task (for the supervisors and heads it goes to),
+    # never in the audit line, the case's history nor the texts.
+    latitude: float | None = None
+    longitude: float | None = None
 
 
 @dataclass

@@ -13,13 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -27,6 +32,7 @@ from db.models import Branch, Case
 from domain.human_input import Refused, check_offline_time
 from domain.models import (
     AlertAck,
+    AlertLocation,
     CallReport,
     CaseStatus,
     CheckIn,
@@ -52,7 +58,13 @@ from domain.models import (
     WaiverDecision,
     WaiverProposal,
 )
-from domain.names import PHONE_UPDATE_PREFIX, workflow_id
+from domain.names import workflow_id
+from domain.phone_actions import (
+    OP_ID_REFUSED,
+    PHONE_UPDATES,
+    clock_corrected,
+    phone_update_id,
+)
 from domain.plans import monthly_plan
 from domain.policy import Policy
 from domain.stages import ConsentKind
@@ -65,12 +77,20 @@ from workflows.collection import LoanCollectionWorkflow as WF
 APPROVER_ROLES = (Role.COLLECTOR, Role.SUPERVISOR, Role.BRANCH_HEAD)
 SUPERVISORS = (Role.SUPERVISOR, Role.BRANCH_HEAD)
 COMPLAINT_ROLES = (Role.COLLECTOR, Role.SUPERVISOR, Role.BRANCH_HEAD)
-# An action queued on a phone while offline carries an id made on the phone: it becomes the
-# Update's id, and Temporal answers a repeated Update id with the first one's result, so an
-# action sent twice (a lost answer, a second flush) is applied once; across the case's runs
-# the case itself keeps the ids it applied (workflows/phone_ops.py). The time the phone
-# recorded is bounded here and again by the case (domain/human_input.check_offline_time).
+# An action queued on a phone while offline carries an id made on the phone: with the action
+# and the user it makes the Update's id (domain/phone_actions.phone_update_id), and Temporal
+# answers a repeated Update id with the first one's result, so an action sent twice (a lost
+# answer, a second flush) is applied once; across the case's runs the case itself keeps the
+# ids it applied (workflows/phone_ops.py). Only the phone's actions (PHONE_UPDATES) carry one.
+# The phone's clock at sending (SENT_AT) puts the time it recorded on the server's clock
+# (domain/phone_actions.clock_corrected); that time is bounded here and again by the case
+# (domain/human_input.check_offline_time).
 UPDATE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("update_id", default=None)
+SENT_AT: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("sent_at", default=None)
+SENT_AT_REFUSED = "sent_at: only a phone's visit, call, check-in, check-out or need-help has one"
+# A Query the case could not answer (no worker, a failing handler, a closed run): the page
+# says the answer is unavailable rather than failing.
+QUERY_ERRORS = (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError)
 
 
 @dataclass
@@ -79,6 +99,17 @@ class ActionOutcome:
     message: str
     stage: str | None = None
     number: int = 0
+
+
+@dataclass
+class Locations:
+    """What the branch's supervisors and heads see of where the phones were: the check-in of
+    the visit in progress and each open call for help; `unavailable` when the case did not
+    answer (the page says so instead of failing)."""
+
+    visit: VisitLocation | None = None
+    alerts: list[AlertLocation] = field(default_factory=list)
+    unavailable: bool = False
 
 
 def refusal(error: WorkflowUpdateFailedError) -> str:
@@ -114,49 +145,68 @@ class CaseActions:
                 return None
             raise
 
-    async def visit_location(self, who: Principal, loan_no: str) -> VisitLocation | None:
-        """Where the phone was at the check-in of the visit in progress: for the supervisors
-        and branch heads (of the case's branch: the caller has checked that it may see it)."""
+    async def locations(self, who: Principal, loan_no: str, visit: bool) -> Locations:
+        """Where the phones were (`visit`: a visit is in progress): for the supervisors and
+        branch heads (of the case's branch: the caller has checked that it may see it)."""
         if who.role not in SUPERVISORS:
-            return None
+            return Locations()
         handle = self.client.get_workflow_handle(workflow_id(loan_no))
         try:
-            return await handle.query(WF.visit_location)
-        except RPCError:
-            return None
+            found = Locations(alerts=list(await handle.query(WF.alert_locations)))
+            if visit:
+                found.visit = await handle.query(WF.visit_location)
+            return found
+        except QUERY_ERRORS:
+            return Locations(unavailable=True)
 
-    async def _phone_time_refusal(
-        self, loan_no: str, update_id: str, arg: Any
-    ) -> ActionOutcome | None:
-        """A phone's action whose recorded time is out of the policy's bounds: refused, unless
-        the case applied that very action already (its answer was lost): then its answer."""
+    async def visit_location(self, who: Principal, loan_no: str) -> VisitLocation | None:
+        """Where the phone was at the check-in of the visit in progress (see `locations`)."""
+        return (await self.locations(who, loan_no, True)).visit
+
+    async def _phone_checks(
+        self, loan_no: str, update_id: str | None, arg: Any, sent_at: datetime | None
+    ) -> tuple[Any, str, ActionOutcome | None]:
+        """A phone's action: its recorded time on the server's clock (`sent_at`, the phone's
+        clock at sending) and within the policy's bounds. Out of them: refused, unless the
+        case applied that very action already (its answer was lost): then its answer.
+        Returns the request to send, a note on the phone's clock, and any early answer."""
+        policy, now, note = self.policy_for(loan_no), datetime.now(UTC), ""
         try:
-            check_offline_time(self.policy_for(loan_no), arg, datetime.now(UTC))
-            return None
+            if sent_at is not None:
+                arg, note = clock_corrected(policy, arg, sent_at, now)
+            check_offline_time(policy, arg, now)
+            return arg, note, None
         except Refused as refused:
             why = str(refused)
-        handle = self.client.get_workflow_handle(workflow_id(loan_no))
-        try:
-            done = await handle.query(WF.applied_op, PHONE_UPDATE_PREFIX + update_id)
-        except RPCError:
-            done = None
+        done = None
+        if update_id is not None:
+            handle = self.client.get_workflow_handle(workflow_id(loan_no))
+            try:
+                done = await handle.query(WF.applied_op, update_id)
+            except QUERY_ERRORS:
+                done = None
         if done is not None:
-            return ActionOutcome(True, done.message, str(done.stage), done.number)
-        return ActionOutcome(False, why)
+            return arg, note, ActionOutcome(True, done.message, str(done.stage), done.number)
+        return arg, note, ActionOutcome(False, why)
 
     async def _update(
         self, who: Principal, loan_no: str, action: str, update: Any, arg: Any, detail: str
     ) -> ActionOutcome:
         handle = self.client.get_workflow_handle(workflow_id(loan_no))
-        update_id = UPDATE_ID.get()
-        early = await self._phone_time_refusal(loan_no, update_id, arg) if update_id else None
+        op, sent_at = UPDATE_ID.get(), SENT_AT.get()
+        update_id, early = None, None
+        if (op or sent_at) and action not in PHONE_UPDATES:
+            early = ActionOutcome(False, OP_ID_REFUSED if op else SENT_AT_REFUSED)
+        elif op or sent_at:
+            # Namespaced by the action and the user: nobody else's answer, nothing else's.
+            update_id = phone_update_id(action, who.username, op) if op else None
+            arg, note, early = await self._phone_checks(loan_no, update_id, arg, sent_at)
+            detail += note
         try:
             if early is not None:
                 outcome = early
             else:
-                result: UpdateAccepted = await handle.execute_update(
-                    update, arg, id=PHONE_UPDATE_PREFIX + update_id if update_id else None
-                )
+                result: UpdateAccepted = await handle.execute_update(update, arg, id=update_id)
                 outcome = ActionOutcome(True, result.message, str(result.stage), result.number)
         except WorkflowUpdateFailedError as e:
             outcome = ActionOutcome(False, refusal(e))

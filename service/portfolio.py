@@ -287,17 +287,29 @@ class UrgentAlert:
     branch: str
     at: datetime
     detail: str
+    task_id: int = 0  # a supervisor may close it once the case cannot acknowledge it
 
 
 def urgent_alerts(sessions: sessionmaker[Session], branches: tuple[str, ...]) -> list[UrgentAlert]:
     """Safety alerts that reached nobody by SMS (no supervisor nor head with a mobile: the
     task marked URGENT by activities/safety.py), until someone acknowledges the alert (its
-    tasks are then done): the dashboard's banner. However old: nobody has answered them."""
+    tasks are then done): the dashboard's banner. However old: nobody has answered them.
+    Not those the case can no longer acknowledge (service/alert_tasks.stale)."""
     from db.models import Loan, Task
     from domain.safety import URGENT
+    from service.alert_tasks import stale
 
     q = (
-        select(Loan.loan_no, Case.branch_code, Task.created_at, Task.detail)
+        select(
+            Loan.loan_no,
+            Case.branch_code,
+            Task.created_at,
+            Task.detail,
+            Task.id,
+            Task.key,
+            Case.generation,
+            Case.closed_at,
+        )
         .join(Case, Case.id == Task.case_id)
         .join(Loan, Loan.id == Case.loan_id)
         .where(
@@ -309,7 +321,11 @@ def urgent_alerts(sessions: sessionmaker[Session], branches: tuple[str, ...]) ->
         .order_by(Task.created_at.desc())
     )
     with sessions() as session:
-        return [UrgentAlert(*row) for row in session.execute(q)]
+        return [
+            UrgentAlert(loan, branch, at, detail, task_id)
+            for loan, branch, at, detail, task_id, key, generation, closed in session.execute(q)
+            if not stale(key, loan, generation, closed is not None, detail)
+        ]
 
 
 # What a collector does next in each stage (the case page's Query has the exact wording).

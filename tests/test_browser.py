@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from domain.models import AlertAck
 from service.users import Role
 from tests.harness import Harness, eventually, running_worker
 from tests.web_support import PASSWORD, add_user, app_for, case_waiting_for_visit, serving
+from workflows.collection import LoanCollectionWorkflow as WF
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 # This machine's network is closed: no background connections, no first-run work.
@@ -385,6 +387,14 @@ async def test_a_queued_action_is_sent_with_the_pages_fresh_token_and_kept_per_u
     await case.handle.result()
 
 
+async def timers_fire(page: Page, ms: int) -> None:
+    """The page's timers (its retry, its timeout) fire `ms` early while its clock stays right,
+    as on a phone: the page sends its clock with each action (`sent_at`) and the server puts
+    the recorded time on its own clock by it, so the page's clock must not jump ahead."""
+    await page.clock.set_system_time(datetime.now(UTC) - timedelta(milliseconds=ms))
+    await page.clock.fast_forward(ms)
+
+
 async def _visits_applied(h: Harness, case) -> int:  # type: ignore[no-untyped-def]
     return (await h.status(case.handle)).counters.visits
 
@@ -434,7 +444,7 @@ async def test_an_action_is_kept_when_the_phone_says_online_but_nothing_gets_thr
         await route.fulfill(status=503, content_type="text/html", body="<h1>502 Bad Gateway</h1>")
 
     await page.route(visit_url, bad_gateway)
-    await page.clock.fast_forward(16_000)  # the page tries again by itself
+    await timers_fire(page, 16_000)  # the page tries again by itself
     await eventually(lambda: tries, "the retry meeting the gateway error")
     await expect(page.locator("#unsent")).to_contain_text("1")
     await page.unroute(visit_url, bad_gateway)
@@ -445,14 +455,14 @@ async def test_an_action_is_kept_when_the_phone_says_online_but_nothing_gets_thr
         hanging.set()  # never answered: the page gives up after its timeout
 
     await page.route(visit_url, hang)
-    await page.clock.fast_forward(16_000)
+    await timers_fire(page, 16_000)
     await asyncio.wait_for(hanging.wait(), 10)
-    await page.clock.fast_forward(16_000)  # past the 15 s timeout
+    await timers_fire(page, 16_000)  # past the 15 s timeout
     await expect(page.locator("#unsent")).to_contain_text("1")
     assert await _visits_applied(h, case) == 0  # nothing reached the case
     await page.unroute(visit_url, hang)
 
-    await page.clock.fast_forward(16_000)  # requests get through: sent, once
+    await timers_fire(page, 16_000)  # requests get through: sent, once
     await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
     await expect(page.locator("#sent-list")).to_contain_text("visit 1 recorded: MET")
     await h.at_stage(case.handle, "NEGOTIATION")
@@ -517,7 +527,7 @@ async def test_a_check_in_that_stays_unsent_says_call_the_branch_and_its_timer_s
     # The timer (2 h expected + 30 min grace) runs from the check-in's arrival, not its time.
     lasts = timedelta(hours=2, minutes=30)
     assert visit.alert_at - (visit.checked_in_at + lasts) >= timedelta(seconds=3)
-    assert abs(visit.alert_at - (arrival + lasts)) < timedelta(seconds=3), (visit, arrival)
+    assert abs(visit.alert_at - (arrival + lasts)) < timedelta(seconds=10), (visit, arrival)
 
     # A call for help that cannot be sent: phone the branch now.
     help_url = f"**/cases/{case.loan_no}/help"
@@ -535,5 +545,186 @@ async def test_a_check_in_that_stays_unsent_says_call_the_branch_and_its_timer_s
     await case.handle.execute_update(
         WF.check_out, CheckOut(VisitReport("MET", visit.collector_ids, datetime.now(UTC)))
     )
+    await h.pay(case.handle, 1_000_000)
+    await case.handle.result()
+
+
+async def retried_until_stuck(page: Page) -> None:
+    """Fire the page's retry until its queued visit is stuck, waiting for each try to be
+    taken in (counted by the page): a retry while a flush is still under way does nothing."""
+
+    async def visit() -> dict:  # type: ignore[type-arg]
+        queue = await page.evaluate("JSON.parse(localStorage.getItem('collection-queue:zhang'))")
+        return next(item for item in queue if item["form"] == "visit-form")
+
+    for _ in range(30):
+        counted = await visit()
+        if counted.get("stuck"):
+            return
+        await timers_fire(page, 16_000)
+        for _ in range(40):
+            now = await visit()
+            if now.get("stuck") or now.get("tries", 0) > counted.get("tries", 0):
+                break
+            await asyncio.sleep(0.05)
+    raise AssertionError("the visit never got stuck")
+
+
+async def test_a_stuck_action_holds_back_only_its_own_case_and_a_call_for_help_goes_first(
+    site, browser: Browser
+) -> None:
+    """Weak signal review, finding 3: one case's visit that meets a server error every time
+    does not hold back a call for help (sent first), nor another case's visit; it holds back
+    only the later actions of its own case (their order kept). After MAX_TRIES it is stuck:
+    no longer sent by itself, shown with "call the branch", kept for the collector to resend
+    or discard (discarding asks first); the case's later action then goes."""
+    from db.models import Branch
+
+    h, base = site
+    with h.sessions.begin() as session:
+        branch = session.get(Branch, "QX01")
+        assert branch is not None
+        branch.phone = "0851-88886666"
+    one, other = await case_waiting_for_visit(h), await case_waiting_for_visit(h)
+    # Teams of two out of the branch's three collectors: someone is on both.
+    collector = sorted(set(one.team) & set(other.team))[0]
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=collector, display_name="张师傅")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, service_workers="block")
+    page = await context.new_page()
+    await page.clock.install()
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.post_data or "") if r.method == "POST" else None)
+    await sign_in(page, base, "zhang", f"/cases/{one.loan_no}")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+
+    tries: list[int] = []
+
+    async def broken(route) -> None:  # type: ignore[no-untyped-def]
+        tries.append(1)
+        await route.fulfill(status=500, content_type="text/html", body="<h1>Internal error</h1>")
+
+    await page.route(f"**/cases/{one.loan_no}/visit", broken)
+    await page.select_option("#outcome", "MET")
+    await page.check("#visit-form input[name=teammates]")
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#flash")).to_contain_text("not sent")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+
+    await page.fill("#help-form input[name=notes]", "院门口有人拦着")
+    await page.click("#help-button")  # queued after the stuck visit, sent before it
+    await expect(page.locator("#flash")).to_contain_text("已通知主管")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    await page.select_option("#call_outcome", "NO_ANSWER")
+    await page.click("#call-form button[type=submit]")  # after the visit, in the same case
+    await expect(page.locator("#flash")).to_contain_text("not sent")
+    await expect(page.locator("#unsent")).to_contain_text("2")
+    assert (await h.status(one.handle)).counters.visits == 0
+
+    await page.goto(f"{base}/cases/{other.loan_no}")  # another case: not held back
+    await page.select_option("#outcome", "MET")
+    await page.check("#visit-form input[name=teammates]")
+    await page.click("#visit-form button[type=submit]")
+    await expect(page.locator("#flash")).to_contain_text("visit 1 recorded: MET")
+    await h.at_stage(other.handle, "NEGOTIATION")
+    await expect(page.locator("#unsent")).to_contain_text("2")
+    assert any("sent_at=" in body and "op_id=" in body for body in sent), sent
+
+    stuck = page.locator("#unsent-list li.stuck")
+    await retried_until_stuck(page)  # the page retries by itself, then stops
+    await expect(stuck).to_have_count(1)
+    await expect(stuck).to_contain_text("Report a visit")
+    hint = page.locator("#unsent-stuck")
+    await expect(hint).to_be_visible()
+    await expect(hint.locator("a[href='tel:0851-88886666']")).to_be_visible()
+    stopped = len(tries)
+    await timers_fire(page, 16_000)
+    await asyncio.sleep(0.5)
+    assert len(tries) == stopped  # no longer sent by itself
+    await expect(page.locator("#unsent")).to_contain_text("2")  # the call waits behind it
+
+    await stuck.locator("button.resend").click()  # tried again at once, still failing
+    await eventually(lambda: len(tries) > stopped, "the resend")
+    await expect(stuck).to_have_count(0)
+    await retried_until_stuck(page)
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+    await stuck.locator("button.discard").click()
+    await expect(stuck).to_have_count(1)  # not without saying so
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await stuck.locator("button.discard").click()
+    await expect(stuck).to_have_count(0)
+    # The case's call, held back until now, goes.
+    await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
+    await expect(page.locator("#sent-list")).to_contain_text("call recorded: NO_ANSWER")
+    status = await h.status(one.handle)
+    assert status.counters.visits == 0 and status.unanswered_calls_today == 1
+    await context.close()
+    for case in (one, other):
+        if case is one:
+            await case.handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup"))
+        await h.pay(case.handle, 1_000_000)
+        await case.handle.result()
+
+
+async def test_a_promise_is_kept_offline_and_sign_out_asks_while_anything_is_unsent(
+    site, browser: Browser
+) -> None:
+    """Weak signal review, 7: the promise form is queued like the phone's other actions (its
+    id applied once; its date and amount checked when it arrives); signing out, which clears
+    the phone's data, asks first while anything is unsent, and stays signed in if told no."""
+    from domain.timerules import local_date
+
+    h, base = site
+    case = await case_waiting_for_visit(h)
+    add_user(h, "zhang", Role.COLLECTOR, collector_id=case.collector, display_name="张师傅")
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, service_workers="block")
+    page = await context.new_page()
+    await sign_in(page, base, "zhang", f"/cases/{case.loan_no}")
+    await expect(page.locator("#unsent")).to_contain_text("0")
+    promise_url = f"**/cases/{case.loan_no}/promise"
+    await page.route(promise_url, lambda route: route.abort("internetdisconnected"))
+    due = local_date(datetime.now(UTC), h.policy) + timedelta(days=3)
+    await page.fill("#promise_amount", "500")
+    await page.fill("#promise_date", due.isoformat())
+    await page.select_option("#promise_source", "VISIT")
+    await page.click("#promise-form button[type=submit]")
+    await expect(page.locator("#unsent")).to_contain_text("1")
+    await expect(page.locator("#unsent-list")).to_contain_text("Record a promise")
+
+    messages: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:  # type: ignore[no-untyped-def]
+        messages.append(dialog.message)
+        asyncio.ensure_future(dialog.accept() if accept else dialog.dismiss())
+
+    page.once("dialog", lambda d: answer(d, False))
+    await page.click("form[action='/logout'] button")
+    await asyncio.sleep(0.5)
+    assert messages and "1 条记录未发送" in messages[0] and "not sent" in messages[0]
+    await expect(page.locator("#unsent")).to_contain_text("1")  # still signed in, still kept
+    await expect(page.locator("h1")).not_to_contain_text("Sign in")
+
+    queued = await page.evaluate("JSON.parse(localStorage.getItem('collection-queue:zhang'))")
+    assert [f for f in queued[0]["fields"] if f[0] == "op_id"]
+    await page.unroute(promise_url)
+    await page.reload()  # opening the page sends the queue
+    await expect(page.locator("#unsent")).to_contain_text("0", timeout=15000)
+    await expect(page.locator("#sent-list")).to_contain_text("promise 1 recorded")
+    again = await page.evaluate(  # the same action sent again (a lost answer): applied once
+        """async ([url, fields]) => {
+            const token = document.querySelector('[name=csrf]').value;
+            const body = new URLSearchParams(fields.map(([k, v]) => [k, k === 'csrf' ? token : v]));
+            const headers = {accept: 'application/json'};
+            return (await fetch(url, {method: 'POST', headers, body})).json();
+        }""",
+        [queued[0]["url"], queued[0]["fields"]],
+    )
+    assert again["accepted"] and again["message"].startswith("promise 1 recorded: 500.00 yuan")
+    assert len((await h.status(case.handle)).promises) == 1
+
+    page.once("dialog", lambda d: answer(d, True))  # nothing unsent: no question
+    await page.click("form[action='/logout'] button")
+    await expect(page.locator("h1")).to_contain_text("Sign in")
+    assert len(messages) == 1
+    await context.close()
     await h.pay(case.handle, 1_000_000)
     await case.handle.result()

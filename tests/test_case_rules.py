@@ -23,6 +23,7 @@ from domain.installments import first_uncovered, is_covered, moved_for_hold, sta
 from domain.models import (
     AgreementRef,
     CaseState,
+    CheckOut,
     CloseRequest,
     HardshipHold,
     Hold,
@@ -33,6 +34,7 @@ from domain.models import (
     PlanProposal,
     Reassignment,
     SignatureConfirmation,
+    VisitInProgress,
     VisitReport,
 )
 from domain.policy import Policy
@@ -41,6 +43,7 @@ from domain.stages import Stage, VisitOutcome
 # Noon in Shanghai today: the caps count local days, so no test may straddle a midnight.
 NOW = datetime.combine(datetime.now(UTC).date(), time(4, 0), tzinfo=UTC)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 POLICY = Policy()
 
 
@@ -206,6 +209,30 @@ def test_visit_reports_are_refused_with_their_field() -> None:
     assert "before the case" in refused(check.check_visit_report, s, report(visited_at=early), NOW)
     long_notes = "x" * (check.MAX_NOTES + 1)
     assert refused(check.check_visit_report, s, report(notes=long_notes), NOW).startswith("notes:")
+
+
+def test_a_report_that_checks_the_visit_out_is_not_before_its_check_in() -> None:
+    """Weak signal review, finding 4: under collection-v4 a report by the team checked in
+    checks the visit out, so it is held to the check-out's rule: not before the check-in
+    (less the clock skew). Another team's report, or a released run's, is not."""
+    team = ["QX01-C01", "QX01-C02"]
+    arrived = NOW - timedelta(hours=1)
+    visit = VisitInProgress(1, team, arrived, arrived + 2 * HOUR, arrived + 3 * HOUR)
+    s = state(visit=visit, overdue_attribute=True)  # every collection-v4 run has it
+    skew = check.clock_skew(s.policy)
+    before = VisitReport("MET", team, arrived - skew - timedelta(seconds=1))
+    assert refused(check.check_visit_report, s, before, NOW) == (
+        "visited_at: before the team checked in"
+    )
+    assert refused(check.check_check_out, s, CheckOut(before), NOW) == (
+        "visited_at: before the team checked in"
+    )
+    check.check_visit_report(s, VisitReport("MET", team, arrived - skew), NOW)
+    released = state(visit=visit, overdue_attribute=False)  # its report checks nothing out
+    check.check_visit_report(released, before, NOW)
+    pair = ["QX01-C03", "QX01-C04"]
+    others = state(visit=visit, overdue_attribute=True, collectors=[*team, *pair])
+    check.check_visit_report(others, VisitReport("MET", pair, before.visited_at), NOW)
 
 
 def test_plan_proposals_are_checked_against_stage_debt_and_policy() -> None:

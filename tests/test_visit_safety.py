@@ -483,3 +483,29 @@ async def test_a_visit_report_by_the_team_checked_in_ends_the_visit(h: Harness) 
     await h.env.sleep(ALERT_AFTER + timedelta(hours=1))
     assert alert_tasks(h, spec.loan_no) == []
     await close(h, handle)
+
+
+async def test_a_visit_report_that_ends_the_visit_is_not_before_its_check_in(h: Harness) -> None:
+    """Weak signal review, finding 4: a report by the team checked in checks the visit out,
+    so, like a check-out, it may not be dated before the check-in (less the clock skew):
+    refused by the case's validator, whether sent straight or through the service."""
+    from service.case_updates import CaseActions
+    from service.users import Principal, Role
+
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await h.env.sleep(timedelta(hours=2))  # the case is older than the visit
+    await check_in(h, handle)
+    status = await h.status(handle)
+    before = VisitReport("MET", status.collectors, await h.now() - timedelta(minutes=30))
+    with pytest.raises(WorkflowUpdateFailedError) as e:
+        await handle.execute_update(WF.report_visit, before)
+    assert e.value.cause.message == "visited_at: before the team checked in"  # type: ignore[union-attr]
+    acts = CaseActions(h.client, h.sessions, h.policy)
+    who = Principal("zhang", Role.COLLECTOR, ("QX01",), status.collectors[0])
+    answer = await acts.report_visit(who, spec.loan_no, "MET", status.collectors, before.visited_at)
+    assert not answer.accepted and answer.message == "visited_at: before the team checked in"
+    status = await h.status(handle)
+    assert status.visit is not None and status.counters.visits == 0  # still out, not checked out
+    await check_out(h, handle)
+    await close(h, handle)

@@ -34,11 +34,12 @@ from temporalio.client import Client
 
 from domain.human_input import CONSENT_CHANNELS
 from domain.outcomes import DEFAULT_BUCKETS, default_period, percent
+from domain.phone_actions import OP_ID_REFUSED
 from domain.policy import Policy
 from domain.stages import MANUAL_CLOSE_STAGES, CallOutcome, Stage, VisitOutcome
 from domain.timerules import local_date
 from domain.training import STATE_ZH
-from service import audit, training
+from service import alert_tasks, audit, training
 from service.case_record import (
     agreement_pdf,
     as_seen_by,
@@ -47,7 +48,14 @@ from service.case_record import (
     case_record,
     collector_cases,
 )
-from service.case_updates import UPDATE_ID, ActionOutcome, CaseActions
+from service.case_updates import (
+    SENT_AT,
+    SENT_AT_REFUSED,
+    UPDATE_ID,
+    ActionOutcome,
+    CaseActions,
+    Locations,
+)
 from service.collection_record import COUNSELLING_ZH, HARDSHIP_ZH
 from service.daily_schedule import latest_runs, rejected_file_of
 from service.loan_contacts import (
@@ -110,6 +118,9 @@ class WebConfig:
 
 
 OP_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
+# The field holding the time the phone recorded, of each action its queue sends.
+PHONE_TIMES = {"visit": "visited_at", "call": "called_at", "check-in": "checked_in_at",
+               "check-out": "visited_at", "help": "at", "promise": ""}  # fmt: skip
 SERVICE_WORKER = Path(__file__).parent.parent / "templates" / "pages" / "sw.js"
 
 
@@ -122,6 +133,28 @@ def _coordinate(data: dict, name: str) -> float | None:  # type: ignore[type-arg
         return float(raw)
     except ValueError:
         raise forms.InputError(f"{name}: not a number") from None
+
+
+def phone_fields(
+    data: dict,  # type: ignore[type-arg]
+    action: str,
+    zone: tzinfo | None,
+) -> tuple[str | None, datetime | None]:
+    """A phone's queued action: its id (applied once) and its clock at sending (`sent_at`,
+    which puts the recorded time on the server's clock). Only the phone's actions carry them
+    (domain/phone_actions.py); `sent_at` counts only with the recorded time it goes with."""
+    op_id = str(data.get("op_id") or "")
+    if op_id and action not in PHONE_TIMES:
+        raise forms.InputError(OP_ID_REFUSED)
+    if op_id and not OP_ID.fullmatch(op_id):
+        raise forms.InputError("op_id: 8 to 64 letters, digits or dashes")
+    if not data.get("sent_at"):
+        return op_id or None, None
+    if action not in PHONE_TIMES:
+        raise forms.InputError(SENT_AT_REFUSED)
+    sent_at = forms.moment(data, "sent_at", zone=zone)
+    recorded = PHONE_TIMES[action]
+    return op_id or None, sent_at if recorded and data.get(recorded) else None
 
 
 def pages_router(
@@ -188,11 +221,37 @@ def pages_router(
                 {"stage": s, "branch": b, "cases": n} for (s, b), n in sorted(grid.items())
             ]
             return as_json(data, 400 if error else 200)
-        return page(
+        flash, flash_ok = take_flash(request, who, DASHBOARD_FLASH) or ("", False)
+        response = page(
             request, "dashboard.html.j2", 400 if error else 200, who=who, now=now, zone=zone,
             stages=list(Stage), open_stages=OPEN_STAGES, branches=scope,
-            training_days=config.policy.training_warning_days, **data,
+            training_days=config.policy.training_warning_days, flash=flash, flash_ok=flash_ok,
+            **data,
         )  # fmt: skip
+        if flash:
+            clear_flash(response, config.secure_cookies)
+        return response
+
+    @router.post("/alerts/{task_id}/close")
+    async def close_alert_task(request: Request, task_id: int) -> Response:
+        """A supervisor or branch head closes an urgent alert's task that its case can no
+        longer acknowledge (run ended or superseded, alert gone): service/alert_tasks.py."""
+        who = require(request, sessions, Role.SUPERVISOR, Role.BRANCH_HEAD)
+        try:
+            data = await forms.read_input(request)
+            check_csrf(request, who, data.get("csrf"))
+            reason = forms.text(data, "reason", required=False)
+            closed = await alert_tasks.close_orphaned(
+                sessions, await temporal(), who, task_id, reason
+            )
+            ok, message = closed.ok, closed.message
+        except forms.InputError as e:
+            ok, message = False, str(e)
+        if wants_json(request):
+            return as_json(dict(accepted=ok, message=message), 200 if ok else 409)
+        response = RedirectResponse("/dashboard", 303)
+        set_flash(response, who, DASHBOARD_FLASH, ok, message, config.secure_cookies)
+        return response
 
     @router.get("/reports")
     async def reports(request: Request) -> Response:
@@ -293,12 +352,16 @@ def pages_router(
             if status
             else {}
         )
-        # The phone's location at the check-in: the branch's supervisors and heads only.
-        location = await acts.visit_location(who, loan_no) if status and status.visit else None
+        # Where the phones were (the check-in, a call for help): the branch's supervisors and
+        # heads only; "unavailable" when the case did not answer.
+        places = await acts.locations(who, loan_no, bool(status.visit)) if status else Locations()
         if wants_json(request):
             data = {"status": status, "record": record, "calls": calls, "third_party": third_party}
             if who.role in (Role.SUPERVISOR, Role.BRANCH_HEAD):
-                data["visit_location"] = location
+                data.update(
+                    visit_location=places.visit, alert_locations=places.alerts,
+                    locations_unavailable=places.unavailable,
+                )  # fmt: skip
             return as_json(data)
         flash, flash_ok = take_flash(request, who, loan_no) or ("", False)  # never from the URL
         response = page(
@@ -309,7 +372,7 @@ def pages_router(
             calls=calls, third_party=third_party, call_outcomes=list(CallOutcome),
             outcome_zh=CALL_OUTCOME_ZH, consent_channels=CONSENT_CHANNELS, how_zh=CONSENT_HOW_ZH,
             now=datetime.now(UTC), zone=await case_zone(acts, loan_no), Role=Role,
-            visit_location=location,
+            visit_location=places.visit, places=places,
             branch_phone=await run_in_threadpool(branch_phone, sessions, loan_no),
         )  # fmt: skip
         if flash:
@@ -483,14 +546,14 @@ def pages_router(
         try:
             data = await forms.read_input(request)
             check_csrf(request, who, data.get("csrf"))
-            op_id = str(data.get("op_id") or "")
-            if op_id and not OP_ID.fullmatch(op_id):
-                raise forms.InputError("op_id: 8 to 64 letters, digits or dashes")
-            token = UPDATE_ID.set(op_id or None)
+            local = await case_zone(await actions(), loan_no) if data.get("sent_at") else None
+            op_id, sent_at = phone_fields(data, action, local)
+            token, sent = UPDATE_ID.set(op_id), SENT_AT.set(sent_at)
             try:
                 outcome = await run_action(who, loan_no, action, data)
             finally:
                 UPDATE_ID.reset(token)
+                SENT_AT.reset(sent)
         except forms.InputError as e:
             outcome = ActionOutcome(False, str(e))
             audit.record(sessions, who.username, who.role, action, "REFUSED", str(e), loan_no)
@@ -691,5 +754,6 @@ def pages_router(
 
 FEED_KINDS = ("loans", "payments", "branches", "collectors")
 COLLECTORS_FLASH = "/collectors"  # the flash's key: never a loan number
+DASHBOARD_FLASH = "/dashboard"
 
 __all__ = ["WebConfig", "pages_router"]

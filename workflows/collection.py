@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows import contact_updates, debt, payments, promises, visit_updates
 from workflows.case import Case, Interrupted
@@ -312,7 +313,10 @@ class LoanCollectionWorkflow(StaffMessages):
     @workflow.update
     def lift_hold(self, request: LiftHold) -> UpdateAccepted:
         s = self.s
-        assert s.hold is not None
+        if s.hold is None:  # lifted by another Update accepted at the same time
+            raise ApplicationError(
+                "stage: the case is not on hold", type="InvalidInput", non_retryable=True
+            )
         s.hold.until = workflow.now()
         self.case.note("hold", f"hold lifted: {request.reason}", request.by)
         return UpdateAccepted(s.stage, "hold lifted; collection resumes")
@@ -511,7 +515,7 @@ class LoanCollectionWorkflow(StaffMessages):
             segment=s.segment,
             strategy_arm=s.strategy_arm,
             visit=s.visit.shown() if s.visit else None,
-            alerts=list(s.alerts),
+            alerts=[a.shown() for a in s.alerts],  # no help location: supervisors only
             hostile_team=s.hostile_team,
             legal_advice=s.legal_advice,
             complaints=list(s.complaints),

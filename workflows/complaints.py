@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows.case import Case
 from workflows.contact import send_sms
@@ -71,7 +72,7 @@ class Complaints:
 
     async def acknowledge(self, action: ComplaintAction) -> UpdateAccepted:
         s = self.case.s
-        complaint = next(c for c in s.complaints if c.number == action.number)
+        complaint = self._open(action)
         complaint.acknowledged_at, complaint.acknowledged_by = workflow.now(), action.by
         s.complaint_seq += 1
         self.case.note("complaint", f"complaint {complaint.number} acknowledged", action.by)
@@ -80,7 +81,7 @@ class Complaints:
 
     async def resolve(self, action: ComplaintAction) -> UpdateAccepted:
         case, s = self.case, self.case.s
-        complaint = next(c for c in s.complaints if c.number == action.number)
+        complaint = self._open(action)
         s.complaints = [c for c in s.complaints if c.number != action.number]
         s.complaint_seq += 1
         if complaint.acknowledged_at is None:
@@ -93,6 +94,17 @@ class Complaints:
             f"complaint {complaint.number} resolved; the outcome goes to the borrower by SMS",
             action.number,
         )
+
+    def _open(self, action: ComplaintAction) -> Complaint:
+        """The open complaint an action names. The validator refused any other; one resolved
+        by another Update accepted at the same time fails this Update, never the case."""
+        for complaint in self.case.s.complaints:
+            if complaint.number == action.number:
+                return complaint
+        raise ApplicationError(
+            f"number: {action.number} is not an open complaint", type="InvalidInput",
+            non_retryable=True,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ deadlines
 

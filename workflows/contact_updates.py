@@ -31,7 +31,7 @@ async def record_call(case: Case, report: CallReport) -> UpdateAccepted:
     """Recorded first (the activity refuses a call over the cap of the number, over all
     the borrower's loans, or at night without consent on record), then counted."""
     s = case.s
-    if (done := phone_ops.repeated(s)) is not None:
+    if (done := phone_ops.repeated(s, report)) is not None:
         return done  # sent again by a phone after the case continued as new
     s.calls_made += 1
     recorded: CallRecorded = await case.act(
@@ -60,7 +60,7 @@ async def record_call(case: Case, report: CallReport) -> UpdateAccepted:
         f"(at most {s.policy.max_unanswered_calls_per_day})",
         recorded.unanswered_today,
     )
-    return phone_ops.remember(s, answer)
+    return phone_ops.remember(s, report, answer)
 
 
 async def record_consent(case: Case, change: ConsentChange) -> UpdateAccepted:

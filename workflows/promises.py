@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows import phone_ops
 from workflows.case import Case, Interrupted
 from workflows.stages import dead_end
 
@@ -54,7 +55,11 @@ PROMISES_KEPT = 10  # in the workflow state; every promise is in the database
 
 
 async def record_promise(case: Case, req: PromiseRequest) -> UpdateAccepted:
+    """A promise, perhaps from a phone's queue (its id: applied once, workflows/phone_ops.py;
+    its date and amount checked on arrival by the validator)."""
     s = case.s
+    if (done := phone_ops.repeated(s, req)) is not None:
+        return done  # sent again by a phone after the case continued as new
     s.promises_made += 1
     promise = Promise(
         seq=s.promises_made,
@@ -75,12 +80,13 @@ async def record_promise(case: Case, req: PromiseRequest) -> UpdateAccepted:
     )
     case.visibility.publish()
     await _record_promise(case, promise)
-    return UpdateAccepted(
+    answer = UpdateAccepted(
         s.stage,
         f"promise {promise.seq} recorded: {yuan(promise.amount_fen)} yuan by "
         f"{promise.due_date}; the case waits for it",
         promise.seq,
     )
+    return phone_ops.remember(s, req, answer)
 
 
 async def _record_promise(case: Case, promise: Promise) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows import phone_ops
 from workflows.case import Case
@@ -55,7 +56,7 @@ class Safety:
 
     async def check_in(self, request: CheckIn) -> UpdateAccepted:
         case, s = self.case, self.case.s
-        if (done := phone_ops.repeated(s)) is not None:
+        if (done := phone_ops.repeated(s, request)) is not None:
             return done  # sent again by a phone after the case continued as new
         # The alert's timer starts now, when the check-in arrives (perhaps late, from a
         # phone's queue), not at the time the phone recorded.
@@ -82,7 +83,7 @@ class Safety:
             "is alerted",
             s.check_ins,
         )
-        return phone_ops.remember(s, answer)
+        return phone_ops.remember(s, request, answer)
 
     def check_out(self, request: CheckOut) -> str:
         """The visit is over (decided here; the report is recorded by the caller)."""
@@ -98,7 +99,7 @@ class Safety:
 
     def need_help(self, request: HelpRequest) -> UpdateAccepted:
         s = self.case.s
-        if (done := phone_ops.repeated(s)) is not None:
+        if (done := phone_ops.repeated(s, request)) is not None:
             return done  # sent again by a phone after the case continued as new
         since = s.visit.checked_in_at if s.visit else None
         team = s.visit.collector_ids if s.visit else [request.collector_id]
@@ -106,8 +107,11 @@ class Safety:
         if request.notes:
             detail += f": {request.notes[:200]}"
         alert = self.raise_alert(AlertKind.HELP, detail, request.collector_id)
+        # The phone's location stays with the alert for its task (the supervisors' and
+        # heads'), out of its detail: that goes to the history, the audit trail and texts.
+        s.alerts[-1].latitude, s.alerts[-1].longitude = request.latitude, request.longitude
         answer = UpdateAccepted(s.stage, f"已通知主管 / the supervisor is alerted (alert {alert})")
-        return phone_ops.remember(s, answer)
+        return phone_ops.remember(s, request, answer)
 
     def hostile(self, collector_ids: list[str], by: str) -> None:
         """A visit reported a hostile borrower (collection-v4): the supervisor is alerted and
@@ -119,7 +123,12 @@ class Safety:
 
     async def acknowledge(self, ack: AlertAck) -> UpdateAccepted:
         case, s = self.case, self.case.s
-        alert = next(a for a in s.alerts if a.number == ack.alert_no)
+        alert = next((a for a in s.alerts if a.number == ack.alert_no), None)
+        if alert is None:  # acknowledged by another Update accepted at the same time
+            raise ApplicationError(
+                f"alert_no: {ack.alert_no} is not an open alert", type="InvalidInput",
+                non_retryable=True,
+            )  # fmt: skip
         s.alerts = [a for a in s.alerts if a.number != ack.alert_no]
         s.safety_seq += 1
         detail = f"alert {alert.number} ({alert.kind}) acknowledged"
@@ -232,6 +241,8 @@ class Safety:
                     at=workflow.now(),
                     collector_ids=team,
                     ack_key=self._key(f"ack:{alert.number}"),
+                    latitude=alert.latitude,
+                    longitude=alert.longitude,
                 ),
                 AlertSent,
             )

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import human_input as check
     from domain.models import (
         AlertAck,
+        AlertLocation,
         CaseState,
         CheckIn,
         CheckOut,
@@ -31,18 +32,24 @@ with workflow.unsafe.imports_passed_through():
         UpdateAccepted,
         VisitLocation,
     )
+    from domain.phone_actions import OP_ID_REUSED
 
 
 def checked(rule: Callable[..., None], s: CaseState, request: Any, *rest: Any) -> None:
     """Run a pure check of human input; a refusal becomes the Update's rejection.
 
     A phone's action (sent with its own id, workflows/phone_ops.py) applied before, in this
-    run or an earlier one, is let through to be answered as the first time; a new one has
-    the time it was recorded bounded by the policy (the phone's clock, its queue's age)."""
-    if phone_ops.repeated(s) is not None:
-        return
+    run or an earlier one, is let through to be answered as the first time, but only when it
+    is the same Update with the same request: the same id on anything else is refused, never
+    let past the rule. A new one has the time it was recorded bounded by the policy (the
+    phone's clock, its queue's age)."""
     try:
-        if phone_ops.phone_op() is not None:
+        if (op := phone_ops.phone_op()) is not None:
+            done = phone_ops.applied(s, op)
+            if done is not None:
+                if phone_ops.same_action(done, request):
+                    return  # answered as the first time by the handler
+                raise check.Refused(OP_ID_REUSED)
             check.check_offline_time(s.policy, request, workflow.now())
         rule(s, request, *rest)
     except check.Refused as refused:
@@ -70,7 +77,7 @@ class StaffMessages:
 
     @workflow.update
     async def check_out(self, request: CheckOut) -> UpdateAccepted:
-        if (done := phone_ops.repeated(self.s)) is not None:
+        if (done := phone_ops.repeated(self.s, request)) is not None:
             return done  # sent again by a phone after the case continued as new
         self.safety.check_out(request)
         return await visit_updates.report(self.case, self.safety, request.report)
@@ -149,6 +156,18 @@ class StaffMessages:
         return VisitLocation(visit.latitude, visit.longitude)
 
     @workflow.query
+    def alert_locations(self) -> list[AlertLocation]:
+        """Where the phones were when their collectors called for help, of the open alerts
+        that said: for the branch's supervisors and heads only (as `visit_location`)."""
+        return [
+            AlertLocation(a.number, a.latitude, a.longitude)
+            for a in self.s.alerts
+            if a.latitude is not None and a.longitude is not None
+        ]
+
+    @workflow.query
     def applied_op(self, op_id: str) -> UpdateAccepted | None:
-        """The answer a phone's action (its Update id) got, if the case applied it."""
+        """The answer a phone's action got, if the case applied it: asked by its Update id,
+        which holds the action and the user (domain/phone_actions.phone_update_id), so it
+        answers nobody else and no other action."""
         return phone_ops.answer(self.s, op_id)

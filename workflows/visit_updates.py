@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
 
 async def report(case: Case, safety: Safety, report: VisitReport) -> UpdateAccepted:
     s = case.s
-    if (done := phone_ops.repeated(s)) is not None:
+    if (done := phone_ops.repeated(s, report)) is not None:
         return done  # sent again by a phone after the case continued as new
     s.counters.visits += 1
     number = s.counters.visits
@@ -52,4 +52,4 @@ async def report(case: Case, safety: Safety, report: VisitReport) -> UpdateAccep
         # written cannot leave the caller with an answer the case no longer holds to.
         await case.act(A.RECORD_VISIT, record)
     answer = UpdateAccepted(s.stage, f"visit {number} recorded: {outcome}", number)
-    return phone_ops.remember(s, answer)
+    return phone_ops.remember(s, report, answer)

@@ -87,7 +87,8 @@ def reminder_activities(
 ) -> list[object]:
     """The supervisors' daily training reminder: staff texts through the same gateway."""
     sms = SmsActivities(sessions, gateway, sms_language)
-    return [TrainingReminderActivities(sessions, sms, policy).send_training_reminders]
+    reminders = TrainingReminderActivities(sessions, sms, policy)
+    return [reminders.list_training_reminders, reminders.send_training_reminder]
 
 
 def build_worker(

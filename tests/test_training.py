@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowUpdateFailedError
 
+from activities.sms_gateway import GatewayResult, PermanentSmsFailure
 from cli.main import main
 from db.models import AuditEvent, Collector, SmsOutbox
 from domain.models import Reassignment
@@ -335,14 +336,20 @@ async def test_each_supervisor_is_texted_their_due_trainings_once_a_day(
 
     first = await remind(h)  # as the Schedule starts it: the reminder is for the run's day
     assert (first.texts_sent, first.already_sent, first.collectors) == (2, 0, 3), first
+    assert [(b.branch, b.collectors, b.sent, b.failed, b.reached) for b in first.branches] == [
+        ("QX01", 2, 1, 0, True), ("QX02", 1, 1, 0, True),
+    ]  # fmt: skip
+    assert first.unreached_branches == []
     texts = reminder_texts(h)
     assert sorted(texts) == ["+8613800000001", "+8613800000002"]  # LS01: nobody due
     (qx01,) = texts["+8613800000001"]
-    assert f"QX01-C01 催收员QX01-1（已过期 {today - timedelta(days=3)}）" in qx01
-    assert f"QX01-C02 催收员QX01-2（{today + timedelta(days=10)}到期）" in qx01
-    assert "QX01-C03" not in qx01 and "共2人" in qx01 and "30天内到期" in qx01
+    # Short, with short variables (providers limit their length): how many, the most urgent
+    # (expired three days ago, before QX01-C02's expiring in ten), where the list is.
+    assert "【青溪县农村信用合作联社城关信用社】2名催收员安全培训需更新（最紧急：QX01-C01）" in qx01
+    assert "/collectors" in qx01 and "QX01-C02" not in qx01 and "QX01-C03" not in qx01
     (qx02,) = texts["+8613800000002"]
-    assert "QX02-C01 催收员QX02-1（无安全培训记录）" in qx02 and "共1人" in qx02
+    assert "1名催收员安全培训需更新（最紧急：QX02-C01）" in qx02
+    assert first.day == today.isoformat()  # the reminder is for the server's today
 
     # Run again that day (a retried or repeated run): nothing new goes out.
     later = datetime.combine(
@@ -357,6 +364,61 @@ async def test_each_supervisor_is_texted_their_due_trainings_once_a_day(
     logged = caplog.text
     assert "13800000001" not in logged and "13800000002" not in logged
     assert "+86138****0001" in logged  # the staff texts' log line, masked
+
+
+class OneProviderDown:
+    """Texts to one number never get an answer (retried, to the end of their time); texts to
+    another are refused for good; the rest are recorded."""
+
+    name = "one-down"
+
+    def __init__(self, down: str, refused: str) -> None:
+        self.down, self.refused = down, refused
+
+    def send(self, to: str, body: str, key: str, **kw: object) -> GatewayResult:
+        if to == self.down:
+            raise ConnectionError("connection reset by the provider")
+        if to == self.refused:
+            raise PermanentSmsFailure(30003, "unreachable handset")
+        return GatewayResult("RECORDED")
+
+    def find_sent(self, to: str, body: str, since: object, **kw: object) -> str | None:
+        return None
+
+
+async def test_a_supervisor_whose_texts_keep_failing_holds_up_no_other(
+    env, sqlite_sessions, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Each supervisor's text is its own activity: one whose provider never answers is
+    retried within the run's time while the others are texted; the result says per branch
+    who was reached, and a text that failed reaches nobody."""
+    gateway = OneProviderDown(down="+8613800000001", refused="+8613800000003")
+    async with running_worker(env, sqlite_sessions, tmp_path / "data", gateway=gateway) as h:
+        await set_training(h, QX01_C01=-1, QX02_C01=None, LS01_C01=5)
+        add_user(h, "sup-qx01", Role.SUPERVISOR, branches=["QX01"], mobile="13800000001")
+        add_user(h, "sup-qx02", Role.SUPERVISOR, branches=["QX02"], mobile="13800000002")
+        add_user(h, "sup-ls01", Role.SUPERVISOR, branches=["LS01"], mobile="13800000003")
+        result = await remind(h)
+        assert (result.texts_sent, result.already_sent, result.failed) == (1, 0, 2), result
+        assert [(b.branch, b.sent, b.failed, b.reached) for b in result.branches] == [
+            ("LS01", 0, 1, False), ("QX01", 0, 1, False), ("QX02", 1, 0, True),
+        ]  # fmt: skip
+        assert result.unreached_branches == ["LS01", "QX01"]
+        assert sorted(reminder_texts(h)) == [
+            "+8613800000001", "+8613800000002", "+8613800000003",
+        ]  # fmt: skip
+        with h.sessions() as session:
+            statuses = dict(
+                session.execute(
+                    select(SmsOutbox.to_number, SmsOutbox.status).where(
+                        SmsOutbox.purpose == "staff_training"
+                    )
+                ).all()
+            )
+        assert statuses == {
+            "+8613800000001": "PENDING", "+8613800000002": "RECORDED",
+            "+8613800000003": "FAILED",
+        }  # fmt: skip
 
 
 async def test_the_reminder_has_its_daily_schedule(
@@ -392,7 +454,7 @@ async def test_the_reminder_has_its_daily_schedule(
             await handle.trigger()
             texts = await eventually(lambda: reminder_texts(h), "the reminder", timeout=30)
             (text,) = texts["+8613800000001"]  # type: ignore[index]
-            assert "QX01-C02 催收员QX01-2（无安全培训记录）" in text
+            assert "1名催收员安全培训需更新（最紧急：QX01-C02）" in text
             capsys.readouterr()
             assert await cli("--training-reminders", "--show") == 0
             shown = capsys.readouterr().out

@@ -300,13 +300,16 @@ def test_the_training_command_checks_role_branch_and_date(
 # ---------------------------------------------------------------- the daily reminder
 
 
-async def remind(h: Harness, at: datetime | None = None) -> ReminderResult:
+async def remind(
+    h: Harness, at: datetime | None = None, execution_timeout: timedelta | None = None
+) -> ReminderResult:
     return await h.client.execute_workflow(
         REMINDER_WORKFLOW_TYPE,
         ReminderInput(at),
         id=f"training-reminder-test-{uuid.uuid4().hex[:8]}",
         task_queue=h.task_queue,
         result_type=ReminderResult,
+        execution_timeout=execution_timeout,
     )
 
 
@@ -390,15 +393,16 @@ async def test_a_supervisor_whose_texts_keep_failing_holds_up_no_other(
     env, sqlite_sessions, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """Each supervisor's text is its own activity: one whose provider never answers is
-    retried within the run's time while the others are texted; the result says per branch
-    who was reached, and a text that failed reaches nobody."""
+    retried within the run's time (here a Schedule's 5 minutes) while the others are
+    texted; the result says per branch who was reached, and a text that failed reaches
+    nobody."""
     gateway = OneProviderDown(down="+8613800000001", refused="+8613800000003")
     async with running_worker(env, sqlite_sessions, tmp_path / "data", gateway=gateway) as h:
         await set_training(h, QX01_C01=-1, QX02_C01=None, LS01_C01=5)
         add_user(h, "sup-qx01", Role.SUPERVISOR, branches=["QX01"], mobile="13800000001")
         add_user(h, "sup-qx02", Role.SUPERVISOR, branches=["QX02"], mobile="13800000002")
         add_user(h, "sup-ls01", Role.SUPERVISOR, branches=["LS01"], mobile="13800000003")
-        result = await remind(h)
+        result = await remind(h, execution_timeout=timedelta(minutes=5))
         assert (result.texts_sent, result.already_sent, result.failed) == (1, 0, 2), result
         assert [(b.branch, b.sent, b.failed, b.reached) for b in result.branches] == [
             ("LS01", 0, 1, False), ("QX01", 0, 1, False), ("QX02", 1, 0, True),

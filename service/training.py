@@ -7,8 +7,9 @@ the collectors of every branch), reads the date, and writes the change with its 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -137,13 +138,15 @@ def set_training(
 
 
 def training_rows(
-    sessions: sessionmaker[Session], who: Principal, today: date, window_days: int
+    sessions: sessionmaker[Session], who: Principal, now: datetime, window_days: int, policy: Policy
 ) -> list[TrainingRow]:
     """The collectors this user keeps (a supervisor: their branches; the back office: all),
-    active first, with their training's state on `today`."""
+    active first, with their training's state on their branch's today (as the assignment
+    and the daily reminder judge it)."""
     query = select(Collector).order_by(Collector.active.desc(), Collector.id)
     if who.role != Role.BACK_OFFICE:
         query = query.where(Collector.branch_code.in_(who.branches))
+    today = branch_today(sessions, now, policy)
     with sessions() as session:
         return [
             TrainingRow(
@@ -152,14 +155,23 @@ def training_rows(
                 c.branch_code,
                 c.active,
                 c.training_expires_on,
-                training_state(c.training_expires_on, today, window_days).value,
+                training_state(c.training_expires_on, today(c.branch_code), window_days).value,
             )  # fmt: skip
             for c in session.scalars(query)
         ]
 
 
-def today_of(policy: Policy) -> date:
-    return datetime.now(UTC).astimezone(policy.timezone_info()).date()
+def branch_today(
+    sessions: sessionmaker[Session], now: datetime, policy: Policy
+) -> Callable[[str], date]:
+    """Each branch's date at `now` on its own clock (a branch without one: the policy's)."""
+    with sessions() as session:
+        zones = {b.code: b.timezone for b in session.scalars(select(Branch))}
+
+    def today(branch: str) -> date:
+        return now.astimezone(ZoneInfo(zones.get(branch) or policy.timezone)).date()
+
+    return today
 
 
 __all__ = [
@@ -169,6 +181,7 @@ __all__ = [
     "TrainingError",
     "TrainingRow",
     "TrainingState",
+    "branch_today",
     "set_training",
     "training_rows",
 ]

@@ -21,7 +21,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from activities.sms_gateway import GatewayResult, PermanentSmsFailure
 from cli.main import main
-from db.models import AuditEvent, Collector, SmsOutbox
+from db.models import AuditEvent, Branch, Collector, SmsOutbox
 from domain.models import Reassignment
 from domain.policy import Policy
 from domain.training import REMINDER_WORKFLOW_TYPE, ReminderInput, ReminderResult
@@ -295,6 +295,35 @@ def test_the_training_command_checks_role_branch_and_date(
         ("sup", "DONE"), ("sup", "REFUSED"), ("sup", "REFUSED"), ("sup", "REFUSED"),
         ("coll", "REFUSED"),
     ]  # fmt: skip
+
+
+def test_the_collectors_page_and_the_dashboard_judge_each_branch_on_its_own_calendar(
+    sessions: sessionmaker[Session],
+) -> None:
+    """As the assignment and the reminder do: a branch 26 hours behind the policy's clock
+    (on any hour of the day its date is a day or two earlier) judges its collectors on its
+    own date, not on the policy's."""
+    from service.portfolio import caseloads, mark_training
+    from service.training import branch_today, training_rows
+    from service.users import Principal
+
+    policy = Policy().with_overrides({"timezone": "Etc/GMT-14"})  # UTC+14
+    window = policy.training_warning_days
+    now = datetime.now(ZoneInfo("UTC"))
+    today = now.astimezone(ZoneInfo("Etc/GMT+12")).date()  # UTC-12: the branch's today
+    with sessions.begin() as session:
+        session.get(Branch, "QX02").timezone = "Etc/GMT+12"  # type: ignore[union-attr]
+        session.get(Collector, "QX02-C01").training_expires_on = today  # type: ignore[union-attr]
+        session.get(Collector, "QX02-C02").training_expires_on = today + timedelta(window + 1)  # type: ignore[union-attr]
+    office = Principal("office", Role.BACK_OFFICE)
+    rows = {r.collector_id: r.state for r in training_rows(sessions, office, now, window, policy)}
+    assert rows["QX02-C01"] == "EXPIRING"  # valid to the end of the branch's today
+    assert rows["QX02-C02"] == "VALID"
+    loads = mark_training(
+        caseloads(sessions, ("QX02",)), branch_today(sessions, now, policy), window
+    )
+    due = {c.collector_id: c.training_due for c in loads}
+    assert due == {"QX02-C01": True, "QX02-C02": False, "QX02-C03": False}
 
 
 # ---------------------------------------------------------------- the daily reminder

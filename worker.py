@@ -20,6 +20,7 @@ from service.search_attribute_check import check_search_attributes
 from service.settings import Settings
 from service.sms_setup import worker_gateway
 from service.temporal_client import connect
+from service.training import warn_without_training
 from service.worker_factory import build_worker
 
 log = logging.getLogger("worker")
@@ -42,11 +43,13 @@ async def run_worker(
     # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered
     gateway = worker_gateway(settings.sms_language)
     pdf = pdf or PdfRenderer(processes=settings.pdf_processes)
+    sessions = session_factory(engine)
+    warn_without_training(sessions, log)  # "no date = untrained": say how many, per branch
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(
             client,
             settings.task_queue,
-            session_factory(engine),
+            sessions,
             settings.data_dir,
             gateway=gateway,
             executor=executor,

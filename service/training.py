@@ -6,13 +6,14 @@ the collectors of every branch), reads the date, and writes the change with its 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AuditEvent, Branch, Collector
@@ -174,6 +175,37 @@ def branch_today(
     return today
 
 
+def without_training(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Per branch, the active collectors with no safety training on record: none of them may
+    go on a remote or hostile visit (a collector list imported without a training column)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Collector.branch_code, func.count())
+            .where(Collector.active.is_(True), Collector.training_expires_on.is_(None))
+            .group_by(Collector.branch_code)
+            .order_by(Collector.branch_code)
+        ).all()
+    return {branch: n for branch, n in rows}
+
+
+def warn_without_training(sessions: sessionmaker[Session], log: logging.Logger) -> None:
+    """At the worker's start: say how many active collectors each branch has with no training
+    on record, and how to record it (since "no date = untrained", such a collector is passed
+    over for every remote or hostile visit)."""
+    try:
+        missing = without_training(sessions)
+    except Exception:  # noqa: BLE001 - a warning, never a reason not to start
+        log.exception("could not count the collectors without safety training on record")
+        return
+    for branch, n in missing.items():
+        log.warning(
+            "branch %s: %d active collector(s) with no safety training on record (无安全培训"
+            "记录): not sent on remote or hostile visits until a supervisor records it on "
+            "/collectors or with `cli.main training`",
+            branch, n,
+        )  # fmt: skip
+
+
 __all__ = [
     "EDITORS",
     "NotYours",
@@ -184,4 +216,6 @@ __all__ = [
     "branch_today",
     "set_training",
     "training_rows",
+    "warn_without_training",
+    "without_training",
 ]

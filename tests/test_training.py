@@ -326,6 +326,30 @@ def test_the_collectors_page_and_the_dashboard_judge_each_branch_on_its_own_cale
     assert due == {"QX02-C01": True, "QX02-C02": False, "QX02-C03": False}
 
 
+def test_the_worker_start_warns_of_collectors_with_no_training_on_record(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Since no date means untrained, a collector list imported without a training column
+    takes those collectors off every remote or hostile visit at once: the worker's start
+    says how many per branch (active ones) and where to record it."""
+    from service.training import warn_without_training
+
+    log = logging.getLogger("worker")
+    with caplog.at_level(logging.WARNING):
+        warn_without_training(sessions, log)
+    assert caplog.records == []  # the seeded collectors are trained
+    with sessions.begin() as session:
+        for cid in ("QX01-C01", "QX01-C02", "LS01-C03", "QX02-C01"):
+            session.get(Collector, cid).training_expires_on = None  # type: ignore[union-attr]
+        session.get(Collector, "QX02-C01").active = False  # type: ignore[union-attr]
+    with caplog.at_level(logging.WARNING):
+        warn_without_training(sessions, log)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("branch LS01: 1 active collector(s) with no safety training")
+    assert lines[1].startswith("branch QX01: 2 active collector(s)") and "/collectors" in lines[1]
+
+
 # ---------------------------------------------------------------- the daily reminder
 
 

@@ -350,6 +350,37 @@ def test_the_worker_start_warns_of_collectors_with_no_training_on_record(
     assert lines[1].startswith("branch QX01: 2 active collector(s)") and "/collectors" in lines[1]
 
 
+def test_seeding_vouches_for_no_training_and_the_demo_has_one_expiring_per_branch(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Seeding again (the demo's start) leaves a stored collector's missing training
+    missing; the demo's collectors include one per branch expiring within the warning
+    window, shown as such, and a hostile case still gets a trained team of three."""
+    from activities.cases import CaseActivities
+    from db.seed import add_branches_and_collectors
+    from domain.models import AssignRequest
+    from service.training import training_rows
+    from service.users import Principal
+    from tests.test_activities import new_loan
+
+    policy = Policy()
+    now = datetime.now(ZoneInfo("UTC"))
+    today = now.astimezone(policy.timezone_info()).date()
+    with sessions.begin() as session:
+        session.get(Collector, "QX02-C02").training_expires_on = None  # type: ignore[union-attr]
+    with sessions.begin() as session:
+        add_branches_and_collectors(session, today=today, expiring_in_days=7)
+    assert expiry_of(sessions, "QX02-C02") is None  # nobody recorded it: still untrained
+    office = Principal("office", Role.BACK_OFFICE)
+    rows = training_rows(sessions, office, now, policy.training_warning_days, policy)
+    expiring = {r.collector_id: r.training_expires_on for r in rows if r.state == "EXPIRING"}
+    assert expiring == {c: today + timedelta(days=7) for c in ("LS01-C04", "QX01-C04", "QX02-C04")}
+    team = CaseActivities(sessions).assign_collectors(
+        AssignRequest(new_loan(sessions), "QX01", 3, trained_only=True)
+    )
+    assert len(team) == 3
+
+
 # ---------------------------------------------------------------- the daily reminder
 
 

@@ -47,6 +47,7 @@ def activities(
         cases.load_case,
         cases.assess_case,
         cases.assign_collectors,
+        cases.check_visit_training,
         cases.record_transition,
         cases.create_task,
         cases.record_visit,

@@ -27,7 +27,7 @@ from domain.policy import Policy
 from domain.training import REMINDER_WORKFLOW_TYPE, ReminderInput, ReminderResult
 from service.users import Role, create_user
 from tests.harness import Harness, eventually, running_worker
-from tests.test_workflow_paths import to_field_visit, visit
+from tests.test_workflow_paths import sign, to_field_visit, visit
 from tests.web_support import PASSWORD, add_user, app_for, form_login
 from workflows.collection import LoanCollectionWorkflow as WF
 
@@ -139,6 +139,34 @@ async def test_training_expired_meanwhile_is_replaced_at_the_next_attempt(h: Har
     status = await h.until(handle, lambda s: leaving not in s.collectors, "replaced")
     assert len(status.collectors) == 2
     await eventually(lambda: training_audit(h, spec.loan_no), "the reason")
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+async def test_a_periodic_revisit_of_a_remote_case_replaces_an_untrained_collector(
+    h: Harness,
+) -> None:
+    """Checked at every visit attempt: FOLLOW_UP's periodic revisit (定期回访) of a remote
+    case goes to a team whose training is valid, as FIELD_VISIT's attempts do."""
+    from domain.models import PlannedInstallment, PlanProposal
+
+    await set_training(h, QX01_C01=200, QX01_C02=200, QX01_C03=200)
+    spec, handle = await h.start(remote=True)
+    await to_field_visit(h, handle)
+    await visit(h, handle, "MET")
+    await h.at_stage(handle, "NEGOTIATION")
+    now = await h.now()  # one installment after the first revisit (30 policy days)
+    plan = PlanProposal([PlannedInstallment(now + h.day * 45, DEBT)], proposed_by="QX01-C01")
+    await handle.execute_update(WF.propose_plan, plan)
+    await sign(h, handle)
+    status = await h.at_stage(handle, "FOLLOW_UP")
+    leaving = sorted(status.collectors)[0]
+    await set_training(h, **{leaving.replace("-", "_"): -1})
+    await h.advance(31)  # the periodic revisit
+    status = await h.until(handle, lambda s: leaving not in s.collectors, "replaced")
+    assert len(status.collectors) == 2
+    reasons = await eventually(lambda: training_audit(h, spec.loan_no), "the reason")
+    assert any(leaving in r and "taken off the case" in r for r in reasons)
     await h.pay(handle, DEBT)
     await handle.result()
 

@@ -68,7 +68,7 @@ class TrainingReminderWorkflow:
             ReminderRequest(at),
             result_type=ReminderPlan,
             start_to_close_timeout=timedelta(minutes=1),
-            schedule_to_close_timeout=self._budget(LIST_BUDGET),
+            schedule_to_close_timeout=max(self._budget(LIST_BUDGET), timedelta(minutes=1)),
             retry_policy=RETRY,
         )
         gate = asyncio.Semaphore(SENDING)

@@ -28,6 +28,7 @@ from service.search_attribute_check import check_search_attributes
 from service.settings import Settings
 from service.sms_setup import worker_gateway
 from service.temporal_client import connect
+from service.training import warn_without_training
 from service.worker_factory import build_worker
 
 log = logging.getLogger("worker")
@@ -91,6 +92,7 @@ async def _run_roles(
     roles = settings.worker_roles
     if CASES in roles:
         await check_search_attributes(client)  # a case upserting an unknown one would stall
+        warn_without_training(sessions, log)  # "no date = untrained": say how many, per branch
     # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered.
     # The cases role needs it too: a safety alert texts staff from its own activity.
     gateway = worker_gateway(settings.sms_language) if {CASES, SMS} & set(roles) else None

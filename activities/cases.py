@@ -44,6 +44,7 @@ from domain.models import (
     PromiseRecord,
     SignatureRecord,
     TaskRequest,
+    TrainingCheck,
     Transition,
     VisitRecord,
     WaiverRecord,
@@ -268,6 +269,26 @@ class CaseActivities:
             case.primary_collector = wanted[0] if wanted else None
             case.second_collector = wanted[1] if len(wanted) > 1 else None
             return wanted
+
+    @activity.defn(name=A.CHECK_VISIT_TRAINING)
+    def check_visit_training(self, check: TrainingCheck) -> None:
+        """A check-in on a remote or hostile case: refused (non-retryable, naming each
+        collector and why) when one of the team has no valid safety training on their
+        branch's date, as the assignment would have refused them. Reads only."""
+        with self.sessions() as session:
+            untrained: dict[str, date | None] = {}
+            for cid in check.collector_ids:
+                collector = session.get(Collector, cid)
+                if collector is None:
+                    raise invalid_input(f"collector_ids: no collector {cid}")
+                branch = session.get(Branch, collector.branch_code)
+                zone = ZoneInfo(branch.timezone if branch else Policy().timezone)
+                if not may_visit_remote(
+                    collector.training_expires_on, check.at.astimezone(zone).date()
+                ):
+                    untrained[cid] = collector.training_expires_on
+        if untrained:
+            raise invalid_input(_why_untrained(untrained, list(untrained)))
 
     def _check_requested(self, session: Session, request: AssignRequest, branch: str) -> list[str]:
         for cid in request.requested:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.errors import not_found
-from activities.sms import SmsActivities
+from activities.sms import SmsActivities, attempt_deadline
 from db.models import AuditEvent, Task, User
 from db.repository import case_for_loan, insert_ignore, loan_by_no
 from domain.models import AlertRequest, AlertSent, SafetyAudit
@@ -85,6 +85,7 @@ class SafetyActivities:
     def raise_safety_alert(self, request: AlertRequest) -> AlertSent:
         level = AlertLevel(request.level)
         role = "supervisor" if level == AlertLevel.SUPERVISOR else "head"
+        deadline = attempt_deadline()  # one for every text of this attempt
         with self.sessions.begin() as session:
             loan = loan_by_no(session, request.loan_no)
             if loan is None:
@@ -127,8 +128,10 @@ class SafetyActivities:
         for user_id, mobile in recipients:
             assert mobile is not None
             key = f"{request.key}:u{user_id}"
-            status = self.sms.send_staff(key, request.loan_no, mobile, "staff_alert", params)
-            texts += status in ("SENT", "RECORDED")
+            sent = self.sms.send_staff(
+                key, request.loan_no, mobile, "staff_alert", params, deadline=deadline
+            )
+            texts += sent.went
         if not recipients:
             log.warning("alert %s: no %s of %s has a mobile", request.key, role, request.branch)
         if texts == 0 and level == AlertLevel.BRANCH_HEAD:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
@@ -54,6 +56,19 @@ LOOKBACK = timedelta(minutes=2)  # clock skew between us and the provider
 # its start-to-close timeout, and calls it only with at least MIN_CALL_S left.
 ATTEMPT_MARGIN_S = 3.0
 MIN_CALL_S = 0.5
+
+
+@dataclass(frozen=True)
+class StaffSent:
+    """How a staff text ended: its outbox status, and whether it was so before this call (a
+    retry, or a second run the same day)."""
+
+    status: str
+    earlier: bool = False
+
+    @property
+    def went(self) -> bool:
+        return self.status in ("SENT", "RECORDED")
 
 
 class SmsActivities:
@@ -223,17 +238,29 @@ class SmsActivities:
         purpose: str,
         params: dict[str, str],
         branch_code: str = "",
-    ) -> str:
+        deadline: float | None = None,
+    ) -> StaffSent:
         """A text to a colleague (a safety alert to a supervisor's mobile, the daily training
         reminder), not to a borrower: none of the borrower rules apply (quiet hours, caps,
         opt-out, third parties: a team in danger at 22:00 is texted at 22:00), it is not a
         contact in the regulator's record and does not count towards any borrower's caps (the
         outbox row has no borrower). About a case (`loan_no`), or about none (`branch_code`
         signs it). Idempotent by `key` like every message; a failure the provider answers for
-        good is kept on the row (an alert's task still stands). Called inside an activity."""
+        good is kept on the row (an alert's task still stands). Called inside an activity.
+
+        Sent once, whoever else tries at the same time: the attempt claims the outbox row in
+        the transaction that checks it, and only the claimant calls the provider. A row
+        another attempt holds is not sent again (a retryable error: the retry finds how it
+        ended); a claim that lapsed (its attempt died) is taken over, and the provider asked
+        whether the message went out before it is sent. `deadline`: the activity attempt's
+        (`attempt_deadline()`), when it sends more than one text."""
         if purpose not in STAFF_PURPOSES:
             raise ApplicationError(f"{purpose}: not a staff text", type="InvalidInput")
         now = activity_now()
+        deadline = deadline if deadline is not None else attempt_deadline()
+        token = uuid.uuid4().hex
+        # The claim lasts while this attempt may still call the provider, and its margin.
+        claim_until = now + timedelta(seconds=deadline - time.monotonic() + ATTEMPT_MARGIN_S)
         with self.sessions.begin() as session:
             case_id: int | None = None
             loan_context: dict[str, object] = {}
@@ -243,70 +270,114 @@ class SmsActivities:
                     raise not_found(f"loan {loan_no} is not in the database")
                 case_id = case_for_loan(session, loan, now).id
                 branch_code, loan_context = loan.branch_code, dict(loan_tail=loan.loan_no[-4:])
-            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
-            if row is not None and row.status in DONE:
-                return row.status
             branch = session.get(Branch, branch_code)
-            channel = channel_of(self.gateway, to_number)
-            context: dict[str, object] = dict(
-                cooperative=channel.signature or (branch.name if branch else branch_code),
-                two_way=channel.two_way,
-                branch_phone=(branch.phone if branch else None) or "",
-                **loan_context,
-                **params,
-            )
-            body = render_sms(self.env, self.language, purpose, **context)
-            template = self._template(channel, purpose, context)
-            if row is None:
-                insert_ignore(
-                    session,
-                    SmsOutbox,
-                    dict(
-                        key=key, case_id=case_id, borrower_id=None, purpose=purpose,
-                        to_number=to_number, body=body, segments=segments(body),
-                        status="PENDING", reason="", created_at=now,
-                    ),
-                    ["key"],
-                )  # fmt: skip
-                row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
-                assert row is not None
-            earlier_attempt, row.attempted_at = row.attempted_at, now
-        deadline = _attempt_deadline(Policy())
+
+            def text_for(number: str) -> tuple[str, TemplateMessage | None]:
+                channel = channel_of(self.gateway, number)
+                context: dict[str, object] = dict(
+                    cooperative=channel.signature or (branch.name if branch else branch_code),
+                    two_way=channel.two_way,
+                    branch_phone=(branch.phone if branch else None) or "",
+                    **loan_context,
+                    **params,
+                )
+                body = render_sms(self.env, self.language, purpose, **context)
+                return body, self._template(channel, purpose, context)
+
+            body, template = text_for(to_number)
+            # The first write: on SQLite it takes the database's write lock (held to the
+            # commit), so the row read below is the latest and no other attempt claims it
+            # meanwhile; on PostgreSQL the row is locked FOR UPDATE.
+            insert_ignore(
+                session,
+                SmsOutbox,
+                dict(
+                    key=key, case_id=case_id, borrower_id=None, purpose=purpose,
+                    to_number=to_number, body=body, segments=segments(body),
+                    status="PENDING", reason="", created_at=now,
+                ),
+                ["key"],
+            )  # fmt: skip
+            row = _locked_row(session, key)
+            if row.status in DONE:
+                return StaffSent(row.status, earlier=True)  # a retry, or a second run
+            if row.claim_token and row.claim_until is not None and row.claim_until > now:
+                wait = row.claim_until - now + timedelta(seconds=1)
+                raise ApplicationError(
+                    f"staff SMS {key}: another attempt is sending it (until "
+                    f"{row.claim_until.astimezone(UTC):%H:%M:%S} UTC); not sent again",
+                    type="SmsClaimedElsewhere",
+                    next_retry_delay=wait,
+                )
+            to = row.to_number or to_number  # the row's number is evidence: it stays
+            if to != to_number:
+                body, template = text_for(to)
+            earlier_attempt, earlier_body = row.attempted_at, row.body
+            row.claim_token, row.claim_until, row.attempted_at = token, claim_until, now
         try:
+            # An earlier attempt may have reached the provider: asked first, with the text
+            # that attempt handed over and our key (Aliyun's and Tencent's lookups use it).
             found = (
                 self.gateway.find_sent(
-                    to_number, body, earlier_attempt - LOOKBACK, timeout_s=_time_left(deadline)
-                )
+                    to,
+                    earlier_body,
+                    earlier_attempt - LOOKBACK,
+                    timeout_s=_time_left(deadline),
+                    key=key,
+                )  # fmt: skip
                 if earlier_attempt is not None
                 else None
             )
-            result = (
-                GatewayResult("SENT", found)
-                if found
-                else self.gateway.send(
-                    to_number, body, key, timeout_s=_time_left(deadline), template=template
+            if found:
+                body, result = earlier_body, GatewayResult("SENT", found)
+            else:
+                if body != earlier_body:  # kept before it goes: the text this attempt sends
+                    self._restate(key, token, body)
+                result = self.gateway.send(
+                    to, body, key, timeout_s=_time_left(deadline), template=template
                 )
-            )
             status, sid, reason = result.status, result.provider_sid, ""
         except (PermanentSmsFailure, DeferredByProvider) as failure:
             status, sid, reason = "FAILED", None, mask_text(str(failure))[:500]
         except Exception as error:
             refused = isinstance(error, ApplicationError)
-            self._note_retry(key, error, refused, earlier_attempt)
-            if refused:
-                raise
+            self._note_retry(key, error, refused, earlier_attempt, release=token)
+            # Temporal keeps the failure's text (history, web UI): never a full number in it.
+            if isinstance(error, ApplicationError):
+                raise ApplicationError(
+                    mask_text(error.message),
+                    *error.details,
+                    type=error.type,
+                    non_retryable=error.non_retryable,
+                    next_retry_delay=error.next_retry_delay,
+                ) from None
             raise ApplicationError(
                 mask_text(f"{type(error).__name__}: {error}"), type=type(error).__name__
             ) from None
         with self.sessions.begin() as session:
-            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
-            assert row is not None
+            row = _locked_row(session, key)
+            if row.claim_token != token:  # taken over after this attempt's claim lapsed
+                log.error("staff SMS %s: the claim lapsed before its answer (%s)", key, status)
+                return StaffSent(row.status, earlier=row.status in DONE)
             row.status, row.provider_sid, row.reason = status, sid, reason
             row.sent_at = now if status != "FAILED" else None
+            row.claim_token, row.claim_until = None, None
             apply_unmatched(session, row)
-        log.info("staff SMS %s %s to %s", key, status, mask_phone(to_number))
+        level = logging.WARNING if status == "FAILED" else logging.INFO
+        log.log(level, "staff SMS %s %s to %s %s", key, status, mask_phone(to), reason)
         count_sms(status, purpose)
-        return status
+        return StaffSent(status)
+
+    def _restate(self, key: str, token: str, body: str) -> None:
+        """The text this attempt is about to send, on the row it claimed (an earlier attempt,
+        which the provider says did not go out, had another: the database changed since)."""
+        with self.sessions.begin() as session:
+            row = _locked_row(session, key)
+            if row.claim_token != token:
+                raise ApplicationError(
+                    f"staff SMS {key}: claimed by another attempt", type="SmsClaimedElsewhere"
+                )
+            row.body, row.segments = body, segments(body)
 
     def _template(
         self, channel: Channel, purpose: str, context: dict[str, object]
@@ -376,20 +447,28 @@ class SmsActivities:
         return verdict
 
     def _note_retry(
-        self, key: str, error: Exception, refused: bool, earlier_attempt: datetime | None
+        self,
+        key: str,
+        error: Exception,
+        refused: bool,
+        earlier_attempt: datetime | None,
+        release: str = "",
     ) -> None:
         """Each attempt's outcome stays on the outbox row, even when it will be retried.
 
         Nothing went out in a refused attempt (or one that failed asking the provider whether
         an earlier one went out): the row is as before it (an earlier attempt whose outcome is
-        unknown still makes the retry ask the provider first)."""
+        unknown still makes the retry ask the provider first). `release`: this attempt's
+        claim, given up (it calls the provider no more), so the retry need not wait for it."""
         try:
             with self.sessions.begin() as session:
                 row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
-                if row is not None:
+                if row is not None and (not release or row.claim_token == release):
                     row.reason = mask_text(f"will retry: {error}")[:500]
                     if refused:
                         row.attempted_at = earlier_attempt
+                    if release:
+                        row.claim_token, row.claim_until = None, None
         except Exception:  # the database may be what failed; the retry is what matters
             log.exception("could not note the failed attempt of SMS %s", key)
 
@@ -426,6 +505,22 @@ def _attempt_deadline(policy: Policy) -> float:
     timeout = activity.info().start_to_close_timeout if activity.in_activity() else None
     budget = (timeout or timedelta(seconds=policy.sms_attempt_timeout_s)).total_seconds()
     return time.monotonic() + budget - min(ATTEMPT_MARGIN_S, budget / 3)
+
+
+def attempt_deadline() -> float:
+    """This activity attempt's deadline for the provider, for an activity that sends several
+    staff texts (an alert to each supervisor): taken once at its start and given to each
+    `send_staff`, so that none of them still goes out once Temporal has retried it."""
+    return _attempt_deadline(Policy())
+
+
+def _locked_row(session: Session, key: str) -> SmsOutbox:
+    """The outbox row `key`, read afresh and locked until the transaction ends (PostgreSQL:
+    FOR UPDATE; SQLite: the transaction already holds the write lock)."""
+    stmt = select(SmsOutbox).where(SmsOutbox.key == key).with_for_update()
+    row = session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
+    assert row is not None
+    return row
 
 
 def _time_left(deadline: float) -> float:

@@ -88,11 +88,11 @@ SAMPLES: tuple[dict[str, object], ...] = (
          amount_fen="97531", due_date="2031-07-19", two_way=True,
          alert_no="5", detail="外访小组请求支援",  # staff_alert
          complaint_no="3", outcome="已核实并对催收员进行批评教育",  # complaint_outcome
-         collectors="QX01-C01 王芳（无安全培训记录）", count="4", days="30"),  # staff_training
+         count="4", first="QX01-C01"),  # staff_training
     dict(cooperative="\x00SIGN\x00", loan_tail="5307", days_past_due="126",
          amount_fen="1234568", due_date="2032-03-28", two_way=True,
          alert_no="12", detail="签退超时未归", complaint_no="7", outcome="已退还多收款项",
-         collectors="LS01-C02 李强（已过期 2031-01-09）", count="7", days="14"),
+         count="7", first="LS01-C02"),
 )  # fmt: skip
 
 

@@ -1,9 +1,13 @@
 """The supervisors' daily safety-training reminder (issue 15): each active supervisor with a
-mobile on file is texted, once a day, the collectors of their branches whose training has
-expired, expires within the policy's `training_warning_days`, or is not on record. The text
-goes the way safety alerts go (activities/sms.py `send_staff`: a staff text, outside the
-borrower contact rules), keyed by the day and the supervisor: the outbox's unique key makes a
-retried activity, or a second run the same day, send nothing new.
+mobile on file is texted, once a day, how many collectors of their branches have a training
+expired, expiring within the policy's `training_warning_days`, or not on record, and the
+most urgent one. Two activities: one lists the day's reminders (by user id and outbox key:
+no phone number enters the workflow's history), the other sends one supervisor's, so that
+each text has its own timeout and retries and one recipient's failure holds up no other.
+
+The text goes the way safety alerts go (activities/sms.py `send_staff`: a staff text,
+outside the borrower contact rules), keyed by the day and the supervisor: the outbox's key
+and its claim make a retried activity, or a second run the same day, send nothing new.
 """
 
 from __future__ import annotations
@@ -16,16 +20,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.sms import DONE, SmsActivities
-from db.models import Branch, Collector, SmsOutbox, User
+from activities.sms import SmsActivities
+from db.models import Branch, Collector, User
 from domain.policy import Policy
+from domain.privacy import mask_phone
 from domain.stages import AlertLevel
 from domain.timerules import local_date
 from domain.training import (
+    ALREADY_SENT,
+    FAILED,
+    NO_RECIPIENT,
     REMINDER_PURPOSE,
+    SENT,
+    DueReminder,
     DueTraining,
+    ReminderPlan,
     ReminderRequest,
-    ReminderResult,
+    ReminderSent,
     TrainingState,
     reminder_text_params,
     training_state,
@@ -33,12 +44,17 @@ from domain.training import (
 
 log = logging.getLogger(__name__)
 
-SEND_REMINDERS = "send_training_reminders"
+LIST_REMINDERS = "list_training_reminders"
+SEND_REMINDER = "send_training_reminder"
 
 
 def reminder_key(day: date, user_id: int) -> str:
     """The outbox's natural key: one reminder per supervisor per day."""
     return f"training-reminder:{day.isoformat()}:u{user_id}"
+
+
+def _branches(user: User) -> list[str]:
+    return [b for b in user.branches.split(",") if b]
 
 
 class TrainingReminderActivities:
@@ -63,55 +79,61 @@ class TrainingReminderActivities:
                 due.append(DueTraining(c.id, c.name, c.branch_code, c.training_expires_on, state))
         return due
 
-    @activity.defn(name=SEND_REMINDERS)
-    def send_training_reminders(self, request: ReminderRequest) -> ReminderResult:
+    @activity.defn(name=LIST_REMINDERS)
+    def list_training_reminders(self, request: ReminderRequest) -> ReminderPlan:
+        """The day's reminders: one per active supervisor with a mobile and collectors due."""
         day = local_date(request.at, self.policy)
+        plan = ReminderPlan(day.isoformat())
         with self.sessions() as session:
             due = self._due(session, request)
-            supervisors = [
-                (u.id, u.username, u.mobile, [b for b in u.branches.split(",") if b])
-                for u in session.scalars(
+            supervisors = list(
+                session.scalars(
                     select(User)
                     .where(User.role == AlertLevel.SUPERVISOR.value, User.active.is_(True))
                     .order_by(User.id)
                 )
-            ]
-        result = ReminderResult(day.isoformat())
+            )
+        for d in due:
+            plan.due[d.branch] = plan.due.get(d.branch, 0) + 1
         listed: set[str] = set()
-        reached: set[str] = set()
-        for user_id, username, mobile, branches in supervisors:
-            theirs = [d for d in due if d.branch in branches]
+        for user in supervisors:
+            theirs = [d for d in due if d.branch in _branches(user)]
             if not theirs:
                 continue
-            if not mobile:
-                log.warning("training reminder: supervisor %s has no mobile on file", username)
+            if not user.mobile:
+                log.warning("training reminder: supervisor %s has no mobile on file", user.username)
                 continue
-            key = reminder_key(day, user_id)
-            earlier = self._status(key)
-            if earlier in DONE:
-                status = earlier  # nothing new: a retry, or a second run that day
-            else:
-                params = reminder_text_params(theirs, self.policy.training_warning_days)
-                status = self.sms.send_staff(
-                    key, None, mobile, REMINDER_PURPOSE, params, branch_code=theirs[0].branch
+            plan.reminders.append(
+                DueReminder(
+                    user.id,
+                    reminder_key(day, user.id),
+                    sorted({d.branch for d in theirs}),
+                    theirs[0].branch,
+                    reminder_text_params(theirs),
                 )
-            went = status in ("SENT", "RECORDED")
-            result.texts_sent += went and earlier not in DONE
-            result.already_sent += went and earlier in DONE
-            result.failed += not went
+            )
             listed.update(d.collector_id for d in theirs)
-            reached.update(d.branch for d in theirs)
-        result.collectors = len(listed)
-        result.unreached_branches = sorted({d.branch for d in due} - reached)
-        for branch in result.unreached_branches:
-            log.warning("training reminder: no supervisor of %s with a mobile was texted", branch)
-        log.info(
-            "training reminder %s: %d texts sent, %d sent before, %d failed, %d collectors",
-            day, result.texts_sent, result.already_sent, result.failed, result.collectors,
-        )  # fmt: skip
-        return result
+        plan.collectors = len(listed)
+        return plan
 
-    def _status(self, key: str) -> str | None:
-        """This reminder's outbox status, if it was sent (or tried) before."""
+    @activity.defn(name=SEND_REMINDER)
+    def send_training_reminder(self, reminder: DueReminder) -> ReminderSent:
+        """One supervisor's text of the day, to the mobile on file now."""
         with self.sessions() as session:
-            return session.scalar(select(SmsOutbox.status).where(SmsOutbox.key == key))
+            user = session.get(User, reminder.user_id)
+            mobile = user.mobile if user is not None and user.active else None
+            name = user.username if user is not None else f"#{reminder.user_id}"
+        if not mobile:  # deactivated, or the mobile removed since the list was made
+            log.warning("training reminder: supervisor %s has no mobile on file now", name)
+            return ReminderSent(NO_RECIPIENT)
+        sent = self.sms.send_staff(
+            reminder.key, None, mobile, REMINDER_PURPOSE, reminder.params,
+            branch_code=reminder.signed_by,
+        )  # fmt: skip
+        if sent.went:
+            return ReminderSent(ALREADY_SENT if sent.earlier else SENT, sent.status)
+        log.warning(
+            "training reminder %s to supervisor %s (%s) %s: not sent",
+            reminder.key, name, mask_phone(mobile), sent.status,
+        )  # fmt: skip
+        return ReminderSent(FAILED, sent.status)

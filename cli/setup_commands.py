@@ -81,8 +81,14 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "minutes", None):  # `simulate`: loans of its own, a new portfolio each run
         stamp = datetime.now(UTC).strftime("%m%d%H%M%S")
         specs = [replace(s, loan_no=f"SIM{stamp}{n:04d}") for n, s in enumerate(specs)]
+    # The demo (not a simulation) has a collector per branch whose training expires soon: the
+    # dashboard's list and the supervisors' daily reminder show it.
+    expiring = None if getattr(args, "minutes", None) else configured.training_warning_days
     with sessions.begin() as session:
-        add_branches_and_collectors(session, timezone=configured.timezone)
+        add_branches_and_collectors(
+            session, timezone=configured.timezone,
+            expiring_in_days=None if expiring is None else min(7, expiring),
+        )  # fmt: skip
         for spec in specs:
             add_loan(session, spec)
     engine.dispose()

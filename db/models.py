@@ -269,6 +269,10 @@ class SmsOutbox(Base):
     attempted_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     delivery_status: Mapped[str | None] = mapped_column(String(16))
     delivery_error: Mapped[str | None] = mapped_column(String(16))
+    # A staff text's claim (migration 0018): the attempt that may call the provider for it
+    # (its own id) until `claim_until` (its time to call the provider ends); see send_staff.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claim_until: Mapped[datetime | None] = mapped_column(AwareDateTime())
 
 
 class InboundMessage(Base):

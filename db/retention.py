@@ -65,13 +65,14 @@ class Changeable:
 
 
 # From the application's own UPDATEs (activities/, webapp/): an agreement's signature, once
-# (activities/cases.py); an outbox row's attempts and delivery receipts, and its text until it
-# is sent (activities/sms.py, activities/sms_receipts.py); an inbound message's processing,
-# once (webapp/twilio_webhooks.py). Every other evidence table is never updated.
+# (activities/cases.py); an outbox row's attempts, claims and delivery receipts, and its text
+# until it is sent (activities/sms.py, activities/sms_receipts.py); an inbound message's
+# processing, once (webapp/twilio_webhooks.py). Every other evidence table is never updated.
 CHANGEABLE: dict[str, Changeable] = {
     "agreements": Changeable(guard="signed_at", until=("signed_at", "signed_by", "signed_place")),
     "sms_outbox": Changeable(
-        always=("status", "reason", "attempted_at", "delivery_status", "delivery_error"),
+        always=("status", "reason", "attempted_at", "delivery_status", "delivery_error")
+        + ("claim_token", "claim_until"),
         guard="sent_at",
         until=("sent_at", "provider_sid", "body", "segments"),
     ),

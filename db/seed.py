@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, Branch, Collector, Loan
@@ -57,11 +57,17 @@ def add_branches_and_collectors(
     per_branch: int = 3,
     timezone: str = Policy().timezone,
     today: date | None = None,
+    expiring_in_days: int | None = None,
 ) -> None:
     """The demo branches, on the clock `timezone` (the demo passes the configured policy's),
     and their collectors, trained: valid TRAINING_VALID_DAYS from `today` (that clock's
-    date unless given). A demo collector stored before training was recorded gets it too:
-    without it a remote or hostile case would get no team."""
+    date unless given). Only rows inserted now get a date: a collector already stored keeps
+    theirs, none included (nobody vouches for a training that was never recorded).
+
+    `expiring_in_days` (the demo): each branch also gets one more collector whose training
+    expires that many days from today (within the policy's warning window), so that the
+    dashboard and the daily reminder have something to show; the others stay trained, so
+    remote and hostile cases still get their teams."""
     today = today or datetime.now(ZoneInfo(timezone)).date()
     valid_until = today + timedelta(days=TRAINING_VALID_DAYS)
     for code, name, region in BRANCHES:
@@ -71,7 +77,10 @@ def add_branches_and_collectors(
             dict(code=code, name=name, region=region, timezone=timezone),
             ["code"],
         )
-        for n in range(1, per_branch + 1):
+        expiries = [valid_until] * per_branch
+        if expiring_in_days is not None:
+            expiries.append(today + timedelta(days=expiring_in_days))
+        for n, expires in enumerate(expiries, 1):
             insert_ignore(
                 session,
                 Collector,
@@ -81,16 +90,10 @@ def add_branches_and_collectors(
                     branch_code=code,
                     capacity=COLLECTOR_CAPACITY,
                     active=True,
-                    training_expires_on=valid_until,
+                    training_expires_on=expires,
                 ),
                 ["id"],
             )
-        session.execute(
-            update(Collector)
-            .where(Collector.branch_code == code, Collector.training_expires_on.is_(None))
-            .where(Collector.id.in_([f"{code}-C{n:02d}" for n in range(1, per_branch + 1)]))
-            .values(training_expires_on=valid_until)
-        )
 
 
 def add_loan(session: Session, spec: LoanSpec) -> Loan:

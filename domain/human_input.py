@@ -103,7 +103,10 @@ def check_open(s: CaseState) -> None:
 def check_collectors(s: CaseState, ids: list[str]) -> None:
     if not ids:
         raise Refused("collector_ids: name the collector(s)")
-    strangers = [i for i in ids if i not in s.collectors]
+    # Whoever is out on the visit in progress may still check out, report it and call for
+    # help, even if the case's team changed meanwhile.
+    on_visit = s.visit.collector_ids if s.visit is not None else []
+    strangers = [i for i in ids if i not in s.collectors and i not in on_visit]
     if strangers:
         raise Refused(
             f"collector_ids: {', '.join(strangers)} not assigned to this case "

@@ -596,6 +596,9 @@ class CaseState:
     alerts_raised: int = 0
     hostile_team: bool = False
     safety_seq: int = 0  # changed by every safety message: wakes the watcher
+    # A change of team while a visit was checked in (collection-v4): nobody out on the visit
+    # leaves the case before the check-out, after which the watcher makes the change.
+    assign_after_visit: AssignRequest | None = None
     # Legal review (collection-v4, issue 15): the decision waiting for the stage, the advice
     # of the last return to negotiation.
     legal_decision: LegalDecisionRequest | None = None
@@ -831,6 +834,16 @@ class AssignRequest:
     reason: str = ""
     # A remote or hostile visit: no collector whose safety training has expired (issue 15).
     trained_only: bool = False
+
+
+@dataclass
+class TrainingCheck:
+    """A check-in's team on a remote or hostile case: each must have valid safety training
+    on the branch's date of `at` (the database keeps the dates, as for the assignment)."""
+
+    loan_no: str
+    collector_ids: list[str]
+    at: datetime
 
 
 @dataclass

@@ -39,6 +39,7 @@ class Activities:
     LOAD_CASE = "load_case"
     ASSESS_CASE = "assess_case"
     ASSIGN_COLLECTORS = "assign_collectors"
+    CHECK_VISIT_TRAINING = "check_visit_training"
     RECORD_TRANSITION = "record_transition"
     CREATE_TASK = "create_task"
     SEND_SMS = "send_sms"

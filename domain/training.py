@@ -16,9 +16,9 @@ from enum import StrEnum
 REMINDER_WORKFLOW_TYPE = "TrainingReminderWorkflow"
 REMINDER_SCHEDULE_ID = "training-reminders"
 REMINDER_PURPOSE = "staff_training"  # the SMS template (templates/sms/*/staff_training.txt.j2)
-# At most this many collectors are named in one text (the rest are counted): the dashboard
-# and the collectors page list them all.
-NAMED_IN_TEXT = 5
+# Providers limit a template variable's length (Tencent's to 12 characters for most kinds):
+# the text says how many and the most urgent one; /collectors lists them all.
+TEXT_VARIABLE_MAX = 12
 
 
 class TrainingState(StrEnum):
@@ -61,28 +61,22 @@ class DueTraining:
     expires_on: date | None
     state: TrainingState
 
-    def line(self) -> str:
-        """`QX01-C01 王芳（已过期 2026-11-20）`: Chinese, as the text names them."""
-        if self.state == TrainingState.MISSING:
-            what = STATE_ZH[self.state]
-        elif self.state == TrainingState.EXPIRED:
-            what = f"已过期 {self.expires_on}"
-        else:
-            what = f"{self.expires_on}到期"
-        return f"{self.collector_id} {self.name}（{what}）"
 
-
-def reminder_text_params(due: list[DueTraining], window_days: int) -> dict[str, str]:
-    """The reminder's SMS parameters: the collectors (the most urgent first, at most
-    NAMED_IN_TEXT named), how many, and the window."""
-    urgent = sorted(
+def most_urgent(due: list[DueTraining]) -> list[DueTraining]:
+    """No training on record first, then the earliest expiry (expired before expiring)."""
+    return sorted(
         due,
         key=lambda d: (d.state != TrainingState.MISSING, d.expires_on or date.min, d.collector_id),
     )
-    named = "、".join(d.line() for d in urgent[:NAMED_IN_TEXT])
-    if len(urgent) > NAMED_IN_TEXT:
-        named += f"等{len(urgent)}人"
-    return dict(collectors=named, count=str(len(due)), days=str(window_days))
+
+
+def reminder_text_params(due: list[DueTraining]) -> dict[str, str]:
+    """The reminder's SMS parameters, each short (TEXT_VARIABLE_MAX): how many collectors,
+    and the most urgent one's id."""
+    first = most_urgent(due)[0].collector_id
+    if len(first) > TEXT_VARIABLE_MAX:
+        first = first[: TEXT_VARIABLE_MAX - 1] + "…"
+    return dict(count=str(len(due)), first=first)
 
 
 @dataclass
@@ -99,11 +93,60 @@ class ReminderRequest:
 
 
 @dataclass
+class DueReminder:
+    """One supervisor's reminder of the day, as the workflow carries it: the user by id (their
+    mobile is read when the text goes, and never enters the workflow's history), the outbox
+    key, the branches whose collectors it lists, the branch that signs it, the parameters."""
+
+    user_id: int
+    key: str
+    branches: list[str]
+    signed_by: str
+    params: dict[str, str]
+
+
+@dataclass
+class ReminderPlan:
+    """The day's reminders (list_training_reminders): one per supervisor with a mobile and
+    collectors due in their branches."""
+
+    day: str  # the policy's local date the reminder is for (ISO)
+    reminders: list[DueReminder] = field(default_factory=list)
+    # Per branch with collectors due: how many.
+    due: dict[str, int] = field(default_factory=dict)
+    # Collectors due in a branch some supervisor with a mobile keeps (listed to someone).
+    collectors: int = 0
+
+
+# How one reminder ended (send_training_reminder).
+SENT, ALREADY_SENT, FAILED, NO_RECIPIENT = "SENT", "ALREADY_SENT", "FAILED", "NO_RECIPIENT"
+
+
+@dataclass
+class ReminderSent:
+    outcome: str  # SENT (or recorded) now, ALREADY_SENT that day, FAILED, NO_RECIPIENT
+    status: str = ""  # the outbox's
+
+
+@dataclass
+class BranchReminder:
+    """One branch's collectors due, and how its supervisors' texts ended."""
+
+    branch: str
+    collectors: int  # due
+    sent: int = 0  # supervisors texted about them (this run or earlier that day)
+    failed: int = 0  # texts the provider refused, or that failed after every retry
+    reached: bool = False  # some supervisor was texted
+
+
+@dataclass
 class ReminderResult:
     day: str  # the policy's local date the reminder is for (ISO)
     texts_sent: int = 0  # sent by this run
     already_sent: int = 0  # sent earlier that day (a retried or repeated run)
-    failed: int = 0  # the provider refused for good (kept on the outbox row)
-    collectors: int = 0  # listed to at least one supervisor
-    # Branches with collectors due whose supervisors have no mobile on file (none texted).
+    failed: int = 0  # refused for good, or failed after every retry (kept on the outbox row)
+    collectors: int = 0  # due, in a branch a supervisor with a mobile keeps
+    # Branches with collectors due whose supervisors were not texted (none with a mobile,
+    # or every text failed): only a text that went counts.
     unreached_branches: list[str] = field(default_factory=list)
+    branches: list[BranchReminder] = field(default_factory=list)

@@ -9,7 +9,7 @@ visibility cannot GROUP BY a custom search attribute.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -215,12 +215,15 @@ class Caseload:
     training_due: bool = False  # expired, expiring within the policy's window, or none
 
 
-def mark_training(loads: list[Caseload], today: date, window_days: int) -> list[Caseload]:
+def mark_training(
+    loads: list[Caseload], today: Callable[[str], date], window_days: int
+) -> list[Caseload]:
     """Flag the collectors whose training has expired or expires within the policy's window
-    (`training_warning_days`) of today; those with none recorded are flagged too (the
-    dashboard lists them on their own, the daily reminder texts them to the supervisors)."""
+    (`training_warning_days`) of their branch's `today(branch)` (service/training.py
+    `branch_today`); those with none recorded are flagged too (the dashboard lists them on
+    their own, the daily reminder texts them to the supervisors)."""
     for load in loads:
-        state = training_state(load.training_expires_on, today, window_days)
+        state = training_state(load.training_expires_on, today(load.branch), window_days)
         load.training_due = state != TrainingState.VALID
     return loads
 

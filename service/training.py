@@ -6,12 +6,14 @@ the collectors of every branch), reads the date, and writes the change with its 
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AuditEvent, Branch, Collector
@@ -137,13 +139,15 @@ def set_training(
 
 
 def training_rows(
-    sessions: sessionmaker[Session], who: Principal, today: date, window_days: int
+    sessions: sessionmaker[Session], who: Principal, now: datetime, window_days: int, policy: Policy
 ) -> list[TrainingRow]:
     """The collectors this user keeps (a supervisor: their branches; the back office: all),
-    active first, with their training's state on `today`."""
+    active first, with their training's state on their branch's today (as the assignment
+    and the daily reminder judge it)."""
     query = select(Collector).order_by(Collector.active.desc(), Collector.id)
     if who.role != Role.BACK_OFFICE:
         query = query.where(Collector.branch_code.in_(who.branches))
+    today = branch_today(sessions, now, policy)
     with sessions() as session:
         return [
             TrainingRow(
@@ -152,14 +156,54 @@ def training_rows(
                 c.branch_code,
                 c.active,
                 c.training_expires_on,
-                training_state(c.training_expires_on, today, window_days).value,
+                training_state(c.training_expires_on, today(c.branch_code), window_days).value,
             )  # fmt: skip
             for c in session.scalars(query)
         ]
 
 
-def today_of(policy: Policy) -> date:
-    return datetime.now(UTC).astimezone(policy.timezone_info()).date()
+def branch_today(
+    sessions: sessionmaker[Session], now: datetime, policy: Policy
+) -> Callable[[str], date]:
+    """Each branch's date at `now` on its own clock (a branch without one: the policy's)."""
+    with sessions() as session:
+        zones = {b.code: b.timezone for b in session.scalars(select(Branch))}
+
+    def today(branch: str) -> date:
+        return now.astimezone(ZoneInfo(zones.get(branch) or policy.timezone)).date()
+
+    return today
+
+
+def without_training(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Per branch, the active collectors with no safety training on record: none of them may
+    go on a remote or hostile visit (a collector list imported without a training column)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Collector.branch_code, func.count())
+            .where(Collector.active.is_(True), Collector.training_expires_on.is_(None))
+            .group_by(Collector.branch_code)
+            .order_by(Collector.branch_code)
+        ).all()
+    return {branch: n for branch, n in rows}
+
+
+def warn_without_training(sessions: sessionmaker[Session], log: logging.Logger) -> None:
+    """At the worker's start: say how many active collectors each branch has with no training
+    on record, and how to record it (since "no date = untrained", such a collector is passed
+    over for every remote or hostile visit)."""
+    try:
+        missing = without_training(sessions)
+    except Exception:  # noqa: BLE001 - a warning, never a reason not to start
+        log.exception("could not count the collectors without safety training on record")
+        return
+    for branch, n in missing.items():
+        log.warning(
+            "branch %s: %d active collector(s) with no safety training on record (无安全培训"
+            "记录): not sent on remote or hostile visits until a supervisor records it on "
+            "/collectors or with `cli.main training`",
+            branch, n,
+        )  # fmt: skip
 
 
 __all__ = [
@@ -169,6 +213,9 @@ __all__ = [
     "TrainingError",
     "TrainingRow",
     "TrainingState",
+    "branch_today",
     "set_training",
     "training_rows",
+    "warn_without_training",
+    "without_training",
 ]

@@ -80,6 +80,7 @@ def role_activities(
             cases.load_case,
             cases.assess_case,
             cases.assign_collectors,
+            cases.check_visit_training,
             cases.record_transition,
             cases.create_task,
             cases.record_visit,
@@ -140,7 +141,8 @@ def reminder_activities(
 ) -> list[object]:
     """The supervisors' daily training reminder: staff texts through the same gateway."""
     sms = SmsActivities(sessions, gateway, sms_language)
-    return [TrainingReminderActivities(sessions, sms, policy).send_training_reminders]
+    reminders = TrainingReminderActivities(sessions, sms, policy)
+    return [reminders.list_training_reminders, reminders.send_training_reminder]
 
 
 class RoleWorkers:

@@ -284,3 +284,20 @@ def test_supervisor_requests_are_refused_with_their_field() -> None:
     )
     closed = state(Stage.CANCELLED)
     assert "closed" in refused(check.check_close, closed, CloseRequest("CANCELLED", "x", "li"))
+
+
+def test_whoever_is_out_on_the_visit_may_check_out_and_call_for_help() -> None:
+    """Issue 15 review, item 4: a collector taken off the case while out on the visit (the
+    team changed meanwhile) may still check out and ask for help; a stranger may not."""
+    from domain.models import CheckOut, HelpRequest, VisitInProgress
+
+    out = VisitInProgress(1, ["QX01-C01", "QX01-C02"], NOW - DAY / 12, NOW, NOW + DAY / 24)
+    s = state(collectors=["QX01-C02", "QX01-C03"], visit=out)
+    report = VisitReport("NOT_HOME", ["QX01-C01", "QX01-C02"], NOW - DAY / 24)
+    check.check_check_out(s, CheckOut(report), NOW)
+    check.check_help(s, HelpRequest("QX01-C01", NOW), NOW)
+    with pytest.raises(check.Refused, match="collector_ids: QX01-C09 not assigned"):
+        check.check_help(s, HelpRequest("QX01-C09", NOW), NOW)
+    s.visit = None  # once checked out, they are off the case
+    with pytest.raises(check.Refused, match="collector_ids: QX01-C01 not assigned"):
+        check.check_help(s, HelpRequest("QX01-C01", NOW), NOW)

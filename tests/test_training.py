@@ -19,14 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowUpdateFailedError
 
+from activities.sms_gateway import GatewayResult, PermanentSmsFailure
 from cli.main import main
-from db.models import AuditEvent, Collector, SmsOutbox
+from db.models import AuditEvent, Branch, Collector, SmsOutbox
 from domain.models import Reassignment
 from domain.policy import Policy
 from domain.training import REMINDER_WORKFLOW_TYPE, ReminderInput, ReminderResult
 from service.users import Role, create_user
 from tests.harness import Harness, eventually, running_worker
-from tests.test_workflow_paths import to_field_visit, visit
+from tests.test_workflow_paths import sign, to_field_visit, visit
 from tests.web_support import PASSWORD, add_user, app_for, form_login
 from workflows.collection import LoanCollectionWorkflow as WF
 
@@ -138,6 +139,34 @@ async def test_training_expired_meanwhile_is_replaced_at_the_next_attempt(h: Har
     status = await h.until(handle, lambda s: leaving not in s.collectors, "replaced")
     assert len(status.collectors) == 2
     await eventually(lambda: training_audit(h, spec.loan_no), "the reason")
+    await h.pay(handle, DEBT)
+    await handle.result()
+
+
+async def test_a_periodic_revisit_of_a_remote_case_replaces_an_untrained_collector(
+    h: Harness,
+) -> None:
+    """Checked at every visit attempt: FOLLOW_UP's periodic revisit (定期回访) of a remote
+    case goes to a team whose training is valid, as FIELD_VISIT's attempts do."""
+    from domain.models import PlannedInstallment, PlanProposal
+
+    await set_training(h, QX01_C01=200, QX01_C02=200, QX01_C03=200)
+    spec, handle = await h.start(remote=True)
+    await to_field_visit(h, handle)
+    await visit(h, handle, "MET")
+    await h.at_stage(handle, "NEGOTIATION")
+    now = await h.now()  # one installment after the first revisit (30 policy days)
+    plan = PlanProposal([PlannedInstallment(now + h.day * 45, DEBT)], proposed_by="QX01-C01")
+    await handle.execute_update(WF.propose_plan, plan)
+    await sign(h, handle)
+    status = await h.at_stage(handle, "FOLLOW_UP")
+    leaving = sorted(status.collectors)[0]
+    await set_training(h, **{leaving.replace("-", "_"): -1})
+    await h.advance(31)  # the periodic revisit
+    status = await h.until(handle, lambda s: leaving not in s.collectors, "replaced")
+    assert len(status.collectors) == 2
+    reasons = await eventually(lambda: training_audit(h, spec.loan_no), "the reason")
+    assert any(leaving in r and "taken off the case" in r for r in reasons)
     await h.pay(handle, DEBT)
     await handle.result()
 
@@ -296,16 +325,103 @@ def test_the_training_command_checks_role_branch_and_date(
     ]  # fmt: skip
 
 
+def test_the_collectors_page_and_the_dashboard_judge_each_branch_on_its_own_calendar(
+    sessions: sessionmaker[Session],
+) -> None:
+    """As the assignment and the reminder do: a branch 26 hours behind the policy's clock
+    (on any hour of the day its date is a day or two earlier) judges its collectors on its
+    own date, not on the policy's."""
+    from service.portfolio import caseloads, mark_training
+    from service.training import branch_today, training_rows
+    from service.users import Principal
+
+    policy = Policy().with_overrides({"timezone": "Etc/GMT-14"})  # UTC+14
+    window = policy.training_warning_days
+    now = datetime.now(ZoneInfo("UTC"))
+    today = now.astimezone(ZoneInfo("Etc/GMT+12")).date()  # UTC-12: the branch's today
+    with sessions.begin() as session:
+        session.get(Branch, "QX02").timezone = "Etc/GMT+12"  # type: ignore[union-attr]
+        session.get(Collector, "QX02-C01").training_expires_on = today  # type: ignore[union-attr]
+        session.get(Collector, "QX02-C02").training_expires_on = today + timedelta(window + 1)  # type: ignore[union-attr]
+    office = Principal("office", Role.BACK_OFFICE)
+    rows = {r.collector_id: r.state for r in training_rows(sessions, office, now, window, policy)}
+    assert rows["QX02-C01"] == "EXPIRING"  # valid to the end of the branch's today
+    assert rows["QX02-C02"] == "VALID"
+    loads = mark_training(
+        caseloads(sessions, ("QX02",)), branch_today(sessions, now, policy), window
+    )
+    due = {c.collector_id: c.training_due for c in loads}
+    assert due == {"QX02-C01": True, "QX02-C02": False, "QX02-C03": False}
+
+
+def test_the_worker_start_warns_of_collectors_with_no_training_on_record(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Since no date means untrained, a collector list imported without a training column
+    takes those collectors off every remote or hostile visit at once: the worker's start
+    says how many per branch (active ones) and where to record it."""
+    from service.training import warn_without_training
+
+    log = logging.getLogger("worker")
+    with caplog.at_level(logging.WARNING):
+        warn_without_training(sessions, log)
+    assert caplog.records == []  # the seeded collectors are trained
+    with sessions.begin() as session:
+        for cid in ("QX01-C01", "QX01-C02", "LS01-C03", "QX02-C01"):
+            session.get(Collector, cid).training_expires_on = None  # type: ignore[union-attr]
+        session.get(Collector, "QX02-C01").active = False  # type: ignore[union-attr]
+    with caplog.at_level(logging.WARNING):
+        warn_without_training(sessions, log)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("branch LS01: 1 active collector(s) with no safety training")
+    assert lines[1].startswith("branch QX01: 2 active collector(s)") and "/collectors" in lines[1]
+
+
+def test_seeding_vouches_for_no_training_and_the_demo_has_one_expiring_per_branch(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Seeding again (the demo's start) leaves a stored collector's missing training
+    missing; the demo's collectors include one per branch expiring within the warning
+    window, shown as such, and a hostile case still gets a trained team of three."""
+    from activities.cases import CaseActivities
+    from db.seed import add_branches_and_collectors
+    from domain.models import AssignRequest
+    from service.training import training_rows
+    from service.users import Principal
+    from tests.test_activities import new_loan
+
+    policy = Policy()
+    now = datetime.now(ZoneInfo("UTC"))
+    today = now.astimezone(policy.timezone_info()).date()
+    with sessions.begin() as session:
+        session.get(Collector, "QX02-C02").training_expires_on = None  # type: ignore[union-attr]
+    with sessions.begin() as session:
+        add_branches_and_collectors(session, today=today, expiring_in_days=7)
+    assert expiry_of(sessions, "QX02-C02") is None  # nobody recorded it: still untrained
+    office = Principal("office", Role.BACK_OFFICE)
+    rows = training_rows(sessions, office, now, policy.training_warning_days, policy)
+    expiring = {r.collector_id: r.training_expires_on for r in rows if r.state == "EXPIRING"}
+    assert expiring == {c: today + timedelta(days=7) for c in ("LS01-C04", "QX01-C04", "QX02-C04")}
+    team = CaseActivities(sessions).assign_collectors(
+        AssignRequest(new_loan(sessions), "QX01", 3, trained_only=True)
+    )
+    assert len(team) == 3
+
+
 # ---------------------------------------------------------------- the daily reminder
 
 
-async def remind(h: Harness, at: datetime | None = None) -> ReminderResult:
+async def remind(
+    h: Harness, at: datetime | None = None, execution_timeout: timedelta | None = None
+) -> ReminderResult:
     return await h.client.execute_workflow(
         REMINDER_WORKFLOW_TYPE,
         ReminderInput(at),
         id=f"training-reminder-test-{uuid.uuid4().hex[:8]}",
         task_queue=h.task_queue,
         result_type=ReminderResult,
+        execution_timeout=execution_timeout,
     )
 
 
@@ -335,14 +451,20 @@ async def test_each_supervisor_is_texted_their_due_trainings_once_a_day(
 
     first = await remind(h)  # as the Schedule starts it: the reminder is for the run's day
     assert (first.texts_sent, first.already_sent, first.collectors) == (2, 0, 3), first
+    assert [(b.branch, b.collectors, b.sent, b.failed, b.reached) for b in first.branches] == [
+        ("QX01", 2, 1, 0, True), ("QX02", 1, 1, 0, True),
+    ]  # fmt: skip
+    assert first.unreached_branches == []
     texts = reminder_texts(h)
     assert sorted(texts) == ["+8613800000001", "+8613800000002"]  # LS01: nobody due
     (qx01,) = texts["+8613800000001"]
-    assert f"QX01-C01 催收员QX01-1（已过期 {today - timedelta(days=3)}）" in qx01
-    assert f"QX01-C02 催收员QX01-2（{today + timedelta(days=10)}到期）" in qx01
-    assert "QX01-C03" not in qx01 and "共2人" in qx01 and "30天内到期" in qx01
+    # Short, with short variables (providers limit their length): how many, the most urgent
+    # (expired three days ago, before QX01-C02's expiring in ten), where the list is.
+    assert "【青溪县农村信用合作联社城关信用社】2名催收员安全培训需更新（最紧急：QX01-C01）" in qx01
+    assert "/collectors" in qx01 and "QX01-C02" not in qx01 and "QX01-C03" not in qx01
     (qx02,) = texts["+8613800000002"]
-    assert "QX02-C01 催收员QX02-1（无安全培训记录）" in qx02 and "共1人" in qx02
+    assert "1名催收员安全培训需更新（最紧急：QX02-C01）" in qx02
+    assert first.day == today.isoformat()  # the reminder is for the server's today
 
     # Run again that day (a retried or repeated run): nothing new goes out.
     later = datetime.combine(
@@ -357,6 +479,62 @@ async def test_each_supervisor_is_texted_their_due_trainings_once_a_day(
     logged = caplog.text
     assert "13800000001" not in logged and "13800000002" not in logged
     assert "+86138****0001" in logged  # the staff texts' log line, masked
+
+
+class OneProviderDown:
+    """Texts to one number never get an answer (retried, to the end of their time); texts to
+    another are refused for good; the rest are recorded."""
+
+    name = "one-down"
+
+    def __init__(self, down: str, refused: str) -> None:
+        self.down, self.refused = down, refused
+
+    def send(self, to: str, body: str, key: str, **kw: object) -> GatewayResult:
+        if to == self.down:
+            raise ConnectionError("connection reset by the provider")
+        if to == self.refused:
+            raise PermanentSmsFailure(30003, "unreachable handset")
+        return GatewayResult("RECORDED")
+
+    def find_sent(self, to: str, body: str, since: object, **kw: object) -> str | None:
+        return None
+
+
+async def test_a_supervisor_whose_texts_keep_failing_holds_up_no_other(
+    env, sqlite_sessions, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Each supervisor's text is its own activity: one whose provider never answers is
+    retried within the run's time (here a Schedule's 5 minutes) while the others are
+    texted; the result says per branch who was reached, and a text that failed reaches
+    nobody."""
+    gateway = OneProviderDown(down="+8613800000001", refused="+8613800000003")
+    async with running_worker(env, sqlite_sessions, tmp_path / "data", gateway=gateway) as h:
+        await set_training(h, QX01_C01=-1, QX02_C01=None, LS01_C01=5)
+        add_user(h, "sup-qx01", Role.SUPERVISOR, branches=["QX01"], mobile="13800000001")
+        add_user(h, "sup-qx02", Role.SUPERVISOR, branches=["QX02"], mobile="13800000002")
+        add_user(h, "sup-ls01", Role.SUPERVISOR, branches=["LS01"], mobile="13800000003")
+        result = await remind(h, execution_timeout=timedelta(minutes=5))
+        assert (result.texts_sent, result.already_sent, result.failed) == (1, 0, 2), result
+        assert [(b.branch, b.sent, b.failed, b.reached) for b in result.branches] == [
+            ("LS01", 0, 1, False), ("QX01", 0, 1, False), ("QX02", 1, 0, True),
+        ]  # fmt: skip
+        assert result.unreached_branches == ["LS01", "QX01"]
+        assert sorted(reminder_texts(h)) == [
+            "+8613800000001", "+8613800000002", "+8613800000003",
+        ]  # fmt: skip
+        with h.sessions() as session:
+            statuses = dict(
+                session.execute(
+                    select(SmsOutbox.to_number, SmsOutbox.status).where(
+                        SmsOutbox.purpose == "staff_training"
+                    )
+                ).all()
+            )
+        assert statuses == {
+            "+8613800000001": "PENDING", "+8613800000002": "RECORDED",
+            "+8613800000003": "FAILED",
+        }  # fmt: skip
 
 
 async def test_the_reminder_has_its_daily_schedule(
@@ -392,7 +570,7 @@ async def test_the_reminder_has_its_daily_schedule(
             await handle.trigger()
             texts = await eventually(lambda: reminder_texts(h), "the reminder", timeout=30)
             (text,) = texts["+8613800000001"]  # type: ignore[index]
-            assert "QX01-C02 催收员QX01-2（无安全培训记录）" in text
+            assert "1名催收员安全培训需更新（最紧急：QX01-C02）" in text
             capsys.readouterr()
             assert await cli("--training-reminders", "--show") == 0
             shown = capsys.readouterr().out

@@ -15,8 +15,16 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
-from db.models import AuditEvent, Case, Loan, SmsOutbox, Task, User
-from domain.models import AlertAck, CheckIn, CheckOut, HelpRequest, LiftHostileTeam, VisitReport
+from db.models import AuditEvent, Case, Collector, Loan, SmsOutbox, Task, User
+from domain.models import (
+    AlertAck,
+    CheckIn,
+    CheckOut,
+    HelpRequest,
+    LiftHostileTeam,
+    Reassignment,
+    VisitReport,
+)
 from service.worker_factory import build_worker
 from tests.harness import Harness, eventually, running_worker
 from tests.test_workflow_paths import to_field_visit
@@ -508,4 +516,91 @@ async def test_a_visit_report_that_ends_the_visit_is_not_before_its_check_in(h: 
     status = await h.status(handle)
     assert status.visit is not None and status.counters.visits == 0  # still out, not checked out
     await check_out(h, handle)
+    await close(h, handle)
+
+
+# ---------------------------------------------------------------- training and visits
+
+
+async def expire_training(h: Harness, collector_id: str) -> None:
+    """The collector's training ended yesterday (the server's, on the branch's calendar)."""
+    today = (await h.now()).astimezone(h.policy.timezone_info()).date()
+    with h.sessions.begin() as session:
+        collector = session.get(Collector, collector_id)
+        assert collector is not None
+        collector.training_expires_on = today - timedelta(days=1)
+
+
+async def test_a_collector_off_the_case_while_out_still_checks_out_and_asks_for_help(
+    h: Harness,
+) -> None:
+    """Issue 15 review, item 4: the team checks in for a remote revisit; meanwhile one of them
+    has lost their training and the revisit's new attempt checks the team again. Nobody on
+    the visit leaves the case before the check-out: they may still call for help and check
+    out; the replacement follows the check-out."""
+    spec, handle = await h.start(remote=True)
+    status = await to_field_visit(h, handle)
+    team = list(status.collectors)
+    report = VisitReport("NOT_HOME", team, await h.now() - timedelta(minutes=5))
+    await handle.execute_update(WF.report_visit, report)
+    await h.until(handle, lambda s: s.next_action == "revisit", "a revisit scheduled")
+    await h.env.sleep(timedelta(days=3) - timedelta(hours=1))  # the revisit is due in an hour
+    await check_in(h, handle, team)
+    await expire_training(h, team[0])
+    await h.env.sleep(timedelta(hours=2))  # the new attempt began while the team was out
+    status = await h.status(handle)
+    assert status.next_action == "visit report" and status.visit is not None
+    assert status.collectors == team  # nobody out on the visit was taken off
+    assert any("waits for the check-out of visit 1" in e.detail for e in status.history)
+    answer = await handle.execute_update(WF.need_help, HelpRequest(team[0], await h.now()))
+    assert "已通知主管" in answer.message
+    report = VisitReport("NOT_HOME", team, await h.now() - timedelta(minutes=5))
+    await handle.execute_update(WF.check_out, CheckOut(report, team[1]))
+    status = await h.until(handle, lambda s: team[0] not in s.collectors, "replaced after")
+    assert len(status.collectors) == 2
+    await handle.execute_update(WF.acknowledge_alert, AlertAck(1, "sup-qx01"))
+    await close(h, handle)
+
+
+async def test_a_check_in_naming_an_untrained_collector_on_a_remote_case_is_refused(
+    h: Harness,
+) -> None:
+    """The team was assigned while trained; one's training expired since: their check-in on a
+    remote case is refused with the reason (the dates are in the database, checked there as
+    the assignment does)."""
+    spec, handle = await h.start(remote=True)
+    status = await to_field_visit(h, handle)
+    await expire_training(h, status.collectors[0])
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await check_in(h, handle)
+    message = refused.value.cause.cause.message  # the activity's ApplicationError
+    assert message.startswith(f"collector_ids: the safety training of {status.collectors[0]}")
+    assert "not on a remote or hostile visit" in message
+    assert (await h.status(handle)).visit is None
+    await close(h, handle)
+
+
+async def test_near_home_a_check_in_is_not_held_to_the_training(h: Harness) -> None:
+    spec, handle = await h.start()
+    status = await to_field_visit(h, handle)
+    await expire_training(h, status.collectors[0])
+    assert "签到成功" in (await check_in(h, handle)).message
+    await check_out(h, handle)
+    await close(h, handle)
+
+
+async def test_a_reassignment_during_a_visit_takes_effect_at_the_check_out(h: Harness) -> None:
+    spec, handle = await h.start()
+    status = await to_field_visit(h, handle)
+    team = list(status.collectors)
+    other = next(c for c in ("QX01-C01", "QX01-C02", "QX01-C03") if c not in team)
+    await check_in(h, handle)
+    new_team = [other, *team[1:]]  # the first of the team is on leave from tomorrow
+    answer = await handle.execute_update(
+        WF.reassign, Reassignment(new_team, "sup-qx01", "休假 on leave from tomorrow")
+    )
+    assert "take over once it checks out" in answer.message
+    assert (await h.status(handle)).collectors == team  # the team out stays on the case
+    await check_out(h, handle, "NOT_HOME")
+    await h.until(handle, lambda s: s.collectors == new_team, "the new team")
     await close(h, handle)

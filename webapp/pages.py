@@ -206,7 +206,8 @@ def pages_router(
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
         loads = await run_in_threadpool(caseloads, sessions, scope)
-        mark_training(loads, local_date(now, config.policy), config.policy.training_warning_days)
+        today = await run_in_threadpool(training.branch_today, sessions, now, config.policy)
+        mark_training(loads, today, config.policy.training_warning_days)
         complaints = await run_in_threadpool(complaint_counts, sessions, scope)
         urgent = await run_in_threadpool(urgent_alerts, sessions, scope)
         month, compliance, month_error = await run_in_threadpool(
@@ -572,7 +573,7 @@ def pages_router(
         who = require(request, sessions, *training.EDITORS)
         window = config.policy.training_warning_days
         rows = await run_in_threadpool(
-            training.training_rows, sessions, who, training.today_of(config.policy), window
+            training.training_rows, sessions, who, datetime.now(UTC), window, config.policy
         )
         if wants_json(request):
             return as_json(dict(collectors=rows, training_warning_days=window))

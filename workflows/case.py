@@ -262,11 +262,28 @@ class Case:
             ),
         )
 
-    async def assign(self, request: AssignRequest) -> None:
+    async def assign(self, request: AssignRequest) -> bool:
+        """Assign the case's collectors; False when postponed until the team out on a visit
+        checks out (collection-v4): nobody on the visit in progress leaves the case before
+        it, or they could neither check out nor call for help (the watcher makes the change
+        after the check-out, workflows/safety.py)."""
         s = self.s
         # Remote villages and hostile borrowers: only collectors whose safety training has
         # not expired (the activity says whom it passed over in the audit trail).
         request.trained_only = s.remote or s.hostile or s.hostile_team
+        visit = s.visit
+        if visit is not None and self.versions.v4():
+            # A reassignment naming everyone out on the visit goes ahead; any other change
+            # (by capacity or training) might take one of them off.
+            if not set(visit.collector_ids) <= set(request.requested):
+                s.assign_after_visit = request
+                self.note(
+                    "assignment",
+                    f"team change waits for the check-out of visit {visit.number} "
+                    f"({', '.join(visit.collector_ids)} out)",
+                    request.by,
+                )
+                return False
         async with self._assign_lock:
             collectors: list[str] = await self.act(A.ASSIGN_COLLECTORS, request, list[str])
             self.s.collectors = collectors
@@ -290,6 +307,7 @@ class Case:
                 None,
                 assignees=[f"supervisor:{self.s.branch}"],
             )
+        return True
 
     async def task(
         self,

@@ -276,7 +276,8 @@ class LoanCollectionWorkflow(StaffMessages):
     @workflow.update
     async def reassign(self, request: Reassignment) -> UpdateAccepted:
         s = self.s
-        await self.case.assign(
+        visit = s.visit
+        done = await self.case.assign(
             AssignRequest(
                 s.loan_no,
                 s.branch,
@@ -286,6 +287,12 @@ class LoanCollectionWorkflow(StaffMessages):
                 reason=request.reason,
             )
         )
+        if not done and visit is not None:
+            return UpdateAccepted(
+                s.stage,
+                f"外访进行中，签退后生效 / visit {visit.number} is checked in: "
+                f"{', '.join(request.collector_ids)} take over once it checks out",
+            )
         # The new collector shows in lists at once, not at the next wait.
         self.case.visibility.flush()
         return UpdateAccepted(s.stage, f"assigned to {', '.join(s.collectors)}")

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         LiftHostileTeam,
         SafetyAlert,
         SafetyAudit,
+        TrainingCheck,
         UpdateAccepted,
         VisitInProgress,
     )
@@ -58,6 +59,20 @@ class Safety:
         case, s = self.case, self.case.s
         if (done := phone_ops.repeated(s, request)) is not None:
             return done  # sent again by a phone after the case continued as new
+        if (s.remote or s.hostile or s.hostile_team) and case.versions.v4():
+            # The training dates are in the database: checked there, as the assignment does
+            # (a team may have been assigned before a training expired at midnight).
+            await case.act(
+                A.CHECK_VISIT_TRAINING,
+                TrainingCheck(s.loan_no, list(request.collector_ids), workflow.now()),
+            )
+            if s.visit is not None:  # another check-in went in while this one was checked
+                raise ApplicationError(
+                    f"visit: visit {s.visit.number} by {', '.join(s.visit.collector_ids)} is "
+                    "in progress; check it out first",
+                    type="InvalidInput",
+                    non_retryable=True,
+                )
         # The alert's timer starts now, when the check-in arrives (perhaps late, from a
         # phone's queue), not at the time the phone recorded.
         now = workflow.now()
@@ -163,6 +178,9 @@ class Safety:
         s = self.case.s
         while True:
             seen = s.safety_seq
+            if s.visit is None and s.assign_after_visit is not None:
+                await self._assign_after_visit()
+                continue
             now = workflow.now()
             for alert in list(s.alerts):
                 try:  # a failed step is noted; the watcher goes on (it is the only one)
@@ -251,6 +269,20 @@ class Safety:
         whom = "branch head" if level == AlertLevel.BRANCH_HEAD else "supervisor"
         case.note("safety", f"alert {alert.number}: {whom} alerted ({sent.texts} SMS)")
         return sent.texts
+
+    async def _assign_after_visit(self) -> None:
+        """The change of team that waited for the check-out (workflows/case.py `assign`)."""
+        s = self.case.s
+        request, s.assign_after_visit = s.assign_after_visit, None
+        if request is None or s.stage in CLOSED_STAGES:
+            return
+        self.busy = True  # the run does not continue-as-new meanwhile
+        try:
+            await self.case.assign(request)
+        except Exception as e:  # noqa: BLE001 - a refused reassignment is noted, not fatal
+            self.case.note("assignment", f"team change after the visit refused: {e}"[:300])
+        finally:
+            self.busy = False
 
     async def _team_up(self) -> None:
         case, s = self.case, self.case.s

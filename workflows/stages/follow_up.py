@@ -16,7 +16,7 @@ from workflows.stages import dead_end
 
 with workflow.unsafe.imports_passed_through():
     from domain.installments import first_uncovered, is_covered, remaining
-    from domain.models import Installment
+    from domain.models import AssignRequest, Installment
     from domain.stages import Stage, TaskKind
     from domain.timerules import local_date
 
@@ -57,6 +57,11 @@ async def run(case: Case) -> None:
             continue
         if s.next_revisit_at is not None and now >= s.next_revisit_at:
             s.next_revisit_at = now + timedelta(seconds=p.revisit_interval_seconds)
+            if (s.remote or s.hostile or s.hostile_team) and case.versions.v4():
+                # A revisit is a visit attempt: a remote or hostile case's team is checked
+                # again, as in FIELD_VISIT, so a training that expired meanwhile is replaced.
+                team = case.team_size()
+                await case.assign(AssignRequest(s.loan_no, s.branch, team, keep=list(s.collectors)))
             await case.task(TaskKind.REVISIT, "periodic revisit (定期回访)", s.next_revisit_at)
             continue
         if now >= deadline:

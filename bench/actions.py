@@ -27,13 +27,10 @@ from collections import Counter
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
-from temporalio.testing import WorkflowEnvironment
 
-from bench.harness import BIN, database
+from bench.harness import database
 from bench.trivial import TrivialInput, TrivialWorkflow
 from bench.trivial import worker as trivial_worker
-from domain import search_attributes as sa
-from service.converter import DATA_CONVERTER
 
 # Temporal Cloud's Pay-As-You-Go list price for the first 5M Actions of a month (then $45,
 # $40, … per million by volume), plus the plan (Essentials: the greater of $100 or 5% of
@@ -122,20 +119,10 @@ async def bench_actions(installments: int = 12) -> dict[str, float]:
     """One `installments`-installment case on the time-skipping server (contact, visit,
     plan, signature, every installment paid), and the trivial workflow with as many
     activities and signals in one run, on the same server; each counted from its history."""
-    from bench.skipping import installment_case
+    from bench.skipping import installment_case, skipping_env
     from tests.harness import run_histories, running_worker
 
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
-    )
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={k.name: int(k.indexed_value_type) for k in sa.ALL},
-        )
-    )
+    env = await skipping_env()
     try:
         with database("sqlite") as (_url, sessions, tmp):
             async with running_worker(env, sessions, tmp / "data") as h:

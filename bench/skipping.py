@@ -46,20 +46,26 @@ async def installment_case(h: Harness, installments: int) -> WorkflowHandle:
     return handle
 
 
-async def bench_time_skipping() -> dict[str, float]:
-    from tests.harness import run_histories, running_worker
+async def skipping_env() -> WorkflowEnvironment:
+    """A time-skipping test server from the installed binary, with our search attributes."""
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=DATA_CONVERTER
     )
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
             search_attributes={k.name: int(k.indexed_value_type) for k in sa.ALL},
         )
     )
+    return env
+
+
+async def bench_time_skipping() -> dict[str, float]:
+    from tests.harness import run_histories, running_worker
+
+    env = await skipping_env()
     out: dict[str, float] = {}
     try:
         with database("sqlite") as (_url, sessions, tmp):

@@ -199,6 +199,16 @@ def check_location(latitude: float | None, longitude: float | None) -> None:
 
 
 def check_check_in(s: CaseState, check_in: CheckIn, now: datetime) -> None:
+    check_check_in_state(s, check_in)
+    check_visit_time(s, check_in.checked_in_at, now, "checked_in_at")
+    if check_in.checked_in_at < now - timedelta(hours=12):
+        raise Refused("checked_in_at: check in on arrival, not later")
+    check_location(check_in.latitude, check_in.longitude)
+
+
+def check_check_in_state(s: CaseState, check_in: CheckIn) -> None:
+    """What a check-in needs of the case as it is now: checked by the validator, and again by
+    the handler after an awaited step (the case may have been paid, held or reassigned)."""
     if s.stage not in VISIT_STAGES:
         raise Refused(f"stage: no visit is expected while the case is {s.stage}")
     if s.visit is not None:
@@ -207,10 +217,6 @@ def check_check_in(s: CaseState, check_in: CheckIn, now: datetime) -> None:
             "progress; check it out first"
         )
     check_team(s, check_in.collector_ids)
-    check_visit_time(s, check_in.checked_in_at, now, "checked_in_at")
-    if check_in.checked_in_at < now - timedelta(hours=12):
-        raise Refused("checked_in_at: check in on arrival, not later")
-    check_location(check_in.latitude, check_in.longitude)
 
 
 def check_check_out(s: CaseState, check_out: CheckOut, now: datetime) -> None:

@@ -449,6 +449,15 @@ class AppliedOp:
 
 
 @dataclass
+class AppliedOpAsk:
+    """Whether the case applied a phone's action: its Update id and its request's digest
+    (the same id with another request is not that action)."""
+
+    op_id: str
+    digest: str
+
+
+@dataclass
 class SafetyAlert:
     """An open alert: the supervisor alerted (level SUPERVISOR), the branch head at
     `head_at` unless acknowledged before."""

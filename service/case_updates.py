@@ -33,6 +33,7 @@ from domain.human_input import Refused, check_offline_time
 from domain.models import (
     AlertAck,
     AlertLocation,
+    AppliedOpAsk,
     CallReport,
     CaseStatus,
     CheckIn,
@@ -64,6 +65,7 @@ from domain.phone_actions import (
     PHONE_UPDATES,
     clock_corrected,
     phone_update_id,
+    request_digest,
 )
 from domain.plans import monthly_plan
 from domain.policy import Policy
@@ -182,7 +184,9 @@ class CaseActions:
         if update_id is not None:
             handle = self.client.get_workflow_handle(workflow_id(loan_no))
             try:
-                done = await handle.query(WF.applied_op, update_id)
+                done = await handle.query(
+                    WF.applied_op, AppliedOpAsk(update_id, request_digest(arg))
+                )
             except QUERY_ERRORS:
                 done = None
         if done is not None:

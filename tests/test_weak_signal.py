@@ -8,6 +8,7 @@ tests/test_browser.py."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -18,11 +19,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.cases import CaseActivities
 from db.models import AuditEvent, SmsOutbox, Visit
 from domain import search_attributes as sa
 from domain.human_input import Refused
@@ -31,12 +34,15 @@ from domain.models import (
     AppliedOp,
     CaseInput,
     CaseState,
+    CheckIn,
     CheckOut,
     ComplaintAction,
     LiftHold,
     PromiseRequest,
+    TrainingCheck,
     VisitReport,
 )
+from domain.names import Activities as A
 from domain.phone_actions import (
     OP_ID_REFUSED,
     OP_ID_REUSED,
@@ -226,6 +232,11 @@ async def test_the_service_bounds_the_time_itself_and_knows_a_repeat(web) -> Non
             who, case.loan_no, "MET", case.team, datetime.now(UTC) - timedelta(minutes=1)
         )
         assert again.accepted and "already applied" in again.message
+        # The same id with another request is not that action: refused on its time.
+        other = await strict.report_visit(
+            who, case.loan_no, "NOT_HOME", case.team, datetime.now(UTC) - timedelta(minutes=1)
+        )
+        assert not other.accepted and other.message.startswith("visited_at: recorded more")
     finally:
         UPDATE_ID.reset(token)
     token = UPDATE_ID.set("visit-op-0101")
@@ -769,3 +780,45 @@ async def eventually_async(check, what: str, timeout: float = 10.0):  # type: ig
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
     return value
+
+
+TRAINING_CHECK_GATE = threading.Event(), threading.Event()  # (entered, released)
+REAL_TRAINING_CHECK = CaseActivities.check_visit_training
+
+
+class SlowTraining:
+    """The training check, held until the test releases it (a method: the SDK reads the
+    argument's type after `self`)."""
+
+    @activity.defn(name=A.CHECK_VISIT_TRAINING)
+    def check_visit_training(self, check: TrainingCheck) -> None:
+        entered, release = TRAINING_CHECK_GATE
+        entered.set()
+        release.wait(30)
+        return REAL_TRAINING_CHECK(self, check)  # type: ignore[arg-type]
+
+
+async def test_a_check_in_that_waited_on_its_training_check_is_refused_once_the_case_is_paid(
+    dev_env, sqlite_sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote case's check-in waits on the training check (an activity). The case is paid
+    in full meanwhile: the check-in is refused on the case as it is then, and the case ends
+    with no team out (before, the visit was set on the closing case and no alert could fire)."""
+    entered, release = TRAINING_CHECK_GATE
+    entered.clear(), release.clear()
+    monkeypatch.setattr(CaseActivities, "check_visit_training", SlowTraining.check_visit_training)
+    async with running_worker(dev_env, sqlite_sessions, tmp_path / "data") as h:
+        case = await case_waiting_for_visit(h, remote=True)
+        request = CheckIn(case.team, datetime.now(UTC), by=case.collector)
+        checking = asyncio.create_task(case.handle.execute_update(WF.check_in, request))
+        assert await asyncio.to_thread(entered.wait, 30)
+        status = await h.status(case.handle)
+        await h.pay(case.handle, status.outstanding_fen)
+        await h.until(case.handle, lambda s: s.stage == Stage.PAID_IN_FULL, "paid in full")
+        release.set()
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await checking
+        assert refused.value.cause.message.startswith("stage: no visit is expected")  # type: ignore[union-attr]
+        result = await case.handle.result()
+        assert result.outcome == "PAID_IN_FULL"
+        assert (await h.status(case.handle)).visit is None

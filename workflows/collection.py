@@ -168,8 +168,11 @@ class LoanCollectionWorkflow(StaffMessages):
                 if s.cycle_done and case.versions.run_has_room():
                     s.cycle_done = False
                     continue  # the next cycle in this run
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                await workflow.wait_condition(self._idle)
+                # One condition: a handler that starts while the case is busy must not be
+                # cut off by the continue-as-new once the case is idle.
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self._idle()
+                )
                 s.cycle_done = False
                 case.visibility.flush()
                 workflow.continue_as_new(

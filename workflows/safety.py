@@ -20,6 +20,7 @@ from workflows import phone_ops
 from workflows.case import Case
 
 with workflow.unsafe.imports_passed_through():
+    from domain import human_input as check
     from domain.models import (
         AlertAck,
         AlertRequest,
@@ -45,13 +46,14 @@ class Safety:
     def __init__(self, case: Case) -> None:
         self.case = case
         self.busy = False  # an alert is being sent: the run neither ends nor continues yet
+        self.checking_in = 0  # check-ins waiting on their training check
 
     def settled(self) -> bool:
         """Whether a closing case may end: no team out, no call for help or overdue team
         unacknowledged (a hostile visit's alert stays a task in the database)."""
         s = self.case.s
         urgent = [a for a in s.alerts if a.kind != AlertKind.HOSTILE]
-        return s.visit is None and not urgent and not self.busy
+        return s.visit is None and not urgent and not self.busy and not self.checking_in
 
     # ------------------------------------------------------------------ messages
 
@@ -62,17 +64,20 @@ class Safety:
         if (s.remote or s.hostile or s.hostile_team) and case.versions.v4():
             # The training dates are in the database: checked there, as the assignment does
             # (a team may have been assigned before a training expired at midnight).
-            await case.act(
-                A.CHECK_VISIT_TRAINING,
-                TrainingCheck(s.loan_no, list(request.collector_ids), workflow.now()),
-            )
-            if s.visit is not None:  # another check-in went in while this one was checked
-                raise ApplicationError(
-                    f"visit: visit {s.visit.number} by {', '.join(s.visit.collector_ids)} is "
-                    "in progress; check it out first",
-                    type="InvalidInput",
-                    non_retryable=True,
+            self.checking_in += 1  # the case neither ends nor continues meanwhile
+            try:
+                await case.act(
+                    A.CHECK_VISIT_TRAINING,
+                    TrainingCheck(s.loan_no, list(request.collector_ids), workflow.now()),
                 )
+            finally:
+                self.checking_in -= 1
+            try:  # paid, held, reassigned or checked in by another while this one was checked
+                check.check_check_in_state(s, request)
+            except check.Refused as refused:
+                raise ApplicationError(
+                    str(refused), type="InvalidInput", non_retryable=True
+                ) from None
         # The alert's timer starts now, when the check-in arrives (perhaps late, from a
         # phone's queue), not at the time the phone recorded.
         now = workflow.now()

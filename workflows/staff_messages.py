@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import (
         AlertAck,
         AlertLocation,
+        AppliedOpAsk,
         CaseState,
         CheckIn,
         CheckOut,
@@ -166,8 +167,12 @@ class StaffMessages:
         ]
 
     @workflow.query
-    def applied_op(self, op_id: str) -> UpdateAccepted | None:
+    def applied_op(self, ask: AppliedOpAsk) -> UpdateAccepted | None:
         """The answer a phone's action got, if the case applied it: asked by its Update id,
         which holds the action and the user (domain/phone_actions.phone_update_id), so it
-        answers nobody else and no other action."""
-        return phone_ops.answer(self.s, op_id)
+        answers nobody else and no other action; and by the request's digest, so the same
+        id with another request is not answered as applied."""
+        done = phone_ops.applied(self.s, ask.op_id)
+        if done is None or done.digest != ask.digest:
+            return None
+        return phone_ops.answer(self.s, ask.op_id)

@@ -28,7 +28,7 @@ async def run(case: Case) -> None:
             short = (s.team_size or s.team_required) and len(s.collectors) < team
             # collection-v4: a remote or hostile visit's team is checked again at every
             # attempt, so a collector whose safety training expired meanwhile is replaced.
-            if short or ((s.remote or s.hostile) and case.versions.v4()):
+            if short or ((s.remote or s.hostile or s.hostile_team) and case.versions.v4()):
                 await case.assign(AssignRequest(s.loan_no, s.branch, team, keep=list(s.collectors)))
             s.attempt += 1
             s.phase = "AWAIT_REPORT"

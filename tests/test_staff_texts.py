@@ -65,8 +65,9 @@ def supervisor(sessions: sessionmaker[Session]) -> int:
 
 
 def reminder(user_id: int, first: str = "QX01-C01") -> DueReminder:
+    day = datetime.now(UTC).date() + timedelta(days=30)
     return DueReminder(
-        user_id, f"training-reminder:2031-01-01:u{user_id}", ["QX01"], "QX01",
+        user_id, f"training-reminder:{day}:u{user_id}", ["QX01"], "QX01",
         dict(count="2", first=first),
     )  # fmt: skip
 

@@ -409,7 +409,8 @@ async def test_an_op_id_reused_by_another_user_or_action_is_applied_as_its_own(w
     call = {"outcome": "NO_ANSWER", "op_id": "call-op-0001", "called_at": iso(called)}
     first = await http.post(f"{url}/call", json=call, headers=mine)
     assert first.json()["message"].startswith("call recorded: NO_ANSWER; 1 unanswered"), first.text
-    hold = await http.post(f"{url}/hold", json={"until": "2030-01-01", "reason": "flood",
+    until = str(called.date() + timedelta(days=60))
+    hold = await http.post(f"{url}/hold", json={"until": until, "reason": "flood",
                            "op_id": "call-op-0001"}, headers=sup)  # fmt: skip
     assert hold.status_code == 409 and hold.json()["message"] == OP_ID_REFUSED
     theirs = await http.post(f"{url}/call", json={**call, "collector_id": case.collector},

@@ -62,6 +62,7 @@ class Case:
         # PATCH_V5: the timer of the last wait, kept for a next wait with the same deadline.
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: datetime | None = None
+        self._alarm_held = False  # a wait is on the alarm now
 
     # ------------------------------------------------------------------ derived facts
 
@@ -146,8 +147,18 @@ class Case:
         timer_always = self.versions.v2()
         due = remaining > timedelta(0) or timer_always
         if due and not done() and not self.interrupted() and self.versions.v5():
-            alarm = self._alarm_until(until)
-            await workflow.wait_condition(lambda: done() or self.interrupted() or alarm.done())
+            # One wait at a time keeps the alarm (the main loop's); another, were there one,
+            # would have its own timer rather than cancel the other's.
+            shared = not self._alarm_held
+            alarm = self._alarm_until(until) if shared else self._timer(until)
+            self._alarm_held = self._alarm_held or shared
+            try:
+                await workflow.wait_condition(lambda: done() or self.interrupted() or alarm.done())
+            finally:
+                if shared:
+                    self._alarm_held = False
+                else:
+                    alarm.cancel()
         elif due and not done() and not self.interrupted():
             self.visibility.flush()
             try:
@@ -168,9 +179,13 @@ class Case:
         if alarm is not None and not alarm.done() and self._alarm_at == until:
             return alarm
         self.cancel_alarm()
-        remaining = max(until - workflow.now(), timedelta(milliseconds=1))
-        self._alarm, self._alarm_at = asyncio.create_task(workflow.sleep(remaining)), until
+        self._alarm, self._alarm_at = self._timer(until), until
         return self._alarm
+
+    @staticmethod
+    def _timer(until: datetime) -> asyncio.Task[None]:
+        remaining = max(until - workflow.now(), timedelta(milliseconds=1))
+        return asyncio.create_task(workflow.sleep(remaining))
 
     def cancel_alarm(self) -> None:
         if self._alarm is not None and not self._alarm.done():

@@ -280,7 +280,7 @@ def scale(table: Table, m: dict[str, float]) -> None:
     table.add(
         f"  worker RSS, highest of one process ({ws}, WORKER_MAX_CACHED_WORKFLOWS={cache:,})",
         f"{m['rss_peak_mb']:.0f} MB",
-        f"idle {m['rss_idle_mb']:.0f} MB, parked and quiet {m['rss_parked_mb']:.0f} MB; "
+        f"3 s after start {m['rss_idle_mb']:.0f} MB, parked and quiet {m['rss_parked_mb']:.0f} MB; "
         "bounded by the cache, not by the cases",
     )
     where = "history and visibility" if m["db_visibility"] else "history (visibility apart)"

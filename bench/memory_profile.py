@@ -1,43 +1,132 @@
-"""What a cached case costs in the worker: `python -m bench.memory_profile [K]`.
+"""What a cached case costs in the worker, part by part: `python -m bench.memory_profile`.
 
-K cases (default 100) parked at the visit, as in the memory section, in a worker of this
-process (the workers' settings, the SDK's sandboxed runner); then:
+No server: the parts are measured where they are made, in this process.
 
-- tracemalloc: the memory allocated by Python since the worker was idle, per case, by what
-  allocated it (the sandbox's per-run imports, decoding the state, the workflow's code ...);
-- the modules each run's sandbox imports afresh (not passed through), and what they hold;
-- the size of a case's state (CaseState and its parts: policy, history, phone ops ...), as
-  deep object sizes in this process and as the JSON payload.
+1. The sandbox: every run the worker caches gets a sandbox that imports the workflow's
+   modules afresh (those not passed through). Bytes a run's sandbox allocates (tracemalloc)
+   and the modules it imports, for the trivial workflow (bench/trivial.py) and ours, with
+   each run compiling the modules again (the SDK's way without a bytecode cache) and with
+   the compiled code shared (service/sandbox_code.py).
+2. The payload converter: every run gets a new one; Pydantic's keeps its type adapters (one
+   per type decoded) in it. RSS of the adapters a parked case's run makes, per run, with
+   Pydantic's converter and with ours (service/converter.py: one set per process).
+3. A case's state: CaseState in memory (deep size) and as JSON, with its parts (the policy,
+   100 history entries: the most a run keeps).
 
-Not a figure of the report: a breakdown to decide what to cut (issue 17, item 2).
+Not a figure of the report: the breakdown behind the memory section's figure (issue 17).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
 import sys
 import tracemalloc
-import uuid
-from collections import Counter
 from dataclasses import fields, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.harness import add_loans, bounded, database, dev_server, rss_kb
-from bench.lifecycle import LIFECYCLE_POLICY
-from service.case_start import start_case
-from service.converter import DATA_CONVERTER
-from service.worker_factory import build_worker
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.failure.v1 import Failure
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.worker._workflow_instance import WorkflowInstanceDetails
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox._runner import _fake_info
+from temporalio.workflow import _Definition
 
-FRAMES = 40
+from bench.lifecycle import LIFECYCLE_POLICY
+from bench.trivial import TrivialWorkflow
+from domain import models
+from domain.stages import Stage
+from service.converter import DATA_CONVERTER
+from service.sandbox_code import share_workflow_code
+from workflows.case import HISTORY_KEPT
+from workflows.collection import LoanCollectionWorkflow
+
+RUNS = 20
+# What a case's run decodes until it is parked at the visit: its input, the activities'
+# results, and the messages' arguments its handlers declare.
+DECODED = (
+    models.CaseInput,
+    models.CaseFacts,
+    models.Assessment,
+    list[str],
+    models.SmsResult,
+    models.UpdateAccepted,
+)
+
+
+def rss_kb() -> int:
+    for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def sandboxed(cls: type) -> Any:
+    """A run's sandboxed instance of the workflow class, as the worker creates one."""
+    converter = DataConverter.default
+    details = WorkflowInstanceDetails(
+        payload_converter_factory=converter._new_payload_converter,
+        failure_converter_class=converter.failure_converter_class,
+        interceptor_classes=[],
+        defn=_Definition.must_from_class(cls),
+        info=_fake_info,
+        randomness_seed=-1,
+        extern_functions={},
+        disable_eager_activity_execution=False,
+        worker_level_failure_exception_types=[],
+        patch_activation_callback=None,
+        last_completion_result=Payloads(),
+        last_failure=Failure(),
+    )
+    return SandboxedWorkflowRunner().create_instance(details)
+
+
+def sandbox_kb(cls: type) -> tuple[float, list[str]]:
+    """KB a run's sandbox allocates; the modules it imports afresh."""
+    keep = [sandboxed(cls)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    keep += [sandboxed(cls) for _ in range(RUNS)]
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    modules = keep[-1].importer.new_modules
+    fresh = [
+        n for n, m in modules.items() if isinstance(m, ModuleType) and m is not sys.modules.get(n)
+    ]
+    return grown / RUNS / 1024, sorted(fresh)
+
+
+def adapters_kb(converter: DataConverter) -> float:
+    """RSS KB per run of the type adapters for DECODED, made by a new payload converter as
+    each run's first decode of each type makes them."""
+    keep = []
+    gc.collect()
+    start = rss_kb()
+    for _ in range(RUNS):
+        pc = converter._new_payload_converter()
+        composite = getattr(pc, "_inner_payload_converter", pc)
+        json = next(c for c in composite.converters.values() if hasattr(c, "_type_adapter"))
+        keep.append(pc)
+        for t in DECODED:
+            json._type_adapter(t)
+    gc.collect()
+    return (rss_kb() - start) / RUNS
 
 
 def deep_size(obj: Any, seen: set[int] | None = None) -> int:
-    """Bytes of obj and everything it refers to (not modules, classes or functions), once."""
+    """Bytes of obj and everything it refers to, each object once."""
     seen = set() if seen is None else seen
-    todo = [obj]
-    total = 0
+    todo, total = [obj], 0
     while todo:
         o = todo.pop()
         if id(o) in seen or isinstance(o, (type, ModuleType)) or callable(o):
@@ -50,137 +139,62 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
         elif isinstance(o, (list, tuple, set, frozenset)):
             todo.extend(o)
         elif is_dataclass(o):
-            todo.extend(getattr(o, f.name) for f in fields(o) if hasattr(o, f.name))
+            todo.extend(getattr(o, f.name) for f in fields(o))
             if hasattr(o, "__dict__"):
                 total += sys.getsizeof(o.__dict__)
-        elif hasattr(o, "__dict__"):
-            todo.append(o.__dict__)
     return total
 
 
-def module_size(mod: ModuleType) -> int:
-    """Bytes a module copy holds: its dict, its functions and classes (their dicts, code is
-    shared), its constants."""
-    seen: set[int] = set()
-    total = sys.getsizeof(mod) + sys.getsizeof(vars(mod))
-    for v in vars(mod).values():
-        if isinstance(v, ModuleType) or id(v) in seen:
-            continue
-        if getattr(v, "__module__", None) != mod.__name__:
-            continue
-        seen.add(id(v))
-        total += sys.getsizeof(v)
-        if isinstance(v, type):
-            total += sys.getsizeof(v.__dict__)
-            for m in vars(v).values():
-                if id(m) not in seen:
-                    seen.add(id(m))
-                    total += sys.getsizeof(m)
-    return total
+def state_sizes() -> None:
+    now = datetime.now(UTC)
+    state = models.CaseState(
+        loan_no="B0000001",
+        branch="QX01",
+        policy=LIFECYCLE_POLICY,
+        stage=Stage.FIELD_VISIT,
+        stage_since=now,
+        opened_at=now,
+    )
+    pc = DATA_CONVERTER.payload_converter
+    parked = pc.from_payloads(pc.to_payloads([state]), [models.CaseState])[0]
+    json_kb = len(pc.to_payloads([parked])[0].data) / 1024
+    print(f"  {deep_size(parked) / 1024:6.1f} KB  a new case's state ({json_kb:.1f} KB as JSON)")
+    print(f"  {deep_size(parked.policy) / 1024:6.1f} KB    of which its policy")
+    state.history = [
+        models.HistoryEntry(now, "stage", f"FIELD_VISIT → NEGOTIATION: visit {i} agreed", "c01")
+        for i in range(HISTORY_KEPT)
+    ]
+    full = pc.from_payloads(pc.to_payloads([state]), [models.CaseState])[0]
+    kb = deep_size(full.history) / 1024
+    print(f"  {kb:6.1f} KB  {HISTORY_KEPT} history entries (the most a run keeps)")
 
 
-def category(tb: tracemalloc.Traceback) -> str:
-    files = [f.filename for f in tb]
-    if any("workflow_sandbox/_importer.py" in f for f in files):
-        if any("/workflows/" in f for f in files):
-            return "sandbox: our workflow modules, re-imported per run"
-        return "sandbox: other per-run imports"
-    if any("workflow_sandbox/_restrictions.py" in f for f in files):
-        return "sandbox: restriction proxies"
-    if any("temporalio/converter.py" in f or "service/converter.py" in f for f in files):
-        return "payload conversion (inputs, results, state)"
-    if any("/workflows/" in f for f in files):
-        return "our workflow code (state, handles, tasks)"
-    if any("temporalio/worker/_workflow_instance.py" in f for f in files):
-        return "SDK workflow instance"
-    if any("temporalio/worker/workflow_sandbox" in f for f in files):
-        return "sandbox: instance set-up"
-    if any("temporalio/worker/_workflow.py" in f for f in files):
-        return "SDK worker (activations)"
-    if any("/activities/" in f or "sqlalchemy" in f for f in files):
-        return "activities, database"
-    return f"other: {tb[0].filename.rsplit('/', 2)[-2:]}"
-
-
-async def main(k: int) -> None:
-    env = await dev_server()
-    try:
-        with database("sqlite") as (url, sessions, tmp):
-            report = add_loans(sessions, tmp / "export.csv", k)
-            tq = f"profile-{uuid.uuid4().hex[:6]}"
-            workers = build_worker(
-                env.client, tq, sessions, tmp / "data", max_cached_workflows=max(1000, k + 100)
-            )
-            async with workers:
-                await asyncio.sleep(2)
-                gc.collect()
-                tracemalloc.start(FRAMES)
-                idle_rss = rss_kb(0 or __import__("os").getpid())
-                before = tracemalloc.take_snapshot()
-                await bounded(
-                    report.good,
-                    lambda spec: start_case(
-                        env.client, tq, spec.loan_no, spec.branch, LIFECYCLE_POLICY
-                    ),
-                )
-                parked_q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
-                while (await env.client.count_workflows(parked_q)).count < k:
-                    await asyncio.sleep(0.5)
-                await asyncio.sleep(5)  # visit tasks and notices written
-                gc.collect()
-                after = tracemalloc.take_snapshot()
-                parked_rss = rss_kb(__import__("os").getpid())
-                tracemalloc.stop()
-                wf_worker = workers.workers["cases"]._workflow_worker
-                assert wf_worker is not None
-                running = list(wf_worker._running_workflows.values())
-                report_breakdown(k, before, after, idle_rss, parked_rss, running)
-    finally:
-        await env.shutdown()
-
-
-def report_breakdown(
-    k: int,
-    before: tracemalloc.Snapshot,
-    after: tracemalloc.Snapshot,
-    idle_rss: int,
-    parked_rss: int,
-    running: list[Any],
-) -> None:
-    stats = after.compare_to(before, "traceback")
-    by_cat: Counter[str] = Counter()
-    for st in stats:
-        by_cat[category(st.traceback)] += st.size_diff
-    total = sum(by_cat.values())
-    print(f"\n{len(running)} runs cached; RSS grew {(parked_rss - idle_rss) / k:.0f} KB a case")
-    print(f"tracemalloc: {total / k / 1024:.0f} KB a case (Python objects), by who allocated:")
-    for cat, size in by_cat.most_common():
-        if abs(size) / k >= 512:
-            print(f"  {size / k / 1024:8.1f} KB  {cat}")
-    print("\ntop allocation sites (per case):")
-    for st in after.compare_to(before, "lineno")[:25]:
-        print(f"  {st.size_diff / k / 1024:8.1f} KB  {st.traceback[0]}")
-
-    ours = [r for r in running if r.instance.get_info().workflow_type == "LoanCollectionWorkflow"]
-    inst = ours[0].instance
-    modules = inst.importer.new_modules
-    fresh = sorted(n for n, m in modules.items() if m is not sys.modules.get(n))
-    print(f"\nmodules a run's sandbox holds: {len(modules)}; imported afresh: {len(fresh)}")
-    sizes = {n: module_size(modules[n]) for n in fresh if isinstance(modules[n], ModuleType)}
-    for n, size in sorted(sizes.items(), key=lambda x: -x[1])[:40]:
-        print(f"  {size / 1024:7.1f} KB  {n}")
-    print(f"  {sum(sizes.values()) / 1024:7.1f} KB  in all (dicts, functions, classes)")
-
-    wf = inst.globals_and_locals["__temporal_in_sandbox"].instance._object
-    state = wf.s
-    print(f"\na case's state: {deep_size(state) / 1024:.1f} KB in memory")
-    for f in fields(state):
-        size = deep_size(getattr(state, f.name))
-        if size > 1024:
-            print(f"  {size / 1024:7.1f} KB  {f.name}")
-    payload = DATA_CONVERTER.payload_converter.to_payloads([state])[0]
-    print(f"  as JSON: {len(payload.data) / 1024:.1f} KB; history entries {len(state.history)}")
+async def main() -> None:
+    print(f"1. the sandbox, per run (tracemalloc, {RUNS} runs)")
+    for cls in (TrivialWorkflow, LoanCollectionWorkflow):
+        kb, fresh = sandbox_kb(cls)
+        print(
+            f"  {kb:6.1f} KB  {cls.__name__}, code compiled per run; {len(fresh)} modules afresh:"
+        )
+        print(f"             {', '.join(fresh)}")
+    share_workflow_code()
+    kb, _ = sandbox_kb(LoanCollectionWorkflow)
+    print(f"  {kb:6.1f} KB  LoanCollectionWorkflow, compiled code shared (service/sandbox_code.py)")
+    print(f"2. the payload converter's type adapters, per run (RSS, {RUNS} runs)")
+    for which, label in (
+        ("pydantic", "Pydantic's converter"),
+        ("ours", "ours (service/converter.py)"),
+    ):
+        # A process of its own: memory freed above would hide the growth of RSS.
+        run = [sys.executable, "-m", "bench.memory_profile", "adapters", which]
+        kb = float(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
+        print(f"  {kb:6.0f} KB  {label}")
+    print("3. a case's state")
+    state_sizes()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100))
+    if sys.argv[1:2] == ["adapters"]:
+        print(adapters_kb(DATA_CONVERTER if sys.argv[2] == "ours" else pydantic_data_converter))
+    else:
+        asyncio.run(main())

@@ -1,4 +1,5 @@
-"""Runs share our workflow modules' compiled code (service/sandbox_code.py), and nothing else:
+"""Runs share our workflow modules' compiled code (service/sandbox_code.py) and the type
+adapters of their payload converters (service/converter.py), and nothing else:
 each run still imports the modules afresh in its sandbox, which still refuses what
 workflow code must not do."""
 
@@ -109,3 +110,23 @@ async def test_case_runs_share_code_not_modules() -> None:
     assert a["workflows.case"].datetime is not datetime
     with pytest.raises(RestrictedWorkflowAccessError):
         a["workflows.case"].datetime.now()
+
+
+def test_runs_converters_share_type_adapters_and_write_what_pydantic_writes() -> None:
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from domain.models import CaseInput
+    from domain.policy import Policy
+    from service.converter import DATA_CONVERTER, TYPE_ADAPTERS
+
+    value = CaseInput(loan_no="L1", branch="QX01", policy=Policy(), generation="g1")
+    theirs = pydantic_data_converter.payload_converter.to_payloads([value])
+    # Two runs' converters (the worker makes one per run): the same bytes as Pydantic's,
+    # the same value back, and one type adapter between them.
+    first, second = (DATA_CONVERTER._new_payload_converter() for _ in range(2))
+    assert first.to_payloads([value]) == theirs
+    assert first.from_payloads(theirs, [CaseInput]) == [value]
+    before = TYPE_ADAPTERS.cache_info()
+    assert second.from_payloads(theirs, [CaseInput]) == [value]
+    after = TYPE_ADAPTERS.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)

@@ -34,6 +34,7 @@ async def trivial_parked(client: Client, n: int, wenv: dict[str, str]) -> tuple[
     cache = wenv["WORKER_MAX_CACHED_WORKFLOWS"]
     command = [sys.executable, "-m", "bench.trivial", wenv["TEMPORAL_ADDRESS"], tq, cache]
     async with worker_processes(1, command, wenv) as procs:
+        await quiet(procs)  # imported, connected, polling
         idle = rss_kb(procs[0].pid)
 
         async def start(i: int) -> Any:
@@ -61,6 +62,9 @@ async def bench_memory(n: int, db: str) -> dict[str, float]:
             wenv = worker_env(address, tq, url, tmp / "data")
             wenv["WORKER_MAX_CACHED_WORKFLOWS"] = str(cache_size(n))
             async with worker_processes(1, [sys.executable, "worker.py"], wenv) as procs:
+                # On a busy machine the worker may still be importing after the harness's
+                # few seconds: its idle RSS once it has nothing to do.
+                await quiet(procs)
                 idle = rss_kb(procs[0].pid)
                 await bounded(
                     report.good,

@@ -18,15 +18,17 @@ from pathlib import Path
 
 # The figures `--json FILE` writes (issue 17's keys), each set by the section that measures
 # it: lifecycle (orchestration_ratio, query_p95_under_load_ms, update_p95_under_load_ms: the
-# first --workers count's, one worker by default), render (render_ratio), actions
+# first --workers count's, one worker by default), memory (memory_ratio_to_trivial,
+# memory_mb_per_case, memory_trivial_mb_per_case), render (render_ratio), actions
 # (actions_per_case, actions_ratio), scale (scale_100k: an object, SCALE_KEYS, whatever
-# --scale-cases was: its `cases` says how many). Null when that section did not run; no
-# section measures memory_ratio_to_trivial (the trivial baseline's workers park no open
-# cases) or morning_drain_ratio yet, so those are null in every file.
+# --scale-cases was: its `cases` says how many). Null when that section did not run;
+# morning_drain_ratio is null in every file until a section measures it.
 KEYS = (
     "orchestration_ratio",
     "render_ratio",
     "memory_ratio_to_trivial",
+    "memory_mb_per_case",
+    "memory_trivial_mb_per_case",
     "query_p95_under_load_ms",
     "update_p95_under_load_ms",
     "morning_drain_ratio",
@@ -196,6 +198,25 @@ def lifecycle(table: Table, m: dict[str, float], cases: int, workers: int) -> No
         table.figures["orchestration_ratio"] = m["ratio"]
         table.figures["query_p95_under_load_ms"] = m["query_p95"]
         table.figures["update_p95_under_load_ms"] = m["update_p95"]
+
+
+def memory(table: Table, m: dict[str, float], cases: int) -> None:
+    """Rows of the memory section: one worker's RSS per cached open case, against the
+    trivial workflow's in a worker with the same settings."""
+    table.add(
+        f"worker RSS per cached open case, {cases:,} parked in FIELD_VISIT (1 worker)",
+        f"{m['mb_per_case'] * 1024:.0f} KB",
+        f"idle worker {m['idle_mb']:.0f} MB",
+    )
+    table.add(
+        f"  trivial workflow, {cases:,} parked on a signal (same cache size, sandboxed)",
+        f"{m['trivial_mb_per_case'] * 1024:.0f} KB",
+        f"idle worker {m['trivial_idle_mb']:.0f} MB",
+    )
+    table.add("  memory ratio to the trivial workflow", f"{m['ratio']:.2f}", "target ≤ 2.0")
+    table.figures["memory_ratio_to_trivial"] = m["ratio"]
+    table.figures["memory_mb_per_case"] = m["mb_per_case"]
+    table.figures["memory_trivial_mb_per_case"] = m["trivial_mb_per_case"]
 
 
 def skipping(table: Table, m: dict[str, float]) -> None:

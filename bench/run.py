@@ -13,7 +13,10 @@ not sent. Sections:
               closed by worker processes (`python worker.py`), the human steps sent by the
               benchmark; against a trivial workflow that runs the same number of activities
               and signals per case, on the same server, with the same number of workers.
-4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit).
+4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit), in
+              the lifecycle section; and the memory section: one worker process's RSS per
+              cached open case (M parked at the visit) against the trivial workflow's (M runs
+              parked on a signal, a worker with the same cache size), and their ratio.
 5. skipping   wall time of one 12-installment case on the time-skipping server, and the
               history length per run of a 24-installment case.
 6. render     one agreement's PDF as the worker renders it (font configuration kept), against
@@ -49,6 +52,7 @@ from bench.actions import bench_actions
 from bench.harness import medians
 from bench.intake import bench_intake
 from bench.lifecycle import bench_lifecycle
+from bench.memory import bench_memory
 from bench.render import bench_render
 from bench.scale import bench_scale
 from bench.skipping import bench_time_skipping
@@ -82,6 +86,12 @@ async def main(args: argparse.Namespace) -> None:
             m = await median_runs(args.runs, "lifecycle", detail, measure)
             report.lifecycle(table, m, args.cases, workers)
 
+    if "memory" in args.sections:
+        detail = f" ({args.cases} cases parked, 1 worker, {args.db})"
+        measure = partial(bench_memory, args.cases, args.db)
+        m = await median_runs(args.runs, "memory", detail, measure)
+        report.memory(table, m, args.cases)
+
     if "skipping" in args.sections:
         m = await median_runs(args.runs, "time-skipping", "", bench_time_skipping)
         report.skipping(table, m)
@@ -112,7 +122,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--loans", type=int, default=10_000, help="intake size (default 10,000)")
-    p.add_argument("--cases", type=int, default=1_000, help="lifecycle cases (default 1,000)")
+    p.add_argument(
+        "--cases", type=int, default=1_000, help="lifecycle and memory cases (default 1,000)"
+    )
     p.add_argument("--runs", type=int, default=3, help="runs per figure (median; default 3)")
     p.add_argument(
         "--scale-cases", type=int, default=100_000, help="scale: open cases (default 100,000)"
@@ -134,8 +146,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         nargs="+",
-        default=["intake", "lifecycle", "skipping", "render", "actions"],
-        choices=["intake", "lifecycle", "skipping", "render", "actions", "scale"],
+        default=["intake", "lifecycle", "memory", "skipping", "render", "actions"],
+        choices=["intake", "lifecycle", "memory", "skipping", "render", "actions", "scale"],
     )
     p.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
     p.add_argument("--out", help="also write the table (markdown) to this file")

@@ -43,18 +43,30 @@ class TrivialWorkflow:
     def poke(self) -> None:
         self.signals += 1
 
+    @workflow.query
+    def signals_seen(self) -> int:
+        return self.signals
 
-def worker(client: Client, task_queue: str) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=[TrivialWorkflow], activities=[noop])
+
+def worker(client: Client, task_queue: str, max_cached_workflows: int = 1000) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TrivialWorkflow],
+        activities=[noop],
+        max_cached_workflows=max_cached_workflows,
+    )
 
 
-async def _main() -> None:  # a worker process: python -m bench.trivial ADDRESS TASK_QUEUE
+async def _main() -> None:
+    """A worker process: python -m bench.trivial ADDRESS TASK_QUEUE [MAX_CACHED_WORKFLOWS]."""
     client = await Client.connect(sys.argv[1])
     stop = asyncio.Event()
     import signal
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with worker(client, sys.argv[2]):
+    cache = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+    async with worker(client, sys.argv[2], cache):
         print("ready", os.getpid(), flush=True)
         await stop.wait()
 

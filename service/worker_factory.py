@@ -28,6 +28,7 @@ from activities.training_reminders import TrainingReminderActivities
 from domain.names import CASES, RENDER, ROLES, SMS, role_queue
 from domain.policy import Policy
 from domain.strategy import Strategy
+from service.sandbox_code import share_workflow_code
 from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
 from workflows.training_reminders import TrainingReminderWorkflow
@@ -234,6 +235,8 @@ def build_worker(
     workers: dict[str, Worker] = {}
     if CASES in wanted:
         assert policy is not None
+        # Each run's sandbox imports workflows/ afresh; its runs share the compiled code.
+        share_workflow_code()
         workers[CASES] = worker(
             CASES,
             by_role[CASES]

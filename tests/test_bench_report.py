@@ -72,7 +72,14 @@ SCALE = {
     "json_p50": 140.0,
     "json_p95": 190.0,
 }
-UNMEASURED = {"memory_ratio_to_trivial", "morning_drain_ratio"}
+MEMORY = {
+    "mb_per_case": 0.3,
+    "trivial_mb_per_case": 0.15,
+    "ratio": 2.0,
+    "idle_mb": 130.0,
+    "trivial_idle_mb": 40.0,
+}
+UNMEASURED = {"morning_drain_ratio"}
 
 
 def written(table: report.Table, tmp_path: Path) -> dict[str, object]:
@@ -85,6 +92,7 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     table = report.Table()
     report.lifecycle(table, LIFECYCLE, 1000, 1)
     report.lifecycle(table, {**LIFECYCLE, "ratio": 0.5, "query_p95": 1.0}, 1000, 2)
+    report.memory(table, MEMORY, 1000)
     report.render(table, RENDER)
     report.actions(table, ACTIONS)
     report.scale(table, SCALE)
@@ -94,6 +102,9 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     assert figures["update_p95_under_load_ms"] == 640.0
     assert figures["render_ratio"] == 0.4
     assert figures["actions_per_case"] == 101.0 and figures["actions_ratio"] == 1.91
+    assert figures["memory_ratio_to_trivial"] == 2.0
+    assert figures["memory_mb_per_case"] == 0.3
+    assert figures["memory_trivial_mb_per_case"] == 0.15
     # The rest: no section measures them.
     assert {k for k in report.KEYS if figures[k] is None} == UNMEASURED
     assert figures["meta"]["command"].startswith("python -m bench.run")  # type: ignore[index]

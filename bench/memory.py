@@ -1,0 +1,91 @@
+"""Section memory: worker RSS per cached open case, ours against the trivial workflow's.
+
+One `python worker.py` process; N cases started and parked waiting for their visit
+(FIELD_VISIT, as in the lifecycle section), every one in the worker's workflow cache; the
+worker's RSS once the server and the worker are idle, less its RSS before the first case,
+over N. Then the same for N runs of the trivial workflow (bench/trivial.py) parked on a
+signal, in a worker process of its own with the same settings (the SDK's sandboxed runner,
+the same cache size). The ratio is ours over the trivial one's (issue 17: target ≤ 2.0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from typing import Any
+
+from temporalio.client import Client
+
+from bench.harness import add_loans, bounded, database, dev_server, quiet, rss_kb, worker_processes
+from bench.lifecycle import LIFECYCLE_POLICY, worker_env
+from bench.trivial import TrivialInput, TrivialWorkflow
+from service.case_start import start_case
+
+
+def cache_size(n: int) -> int:
+    """WORKER_MAX_CACHED_WORKFLOWS for N parked runs: all of them, with room to spare."""
+    return max(1000, n + 100)
+
+
+async def trivial_parked(client: Client, n: int, wenv: dict[str, str]) -> tuple[float, float]:
+    """N trivial runs parked on a signal in one worker process: (idle KB, parked KB)."""
+    tq = f"trivial-mem-{uuid.uuid4().hex[:6]}"
+    cache = wenv["WORKER_MAX_CACHED_WORKFLOWS"]
+    command = [sys.executable, "-m", "bench.trivial", wenv["TEMPORAL_ADDRESS"], tq, cache]
+    async with worker_processes(1, command, wenv) as procs:
+        await quiet(procs)  # imported, connected, polling
+        idle = rss_kb(procs[0].pid)
+
+        async def start(i: int) -> Any:
+            return await client.start_workflow(
+                TrivialWorkflow.run, TrivialInput(0, 1), id=f"tm-{tq}-{i}", task_queue=tq
+            )
+
+        async def parked(h: Any) -> None:
+            # Answered once the worker has run the first workflow task: the run is waiting
+            # on its signal, in the cache.
+            await h.query(TrivialWorkflow.signals_seen)
+
+        await bounded(range(n), start, after=parked)
+        await quiet(procs)
+        return idle, rss_kb(procs[0].pid)
+
+
+async def bench_memory(n: int, db: str) -> dict[str, float]:
+    env = await dev_server()
+    try:
+        with database(db) as (url, sessions, tmp):
+            report = add_loans(sessions, tmp / "export.csv", n)
+            address = env.client.service_client.config.target_host
+            tq = f"bench-mem-{uuid.uuid4().hex[:6]}"
+            wenv = worker_env(address, tq, url, tmp / "data")
+            wenv["WORKER_MAX_CACHED_WORKFLOWS"] = str(cache_size(n))
+            async with worker_processes(1, [sys.executable, "worker.py"], wenv) as procs:
+                # On a busy machine the worker may still be importing after the harness's
+                # few seconds: its idle RSS once it has nothing to do.
+                await quiet(procs)
+                idle = rss_kb(procs[0].pid)
+                await bounded(
+                    report.good,
+                    lambda spec: start_case(
+                        env.client, tq, spec.loan_no, spec.branch, LIFECYCLE_POLICY
+                    ),
+                )
+                parked_q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
+                while (await env.client.count_workflows(parked_q)).count < n:
+                    await asyncio.sleep(0.5)
+                await quiet(procs)  # visit tasks and notices written: nothing left to do
+                parked = rss_kb(procs[0].pid)
+            t_idle, t_parked = await trivial_parked(env.client, n, wenv)
+    finally:
+        await env.shutdown()
+    ours = (parked - idle) / n / 1024
+    trivial = (t_parked - t_idle) / n / 1024
+    return {
+        "mb_per_case": ours,
+        "trivial_mb_per_case": trivial,
+        "ratio": ours / trivial,
+        "idle_mb": idle / 1024,
+        "trivial_idle_mb": t_idle / 1024,
+    }

@@ -1,0 +1,72 @@
+"""The workflow sandbox imports our workflow modules afresh for every run (its isolation:
+each run has its own module state, and the modules see the sandbox's restricted `datetime`,
+`random`, `os` ...). Python gives each such import new code objects, compiled again from the
+source where there is no bytecode cache (PYTHONDONTWRITEBYTECODE, read-only images): about
+300 KB of a cached case's memory, and the CPU of compiling ~4,000 lines, at every run a
+worker takes into its cache.
+
+Code objects are immutable, so every run can share one: `share_workflow_code()` puts a finder
+in front of the import system that gives the modules of the packages named (by default
+`workflows`) a loader that compiles each file once per process and executes that code into
+the new module. The module is still executed anew in each sandbox, with the sandbox's
+imports and restrictions: only the compiled code is shared, never module state.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
+from types import CodeType, ModuleType
+from typing import Any
+
+WORKFLOW_PACKAGES = ("workflows",)
+
+_codes: dict[str, CodeType] = {}
+_lock = threading.Lock()
+
+
+class SharedCodeLoader(SourceFileLoader):
+    """A source file's loader whose compiled code is made once per process."""
+
+    def get_code(self, fullname: str) -> CodeType:  # type: ignore[override]
+        path = self.get_filename(fullname)
+        code = _codes.get(path)
+        if code is None:
+            with _lock:
+                code = _codes.get(path)
+                if code is None:
+                    code = super().get_code(fullname)
+                    assert code is not None
+                    _codes[path] = code
+        return code
+
+
+class SharedCodeFinder(MetaPathFinder):
+    """Finds the modules of `packages` as the path finder does, with SharedCodeLoader."""
+
+    def __init__(self, packages: Sequence[str]) -> None:
+        self.packages = tuple(packages)
+
+    def _ours(self, name: str) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in self.packages)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if not self._ours(fullname):
+            return None
+        spec = PathFinder.find_spec(fullname, path, target)
+        loader: Any = spec.loader if spec is not None else None
+        if spec is None or type(loader) is not SourceFileLoader:
+            return spec
+        spec.loader = SharedCodeLoader(loader.name, loader.path)
+        return spec
+
+
+def share_workflow_code(packages: Sequence[str] = WORKFLOW_PACKAGES) -> None:
+    """Install the finder for `packages` (once per process; later calls do nothing)."""
+    if not any(isinstance(f, SharedCodeFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, SharedCodeFinder(packages))

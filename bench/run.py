@@ -42,7 +42,7 @@ from bench import report
 from bench.actions import bench_actions
 from bench.harness import medians
 from bench.intake import bench_intake
-from bench.lifecycle import bench_lifecycle
+from bench.lifecycle import APART_NICE, bench_lifecycle
 from bench.render import bench_render
 from bench.skipping import bench_time_skipping
 
@@ -71,9 +71,18 @@ async def main(args: argparse.Namespace) -> None:
     if "lifecycle" in args.sections:
         for workers in args.workers:
             detail = f" ({args.cases} cases, {workers} worker(s), {args.db})"
-            measure = partial(bench_lifecycle, args.cases, args.db, workers)
+            tuning = dict(kv.split("=", 1) for kv in args.worker_env)
+            measure = partial(
+                bench_lifecycle,
+                args.cases,
+                args.db,
+                workers,
+                tuple(args.apart),
+                args.apart_nice,
+                tuning,
+            )
             m = await median_runs(args.runs, "lifecycle", detail, measure)
-            report.lifecycle(table, m, args.cases, workers)
+            report.lifecycle(table, m, args.cases, workers, tuple(args.apart), args.apart_nice)
 
     if "skipping" in args.sections:
         m = await median_runs(args.runs, "time-skipping", "", bench_time_skipping)
@@ -100,6 +109,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=3, help="runs per figure (median; default 3)")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--workers", type=int, nargs="+", default=[1], help="e.g. --workers 1 2")
+    p.add_argument(
+        "--apart",
+        nargs="*",
+        default=["render"],
+        choices=["render", "sms"],
+        help="lifecycle: roles run in a worker process of their own, one each (default: "
+        "render; its CPU is reported apart from ours)",
+    )
+    p.add_argument(
+        "--apart-nice",
+        type=int,
+        default=APART_NICE,
+        help=f"lifecycle: WORKER_NICE of the --apart processes (default {APART_NICE})",
+    )
+    p.add_argument(
+        "--worker-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="lifecycle: more environment for the cases processes, e.g. WORKER_WORKFLOW_TASKS=8",
+    )
     p.add_argument(
         "--sections",
         nargs="+",

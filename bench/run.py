@@ -11,8 +11,17 @@ not sent. Sections:
               page), the counts per stage, and the dashboard page (JSON and HTML).
 3. lifecycle  M cases driven contact → visit → plan → signature → 3 installments paid →
               closed by worker processes (`python worker.py`), the human steps sent by the
-              benchmark; against a trivial workflow that runs the same number of activities
-              and signals per case, on the same server, with the same number of workers.
+              benchmark: --workers processes with the cases role (WORKER_ROLES) and one
+              process for each --apart role (default: render, the agreement PDF, whose CPU is
+              reported apart), at --apart-nice (WORKER_NICE); --worker-env passes more
+              settings to the cases processes (WORKER_WORKFLOW_TASKS=4, ...). Against a
+              trivial workflow doing the same Temporal work per case (as many activities,
+              signals, Updates, timers and search-attribute upserts, counted from our cases'
+              histories; no-op bodies), on the same server with as many workers:
+              orchestration_ratio = CPU a trivial case (server + workers) / CPU a case of
+              ours (server + cases and sms workers, the render left out). Under that load:
+              the status Query twice a second, and a visit-report Update one at a time every
+              second (the visits of every 10th–25th case, held back from the driver's bursts).
 4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit).
 5. skipping   wall time of one 12-installment case on the time-skipping server, and the
               history length per run of a 24-installment case.

@@ -206,6 +206,15 @@ def cpu_split(groups: dict[str, Procs]) -> dict[str, float]:
     return split
 
 
+async def idle_cpu(groups: dict[str, Procs], seconds: float = 5) -> dict[str, float]:
+    """CPU milliseconds a second the server and the worker groups use with nothing to do
+    (long polls, timers of their own): what a slower run costs per case without more work."""
+    await quiet(groups)  # started and settled first
+    before = cpu_split(groups)
+    await asyncio.sleep(seconds)
+    return {k: v / seconds for k, v in cpu_ms_per_case(before, cpu_split(groups), 1).items()}
+
+
 def cpu_ms_per_case(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
     """CPU milliseconds a case between two cpu_split readings, over n cases."""
     return {k: (after[k] - before[k]) / n * 1000 for k in before}

@@ -25,6 +25,7 @@ from bench.harness import (
     cpu_split,
     database,
     dev_server,
+    idle_cpu,
     median,
     pct,
     quiet,
@@ -125,6 +126,7 @@ async def trivial_baseline(
     address = wenv["TEMPORAL_ADDRESS"]
     command = [sys.executable, "-m", "bench.trivial", address, btq]
     async with worker_processes(workers, command, wenv) as tprocs:
+        idle = await idle_cpu({"worker": tprocs})
         cpu0 = cpu_split({"worker": tprocs})
         t0 = time.perf_counter()
 
@@ -141,6 +143,7 @@ async def trivial_baseline(
         await bounded(range(m), trivial, after=lambda h: h.result())
         trivial_s = time.perf_counter() - t0
         cpu = cpu_ms_per_case(cpu0, cpu_split({"worker": tprocs}), m)
+        cpu["idle"] = sum(idle.values()) * trivial_s / m  # ms a case, of server + worker
     counted = await count_events(client, [f"t-{btq}-{i}" for i in range(0, m, max(1, m // 20))])
     return trivial_s, cpu, counted
 
@@ -187,6 +190,7 @@ async def bench_lifecycle(
                     "render": role_procs.get(RENDER, []),
                 }
                 idle = sum(rss_kb(p.pid) for p in procs)
+                idle_rate = await idle_cpu(groups)
                 cpu0 = cpu_split(groups)
                 wids = [workflow_id(s.loan_no) for s in report.good]
                 probes = set(wids[:: max(1, m // max(10, m // 25))])
@@ -219,6 +223,7 @@ async def bench_lifecycle(
                 load_s = time.perf_counter() - t_load
                 cpu1 = cpu_split(groups)
                 ours_cpu = cpu_ms_per_case(cpu0, cpu1, m)
+                ours_cpu["idle"] = (idle_rate["server"] + idle_rate["worker"]) * ours_s / m
             results = [
                 await env.client.get_workflow_handle(w, result_type=CaseResult).result()
                 for w in wids[:50]

@@ -172,7 +172,8 @@ def lifecycle(
         f"  CPU per case, ours ({w}): server / workers / agreement render apart",
         f"{m['cpu_ms_server']:.0f} / {m['cpu_ms_worker']:.0f} / {m['cpu_ms_render']:.0f} ms",
         f"trivial: server {m['trivial_cpu_ms_server']:.0f} / worker "
-        f"{m['trivial_cpu_ms_worker']:.0f} ms",
+        f"{m['trivial_cpu_ms_worker']:.0f} ms; of server + workers, idle polling over the "
+        f"run's length: ours {m['cpu_ms_idle']:.0f}, trivial {m['trivial_cpu_ms_idle']:.0f} ms",
     )
     table.add(
         f"  orchestration ratio, CPU (server + workers) trivial / ours ({w})",

@@ -38,6 +38,8 @@ LIFECYCLE = {
     "cpu_ms_render": 190.0,
     "trivial_cpu_ms_server": 180.0,
     "trivial_cpu_ms_worker": 100.0,
+    "cpu_ms_idle": 12.0,
+    "trivial_cpu_ms_idle": 4.0,
     "rest_query_p50": 7.0,
     "rest_query_p95": 10.0,
     "query_p50": 38.0,

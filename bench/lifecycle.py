@@ -1,7 +1,9 @@
 """Sections 3 and 4, lifecycle and memory: M cases driven contact → visit → plan →
-signature → 3 installments paid by `python worker.py` processes, against a trivial workflow
-with as many activities and signals per case; also the CPU per case (server, workers, PDF
-render), the status Query at rest and under load, and worker RSS per 1,000 open cases.
+signature → 3 installments paid by `python worker.py` processes (the cases role, and the
+render role in a process of its own), against a trivial workflow doing the same Temporal
+work per case (activities, signals, Updates, timers, upserts); the CPU per case (server,
+our workers, the render apart) and orchestration_ratio from it; the status Query at rest and
+under load, a visit-report Update under load, and worker RSS per 1,000 open cases.
 """
 
 from __future__ import annotations

@@ -124,7 +124,8 @@ def parser() -> argparse.ArgumentParser:
         default=["render"],
         choices=["render", "sms"],
         help="lifecycle: roles run in a worker process of their own, one each (default: "
-        "render; its CPU is reported apart from ours)",
+        "render, its CPU reported apart from ours; none: every role in the cases processes, "
+        "the render's CPU then counted as ours)",
     )
     p.add_argument(
         "--apart-nice",

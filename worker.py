@@ -3,7 +3,8 @@
 Configuration comes from the environment (see README.md): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TLS or API key settings, COLLECTION_DB_URL.
 WORKER_ROLES (cases, render, sms; all by default) says which of the case work this process
-does, one Temporal Worker per role on the role's own task queue.
+does, one Temporal Worker per role on the role's own task queue; WORKER_NICE lowers the CPU
+priority of a process without the cases role.
 SIGINT/SIGTERM stop polling and let running activities finish before exiting.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -111,6 +113,8 @@ async def _run_roles(
             pdf=pdf,
             roles=roles,
             sms_threads=settings.sms_threads,
+            workflow_tasks=settings.workflow_tasks,
+            workflow_polls=settings.workflow_polls,
         )
         log.info(
             "worker on %s namespace %s: %s",
@@ -132,10 +136,26 @@ async def _run_roles(
                 pdf.close()
 
 
+def lower_priority(settings: Settings) -> int:
+    """WORKER_NICE for a process without the cases role (render and/or sms only): its
+    niceness raised by that much, before it starts its PDF processes (which inherit it); the
+    niceness added (0 for a process with the cases role, which must not wait behind them)."""
+    if settings.nice <= 0:
+        return 0
+    if CASES in settings.worker_roles:
+        log.warning("WORKER_NICE=%d ignored: this process has the cases role", settings.nice)
+        return 0
+    os.nice(settings.nice)
+    log.info("CPU priority lowered: niceness +%d (WORKER_NICE)", settings.nice)
+    return settings.nice
+
+
 def main() -> None:
     configure(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("weasyprint").setLevel(logging.WARNING)  # a line per render step
-    asyncio.run(run_worker(Settings.from_env()))
+    settings = Settings.from_env()
+    lower_priority(settings)
+    asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ class Driver:
     (a list per stage twice a second): with 200 cases open that cost the dev server ~90 ms
     of CPU a round, a quarter of the server CPU the table charged to our cases, and it grows
     with the number of open cases. Reading the projection costs the Temporal server nothing.
-    The status Query is sampled separately, twice a second, to measure its latency under load.
+    The status Query is sampled separately, twice a second, to measure its latency under load;
+    and so is the visit-report Update: the visits of the `probes` cases are held back from the
+    bursts the driver sends and sent one at a time, every `probe_every` seconds, timed
+    (`visit_ms`), as one collector's report reaches a busy back office.
     """
 
     client: Client
@@ -46,6 +49,10 @@ class Driver:
     done: dict[str, set[str]] = field(default_factory=dict)
     query_ms: list[float] = field(default_factory=list)
     update_ms: list[float] = field(default_factory=list)  # each accepted Update, sent to done
+    probes: set[str] = field(default_factory=set)  # workflow ids whose visit is a probe
+    probe_every: float = 1.0
+    visit_ms: list[float] = field(default_factory=list)  # the probes' visits, one at a time
+    ready: dict[str, dict[str, Any]] = field(default_factory=dict)  # probes at the visit
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     stuck: list[str] = field(default_factory=list)
     open_ids: list[str] = field(default_factory=list)
@@ -106,14 +113,19 @@ class Driver:
         ]
         return steps, paid or 0
 
-    async def update(self, h: WorkflowHandle[Any, Any], update: Any, arg: Any) -> None:
+    async def update(
+        self, h: WorkflowHandle[Any, Any], update: Any, arg: Any, into: list[float]
+    ) -> None:
         """A collector's Update, timed under the load (refused ones are not counted)."""
         t0 = time.perf_counter()
         await h.execute_update(update, arg)
-        self.update_ms.append((time.perf_counter() - t0) * 1000)
+        into.append((time.perf_counter() - t0) * 1000)
 
-    async def step(self, stage: str, wid: str, facts: dict[str, Any]) -> bool:
+    async def step(
+        self, stage: str, wid: str, facts: dict[str, Any], into: list[float] | None = None
+    ) -> bool:
         """The human step for `stage`; True once it has been sent."""
+        into = self.update_ms if into is None else into
         h = self.client.get_workflow_handle(wid)
         loan_no = wid.removeprefix("collection-")
         now = datetime.now(UTC)
@@ -122,20 +134,20 @@ class Driver:
         try:
             if stage == "FIELD_VISIT":
                 report = VisitReport("MET", team, now, "bench", "bench")
-                await self.update(h, WF.report_visit, report)
+                await self.update(h, WF.report_visit, report, into)
             elif stage == "NEGOTIATION":
                 items = [
                     PlannedInstallment(now + timedelta(minutes=20 * (k + 1)), a)
                     for k, a in enumerate(split_evenly(facts["outstanding"], 3))
                 ]
-                await self.update(h, WF.propose_plan, PlanProposal(items, collector))
+                await self.update(h, WF.propose_plan, PlanProposal(items, collector), into)
             elif stage == "AGREEMENT_SIGNING":
                 found = await asyncio.to_thread(self.agreement, loan_no)
                 if found is None:
                     return False  # still rendering: next round
                 version, sha, _ = found
                 confirmation = SignatureConfirmation(version, sha, collector, now, "村委会")
-                await self.update(h, WF.confirm_signature, confirmation)
+                await self.update(h, WF.confirm_signature, confirmation, into)
             elif stage == "FOLLOW_UP":
                 found = await asyncio.to_thread(self.agreement, loan_no)
                 assert found is not None
@@ -165,6 +177,16 @@ class Driver:
                     pass  # it completed meanwhile
             await asyncio.sleep(0.5)
 
+    async def send_probes(self, stop: asyncio.Event, inflight: set[tuple[str, str]]) -> None:
+        """The probes' visit reports, one every `probe_every` seconds, each timed."""
+        while not stop.is_set():
+            if self.ready:
+                wid, facts = self.ready.popitem()
+                if await self.step("FIELD_VISIT", wid, facts, self.visit_ms):
+                    self.done.setdefault("FIELD_VISIT", set()).add(wid)
+                inflight.discard(("FIELD_VISIT", wid))
+            await asyncio.sleep(self.probe_every)
+
     async def run(self, total: int) -> None:
         gate = asyncio.Semaphore(CONCURRENCY)
         inflight: set[tuple[str, str]] = set()
@@ -178,6 +200,7 @@ class Driver:
         tasks: set[asyncio.Task[None]] = set()
         stop = asyncio.Event()
         sampler = asyncio.create_task(self.sample_queries(stop))
+        prober = asyncio.create_task(self.send_probes(stop, inflight))
         while True:
             steps, paid = await asyncio.to_thread(self.projection)
             if paid >= total:
@@ -190,12 +213,15 @@ class Driver:
                 if wid in self.done.get(stage, set()) or key in inflight:
                     continue
                 inflight.add(key)
+                if stage == "FIELD_VISIT" and wid in self.probes:
+                    self.ready[wid] = facts  # for send_probes
+                    continue
                 t = asyncio.create_task(one(stage, wid, facts))
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
             await asyncio.sleep(0.5)
         stop.set()
-        await asyncio.gather(sampler, *tasks)
+        await asyncio.gather(sampler, prober, *tasks)
         # The projection says paid in full a moment before each case completes.
         base = f"TaskQueue='{self.task_queue}' AND ExecutionStatus='Completed'"
         while (await self.client.count_workflows(base)).count < total:

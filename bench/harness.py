@@ -198,11 +198,25 @@ def server_pid() -> int:
     return 0
 
 
-def cpu_split(procs: list[subprocess.Popen]) -> dict[str, float]:  # type: ignore[type-arg]
-    """CPU seconds so far: the Temporal server, the workers, their PDF render processes."""
-    workers = sum(cpu_s(p.pid) for p in procs)
-    renders = sum(cpu_s(k) for p in procs for k in children(p.pid))
-    return {"server": cpu_s(server_pid()), "worker": workers, "render": renders}
+Procs = list[subprocess.Popen]  # type: ignore[type-arg]
+
+
+def cpu_split(groups: dict[str, Procs]) -> dict[str, float]:
+    """CPU seconds so far: the Temporal server ("server"), and each named group of worker
+    processes with their child processes (a render worker's PDF processes)."""
+    split = {"server": cpu_s(server_pid())}
+    for name, procs in groups.items():
+        split[name] = sum(cpu_s(p.pid) + sum(cpu_s(k) for k in children(p.pid)) for p in procs)
+    return split
+
+
+async def idle_cpu(groups: dict[str, Procs], seconds: float = 5) -> dict[str, float]:
+    """CPU milliseconds a second the server and the worker groups use with nothing to do
+    (long polls, timers of their own): what a slower run costs per case without more work."""
+    await quiet(groups)  # started and settled first
+    before = cpu_split(groups)
+    await asyncio.sleep(seconds)
+    return {k: v / seconds for k, v in cpu_ms_per_case(before, cpu_split(groups), 1).items()}
 
 
 def cpu_ms_per_case(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
@@ -217,13 +231,14 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-async def quiet(procs: list[subprocess.Popen], timeout: float = 120) -> None:  # type: ignore[type-arg]
-    """Until the server, the workers and their render processes use under 5% of a core."""
+async def quiet(groups: dict[str, Procs], timeout: float = 120) -> None:
+    """Until the server and the worker processes (with their children) use under 5% of a
+    core."""
     deadline = time.perf_counter() + timeout
-    before = cpu_split(procs)
+    before = cpu_split(groups)
     while time.perf_counter() < deadline:
         await asyncio.sleep(1)
-        after = cpu_split(procs)
+        after = cpu_split(groups)
         if sum(after.values()) - sum(before.values()) < 0.05:
             return
         before = after

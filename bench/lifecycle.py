@@ -1,12 +1,15 @@
 """Sections 3 and 4, lifecycle and memory: M cases driven contact → visit → plan →
-signature → 3 installments paid by `python worker.py` processes, against a trivial workflow
-with as many activities and signals per case; also the CPU per case (server, workers, PDF
-render), the status Query at rest and under load, and worker RSS per 1,000 open cases.
+signature → 3 installments paid by `python worker.py` processes (the cases role, and the
+render role in a process of its own), against a trivial workflow doing the same Temporal
+work per case (activities, signals, Updates, timers, upserts); the CPU per case (server,
+our workers, the render apart) and orchestration_ratio from it; the status Query at rest and
+under load, a visit-report Update under load, and worker RSS per 1,000 open cases.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -24,15 +27,17 @@ from bench.harness import (
     cpu_split,
     database,
     dev_server,
+    idle_cpu,
     median,
     pct,
     quiet,
     rss_kb,
     worker_processes,
 )
+from bench.report import orchestration_ratio
 from bench.trivial import TrivialInput, TrivialWorkflow
 from domain.models import CaseResult
-from domain.names import workflow_id
+from domain.names import RENDER, ROLES, SMS, workflow_id
 from domain.policy import fast_policy
 from service.case_start import start_case
 from workflows.collection import LoanCollectionWorkflow as WF
@@ -47,33 +52,42 @@ LIFECYCLE_POLICY = fast_policy(
 )
 
 
+# What count_events counts, by the history event's attributes.
+COUNTED = {
+    "activity_task_scheduled_event_attributes": "activities",
+    "workflow_execution_signaled_event_attributes": "signals",
+    "workflow_execution_update_accepted_event_attributes": "updates",
+    "timer_started_event_attributes": "timers",
+    "upsert_workflow_search_attributes_event_attributes": "upserts",
+    "workflow_task_completed_event_attributes": "wf_tasks",
+}
+
+
+# The niceness of the role processes run apart (--apart-nice): 0, as a default worker.
+APART_NICE = 0
+
+
 async def count_events(client: Client, wids: list[str]) -> dict[str, float]:
-    """Per case, over all its runs: activities, signals and updates, workflow tasks."""
-    acts = msgs = tasks = events = 0
+    """Per case, over all its runs: activities, signals, Updates, timers, search-attribute
+    upserts (the patch markers' TemporalChangeVersion ones too: the server's work all the
+    same), workflow tasks, events and runs."""
+    counts = dict.fromkeys([*COUNTED.values(), "events", "runs"], 0)
     for wid in wids:
         run_id: str | None = None
         while True:
             history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
             for e in history.events:
-                kind = e.WhichOneof("attributes")
-                acts += kind == "activity_task_scheduled_event_attributes"
-                msgs += kind in (
-                    "workflow_execution_signaled_event_attributes",
-                    "workflow_execution_update_accepted_event_attributes",
-                )
-                tasks += kind == "workflow_task_completed_event_attributes"
-            events += len(history.events)
+                kind = COUNTED.get(e.WhichOneof("attributes") or "")
+                if kind is not None:
+                    counts[kind] += 1
+            counts["events"] += len(history.events)
+            counts["runs"] += 1
             started = history.events[0].workflow_execution_started_event_attributes
             run_id = started.continued_execution_run_id or None
             if run_id is None:
                 break
     n = len(wids)
-    return {
-        "activities": acts / n,
-        "messages": msgs / n,
-        "wf_tasks": tasks / n,
-        "events": events / n,
-    }
+    return {k: v / n for k, v in counts.items()}
 
 
 def worker_env(address: str, task_queue: str, db_url: str, data_dir: Path) -> dict[str, str]:
@@ -87,41 +101,66 @@ def worker_env(address: str, task_queue: str, db_url: str, data_dir: Path) -> di
         "COLLECTION_DATA_DIR": str(data_dir),
     }
     for k in list(wenv):
-        if k.startswith("TWILIO_"):
+        if k.startswith("TWILIO_") or k.startswith("WORKER_"):
             del wenv[k]
     return wenv
 
 
+def trivial_input(per_case: dict[str, float]) -> TrivialInput:
+    """The trivial case doing a case's Temporal work (count_events, rounded)."""
+    return TrivialInput(
+        activities=round(per_case["activities"]),
+        signals=round(per_case["signals"]),
+        updates=round(per_case["updates"]),
+        timers=round(per_case["timers"]),
+        upserts=round(per_case["upserts"]),
+    )
+
+
 async def trivial_baseline(
     client: Client, m: int, per_case: dict[str, float], workers: int, wenv: dict[str, str]
-) -> tuple[float, dict[str, float]]:
-    """The baseline: M trivial cases with as many activities and signals a case as ours,
-    nothing else, on as many worker processes; (wall seconds, CPU ms per case)."""
-    acts, msgs = round(per_case["activities"]), round(per_case["messages"])
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """The baseline: M trivial cases with as many activities, signals, Updates, timers and
+    upserts a case as ours, nothing else, on as many worker processes; (wall seconds, CPU
+    ms per case, count_events of a sample of them)."""
+    inp = trivial_input(per_case)
     btq = f"trivial-{uuid.uuid4().hex[:6]}"
     address = wenv["TEMPORAL_ADDRESS"]
     command = [sys.executable, "-m", "bench.trivial", address, btq]
     async with worker_processes(workers, command, wenv) as tprocs:
-        cpu0 = cpu_split(tprocs)
+        idle = await idle_cpu({"worker": tprocs})
+        cpu0 = cpu_split({"worker": tprocs})
         t0 = time.perf_counter()
 
         async def trivial(i: int) -> WorkflowHandle[Any, int]:
             h = await client.start_workflow(
-                TrivialWorkflow.run,
-                TrivialInput(acts, msgs),
-                id=f"t-{btq}-{i}",
-                task_queue=btq,
+                TrivialWorkflow.run, inp, id=f"t-{btq}-{i}", task_queue=btq
             )
-            for _ in range(msgs):
+            for _ in range(inp.signals):
                 await h.signal(TrivialWorkflow.poke)
+            for _ in range(inp.updates):
+                await h.execute_update(TrivialWorkflow.touch)
             return h
 
         await bounded(range(m), trivial, after=lambda h: h.result())
         trivial_s = time.perf_counter() - t0
-        return trivial_s, cpu_ms_per_case(cpu0, cpu_split(tprocs), m)
+        cpu = cpu_ms_per_case(cpu0, cpu_split({"worker": tprocs}), m)
+        cpu["idle"] = sum(idle.values()) * trivial_s / m  # ms a case, of server + worker
+    counted = await count_events(client, [f"t-{btq}-{i}" for i in range(0, m, max(1, m // 20))])
+    return trivial_s, cpu, counted
 
 
-async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
+async def bench_lifecycle(
+    m: int,
+    db: str,
+    workers: int,
+    apart: tuple[str, ...] = (RENDER,),
+    apart_nice: int = APART_NICE,
+    tuning: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Our M cases on `workers` processes with the cases role (and every role not `apart`),
+    and one process for each role `apart` (at `apart_nice` niceness: WORKER_NICE); `tuning`:
+    more environment for the cases processes (WORKER_WORKFLOW_TASKS, ...)."""
     env = await dev_server()
     try:
         with database(db) as (url, sessions, tmp):
@@ -130,10 +169,34 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
             address = env.client.service_client.config.target_host
             tq = f"bench-{uuid.uuid4().hex[:6]}"
             wenv = worker_env(address, tq, url, tmp / "data")
-            async with worker_processes(workers, [sys.executable, "worker.py"], wenv) as procs:
+            cases_env = {
+                **wenv,
+                **(tuning or {}),
+                "WORKER_ROLES": ",".join(r for r in ROLES if r not in apart),
+            }
+            role_envs = [
+                {**wenv, "WORKER_ROLES": role, "WORKER_NICE": str(apart_nice)} for role in apart
+            ]
+            command = [sys.executable, "worker.py"]
+            async with contextlib.AsyncExitStack() as stack:
+                procs = await stack.enter_async_context(
+                    worker_processes(workers, command, cases_env)
+                )
+                role_procs = {
+                    role: await stack.enter_async_context(worker_processes(1, command, e))
+                    for role, e in zip(apart, role_envs, strict=True)
+                }
+                # Ours: the cases processes and the sms role's; the render's apart.
+                groups = {
+                    "worker": procs + role_procs.get(SMS, []),
+                    "render": role_procs.get(RENDER, []),
+                }
                 idle = sum(rss_kb(p.pid) for p in procs)
-                cpu0 = cpu_split(procs)
-                driver = Driver(env.client, tq, sessions)
+                idle_rate = await idle_cpu(groups)
+                cpu0 = cpu_split(groups)
+                wids = [workflow_id(s.loan_no) for s in report.good]
+                probes = set(wids[:: max(1, m // max(10, m // 25))])
+                driver = Driver(env.client, tq, sessions, probes=probes)
                 t0 = time.perf_counter()
                 await bounded(
                     report.good,
@@ -147,20 +210,22 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
                     await asyncio.sleep(0.5)
                 # Visibility lists a case at FIELD_VISIT before its visit task and notice are
                 # written: wait until the server and the workers have nothing left to do.
-                await quiet(procs)
+                await quiet(groups)
                 parked = sum(rss_kb(p.pid) for p in procs)
                 # The status Query with every case open and the workers idle: what a
                 # supervisor opening a case page waits for.
                 rest_ms = []
-                for spec in report.good[:: max(1, m // 50)]:
+                for wid in wids[:: max(1, m // 50)]:
                     t = time.perf_counter()
-                    await env.client.get_workflow_handle(workflow_id(spec.loan_no)).query(WF.status)
+                    await env.client.get_workflow_handle(wid).query(WF.status)
                     rest_ms.append((time.perf_counter() - t) * 1000)
+                t_load = time.perf_counter()
                 await driver.run(m)
                 ours_s = time.perf_counter() - t0
-                cpu1 = cpu_split(procs)
+                load_s = time.perf_counter() - t_load
+                cpu1 = cpu_split(groups)
                 ours_cpu = cpu_ms_per_case(cpu0, cpu1, m)
-            wids = [workflow_id(s.loan_no) for s in report.good]
+                ours_cpu["idle"] = (idle_rate["server"] + idle_rate["worker"]) * ours_s / m
             results = [
                 await env.client.get_workflow_handle(w, result_type=CaseResult).result()
                 for w in wids[:50]
@@ -168,24 +233,33 @@ async def bench_lifecycle(m: int, db: str, workers: int) -> dict[str, float]:
             assert all(r.outcome == "PAID_IN_FULL" for r in results), results[:3]
             per_case = await count_events(env.client, wids[:: max(1, m // 20)])
 
-            trivial_s, trivial_cpu = await trivial_baseline(env.client, m, per_case, workers, wenv)
+            trivial_s, trivial_cpu, trivial_case = await trivial_baseline(
+                env.client, m, per_case, workers, wenv
+            )
     finally:
         await env.shutdown()
     return {
         "cases_per_s": m / ours_s,
+        "load_cases_per_s": m / load_s,
         **{f"cpu_ms_{k}": v for k, v in ours_cpu.items()},
         **{f"trivial_cpu_ms_{k}": v for k, v in trivial_cpu.items()},
         "activities_per_s": m * per_case["activities"] / ours_s,
         "wf_tasks_per_s": m * per_case["wf_tasks"] / ours_s,
         "trivial_per_s": m / trivial_s,
-        "ratio": trivial_s / ours_s,
+        "wall_ratio": trivial_s / ours_s,
+        "ratio": orchestration_ratio(ours_cpu, trivial_cpu),
         "rest_query_p50": median(rest_ms),
         "rest_query_p95": pct(rest_ms, 0.95),
         "query_p50": median(driver.query_ms),
         "query_p95": pct(driver.query_ms, 0.95),
+        "queries": len(driver.query_ms),
+        "visit_p50": median(driver.visit_ms),
+        "visit_p95": pct(driver.visit_ms, 0.95),
+        "visits": len(driver.visit_ms),
         "update_p50": median(driver.update_ms),
         "update_p95": pct(driver.update_ms, 0.95),
         "rss_per_1000_mb": (parked - idle) / m * 1000 / 1024,
         "rss_idle_mb": idle / 1024,
         **{f"per_case_{k}": v for k, v in per_case.items()},
+        **{f"trivial_case_{k}": v for k, v in trivial_case.items()},
     }

@@ -11,8 +11,17 @@ not sent. Sections:
               page), the counts per stage, and the dashboard page (JSON and HTML).
 3. lifecycle  M cases driven contact → visit → plan → signature → 3 installments paid →
               closed by worker processes (`python worker.py`), the human steps sent by the
-              benchmark; against a trivial workflow that runs the same number of activities
-              and signals per case, on the same server, with the same number of workers.
+              benchmark: --workers processes with the cases role (WORKER_ROLES) and one
+              process for each --apart role (default: render, the agreement PDF, whose CPU is
+              reported apart), at --apart-nice (WORKER_NICE); --worker-env passes more
+              settings to the cases processes (WORKER_WORKFLOW_TASKS=4, ...). Against a
+              trivial workflow doing the same Temporal work per case (as many activities,
+              signals, Updates, timers and search-attribute upserts, counted from our cases'
+              histories; no-op bodies), on the same server with as many workers:
+              orchestration_ratio = CPU a trivial case (server + workers) / CPU a case of
+              ours (server + cases and sms workers, the render left out). Under that load:
+              the status Query twice a second, and a visit-report Update one at a time every
+              second (the visits of every 10th–25th case, held back from the driver's bursts).
 4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit), in
               the lifecycle section; and the memory section: one worker process's RSS per
               cached open case (M parked at the visit) against the trivial workflow's (M runs
@@ -51,7 +60,7 @@ from bench import report
 from bench.actions import bench_actions
 from bench.harness import medians
 from bench.intake import bench_intake
-from bench.lifecycle import bench_lifecycle
+from bench.lifecycle import APART_NICE, bench_lifecycle
 from bench.memory import bench_memory
 from bench.render import bench_render
 from bench.scale import bench_scale
@@ -82,9 +91,18 @@ async def main(args: argparse.Namespace) -> None:
     if "lifecycle" in args.sections:
         for workers in args.workers:
             detail = f" ({args.cases} cases, {workers} worker(s), {args.db})"
-            measure = partial(bench_lifecycle, args.cases, args.db, workers)
+            tuning = dict(kv.split("=", 1) for kv in args.worker_env)
+            measure = partial(
+                bench_lifecycle,
+                args.cases,
+                args.db,
+                workers,
+                tuple(args.apart),
+                args.apart_nice,
+                tuning,
+            )
             m = await median_runs(args.runs, "lifecycle", detail, measure)
-            report.lifecycle(table, m, args.cases, workers)
+            report.lifecycle(table, m, args.cases, workers, tuple(args.apart), args.apart_nice)
 
     if "memory" in args.sections:
         detail = f" ({args.cases} cases parked, 1 worker, {args.db})"
@@ -143,6 +161,28 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--workers", type=int, nargs="+", default=[1], help="e.g. --workers 1 2")
+    p.add_argument(
+        "--apart",
+        nargs="*",
+        default=["render"],
+        choices=["render", "sms"],
+        help="lifecycle: roles run in a worker process of their own, one each (default: "
+        "render, its CPU reported apart from ours; none: every role in the cases processes, "
+        "the render's CPU then counted as ours)",
+    )
+    p.add_argument(
+        "--apart-nice",
+        type=int,
+        default=APART_NICE,
+        help=f"lifecycle: WORKER_NICE of the --apart processes (default {APART_NICE})",
+    )
+    p.add_argument(
+        "--worker-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="lifecycle: more environment for the cases processes, e.g. WORKER_WORKFLOW_TASKS=8",
+    )
     p.add_argument(
         "--sections",
         nargs="+",

@@ -1,5 +1,7 @@
-"""The baseline: a workflow that does nothing but run K no-op activities and wait for S
-signals, so the benchmark can set our cases beside the Temporal server's own speed."""
+"""The baseline: a workflow that does nothing but the Temporal work of a case, with no-op
+bodies: K no-op activities, S signals and U Updates received, T short timers and P
+search-attribute upserts; so the benchmark can set our cases beside the Temporal server's own
+speed and cost."""
 
 from __future__ import annotations
 
@@ -13,11 +15,17 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+with workflow.unsafe.imports_passed_through():
+    from domain import search_attributes as sa
+
 
 @dataclass
 class TrivialInput:
     activities: int
     signals: int
+    updates: int = 0
+    timers: int = 0
+    upserts: int = 0
 
 
 @activity.defn(name="bench_noop")
@@ -25,18 +33,35 @@ async def noop(n: int) -> int:
     return n
 
 
+# Short, and all started in the first workflow task: they fire together, at a cost of about
+# one workflow task (a case's timers mostly end cancelled, in a task it has anyway).
+TIMER = timedelta(milliseconds=50)
+
+
 @workflow.defn(name="BenchTrivial")
 class TrivialWorkflow:
     def __init__(self) -> None:
         self.signals = 0
+        self.updates = 0
 
     @workflow.run
     async def run(self, inp: TrivialInput) -> int:
+        timers = [asyncio.create_task(workflow.sleep(TIMER)) for _ in range(inp.timers)]
+        # One upsert before each activity (a case upserts before the activity that follows a
+        # change), the rest before the wait.
+        upserts = iter(range(inp.upserts))
         for n in range(inp.activities):
+            if (u := next(upserts, None)) is not None:
+                workflow.upsert_search_attributes([sa.STAGE.value_set(f"T{u}")])
             await workflow.execute_activity(
                 "bench_noop", n, start_to_close_timeout=timedelta(seconds=30)
             )
-        await workflow.wait_condition(lambda: self.signals >= inp.signals)
+        for u in upserts:
+            workflow.upsert_search_attributes([sa.STAGE.value_set(f"T{u}")])
+        await asyncio.gather(*timers)
+        await workflow.wait_condition(
+            lambda: self.signals >= inp.signals and self.updates >= inp.updates
+        )
         return inp.activities
 
     @workflow.signal
@@ -46,6 +71,11 @@ class TrivialWorkflow:
     @workflow.query
     def signals_seen(self) -> int:
         return self.signals
+
+    @workflow.update
+    def touch(self) -> int:
+        self.updates += 1
+        return self.updates
 
 
 def worker(client: Client, task_queue: str, max_cached_workflows: int = 1000) -> Worker:

@@ -33,6 +33,14 @@ class Settings:
     # their activities), agreement rendering, SMS sending; all three by default.
     worker_roles: tuple[str, ...] = ROLES
     sms_threads: int = 8  # SMS sent at once by the sms role (each one HTTP call)
+    # WORKER_NICE: a process without the cases role (render and/or sms only) lowers its CPU
+    # priority by this much (os.nice), so that on shared cores the cases and the Temporal
+    # server come first; 0, the default, leaves it. A process with the cases role ignores it.
+    nice: int = 0
+    # The cases role's workflow tasks at once and its workflow-task pollers (the SDK's
+    # max_concurrent_workflow_tasks and max_concurrent_workflow_task_polls; None: the SDK's).
+    workflow_tasks: int | None = None
+    workflow_polls: int | None = None
     # Prometheus (service/metrics.py): the worker's metrics at http://METRICS_ADDRESS/metrics
     # (host:port); the web app's /metrics answers a scraper with `Bearer METRICS_TOKEN`.
     metrics_address: str | None = None
@@ -60,6 +68,9 @@ class Settings:
             pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
             worker_roles=parse_roles(env("WORKER_ROLES", "")),
             sms_threads=int(env("WORKER_SMS_THREADS", "8")),
+            nice=int(env("WORKER_NICE", "0")),
+            workflow_tasks=_optional_int(env("WORKER_WORKFLOW_TASKS")),
+            workflow_polls=_optional_int(env("WORKER_WORKFLOW_POLLS")),
             metrics_address=env("METRICS_ADDRESS") or None,
             metrics_token=env("METRICS_TOKEN") or None,
             codec_keys=env("COLLECTION_CODEC_KEYS"),
@@ -68,6 +79,10 @@ class Settings:
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file)
+
+
+def _optional_int(text: str | None) -> int | None:
+    return int(text) if text and text.strip() else None
 
 
 def parse_roles(text: str) -> tuple[str, ...]:

@@ -196,6 +196,8 @@ def build_worker(
     strategy: Strategy | None = None,
     roles: Iterable[str] = ROLES,
     sms_threads: int = 8,
+    workflow_tasks: int | None = None,
+    workflow_polls: int | None = None,
 ) -> RoleWorkers:
     """The workers of `roles` (by default all: one process does everything).
 
@@ -205,7 +207,9 @@ def build_worker(
     processes plus one (so one's database work overlaps another's render); sms: sending, on
     "<task_queue>-sms". The cases role also serves rendering and sending on its own queue,
     where runs of released versions (before collection-v4) still schedule them, whatever
-    other roles the process has (role_activities, RELEASED)."""
+    other roles the process has (role_activities, RELEASED). `workflow_tasks` and
+    `workflow_polls`: the cases role's workflow tasks at once and workflow-task pollers (the
+    SDK's defaults when None)."""
     wanted = [r for r in ROLES if r in set(roles)]
     if policy is None and CASES in wanted:
         from service.settings import Settings
@@ -246,6 +250,8 @@ def build_worker(
             executor or pool(16),
             workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow, TrainingReminderWorkflow],
             max_cached_workflows=max_cached_workflows,
+            **({"max_concurrent_workflow_tasks": workflow_tasks} if workflow_tasks else {}),
+            **({"max_concurrent_workflow_task_polls": workflow_polls} if workflow_polls else {}),
         )
     if RENDER in wanted:
         processes = getattr(pdf, "processes", 0)  # none given: rendered in the thread

@@ -23,6 +23,7 @@ import workflows.case as case_module
 from activities.documents import PdfRenderer
 from domain.names import Activities as A
 from domain.names import role_queue
+from domain.policy import fast_policy
 from service.settings import Settings, parse_roles
 from service.worker_factory import RELEASED, RoleWorkers, build_worker, role_activities
 from tests.harness import Harness, assert_replays
@@ -59,6 +60,54 @@ def test_worker_roles_setting() -> None:
     with pytest.raises(ValueError, match="WORKER_ROLES: unknown role 'pdf'"):
         parse_roles("cases,pdf")
     assert Settings().worker_roles == ("cases", "render", "sms")
+
+
+def test_a_render_or_sms_process_lowers_its_priority_the_cases_role_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WORKER_NICE: a render-only or sms-only process gives the CPU to the cases and the
+    server first; a process with the cases role keeps its priority whatever it says."""
+    niced: list[int] = []
+    monkeypatch.setattr(worker_module.os, "nice", lambda n: niced.append(n) or n)
+    monkeypatch.setenv("WORKER_NICE", "10")
+    monkeypatch.setenv("WORKER_ROLES", "render,sms")
+    assert worker_module.lower_priority(Settings.from_env()) == 10
+    assert niced == [10]
+    monkeypatch.setenv("WORKER_ROLES", "cases,sms")
+    assert worker_module.lower_priority(Settings.from_env()) == 0
+    monkeypatch.setenv("WORKER_ROLES", "render")
+    monkeypatch.setenv("WORKER_NICE", "0")
+    assert worker_module.lower_priority(Settings.from_env()) == 0
+    assert niced == [10]  # nothing more
+
+
+async def test_the_cases_role_takes_its_workflow_task_limits_from_the_settings(
+    env, sqlite_sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """WORKER_WORKFLOW_TASKS and WORKER_WORKFLOW_POLLS reach the cases role's Worker (unset:
+    the SDK's defaults)."""
+    monkeypatch.setenv("WORKER_WORKFLOW_TASKS", "4")
+    monkeypatch.setenv("WORKER_WORKFLOW_POLLS", "2")
+    settings = Settings.from_env()
+    assert (settings.workflow_tasks, settings.workflow_polls) == (4, 2)
+    built = build_worker(
+        env.client,
+        "tq-limits",
+        sqlite_sessions,
+        tmp_path,
+        policy=fast_policy(),
+        roles=("cases",),
+        workflow_tasks=settings.workflow_tasks,
+        workflow_polls=settings.workflow_polls,
+    )
+    config = built.workers["cases"].config()
+    assert config["max_concurrent_workflow_tasks"] == 4
+    assert config["max_concurrent_workflow_task_polls"] == 2
+    default = build_worker(
+        env.client, "tq-default", sqlite_sessions, tmp_path, policy=fast_policy(), roles=("cases",)
+    )
+    assert default.workers["cases"].config().get("max_concurrent_workflow_tasks") is None
+    assert Settings().workflow_tasks is None
 
 
 async def test_the_database_pool_has_a_connection_for_every_activity_thread(

@@ -111,6 +111,7 @@ async def _run_roles(
             pdf=pdf,
             roles=roles,
             sms_threads=settings.sms_threads,
+            sms_rate=settings.sms_rate_per_second,
         )
         log.info(
             "worker on %s namespace %s: %s",
@@ -123,6 +124,8 @@ async def _run_roles(
             if any(isinstance(g, RecordingGateway) for g in routes):
                 log.warning("no TWILIO_ACCOUNT_SID: SMS are recorded in the outbox, not sent")
             log.info("SMS go out through %s", gateway.name)
+        if SMS in roles and settings.sms_rate_per_second is not None:
+            log.info("SMS at most %g a second (SMS_RATE_PER_SECOND)", settings.sms_rate_per_second)
         try:
             async with workers:
                 await stop.wait()

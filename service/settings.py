@@ -33,6 +33,9 @@ class Settings:
     # their activities), agreement rendering, SMS sending; all three by default.
     worker_roles: tuple[str, ...] = ROLES
     sms_threads: int = 8  # SMS sent at once by the sms role (each one HTTP call)
+    # SMS_RATE_PER_SECOND: the provider's rate; the sms task queue hands out at most this many
+    # sends a second, whatever the number of sms workers (None: no limit).
+    sms_rate_per_second: float | None = None
     # Prometheus (service/metrics.py): the worker's metrics at http://METRICS_ADDRESS/metrics
     # (host:port); the web app's /metrics answers a scraper with `Bearer METRICS_TOKEN`.
     metrics_address: str | None = None
@@ -60,6 +63,7 @@ class Settings:
             pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
             worker_roles=parse_roles(env("WORKER_ROLES", "")),
             sms_threads=int(env("WORKER_SMS_THREADS", "8")),
+            sms_rate_per_second=parse_rate(env("SMS_RATE_PER_SECOND", "")),
             metrics_address=env("METRICS_ADDRESS") or None,
             metrics_token=env("METRICS_TOKEN") or None,
             codec_keys=env("COLLECTION_CODEC_KEYS"),
@@ -68,6 +72,19 @@ class Settings:
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file)
+
+
+def parse_rate(text: str) -> float | None:
+    """SMS_RATE_PER_SECOND: a positive number of messages a second; empty means no limit."""
+    if not text.strip():
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0 or rate == float("inf"):
+        raise ValueError(f"SMS_RATE_PER_SECOND: a positive number of SMS a second, got {text!r}")
+    return rate
 
 
 def parse_roles(text: str) -> tuple[str, ...]:

@@ -195,6 +195,7 @@ def build_worker(
     strategy: Strategy | None = None,
     roles: Iterable[str] = ROLES,
     sms_threads: int = 8,
+    sms_rate: float | None = None,
 ) -> RoleWorkers:
     """The workers of `roles` (by default all: one process does everything).
 
@@ -202,9 +203,11 @@ def build_worker(
     rendering and sending, on `task_queue`;
     render: the agreement render, on "<task_queue>-render", as many at once as the PDF
     processes plus one (so one's database work overlaps another's render); sms: sending, on
-    "<task_queue>-sms". The cases role also serves rendering and sending on its own queue,
-    where runs of released versions (before collection-v4) still schedule them, whatever
-    other roles the process has (role_activities, RELEASED)."""
+    "<task_queue>-sms", at most `sms_rate` a second on that task queue (the server's limit
+    for every sms worker together: the provider's rate, SMS_RATE_PER_SECOND). The cases
+    role also serves rendering and sending on its own queue, where runs of released versions
+    (before collection-v4) still schedule them, whatever other roles the process has
+    (role_activities, RELEASED); those sends are not held to `sms_rate`."""
     wanted = [r for r in ROLES if r in set(roles)]
     if policy is None and CASES in wanted:
         from service.settings import Settings
@@ -248,5 +251,9 @@ def build_worker(
         processes = getattr(pdf, "processes", 0)  # none given: rendered in the thread
         workers[RENDER] = worker(RENDER, by_role[RENDER], pool(processes + 1))
     if SMS in wanted:
-        workers[SMS] = worker(SMS, by_role[SMS], pool(sms_threads))
+        # The provider's rate as the task queue's: the server hands out no more sends than it
+        # takes, to every sms worker together, so a wave waits in the queue (in priority
+        # order, domain/case_rules.sms_priority) instead of being refused with 429s.
+        limit = {} if sms_rate is None else {"max_task_queue_activities_per_second": sms_rate}
+        workers[SMS] = worker(SMS, by_role[SMS], pool(sms_threads), **limit)
     return RoleWorkers(workers, owned)

@@ -81,12 +81,15 @@ async def bounded(
 # ------------------------------------------------------------------ server, database, loans
 
 
-async def dev_server() -> WorkflowEnvironment:
+async def dev_server(extra_args: list[str] | None = None) -> WorkflowEnvironment:
+    """The dev server; `extra_args` for `temporal server start-dev` (the morning wave: one
+    partition per task queue, service/dev_server.ONE_PARTITION_ARGS)."""
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=sa.ALL,
         dev_server_log_level="error",
         data_converter=DATA_CONVERTER,
+        dev_server_extra_args=extra_args or [],
     )
 
 

@@ -18,6 +18,10 @@ not sent. Sections:
               history length per run of a 24-installment case.
 6. render     one agreement's PDF as the worker renders it (font configuration kept), against
               WeasyPrint's default (a new font configuration each render), in this process.
+8. morning    the 08:00 wave: --morning-cases first notices held for the night go out when
+              the window opens, through a Twilio-like provider taking --sms-rate a second
+              (SMS_RATE_PER_SECOND), most overdue first; and a window too short for all
+              (bench/morning.py).
 7. actions    Temporal Cloud's billable Actions of one 12-installment case, counted from its
               histories, against the trivial workflow with as many activities and messages
               (counted, not timed: one run whatever --runs says).
@@ -43,6 +47,7 @@ from bench.actions import bench_actions
 from bench.harness import medians
 from bench.intake import bench_intake
 from bench.lifecycle import bench_lifecycle
+from bench.morning import bench_morning
 from bench.render import bench_render
 from bench.skipping import bench_time_skipping
 
@@ -86,6 +91,35 @@ async def main(args: argparse.Namespace) -> None:
         print("actions (one 12-installment case, time-skipping)", flush=True)
         report.actions(table, await bench_actions(12))
 
+    if "morning" in args.sections:
+        n, rate = args.morning_cases, args.sms_rate
+        detail = f" ({n} first notices at {rate:g}/s, {args.morning_sms_workers} sms worker(s))"
+        measure = partial(
+            bench_morning,
+            n,
+            rate,
+            args.db,
+            args.morning_sms_workers,
+            args.morning_lead,
+            None,
+            args.morning_case_workers,
+        )
+        report.morning(table, await median_runs(args.runs, "morning", detail, measure))
+        # A window that holds about half of them: the rate that fills it with N / 2.
+        short_rate = max(1.0, n / (2 * 60 * args.morning_short_window))
+        detail = f" (short window: {args.morning_short_window} min, {short_rate:g}/s)"
+        measure = partial(
+            bench_morning,
+            n,
+            short_rate,
+            args.db,
+            args.morning_sms_workers,
+            args.morning_lead,
+            args.morning_short_window,
+            args.morning_case_workers,
+        )
+        report.morning_short(table, await median_runs(1, "morning", detail, measure))
+
     report.finish(table, args.out, args.json)
 
 
@@ -104,7 +138,31 @@ def parser() -> argparse.ArgumentParser:
         "--sections",
         nargs="+",
         default=["intake", "lifecycle", "skipping", "render", "actions"],
-        choices=["intake", "lifecycle", "skipping", "render", "actions"],
+        choices=["intake", "lifecycle", "skipping", "render", "actions", "morning"],
+    )
+    p.add_argument(
+        "--morning-cases", type=int, default=10_000, help="morning wave size (default 10,000)"
+    )
+    p.add_argument(
+        "--sms-rate", type=float, default=50.0, help="the provider's SMS a second (default 50)"
+    )
+    p.add_argument(
+        "--morning-sms-workers", type=int, default=1, help="sms-only worker processes (1)"
+    )
+    p.add_argument(
+        "--morning-case-workers", type=int, default=1, help="cases-role worker processes (1)"
+    )
+    p.add_argument(
+        "--morning-lead",
+        type=float,
+        help="seconds from the first start to the window's opening, enough for every case to "
+        "reach its wait (default: max(120, N × 0.2 / case workers))",
+    )
+    p.add_argument(
+        "--morning-short-window",
+        type=int,
+        default=1,
+        help="the short window's minutes (default 1), at a rate that fills it with N / 2",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
     p.add_argument("--out", help="also write the table (markdown) to this file")
@@ -116,4 +174,5 @@ if __name__ == "__main__":
     arguments = parser().parse_args()
     if arguments.quick:
         arguments.loans, arguments.cases, arguments.runs = 300, 20, 1
+        arguments.morning_cases = 200
     asyncio.run(main(arguments))

@@ -41,7 +41,24 @@ ACTIONS = {
     "actions_baseline": 53.0,
     "actions_ratio": 1.91,
 }
-UNMEASURED = {"memory_ratio_to_trivial", "morning_drain_ratio", "scale_100k"}
+MORNING = {
+    "messages": 1000.0,
+    "cases": 1000.0,
+    "rate": 20.0,
+    "drain_s": 52.0,
+    "ratio": 1000 / 20 / 52,
+    "first_s": 0.4,
+    "refused_429": 0.0,
+    "outside_window": 0.0,
+    "duplicates": 0.0,
+    "dpd_order": 0.998,
+    **{f"band{b}_sent": 1.0 for b in range(1, 5)},
+    "parked_s": 80.0,
+    "lead_s": 200.0,
+}
+SHORT = {**MORNING, "messages": 500.0, "rate": 8.3, "window_s": 60.0, "band1_sent": 1.0}
+SHORT.update(band2_sent=0.4, band3_sent=0.0, band4_sent=0.0)
+UNMEASURED = {"memory_ratio_to_trivial", "scale_100k"}
 
 
 def written(table: report.Table, tmp_path: Path) -> dict[str, object]:
@@ -56,12 +73,17 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     report.lifecycle(table, {**LIFECYCLE, "ratio": 0.5, "query_p95": 1.0}, 1000, 2)
     report.render(table, RENDER)
     report.actions(table, ACTIONS)
+    report.morning(table, MORNING)
+    report.morning_short(table, SHORT)
     figures = written(table, tmp_path)
     assert figures["orchestration_ratio"] == 0.35  # the first --workers count's run
     assert figures["query_p95_under_load_ms"] == 412.0
     assert figures["update_p95_under_load_ms"] == 640.0
     assert figures["render_ratio"] == 0.4
     assert figures["actions_per_case"] == 101.0 and figures["actions_ratio"] == 1.91
+    assert figures["morning_drain_ratio"] == MORNING["ratio"]
+    assert (figures["morning_429s"], figures["morning_dpd_order"]) == (0.0, 0.998)
+    assert figures["morning_short_band_sent"] == [1.0, 0.4, 0.0, 0.0]
     # The rest: no section measures them.
     assert {k for k in report.KEYS if figures[k] is None} == UNMEASURED
     assert figures["meta"]["command"].startswith("python -m bench.run")  # type: ignore[index]

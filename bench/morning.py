@@ -5,9 +5,10 @@ takes R messages a second and answers 429 above that (bench/sms_provider.py).
 The cases start in quiet hours under a policy whose window opens a little later (its
 `quiet_end` set to a minute 1-2 minutes ahead, or --morning-lead seconds for many cases, in
 the policy's own time zone: nobody waits for a real 08:00). `python worker.py` processes
-send: one with the cases role, and --morning-sms-workers with the sms role only, all with
-SMS_RATE_PER_SECOND=R, so the sms task queue hands out R sends a second to all of them
-together. Measured from the window's opening to the provider's last 201:
+send: --morning-case-workers with the cases role, and --morning-sms-workers with the sms
+role only, all with SMS_RATE_PER_SECOND = 0.95 R (HEADROOM), so the sms task queue hands out
+that many sends a second to all of them together. Measured from the window's opening to
+the provider's last 201:
 
   drain ratio   (N / R) / drain time (target ≥ 0.9: all sent within 1.1 × N / R)
   429s          refusals by the provider (the queue's rate limit should leave none)
@@ -44,6 +45,11 @@ from domain.timerules import days_past_due, local, local_date
 from service.case_start import start_case
 from service.dev_server import ONE_PARTITION_ARGS
 
+# The workers' SMS_RATE_PER_SECOND against the provider's rate: sends leave the task queue at
+# exactly the limit's pace but reach the provider with a few milliseconds' jitter, so at the
+# provider's own rate some arrive just before its bucket refills (a 429, retried); a little
+# under it, none do.
+HEADROOM = 0.95
 DPD_SPREAD = 180  # the cases' days past due: 1..180, spread over the four priority bands
 
 
@@ -98,8 +104,16 @@ def band_order(bands: list[int]) -> float:
 async def _parked(client: Any, tq: str, opening: datetime, n: int) -> None:
     """Until every case waits for the window's opening (its next action is the notice at
     the opening); an error if the window opens first."""
-    at = opening.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    query = f"TaskQueue='{tq}' AND NextActionAt = '{at}'"
+
+    def at(moment: datetime) -> str:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # A range, not `=`: the dev server's visibility matches no datetime by equality.
+    second = timedelta(seconds=1)
+    query = (
+        f"TaskQueue='{tq}' AND NextActionAt BETWEEN '{at(opening - second)}' "
+        f"AND '{at(opening + second)}'"
+    )
     while (waiting := (await client.count_workflows(query)).count) < n:
         if datetime.now(UTC) > opening - timedelta(seconds=1):
             raise RuntimeError(
@@ -149,7 +163,8 @@ async def bench_morning(
             policy, opening, closing = wave_policy(now, lead, window_min)
             address = env.client.service_client.config.target_host
             tq = f"morning-{uuid.uuid4().hex[:6]}"
-            wenv = {**worker_env(address, tq, url, tmp / "data"), **twilio_env(base_url, rate)}
+            wenv = worker_env(address, tq, url, tmp / "data")
+            wenv.update(twilio_env(base_url, rate * HEADROOM))
             cmd = [sys.executable, "worker.py"]
             async with (
                 worker_processes(case_workers, cmd, {**wenv, "WORKER_ROLES": "cases"}),

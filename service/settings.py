@@ -33,8 +33,8 @@ class Settings:
     # their activities), agreement rendering, SMS sending; all three by default.
     worker_roles: tuple[str, ...] = ROLES
     sms_threads: int = 8  # SMS sent at once by the sms role (each one HTTP call)
-    # SMS_RATE_PER_SECOND: the provider's rate; the sms task queue hands out at most this many
-    # sends a second, whatever the number of sms workers (None: no limit).
+    # SMS_RATE_PER_SECOND: a little under the provider's rate; the sms task queue hands out this
+    # many sends a second at most, whatever the number of sms workers (None: no limit).
     sms_rate_per_second: float | None = None
     # Prometheus (service/metrics.py): the worker's metrics at http://METRICS_ADDRESS/metrics
     # (host:port); the web app's /metrics answers a scraper with `Bearer METRICS_TOKEN`.

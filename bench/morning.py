@@ -114,7 +114,12 @@ async def _parked(client: Any, tq: str, opening: datetime, n: int) -> None:
         f"TaskQueue='{tq}' AND NextActionAt BETWEEN '{at(opening - second)}' "
         f"AND '{at(opening + second)}'"
     )
+    said = time.monotonic()
     while (waiting := (await client.count_workflows(query)).count) < n:
+        if time.monotonic() - said > 30:
+            said = time.monotonic()
+            left = (opening - datetime.now(UTC)).total_seconds()
+            print(f"  {waiting} of {n} cases wait for the window, {left:.0f} s before it opens")
         if datetime.now(UTC) > opening - timedelta(seconds=1):
             raise RuntimeError(
                 f"the contact window opened with {waiting} of {n} cases waiting for it: give "

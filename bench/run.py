@@ -103,6 +103,7 @@ async def main(args: argparse.Namespace) -> None:
             args.morning_lead,
             None,
             args.morning_case_workers,
+            args.morning_in_flight,
         )
         report.morning(table, await median_runs(args.runs, "morning", detail, measure))
         # A window that holds about half of them: the rate that fills it with N / 2.
@@ -117,6 +118,7 @@ async def main(args: argparse.Namespace) -> None:
             args.morning_lead,
             args.morning_short_window,
             args.morning_case_workers,
+            args.morning_in_flight,
         )
         report.morning_short(table, await median_runs(1, "morning", detail, measure))
 
@@ -151,6 +153,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--morning-case-workers", type=int, default=1, help="cases-role worker processes (1)"
+    )
+    p.add_argument(
+        "--morning-in-flight",
+        type=int,
+        default=200,
+        help="cases started but not yet waiting for the window, at most (default 200; "
+        "fewer on a busy machine)",
     )
     p.add_argument(
         "--morning-lead",

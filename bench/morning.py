@@ -123,7 +123,7 @@ async def _start_and_park(
         if time.monotonic() - said > 30:
             said = time.monotonic()
             left = (opening - datetime.now(UTC)).total_seconds()
-            print(f"  {waiting} of {n} cases wait for the window, {left:.0f} s before it opens")
+            print(f"  {waiting} of {n} cases wait for the window, {left:.0f} s to go", flush=True)
         if datetime.now(UTC) > opening - second:
             raise RuntimeError(
                 f"the contact window opened with {waiting} of {n} cases waiting for it: give "

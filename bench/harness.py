@@ -81,14 +81,19 @@ async def bounded(
 # ------------------------------------------------------------------ server, database, loans
 
 
-async def dev_server(extra_args: list[str] | None = None) -> WorkflowEnvironment:
-    """The dev server; `extra_args` for `temporal server start-dev` (the morning wave: one
-    partition per task queue, service/dev_server.ONE_PARTITION_ARGS)."""
+async def dev_server(
+    db_file: Path | None = None, extra_args: list[str] | None = None
+) -> WorkflowEnvironment:
+    """A fresh dev server; history in memory, or in the SQLite file `db_file` (as
+    `temporal server start-dev --db-filename`, which the scale section measures);
+    `extra_args` for `temporal server start-dev` (the morning wave: one partition per task
+    queue, service/dev_server.ONE_PARTITION_ARGS)."""
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=sa.ALL,
         dev_server_log_level="error",
         data_converter=DATA_CONVERTER,
+        dev_server_database_filename=str(db_file) if db_file else None,
         dev_server_extra_args=extra_args or [],
     )
 
@@ -122,8 +127,9 @@ def database(kind: str) -> Iterator[tuple[str, Any, Path]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_file(path: Path, n: int, today: date) -> Path:
-    """N overdue loans as the core-banking export (Chinese headers, UTF-8 with BOM)."""
+def export_file(path: Path, n: int, today: date, accrued_yuan: int = 0) -> Path:
+    """N overdue loans as the core-banking export (Chinese headers, UTF-8 with BOM); the
+    same loans every time, with `accrued_yuan` more interest each (a later day's export)."""
     rnd = random.Random(7)
     branches = ["QX01", "QX02", "LS01"]
     with path.open("w", encoding="utf-8-sig", newline="") as f:
@@ -142,7 +148,7 @@ def export_file(path: Path, n: int, today: date) -> Path:
                     f"139{i:08d}",
                     principal,
                     principal // 2,
-                    rnd.randrange(0, 2000),
+                    rnd.randrange(0, 2000) + accrued_yuan,
                     rnd.randrange(0, 500),
                     (today - timedelta(days=rnd.randrange(31, 400))).isoformat(),
                     "石门",

@@ -151,7 +151,7 @@ async def bench_morning(
 ) -> dict[str, float]:
     """One wave of N first notices at `rate` a second; `window_min`: the short window."""
     lead = lead_s if lead_s is not None else default_lead(n, case_workers)
-    env = await dev_server(ONE_PARTITION_ARGS)
+    env = await dev_server(extra_args=ONE_PARTITION_ARGS)
     try:
         with (
             database(db) as (url, sessions, tmp),

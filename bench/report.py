@@ -19,10 +19,11 @@ from pathlib import Path
 # The figures `--json FILE` writes (issue 17's keys), each set by the section that measures
 # it: lifecycle (orchestration_ratio, query_p95_under_load_ms, update_p95_under_load_ms: the
 # first --workers count's, one worker by default), render (render_ratio), actions
-# (actions_per_case, actions_ratio), morning (morning_drain_ratio, and beside the issue's keys
-# morning_* figures: MORNING_KEYS). Null when that section did not run; no section measures
-# memory_ratio_to_trivial (the trivial baseline's workers park no open cases) or scale_100k
-# yet, so those are null in every file.
+# (actions_per_case, actions_ratio), scale (scale_100k: an object, SCALE_KEYS, whatever
+# --scale-cases was: its `cases` says how many), morning (morning_drain_ratio, and beside the
+# issue's keys morning_* figures: MORNING_KEYS). Null when that section did not run; no
+# section measures memory_ratio_to_trivial (the trivial baseline's workers park no open
+# cases) yet, so it is null in every file.
 KEYS = (
     "orchestration_ratio",
     "render_ratio",
@@ -34,6 +35,18 @@ KEYS = (
     "actions_per_case",
     "actions_ratio",
 )
+# scale_100k's keys (bench/scale.py).
+SCALE_KEYS = (
+    "intake_ratio",
+    "list_p95_ms",
+    "dashboard_p95_ms",
+    "worker_rss_mb",
+    "worker_cache_setting",
+    "db_bytes_per_case",
+    "wake_all_s",
+    "cases",
+)
+PARK = "INITIAL_CONTACT, first notice recorded"  # where bench/scale.py parks its cases
 
 
 @dataclass
@@ -284,3 +297,65 @@ def morning_short(table: Table, m: dict[str, float]) -> None:
     )
     table.figures["morning_short_band_sent"] = [m[f"band{b}_sent"] for b in range(1, 5)]
     table.figures["morning_short_outside_window"] = m["outside_window"]
+
+
+def scale(table: Table, m: dict[str, float]) -> None:
+    """N open cases on a server persisting to a SQLite file (bench/scale.py)."""
+    n, cache, w = int(m["cases"]), int(m["cache"]), int(m["workers"])
+    ws = f"{w} worker{'s' if w > 1 else ''}"
+    table.add(f"scale, {n:,} cases: intake cases started/s", fmt(m["rows_per_s"]), "no worker")
+    table.add(
+        f"  bare start_workflow loop, {int(m['bare_n']):,} trivial: starts/s",
+        fmt(m["bare_per_s"]),
+        "run first, on the same server, same concurrency",
+    )
+    table.add(f"  intake ratio to the bare loop ({n:,} cases)", f"{m['ratio']:.2f}", "target ≥ 0.8")
+    table.add(
+        f"  park: {n:,} cases to {PARK} ({ws}, cache {cache:,})",
+        f"{m['park_s']:,.0f} s",
+        f"CPU per case: server {m['cpu_ms_park_server']:.0f} / workers "
+        f"{m['cpu_ms_park_worker']:.0f} ms; intake {m['cpu_ms_intake']:.0f} ms",
+    )
+    table.add(
+        f"  visibility list by stage, first page, {n:,} open: p50 / p95",
+        f"{m['list_p50']:.0f} / {m['list_p95']:.0f} ms",
+        "target p95 < 300 ms",
+    )
+    table.add(
+        "  counts per stage (11 count queries): p50 / p95",
+        f"{m['counts_p50']:.0f} / {m['counts_p95']:.0f} ms",
+    )
+    table.add(
+        f"  dashboard page (HTML), {n:,} open: p50 / p95",
+        f"{m['page_p50']:.0f} / {m['page_p95']:.0f} ms",
+        f"target p95 < 300 ms; JSON {m['json_p50']:.0f} / {m['json_p95']:.0f} ms",
+    )
+    table.add(
+        f"  worker RSS, highest of one process ({ws}, WORKER_MAX_CACHED_WORKFLOWS={cache:,})",
+        f"{m['rss_peak_mb']:.0f} MB",
+        f"3 s after start {m['rss_idle_mb']:.0f} MB, parked and quiet {m['rss_parked_mb']:.0f} MB; "
+        "bounded by the cache, not by the cases",
+    )
+    where = "history and visibility" if m["db_visibility"] else "history (visibility apart)"
+    table.add(
+        "  server database (SQLite file) per case",
+        f"{m['db_bytes_per_case'] / 1024:,.1f} KB",
+        f"{where}: the file's growth over the intake and the park, over the cases; "
+        f"{m['db_bytes_total'] / 2**20:,.0f} MB after the wake",
+    )
+    table.add(
+        f"  wake every case, workers restarted cold ({ws}): s",
+        f"{m['wake_s']:,.1f}",
+        f"the next day's export told first, workers down ({m['tell_s']:,.0f} s); "
+        f"CPU per case {m['cpu_ms_wake']:.0f} ms",
+    )
+    table.figures["scale_100k"] = {
+        "intake_ratio": m["ratio"],
+        "list_p95_ms": m["list_p95"],
+        "dashboard_p95_ms": m["page_p95"],
+        "worker_rss_mb": m["rss_peak_mb"],
+        "worker_cache_setting": cache,
+        "db_bytes_per_case": m["db_bytes_per_case"],
+        "wake_all_s": m["wake_s"],
+        "cases": n,
+    }

@@ -18,13 +18,19 @@ not sent. Sections:
               history length per run of a 24-installment case.
 6. render     one agreement's PDF as the worker renders it (font configuration kept), against
               WeasyPrint's default (a new font configuration each render), in this process.
-8. morning    the 08:00 wave: --morning-cases first notices held for the night go out when
-              the window opens, through a Twilio-like provider taking --sms-rate a second
-              (SMS_RATE_PER_SECOND), most overdue first; and a window too short for all
-              (bench/morning.py).
 7. actions    Temporal Cloud's billable Actions of one 12-installment case, counted from its
               histories, against the trivial workflow with as many activities and messages
               (counted, not timed: one run whatever --runs says).
+8. scale      --scale-cases open cases (100,000) on a server persisting to a SQLite file: the
+              intake ratio (the bare loop on a sample of --scale-bare), the list and the
+              dashboard, worker RSS with WORKER_MAX_CACHED_WORKFLOWS = --scale-cache, the
+              server's database bytes per case, the time to wake every case after the workers
+              restart cold (bench/scale.py). Long: not in the default sections; one run
+              whatever --runs says; the first --workers count.
+9. morning    the 08:00 wave: --morning-cases first notices held for the night go out when
+              the window opens, through a Twilio-like provider taking --sms-rate a second
+              (SMS_RATE_PER_SECOND at 95 %), most overdue first; and a window too short for
+              all (bench/morning.py). Not in the default sections.
 
 --json FILE writes the issue's figures by key (numbers; null where the section that measures
 one did not run, and for the keys no section measures yet: see bench/report.py, KEYS).
@@ -49,6 +55,7 @@ from bench.intake import bench_intake
 from bench.lifecycle import bench_lifecycle
 from bench.morning import bench_morning
 from bench.render import bench_render
+from bench.scale import bench_scale
 from bench.skipping import bench_time_skipping
 
 
@@ -122,6 +129,15 @@ async def main(args: argparse.Namespace) -> None:
         )
         report.morning_short(table, await median_runs(1, "morning", detail, measure))
 
+    if "scale" in args.sections:
+        workers = args.workers[0]
+        print(
+            f"scale ({args.scale_cases:,} cases, {workers} worker(s), cache {args.scale_cache:,})",
+            flush=True,
+        )
+        m = await bench_scale(args.scale_cases, args.scale_cache, workers, args.scale_bare)
+        report.scale(table, m)
+
     report.finish(table, args.out, args.json)
 
 
@@ -134,13 +150,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loans", type=int, default=10_000, help="intake size (default 10,000)")
     p.add_argument("--cases", type=int, default=1_000, help="lifecycle cases (default 1,000)")
     p.add_argument("--runs", type=int, default=3, help="runs per figure (median; default 3)")
+    p.add_argument(
+        "--scale-cases", type=int, default=100_000, help="scale: open cases (default 100,000)"
+    )
+    p.add_argument(
+        "--scale-cache",
+        type=int,
+        default=1000,
+        help="scale: the workers' WORKER_MAX_CACHED_WORKFLOWS (default 1,000, the setting's)",
+    )
+    p.add_argument(
+        "--scale-bare",
+        type=int,
+        default=10_000,
+        help="scale: the bare start loop's sample (default 10,000)",
+    )
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--workers", type=int, nargs="+", default=[1], help="e.g. --workers 1 2")
     p.add_argument(
         "--sections",
         nargs="+",
         default=["intake", "lifecycle", "skipping", "render", "actions"],
-        choices=["intake", "lifecycle", "skipping", "render", "actions", "morning"],
+        choices=["intake", "lifecycle", "skipping", "render", "actions", "scale", "morning"],
     )
     p.add_argument(
         "--morning-cases", type=int, default=10_000, help="morning wave size (default 10,000)"
@@ -184,4 +215,5 @@ if __name__ == "__main__":
     if arguments.quick:
         arguments.loans, arguments.cases, arguments.runs = 300, 20, 1
         arguments.morning_cases = 200
+        arguments.scale_cases, arguments.scale_bare = 100, 100
     asyncio.run(main(arguments))

@@ -62,25 +62,38 @@ async def skipping_env() -> WorkflowEnvironment:
     return env
 
 
+def warm_renderer() -> None:
+    """Load the PDF fonts in this process (the worker's activities run here) before timing."""
+    from activities.documents import _render_in_process, check_fonts
+    from bench.render import sample_agreement_html
+
+    check_fonts()
+    _render_in_process(sample_agreement_html())
+
+
 async def bench_time_skipping() -> dict[str, float]:
     from tests.harness import run_histories, running_worker
 
-    env = await skipping_env()
     out: dict[str, float] = {}
-    try:
+    # The first case of a fresh worker pays for its first PDF render (fonts are loaded then,
+    # ~0.3 s more); a warm worker is what every later case costs. Each case gets its own
+    # server and database: a second case on one time-skipping server times out (its clock
+    # jumps years ahead once the first case has ended).
+    for label, installments in (("12_cold", 12), ("12", 12), ("24", 24)):
         with database("sqlite") as (_url, sessions, tmp):
-            async with running_worker(env, sessions, tmp / "data") as h:
-                # The first case of a fresh worker pays for its first PDF render (fonts are
-                # loaded then, ~0.3 s more); the second is what every later case costs.
-                for label, installments in (("12_cold", 12), ("12", 12), ("24", 24)):
+            env = await skipping_env()
+            try:
+                async with running_worker(env, sessions, tmp / "data") as h:
+                    if label != "12_cold":
+                        warm_renderer()
                     t0 = time.perf_counter()
                     handle = await installment_case(h, installments)
                     wall = time.perf_counter() - t0
                     lengths = [len(x.events) for x in await run_histories(handle)]
-                    out[f"wall_{label}"] = wall
-                    out[f"runs_{label}"] = len(lengths)
-                    out[f"first_run_{label}"] = lengths[-1]
-                    out[f"most_events_{label}"] = max(lengths)
-    finally:
-        await env.shutdown()
+            finally:
+                await env.shutdown()
+            out[f"wall_{label}"] = wall
+            out[f"runs_{label}"] = len(lengths)
+            out[f"first_run_{label}"] = lengths[-1]
+            out[f"most_events_{label}"] = max(lengths)
     return out

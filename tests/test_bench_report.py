@@ -58,7 +58,38 @@ MORNING = {
 }
 SHORT = {**MORNING, "messages": 500.0, "rate": 8.3, "window_s": 60.0, "band1_sent": 1.0}
 SHORT.update(band2_sent=0.4, band3_sent=0.0, band4_sent=0.0)
-UNMEASURED = {"memory_ratio_to_trivial", "scale_100k"}
+SCALE = {
+    "cases": 5000.0,
+    "rows_per_s": 150.0,
+    "bare_n": 5000.0,
+    "bare_per_s": 170.0,
+    "ratio": 0.88,
+    "park_s": 900.0,
+    "rss_idle_mb": 130.0,
+    "rss_parked_mb": 600.0,
+    "rss_peak_mb": 640.0,
+    "cache": 1000.0,
+    "workers": 1.0,
+    "db_bytes_per_case": 40_000.0,
+    "db_bytes_total": 3e8,
+    "db_visibility": 1.0,
+    "tell_s": 60.0,
+    "wake_s": 420.0,
+    "cpu_ms_intake": 10.0,
+    "cpu_ms_park_server": 100.0,
+    "cpu_ms_park_worker": 120.0,
+    "cpu_ms_tell": 9.0,
+    "cpu_ms_wake": 40.0,
+    "list_p50": 40.0,
+    "list_p95": 80.0,
+    "counts_p50": 30.0,
+    "counts_p95": 35.0,
+    "page_p50": 150.0,
+    "page_p95": 210.0,
+    "json_p50": 140.0,
+    "json_p95": 190.0,
+}
+UNMEASURED = {"memory_ratio_to_trivial"}
 
 
 def written(table: report.Table, tmp_path: Path) -> dict[str, object]:
@@ -75,6 +106,7 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     report.actions(table, ACTIONS)
     report.morning(table, MORNING)
     report.morning_short(table, SHORT)
+    report.scale(table, SCALE)
     figures = written(table, tmp_path)
     assert figures["orchestration_ratio"] == 0.35  # the first --workers count's run
     assert figures["query_p95_under_load_ms"] == 412.0
@@ -95,3 +127,21 @@ def test_a_section_that_did_not_run_leaves_its_keys_null(tmp_path: Path) -> None
     figures = written(table, tmp_path)
     assert figures["render_ratio"] == 0.4
     assert {k for k in report.KEYS if figures[k] is None} == set(report.KEYS) - {"render_ratio"}
+
+
+def test_the_scale_section_writes_one_object_with_its_figures(tmp_path: Path) -> None:
+    table = report.Table()
+    report.scale(table, SCALE)
+    figures = written(table, tmp_path)
+    assert figures["scale_100k"] == {
+        "intake_ratio": 0.88,
+        "list_p95_ms": 80.0,
+        "dashboard_p95_ms": 210.0,  # the HTML page's
+        "worker_rss_mb": 640.0,  # the highest of one worker process
+        "worker_cache_setting": 1000,
+        "db_bytes_per_case": 40_000.0,
+        "wake_all_s": 420.0,
+        "cases": 5000,  # the size it ran at: 100,000 only when --scale-cases says so
+    }
+    assert set(figures["scale_100k"]) == set(report.SCALE_KEYS)  # type: ignore[arg-type]
+    assert {k for k in report.KEYS if figures[k] is None} == set(report.KEYS) - {"scale_100k"}

@@ -8,9 +8,10 @@ one; a signed agreement stands and asks for renegotiation once the change is lar
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -100,6 +101,26 @@ async def raw_attributes(handle: WorkflowHandle) -> dict[str, object]:
     return {k: converter.from_payloads([v])[0] for k, v in fields.items()}
 
 
+async def attributes_when(
+    handle: WorkflowHandle, check: Callable[[dict[str, object]], bool], what: str
+) -> dict[str, object]:
+    """The search attributes once `check` holds: with collection-v5 the case upserts them
+    once it is idle (the activity recording the change done), a moment after its state
+    (the status Query) has the change."""
+    found: dict[str, object] = {}
+
+    async def read() -> bool:
+        found.update(await raw_attributes(handle))
+        return check(found)
+
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while not await read():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {found}")
+        await asyncio.sleep(0.05)
+    return found
+
+
 async def today(h: Harness) -> date:
     return (await h.now()).astimezone(SHANGHAI).date()
 
@@ -125,7 +146,8 @@ async def test_a_later_export_changes_outstanding_lists_and_the_case_row(h: Harn
     assert status.debt_fen == status.outstanding_fen == 1_021_000
     assert status.stage == "FIELD_VISIT"  # the case goes on where it was
     assert any("10,000.00 → 10,210.00" in e.detail for e in status.history)
-    assert (await raw_attributes(handle))[sa.OUTSTANDING_FEN.name] == 1_021_000
+    outstanding = sa.OUTSTANDING_FEN.name
+    await attributes_when(handle, lambda a: a.get(outstanding) == 1_021_000, "the lists' debt")
 
     def case_row_debt() -> int | None:
         with h.sessions() as session:
@@ -223,8 +245,8 @@ async def test_an_export_before_the_investigation_read_the_loan_is_taken(h: Harn
     await handle.signal(WF.debt_updated, DebtUpdate(await today(h), 900_000, 90_000, 20_000))
     status = await h.until(handle, lambda s: s.debt_fen is not None, "investigated")
     status = await h.until(handle, lambda s: s.debt_fen == 1_010_000, "taken after reading")
-    attrs = await raw_attributes(handle)
-    since = datetime.fromisoformat(attrs[sa.OVERDUE_SINCE.name])
+    attrs = await attributes_when(handle, lambda a: sa.OVERDUE_SINCE.name in a, "OverdueSince")
+    since = datetime.fromisoformat(str(attrs[sa.OVERDUE_SINCE.name]))
     assert since.astimezone(SHANGHAI) == datetime.combine(spec.overdue_since, time(0), SHANGHAI)
     assert attrs.get(sa.DAYS_PAST_DUE.name) is None  # replaced by the date
     await h.pay(handle, status.outstanding_fen or 0)

@@ -58,6 +58,11 @@ class Case:
         # The main loop waits for an open promise (workflows/promises.py); meanwhile the
         # promise does not interrupt the wait it is itself in.
         self.awaiting_promise = False
+        self.acting = 0  # activities in flight (PATCH_V5: search attributes wait for none)
+        # PATCH_V5: the timer of the last wait, kept for a next wait with the same deadline.
+        self._alarm: asyncio.Task[None] | None = None
+        self._alarm_at: datetime | None = None
+        self._alarm_held = False  # a wait is on the alarm now
 
     # ------------------------------------------------------------------ derived facts
 
@@ -141,7 +146,20 @@ class Case:
         # in the other (a non-determinism error; tests/test_faults.py). So a timer always starts.
         timer_always = self.versions.v2()
         due = remaining > timedelta(0) or timer_always
-        if due and not done() and not self.interrupted():
+        if due and not done() and not self.interrupted() and self.versions.v5():
+            # One wait at a time keeps the alarm (the main loop's); another, were there one,
+            # would have its own timer rather than cancel the other's.
+            shared = not self._alarm_held
+            alarm = self._alarm_until(until) if shared else self._timer(until)
+            self._alarm_held = self._alarm_held or shared
+            try:
+                await workflow.wait_condition(lambda: done() or self.interrupted() or alarm.done())
+            finally:
+                if shared:
+                    self._alarm_held = False
+                else:
+                    alarm.cancel()
+        elif due and not done() and not self.interrupted():
             self.visibility.flush()
             try:
                 await workflow.wait_condition(
@@ -153,6 +171,26 @@ class Case:
         if self.interrupted():
             raise Interrupted()
         return done()
+
+    def _alarm_until(self, until: datetime) -> asyncio.Task[None]:
+        """The timer firing at `until` (PATCH_V5): the previous wait's when it has the same
+        deadline and has not fired yet, else a new one (the previous one cancelled)."""
+        alarm = self._alarm
+        if alarm is not None and not alarm.done() and self._alarm_at == until:
+            return alarm
+        self.cancel_alarm()
+        self._alarm, self._alarm_at = self._timer(until), until
+        return self._alarm
+
+    @staticmethod
+    def _timer(until: datetime) -> asyncio.Task[None]:
+        remaining = max(until - workflow.now(), timedelta(milliseconds=1))
+        return asyncio.create_task(workflow.sleep(remaining))
+
+    def cancel_alarm(self) -> None:
+        if self._alarm is not None and not self._alarm.done():
+            self._alarm.cancel()
+        self._alarm, self._alarm_at = None, None
 
     def set_next_action(self, action: str, at: datetime) -> None:
         self.s.next_action, self.s.next_action_at = action, at
@@ -181,15 +219,19 @@ class Case:
 
     async def act(self, name: str, arg: Any, result_type: type | None = None) -> Any:
         self.visibility.flush()
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            task_queue=self._task_queue(name),
-            start_to_close_timeout=self._attempt_timeout(name),
-            retry_policy=ACTIVITY_RETRY,
-            priority=self._priority(name),
-        )
+        self.acting += 1
+        try:
+            return await workflow.execute_activity(
+                name,
+                arg,
+                result_type=result_type,
+                task_queue=self._task_queue(name),
+                start_to_close_timeout=self._attempt_timeout(name),
+                retry_policy=ACTIVITY_RETRY,
+                priority=self._priority(name),
+            )
+        finally:
+            self.acting -= 1
 
     def _priority(self, name: str) -> Priority:
         """The most overdue cases' texts first when sends wait in a backlog (a morning wave
@@ -228,6 +270,7 @@ class Case:
         """Move the case to `stage`, with the reason in its history and the database."""
         s = self.s
         previous = s.stage
+        self.cancel_alarm()  # the stage's deadlines end with it (PATCH_V5; else none runs)
         if stage == Stage.ON_HOLD and previous != Stage.ON_HOLD:
             s.resume_stage = previous
         if stage == Stage.FIELD_VISIT and previous != Stage.FIELD_VISIT:

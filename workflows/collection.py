@@ -122,10 +122,14 @@ class LoanCollectionWorkflow(StaffMessages):
         # Staff safety's timers (workflows/safety.py): idle, with no command, until a team
         # checks in or an alert is raised, so runs without them replay as before.
         watchers = [asyncio.create_task(w()) for w in (self.safety.watch, self.complaints.watch)]
+        if case.versions.v5():  # asked first: a run that began without it keeps its ways
+            watchers.append(asyncio.create_task(case.visibility.watch(lambda: not case.acting)))
         if inp.state is None:
             if case.versions.v4():  # the caller's generation survives a workflow reset
                 s.generation = inp.generation or workflow.info().run_id[:8]
                 s.overdue_attribute = True
+            if case.versions.v5():
+                case.visibility.from_start()
             case.note("stage", f"case opened at {Stage.INVESTIGATION}", inp.started_by)
             await case.record_transition(None, "case opened", inp.started_by)
         elif case.versions.v2():
@@ -174,7 +178,7 @@ class LoanCollectionWorkflow(StaffMessages):
                     lambda: workflow.all_handlers_finished() and self._idle()
                 )
                 s.cycle_done = False
-                case.visibility.flush()
+                case.visibility.flush(final=True)
                 workflow.continue_as_new(
                     CaseInput(s.loan_no, s.branch, s.policy, s.started_by, state=s)
                 )
@@ -192,7 +196,7 @@ class LoanCollectionWorkflow(StaffMessages):
         for watcher in watchers:
             watcher.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        case.visibility.flush()
+        case.visibility.flush(final=True)
         last = s.history[-1].detail if s.history else ""
         return CaseResult(
             loan_no=s.loan_no,

@@ -35,6 +35,19 @@ PATCH_V4 = "collection-v4"
 # A run that a released version began learns OverdueSince from the first export's debt
 # update that reaches it (its own marker: the run's answer to PATCH_V4 was already given).
 PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
+# The fifth (issue 17, what a case costs on Temporal Cloud: timers and search-attribute
+# upserts are billed Actions), asked when the run starts:
+# - a wait whose deadline is that of the timer still running from the previous wait keeps
+#   that timer (a payment ends the follow-up's wait, and the next wait is for the same
+#   revisit): the timer is cancelled only when a wait with another deadline starts or the
+#   case changes stage. Every deadline fires when it did before;
+# - search attributes are upserted once the case is idle (no activity in flight, the
+#   workflow task's other changes made), not before each activity: a chain of activities and
+#   the wait after it give one upsert, with the values the case keeps while it waits (a stage
+#   passed through within the chain is not published: the database's audit trail has it). A
+#   new case starts knowing the stage and branch its starter set (service/case_start.py), so
+#   it upserts nothing until they change.
+PATCH_V5 = "collection-v5"
 
 
 class Versions:
@@ -45,6 +58,7 @@ class Versions:
         self._v2: bool | None = None
         self._v3: bool | None = None
         self._v4: bool | None = None
+        self._v5: bool | None = None
 
     def v2(self) -> bool:
         if self._v2 is None:
@@ -60,6 +74,11 @@ class Versions:
         if self._v4 is None:
             self._v4 = workflow.patched(PATCH_V4)
         return self._v4
+
+    def v5(self) -> bool:
+        if self._v5 is None:
+            self._v5 = workflow.patched(PATCH_V5)
+        return self._v5
 
     def overdue_since_late(self) -> bool:
         """PATCH_OVERDUE_SINCE, asked only from a message handler of a released run."""

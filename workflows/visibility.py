@@ -3,7 +3,8 @@ next action; with collection-v4 the overdue date instead of days past due): what
 filter on in Temporal visibility. No personal data.
 
 Released code upserted at every change; with PATCH_V2 a change only marks them dirty and
-they are upserted once before the workflow next waits or calls an activity.
+they are upserted once before the workflow next waits or calls an activity; with PATCH_V5
+once the case is idle (`watch`), so an activity chain and the wait after it give one upsert.
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ class Visibility:
         self._published: tuple[Any, ...] | None = None
         self._dirty = False
 
+    def from_start(self) -> None:
+        """A new case (PATCH_V5) holds what its starter set (stage and branch): unchanged
+        values are not upserted again."""
+        attrs = workflow.info().typed_search_attributes
+        keys = KEYS_V4 if len(self._values()) == len(KEYS_V4) else KEYS
+        self._published = tuple(attrs.get(key) for key in keys)
+
+    async def watch(self, idle: Callable[[], bool]) -> None:
+        """PATCH_V5, beside the main loop for the run's life: the changes are upserted once
+        `idle()` (no activity in flight) and the workflow task's other coroutines have made
+        theirs (one more pass of its conditions). No command while nothing changed."""
+        while True:
+            await workflow.wait_condition(lambda: self._dirty and idle())
+            await workflow.wait_condition(lambda: True)  # the rest of this task's changes
+            if self._dirty and idle():
+                self._dirty = False
+                self._upsert()
+
     def inherit(self) -> None:
         """A continued run starts with its predecessor's attributes (PATCH_V2)."""
         self._published = self._values()
@@ -49,7 +68,11 @@ class Visibility:
         else:
             self._upsert()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """Upsert pending changes now (released code, before a wait or an activity). With
+        PATCH_V5 only before the run ends (`final`): `watch` upserts the others."""
+        if self._versions.v5() and not final:
+            return
         if self._dirty:
             self._dirty = False
             self._upsert()

@@ -115,6 +115,7 @@ async def _run_roles(
             sms_threads=settings.sms_threads,
             workflow_tasks=settings.workflow_tasks,
             workflow_polls=settings.workflow_polls,
+            sms_rate=settings.sms_rate_per_second,
         )
         log.info(
             "worker on %s namespace %s: %s",
@@ -127,6 +128,8 @@ async def _run_roles(
             if any(isinstance(g, RecordingGateway) for g in routes):
                 log.warning("no TWILIO_ACCOUNT_SID: SMS are recorded in the outbox, not sent")
             log.info("SMS go out through %s", gateway.name)
+        if SMS in roles and settings.sms_rate_per_second is not None:
+            log.info("SMS at most %g a second (SMS_RATE_PER_SECOND)", settings.sms_rate_per_second)
         try:
             async with workers:
                 await stop.wait()

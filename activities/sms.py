@@ -183,6 +183,9 @@ class SmsActivities:
                 else None
             )
             sending = not found
+            closed = None if found else self._window_closed(req, earlier_attempt)
+            if closed is not None:
+                return closed
             result = (
                 GatewayResult("SENT", found)
                 if found
@@ -444,6 +447,25 @@ class SmsActivities:
             row.attempted_at = earlier_attempt
             _record_decision(session, row, req, verdict, now)
         log.info("SMS %s %s by the provider's limit", req.key, verdict.status)
+        return verdict
+
+    def _window_closed(self, req: SmsRequest, earlier_attempt: datetime | None) -> SmsResult | None:
+        """The contact window checked again just before the provider is called: a send that
+        waited (the database, a backlog) past the start of quiet hours is not made; it waits
+        for the next window like any message in quiet hours. None: the window is open."""
+        now = activity_now()
+        if not in_quiet_hours(now, req.policy):
+            return None
+        verdict = SmsResult(
+            req.key, "DEFERRED", "quiet hours", not_before=quiet_hours_end(now, req.policy)
+        )
+        with self.sessions.begin() as session:
+            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            assert row is not None
+            row.status, row.reason = verdict.status, verdict.reason
+            row.attempted_at = earlier_attempt  # nothing went out in this attempt
+            _record_decision(session, row, req, verdict, now)
+        log.info("SMS %s deferred: the contact window closed before it went", req.key)
         return verdict
 
     def _note_retry(

@@ -81,15 +81,20 @@ async def bounded(
 # ------------------------------------------------------------------ server, database, loans
 
 
-async def dev_server(db_file: Path | None = None) -> WorkflowEnvironment:
+async def dev_server(
+    db_file: Path | None = None, extra_args: list[str] | None = None
+) -> WorkflowEnvironment:
     """A fresh dev server; history in memory, or in the SQLite file `db_file` (as
-    `temporal server start-dev --db-filename`, which the scale section measures)."""
+    `temporal server start-dev --db-filename`, which the scale section measures);
+    `extra_args` for `temporal server start-dev` (the morning wave: one partition per task
+    queue, service/dev_server.ONE_PARTITION_ARGS)."""
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=sa.ALL,
         dev_server_log_level="error",
         data_converter=DATA_CONVERTER,
         dev_server_database_filename=str(db_file) if db_file else None,
+        dev_server_extra_args=extra_args or [],
     )
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 # first --workers count's, one worker by default), memory (memory_ratio_to_trivial,
 # memory_mb_per_case, memory_trivial_mb_per_case), render (render_ratio), actions
 # (actions_per_case, actions_ratio), scale (scale_100k: an object, SCALE_KEYS, whatever
-# --scale-cases was: its `cases` says how many). Null when that section did not run;
-# morning_drain_ratio is null in every file until a section measures it.
+# --scale-cases was: its `cases` says how many), morning (morning_drain_ratio, and beside the
+# issue's keys morning_* figures: MORNING_KEYS), memory (memory_ratio_to_trivial). Null when
+# that section did not run.
 KEYS = (
     "orchestration_ratio",
     "render_ratio",
@@ -292,6 +293,58 @@ def actions(table: Table, m: dict[str, float]) -> None:
     )
     table.figures["actions_per_case"] = m["actions_per_case"]
     table.figures["actions_ratio"] = m["actions_ratio"]
+
+
+# The morning section's figures beside morning_drain_ratio (only in a file where it ran).
+MORNING_KEYS = {
+    "morning_messages": "messages",
+    "morning_rate": "rate",
+    "morning_drain_s": "drain_s",
+    "morning_429s": "refused_429",
+    "morning_outside_window": "outside_window",
+    "morning_duplicates": "duplicates",
+    "morning_dpd_order": "dpd_order",
+}
+
+
+def morning(table: Table, m: dict[str, float]) -> None:
+    """The 08:00 wave (bench/morning.py): drain time against N / rate, refusals, order."""
+    n, rate = m["messages"], m["rate"]
+    table.add(
+        f"morning wave: {m['cases']:,.0f} first notices at {rate:g}/s: sent, drain from the "
+        "window's opening",
+        f"{n:,.0f} in {m['drain_s']:.1f} s",
+        f"N / rate = {n / rate:.1f} s; first after {m['first_s']:.1f} s; every case waited "
+        f"{m['parked_s']:.0f} s after the first start (opening at {m['lead_s']:.0f}+ s)",
+    )
+    table.add("  drain ratio (N / rate) / drain", f"{m['ratio']:.2f}", "target ≥ 0.9")
+    table.add(
+        "  provider 429s; sent outside the window; sent twice",
+        f"{m['refused_429']:.0f}; {m['outside_window']:.0f}; {m['duplicates']:.0f}",
+        "target 0; 0; 0",
+    )
+    table.add(
+        "  pairs of different DPD bands sent in band order (≥90, ≥60, ≥30, less)",
+        f"{m['dpd_order']:.3f}",
+        "1.0: every more overdue band first",
+    )
+    table.figures["morning_drain_ratio"] = m["ratio"]
+    for key, name in MORNING_KEYS.items():
+        table.figures[key] = m[name]
+
+
+def morning_short(table: Table, m: dict[str, float]) -> None:
+    """The wave in a window that holds about half of it: who went inside it."""
+    bands = " / ".join(f"{m[f'band{b}_sent'] * 100:.0f} %" for b in range(1, 5))
+    table.add(
+        f"  short window ({m['window_s'] / 60:.0f} min at {m['rate']:g}/s, "
+        f"{m['cases']:,.0f} notices): sent inside it, by DPD band ≥90 / ≥60 / ≥30 / less",
+        bands,
+        f"{m['messages']:,.0f} sent; {m['outside_window']:.0f} after it closed; "
+        f"{m['refused_429']:.0f} 429s; the rest wait for the next window",
+    )
+    table.figures["morning_short_band_sent"] = [m[f"band{b}_sent"] for b in range(1, 5)]
+    table.figures["morning_short_outside_window"] = m["outside_window"]
 
 
 def scale(table: Table, m: dict[str, float]) -> None:

@@ -39,6 +39,10 @@ not sent. Sections:
               server's database bytes per case, the time to wake every case after the workers
               restart cold (bench/scale.py). Long: not in the default sections; one run
               whatever --runs says; the first --workers count.
+9. morning    the 08:00 wave: --morning-cases first notices held for the night go out when
+              the window opens, through a Twilio-like provider taking --sms-rate a second
+              (SMS_RATE_PER_SECOND at 95 %), most overdue first; and a window too short for
+              all (bench/morning.py). Not in the default sections.
 
 --json FILE writes the issue's figures by key (numbers; null where the section that measures
 one did not run, and for the keys no section measures yet: see bench/report.py, KEYS).
@@ -62,6 +66,7 @@ from bench.harness import medians
 from bench.intake import bench_intake
 from bench.lifecycle import APART_NICE, bench_lifecycle
 from bench.memory import bench_memory
+from bench.morning import bench_morning
 from bench.render import bench_render
 from bench.scale import bench_scale
 from bench.skipping import bench_time_skipping
@@ -120,6 +125,37 @@ async def main(args: argparse.Namespace) -> None:
     if "actions" in args.sections:
         print("actions (one 12-installment case, time-skipping)", flush=True)
         report.actions(table, await bench_actions(12))
+
+    if "morning" in args.sections:
+        n, rate = args.morning_cases, args.sms_rate
+        detail = f" ({n} first notices at {rate:g}/s, {args.morning_sms_workers} sms worker(s))"
+        measure = partial(
+            bench_morning,
+            n,
+            rate,
+            args.db,
+            args.morning_sms_workers,
+            args.morning_lead,
+            None,
+            args.morning_case_workers,
+            args.morning_in_flight,
+        )
+        report.morning(table, await median_runs(args.runs, "morning", detail, measure))
+        # A window that holds about half of them: the rate that fills it with N / 2.
+        short_rate = max(1.0, n / (2 * 60 * args.morning_short_window))
+        detail = f" (short window: {args.morning_short_window} min, {short_rate:g}/s)"
+        measure = partial(
+            bench_morning,
+            n,
+            short_rate,
+            args.db,
+            args.morning_sms_workers,
+            args.morning_lead,
+            args.morning_short_window,
+            args.morning_case_workers,
+            args.morning_in_flight,
+        )
+        report.morning_short(table, await median_runs(1, "morning", detail, measure))
 
     if "scale" in args.sections:
         workers = args.workers[0]
@@ -187,7 +223,47 @@ def parser() -> argparse.ArgumentParser:
         "--sections",
         nargs="+",
         default=["intake", "lifecycle", "memory", "skipping", "render", "actions"],
-        choices=["intake", "lifecycle", "memory", "skipping", "render", "actions", "scale"],
+        choices=[
+            "intake",
+            "lifecycle",
+            "memory",
+            "skipping",
+            "render",
+            "actions",
+            "scale",
+            "morning",
+        ],
+    )
+    p.add_argument(
+        "--morning-cases", type=int, default=10_000, help="morning wave size (default 10,000)"
+    )
+    p.add_argument(
+        "--sms-rate", type=float, default=50.0, help="the provider's SMS a second (default 50)"
+    )
+    p.add_argument(
+        "--morning-sms-workers", type=int, default=1, help="sms-only worker processes (1)"
+    )
+    p.add_argument(
+        "--morning-case-workers", type=int, default=1, help="cases-role worker processes (1)"
+    )
+    p.add_argument(
+        "--morning-in-flight",
+        type=int,
+        default=200,
+        help="cases started but not yet waiting for the window, at most (default 200; "
+        "fewer on a busy machine)",
+    )
+    p.add_argument(
+        "--morning-lead",
+        type=float,
+        help="seconds from the first start to the window's opening, enough for every case to "
+        "reach its wait (default: max(120, N × 0.2 / case workers))",
+    )
+    p.add_argument(
+        "--morning-short-window",
+        type=int,
+        default=1,
+        help="the short window's minutes (default 1), at a rate that fills it with N / 2",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
     p.add_argument("--out", help="also write the table (markdown) to this file")
@@ -199,5 +275,6 @@ if __name__ == "__main__":
     arguments = parser().parse_args()
     if arguments.quick:
         arguments.loans, arguments.cases, arguments.runs = 300, 20, 1
+        arguments.morning_cases = 200
         arguments.scale_cases, arguments.scale_bare = 100, 100
     asyncio.run(main(arguments))

@@ -95,3 +95,18 @@ def sms_block_reason(
 def remember_send(sent_at: Sequence[datetime], at: datetime) -> list[datetime]:
     """The sends the caps still need to know about, with `at` added."""
     return [t for t in sent_at if at - t < SENT_MEMORY] + [at]
+
+
+# The SMS task queue's order when a wave waits for the provider's rate (Temporal's task
+# priority: 1 goes first): the most overdue borrowers first, in bands of days past due.
+SMS_PRIORITY_BANDS = ((90, 1), (60, 2), (30, 3))
+SMS_PRIORITY_DEFAULT = 4  # under 30 days past due, or not known yet
+
+
+def sms_priority(dpd: int | None) -> int:
+    """The send's priority key: ≥ 90 days past due → 1, ≥ 60 → 2, ≥ 30 → 3, else 4."""
+    if dpd is not None:
+        for at_least, key in SMS_PRIORITY_BANDS:
+            if dpd >= at_least:
+                return key
+    return SMS_PRIORITY_DEFAULT

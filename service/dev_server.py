@@ -11,6 +11,18 @@ from pathlib import Path
 
 from domain.search_attributes import dev_server_args
 
+# One partition per task queue: Temporal orders a backlog by task priority (the SMS sends'
+# priority key by days past due, workflows/case.py) within a partition, so with the default
+# four a morning wave would go out only roughly most-overdue first; one partition orders it
+# exactly (the sms queue's rate is far below what one partition dispatches). On a cluster,
+# set the same two dynamic config values for the "<task queue>-sms" queue (README).
+ONE_PARTITION_ARGS = [
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+]
+
 
 def temporal_binary() -> str:
     beside_python = Path(sys.executable).parent / "temporal"
@@ -50,6 +62,7 @@ def start_dev_server(
             "--log-level",
             "warn",
             *dev_server_args(),
+            *ONE_PARTITION_ARGS,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -84,7 +97,7 @@ def start_private_dev_server(
     args = [a for ns in namespaces for a in ("--namespace", ns)]
     proc = subprocess.Popen(
         [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-         "--headless", "--log-level", "warn", *args, *dev_server_args()],
+         "--headless", "--log-level", "warn", *args, *dev_server_args(), *ONE_PARTITION_ARGS],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

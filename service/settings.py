@@ -41,6 +41,9 @@ class Settings:
     # max_concurrent_workflow_tasks and max_concurrent_workflow_task_polls; None: the SDK's).
     workflow_tasks: int | None = None
     workflow_polls: int | None = None
+    # SMS_RATE_PER_SECOND: a little under the provider's rate; the sms task queue hands out this
+    # many sends a second at most, whatever the number of sms workers (None: no limit).
+    sms_rate_per_second: float | None = None
     # Prometheus (service/metrics.py): the worker's metrics at http://METRICS_ADDRESS/metrics
     # (host:port); the web app's /metrics answers a scraper with `Bearer METRICS_TOKEN`.
     metrics_address: str | None = None
@@ -71,6 +74,7 @@ class Settings:
             nice=int(env("WORKER_NICE", "0")),
             workflow_tasks=_optional_int(env("WORKER_WORKFLOW_TASKS")),
             workflow_polls=_optional_int(env("WORKER_WORKFLOW_POLLS")),
+            sms_rate_per_second=parse_rate(env("SMS_RATE_PER_SECOND", "")),
             metrics_address=env("METRICS_ADDRESS") or None,
             metrics_token=env("METRICS_TOKEN") or None,
             codec_keys=env("COLLECTION_CODEC_KEYS"),
@@ -83,6 +87,17 @@ class Settings:
 
 def _optional_int(text: str | None) -> int | None:
     return int(text) if text and text.strip() else None
+def parse_rate(text: str) -> float | None:
+    """SMS_RATE_PER_SECOND: a positive number of messages a second; empty means no limit."""
+    if not text.strip():
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0 or rate == float("inf"):
+        raise ValueError(f"SMS_RATE_PER_SECOND: a positive number of SMS a second, got {text!r}")
+    return rate
 
 
 def parse_roles(text: str) -> tuple[str, ...]:

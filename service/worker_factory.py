@@ -198,6 +198,7 @@ def build_worker(
     sms_threads: int = 8,
     workflow_tasks: int | None = None,
     workflow_polls: int | None = None,
+    sms_rate: float | None = None,
 ) -> RoleWorkers:
     """The workers of `roles` (by default all: one process does everything).
 
@@ -205,9 +206,11 @@ def build_worker(
     rendering and sending, on `task_queue`;
     render: the agreement render, on "<task_queue>-render", as many at once as the PDF
     processes plus one (so one's database work overlaps another's render); sms: sending, on
-    "<task_queue>-sms". The cases role also serves rendering and sending on its own queue,
-    where runs of released versions (before collection-v4) still schedule them, whatever
-    other roles the process has (role_activities, RELEASED). `workflow_tasks` and
+    "<task_queue>-sms", at most `sms_rate` a second on that task queue (the server's limit
+    for every sms worker together: the provider's rate, SMS_RATE_PER_SECOND). The cases
+    role also serves rendering and sending on its own queue, where runs of released versions
+    (before collection-v4) still schedule them, whatever other roles the process has
+    (role_activities, RELEASED); those sends are not held to `sms_rate`. `workflow_tasks` and
     `workflow_polls`: the cases role's workflow tasks at once and workflow-task pollers (the
     SDK's defaults when None)."""
     wanted = [r for r in ROLES if r in set(roles)]
@@ -257,5 +260,9 @@ def build_worker(
         processes = getattr(pdf, "processes", 0)  # none given: rendered in the thread
         workers[RENDER] = worker(RENDER, by_role[RENDER], pool(processes + 1))
     if SMS in wanted:
-        workers[SMS] = worker(SMS, by_role[SMS], pool(sms_threads))
+        # The provider's rate as the task queue's: the server hands out no more sends than it
+        # takes, to every sms worker together, so a wave waits in the queue (in priority
+        # order, domain/case_rules.sms_priority) instead of being refused with 429s.
+        limit = {} if sms_rate is None else {"max_task_queue_activities_per_second": sms_rate}
+        workers[SMS] = worker(SMS, by_role[SMS], pool(sms_threads), **limit)
     return RoleWorkers(workers, owned)

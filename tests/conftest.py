@@ -23,6 +23,7 @@ from db.migrate import upgrade
 from db.seed import add_branches_and_collectors
 from domain import search_attributes as sa
 from service.converter import DATA_CONVERTER
+from service.dev_server import ONE_PARTITION_ARGS
 
 PG_ADMIN = os.environ.get("COLLECTION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Set by .ci/run once it has a server: then an unreachable PostgreSQL fails the run instead
@@ -99,6 +100,7 @@ async def start_dev_server() -> WorkflowEnvironment:
         search_attributes=sa.ALL,
         dev_server_log_level="error",
         data_converter=DATA_CONVERTER,
+        dev_server_extra_args=ONE_PARTITION_ARGS,  # SMS sends in priority order
     )
 
 

@@ -61,6 +61,23 @@ ACTIONS = {
     "actions_baseline": 53.0,
     "actions_ratio": 1.91,
 }
+MORNING = {
+    "messages": 1000.0,
+    "cases": 1000.0,
+    "rate": 20.0,
+    "drain_s": 52.0,
+    "ratio": 1000 / 20 / 52,
+    "first_s": 0.4,
+    "refused_429": 0.0,
+    "outside_window": 0.0,
+    "duplicates": 0.0,
+    "dpd_order": 0.998,
+    **{f"band{b}_sent": 1.0 for b in range(1, 5)},
+    "parked_s": 80.0,
+    "lead_s": 200.0,
+}
+SHORT = {**MORNING, "messages": 500.0, "rate": 8.3, "window_s": 60.0, "band1_sent": 1.0}
+SHORT.update(band2_sent=0.4, band3_sent=0.0, band4_sent=0.0)
 SCALE = {
     "cases": 5000.0,
     "rows_per_s": 150.0,
@@ -99,7 +116,7 @@ MEMORY = {
     "idle_mb": 130.0,
     "trivial_idle_mb": 40.0,
 }
-UNMEASURED = {"morning_drain_ratio"}
+UNMEASURED: set[str] = set()
 
 
 def written(table: report.Table, tmp_path: Path) -> dict[str, object]:
@@ -116,6 +133,8 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     report.memory(table, MEMORY, 1000)
     report.render(table, RENDER)
     report.actions(table, ACTIONS)
+    report.morning(table, MORNING)
+    report.morning_short(table, SHORT)
     report.scale(table, SCALE)
     figures = written(table, tmp_path)
     assert figures["orchestration_ratio"] == 0.35  # the first --workers count's run
@@ -127,6 +146,9 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     assert figures["memory_ratio_to_trivial"] == 2.0
     assert figures["memory_mb_per_case"] == 0.3
     assert figures["memory_trivial_mb_per_case"] == 0.15
+    assert figures["morning_drain_ratio"] == MORNING["ratio"]
+    assert (figures["morning_429s"], figures["morning_dpd_order"]) == (0.0, 0.998)
+    assert figures["morning_short_band_sent"] == [1.0, 0.4, 0.0, 0.0]
     # The rest: no section measures them.
     assert {k for k in report.KEYS if figures[k] is None} == UNMEASURED
     assert figures["meta"]["command"].startswith("python -m bench.run")  # type: ignore[index]

@@ -31,7 +31,7 @@ from db.models import (
     Visit,
     WaiverRequest,
 )
-from db.repository import case_for_loan, insert_ignore, loan_by_no, mark_told
+from db.repository import case_for_loan, insert_ignore, loan_by_no, mark_told, set_outstanding
 from domain.assessment import assess
 from domain.evidence import ruleset_label
 from domain.models import (
@@ -339,6 +339,7 @@ class CaseActivities:
         with self.sessions.begin() as session:
             loan = self._loan(session, t.loan_no)
             case = case_for_loan(session, loan, t.at)
+            set_outstanding(session, case, t.outstanding_fen, t.outstanding_at)
             insert_ignore(
                 session,
                 StageChange,
@@ -395,6 +396,7 @@ class CaseActivities:
         with self.sessions.begin() as session:
             loan = self._loan(session, task.loan_no)
             case = case_for_loan(session, loan, task.created_at)
+            set_outstanding(session, case, task.outstanding_fen, task.outstanding_at)
             insert_ignore(
                 session,
                 Task,
@@ -474,6 +476,7 @@ class CaseActivities:
             loan = self._loan(session, record.loan_no)
             case = case_for_loan(session, loan, activity_now())
             case.debt_fen = record.debt_after_fen
+            set_outstanding(session, case, record.outstanding_fen, record.outstanding_at)
             seen = session.scalar(
                 select(func.count())
                 .select_from(AuditEvent)
@@ -527,6 +530,7 @@ class CaseActivities:
             )
             if ours and record.counted:
                 case.paid_fen = max(case.paid_fen, record.paid_total_fen)
+                set_outstanding(session, case, record.outstanding_fen, record.outstanding_at)
             return ours
 
     @activity.defn(name=A.RECORD_SIGNATURE)
@@ -592,6 +596,7 @@ class CaseActivities:
         w = record.waiver
         with self.sessions.begin() as session:
             case = case_for_loan(session, self._loan(session, record.loan_no), w.proposed_at)
+            set_outstanding(session, case, record.outstanding_fen, record.outstanding_at)
             keys = dict(case_id=case.id, generation=record.generation, seq=w.seq)
             decision = dict(
                 status=w.status,

@@ -94,7 +94,13 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     client: Client = await connect(settings)
-    rows = await list_cases(client, query, limit=args.limit, policy=policy)
+    engine = make_engine(settings.db_url)  # the case rows' outstanding amounts
+    try:
+        rows = await list_cases(
+            client, query, limit=args.limit, policy=policy, sessions=session_factory(engine)
+        )
+    finally:
+        engine.dispose()
     for r in rows:
         print(
             f"{r.loan_no:<20} {r.stage:<18} {r.branch:<6} {r.collector:<10} {r.risk_tier:<6} "

@@ -145,6 +145,11 @@ class Case(Base):
     # The first debt the case recorded (recovery and cure are measured against it).
     entry_debt_fen: Mapped[int | None] = mapped_column(Money)
     paid_fen: Mapped[int] = mapped_column(Money, default=0)
+    # What the borrower owes as of the workflow time `outstanding_at` (collection-v5 writes it
+    # with every payment, debt update, waiver and stage change; only a newer time overwrites).
+    # None: not written since migration 0019, the lists show the search attribute's value.
+    outstanding_fen: Mapped[int | None] = mapped_column(Money)
+    outstanding_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     next_action: Mapped[str] = mapped_column(String(120), default="")
     next_action_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     opened_at: Mapped[datetime] = mapped_column(AwareDateTime())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import literal_column, select, update
+from sqlalchemy import literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -100,4 +100,19 @@ def mark_told(session: Session, loan_no: str, figures: tuple[int, int, int, date
         .values(
             told_principal_fen=p, told_interest_fen=i, told_penalty_fen=n, told_overdue_since=since
         )
+    )
+
+
+def set_outstanding(session: Session, case: Case, fen: int | None, at: datetime | None) -> None:
+    """The case row's outstanding amount as of the workflow time `at` (collection-v5), in
+    the caller's transaction; only a newer `at` overwrites, so a late or retried record
+    cannot roll it back. One conditional UPDATE: on PostgreSQL a concurrent writer's row
+    lock makes this one check the condition again against the committed row."""
+    if fen is None or at is None:
+        return
+    session.execute(
+        update(Case)
+        .where(Case.id == case.id, or_(Case.outstanding_at.is_(None), Case.outstanding_at < at))
+        .values(outstanding_fen=fen, outstanding_at=at)
+        .execution_options(synchronize_session=False)
     )

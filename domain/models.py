@@ -280,6 +280,9 @@ class DebtRecord:
     debt_before_fen: int
     debt_after_fen: int
     outstanding_fen: int
+    # collection-v5: the workflow time `outstanding_fen` is as of (the case row's
+    # outstanding_fen follows only a newer one); None from released runs: not written.
+    outstanding_at: datetime | None = None
 
 
 @dataclass
@@ -584,6 +587,11 @@ class CaseState:
     debt_update_pending: DebtUpdate | None = None
     # OverdueSince is a search attribute of this run (collection-v4, or from a debt update).
     overdue_attribute: bool = False
+    # collection-v5: the OutstandingFen search attribute's value (refreshed at stage changes
+    # and when the case ends; the database has the exact amount), and the workflow time of
+    # the last outstanding amount written to the database (each write a later one).
+    outstanding_shown: int | None = None
+    outstanding_stamp: datetime | None = None
     # Promises to pay (the last few; every one is in the database) and waivers/settlements.
     promises: list[Promise] = field(default_factory=list)
     promises_made: int = 0
@@ -724,6 +732,9 @@ class WaiverRecord:
     key: str
     generation: str
     waiver: Waiver
+    # collection-v5: the case's outstanding after the decision, as of this workflow time.
+    outstanding_fen: int | None = None
+    outstanding_at: datetime | None = None
 
 
 @dataclass
@@ -875,6 +886,10 @@ class Transition:
     strategy_version: str = ""
     segment: str = ""
     strategy_arm: str = ""
+    # collection-v5: what the borrower owes, as of this workflow time (for the case row's
+    # outstanding_fen, which only a newer time overwrites); None from released runs.
+    outstanding_fen: int | None = None
+    outstanding_at: datetime | None = None
 
 
 @dataclass
@@ -886,6 +901,9 @@ class TaskRequest:
     due_at: datetime | None
     detail: str
     created_at: datetime
+    # collection-v5, with a payment taken back: the case's outstanding as of this time.
+    outstanding_fen: int | None = None
+    outstanding_at: datetime | None = None
 
 
 @dataclass
@@ -938,6 +956,9 @@ class PaymentRecord:
     counted: bool
     paid_total_fen: int
     outstanding_fen: int | None
+    # collection-v5: the workflow time `outstanding_fen` is as of (written with a payment
+    # that is this loan's, when newer than the case row's); None from released runs.
+    outstanding_at: datetime | None = None
 
 
 @dataclass

@@ -212,6 +212,14 @@ class MyCase:
     unanswered_calls_today: int = 0  # filled by the page (service/loan_contacts.py)
 
 
+def _outstanding(c: Case) -> int | None:
+    """The amount the case row has as of its last money change (collection-v5), else the
+    debt less the payments as the row has them."""
+    if c.outstanding_fen is not None:
+        return c.outstanding_fen
+    return None if c.debt_fen is None else c.debt_fen - c.paid_fen
+
+
 def collector_cases(sessions: sessionmaker[Session], collector_id: str) -> list[MyCase]:
     """A collector's open cases (next actions as of the last stage change)."""
     with sessions() as session:
@@ -232,7 +240,7 @@ def collector_cases(sessions: sessionmaker[Session], collector_id: str) -> list[
             village,
             c.next_action,
             c.next_action_at,
-            None if c.debt_fen is None else c.debt_fen - c.paid_fen,
+            _outstanding(c),
             phone,
         )
         for c, loan_no, name, village, phone in rows

@@ -35,6 +35,8 @@ from db.seed import add_loan
 from domain.models import (
     AgreementRequest,
     AssignRequest,
+    DebtRecord,
+    DebtUpdate,
     Installment,
     PaymentPosted,
     PaymentRecord,
@@ -42,12 +44,13 @@ from domain.models import (
     SignatureConfirmation,
     SignatureRecord,
     SmsRequest,
+    TaskRequest,
     Transition,
     VisitRecord,
     VisitReport,
 )
 from domain.policy import Policy
-from domain.stages import Stage
+from domain.stages import Stage, TaskKind
 from tests.harness import OPEN_POLICY, loan_spec
 
 NOW = datetime.now(UTC)
@@ -300,6 +303,52 @@ def test_payment_visit_and_signature_are_recorded_once(sessions, tmp_path: Path)
     with sessions() as session:
         agreement = session.scalar(select(Agreement))
         assert agreement.signed_place == "村委会" and agreement.signed_by == "QX01-C01"
+
+
+def test_the_case_rows_outstanding_follows_only_newer_records(sessions) -> None:
+    """collection-v5: every record of a money change carries the case's outstanding and
+    the workflow time it is as of; a late or retried record cannot roll the row back, and
+    a released run's record (no time) writes none."""
+    acts = CaseActivities(sessions)
+    loan_no = new_loan(sessions)
+    t0 = NOW - timedelta(hours=1)
+
+    def row() -> tuple[int | None, datetime | None]:
+        with sessions() as session:
+            case = session.scalar(select(Case))
+            return case.outstanding_fen, case.outstanding_at
+
+    acts.record_payment(PaymentRecord(loan_no, PaymentPosted("R-0", 1, t0), True, 1, 999_999))
+    assert row() == (None, None)  # a released run's: the search attribute stays the source
+    first = transition(loan_no, 1, Stage.FIELD_VISIT, outstanding_fen=1_000_000, outstanding_at=t0)
+    acts.record_transition(first)
+    assert row() == (1_000_000, t0)
+    paid = PaymentRecord(
+        loan_no, PaymentPosted("R-1", 300_000, t0), True, 300_001, 699_999, t0 + timedelta(1)
+    )
+    acts.record_payment(paid)
+    assert row() == (699_999, t0 + timedelta(1))
+    acts.record_payment(paid)  # retried
+    acts.record_transition(first)  # a late retry of the older transition
+    late = DebtRecord(loan_no, DebtUpdate(t0.date(), 1, 1, 1), 1_000_000, 3, 3, t0)
+    acts.record_debt(late)  # an older time, whatever its amount
+    assert row() == (699_999, t0 + timedelta(1))
+    # R-1 again for another amount: not this case's money, nothing written.
+    other = PaymentRecord(loan_no, PaymentPosted("R-1", 5, t0), True, 300_006, 1, t0 + timedelta(3))
+    assert not acts.record_payment(other)
+    assert row() == (699_999, t0 + timedelta(1))
+    newer = DebtRecord(
+        loan_no, DebtUpdate(t0.date(), 1, 1, 1), 1_000_000, 1_021_000, 721_000, t0 + timedelta(2)
+    )
+    acts.record_debt(newer)
+    assert row() == (721_000, t0 + timedelta(2))
+    # A payment taken back (another loan's) comes with the supervisor's task.
+    task = TaskRequest(
+        "k-1", loan_no, TaskKind.CHECK_CLAIMED_PAYMENT, [], None, "check", NOW, 720_000,
+        t0 + timedelta(2, microseconds=1),
+    )  # fmt: skip
+    acts.create_task(task)
+    assert row() == (720_000, t0 + timedelta(2, microseconds=1))
 
 
 def test_insert_ignore_says_whether_it_inserted(sessions) -> None:

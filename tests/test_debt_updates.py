@@ -1,7 +1,8 @@
 """Debts that change (issue 18, item 4): a later export's balances reach the running case.
 
 Pure arithmetic first (domain/debts.py), then the case on the time-skipping server with the
-real activities: outstanding, the list attribute and the database follow the export; a
+real activities: outstanding, the lists and the database follow the export (and a payment,
+at once, with no late record undoing it; collection-v5); a
 payment the export has not booked yet still counts; an older export does not undo a newer
 one; a signed agreement stands and asks for renegotiation once the change is large enough.
 """
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,14 +25,17 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
 from temporalio.converter import default as default_converter
 
+from activities.cases import CaseActivities
 from db.models import AuditEvent, Case, Loan
 from db.repository import mark_told
 from domain import search_attributes as sa
 from domain.debts import updated_debt
-from domain.models import CountedPayment, DebtUpdate, PaymentPosted
+from domain.models import CountedPayment, DebtUpdate, PaymentPosted, Transition
 from domain.names import workflow_id
+from domain.stages import Stage
 from feeds.debt_updates import NOT_TOLD, tell_cases, told
 from feeds.loans import intake
+from service.portfolio import CaseRow, list_cases
 from tests.harness import Harness, assert_replays, eventually, running_worker
 from tests.test_feeds import HEADER_ZH, write
 from tests.test_workflow_paths import DEBT, tasks, to_field_visit, to_follow_up
@@ -121,6 +126,32 @@ async def attributes_when(
     return found
 
 
+class CaseVisibility:
+    """Visibility listing one case with the search attributes the server holds for it (the
+    list query of service/portfolio.py, without the time-skipping server's visibility)."""
+
+    def __init__(self, handle: WorkflowHandle) -> None:
+        self.handle = handle
+
+    async def list_workflows(self, query: str, **kw: object) -> AsyncIterator[SimpleNamespace]:
+        attrs = await raw_attributes(self.handle)
+        fields = {k: [v] for k, v in attrs.items()}
+        yield SimpleNamespace(id=self.handle.id, search_attributes=fields, status=None)
+
+
+async def listed_when(h: Harness, handle: WorkflowHandle, outstanding: int) -> CaseRow:
+    """The case's row in the lists (dashboard, JSON, export, CLI) once it shows `outstanding`."""
+    rows: list[CaseRow] = []
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while not rows or rows[0].outstanding_fen != outstanding:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the lists show {rows[0].outstanding_fen if rows else None}")
+        await asyncio.sleep(0.05)
+        visibility = CaseVisibility(handle)
+        rows = await list_cases(visibility, "-", policy=h.policy, sessions=h.sessions)  # type: ignore[arg-type]
+    return rows[0]
+
+
 async def today(h: Harness) -> date:
     return (await h.now()).astimezone(SHANGHAI).date()
 
@@ -146,8 +177,9 @@ async def test_a_later_export_changes_outstanding_lists_and_the_case_row(h: Harn
     assert status.debt_fen == status.outstanding_fen == 1_021_000
     assert status.stage == "FIELD_VISIT"  # the case goes on where it was
     assert any("10,000.00 → 10,210.00" in e.detail for e in status.history)
-    outstanding = sa.OUTSTANDING_FEN.name
-    await attributes_when(handle, lambda a: a.get(outstanding) == 1_021_000, "the lists' debt")
+    # The lists show it at once, from the case row (collection-v5: the OutstandingFen search
+    # attribute changes at the next stage change).
+    await listed_when(h, handle, 1_021_000)
 
     def case_row_debt() -> int | None:
         with h.sessions() as session:
@@ -169,6 +201,32 @@ async def test_a_later_export_changes_outstanding_lists_and_the_case_row(h: Harn
     await h.pay(handle, 1_021_000)
     assert (await handle.result()).outcome == "PAID_IN_FULL"
     await assert_replays(handle)
+
+
+async def test_a_payment_shows_in_the_lists_at_once_and_a_late_record_cannot_undo_it(
+    h: Harness,
+) -> None:
+    spec, handle = await h.start()
+    before = await to_field_visit(h, handle)
+    await h.pay(handle, 300_000)
+    status = await h.until(handle, lambda s: s.paid_fen == 300_000, "payment counted")
+    assert status.stage == "FIELD_VISIT"  # no stage change
+    row = await listed_when(h, handle, DEBT - 300_000)
+    assert row.stage == "FIELD_VISIT"
+    # Visibility's own attribute waits for the next stage change (an upsert is an Action).
+    assert (await raw_attributes(handle))[sa.OUTSTANDING_FEN.name] == DEBT
+    # The field visit's transition recorded again late (a retry after a lost answer),
+    # with the amount before the payment: the lists keep the payment.
+    late = Transition(
+        spec.loan_no, 2, Stage.INITIAL_CONTACT, Stage.FIELD_VISIT, before.stage_since, "system",
+        "late retry", "QX01", "LOW", [], DEBT, 0, "", None, outstanding_fen=DEBT,
+        outstanding_at=before.stage_since,
+    )  # fmt: skip
+    CaseActivities(h.sessions).record_transition(late)
+    assert (await listed_when(h, handle, DEBT - 300_000)).outstanding_fen == DEBT - 300_000
+    await h.pay(handle, DEBT - 300_000)
+    assert (await handle.result()).outcome == "PAID_IN_FULL"
+    await listed_when(h, handle, 0)
 
 
 async def test_a_payment_the_export_has_not_booked_still_counts(h: Harness) -> None:

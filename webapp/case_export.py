@@ -38,7 +38,7 @@ def case_export_router(
             raise HTTPException(400, str(e)) from None
         now = datetime.now(UTC)
         query = visibility_query(filters, now, who.branches, policy)
-        rows = await list_cases(await temporal(), query, MAX_ROWS + 1, policy, now)
+        rows = await list_cases(await temporal(), query, MAX_ROWS + 1, policy, now, sessions)
         truncated = len(rows) > MAX_ROWS
         data = await run_in_threadpool(cases_workbook, rows[:MAX_ROWS], policy, truncated)
         audit.record(

@@ -194,7 +194,12 @@ def pages_router(
         now = datetime.now(UTC)
         scope = who.branches
         rows = await list_cases(
-            client, visibility_query(filters, now, scope, config.policy), 100, config.policy, now
+            client,
+            visibility_query(filters, now, scope, config.policy),
+            100,
+            config.policy,
+            now,
+            sessions,
         )
         due = await list_cases(
             client,
@@ -202,6 +207,7 @@ def pages_router(
             100,
             config.policy,
             now,
+            sessions,
         )
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)

@@ -69,6 +69,25 @@ class Case:
     def outstanding(self) -> int | None:
         return outstanding(self.s.debt_fen, self.s.paid_fen)
 
+    def outstanding_at(self) -> datetime | None:
+        """collection-v5: the workflow time as of which an activity writes the case's
+        outstanding to the database (None in released runs: nothing written). Later than any
+        given before, so records issued in one workflow task are ordered as issued."""
+        if not self.versions.v5():
+            return None
+        at, last = workflow.now(), self.s.outstanding_stamp
+        if last is not None and at <= last:
+            at = last + timedelta(microseconds=1)
+        self.s.outstanding_stamp = at
+        return at
+
+    def show_outstanding(self) -> None:
+        """collection-v5: the OutstandingFen search attribute takes the current amount (at a
+        stage change and when the case ends; payments in between are in the database)."""
+        if self.s.outstanding_shown != self.outstanding():
+            self.s.outstanding_shown = self.outstanding()
+            self.visibility.publish()
+
     def dpd(self) -> int | None:
         s = self.s
         if s.overdue_since is None:
@@ -112,7 +131,7 @@ class Case:
             s.collectors[0] if s.collectors else None,
             s.risk_tier or None,
             None if s.overdue_attribute else self.dpd(),
-            self.outstanding(),
+            s.outstanding_shown if self.versions.v5() else self.outstanding(),
             s.next_action_at,
         )
         if not s.overdue_attribute:
@@ -290,6 +309,9 @@ class Case:
         s = self.s
         s.transition_seq += 1
         self.visibility.publish()
+        at = self.outstanding_at()
+        if at is not None:
+            self.show_outstanding()
         await self.act(
             A.RECORD_TRANSITION,
             Transition(
@@ -311,6 +333,8 @@ class Case:
                 strategy_version=s.strategy_version,
                 segment=s.segment,
                 strategy_arm=s.strategy_arm,
+                outstanding_fen=self.outstanding() if at else None,
+                outstanding_at=at,
             ),
         )
 
@@ -367,10 +391,13 @@ class Case:
         detail: str,
         due: datetime | None,
         assignees: list[str] | None = None,
+        with_outstanding: bool = False,
     ) -> None:
-        """A task for people (by default the case's collectors), kept in the database."""
+        """A task for people (by default the case's collectors), kept in the database;
+        `with_outstanding`: the case row's outstanding too (collection-v5)."""
         s = self.s
         s.task_seq += 1
+        at = self.outstanding_at() if with_outstanding else None
         await self.act(
             A.CREATE_TASK,
             TaskRequest(
@@ -381,5 +408,7 @@ class Case:
                 due_at=due,
                 detail=detail,
                 created_at=workflow.now(),
+                outstanding_fen=self.outstanding() if at else None,
+                outstanding_at=at,
             ),
         )

@@ -133,6 +133,8 @@ class LoanCollectionWorkflow(StaffMessages):
             case.note("stage", f"case opened at {Stage.INVESTIGATION}", inp.started_by)
             await case.record_transition(None, "case opened", inp.started_by)
         elif case.versions.v2():
+            if case.versions.v5() and s.outstanding_shown is None:
+                s.outstanding_shown = case.outstanding()  # what a released run published
             if not s.overdue_attribute and case.versions.v4():
                 s.overdue_attribute = True  # a released case's new run: the new attributes
                 case.visibility.publish()
@@ -196,6 +198,8 @@ class LoanCollectionWorkflow(StaffMessages):
         for watcher in watchers:
             watcher.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if case.versions.v5():
+            case.show_outstanding()  # the ended case's lists: its last amount
         case.visibility.flush(final=True)
         last = s.history[-1].detail if s.history else ""
         return CaseResult(

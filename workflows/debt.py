@@ -80,7 +80,8 @@ async def take(case: Case, update: DebtUpdate) -> None:
     case.visibility.publish()
     # Decided before anything is awaited: another update's handler may run meanwhile.
     ask = _signed_plan_differs(case, before)
-    await case.act(A.RECORD_DEBT, DebtRecord(s.loan_no, update, before, s.debt_fen, outstanding))
+    record = DebtRecord(s.loan_no, update, before, s.debt_fen, outstanding, case.outstanding_at())
+    await case.act(A.RECORD_DEBT, record)
     if ask:
         await case.task(TaskKind.NEGOTIATE, ask, None)
 

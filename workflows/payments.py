@@ -31,7 +31,9 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
     try:
         ours: bool = await case.act(
             A.RECORD_PAYMENT,
-            PaymentRecord(s.loan_no, payment, True, s.paid_fen, case.outstanding()),
+            PaymentRecord(
+                s.loan_no, payment, True, s.paid_fen, case.outstanding(), case.outstanding_at()
+            ),
             bool,
         )
     finally:
@@ -49,12 +51,15 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
             "payment",
             f"payment {payment.reference} is recorded for another loan or amount: not counted",
         )
+        # collection-v5: the case row's outstanding comes back with the task (a payment
+        # counted meanwhile wrote an amount that had this one deducted).
         await case.task(
             TaskKind.CHECK_CLAIMED_PAYMENT,
             f"payment reference {payment.reference} was signalled to this case but is recorded "
             "for another loan or amount: check the core-banking entry",
             None,
             assignees=[f"supervisor:{s.branch}"],
+            with_outstanding=True,
         )
         return
     case.note("payment", f"{yuan(payment.amount_fen)} yuan ({payment.reference})")

@@ -276,7 +276,10 @@ async def decide_waiver(case: Case, decision: WaiverDecision) -> UpdateAccepted:
 async def _record_waiver(case: Case, waiver: Waiver) -> None:
     s = case.s
     key = case.key("waiver", waiver.seq)
-    await case.act(A.RECORD_WAIVER, WaiverRecord(s.loan_no, key, s.generation, waiver))
+    at = case.outstanding_at()  # collection-v5: the case row's outstanding after the decision
+    outstanding = case.outstanding() if at else None
+    record = WaiverRecord(s.loan_no, key, s.generation, waiver, outstanding, at)
+    await case.act(A.RECORD_WAIVER, record)
 
 
 async def _lapse(case: Case, waiver: Waiver, why: str) -> None:

@@ -46,7 +46,11 @@ PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
 #   the wait after it give one upsert, with the values the case keeps while it waits (a stage
 #   passed through within the chain is not published: the database's audit trail has it). A
 #   new case starts knowing the stage and branch its starter set (service/case_start.py), so
-#   it upserts nothing until they change.
+#   it upserts nothing until they change;
+# - OutstandingFen changes only with a stage change (and when the case ends): the lists take
+#   the exact amount from the case row (service/portfolio.py), which every activity
+#   recording a money change (payment, payment taken back, debt update, waiver, stage
+#   change) writes with the workflow time it is as of (only a newer one overwrites).
 PATCH_V5 = "collection-v5"
 
 

@@ -168,12 +168,12 @@ async def bench_scale(n: int, cache: int, workers: int, bare_sample: int) -> dic
                 rss.procs = procs
                 rss.start()
                 idle_kb = max(rss_kb(p.pid) for p in procs)
-                park_cpu0 = cpu_split(procs)
+                park_cpu0 = cpu_split({"worker": procs})
                 # Parked: the phone task the notice is followed by is the case's last write.
                 await until_count(sessions, n, Task.kind == "PHONE_CALL", model=Task, every=2)
                 park_s = time.perf_counter() - t0
-                await quiet(procs)
-                park_cpu = cpu_split(procs)
+                await quiet({"worker": procs})
+                park_cpu = cpu_split({"worker": procs})
                 park_cpu = {k: park_cpu[k] - park_cpu0[k] for k in park_cpu}
                 parked_kb = [rss_kb(p.pid) for p in procs]
                 size1 = db_bytes(db_file)
@@ -244,7 +244,7 @@ async def bench_scale(n: int, cache: int, workers: int, bare_sample: int) -> dic
         # the next day's export told (server + this process), the wake (server + workers).
         "cpu_ms_intake": intake_cpu / n * 1000,
         "cpu_ms_park_server": park_cpu["server"] / n * 1000,
-        "cpu_ms_park_worker": (park_cpu["worker"] + park_cpu["render"]) / n * 1000,
+        "cpu_ms_park_worker": park_cpu["worker"] / n * 1000,  # its PDF processes included
         "cpu_ms_tell": tell_cpu / n * 1000,
         "cpu_ms_wake": wake_cpu / n * 1000,
         **reads,

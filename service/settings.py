@@ -87,6 +87,8 @@ class Settings:
 
 def _optional_int(text: str | None) -> int | None:
     return int(text) if text and text.strip() else None
+
+
 def parse_rate(text: str) -> float | None:
     """SMS_RATE_PER_SECOND: a positive number of messages a second; empty means no limit."""
     if not text.strip():

@@ -174,10 +174,13 @@ async def bench_morning(
                     )
                 ).all()
             now = datetime.now(UTC)
+            wave, opening, closing = wave_policy(now, lead, window_min)
+            # The bands as the workflow computes them: days past due when it schedules the
+            # send, i.e. at the opening (a run crossing local midnight moves some cases).
             band_of = {
-                phone: sms_priority(days_past_due(since, now, policy)) for phone, since in rows
+                phone: sms_priority(days_past_due(since, opening, policy)) for phone, since in rows
             }
-            policy, opening, closing = wave_policy(now, lead, window_min)
+            policy = wave
             address = env.client.service_client.config.target_host
             tq = f"morning-{uuid.uuid4().hex[:6]}"
             wenv = worker_env(address, tq, url, tmp / "data")
@@ -239,13 +242,18 @@ def _figures(
     bands = [band_of.get(m.to, 0) for m in accepted]
     drain = (accepted[-1].at - t0) if accepted else float("nan")
     totals = Counter(band_of.values())
-    sent = Counter(bands)
+    # A band's share sent inside the window: distinct numbers the provider took while open.
+    sent = Counter(band_of.get(to, 0) for to in {m.to for m in accepted if t0 <= m.at < t1})
+    # The drain counts only when every case's message went: N / rate over the time it took.
+    complete = len(per_number) >= n
+    if not complete and window_min is None:
+        print(f"  morning: only {len(per_number)} of {n} messages sent: no drain ratio", flush=True)
     figures = {
         "messages": float(len(accepted)),
         "cases": float(n),
         "rate": rate,
         "drain_s": drain,
-        "ratio": (len(accepted) / rate) / drain if accepted else 0.0,
+        "ratio": (n / rate) / drain if accepted and complete else 0.0,
         "first_s": (accepted[0].at - t0) if accepted else float("nan"),
         "refused_429": float(refused),
         "outside_window": float(sum(1 for m in accepted if not t0 <= m.at < t1)),

@@ -20,8 +20,8 @@ import activities.sms as sms_module
 import worker as worker_module
 from activities.sms import SmsActivities
 from activities.sms_gateway import GatewayResult, RecordingGateway
-from bench.morning import band_order, wave_policy
-from bench.sms_provider import ProviderState, rate_limited_provider
+from bench.morning import _figures, band_order, wave_policy
+from bench.sms_provider import Accepted, ProviderState, rate_limited_provider
 from db.models import ContactAttempt, SmsOutbox
 from domain.case_rules import sms_priority
 from domain.names import SMS
@@ -224,3 +224,24 @@ def test_the_benchmarks_window_opens_ahead_and_the_short_one_closes() -> None:
     assert closing - opening == timedelta(minutes=2)
     assert not in_quiet_hours(closing - timedelta(seconds=1), policy)
     assert in_quiet_hours(closing, policy) and in_quiet_hours(now, policy)
+
+
+def test_the_drain_ratio_counts_only_a_wave_sent_whole_and_shares_only_inside_the_window() -> None:
+    """Half a wave sent at full pace is no drain ratio of 1.0; a band's share counts distinct
+    numbers the provider took while the window was open."""
+    opening = datetime.now(UTC)
+    closing = opening + timedelta(minutes=1)
+    t0 = opening.timestamp()
+    band_of = {f"+8613800000{i:03d}": 1 if i < 2 else 4 for i in range(4)}
+    half = [Accepted(t0 + 1 + i, f"+8613800000{i:03d}", "", "") for i in range(2)]
+    figures = _figures(half, 0, band_of, opening, closing, 4, 1.0, None)
+    assert figures["ratio"] == 0.0
+    whole = half + [Accepted(t0 + 1 + i, f"+8613800000{i:03d}", "", "") for i in range(2, 4)]
+    assert _figures(whole, 0, band_of, opening, closing, 4, 1.0, None)["ratio"] == 1.0
+    # A band-4 number sent after closing, and a band-1 number sent twice inside the window.
+    late = half + [
+        Accepted(t0 + 5, half[0].to, "", ""),
+        Accepted(t0 + 90, "+8613800000003", "", ""),
+    ]
+    short = _figures(late, 0, band_of, opening, closing, 4, 1.0, 1)
+    assert (short["band1_sent"], short["band4_sent"]) == (1.0, 0.0)

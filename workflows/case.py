@@ -255,8 +255,10 @@ class Case:
     def _priority(self, name: str) -> Priority:
         """The most overdue cases' texts first when sends wait in a backlog (a morning wave
         held to the provider's rate): Temporal's priority key by days past due. It orders
-        tasks in the queue only, and replay does not compare it: no patch."""
-        if name != A.SEND_SMS:
+        tasks in the queue only, and replay does not compare it: no patch. Only on the sms
+        queue: a released run's sends share the case's queue with every other activity,
+        whose order they must not change."""
+        if name != A.SEND_SMS or self._task_queue(name) is None:
             return Priority.default
         return Priority(priority_key=sms_priority(self.dpd()))
 

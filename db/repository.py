@@ -107,8 +107,13 @@ def set_outstanding(session: Session, case: Case, fen: int | None, at: datetime 
     """The case row's outstanding amount as of the workflow time `at` (collection-v5), in
     the caller's transaction; only a newer `at` overwrites, so a late or retried record
     cannot roll it back. One conditional UPDATE: on PostgreSQL a concurrent writer's row
-    lock makes this one check the condition again against the committed row."""
-    if fen is None or at is None:
+    lock makes this one check the condition again against the committed row.
+
+    A record with a time but no amount (a case started again: its "case opened" comes
+    before the debt is read) writes NULL as of that time: the lists fall back to the
+    search attribute instead of showing the previous generation's amount, and a late
+    record of that generation (stamped before) is refused."""
+    if at is None:
         return
     session.execute(
         update(Case)

@@ -1,9 +1,11 @@
 """The portfolio as supervisors see it: lists from Temporal visibility, counts and caseloads.
 
 The list of cases comes from visibility (the search attributes the workflow keeps current),
-so the CLI, the dashboard and `temporal workflow list` agree; the outstanding amount comes
-from the database's case row where it has one (exact after every payment: a collection-v5
-case updates its OutstandingFen attribute only at stage changes). Counts per stage and branch
+so the CLI, the dashboard and `temporal workflow list` agree on them, except the
+outstanding amount: only the lists are current there. They take it from the database's case
+row where it has one (exact after every payment), while a collection-v5 case updates its
+OutstandingFen attribute (what `temporal workflow list` shows) only at stage changes and
+at its end. Counts per stage and branch
 and collectors' caseloads come from the database's case projection in one query each:
 visibility cannot GROUP BY a custom search attribute.
 """
@@ -156,22 +158,40 @@ def _days_past_due(attrs: dict, now: datetime, policy: Policy) -> int | None:  #
     return stored if isinstance(stored, int) else None
 
 
-def outstanding_from_db(sessions: sessionmaker[Session], loan_nos: list[str]) -> dict[str, int]:
-    """The case rows' outstanding amounts of these loans (those that have one): one query
-    for a page of rows (per 500 loans for an export's ten thousand)."""
-    found: dict[str, int] = {}
+def outstanding_from_db(
+    sessions: sessionmaker[Session], loan_nos: list[str]
+) -> dict[str, tuple[int, datetime]]:
+    """The case rows' outstanding amounts of these loans (those that have one) with the
+    workflow time each is as of: one query for a page of rows (per 500 loans for an
+    export's ten thousand)."""
+    found: dict[str, tuple[int, datetime]] = {}
     with sessions() as session:
         for start in range(0, len(loan_nos), 500):
             q = (
-                select(Loan.loan_no, Case.outstanding_fen)
+                select(Loan.loan_no, Case.outstanding_fen, Case.outstanding_at)
                 .join(Case, Case.loan_id == Loan.id)
                 .where(
                     Loan.loan_no.in_(loan_nos[start : start + 500]),
                     Case.outstanding_fen.is_not(None),
+                    Case.outstanding_at.is_not(None),
                 )
             )
-            found.update({loan_no: fen for loan_no, fen in session.execute(q)})
+            found.update({loan_no: (fen, at) for loan_no, fen, at in session.execute(q)})
     return found
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # SQLite gives naive UTC
+
+
+def _within(at: datetime, started: datetime | None, closed: datetime | None) -> bool:
+    """Whether the case row's amount (as of `at`) belongs to the execution that ran from
+    `started` to `closed` (None: still running): the row is one per loan, visibility lists
+    every execution (a terminated earlier generation, the runs continued as new)."""
+    if started is None:
+        return True  # a listing without lifetimes: one execution per loan
+    at = _aware(at)
+    return _aware(started) <= at and (closed is None or at <= _aware(closed))
 
 
 async def list_cases(
@@ -183,11 +203,13 @@ async def list_cases(
     sessions: sessionmaker[Session] | None = None,
 ) -> list[CaseRow]:
     """`policy`: whose calendar counts days past due (the default policy's zone if None).
-    `sessions`: the database whose case rows give the outstanding amounts (the search
-    attribute's value where a row has none, or without a database)."""
+    `sessions`: the database whose case rows give the outstanding amounts, each to the one
+    execution whose lifetime holds the row's time (the search attribute's value for the
+    other executions, where a row has none, or without a database)."""
     policy = policy or Policy()
     now = now or datetime.now(UTC)
     rows = []
+    lifetimes: list[tuple[datetime | None, datetime | None]] = []
     async for wf in client.list_workflows(query, limit=limit, page_size=min(limit, 1000)):
         a = wf.search_attributes
         nxt = _first(a, "NextActionAt")
@@ -204,10 +226,13 @@ async def list_cases(
                 running=wf.status is not None and wf.status.name == "RUNNING",
             )
         )
+        lifetimes.append((getattr(wf, "start_time", None), getattr(wf, "close_time", None)))
     if sessions is not None and rows:
         exact = await asyncio.to_thread(outstanding_from_db, sessions, [r.loan_no for r in rows])
-        for r in rows:
-            r.outstanding_fen = exact.get(r.loan_no, r.outstanding_fen)
+        for r, (started, closed) in zip(rows, lifetimes, strict=True):
+            found = exact.get(r.loan_no)
+            if found is not None and _within(found[1], started, closed):
+                r.outstanding_fen = found[0]
     return rows
 
 

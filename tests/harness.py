@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -178,10 +179,13 @@ async def through_legal_review(
 
 
 async def eventually(check: Callable[[], object], what: str, timeout: float = 10.0) -> object:
-    """Poll `check` until it returns something truthy (facts written by activities)."""
+    """Poll `check` until it returns something truthy (facts written by activities); a
+    `check` returning an awaitable is awaited each time (an async read)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:

@@ -351,6 +351,84 @@ def test_the_case_rows_outstanding_follows_only_newer_records(sessions) -> None:
     assert row() == (720_000, t0 + timedelta(2, microseconds=1))
 
 
+class TwoExecutions:
+    """Visibility listing a loan's two executions: the earlier generation, terminated,
+    with the OutstandingFen it last published, and the case started again."""
+
+    def __init__(self, loan_no: str, runs: list[tuple[datetime, datetime | None, int | None]]):
+        self.loan_no, self.runs = loan_no, runs
+
+    async def list_workflows(self, query: str, **kw: object):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
+
+        for started, closed, shown in self.runs:
+            yield SimpleNamespace(
+                id=f"collection-{self.loan_no}",
+                search_attributes={"CollectionStage": ["FIELD_VISIT"], "OutstandingFen": [shown]},
+                status=SimpleNamespace(name="TERMINATED" if closed else "RUNNING"),
+                start_time=started,
+                close_time=closed,
+            )
+
+
+async def test_a_case_started_again_lists_no_amount_until_its_first(sessions) -> None:
+    """The case row is one per loan. A case started again opens with a time and no amount
+    yet: the lists show no amount for it (not the previous generation's), a late payment
+    record of that generation is refused, and each execution listed keeps its own amount."""
+    from service.portfolio import list_cases
+
+    acts = CaseActivities(sessions)
+    loan_no = new_loan(sessions)
+    t0 = NOW - timedelta(days=2)
+    t1 = t0 + timedelta(hours=3)  # the new generation's start
+
+    def row() -> tuple[int | None, datetime | None]:
+        with sessions() as session:
+            case = session.scalar(select(Case))
+            return case.outstanding_fen, case.outstanding_at
+
+    def aware(t: datetime | None) -> datetime | None:
+        return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
+
+    acts.record_transition(
+        transition(loan_no, 1, Stage.FIELD_VISIT, at=t0, generation="g1",
+                   outstanding_fen=1_000_000, outstanding_at=t0)
+    )  # fmt: skip
+    paid = PaymentPosted("R-G1", 300_000, t0 + timedelta(hours=1))
+    acts.record_payment(PaymentRecord(loan_no, paid, True, 300_000, 700_000, paid.paid_at))
+    assert row()[0] == 700_000
+    opened = transition(loan_no, 1, Stage.INVESTIGATION, at=t1, generation="g2", debt_fen=None,
+                        outstanding_fen=None, outstanding_at=t1)  # fmt: skip
+    acts.record_transition(opened)
+    assert row()[0] is None and aware(row()[1]) == t1
+    old_run = (t0 - timedelta(minutes=1), t0 + timedelta(hours=2), 1_000_000)
+
+    async def listed(new_shown: int | None) -> list[int | None]:
+        runs = TwoExecutions(loan_no, [old_run, (t1 - timedelta(seconds=1), None, new_shown)])
+        rows = await list_cases(runs, "-", now=NOW, sessions=sessions)  # type: ignore[arg-type]
+        return [r.outstanding_fen for r in rows]
+
+    # The new run has published no amount yet; the terminated one keeps its own attribute.
+    assert await listed(None) == [1_000_000, None]
+    # A late payment record of the first generation, stamped before the case started again.
+    late = PaymentPosted("R-G1-LATE", 100_000, t0 + timedelta(hours=2))
+    acts.record_payment(PaymentRecord(loan_no, late, True, 400_000, 600_000, late.paid_at))
+    assert row()[0] is None and aware(row()[1]) == t1
+    assert await listed(None) == [1_000_000, None]
+    # The new generation's first amount: its own row only.
+    acts.record_transition(
+        transition(loan_no, 2, Stage.INITIAL_CONTACT, at=t1 + timedelta(hours=1), generation="g2",
+                   outstanding_fen=1_050_000, outstanding_at=t1 + timedelta(hours=1))
+    )  # fmt: skip
+    assert await listed(1_050_000) == [1_000_000, 1_050_000]
+    paid = PaymentPosted("R-G2", 50_000, t1 + timedelta(hours=2))
+    acts.record_payment(PaymentRecord(loan_no, paid, True, 50_000, 1_000_000, paid.paid_at))
+    assert await listed(1_050_000) == [1_000_000, 1_000_000]
+    paid = PaymentPosted("R-G2-2", 1, t1 + timedelta(hours=3))
+    acts.record_payment(PaymentRecord(loan_no, paid, True, 50_001, 999_999, paid.paid_at))
+    assert await listed(1_050_000) == [1_000_000, 999_999]
+
+
 def test_insert_ignore_says_whether_it_inserted(sessions) -> None:
     """The sign every "first time only" effect hangs on (an inbound SMS processed, a payment
     signalled, a borrower marked hostile, a wording review audited), on both databases:

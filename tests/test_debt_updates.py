@@ -136,19 +136,29 @@ class CaseVisibility:
     async def list_workflows(self, query: str, **kw: object) -> AsyncIterator[SimpleNamespace]:
         attrs = await raw_attributes(self.handle)
         fields = {k: [v] for k, v in attrs.items()}
-        yield SimpleNamespace(id=self.handle.id, search_attributes=fields, status=None)
+        info = await self.handle.describe()
+        yield SimpleNamespace(
+            id=self.handle.id,
+            search_attributes=fields,
+            status=None,
+            start_time=info.start_time,
+            close_time=info.close_time,
+        )
 
 
 async def listed_when(h: Harness, handle: WorkflowHandle, outstanding: int) -> CaseRow:
     """The case's row in the lists (dashboard, JSON, export, CLI) once it shows `outstanding`."""
     rows: list[CaseRow] = []
-    deadline = asyncio.get_running_loop().time() + 10.0
-    while not rows or rows[0].outstanding_fen != outstanding:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"the lists show {rows[0].outstanding_fen if rows else None}")
-        await asyncio.sleep(0.05)
+
+    async def shown() -> bool:
         visibility = CaseVisibility(handle)
-        rows = await list_cases(visibility, "-", policy=h.policy, sessions=h.sessions)  # type: ignore[arg-type]
+        rows[:] = await list_cases(visibility, "-", policy=h.policy, sessions=h.sessions)  # type: ignore[arg-type]
+        return bool(rows) and rows[0].outstanding_fen == outstanding
+
+    try:
+        await eventually(shown, f"the lists to show {outstanding}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: they show {rows[0].outstanding_fen if rows else None}")
     return rows[0]
 
 
@@ -217,10 +227,15 @@ async def test_a_payment_shows_in_the_lists_at_once_and_a_late_record_cannot_und
     assert (await raw_attributes(handle))[sa.OUTSTANDING_FEN.name] == DEBT
     # The field visit's transition recorded again late (a retry after a lost answer),
     # with the amount before the payment: the lists keep the payment.
+    with h.sessions() as session:
+        generation = session.scalar(
+            select(Case.generation).join(Loan).where(Loan.loan_no == spec.loan_no)
+        )
+    assert generation  # the case's own: the late retry is of this generation's transition
     late = Transition(
         spec.loan_no, 2, Stage.INITIAL_CONTACT, Stage.FIELD_VISIT, before.stage_since, "system",
-        "late retry", "QX01", "LOW", [], DEBT, 0, "", None, outstanding_fen=DEBT,
-        outstanding_at=before.stage_since,
+        "late retry", "QX01", "LOW", [], DEBT, 0, "", None, generation=generation,
+        outstanding_fen=DEBT, outstanding_at=before.stage_since,
     )  # fmt: skip
     CaseActivities(h.sessions).record_transition(late)
     assert (await listed_when(h, handle, DEBT - 300_000)).outstanding_fen == DEBT - 300_000

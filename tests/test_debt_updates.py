@@ -158,7 +158,7 @@ async def listed_when(h: Harness, handle: WorkflowHandle, outstanding: int) -> C
     try:
         await eventually(shown, f"the lists to show {outstanding}")
     except AssertionError as e:
-        raise AssertionError(f"{e}: they show {rows[0].outstanding_fen if rows else None}")
+        raise AssertionError(f"{e}: they show {rows[0].outstanding_fen if rows else None}") from e
     return rows[0]
 
 

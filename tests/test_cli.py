@@ -245,3 +245,60 @@ async def test_legal_decisions_and_complaints_from_the_cli_as_a_named_user(cli) 
     assert acked.returncode == 0, acked.stderr
     assert [c.acknowledged_by for c in (await h.status(case.handle)).complaints] == ["sup-li"]
     await case.handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test", "qa"))
+
+
+async def test_a_payment_without_a_stage_change_shows_on_every_list_at_once(cli) -> None:
+    """The real ways in read the case row's outstanding (collection-v5 publishes the
+    OutstandingFen attribute only at a stage change): the dashboard and its JSON, the Excel
+    export, `cli list` and the collector's own cases show the debt less the payment."""
+    import io
+
+    import httpx
+    from openpyxl import load_workbook
+
+    from service.users import Role
+    from tests.harness import eventually
+    from tests.test_pages import token
+    from tests.web_support import add_user, app_for
+
+    h, run = cli
+    case = await case_waiting_for_visit(h)
+    debt = (await h.status(case.handle)).debt_fen
+    assert debt is not None
+    await h.pay(case.handle, 300_000)
+    status = await h.until(case.handle, lambda s: s.paid_fen == 300_000, "payment counted")
+    assert status.stage == "FIELD_VISIT" and status.outstanding_fen == debt - 300_000
+    left = debt - 300_000
+    add_user(h, "sup", Role.SUPERVISOR, branches=["QX01"])
+    add_user(h, "mine", Role.COLLECTOR, collector_id=case.collector)
+    transport = httpx.ASGITransport(app=app_for(h))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        sup, mine = await token(http, "sup"), await token(http, "mine")
+
+        async def board() -> list[int | None]:
+            r = await http.get("/dashboard?stage=FIELD_VISIT", headers=sup)
+            return [c["outstanding_fen"] for c in r.json()["cases"] if c["loan_no"] == case.loan_no]
+
+        # Visibility lists the case (eventually consistent); the amount is the row's.
+        await eventually(board, "the case on the dashboard", timeout=20)
+        await eventually(lambda: _eq(board(), [left]), f"the dashboard to show {left}")
+        html = await http.get(
+            "/dashboard?stage=FIELD_VISIT", headers={"authorization": sup["authorization"]}
+        )
+        assert html.status_code == 200 and yuan(left) in html.text
+        xlsx = await http.get("/dashboard/cases.xlsx?stage=FIELD_VISIT", headers=sup)
+        sheet = load_workbook(io.BytesIO(xlsx.content)).active
+        row = next(r for r in sheet.iter_rows(values_only=True) if r[0] == case.loan_no)
+        assert row[6] == left / 100  # yuan, to the fen
+        mine_listed = (await http.get("/my", headers=mine)).json()["cases"]
+        assert [c["outstanding_fen"] for c in mine_listed] == [left]
+        page = await http.get("/my", headers={"authorization": mine["authorization"]})
+        assert page.status_code == 200 and yuan(left) in page.text
+    listed = await run("list", "--stage", "FIELD_VISIT", "--branch", "QX01", "--limit", "500")
+    line = next((x for x in listed.stdout.splitlines() if x.startswith(case.loan_no)), "")
+    assert f"outstanding {yuan(left):>12}" in line, listed.stdout + listed.stderr
+    await case.handle.cancel()
+
+
+async def _eq(value: object, expected: object) -> bool:
+    return await value == expected  # type: ignore[misc]

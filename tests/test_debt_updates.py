@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -92,16 +92,21 @@ async def h(env, sqlite_sessions, tmp_path: Path, request) -> AsyncIterator[Harn
         yield harness
 
 
-async def raw_attributes(handle: WorkflowHandle) -> dict[str, object]:
-    """The search attributes as the server holds them (the time-skipping server keeps an
-    unset Datetime as null, which the SDK's typed view cannot read)."""
+async def raw_info(handle: WorkflowHandle):  # type: ignore[no-untyped-def]
+    """The execution's info as the server holds it (the time-skipping server keeps an unset
+    Datetime search attribute as null, which the SDK's typed description cannot read)."""
     desc = await handle._client.workflow_service.describe_workflow_execution(
         DescribeWorkflowExecutionRequest(
             namespace=handle._client.namespace,
             execution=WorkflowExecution(workflow_id=handle.id),
         )
     )
-    fields = desc.workflow_execution_info.search_attributes.indexed_fields
+    return desc.workflow_execution_info
+
+
+async def raw_attributes(handle: WorkflowHandle) -> dict[str, object]:
+    """The search attributes as the server holds them (see raw_info)."""
+    fields = (await raw_info(handle)).search_attributes.indexed_fields
     converter = default_converter().payload_converter
     return {k: converter.from_payloads([v])[0] for k, v in fields.items()}
 
@@ -136,13 +141,13 @@ class CaseVisibility:
     async def list_workflows(self, query: str, **kw: object) -> AsyncIterator[SimpleNamespace]:
         attrs = await raw_attributes(self.handle)
         fields = {k: [v] for k, v in attrs.items()}
-        info = await self.handle.describe()
+        info = await raw_info(self.handle)
         yield SimpleNamespace(
             id=self.handle.id,
             search_attributes=fields,
             status=None,
-            start_time=info.start_time,
-            close_time=info.close_time,
+            start_time=info.start_time.ToDatetime(UTC),
+            close_time=info.close_time.ToDatetime(UTC) if info.HasField("close_time") else None,
         )
 
 

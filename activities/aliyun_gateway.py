@@ -28,7 +28,7 @@ from activities.sms_gateway import (
     TemplateMessage,
     out_id_sid,
 )
-from domain.privacy import mask_phone, mask_text
+from domain.privacy import mask_key, mask_phone, mask_text
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,9 @@ class AliyunGateway:
             raise classify(getattr(e, "code", None), str(getattr(e, "message", e)), e) from None
         if answer.code != "OK":
             raise classify(answer.code, answer.message or "", None)
-        log.info("SMS %s accepted by Aliyun as %s for %s", key, answer.biz_id, mask_phone(to))
+        log.info(
+            "SMS %s accepted by Aliyun as %s for %s", mask_key(key), answer.biz_id, mask_phone(to)
+        )
         return GatewayResult("SENT", answer.biz_id)
 
     def find_sent(
@@ -199,7 +201,7 @@ class AliyunGateway:
                     and dto.content == body
                     and (sent is None or sent >= since)
                 ):
-                    log.info("SMS %s found at Aliyun: not sent again", key)
+                    log.info("SMS %s found at Aliyun: not sent again", mask_key(key))
                     return out_id_sid(dto.out_id)
         return None
 

@@ -17,6 +17,7 @@ from db.models import AuditEvent, Task, User
 from db.repository import case_for_loan, insert_ignore, loan_by_no
 from domain.models import AlertRequest, AlertSent, SafetyAudit
 from domain.names import Activities as A
+from domain.privacy import mask_key
 from domain.safety import URGENT
 from domain.stages import AlertLevel, TaskKind
 
@@ -133,7 +134,9 @@ class SafetyActivities:
             )
             texts += sent.went
         if not recipients:
-            log.warning("alert %s: no %s of %s has a mobile", request.key, role, request.branch)
+            log.warning(
+                "alert %s: no %s of %s has a mobile", mask_key(request.key), role, request.branch
+            )
         if texts == 0 and level == AlertLevel.BRANCH_HEAD:
             self._mark_urgent(request)  # nobody at all was texted: the dashboard's banner
         if request.ack_key:

@@ -43,7 +43,7 @@ from domain.evidence import (
 from domain.models import SmsRequest, SmsResult
 from domain.names import Activities as A
 from domain.policy import Policy
-from domain.privacy import mask_phone, mask_text
+from domain.privacy import mask_key, mask_phone, mask_text
 from domain.safety import STAFF_PURPOSES
 from domain.sms_text import OPTED_OUT_CODE, segments
 from domain.stages import CLOSED_STAGES
@@ -216,7 +216,7 @@ class SmsActivities:
                     non_retryable=error.non_retryable,
                     next_retry_delay=error.next_retry_delay,
                 ) from None
-            log.warning("SMS %s attempt failed, will retry", req.key, exc_info=True)
+            log.warning("SMS %s attempt failed, will retry", mask_key(req.key), exc_info=True)
             raise ApplicationError(
                 mask_text(f"{type(error).__name__}: {error}"), type=type(error).__name__
             ) from None
@@ -226,7 +226,7 @@ class SmsActivities:
             row.status, row.provider_sid, row.sent_at = result.status, result.provider_sid, now
             apply_unmatched(session, row)  # a receipt that overtook this commit
             _record_contact(session, row, now, result.status, req.purpose, req)
-            log.info("SMS %s %s to %s", req.key, result.status, mask_phone(row.to_number))
+            log.info("SMS %s %s to %s", mask_key(req.key), result.status, mask_phone(row.to_number))
             done = _result(row)
         count_sms(done.status, req.purpose)
         return done
@@ -360,7 +360,9 @@ class SmsActivities:
         with self.sessions.begin() as session:
             row = _locked_row(session, key)
             if row.claim_token != token:  # taken over after this attempt's claim lapsed
-                log.error("staff SMS %s: the claim lapsed before its answer (%s)", key, status)
+                log.error(
+                    "staff SMS %s: the claim lapsed before its answer (%s)", mask_key(key), status
+                )
                 return StaffSent(row.status, earlier=row.status in DONE)
             row.status, row.provider_sid, row.reason = status, sid, reason
             row.sent_at = now if status != "FAILED" else None
@@ -414,7 +416,7 @@ class SmsActivities:
                 assert borrower is not None
                 borrower.sms_opted_out, borrower.opted_out_at = True, now
             _record_contact(session, row, now, "FAILED", f"{req.purpose}: {text}", req)
-        log.warning("SMS %s failed for good: %s", req.key, text)
+        log.warning("SMS %s failed for good: %s", mask_key(req.key), text)
         count_sms("FAILED", req.purpose)
         return SmsResult(
             req.key,
@@ -446,7 +448,7 @@ class SmsActivities:
             row.status, row.reason = verdict.status, verdict.reason
             row.attempted_at = earlier_attempt
             _record_decision(session, row, req, verdict, now)
-        log.info("SMS %s %s by the provider's limit", req.key, verdict.status)
+        log.info("SMS %s %s by the provider's limit", mask_key(req.key), verdict.status)
         return verdict
 
     def _window_closed(self, req: SmsRequest, earlier_attempt: datetime | None) -> SmsResult | None:
@@ -465,7 +467,7 @@ class SmsActivities:
             row.status, row.reason = verdict.status, verdict.reason
             row.attempted_at = earlier_attempt  # nothing went out in this attempt
             _record_decision(session, row, req, verdict, now)
-        log.info("SMS %s deferred: the contact window closed before it went", req.key)
+        log.info("SMS %s deferred: the contact window closed before it went", mask_key(req.key))
         return verdict
 
     def _note_retry(
@@ -492,7 +494,7 @@ class SmsActivities:
                     if release:
                         row.claim_token, row.claim_until = None, None
         except Exception:  # the database may be what failed; the retry is what matters
-            log.exception("could not note the failed attempt of SMS %s", key)
+            log.exception("could not note the failed attempt of SMS %s", mask_key(key))
 
     def _rules(  # the debtor's
         self, session: Session, req: SmsRequest, case: Case, borrower: Borrower, now: datetime

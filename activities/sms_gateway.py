@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from domain.privacy import mask_phone
+from domain.privacy import mask_key, mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class RecordingGateway:
         return Channel("recording")
 
     def send(self, to: str, body: str, key: str, **_: object) -> GatewayResult:
-        log.info("SMS %s to %s recorded, not sent", key, mask_phone(to))
+        log.info("SMS %s to %s recorded, not sent", mask_key(key), mask_phone(to))
         return GatewayResult("RECORDED")
 
     def find_sent(self, to: str, body: str, since: datetime, **_: object) -> str | None:

@@ -26,7 +26,7 @@ from activities.sms_gateway import (
     PermanentSmsFailure,
     TemplateMessage,
 )
-from domain.privacy import mask_phone, mask_text
+from domain.privacy import mask_key, mask_phone, mask_text
 from domain.sms_text import OPTED_OUT_CODE
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,12 @@ class TencentGateway:
             raise ApplicationError("tencent: an answer without a send status", type="TencentOdd")
         if status.Code != "Ok":
             raise classify(status.Code, status.Message or "")
-        log.info("SMS %s accepted by Tencent as %s for %s", key, status.SerialNo, mask_phone(to))
+        log.info(
+            "SMS %s accepted by Tencent as %s for %s",
+            mask_key(key),
+            status.SerialNo,
+            mask_phone(to),
+        )
         return GatewayResult("SENT", status.SerialNo)
 
     def find_sent(
@@ -176,12 +181,14 @@ class TencentGateway:
             if isinstance(error, (PermanentSmsFailure, DeferredByProvider)):
                 # The lookup refused (pulling not enabled for the app, …): sent again, as
                 # without a lookup; the message itself may still go.
-                log.warning("SMS %s: Tencent's status pull refused (%s): sending", key, error)
+                log.warning(
+                    "SMS %s: Tencent's status pull refused (%s): sending", mask_key(key), error
+                )
                 return None
             raise error from None
         for report in answer.PullSmsSendStatusSet or []:
             if report.SessionContext == key[:512] and report.SerialNo:
-                log.info("SMS %s found at Tencent: not sent again", key)
+                log.info("SMS %s found at Tencent: not sent again", mask_key(key))
                 return str(report.SerialNo)
         return None
 

@@ -22,7 +22,7 @@ from activities.sms_gateway import (
     TemplateMessage,
     is_mainland,
 )
-from domain.privacy import mask_phone
+from domain.privacy import mask_key, mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,9 @@ class TwilioGateway:
                 message = self.client.messages.create(**params)  # type: ignore[arg-type]
         except TwilioRestException as e:
             raise classify(e) from None
-        log.info("SMS %s accepted by Twilio as %s for %s", key, message.sid, mask_phone(to))
+        log.info(
+            "SMS %s accepted by Twilio as %s for %s", mask_key(key), message.sid, mask_phone(to)
+        )
         return GatewayResult("SENT", message.sid)
 
     def find_sent(

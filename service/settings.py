@@ -72,8 +72,8 @@ class Settings:
             worker_roles=parse_roles(env("WORKER_ROLES", "")),
             sms_threads=int(env("WORKER_SMS_THREADS", "8")),
             nice=int(env("WORKER_NICE", "0")),
-            workflow_tasks=_optional_int(env("WORKER_WORKFLOW_TASKS")),
-            workflow_polls=_optional_int(env("WORKER_WORKFLOW_POLLS")),
+            workflow_tasks=_optional_int(env("WORKER_WORKFLOW_TASKS"), "WORKER_WORKFLOW_TASKS"),
+            workflow_polls=_optional_int(env("WORKER_WORKFLOW_POLLS"), "WORKER_WORKFLOW_POLLS"),
             sms_rate_per_second=parse_rate(env("SMS_RATE_PER_SECOND", "")),
             metrics_address=env("METRICS_ADDRESS") or None,
             metrics_token=env("METRICS_TOKEN") or None,
@@ -81,12 +81,36 @@ class Settings:
             cancel_max_percent=float(env("COLLECTION_CANCEL_MAX_PERCENT", "10")),
         )
 
+    def __post_init__(self) -> None:
+        check_workflow_limits(self.workflow_tasks, self.workflow_polls, self.max_cached_workflows)
+
     def policy(self) -> Policy:
         return load_policy(self.policy_file)
 
 
-def _optional_int(text: str | None) -> int | None:
-    return int(text) if text and text.strip() else None
+def _optional_int(text: str | None, name: str = "") -> int | None:
+    if not text or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}: a whole number, got {text!r}") from None
+
+
+def check_workflow_limits(tasks: int | None, polls: int | None, cached: int) -> None:
+    """WORKER_WORKFLOW_TASKS and WORKER_WORKFLOW_POLLS: with cached workflows (the default,
+    WORKER_MAX_CACHED_WORKFLOWS > 0) the SDK needs at least 2 of each (a sticky and a
+    normal queue); refused here with the variable's name, not later by the worker."""
+    least = 2 if cached > 0 else 1
+    for name, value in (("WORKER_WORKFLOW_TASKS", tasks), ("WORKER_WORKFLOW_POLLS", polls)):
+        if value is not None and value < least:
+            why = (
+                "with cached workflows (WORKER_MAX_CACHED_WORKFLOWS > 0) the Temporal SDK "
+                "needs at least 2"
+                if cached > 0
+                else "at least 1"
+            )
+            raise ValueError(f"{name}={value}: {why}; unset it for the SDK's default")
 
 
 def parse_rate(text: str) -> float | None:

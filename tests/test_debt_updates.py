@@ -120,7 +120,8 @@ async def attributes_when(
     found: dict[str, object] = {}
 
     async def read() -> bool:
-        found.update(await raw_attributes(handle))
+        nonlocal found
+        found = await raw_attributes(handle)  # a key unset since is gone, not kept
         return check(found)
 
     deadline = asyncio.get_running_loop().time() + 10.0

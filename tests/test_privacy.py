@@ -278,3 +278,48 @@ def test_logs_mask_phones_and_id_numbers_wherever_they_appear() -> None:
         mask_text("loan QX-0001, 12,000.00 yuan, 2026-11-29")
         == "loan QX-0001, 12,000.00 yuan, 2026-11-29"
     )
+
+
+def test_logs_mask_loan_numbers_in_keys_workflow_ids_and_case_paths() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(MaskingFormatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("test.privacy.loans")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        # A case's SMS key as an activity logs it, the SDK's line about an activity of the
+        # case, an access line of its page, and a traceback quoting the key.
+        log.info("SMS %s deferred", "QX-20260001:1a2b3c4d:first_notice:2")
+        log.warning("failed ({'workflow_id': 'collection-QX-20260002', 'attempt': 3})")
+        log.info('"GET /cases/QX-20260003/record.pdf HTTP/1.1" 200')
+        try:
+            raise RuntimeError("outbox row QX-20260004:reminder:7 is locked")
+        except RuntimeError:
+            log.exception("could not send")
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+    out = stream.getvalue()
+    for n in range(1, 5):
+        assert f"QX-2026000{n}" not in out
+    assert "*******0001:1a2b3c4d:first_notice:2" in out  # which message: still readable
+    assert "collection-*******0002" in out and "/cases/*******0003/record.pdf" in out
+    assert "*******0004:reminder:7" in out
+    # Not masked: the patch names, a clock, a server address, other keys.
+    for text in (
+        "collection-v5 and collection-v4-overdue-since",
+        "at 12:30:45 on localhost:7233",
+        "training-reminder:2026-11-30:u5",
+    ):
+        assert mask_text(text) == text
+
+
+def test_sms_log_lines_carry_the_key_masked_even_without_the_masking_formatter() -> None:
+    from domain.privacy import mask_key, mask_loan_no
+
+    assert (
+        mask_key("T1A2B3C4D001:abcd1234:paid_in_full:3") == "********D001:abcd1234:paid_in_full:3"
+    )
+    assert mask_key("T1A2B3C4:sms:1") == "****B3C4:sms:1"  # a released case's key
+    assert mask_loan_no("AB12") == "**12"  # a short number is never shown whole

@@ -10,6 +10,8 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from importlib.machinery import SourceFileLoader
+from types import CodeType
 
 import pytest
 from temporalio.api.common.v1 import Payloads
@@ -46,9 +48,22 @@ def probe_shared() -> Iterator[type]:
 
 
 async def test_each_run_imports_its_own_module_and_the_sandbox_still_refuses_the_clock(
-    env: WorkflowEnvironment, probe_shared: type
+    env: WorkflowEnvironment, probe_shared: type, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert isinstance(sys.modules[PROBE].__spec__.loader, SharedCodeLoader)
+    # The host's import above compiled the probe: forgotten, so that the runs' own imports
+    # must compile it, and each compilation (the path loader's get_code) is counted.
+    path = sys.modules[PROBE].__file__
+    monkeypatch.delitem(sandbox_code._codes, path, raising=False)
+    compiled: list[str] = []
+    get_code = SourceFileLoader.get_code
+
+    def counting_get_code(self: SourceFileLoader, fullname: str) -> CodeType | None:
+        if fullname == PROBE:
+            compiled.append(fullname)
+        return get_code(self, fullname)
+
+    monkeypatch.setattr(SourceFileLoader, "get_code", counting_get_code)
     tq = f"probe-{uuid.uuid4().hex[:6]}"
     async with Worker(
         env.client,
@@ -69,9 +84,11 @@ async def test_each_run_imports_its_own_module_and_the_sandbox_still_refuses_the
                 "SandboxProbe", True, id=f"probe-{uuid.uuid4()}", task_queue=tq
             )
     assert "datetime.datetime.now" in str(failed.value.cause)
-    # The host's module was never touched by the runs; their code was compiled once.
+    # The host's module was never touched by the runs; the four runs' imports compiled the
+    # probe once (without the shared loader, each run's import gets its own code).
     assert sys.modules[PROBE].IMPORTS == [1]
-    assert sys.modules[PROBE].__file__ in sandbox_code._codes
+    assert compiled == [PROBE]
+    assert path in sandbox_code._codes
 
 
 def sandboxed(cls: type) -> object:
@@ -94,11 +111,24 @@ def sandboxed(cls: type) -> object:
     return SandboxedWorkflowRunner().create_instance(details)
 
 
-async def test_case_runs_share_code_not_modules() -> None:
+@pytest.fixture
+def shared_workflow_code() -> Iterator[None]:
+    """share_workflow_code() for one test: the finder it installs is removed afterwards
+    (unless one was there before), so later tests import workflows/ as usual."""
+    before = list(sys.meta_path)
+    share_workflow_code()
+    try:
+        yield
+    finally:
+        for finder in [f for f in sys.meta_path if f not in before]:
+            sys.meta_path.remove(finder)
+
+
+async def test_case_runs_share_code_not_modules(shared_workflow_code: None) -> None:
     from workflows.collection import LoanCollectionWorkflow
 
     await asyncio.sleep(0)  # the instances need the running loop
-    share_workflow_code()
+    assert any(isinstance(f, SharedCodeFinder) for f in sys.meta_path)
     first, second = sandboxed(LoanCollectionWorkflow), sandboxed(LoanCollectionWorkflow)
     a = first.importer.new_modules  # type: ignore[attr-defined]
     b = second.importer.new_modules  # type: ignore[attr-defined]

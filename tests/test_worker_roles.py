@@ -110,6 +110,32 @@ async def test_the_cases_role_takes_its_workflow_task_limits_from_the_settings(
     assert Settings().workflow_tasks is None
 
 
+@pytest.mark.parametrize("name", ["WORKER_WORKFLOW_TASKS", "WORKER_WORKFLOW_POLLS"])
+def test_workflow_task_limits_below_the_sdks_minimum_are_refused_by_name(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With cached workflows (the default) the SDK needs 2 workflow tasks and 2 pollers at
+    least: 1 is refused when the settings are read, naming the variable, not by the worker
+    later with the SDK's own words."""
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ValueError, match=rf"^{name}=1: .*at least 2"):
+        Settings.from_env()
+    monkeypatch.setenv(name, "many")
+    with pytest.raises(ValueError, match=rf"^{name}: a whole number, got 'many'"):
+        Settings.from_env()
+    # Without a cache, one is enough; none never is.
+    monkeypatch.setenv("WORKER_MAX_CACHED_WORKFLOWS", "0")
+    monkeypatch.setenv(name, "1")
+    settings = Settings.from_env()
+    assert (settings.workflow_tasks, settings.workflow_polls).count(1) == 1
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(ValueError, match=rf"^{name}=0: at least 1"):
+        Settings.from_env()
+    monkeypatch.setenv("WORKER_MAX_CACHED_WORKFLOWS", "1000")
+    monkeypatch.setenv(name, "2")
+    assert 2 in (Settings.from_env().workflow_tasks, Settings.from_env().workflow_polls)
+
+
 async def test_the_database_pool_has_a_connection_for_every_activity_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

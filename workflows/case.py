@@ -238,6 +238,7 @@ class Case:
 
     async def act(self, name: str, arg: Any, result_type: type | None = None) -> Any:
         self.visibility.flush()
+        self.visibility.before_activity()  # PATCH_V5: a new stage shows while this retries
         self.acting += 1
         try:
             return await workflow.execute_activity(

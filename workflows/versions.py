@@ -43,8 +43,10 @@ PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
 #   case changes stage. Every deadline fires when it did before;
 # - search attributes are upserted once the case is idle (no activity in flight, the
 #   workflow task's other changes made), not before each activity: a chain of activities and
-#   the wait after it give one upsert, with the values the case keeps while it waits (a stage
-#   passed through within the chain is not published: the database's audit trail has it). A
+#   the wait after it give one upsert, with the values the case keeps while it waits. A new
+#   stage is the exception: it is upserted (with the other pending changes) before the next
+#   activity is scheduled, so a case whose activity retries through an outage (an SMS
+#   provider down for hours) is found under its stage meanwhile; one upsert per stage. A
 #   new case starts knowing the stage and branch its starter set (service/case_start.py), so
 #   it upserts nothing until they change;
 # - OutstandingFen changes only with a stage change (and when the case ends): the lists take

@@ -4,7 +4,8 @@ filter on in Temporal visibility. No personal data.
 
 Released code upserted at every change; with PATCH_V2 a change only marks them dirty and
 they are upserted once before the workflow next waits or calls an activity; with PATCH_V5
-once the case is idle (`watch`), so an activity chain and the wait after it give one upsert.
+once the case is idle (`watch`), so an activity chain and the wait after it give one upsert,
+except that a new stage is upserted before the next activity (`before_activity`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,19 @@ class Visibility:
         if self._dirty:
             self._dirty = False
             self._upsert()
+
+    def before_activity(self) -> None:
+        """PATCH_V5, before an activity is scheduled: a new stage is upserted now, with the
+        other pending changes, not once the case is idle. Activities retry without end (an
+        SMS provider's outage can hold a send for hours), and a supervisor filtering on the
+        stage must find the case in it meanwhile. One upsert per stage change: the rest
+        still wait for `watch`."""
+        if not (self._dirty and self._versions.v5()):
+            return
+        if self._published is not None and self._values()[0] == self._published[0]:
+            return  # sa.STAGE, the first of KEYS, as published
+        self._dirty = False
+        self._upsert()
 
     def _upsert(self) -> None:
         """Upsert the search attributes when one of them changed."""

@@ -200,7 +200,8 @@ async def bench_morning(
                 refused = provider.refused
     finally:
         await env.shutdown()
-    figures = _figures(accepted, refused, band_of, opening, closing, n, rate, window_min)
+    sent_to = len(report.good)  # the loans imported: every one a case, a message
+    figures = _figures(accepted, refused, band_of, opening, closing, sent_to, rate, window_min)
     return {**figures, "parked_s": parked_s, "lead_s": lead}
 
 

@@ -10,7 +10,14 @@ ID_NUMBER = re.compile(r"(?<![\dA-Za-z])(?:\d{17}[\dXx]|\d{15})(?![\dA-Za-z])")
 # 40), so they are found where a text's form says one is: a case's idempotency key,
 # <loan_no>:[<generation>:]<kind>:<n> (domain.names.case_key), its loan number the group.
 LOAN_NO = r"[A-Za-z0-9][A-Za-z0-9-]{3,39}"
-CASE_KEY = re.compile(rf"(?<![\w:/.*-])({LOAN_NO})(?=(?::[A-Za-z0-9-]+)?:[a-z][a-z_-]*:\d)")
+# In a key or after "loan"/"case", only a number with a digit in it (not "INFO:root:3").
+LOAN_NO_WITH_DIGIT = rf"(?=[A-Za-z0-9-]*\d){LOAN_NO}"
+CASE_KEY = re.compile(
+    rf"(?:(?<=\bsms:)|(?<![\w:/.*-]))({LOAN_NO_WITH_DIGIT})"
+    rf"(?=(?::[A-Za-z0-9-]+)?:[A-Za-z][A-Za-z_-]*:\d)"
+)
+# "loan QX-0001 is not in the database", "case QX-0001": an activity's error, a log line.
+NAMED_LOAN = re.compile(rf"(\b(?:[Ll]oan|[Cc]ase) )({LOAN_NO_WITH_DIGIT})(?![\w-])")
 
 
 def mask_phone(phone: str | None) -> str:
@@ -46,8 +53,10 @@ def mask_loan_no(loan_no: str | None) -> str:
 
 def mask_key(text: str | None) -> str:
     """A case's idempotency keys (domain.names.case_key, "<loan_no>:<generation>:<kind>:<n>")
-    in `text` with their loan numbers masked; the rest (which message, task or visit) kept.
+    and loan numbers named as such ("loan <loan_no>", "case <loan_no>") in `text` with the
+    loan numbers masked; the rest (which message, task or visit) kept.
     Other keys (a training reminder's) are left as they are."""
     if not text:
         return ""
-    return CASE_KEY.sub(lambda m: mask_loan_no(m.group(1)), text)
+    text = CASE_KEY.sub(lambda m: mask_loan_no(m.group(1)), text)
+    return NAMED_LOAN.sub(lambda m: m.group(1) + mask_loan_no(m.group(2)), text)

@@ -187,11 +187,14 @@ def _aware(t: datetime) -> datetime:
 def _within(at: datetime, started: datetime | None, closed: datetime | None) -> bool:
     """Whether the case row's amount (as of `at`) belongs to the execution that ran from
     `started` to `closed` (None: still running): the row is one per loan, visibility lists
-    every execution (a terminated earlier generation, the runs continued as new)."""
-    if started is None:
-        return True  # a listing without lifetimes: one execution per loan
+    every execution (a terminated earlier generation, the runs continued as new). The
+    running execution always takes it: it may have continued as new after the row's last
+    amount (a long follow-up writes none at the start of a run), and a new generation
+    clears the row when it opens. A closed one only when the amount is of its lifetime."""
+    if started is None or closed is None:
+        return True
     at = _aware(at)
-    return _aware(started) <= at and (closed is None or at <= _aware(closed))
+    return _aware(started) <= at <= _aware(closed)
 
 
 async def list_cases(

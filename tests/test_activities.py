@@ -427,6 +427,18 @@ async def test_a_case_started_again_lists_no_amount_until_its_first(sessions) ->
     paid = PaymentPosted("R-G2-2", 1, t1 + timedelta(hours=3))
     acts.record_payment(PaymentRecord(loan_no, paid, True, 50_001, 999_999, paid.paid_at))
     assert await listed(1_050_000) == [1_000_000, 999_999]
+    # The case continues as new after that payment: the new run, which writes no amount at
+    # its start and inherited the attribute of the stage's entry, shows the row's amount,
+    # as does the run it continued, whose lifetime holds it.
+    continued = t1 + timedelta(hours=4)
+    g2_runs = [(t1 - timedelta(seconds=1), continued, 1_050_000), (continued, None, 1_050_000)]
+    rows = await list_cases(
+        TwoExecutions(loan_no, [old_run, *g2_runs]),
+        "-",
+        now=NOW,
+        sessions=sessions,  # type: ignore[arg-type]
+    )
+    assert [r.outstanding_fen for r in rows] == [1_000_000, 999_999, 999_999]
 
 
 def test_insert_ignore_says_whether_it_inserted(sessions) -> None:

@@ -274,9 +274,10 @@ def test_logs_mask_phones_and_id_numbers_wherever_they_appear() -> None:
     assert "139****5678" in out  # inside the traceback too
     for full in ("13912345678", "52240119800101123X", "139 1234 5678"):
         assert full not in out
+    # Amounts and dates are left as they are (the loan number named is masked).
     assert (
         mask_text("loan QX-0001, 12,000.00 yuan, 2026-11-29")
-        == "loan QX-0001, 12,000.00 yuan, 2026-11-29"
+        == "loan ****001, 12,000.00 yuan, 2026-11-29"
     )
 
 
@@ -311,8 +312,26 @@ def test_logs_mask_loan_numbers_in_keys_workflow_ids_and_case_paths() -> None:
         "collection-v5 and collection-v4-overdue-since",
         "at 12:30:45 on localhost:7233",
         "training-reminder:2026-11-30:u5",
+        "INFO:root:3 cases",
+        "user admin:reset:1",
+        "case 3 of 5, loan number missing",
     ):
         assert mask_text(text) == text
+
+
+def test_logs_mask_task_keys_prefixed_keys_and_loans_named_in_errors() -> None:
+    """A task's key (its kind in capitals), the contact record's "sms:<key>", and an
+    activity's error quoting "loan <loan_no>" (the SDK logs the failure with its message)."""
+    assert mask_text("task QX-20260005:1a2b3c4d:PHONE_CALL:3 exists") == (
+        "task *******0005:1a2b3c4d:PHONE_CALL:3 exists"
+    )
+    assert mask_text("key sms:QX-20260006:first_notice:1") == "key sms:*******0006:first_notice:1"
+    assert mask_text("loan QX-20260007 is not in the database") == (
+        "loan *******0007 is not in the database"
+    )
+    assert mask_text("could not tell case QX-20260008 of the opt-out") == (
+        "could not tell case *******0008 of the opt-out"
+    )
 
 
 def test_sms_log_lines_carry_the_key_masked_even_without_the_masking_formatter() -> None:

@@ -23,7 +23,7 @@ from db.models import Borrower, Branch, Case, InboundMessage, Loan, Task, Webhoo
 from db.repository import insert_ignore
 from domain.models import BorrowerReply
 from domain.names import workflow_id
-from domain.privacy import mask_phone, mask_text
+from domain.privacy import mask_loan_no, mask_phone, mask_text
 from domain.replies import claims_payment, interpret
 from domain.safety import STAFF_PURPOSES as STAFF
 from domain.stages import CLOSED_STAGES, ReplyIntent, TaskKind
@@ -126,7 +126,9 @@ async def handle_reply(
         try:
             await signal(loan_no, "borrower_reply", BorrowerReply(sid, intent, now))
         except Exception:
-            log.exception("could not tell case %s of the opt-out in SMS %s", loan_no, sid)
+            log.exception(
+                "could not tell case %s of the opt-out in SMS %s", mask_loan_no(loan_no), sid
+            )
     if intent == ReplyIntent.OPT_OUT and found.first_opt_out:
         answer: str | None = "opt_out_confirmation"
     elif found.loan_no is None and intent != ReplyIntent.OPT_OUT and not found.shared:

@@ -124,6 +124,7 @@ class LoanCollectionWorkflow(StaffMessages):
         watchers = [asyncio.create_task(w()) for w in (self.safety.watch, self.complaints.watch)]
         if case.versions.v5():  # asked first: a run that began without it keeps its ways
             watchers.append(asyncio.create_task(case.visibility.watch(lambda: not case.acting)))
+            case.versions.v6()  # asked at the start too: a run's answer holds for all of it
         if inp.state is None:
             if case.versions.v4():  # the caller's generation survives a workflow reset
                 s.generation = inp.generation or workflow.info().run_id[:8]

@@ -54,6 +54,8 @@ PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
 #   recording a money change (payment, payment taken back, debt update, waiver, stage
 #   change) writes with the workflow time it is as of (only a newer one overwrites).
 PATCH_V5 = "collection-v5"
+# The sixth (issue 17, continued), asked when the run starts, only by runs with the fifth:
+PATCH_V6 = "collection-v6"
 
 
 class Versions:
@@ -65,6 +67,7 @@ class Versions:
         self._v3: bool | None = None
         self._v4: bool | None = None
         self._v5: bool | None = None
+        self._v6: bool | None = None
 
     def v2(self) -> bool:
         if self._v2 is None:
@@ -85,6 +88,11 @@ class Versions:
         if self._v5 is None:
             self._v5 = workflow.patched(PATCH_V5)
         return self._v5
+
+    def v6(self) -> bool:
+        if self._v6 is None:
+            self._v6 = self.v5() and workflow.patched(PATCH_V6)
+        return self._v6
 
     def overdue_since_late(self) -> bool:
         """PATCH_OVERDUE_SINCE, asked only from a message handler of a released run."""

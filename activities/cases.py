@@ -31,7 +31,14 @@ from db.models import (
     Visit,
     WaiverRequest,
 )
-from db.repository import case_for_loan, insert_ignore, loan_by_no, mark_told, set_outstanding
+from db.repository import (
+    case_for_loan,
+    insert_ignore,
+    loan_by_no,
+    mark_told,
+    set_next_action,
+    set_outstanding,
+)
 from domain.assessment import assess
 from domain.evidence import ruleset_label
 from domain.models import (
@@ -340,6 +347,7 @@ class CaseActivities:
             loan = self._loan(session, t.loan_no)
             case = case_for_loan(session, loan, t.at)
             set_outstanding(session, case, t.outstanding_fen, t.outstanding_at)
+            set_next_action(session, case, t.next_action, t.next_action_at, t.next_action_stamp)
             insert_ignore(
                 session,
                 StageChange,
@@ -374,8 +382,9 @@ class CaseActivities:
             if case.entry_debt_fen is None and t.debt_fen is not None:
                 case.entry_debt_fen = t.debt_fen  # the debt at entry: never changed after
             case.paid_fen = max(case.paid_fen, t.paid_fen)
-            case.next_action = t.next_action[:120]
-            case.next_action_at = t.next_action_at
+            if t.next_action_stamp is None:  # a released run's (collection-v6: above)
+                case.next_action = t.next_action[:120]
+                case.next_action_at = t.next_action_at
             case.closed_at = t.at if t.to_stage in CLOSED_STAGES else None
             if t.to_stage in CLOSED_STAGES:
                 for row in session.scalars(
@@ -397,6 +406,9 @@ class CaseActivities:
             loan = self._loan(session, task.loan_no)
             case = case_for_loan(session, loan, task.created_at)
             set_outstanding(session, case, task.outstanding_fen, task.outstanding_at)
+            set_next_action(
+                session, case, task.next_action, task.next_action_at, task.next_action_stamp
+            )
             insert_ignore(
                 session,
                 Task,
@@ -527,6 +539,9 @@ class CaseActivities:
                 stored is not None
                 and stored.loan_id == loan.id
                 and stored.amount_fen == p.amount_fen
+            )
+            set_next_action(
+                session, case, record.next_action, record.next_action_at, record.next_action_stamp
             )
             if ours and record.counted:
                 case.paid_fen = max(case.paid_fen, record.paid_total_fen)

@@ -152,6 +152,10 @@ class Case(Base):
     outstanding_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     next_action: Mapped[str] = mapped_column(String(120), default="")
     next_action_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    # The workflow time next_action/next_action_at are as of (collection-v6 writes them with
+    # the activity before each wait; only a newer time overwrites). None: written by a
+    # released run at its stage changes only: the lists show the search attribute's value.
+    next_action_stamp: Mapped[datetime | None] = mapped_column(AwareDateTime())
     opened_at: Mapped[datetime] = mapped_column(AwareDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
 

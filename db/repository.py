@@ -103,6 +103,24 @@ def mark_told(session: Session, loan_no: str, figures: tuple[int, int, int, date
     )
 
 
+def set_next_action(
+    session: Session, case: Case, action: str, at: datetime | None, stamp: datetime | None
+) -> None:
+    """The case row's next action as of the workflow time `stamp` (collection-v6), in the
+    caller's transaction; only a newer `stamp` overwrites (as set_outstanding)."""
+    if stamp is None:
+        return
+    session.execute(
+        update(Case)
+        .where(
+            Case.id == case.id,
+            or_(Case.next_action_stamp.is_(None), Case.next_action_stamp < stamp),
+        )
+        .values(next_action=action[:120], next_action_at=at, next_action_stamp=stamp)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def set_outstanding(session: Session, case: Case, fen: int | None, at: datetime | None) -> None:
     """The case row's outstanding amount as of the workflow time `at` (collection-v5), in
     the caller's transaction; only a newer `at` overwrites, so a late or retried record

@@ -592,6 +592,16 @@ class CaseState:
     # the last outstanding amount written to the database (each write a later one).
     outstanding_shown: int | None = None
     outstanding_stamp: datetime | None = None
+    # collection-v6: the next action written to the case row (by the activity before the
+    # wait), the workflow time it is as of (each write a later one), and the NextActionAt
+    # search attribute's value: unset while the row has the current wait's, else that
+    # wait's deadline (a wait nothing wrote ahead of it). `next_action_rows`: this state's
+    # fields are kept by a collection-v6 run (a released run's state learns them once).
+    next_action_row: str = ""
+    next_action_row_at: datetime | None = None
+    next_action_stamp: datetime | None = None
+    next_action_shown: datetime | None = None
+    next_action_rows: bool = False
     # Promises to pay (the last few; every one is in the database) and waivers/settlements.
     promises: list[Promise] = field(default_factory=list)
     promises_made: int = 0
@@ -890,6 +900,9 @@ class Transition:
     # outstanding_fen, which only a newer time overwrites); None from released runs.
     outstanding_fen: int | None = None
     outstanding_at: datetime | None = None
+    # collection-v6: the time next_action/next_action_at are as of (only a newer time
+    # overwrites the case row's); None from released runs (written at every transition).
+    next_action_stamp: datetime | None = None
 
 
 @dataclass
@@ -904,6 +917,11 @@ class TaskRequest:
     # collection-v5, with a payment taken back: the case's outstanding as of this time.
     outstanding_fen: int | None = None
     outstanding_at: datetime | None = None
+    # collection-v6: the case's next action as of this workflow time (for the case row's
+    # next_action/next_action_at, which only a newer time overwrites); None: not written.
+    next_action: str = ""
+    next_action_at: datetime | None = None
+    next_action_stamp: datetime | None = None
 
 
 @dataclass
@@ -959,6 +977,11 @@ class PaymentRecord:
     # collection-v5: the workflow time `outstanding_fen` is as of (written with a payment
     # that is this loan's, when newer than the case row's); None from released runs.
     outstanding_at: datetime | None = None
+    # collection-v6: the case's next action as of this workflow time (for the case row's
+    # next_action/next_action_at, which only a newer time overwrites); None: not written.
+    next_action: str = ""
+    next_action_at: datetime | None = None
+    next_action_stamp: datetime | None = None
 
 
 @dataclass

@@ -45,6 +45,12 @@ ACTIVITY_RETRY = RetryPolicy(
 HISTORY_KEPT = 100  # entries in the workflow state; the full audit trail is in the database
 
 
+# collection-v6: per stage, the wait the case is about to start (its next action and
+# deadline) as the stage's code would compute it now, or None when it cannot say: filled in
+# by workflows/collection.py (the stages import this module).
+EXPECTED: dict[Stage, Callable[[Case], tuple[str, datetime] | None]] = {}
+
+
 class Interrupted(Exception):
     """A wait was cut short by a payment in full, a close request or a hardship hold."""
 
@@ -132,7 +138,7 @@ class Case:
             s.risk_tier or None,
             None if s.overdue_attribute else self.dpd(),
             s.outstanding_shown if self.versions.v5() else self.outstanding(),
-            s.next_action_at,
+            s.next_action_shown if self.versions.v6() else s.next_action_at,
         )
         if not s.overdue_attribute:
             return values
@@ -171,8 +177,19 @@ class Case:
             shared = not self._alarm_held
             alarm = self._alarm_until(until) if shared else self._timer(until)
             self._alarm_held = self._alarm_held or shared
+            ringing = [alarm]
             try:
-                await workflow.wait_condition(lambda: done() or self.interrupted() or alarm.done())
+                while True:
+                    await workflow.wait_condition(
+                        lambda: done() or self.interrupted() or ringing[0].done()
+                    )
+                    if done() or self.interrupted() or not shared or not self.versions.v6():
+                        break
+                    if self._alarm_at == until:
+                        break
+                    # collection-v6: an earlier deadline's alarm kept for this wait fired
+                    # (`_alarm_until`): a timer for the rest of the wait.
+                    ringing[0] = self._alarm_until(until)
             finally:
                 if shared:
                     self._alarm_held = False
@@ -193,10 +210,16 @@ class Case:
 
     def _alarm_until(self, until: datetime) -> asyncio.Task[None]:
         """The timer firing at `until` (PATCH_V5): the previous wait's when it has the same
-        deadline and has not fired yet, else a new one (the previous one cancelled)."""
-        alarm = self._alarm
-        if alarm is not None and not alarm.done() and self._alarm_at == until:
-            return alarm
+        deadline and has not fired yet, else a new one (the previous one cancelled).
+
+        collection-v6: also the previous wait's when it fires earlier than `until` (kept
+        across stage changes too): the wait then starts a timer for the rest once it fires
+        (`wait`), so a wait that ends before it (a plan or signature soon after its wait
+        began, a payment) costs no timer, and one that lasts costs one, as before."""
+        alarm, at = self._alarm, self._alarm_at
+        if alarm is not None and not alarm.done() and at is not None:
+            if at == until or (at < until and self.versions.v6()):
+                return alarm
         self.cancel_alarm()
         self._alarm, self._alarm_at = self._timer(until), until
         return self._alarm
@@ -212,8 +235,39 @@ class Case:
         self._alarm, self._alarm_at = None, None
 
     def set_next_action(self, action: str, at: datetime) -> None:
-        self.s.next_action, self.s.next_action_at = action, at
-        self.visibility.publish()
+        s = self.s
+        s.next_action, s.next_action_at = action, at
+        if not self.versions.v6():
+            self.visibility.publish()
+            return
+        # collection-v6: the case row has this wait's next action when the activity before
+        # the wait wrote it (`row_next_action`); NextActionAt is then unset, else it holds
+        # this wait's deadline (upserted as before) and the lists read it first.
+        shown = None if (action, at) == (s.next_action_row, s.next_action_row_at) else at
+        if shown != s.next_action_shown:
+            s.next_action_shown = shown
+            self.visibility.publish()
+
+    def row_next_action(
+        self, then: tuple[str, datetime] | None = None
+    ) -> tuple[str, datetime | None, datetime | None]:
+        """The next action an activity writes to the case row, with the workflow time it is
+        as of (collection-v6; None in released runs: their stage changes write the current
+        one unconditionally). `then`: the wait that follows the activity, when the caller
+        knows it; else the stage's own expectation (`EXPECTED`), else the current one."""
+        s = self.s
+        if not self.versions.v6():
+            return s.next_action, s.next_action_at, None
+        if then is None:
+            expected = EXPECTED.get(s.stage)
+            then = expected(self) if expected is not None else None
+        action, at = then if then is not None else (s.next_action, s.next_action_at)
+        stamp, last = workflow.now(), s.next_action_stamp
+        if last is not None and stamp <= last:
+            stamp = last + timedelta(microseconds=1)
+        s.next_action_stamp = stamp
+        s.next_action_row, s.next_action_row_at = action, at
+        return action, at, stamp
 
     # ------------------------------------------------------------------ facts
 
@@ -292,7 +346,8 @@ class Case:
         """Move the case to `stage`, with the reason in its history and the database."""
         s = self.s
         previous = s.stage
-        self.cancel_alarm()  # the stage's deadlines end with it (PATCH_V5; else none runs)
+        if not self.versions.v6():  # v6: kept for a later deadline (`_alarm_until`)
+            self.cancel_alarm()  # the stage's deadlines end with it (PATCH_V5; else none runs)
         if stage == Stage.ON_HOLD and previous != Stage.ON_HOLD:
             s.resume_stage = previous
         if stage == Stage.FIELD_VISIT and previous != Stage.FIELD_VISIT:
@@ -305,6 +360,7 @@ class Case:
         s.pending_visit_outcome = None
         if stage in CLOSED_STAGES:
             s.next_action, s.next_action_at = "", None
+            s.next_action_shown = None
         self.note("stage", f"{previous} → {stage}: {reason}", actor)
         await self.record_transition(previous, reason, actor)
 
@@ -315,6 +371,7 @@ class Case:
         at = self.outstanding_at()
         if at is not None:
             self.show_outstanding()
+        action, action_at, action_stamp = self.row_next_action()
         await self.act(
             A.RECORD_TRANSITION,
             Transition(
@@ -330,14 +387,15 @@ class Case:
                 collectors=list(s.collectors),
                 debt_fen=s.debt_fen,
                 paid_fen=s.paid_fen,
-                next_action=s.next_action,
-                next_action_at=s.next_action_at,
+                next_action=action,
+                next_action_at=action_at,
                 generation=s.generation,
                 strategy_version=s.strategy_version,
                 segment=s.segment,
                 strategy_arm=s.strategy_arm,
                 outstanding_fen=self.outstanding() if at else None,
                 outstanding_at=at,
+                next_action_stamp=action_stamp,
             ),
         )
 
@@ -395,12 +453,15 @@ class Case:
         due: datetime | None,
         assignees: list[str] | None = None,
         with_outstanding: bool = False,
+        then: tuple[str, datetime] | None = None,
     ) -> None:
         """A task for people (by default the case's collectors), kept in the database;
-        `with_outstanding`: the case row's outstanding too (collection-v5)."""
+        `with_outstanding`: the case row's outstanding too (collection-v5); `then`: the
+        wait that follows (its next action goes on the case row, collection-v6)."""
         s = self.s
         s.task_seq += 1
         at = self.outstanding_at() if with_outstanding else None
+        action, action_at, action_stamp = self.row_next_action(then)
         await self.act(
             A.CREATE_TASK,
             TaskRequest(
@@ -413,5 +474,8 @@ class Case:
                 created_at=workflow.now(),
                 outstanding_fen=self.outstanding() if at else None,
                 outstanding_at=at,
+                next_action=action,
+                next_action_at=action_at,
+                next_action_stamp=action_stamp,
             ),
         )

@@ -20,7 +20,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows import contact_updates, debt, payments, promises, visit_updates
-from workflows.case import Case, Interrupted
+from workflows.case import EXPECTED, Case, Interrupted
 from workflows.complaints import Complaints
 from workflows.contact import send_sms
 from workflows.safety import Safety
@@ -79,6 +79,10 @@ with workflow.unsafe.imports_passed_through():
     from domain.rulebook import has_consent, unanswered_today
     from domain.stages import CLOSED_STAGES, ConsentKind, ReplyIntent, Stage, TaskKind
 
+# collection-v6: the waits the stages can tell in advance (workflows/case.py row_next_action).
+EXPECTED[Stage.FOLLOW_UP] = follow_up.expected
+EXPECTED[Stage.ON_HOLD] = on_hold.expected
+
 STEPS: dict[Stage, Callable[[Case], Awaitable[None]]] = {
     Stage.INVESTIGATION: investigation.run,
     Stage.INITIAL_CONTACT: initial_contact.run,
@@ -124,7 +128,10 @@ class LoanCollectionWorkflow(StaffMessages):
         watchers = [asyncio.create_task(w()) for w in (self.safety.watch, self.complaints.watch)]
         if case.versions.v5():  # asked first: a run that began without it keeps its ways
             watchers.append(asyncio.create_task(case.visibility.watch(lambda: not case.acting)))
-            case.versions.v6()  # asked at the start too: a run's answer holds for all of it
+            if case.versions.v6() and not s.next_action_rows:  # asked at the start too
+                # The NextActionAt a released run published (or none, a new case): from
+                # now on unset while the case row has the next action (workflows/case.py).
+                s.next_action_shown, s.next_action_rows = s.next_action_at, True
         if inp.state is None:
             if case.versions.v4():  # the caller's generation survives a workflow reset
                 s.generation = inp.generation or workflow.info().run_id[:8]

@@ -28,11 +28,20 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
     promise = towards_promise(case, entry)
     s.payments_pending += 1
     case.visibility.publish()
+    action, action_at, action_stamp = case.row_next_action()  # the wait after the payment
     try:
         ours: bool = await case.act(
             A.RECORD_PAYMENT,
             PaymentRecord(
-                s.loan_no, payment, True, s.paid_fen, case.outstanding(), case.outstanding_at()
+                s.loan_no,
+                payment,
+                True,
+                s.paid_fen,
+                case.outstanding(),
+                case.outstanding_at(),
+                action,
+                action_at,
+                action_stamp,
             ),
             bool,
         )

@@ -40,6 +40,7 @@ async def run(case: Case) -> None:
             f"have agreement version {s.agreement.version} signed "
             f"(sha256 {s.agreement.sha256[:12]}…)",
             s.phase_due,
+            then=("signature", s.phase_due),  # the wait below (its next action)
         )
         total, version = s.plan.total_fen, s.agreement.version
         await send_sms(  # not needed any more once signed (collection-v4)

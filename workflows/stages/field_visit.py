@@ -34,7 +34,8 @@ async def run(case: Case) -> None:
             s.phase = "AWAIT_REPORT"
             s.phase_due = now + timedelta(seconds=p.visit_deadline_seconds)
             kind = "team visit" if s.team_required else "visit"
-            await case.task(TaskKind.VISIT, f"{kind}, attempt {s.attempt}", s.phase_due)
+            then = ("visit report", s.phase_due)  # the wait below (its next action)
+            await case.task(TaskKind.VISIT, f"{kind}, attempt {s.attempt}", s.phase_due, then=then)
             # With collection-v4 a notice a hold interrupted is sent at the next attempt.
             if not s.visit_notice_sent if case.versions.v4() else s.attempt == 1:
                 await send_sms(
@@ -54,7 +55,8 @@ async def run(case: Case) -> None:
         s.phase = next_overdue_phase(s.phase)
         if s.phase == "REMINDED":
             s.phase_due = now + timedelta(seconds=p.visit_reminder_grace_seconds)
-            await case.task(TaskKind.VISIT_REMINDER, "visit report overdue", s.phase_due)
+            then = ("visit report", s.phase_due)
+            await case.task(TaskKind.VISIT_REMINDER, "visit report overdue", s.phase_due, then=then)
         elif s.phase == "ESCALATED":
             s.phase_due = now + timedelta(seconds=p.escalation_grace_seconds)
             s.counters.escalations += 1
@@ -63,6 +65,7 @@ async def run(case: Case) -> None:
                 f"no visit report after a reminder (collectors {', '.join(s.collectors)})",
                 s.phase_due,
                 assignees=[f"supervisor:{s.branch}"],
+                then=("visit report", s.phase_due),
             )
         elif s.phase == "UNREACHED":
             if await _count_unreached(case, "no visit report even after escalation"):

@@ -6,7 +6,7 @@ cycle, where a long run continues as new."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -17,6 +17,7 @@ from workflows.stages import dead_end
 with workflow.unsafe.imports_passed_through():
     from domain.installments import first_uncovered, is_covered, remaining
     from domain.models import AssignRequest, Installment
+    from domain.promises import open_promise
     from domain.stages import Stage, TaskKind
     from domain.timerules import local_date
 
@@ -73,6 +74,33 @@ async def run(case: Case) -> None:
         if s.next_revisit_at is not None:
             wake.append(s.next_revisit_at)
         await case.wait(covered, min(wake), f"installment {due.seq} due")
+
+
+def expected(case: Case) -> tuple[str, datetime] | None:
+    """collection-v6: the wait `run` starts next, as it would compute it now (the case row
+    takes its next action from the activity before it: a payment's record, the revisit's
+    task, the stage change); None when something comes first (a reminder or revisit due,
+    a broken promise, an open promise's own wait, the plan paid)."""
+    s, p = case.s, case.s.policy
+    if s.plan is None or (s.promises and open_promise(s) is not None):
+        return None
+    due = first_uncovered(s.plan, s.paid_fen)
+    if due is None:
+        return None
+    now = workflow.now()
+    remind_at = due.due_at - timedelta(seconds=p.reminder_lead_seconds)
+    deadline = due.due_at + timedelta(seconds=p.grace_seconds)
+    reminded = due.seq in s.reminded_seqs
+    if (not reminded and now >= remind_at) or now >= deadline:
+        return None
+    if s.next_revisit_at is not None and now >= s.next_revisit_at:
+        return None
+    wake = [deadline]
+    if not reminded:
+        wake.append(remind_at)
+    if s.next_revisit_at is not None:
+        wake.append(s.next_revisit_at)
+    return f"installment {due.seq} due", min(wake)
 
 
 def _owed(case: Case, inst: Installment, **extra: str) -> Callable[[], Params | None]:

@@ -14,6 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.stages import Stage, TaskKind
 
 
+WAITING = "field visit unless the debt is paid"  # the next action while the case waits
+
+
 async def run(case: Case) -> None:
     s = case.s
     if s.phase == "":
@@ -39,15 +42,17 @@ async def run(case: Case) -> None:
                 TaskKind.PHONE_CALL,
                 "短信无法回复：请致电借款人 (one-way SMS: call the borrower now)",
                 workflow.now(),
+                then=(WAITING, s.phase_due),
             )
         else:
             await case.task(
-                TaskKind.PHONE_CALL, "call the borrower about the overdue loan", s.phase_due
+                TaskKind.PHONE_CALL,
+                "call the borrower about the overdue loan",
+                s.phase_due,
+                then=(WAITING, s.phase_due),
             )
     assert s.phase_due is not None
-    if await case.wait(
-        lambda: s.sms_undeliverable, s.phase_due, "field visit unless the debt is paid"
-    ):
+    if await case.wait(lambda: s.sms_undeliverable, s.phase_due, WAITING):
         await case.enter(Stage.FIELD_VISIT, "the first notice was not delivered")
         return
     await case.enter(Stage.FIELD_VISIT, "no payment in full after the first notice")

@@ -30,6 +30,7 @@ async def run(case: Case) -> None:
             "recommend write-off",
             s.phase_due,
             assignees=[f"legal:{s.branch}"],
+            then=("legal decision", s.phase_due),  # the wait below (its next action)
         )
     while True:
         assert s.phase_due is not None
@@ -44,6 +45,7 @@ async def run(case: Case) -> None:
             "decided (it stays in legal review until then)",
             s.phase_due,
             assignees=[f"head:{s.branch}", f"legal:{s.branch}"],
+            then=("legal decision", s.phase_due),
         )
         case.note("legal", "no legal decision by the deadline: the branch head is asked")
     decision = s.legal_decision

@@ -21,7 +21,8 @@ async def run(case: Case) -> None:
     if s.phase == "":
         s.phase = "AWAIT_PLAN"
         s.phase_due = workflow.now() + timedelta(seconds=p.negotiation_deadline_seconds)
-        await case.task(TaskKind.NEGOTIATE, "agree a repayment plan", s.phase_due)
+        then = ("plan proposal", s.phase_due)  # the wait below (its next action)
+        await case.task(TaskKind.NEGOTIATE, "agree a repayment plan", s.phase_due, then=then)
     assert s.phase_due is not None
     if await case.wait(lambda: s.pending_plan is not None, s.phase_due, "plan proposal"):
         plan = s.pending_plan

@@ -15,6 +15,14 @@ with workflow.unsafe.imports_passed_through():
     from domain.stages import Stage
 
 
+def expected(case: Case) -> tuple[str, datetime] | None:
+    """collection-v6: the wait `run` starts next (the hold's end), as it would now."""
+    s = case.s
+    if s.hold is None or workflow.now() >= s.hold.until:
+        return None
+    return "hardship hold ends", s.hold.until
+
+
 async def run(case: Case) -> None:
     s = case.s
     while s.hold is not None and workflow.now() < s.hold.until:

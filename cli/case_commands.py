@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from temporalio.client import Client
@@ -23,9 +22,8 @@ from service.local_time import branch_policy
 from service.portfolio import (
     FilterError,
     Filters,
-    counts_per_stage,
-    list_cases,
-    visibility_query,
+    count_cases_per_stage,
+    find_cases,
 )
 from service.settings import Settings
 from service.temporal_client import connect
@@ -89,16 +87,18 @@ def _filters(args: argparse.Namespace) -> Filters:
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     policy = settings.policy()  # lists cross branches: the configured clock
     try:
-        query = visibility_query(_filters(args), datetime.now(UTC), policy=policy)
+        filters = _filters(args).checked()
     except FilterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     client: Client = await connect(settings)
-    engine = make_engine(settings.db_url)  # the case rows' outstanding amounts
+    engine = make_engine(settings.db_url)  # the case rows' outstanding amounts, next actions
+    now = datetime.now(UTC)
     try:
-        rows = await list_cases(
-            client, query, limit=args.limit, policy=policy, sessions=session_factory(engine)
-        )
+        sessions = session_factory(engine)
+        rows = await find_cases(client, filters, now, None, policy, args.limit, sessions)
+        # Counts per stage over the same filters but the stage (visibility has no GROUP BY).
+        counts = await count_cases_per_stage(client, filters, now, None, policy, sessions)
     finally:
         engine.dispose()
     for r in rows:
@@ -108,9 +108,6 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             f"outstanding {'-' if r.outstanding_fen is None else yuan(r.outstanding_fen):>12}  "
             f"next {_local_time(r.next_action_at, policy)}"
         )
-    # Counts per stage over the same filters but the stage (visibility has no GROUP BY).
-    base = visibility_query(replace(_filters(args), stage=None), datetime.now(UTC), policy=policy)
-    counts = await counts_per_stage(client, base)
     listed = ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
     print(f"-- {len(rows)} shown; cases per stage: {listed}")
     return 0

@@ -209,6 +209,8 @@ class MyCase:
     next_action_at: datetime | None
     outstanding_fen: int | None
     phone: str | None = None  # the borrower's: the list is the collector's own cases
+    # collection-v6: when next_action_at is the case's own (written before each wait).
+    next_action_stamp: datetime | None = None
     unanswered_calls_today: int = 0  # filled by the page (service/loan_contacts.py)
 
 
@@ -242,6 +244,7 @@ def collector_cases(sessions: sessionmaker[Session], collector_id: str) -> list[
             c.next_action_at,
             _outstanding(c),
             phone,
+            next_action_stamp=c.next_action_stamp,
         )
         for c, loan_no, name, village, phone in rows
     ]

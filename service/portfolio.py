@@ -5,7 +5,11 @@ so the CLI, the dashboard and `temporal workflow list` agree on them, except the
 outstanding amount: only the lists are current there. They take it from the database's case
 row where it has one (exact after every payment), while a collection-v5 case updates its
 OutstandingFen attribute (what `temporal workflow list` shows) only at stage changes and
-at its end. Counts per stage and branch
+at its end; and the next action's time, which a collection-v6 case keeps on its case row
+(written by the activity before each wait) with its NextActionAt attribute unset: the lists,
+their "overdue" and "due today" filters and the collector's page take the row's then, the
+attribute's where it is set (a released run's, or a wait nothing wrote ahead). Counts per
+stage and branch
 and collectors' caseloads come from the database's case projection in one query each:
 visibility cannot GROUP BY a custom search attribute.
 """
@@ -14,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -164,20 +169,86 @@ def outstanding_from_db(
     """The case rows' outstanding amounts of these loans (those that have one) with the
     workflow time each is as of: one query for a page of rows (per 500 loans for an
     export's ten thousand)."""
-    found: dict[str, tuple[int, datetime]] = {}
+    return case_row_facts(sessions, loan_nos)[0]
+
+
+def case_row_facts(
+    sessions: sessionmaker[Session], loan_nos: list[str]
+) -> tuple[dict[str, tuple[int, datetime]], dict[str, tuple[datetime | None, datetime]]]:
+    """The case rows' outstanding amounts (those that have one) and next actions' times
+    (those a collection-v6 case wrote: with a stamp), each with the workflow time it is as
+    of; one query per 500 loans."""
+    amounts: dict[str, tuple[int, datetime]] = {}
+    actions: dict[str, tuple[datetime | None, datetime]] = {}
     with sessions() as session:
         for start in range(0, len(loan_nos), 500):
             q = (
-                select(Loan.loan_no, Case.outstanding_fen, Case.outstanding_at)
-                .join(Case, Case.loan_id == Loan.id)
-                .where(
-                    Loan.loan_no.in_(loan_nos[start : start + 500]),
-                    Case.outstanding_fen.is_not(None),
-                    Case.outstanding_at.is_not(None),
+                select(
+                    Loan.loan_no,
+                    Case.outstanding_fen,
+                    Case.outstanding_at,
+                    Case.next_action_at,
+                    Case.next_action_stamp,
                 )
+                .join(Case, Case.loan_id == Loan.id)
+                .where(Loan.loan_no.in_(loan_nos[start : start + 500]))
             )
-            found.update({loan_no: (fen, at) for loan_no, fen, at in session.execute(q)})
-    return found
+            for loan_no, fen, at, next_at, stamp in session.execute(q):
+                if fen is not None and at is not None:
+                    amounts[loan_no] = (fen, at)
+                if stamp is not None:
+                    actions[loan_no] = (None if next_at is None else _aware(next_at), stamp)
+    return amounts, actions
+
+
+def next_action_matches(
+    filters: Filters, at: datetime | None, now: datetime, policy: Policy | None
+) -> bool:
+    """Whether a next action at `at` passes the "overdue" and "due today" filters (what
+    `visibility_query` asks of NextActionAt)."""
+    if at is None:
+        return not (filters.overdue_action or filters.due_today)
+    if filters.overdue_action and not at < now:
+        return False
+    if filters.due_today:
+        zone_policy = policy or Policy()
+        if at > end_of_local_day(local_date(now, zone_policy), zone_policy):
+            return False
+    return True
+
+
+def due_from_db(
+    sessions: sessionmaker[Session],
+    filters: Filters,
+    now: datetime,
+    branches: tuple[str, ...] | None,
+    policy: Policy | None,
+) -> list[str]:
+    """The loans of open cases whose row has a collection-v6 next action passing the
+    "overdue" and "due today" filters, soonest first (their other filters: visibility's)."""
+    q = (
+        select(Loan.loan_no, Case.next_action_at)
+        .join(Case, Case.loan_id == Loan.id)
+        .where(
+            Case.next_action_stamp.is_not(None),
+            Case.next_action_at.is_not(None),
+            Case.closed_at.is_(None),
+        )
+        .order_by(Case.next_action_at, Loan.loan_no)
+    )
+    if filters.overdue_action:
+        q = q.where(Case.next_action_at < now)
+    if filters.due_today:
+        zone_policy = policy or Policy()
+        q = q.where(
+            Case.next_action_at <= end_of_local_day(local_date(now, zone_policy), zone_policy)
+        )
+    if branches is not None:
+        q = q.where(Case.branch_code.in_(branches))
+    if filters.branch:
+        q = q.where(Case.branch_code == filters.branch)
+    with sessions() as session:
+        return [loan_no for loan_no, _at in session.execute(q)]
 
 
 def _aware(t: datetime) -> datetime:
@@ -213,6 +284,8 @@ async def list_cases(
     now = now or datetime.now(UTC)
     rows = []
     lifetimes: list[tuple[datetime | None, datetime | None]] = []
+    if limit <= 0:
+        return rows
     async for wf in client.list_workflows(query, limit=limit, page_size=min(limit, 1000)):
         a = wf.search_attributes
         nxt = _first(a, "NextActionAt")
@@ -231,12 +304,76 @@ async def list_cases(
         )
         lifetimes.append((getattr(wf, "start_time", None), getattr(wf, "close_time", None)))
     if sessions is not None and rows:
-        exact = await asyncio.to_thread(outstanding_from_db, sessions, [r.loan_no for r in rows])
+        loan_nos = [r.loan_no for r in rows]
+        exact, actions = await asyncio.to_thread(case_row_facts, sessions, loan_nos)
         for r, (started, closed) in zip(rows, lifetimes, strict=True):
             found = exact.get(r.loan_no)
             if found is not None and _within(found[1], started, closed):
                 r.outstanding_fen = found[0]
+            # collection-v6: NextActionAt unset while the row has the next action.
+            action = actions.get(r.loan_no)
+            if r.next_action_at is None and action is not None:
+                if _within(action[1], started, closed):
+                    r.next_action_at = action[0]
     return rows
+
+
+async def find_cases(
+    client: Client,
+    filters: Filters,
+    now: datetime,
+    branches: tuple[str, ...] | None = None,
+    policy: Policy | None = None,
+    limit: int = 50,
+    sessions: sessionmaker[Session] | None = None,
+) -> list[CaseRow]:
+    """The cases passing `filters` (the dashboard, its export, the CLI): `list_cases` of
+    `visibility_query`, and with the "overdue" or "due today" filter and a database, the
+    running collection-v6 cases whose case row's next action passes it (their NextActionAt
+    is unset): found in the database, their other filters checked in visibility."""
+    rows = await list_cases(
+        client, visibility_query(filters, now, branches, policy), limit, policy, now, sessions
+    )
+    if sessions is None or not (filters.overdue_action or filters.due_today):
+        return rows
+    due = await asyncio.to_thread(due_from_db, sessions, filters, now, branches, policy)
+    seen = {r.loan_no for r in rows}
+    due = [loan_no for loan_no in due if loan_no not in seen]
+    others = replace(filters, overdue_action=False, due_today=False)
+    base = f"{visibility_query(others, now, branches, policy)} AND ExecutionStatus='Running'"
+    for start in range(0, len(due), 200):
+        if len(rows) >= limit:
+            break
+        ids = [f"{WORKFLOW_ID_PREFIX}{loan_no}" for loan_no in due[start : start + 200]]
+        chunk = ", ".join(f"'{i}'" for i in ids if _CODE.match(i))
+        if not chunk:
+            continue
+        query = f"{base} AND WorkflowId IN ({chunk})"
+        for r in await list_cases(client, query, len(ids), policy, now, sessions):
+            # A row whose NextActionAt is set is judged by it (the query above).
+            if r.running and r.loan_no not in seen and len(rows) < limit:
+                if next_action_matches(filters, r.next_action_at, now, policy):
+                    seen.add(r.loan_no)
+                    rows.append(r)
+    return rows
+
+
+async def count_cases_per_stage(
+    client: Client,
+    filters: Filters,
+    now: datetime,
+    branches: tuple[str, ...] | None = None,
+    policy: Policy | None = None,
+    sessions: sessionmaker[Session] | None = None,
+) -> dict[str, int]:
+    """Cases per stage passing `filters` but the stage: visibility's counts, plus with the
+    "overdue" or "due today" filter the collection-v6 cases `find_cases` adds."""
+    others = replace(filters, stage=None)
+    if sessions is None or not (filters.overdue_action or filters.due_today):
+        return await counts_per_stage(client, visibility_query(others, now, branches, policy))
+    listed = await find_cases(client, others, now, branches, policy, 100_000, sessions)
+    found = Counter(r.stage for r in listed)
+    return {s.value: found[s.value] for s in Stage if found[s.value]}
 
 
 async def counts_per_stage(client: Client, query: str) -> dict[str, int]:
@@ -401,8 +538,9 @@ STAGE_TODO = {
 
 
 async def with_next_actions(client: Client, cases: list) -> None:  # type: ignore[type-arg]
-    """Fill each case's next action time from visibility, which the workflow keeps exact
-    (the database projection is written at stage changes only)."""
+    """Fill each case's next action time from visibility, which a released run keeps exact
+    (its case row is written at stage changes only); a collection-v6 case's from its row
+    (`next_action_stamp` set) while its NextActionAt is unset."""
     by_id = {f"{WORKFLOW_ID_PREFIX}{c.loan_no}": c for c in cases}
     for c in cases:
         c.next_action = STAGE_TODO.get(c.stage, c.stage)
@@ -418,4 +556,8 @@ async def with_next_actions(client: Client, cases: list) -> None:  # type: ignor
                 stage = _first(wf.search_attributes, "CollectionStage")
                 case.stage = str(stage or case.stage)
                 case.next_action = STAGE_TODO.get(case.stage, case.stage)
-                case.next_action_at = nxt if isinstance(nxt, datetime) else None
+                if isinstance(nxt, datetime):
+                    case.next_action_at = nxt
+                elif getattr(case, "next_action_stamp", None) is None:
+                    case.next_action_at = None
+                # else collection-v6: the row's (NextActionAt unset while the row has it)

@@ -3,18 +3,30 @@
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.cases import CaseActivities
 from activities.sms import SmsActivities
+from db.models import Case, Loan
 from domain import search_attributes as sa
-from domain.models import CaseResult, SmsRequest, SmsResult
+from domain.models import CaseResult, PaymentPosted, PaymentRecord, SmsRequest, SmsResult
 from domain.names import Activities as A
+from domain.policy import Policy
+from domain.stages import Stage
+from service.case_record import MyCase
+from service.portfolio import Filters, count_cases_per_stage, find_cases, with_next_actions
 from tests.harness import eventually, running_worker
+from tests.test_activities import new_loan, transition
 from tests.test_debt_updates import raw_attributes
 from tests.test_workflow_paths import DEBT
 
@@ -62,3 +74,135 @@ async def test_a_new_stage_is_listed_while_its_first_sms_keeps_retrying(
             assert result.outcome == "PAID_IN_FULL"
     finally:
         OUTAGE.clear()
+
+
+# collection-v6: the next action on the case row, NextActionAt unset while the row has it.
+
+NOW = datetime.now(UTC)
+HOUR = timedelta(hours=1)
+
+
+class Executions:
+    """Visibility holding some loans' executions, answering the queries the lists send: the
+    NextActionAt bound of the "overdue" and "due today" filters, `WorkflowId IN (…)`, and
+    `ExecutionStatus='Running'` (enough of the query language for service/portfolio.py)."""
+
+    def __init__(self) -> None:
+        self.runs: list[SimpleNamespace] = []
+
+    def add(self, loan_no: str, next_action_at: datetime | None, closed: bool = False) -> None:
+        attrs: dict[str, list[object]] = {"CollectionStage": ["FOLLOW_UP"], "Branch": ["QX01"]}
+        if next_action_at is not None:
+            attrs["NextActionAt"] = [next_action_at]
+        self.runs.append(
+            SimpleNamespace(
+                id=f"collection-{loan_no}",
+                search_attributes=attrs,
+                status=SimpleNamespace(name="COMPLETED" if closed else "RUNNING"),
+                start_time=NOW - timedelta(days=30),
+                close_time=NOW - HOUR if closed else None,
+            )
+        )
+
+    def _matches(self, run: SimpleNamespace, query: str) -> bool:
+        nxt = run.search_attributes.get("NextActionAt", [None])[0]
+        for op, bound in re.findall(r"NextActionAt (<=?) '([^']+)'", query):
+            limit = datetime.fromisoformat(bound)
+            if nxt is None or not (nxt < limit if op == "<" else nxt <= limit):
+                return False
+        ids = re.search(r"WorkflowId IN \(([^)]*)\)", query)
+        if ids and f"'{run.id}'" not in ids.group(1).split(", "):
+            return False
+        return "ExecutionStatus='Running'" not in query or run.status.name == "RUNNING"
+
+    async def list_workflows(self, query: str, **kw: object) -> AsyncIterator[SimpleNamespace]:
+        for run in self.runs:
+            if self._matches(run, query):
+                yield run
+
+    async def count_workflows(self, query: str) -> SimpleNamespace:
+        return SimpleNamespace(count=sum(self._matches(r, query) for r in self.runs))
+
+
+def row_next_action(sessions, loan_no: str) -> tuple[datetime | None, datetime | None]:  # type: ignore[no-untyped-def]
+    with sessions() as session:
+        case = session.scalar(select(Case).join(Loan).where(Loan.loan_no == loan_no))
+        return case.next_action_at, case.next_action_stamp
+
+
+async def test_the_due_filters_take_a_v6_cases_row_and_a_released_cases_attribute(sessions) -> None:
+    """ "Overdue" and "due today" (dashboard, its export, the CLI) and the lists' next-action
+    times: a collection-v6 case's from its case row (its NextActionAt unset), a released
+    run's from its attribute, whatever its row holds (written at stage changes only, or
+    nothing), and an attribute a v6 case set (a wait nothing wrote ahead) over its row."""
+    acts = CaseActivities(sessions)
+    vis = Executions()
+    loans = {name: new_loan(sessions) for name in ("v6_late", "v6_later", "released", "bare",
+                                                  "v6_set", "v6_closed")}  # fmt: skip
+
+    def record(name: str, seq: int, at: datetime | None, stamp: datetime | None,
+               stage: Stage = Stage.FOLLOW_UP) -> None:  # fmt: skip
+        acts.record_transition(
+            transition(loans[name], seq, stage, at=NOW - timedelta(days=2), next_action="x",
+                       next_action_at=at, next_action_stamp=stamp)
+        )  # fmt: skip
+
+    stamp = NOW - timedelta(days=1)
+    record("v6_late", 1, NOW - 2 * HOUR, stamp)  # overdue, on its row only
+    vis.add(loans["v6_late"], None)
+    record("v6_later", 1, NOW + timedelta(days=3), stamp)
+    vis.add(loans["v6_later"], None)
+    record("released", 1, NOW - 5 * HOUR, None)  # the stage change's, since replaced
+    vis.add(loans["released"], NOW + timedelta(days=2))
+    record("bare", 1, None, None)  # a released run before its first wait: no row value
+    vis.add(loans["bare"], None)
+    record("v6_set", 1, NOW - 3 * HOUR, stamp)  # the row's is older than the attribute's
+    vis.add(loans["v6_set"], NOW + timedelta(days=4))
+    record("v6_closed", 1, NOW - 4 * HOUR, stamp)
+    record("v6_closed", 2, None, stamp + HOUR, Stage.PAID_IN_FULL)
+    vis.add(loans["v6_closed"], None, closed=True)
+    # A late write stamped before the row's is refused; a released transition has no stamp.
+    late = PaymentRecord(loans["v6_later"], PaymentPosted("R-LATE", 1, NOW), True, 1, 999_999,
+                         None, "y", NOW - 6 * HOUR, stamp - HOUR)  # fmt: skip
+    acts.record_payment(late)
+    assert row_next_action(sessions, loans["v6_later"])[0] == NOW + timedelta(days=3)
+    assert row_next_action(sessions, loans["released"]) == (NOW - 5 * HOUR, None)
+    assert row_next_action(sessions, loans["bare"]) == (None, None)
+
+    async def found(**f: bool) -> dict[str, datetime | None]:
+        rows = await find_cases(vis, Filters(**f), NOW, ("QX01",), Policy(), 50, sessions)  # type: ignore[arg-type]
+        by_loan = {r.loan_no: r.next_action_at for r in rows}
+        return {name: by_loan[no] for name, no in loans.items() if no in by_loan}
+
+    overdue = {"v6_late": NOW - 2 * HOUR}
+    assert await found(overdue_action=True) == overdue
+    assert await found(due_today=True) == overdue
+    assert await found(overdue_action=True, due_today=True) == overdue
+    assert await found() == {
+        "v6_late": NOW - 2 * HOUR,
+        "v6_later": NOW + timedelta(days=3),
+        "released": NOW + timedelta(days=2),
+        "bare": None,
+        "v6_set": NOW + timedelta(days=4),
+        "v6_closed": None,
+    }
+    # Without the database (no case rows): the attributes alone, as before.
+    rows = await find_cases(vis, Filters(overdue_action=True), NOW, None, Policy(), 50)  # type: ignore[arg-type]
+    assert rows == []
+    # The CLI's counts per stage follow the list; the limit holds.
+    counts = await count_cases_per_stage(vis, Filters(overdue_action=True), NOW, None,  # type: ignore[arg-type]
+                                         Policy(), sessions)  # fmt: skip
+    assert counts == {"FOLLOW_UP": 1}
+    record("v6_later", 2, NOW - HOUR, stamp + HOUR)  # now overdue too
+    assert set(await found(overdue_action=True)) == {"v6_late", "v6_later"}
+    one = await find_cases(vis, Filters(overdue_action=True), NOW, None, Policy(), 1, sessions)  # type: ignore[arg-type]
+    assert len(one) == 1
+    # The collector's page: the row's time for a v6 case, the attribute's for the others.
+    cases = [
+        MyCase(loans["v6_late"], "FOLLOW_UP", "", "", "", NOW - 2 * HOUR, None,
+               next_action_stamp=stamp),
+        MyCase(loans["released"], "FOLLOW_UP", "", "", "", NOW - 5 * HOUR, None),
+        MyCase(loans["bare"], "FOLLOW_UP", "", "", "", None, None),
+    ]  # fmt: skip
+    await with_next_actions(vis, cases)  # type: ignore[arg-type]
+    assert [c.next_action_at for c in cases] == [NOW - 2 * HOUR, NOW + timedelta(days=2), None]

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from domain.policy import Policy
 from service import audit
 from service.case_export import cases_workbook
-from service.portfolio import FilterError, filters_from_query, list_cases, visibility_query
+from service.portfolio import FilterError, filters_from_query, find_cases
 from service.users import Role
 from webapp.auth import require
 
@@ -37,8 +37,8 @@ def case_export_router(
         except FilterError as e:
             raise HTTPException(400, str(e)) from None
         now = datetime.now(UTC)
-        query = visibility_query(filters, now, who.branches, policy)
-        rows = await list_cases(await temporal(), query, MAX_ROWS + 1, policy, now, sessions)
+        client = await temporal()
+        rows = await find_cases(client, filters, now, who.branches, policy, MAX_ROWS + 1, sessions)
         truncated = len(rows) > MAX_ROWS
         data = await run_in_threadpool(cases_workbook, rows[:MAX_ROWS], policy, truncated)
         audit.record(

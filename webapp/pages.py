@@ -73,11 +73,10 @@ from service.portfolio import (
     caseloads,
     complaint_counts,
     filters_from_query,
-    list_cases,
+    find_cases,
     mark_training,
     stage_branch_counts,
     urgent_alerts,
-    visibility_query,
     with_next_actions,
 )
 from service.sign_in_throttle import Limits
@@ -193,22 +192,9 @@ def pages_router(
         client = await temporal()
         now = datetime.now(UTC)
         scope = who.branches
-        rows = await list_cases(
-            client,
-            visibility_query(filters, now, scope, config.policy),
-            100,
-            config.policy,
-            now,
-            sessions,
-        )
-        due = await list_cases(
-            client,
-            visibility_query(Filters(due_today=True), now, scope, config.policy),
-            100,
-            config.policy,
-            now,
-            sessions,
-        )
+        rows = await find_cases(client, filters, now, scope, config.policy, 100, sessions)
+        due_today = Filters(due_today=True)
+        due = await find_cases(client, due_today, now, scope, config.policy, 100, sessions)
         due.sort(key=lambda r: r.next_action_at or now)
         grid = await run_in_threadpool(stage_branch_counts, sessions, scope)
         loads = await run_in_threadpool(caseloads, sessions, scope)

@@ -592,14 +592,16 @@ class CaseState:
     # the last outstanding amount written to the database (each write a later one).
     outstanding_shown: int | None = None
     outstanding_stamp: datetime | None = None
-    # collection-v6: the next action written to the case row (by the activity before the
-    # wait), the workflow time it is as of (each write a later one), and the NextActionAt
-    # search attribute's value: unset while the row has the current wait's, else that
-    # wait's deadline (a wait nothing wrote ahead of it). `next_action_rows`: this state's
-    # fields are kept by a collection-v6 run (a released run's state learns them once).
+    # collection-v6: the next action the case row has (written by the activity before the
+    # wait, once it is done), the workflow time it is as of (each write a later one), and
+    # the NextActionAt search attribute's value: unset while the row has the current
+    # wait's, else that wait's deadline (a wait nothing wrote ahead of it).
+    # `next_action_rows`: this state's fields are kept by a collection-v6 run (a released
+    # run's state learns them once).
     next_action_row: str = ""
     next_action_row_at: datetime | None = None
-    next_action_stamp: datetime | None = None
+    next_action_row_stamp: datetime | None = None  # of the newest write known done
+    next_action_stamp: datetime | None = None  # of the newest write issued
     next_action_shown: datetime | None = None
     next_action_rows: bool = False
     # Promises to pay (the last few; every one is in the database) and waivers/settlements.

@@ -266,8 +266,23 @@ class Case:
         if last is not None and stamp <= last:
             stamp = last + timedelta(microseconds=1)
         s.next_action_stamp = stamp
-        s.next_action_row, s.next_action_row_at = action, at
         return action, at, stamp
+
+    def row_written(self, action: str, at: datetime | None, stamp: datetime | None) -> None:
+        """collection-v6: the activity carrying `row_next_action`'s values is done (an
+        activity that failed wrote nothing): the case row has them unless a newer write was
+        done first. NextActionAt is unset when they are the current wait's (a payment's
+        record may end after the wait it announced began: the upsert waits for the case to
+        be idle, so nothing is upserted then)."""
+        s = self.s
+        if stamp is None or (
+            s.next_action_row_stamp is not None and stamp <= s.next_action_row_stamp
+        ):
+            return
+        s.next_action_row, s.next_action_row_at, s.next_action_row_stamp = action, at, stamp
+        if s.next_action_shown is not None and (s.next_action, s.next_action_at) == (action, at):
+            s.next_action_shown = None
+            self.visibility.publish()
 
     # ------------------------------------------------------------------ facts
 
@@ -398,6 +413,7 @@ class Case:
                 next_action_stamp=action_stamp,
             ),
         )
+        self.row_written(action, action_at, action_stamp)
 
     async def assign(self, request: AssignRequest) -> bool:
         """Assign the case's collectors; False when postponed until the team out on a visit
@@ -479,3 +495,4 @@ class Case:
                 next_action_stamp=action_stamp,
             ),
         )
+        self.row_written(action, action_at, action_stamp)

@@ -47,6 +47,7 @@ async def count_payment(case: Case, payment: PaymentPosted) -> None:
         )
     finally:
         s.payments_pending -= 1
+    case.row_written(action, action_at, action_stamp)
     if not ours:
         s.paid_fen -= payment.amount_fen
         if entry in s.counted_payments:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from domain import search_attributes as sa
 from service.portfolio import list_cases
 from tests.harness import Harness, run_histories, running_worker
 from tests.test_debt_updates import CaseVisibility, raw_attributes
-from tests.test_workflow_paths import DEBT
+from tests.test_workflow_paths import DEBT, to_field_visit, visit
 
 # Copies of v4 histories whose Actions were counted by hand: fixed here, so recording the
 # histories again (their timing may differ by a timer) cannot change the expected counts.
@@ -259,5 +260,32 @@ async def test_a_v6_case_lists_its_wait_from_the_case_row(h: Harness) -> None:
     assert attrs.get(sa.NEXT_ACTION_AT.name) is None and attrs[sa.STAGE.name] == "INITIAL_CONTACT"
     rows = await list_cases(CaseVisibility(handle), "-", policy=h.policy, sessions=h.sessions)  # type: ignore[arg-type]
     assert [r.next_action_at for r in rows] == [status.next_action_at]
+    await h.pay(handle, DEBT)
+    assert (await handle.result()).outcome == "PAID_IN_FULL"
+
+
+async def test_a_kept_earlier_timer_ends_no_wait_before_its_deadline(h: Harness) -> None:
+    """collection-v6 keeps the visit's timer (7 days) for the negotiation that follows a
+    report two days in: it fires five days into the negotiation, which waits on to its own
+    seventh day (a timer for the rest then), not a moment less."""
+    _spec, handle = await h.start()
+    await to_field_visit(h, handle)  # the visit's timer: 7 days from its start
+    await h.advance(2)
+    await visit(h, handle, "MET")
+    entered = (await h.at_stage(handle, "NEGOTIATION")).stage_since
+    await h.advance(6.9)  # past the visit's deadline, before the negotiation's
+    assert (await h.status(handle)).stage == "NEGOTIATION"
+    await h.advance(0.2)
+    back = await h.at_stage(handle, "FIELD_VISIT")
+    assert timedelta(days=7) <= back.stage_since - entered < timedelta(days=7.2)
+    assert back.counters.failed_negotiations == 1
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        for e in (await handle.fetch_history()).events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    # The first contact's, the visit's, the rest of the negotiation (the 2.2 days between
+    # the visit's start and the report), the second visit's.
+    assert len(timers) == 4 and timedelta(days=2.1) < timers[2] < timedelta(days=2.3), timers
     await h.pay(handle, DEBT)
     assert (await handle.result()).outcome == "PAID_IN_FULL"

@@ -141,7 +141,7 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     assert figures["query_p95_under_load_ms"] == 412.0
     # The visit report sent one at a time under the load, not the driver's bursts of 50.
     assert figures["update_p95_under_load_ms"] == 280.0
-    assert figures["render_ratio"] == 0.4
+    assert figures["render_ratio"] == 2.5  # WeasyPrint's default 500 ms over ours 200 ms
     assert figures["actions_per_case"] == 101.0 and figures["actions_ratio"] == 1.91
     assert figures["memory_ratio_to_trivial"] == 2.0
     assert figures["memory_mb_per_case"] == 0.3
@@ -158,7 +158,7 @@ def test_a_section_that_did_not_run_leaves_its_keys_null(tmp_path: Path) -> None
     table = report.Table()
     report.render(table, RENDER)
     figures = written(table, tmp_path)
-    assert figures["render_ratio"] == 0.4
+    assert figures["render_ratio"] == 2.5  # WeasyPrint's default 500 ms over ours 200 ms
     assert {k for k in report.KEYS if figures[k] is None} == set(report.KEYS) - {"render_ratio"}
 
 

@@ -40,6 +40,7 @@ from domain.models import CaseResult
 from domain.names import RENDER, ROLES, SMS, workflow_id
 from domain.policy import fast_policy
 from service.case_start import start_case
+from service.dev_server import ONE_PARTITION_ARGS
 from workflows.collection import LoanCollectionWorkflow as WF
 
 LIFECYCLE_POLICY = fast_policy(
@@ -167,7 +168,9 @@ async def bench_lifecycle(
     """Our M cases on `workers` processes with the cases role (and every role not `apart`),
     and one process for each role `apart` (at `apart_nice` niceness: WORKER_NICE); `tuning`:
     more environment for the cases processes (WORKER_WORKFLOW_TASKS, ...)."""
-    env = await dev_server()
+    # As the service runs it (service/dev_server.py): one partition a task queue, so a
+    # collector's activity goes before the backlog (its task priority, collection-v6).
+    env = await dev_server(extra_args=ONE_PARTITION_ARGS)
     try:
         with database(db) as (url, sessions, tmp):
             # Borrowers whose loans the cases work on (one a case).

@@ -55,6 +55,11 @@ PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
 #   change) writes with the workflow time it is as of (only a newer one overwrites).
 PATCH_V5 = "collection-v5"
 # The sixth (issue 17, continued), asked when the run starts, only by runs with the fifth:
+# - an activity a person waits on, scheduled inside an Update handler (the visit report's
+#   record_visit, the signature's, the call's, the check-in's training check, ...), has the
+#   highest task priority in its queue (domain/case_rules.INTERACTIVE_PRIORITY): it goes
+#   before the back office's backlog, so the collector's "accepted" does not wait for it.
+#   Background activities keep the default (the SMS sends their bands by days past due).
 PATCH_V6 = "collection-v6"
 
 
@@ -93,6 +98,10 @@ class Versions:
         if self._v6 is None:
             self._v6 = self.v5() and workflow.patched(PATCH_V6)
         return self._v6
+
+    def answered_v6(self) -> bool:
+        """PATCH_V6's answer if the run has asked it already, else False (never asks)."""
+        return self._v6 is True
 
     def overdue_since_late(self) -> bool:
         """PATCH_OVERDUE_SINCE, asked only from a message handler of a released run."""

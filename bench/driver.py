@@ -39,8 +39,11 @@ class Driver:
     with the number of open cases. Reading the projection costs the Temporal server nothing.
     The status Query is sampled separately, twice a second, to measure its latency under load;
     and so is the visit-report Update: the visits of the `probes` cases are held back from the
-    bursts the driver sends and sent one at a time, every `probe_every` seconds, timed
-    (`visit_ms`), as one collector's report reaches a busy back office.
+    bursts the driver sends and sent one at a time, timed (`visit_ms`), as one collector's
+    report reaches a busy back office. They are spread over the whole load, not sent in its
+    first seconds (when every other case's visit is in flight): the k-th of n goes once the
+    other cases have had k/n of their human steps sent, and at least `probe_every` seconds
+    after the one before.
     """
 
     client: Client
@@ -51,6 +54,7 @@ class Driver:
     update_ms: list[float] = field(default_factory=list)  # each accepted Update, sent to done
     probes: set[str] = field(default_factory=set)  # workflow ids whose visit is a probe
     probe_every: float = 1.0
+    total: int = 0  # cases driven (set by run)
     visit_ms: list[float] = field(default_factory=list)  # the probes' visits, one at a time
     ready: dict[str, dict[str, Any]] = field(default_factory=dict)  # probes at the visit
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -177,17 +181,29 @@ class Driver:
                     pass  # it completed meanwhile
             await asyncio.sleep(0.5)
 
+    def progress(self) -> float:
+        """The share of the other cases' human steps sent (the probes' own left out: they
+        wait for the probes, which wait for this)."""
+        others = self.total - len(self.probes)
+        if others <= 0:
+            return 1.0
+        sent = sum(len(wids - self.probes) for wids in self.done.values())
+        return sent / (others * len(STEPS))
+
     async def send_probes(self, stop: asyncio.Event, inflight: set[tuple[str, str]]) -> None:
-        """The probes' visit reports, one every `probe_every` seconds, each timed."""
+        """The probes' visit reports, one at a time, spread over the load, each timed."""
+        sent, n = 0, max(1, len(self.probes))
         while not stop.is_set():
-            if self.ready:
+            if self.ready and self.progress() >= sent / n:
                 wid, facts = self.ready.popitem()
                 if await self.step("FIELD_VISIT", wid, facts, self.visit_ms):
                     self.done.setdefault("FIELD_VISIT", set()).add(wid)
                 inflight.discard(("FIELD_VISIT", wid))
+                sent += 1
             await asyncio.sleep(self.probe_every)
 
     async def run(self, total: int) -> None:
+        self.total = total
         gate = asyncio.Semaphore(CONCURRENCY)
         inflight: set[tuple[str, str]] = set()
 

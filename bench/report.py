@@ -260,13 +260,18 @@ def skipping(table: Table, m: dict[str, float]) -> None:
 
 
 def render(table: Table, m: dict[str, float]) -> None:
+    """render_ratio is WeasyPrint's default CPU per agreement over ours, the direction of the
+    orchestration ratio (the baseline's cost over ours): ≥ 0.9 says ours costs at most about
+    1.1 times what WeasyPrint costs by default."""
+    ratio = m["default_ms"] / m["ours_ms"]
     table.add(
         "agreement PDF (6 installments), CPU in one process: as the worker renders / "
         "WeasyPrint's default",
         f"{m['ours_ms']:.0f} / {m['default_ms']:.0f} ms",
-        f"ratio {m['ours_ms'] / m['default_ms']:.2f}; {m['kb']:.0f} KB; identical bytes",
+        f"render_ratio (default / ours) {ratio:.2f}, target ≥ 0.9; {m['kb']:.0f} KB; "
+        "identical bytes",
     )
-    table.figures["render_ratio"] = m["ours_ms"] / m["default_ms"]
+    table.figures["render_ratio"] = ratio
 
 
 def actions(table: Table, m: dict[str, float]) -> None:

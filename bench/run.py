@@ -20,8 +20,9 @@ not sent. Sections:
               histories; no-op bodies), on the same server with as many workers:
               orchestration_ratio = CPU a trivial case (server + workers) / CPU a case of
               ours (server + cases and sms workers, the render left out). Under that load:
-              the status Query twice a second, and a visit-report Update one at a time every
-              second (the visits of every 10th–25th case, held back from the driver's bursts).
+              the status Query twice a second, and a visit-report Update one at a time,
+              spread over the load (the visits of at least 30 cases, a fifth from 150 on,
+              held back from the driver's bursts; bench/driver.py).
 4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit), in
               the lifecycle section; and the memory section: one worker process's RSS per
               cached open case (M parked at the visit) against the trivial workflow's (M runs

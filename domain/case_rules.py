@@ -101,6 +101,10 @@ def remember_send(sent_at: Sequence[datetime], at: datetime) -> list[datetime]:
 # priority: 1 goes first): the most overdue borrowers first, in bands of days past due.
 SMS_PRIORITY_BANDS = ((90, 1), (60, 2), (30, 3))
 SMS_PRIORITY_DEFAULT = 4  # under 30 days past due, or not known yet
+# collection-v6: an activity a person waits on (scheduled by an Update handler: the visit
+# report's record, the signature's, the call's...) goes before every background task of its
+# queue, whose key is the server's default (3), or the SMS bands above on the sms queue.
+INTERACTIVE_PRIORITY = 1
 
 
 def sms_priority(dpd: int | None) -> int:

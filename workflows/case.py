@@ -17,7 +17,12 @@ from workflows.versions import Versions
 from workflows.visibility import Visibility
 
 with workflow.unsafe.imports_passed_through():
-    from domain.case_rules import closing_decision, outstanding, sms_priority
+    from domain.case_rules import (
+        INTERACTIVE_PRIORITY,
+        closing_decision,
+        outstanding,
+        sms_priority,
+    )
     from domain.models import (
         AssignRequest,
         CaseState,
@@ -327,7 +332,15 @@ class Case:
         held to the provider's rate): Temporal's priority key by days past due. It orders
         tasks in the queue only, and replay does not compare it: no patch. Only on the sms
         queue: a released run's sends share the case's queue with every other activity,
-        whose order they must not change."""
+        whose order they must not change.
+
+        collection-v6: an activity scheduled inside an Update handler (or a task it started)
+        is one a person waits on, their phone showing "sending...": it goes first in its
+        queue (INTERACTIVE_PRIORITY), before the back office's backlog. The run's answer to
+        PATCH_V6 is only read here, never asked (it is asked when the run starts: a handler
+        running before that, in the run's first workflow task, schedules as before)."""
+        if self.versions.answered_v6() and workflow.current_update_info() is not None:
+            return Priority(priority_key=INTERACTIVE_PRIORITY)
         if name != A.SEND_SMS or self._task_queue(name) is None:
             return Priority.default
         return Priority(priority_key=sms_priority(self.dpd()))

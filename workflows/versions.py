@@ -55,18 +55,24 @@ PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
 #   change) writes with the workflow time it is as of (only a newer one overwrites).
 PATCH_V5 = "collection-v5"
 # The sixth (issue 17, continued), asked when the run starts, only by runs with the fifth:
+# - an activity a person waits on, scheduled inside an Update handler (the visit report's
+#   record_visit, the signature's, the call's, the check-in's training check, ...), has the
+#   highest task priority in its queue (domain/case_rules.INTERACTIVE_PRIORITY): it goes
+#   before the back office's backlog, so the collector's "accepted" does not wait for it.
+#   Background activities keep the default (the SMS sends their bands by days past due).
 # - the next action goes on the case row (cases.next_action/next_action_at, migration 0020)
 #   with the activity before each wait, not in the NextActionAt search attribute: the stage
 #   passes the wait that follows to its task (`then`), the follow-up and a hold say theirs
 #   in advance (case.EXPECTED) for a payment's record, the revisit's task and the stage
 #   change. Each write has the workflow time it is as of (only a newer one overwrites, as
 #   the outstanding amount). NextActionAt is unset while the row has the current wait's
-#   next action (its activity done), and set (upserted as before) for a wait nothing wrote
-#   ahead (an SMS held for the contact window). The lists, the dashboard's "overdue" and "due today"
-#   filters, the export, the CLI and the collector's page take the row's time for a case
-#   whose attribute is unset, the attribute's otherwise (a released run's row is written
-#   at stage changes only): service/portfolio.py find_cases. The status Query is unchanged;
-#   a 12-installment case upserts once per stage (6; 15–16 with the fifth);
+#   next action (its activity done), and set (upserted as before) for a wait nothing
+#   wrote ahead (an SMS held for the contact window). The lists, the dashboard's "overdue"
+#   and "due today" filters, the export, the CLI and the collector's page take the row's
+#   time for a case whose attribute is unset, the attribute's otherwise (a released run's
+#   row is written at stage changes only): service/portfolio.py find_cases. The status
+#   Query is unchanged; a 12-installment case upserts once per stage (6; 15–16 with the
+#   fifth);
 # - a wait keeps the running timer of an earlier deadline (across stage changes too) and
 #   starts one for the rest only if that timer fires first: a wait that ends before it (a
 #   plan or signature soon after its wait began, a payment) starts none, one that lasts
@@ -111,6 +117,10 @@ class Versions:
         if self._v6 is None:
             self._v6 = self.v5() and workflow.patched(PATCH_V6)
         return self._v6
+
+    def answered_v6(self) -> bool:
+        """PATCH_V6's answer if the run has asked it already, else False (never asks)."""
+        return self._v6 is True
 
     def overdue_since_late(self) -> bool:
         """PATCH_OVERDUE_SINCE, asked only from a message handler of a released run."""

@@ -97,18 +97,19 @@ def remember_send(sent_at: Sequence[datetime], at: datetime) -> list[datetime]:
     return [t for t in sent_at if at - t < SENT_MEMORY] + [at]
 
 
-# The SMS task queue's order when a wave waits for the provider's rate (Temporal's task
-# priority: 1 goes first): the most overdue borrowers first, in bands of days past due.
-SMS_PRIORITY_BANDS = ((90, 1), (60, 2), (30, 3))
-SMS_PRIORITY_DEFAULT = 4  # under 30 days past due, or not known yet
+# Temporal's task priority keys (1 goes first; five levels, unset is the middle, 3).
 # collection-v6: an activity a person waits on (scheduled by an Update handler: the visit
-# report's record, the signature's, the call's...) goes before every background task of its
-# queue, whose key is the server's default (3), or the SMS bands above on the sms queue.
+# report's record, the signature's, the call's...) or a collector's safety alert goes before
+# every other task of its queue, the back office's (unset: 3) and the SMS bands below.
 INTERACTIVE_PRIORITY = 1
+# The SMS task queue's order when a wave waits for the provider's rate: the most overdue
+# borrowers first, in bands of days past due, all after the interactive key.
+SMS_PRIORITY_BANDS = ((90, 2), (60, 3), (30, 4))
+SMS_PRIORITY_DEFAULT = 5  # under 30 days past due, or not known yet
 
 
 def sms_priority(dpd: int | None) -> int:
-    """The send's priority key: ≥ 90 days past due → 1, ≥ 60 → 2, ≥ 30 → 3, else 4."""
+    """The send's priority key: ≥ 90 days past due → 2, ≥ 60 → 3, ≥ 30 → 4, else 5."""
     if dpd is not None:
         for at_least, key in SMS_PRIORITY_BANDS:
             if dpd >= at_least:

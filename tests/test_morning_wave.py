@@ -23,7 +23,7 @@ from activities.sms_gateway import GatewayResult, RecordingGateway
 from bench.morning import _figures, band_order, wave_policy
 from bench.sms_provider import Accepted, ProviderState, rate_limited_provider
 from db.models import ContactAttempt, SmsOutbox
-from domain.case_rules import sms_priority
+from domain.case_rules import INTERACTIVE_PRIORITY, sms_priority
 from domain.names import SMS
 from domain.policy import Policy
 from domain.timerules import in_quiet_hours
@@ -36,8 +36,9 @@ from tests.test_twilio import gateway
 
 def test_the_priority_bands() -> None:
     assert [sms_priority(d) for d in (None, 0, 29, 30, 59, 60, 89, 90, 400)] == [
-        4, 4, 4, 3, 3, 2, 2, 1, 1,
+        5, 5, 5, 4, 4, 3, 3, 2, 2,
     ]  # fmt: skip
+    assert INTERACTIVE_PRIORITY < min(sms_priority(d) for d in (None, 400))  # a person first
 
 
 def test_the_rate_setting() -> None:

@@ -339,7 +339,9 @@ class Case:
         queue (INTERACTIVE_PRIORITY), before the back office's backlog. The run's answer to
         PATCH_V6 is only read here, never asked (it is asked when the run starts: a handler
         running before that, in the run's first workflow task, schedules as before)."""
-        if self.versions.answered_v6() and workflow.current_update_info() is not None:
+        if self.versions.answered_v6() and (
+            workflow.current_update_info() is not None or name == A.RAISE_ALERT
+        ):  # a collector's "need help" alert is raised by the safety watcher, not the Update
             return Priority(priority_key=INTERACTIVE_PRIORITY)
         if name != A.SEND_SMS or self._task_queue(name) is None:
             return Priority.default

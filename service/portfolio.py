@@ -549,7 +549,12 @@ async def with_next_actions(client: Client, cases: list) -> None:  # type: ignor
         chunk = ", ".join(f"'{i}'" for i in ids[start : start + 200] if _CODE.match(i))
         if not chunk:
             continue
-        async for wf in client.list_workflows(f"WorkflowId IN ({chunk})"):
+        # The running executions only: a closed one (a run continued as new, an earlier
+        # generation) keeps the NextActionAt of its time, which a v6 run has unset.
+        query = f"WorkflowId IN ({chunk}) AND ExecutionStatus='Running'"
+        async for wf in client.list_workflows(query):
+            if getattr(wf, "close_time", None) is not None:
+                continue
             case = by_id.get(wf.id)
             nxt = _first(wf.search_attributes, "NextActionAt")
             if case is not None:

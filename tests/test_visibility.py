@@ -84,14 +84,26 @@ HOUR = timedelta(hours=1)
 
 class Executions:
     """Visibility holding some loans' executions, answering the queries the lists send: the
-    NextActionAt bound of the "overdue" and "due today" filters, `WorkflowId IN (…)`, and
+    NextActionAt bound of the "overdue" and "due today" filters, `WorkflowId IN (…)`,
+    `Branch IN (…)`, `Branch=`, `CollectorId=`, `CollectionStage=` and
     `ExecutionStatus='Running'` (enough of the query language for service/portfolio.py)."""
 
     def __init__(self) -> None:
         self.runs: list[SimpleNamespace] = []
 
-    def add(self, loan_no: str, next_action_at: datetime | None, closed: bool = False) -> None:
-        attrs: dict[str, list[object]] = {"CollectionStage": ["FOLLOW_UP"], "Branch": ["QX01"]}
+    def add(
+        self,
+        loan_no: str,
+        next_action_at: datetime | None,
+        closed: bool = False,
+        collector: str = "C-QX-1",
+        branch: str = "QX01",
+    ) -> None:
+        attrs: dict[str, list[object]] = {
+            "CollectionStage": ["FOLLOW_UP"],
+            "Branch": [branch],
+            "CollectorId": [collector],
+        }
         if next_action_at is not None:
             attrs["NextActionAt"] = [next_action_at]
         self.runs.append(
@@ -113,6 +125,14 @@ class Executions:
         ids = re.search(r"WorkflowId IN \(([^)]*)\)", query)
         if ids and f"'{run.id}'" not in ids.group(1).split(", "):
             return False
+        a = run.search_attributes
+        branches = re.search(r"Branch IN \(([^)]*)\)", query)
+        if branches and f"'{a['Branch'][0]}'" not in branches.group(1).split(", "):
+            return False
+        for name in ("Branch", "CollectorId", "CollectionStage"):
+            for value in re.findall(rf"\b{name}='([^']*)'", query):
+                if a.get(name, [None])[0] != value:
+                    return False
         return "ExecutionStatus='Running'" not in query or run.status.name == "RUNNING"
 
     async def list_workflows(self, query: str, **kw: object) -> AsyncIterator[SimpleNamespace]:
@@ -206,3 +226,59 @@ async def test_the_due_filters_take_a_v6_cases_row_and_a_released_cases_attribut
     ]  # fmt: skip
     await with_next_actions(vis, cases)  # type: ignore[arg-type]
     assert [c.next_action_at for c in cases] == [NOW - 2 * HOUR, NOW + timedelta(days=2), None]
+
+
+async def test_the_collectors_page_takes_the_running_execution_not_an_earlier_ones(
+    sessions,
+) -> None:
+    """A loan's case continued as new (or restarted): its closed execution kept a past
+    NextActionAt, the running collection-v6 one has none (its row holds a future next
+    action). The collector's page shows the row's future time, not "late", whatever order
+    visibility lists the executions in."""
+    acts = CaseActivities(sessions)
+    loan = new_loan(sessions)
+    later = NOW + timedelta(days=2)
+    acts.record_transition(
+        transition(loan, 1, Stage.FOLLOW_UP, at=NOW - timedelta(days=1), next_action="x",
+                   next_action_at=later, next_action_stamp=NOW - timedelta(days=1))
+    )  # fmt: skip
+    for closed_first in (True, False):
+        vis = Executions()
+        if closed_first:
+            vis.add(loan, NOW - 3 * HOUR, closed=True)
+        vis.add(loan, None)
+        if not closed_first:
+            vis.add(loan, NOW - 3 * HOUR, closed=True)
+        case = MyCase(loan, "FOLLOW_UP", "", "", "", later, None,
+                      next_action_stamp=NOW - timedelta(days=1))  # fmt: skip
+        await with_next_actions(vis, [case])  # type: ignore[arg-type]
+        assert case.next_action_at == later, closed_first
+
+
+async def test_a_v6_case_found_by_its_row_passes_the_other_filters_in_visibility(
+    sessions,
+) -> None:
+    """ "Overdue" with a collector, stage or branch filter: a collection-v6 case whose row
+    is overdue is listed only when its running execution passes the other filters (the
+    database knows the due time, visibility the collector and the stage)."""
+    acts = CaseActivities(sessions)
+    vis = Executions()
+    mine, theirs = new_loan(sessions), new_loan(sessions)
+    for loan in (mine, theirs):
+        acts.record_transition(
+            transition(loan, 1, Stage.FOLLOW_UP, at=NOW - timedelta(days=1), next_action="x",
+                       next_action_at=NOW - HOUR, next_action_stamp=NOW - timedelta(days=1))
+        )  # fmt: skip
+    vis.add(mine, None, collector="C-QX-1")
+    vis.add(theirs, None, collector="C-QX-2")
+
+    async def found(**f: object) -> set[str]:
+        rows = await find_cases(vis, Filters(overdue_action=True, **f), NOW, ("QX01",),  # type: ignore[arg-type]
+                                Policy(), 50, sessions)  # fmt: skip
+        return {r.loan_no for r in rows}
+
+    assert await found() == {mine, theirs}
+    assert await found(collector="C-QX-1") == {mine}
+    assert await found(collector="C-QX-2") == {theirs}
+    assert await found(stage="NEGOTIATION") == set()
+    assert await found(branch="QX02") == set()

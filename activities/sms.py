@@ -30,7 +30,13 @@ from activities.sms_receipts import apply_unmatched, failure_of
 from activities.sms_templates import Registry, load_registry, template_message
 from activities.texts import environment, render_sms
 from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
-from db.repository import case_for_loan, insert_ignore, loan_by_no, lock_borrower
+from db.repository import (
+    case_for_loan,
+    insert_ignore,
+    loan_by_no,
+    lock_borrower,
+    set_next_action,
+)
 from domain.evidence import (
     CAP_REASON,
     CHINA_ROUTE_REASON,
@@ -88,6 +94,20 @@ class SmsActivities:
     @activity.defn(name=A.SEND_SMS)
     def send_sms(self, req: SmsRequest) -> SmsResult:
         result = self._send(req)
+        if result.status != "DEFERRED" and req.next_action_stamp is not None:
+            # collection-v6: the message is done (whatever its outcome), so the case's
+            # next wait begins: its next action goes on the case row. Written after the
+            # outbox's decision, before the workflow learns it: a retry (the decision
+            # stored, `_send` answers it again) writes it again, and an older stamp than
+            # the row's is refused, so the write is idempotent. A deferred send writes
+            # nothing: the case waits for the contact window, not for the next action.
+            with self.sessions.begin() as session:
+                loan = loan_by_no(session, req.loan_no)
+                if loan is not None:
+                    case = case_for_loan(session, loan, activity_now())
+                    set_next_action(
+                        session, case, req.next_action, req.next_action_at, req.next_action_stamp
+                    )
         if result.status in ("SENT", "RECORDED"):
             # Whether the borrower can answer it by SMS: on a one-way channel (Twilio to a
             # mainland number) the case does not wait for a reply that cannot come.

@@ -115,9 +115,10 @@ def activities_and_messages(actions: Counter[str]) -> tuple[int, int]:
     return actions["activity_attempt"], actions["signal"] + actions["update"]
 
 
-async def bench_actions(installments: int = 12) -> dict[str, float]:
+async def bench_actions(installments: int = 12, after_reminder: bool = False) -> dict[str, float]:
     """One `installments`-installment case on the time-skipping server (contact, visit,
-    plan, signature, every installment paid), and the trivial workflow with as many
+    plan, signature, every installment paid: before its reminder, or with `after_reminder`
+    after it), and the trivial workflow with as many
     activities and signals in one run, on the same server; each counted from its history."""
     from bench.skipping import installment_case, skipping_env
     from tests.harness import run_histories, running_worker
@@ -127,7 +128,7 @@ async def bench_actions(installments: int = 12) -> dict[str, float]:
         with database("sqlite") as (_url, sessions, tmp):
             async with running_worker(env, sessions, tmp / "data") as h:
                 t0 = time.perf_counter()
-                handle = await installment_case(h, installments)
+                handle = await installment_case(h, installments, after_reminder)
                 runs = await run_histories(handle)
                 ours = case_actions(runs)
                 wall = time.perf_counter() - t0

@@ -22,9 +22,13 @@ if TYPE_CHECKING:
     from tests.harness import Harness
 
 
-async def installment_case(h: Harness, installments: int) -> WorkflowHandle:
+async def installment_case(
+    h: Harness, installments: int, after_reminder: bool = False
+) -> WorkflowHandle:
     """A case from its first notice to paid in full: a visit, a plan of `installments`
-    installments twenty days apart, the signature, every installment paid on time."""
+    installments twenty days apart, the signature, every installment paid on time: twelve
+    days after the last (before its reminder), or with `after_reminder` two days before
+    its due date (the reminder, three days before, sent first)."""
     from tests.test_workflow_paths import DEBT, sign, to_field_visit, visit
 
     _spec, handle = await h.start()
@@ -40,7 +44,10 @@ async def installment_case(h: Harness, installments: int) -> WorkflowHandle:
     for k, amount in enumerate(amounts, start=1):
         # The server skips no time while the payment's workflow task is pending, so each
         # installment is paid before its due date.
-        await h.advance(12)
+        if after_reminder:
+            await h.advance((items[k - 1].due_at - await h.now()) / h.day - 2)
+        else:
+            await h.advance(12)
         await h.pay(handle, amount, reference=f"I-{k}")
     assert (await handle.result()).outcome == "PAID_IN_FULL"
     return handle

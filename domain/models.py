@@ -940,6 +940,12 @@ class SmsRequest:
     # the number and checks the third-party rules again.
     party: str = "borrower"
     contact_lost: bool = False  # the workflow's view, for the third-party rule
+    # collection-v6: the wait that follows the message once it is done (sent, recorded,
+    # blocked or failed, not deferred), for the case row's next action, as of this workflow
+    # time (only a newer time overwrites); None: not written (released runs, most messages).
+    next_action: str = ""
+    next_action_at: datetime | None = None
+    next_action_stamp: datetime | None = None
 
 
 @dataclass

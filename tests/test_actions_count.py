@@ -245,6 +245,25 @@ async def test_a_12_installment_case_costs_at_most_68_actions(h: Harness) -> Non
         assert case.next_action_stamp is not None
 
 
+async def test_a_reminded_12_installment_case_upserts_no_next_action(h: Harness) -> None:
+    """Each installment paid two days before its due date, after its reminder: the
+    reminder's send writes the installment's due wait to the case row, so the wait after
+    it upserts nothing (else a set and an unset of NextActionAt per reminder, as in v5).
+    Measured: 105 Actions (2 runs; 52 activities, 30 timers: each installment's reminder
+    and due wait, 6 upserts, 12 signals, 3 Updates); 128 with 29 upserts before the
+    reminder's send wrote the row."""
+    handle = await installment_case(h, 12, after_reminder=True)
+    runs = await run_histories(handle)
+    actions = case_actions(runs)
+    upserts = [u for run in reversed(runs) for u in published(run)]
+    assert {u.get("NextActionAt") for u in upserts} == {None}, upserts
+    assert actions["search_attribute_upsert"] == 6, dict(actions)
+    assert sum(actions.values()) - actions["timer"] <= 105 - 30, dict(actions)
+    with h.sessions() as session:
+        case = session.scalars(select(Case)).one()
+        assert case.closed_at is not None and case.next_action_at is None
+
+
 async def test_a_v6_case_lists_its_wait_from_the_case_row(h: Harness) -> None:
     """The first contact's wait: its next action is on the case row (written with the
     phone task before the wait), NextActionAt unset, and the lists show the wait's

@@ -26,6 +26,7 @@ from db.models import (
     Case,
     Collector,
     ContactAttempt,
+    Loan,
     Payment,
     SmsOutbox,
     StageChange,
@@ -209,6 +210,49 @@ def test_send_sms_defers_in_quiet_hours(sessions) -> None:
         f"{end:%H:%M}"
     )
     assert gateway.sent == []
+
+
+def test_send_sms_writes_the_following_wait_to_the_case_row_once_done(sessions) -> None:
+    """collection-v6: a reminder carrying the wait after it writes that wait to the case row
+    once it is done (sent, or blocked), idempotently and only when newer than the row's; a
+    deferred one writes nothing (the case waits for the contact window instead)."""
+    local = NOW.astimezone(ZoneInfo("Asia/Shanghai"))
+    quiet = OPEN_POLICY.with_overrides(
+        {
+            "quiet_start": f"{local - timedelta(hours=1):%H:%M}",
+            "quiet_end": f"{local + timedelta(hours=1):%H:%M}",
+        }
+    )
+    gateway = CountingGateway()
+    acts = SmsActivities(sessions, gateway)
+    due, stamp = NOW + timedelta(days=8), NOW - timedelta(minutes=5)
+
+    def following(at: datetime, when: datetime) -> dict[str, object]:
+        return dict(next_action="installment 1 due", next_action_at=at, next_action_stamp=when)
+
+    def row(loan_no: str) -> tuple[object, ...]:
+        with sessions() as session:
+            case = session.scalar(select(Case).join(Loan).where(Loan.loan_no == loan_no))
+            if case is None:
+                return (None, None)
+            at = case.next_action_at
+            return (case.next_action, at and at.replace(tzinfo=UTC))
+
+    deferred = new_loan(sessions)
+    result = acts.send_sms(sms(deferred, "d1", quiet, **following(due, stamp)))
+    assert result.status == "DEFERRED" and row(deferred)[1] is None
+    sent = new_loan(sessions)
+    assert acts.send_sms(sms(sent, "s1", **following(due, stamp))).status == "SENT"
+    assert row(sent) == ("installment 1 due", due)
+    again = acts.send_sms(sms(sent, "s1", **following(due, stamp)))  # retried
+    assert again.status == "SENT" and row(sent) == ("installment 1 due", due)
+    # An older write (a late retry) does not overwrite the newer one.
+    acts.send_sms(sms(sent, "s0", **following(NOW, stamp - timedelta(minutes=1))))
+    assert row(sent) == ("installment 1 due", due)
+    opted_out = new_loan(sessions, sms_opted_out=True)
+    blocked = acts.send_sms(sms(opted_out, "b1", **following(due, stamp)))
+    assert blocked.status == "BLOCKED" and row(opted_out) == ("installment 1 due", due)
+    assert len(gateway.sent) == 2
 
 
 def test_send_sms_honours_opt_out_and_records_the_block(sessions) -> None:

@@ -32,6 +32,7 @@ async def send_sms(
     may_wait: bool = True,
     party: str = "borrower",
     interruptible: bool = True,
+    then: Callable[[], tuple[str, datetime] | None] | None = None,
 ) -> SmsResult:
     """Send one SMS under the rules: quiet hours and caps wait, opt-out blocks.
 
@@ -42,6 +43,10 @@ async def send_sms(
     "contact:<id>") keeps the quiet hours but not the debtor's opt-out, number or caps. A
     watcher's message (`interruptible=False`) waits for the contact window whatever the case
     does meanwhile (closing, a hold, a promise).
+
+    `then()` (collection-v6): the wait that follows the message, as it would be computed
+    when the request goes (None: not known); the send activity writes it to the case row
+    once the message is done (not when deferred), like the activity before any other wait.
     """
     debtor = party == "borrower"
     s, p = case.s, case.s.policy
@@ -78,8 +83,17 @@ async def send_sms(
         request = SmsRequest(key, s.loan_no, purpose, params, now, blocked, p)
         if not debtor:
             request.party, request.contact_lost = party, case.contact_lost()
+        row = None
+        if then is not None and case.versions.v6():
+            following = then()
+            if following is not None:
+                row = case.row_next_action(following)
+                request.next_action, request.next_action_at = row[0], row[1]
+                request.next_action_stamp = row[2]
         result: SmsResult = await case.act(A.SEND_SMS, request, SmsResult)
         asked = True
+        if row is not None and result.status != "DEFERRED":
+            case.row_written(*row)
         if result.status == "DEFERRED" and not may_wait:
             break
         if result.status == "DEFERRED" and result.not_before is not None:

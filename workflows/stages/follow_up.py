@@ -54,7 +54,9 @@ async def run(case: Case) -> None:
             s.reminded_seqs.append(due.seq)
             if now < due.due_at:
                 due_date = local_date(due.due_at, p).isoformat()
-                await send_sms(case, "installment_reminder", _owed(case, due, due_date=due_date))
+                # collection-v6: the send writes the installment's wait to the case row.
+                owed = _owed(case, due, due_date=due_date)
+                await send_sms(case, "installment_reminder", owed, then=lambda: expected(case))
             continue
         if s.next_revisit_at is not None and now >= s.next_revisit_at:
             s.next_revisit_at = now + timedelta(seconds=p.revisit_interval_seconds)

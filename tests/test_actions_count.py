@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from bench.actions import activities_and_messages, billable_actions, case_action
 from bench.skipping import installment_case
 from db.models import Case
 from domain import search_attributes as sa
+from service.case_start import start_case
 from service.portfolio import list_cases
 from tests.harness import Harness, run_histories, running_worker
 from tests.test_debt_updates import CaseVisibility, raw_attributes
@@ -308,3 +309,29 @@ async def test_a_kept_earlier_timer_ends_no_wait_before_its_deadline(h: Harness)
     assert len(timers) == 4 and timedelta(days=2.1) < timers[2] < timedelta(days=2.3), timers
     await h.pay(handle, DEBT)
     assert (await handle.result()).outcome == "PAID_IN_FULL"
+
+
+async def test_a_case_started_again_lists_its_own_wait_not_the_earlier_runs(h: Harness) -> None:
+    """A collection-v6 case terminated during its first contact's wait (its row holding
+    that wait) and started again a day later (a new generation, a run without state): the
+    case row, NextActionAt and the lists give the new run's wait, not the earlier one's."""
+    spec, first = await h.start()
+    wait = "field visit unless the debt is paid"
+    earlier = await h.until(first, lambda s: s.next_action == wait, "the first run's wait")
+    await h.advance(1)
+    await first.terminate("started again")
+    again = await start_case(h.client, h.task_queue, spec.loan_no, spec.branch, h.policy)
+    h.started.append(again)
+    status = await h.until(again, lambda s: s.next_action == wait, "the new run's wait")
+    assert status.next_action_at is not None and earlier.next_action_at is not None
+    assert status.next_action_at > earlier.next_action_at
+    with h.sessions() as session:
+        case = session.scalars(select(Case)).one()
+        assert case.next_action_at is not None
+        assert case.next_action_at.replace(tzinfo=UTC) == status.next_action_at
+    attrs = await raw_attributes(again)
+    assert attrs.get(sa.NEXT_ACTION_AT.name) is None
+    rows = await list_cases(CaseVisibility(again), "-", policy=h.policy, sessions=h.sessions)  # type: ignore[arg-type]
+    assert [r.next_action_at for r in rows] == [status.next_action_at]
+    await h.pay(again, DEBT)
+    assert (await again.result()).outcome == "PAID_IN_FULL"

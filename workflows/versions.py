@@ -64,7 +64,8 @@ PATCH_V5 = "collection-v5"
 #   with the activity before each wait, not in the NextActionAt search attribute: the stage
 #   passes the wait that follows to its task (`then`), the follow-up and a hold say theirs
 #   in advance (case.EXPECTED) for a payment's record, the revisit's task and the stage
-#   change. Each write has the workflow time it is as of (only a newer one overwrites, as
+#   change, and an installment's reminder passes the installment's wait to its send (the
+#   send activity writes it once the message is done, not when deferred). Each write has the workflow time it is as of (only a newer one overwrites, as
 #   the outstanding amount). NextActionAt is unset while the row has the current wait's
 #   next action (its activity done), and set (upserted as before) for a wait nothing
 #   wrote ahead (an SMS held for the contact window). The lists, the dashboard's "overdue"
@@ -72,7 +73,13 @@ PATCH_V5 = "collection-v5"
 #   time for a case whose attribute is unset, the attribute's otherwise (a released run's
 #   row is written at stage changes only): service/portfolio.py find_cases. The status
 #   Query is unchanged; a 12-installment case upserts once per stage (6; 15–16 with the
-#   fifth);
+#   fifth), whether each installment is paid before or after its reminder. A case started
+#   again (a new generation, a run without state) trusts no row it did not write: its
+#   first stage change writes the row. Known limit: after a workflow *reset* the new run
+#   replays the old run's confirmed writes, so it believes the row holds what it held at
+#   the reset point while the abandoned run may have written a later next action (the
+#   SDK tells a workflow nothing of a reset): until the new run's next activity writes the
+#   row, the lists may show the abandoned run's next action;
 # - a wait keeps the running timer of an earlier deadline (across stage changes too) and
 #   starts one for the rest only if that timer fires first: a wait that ends before it (a
 #   plan or signature soon after its wait began, a payment) starts none, one that lasts

@@ -68,8 +68,8 @@ PATCH_V5 = "collection-v5"
 #   send activity writes it once the message is done, not when deferred). Each write has
 #   the workflow time it is as of (only a newer one overwrites, as the outstanding amount).
 #   NextActionAt is unset while the row has the current wait's next action (its activity
-#   done), and set (upserted as before) for a wait nothing
-#   wrote ahead (an SMS held for the contact window). The lists, the dashboard's "overdue"
+#   done), and set (upserted as before) for a wait nothing wrote ahead (an SMS held for
+#   the contact window). The lists, the dashboard's "overdue"
 #   and "due today" filters, the export, the CLI and the collector's page take the row's
 #   time for a case whose attribute is unset, the attribute's otherwise (a released run's
 #   row is written at stage changes only): service/portfolio.py find_cases. The status

@@ -14,6 +14,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -160,6 +161,9 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
 
     loan: Mapped[Loan] = relationship()
+
+    # The "overdue" and "due today" filters' open cases by next action (collection-v6).
+    __table_args__ = (Index("ix_cases_closed_at_next_action_at", "closed_at", "next_action_at"),)
 
 
 class StageChange(Base):

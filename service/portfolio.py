@@ -330,7 +330,9 @@ async def find_cases(
     """The cases passing `filters` (the dashboard, its export, the CLI): `list_cases` of
     `visibility_query`, and with the "overdue" or "due today" filter and a database, the
     running collection-v6 cases whose case row's next action passes it (their NextActionAt
-    is unset): found in the database, their other filters checked in visibility."""
+    is unset): found in the database, their other filters checked in visibility; the two
+    merged soonest (most overdue) first, then cut to `limit`, so the CLI's `--limit` and
+    the export's first rows are the most urgent either way."""
     rows = await list_cases(
         client, visibility_query(filters, now, branches, policy), limit, policy, now, sessions
     )
@@ -341,8 +343,9 @@ async def find_cases(
     due = [loan_no for loan_no in due if loan_no not in seen]
     others = replace(filters, overdue_action=False, due_today=False)
     base = f"{visibility_query(others, now, branches, policy)} AND ExecutionStatus='Running'"
+    found: list[CaseRow] = []  # `due` is soonest first: its first `limit` that pass do
     for start in range(0, len(due), 200):
-        if len(rows) >= limit:
+        if len(found) >= limit:
             break
         ids = [f"{WORKFLOW_ID_PREFIX}{loan_no}" for loan_no in due[start : start + 200]]
         chunk = ", ".join(f"'{i}'" for i in ids if _CODE.match(i))
@@ -351,11 +354,13 @@ async def find_cases(
         query = f"{base} AND WorkflowId IN ({chunk})"
         for r in await list_cases(client, query, len(ids), policy, now, sessions):
             # A row whose NextActionAt is set is judged by it (the query above).
-            if r.running and r.loan_no not in seen and len(rows) < limit:
+            if r.running and r.loan_no not in seen:
                 if next_action_matches(filters, r.next_action_at, now, policy):
                     seen.add(r.loan_no)
-                    rows.append(r)
-    return rows
+                    found.append(r)
+    merged = rows + found
+    merged.sort(key=lambda r: (r.next_action_at is None, r.next_action_at or now, r.loan_no))
+    return merged[:limit]
 
 
 async def count_cases_per_stage(

@@ -90,6 +90,7 @@ async def test_collectors_see_only_their_cases_and_their_actions_are_audited(web
     # A collector's own list, and no supervisor pages for them.
     listed = (await http.get("/my", headers=mine)).json()["cases"]
     assert [c["loan_no"] for c in listed] == [case.loan_no]
+    assert "next_action_stamp" not in listed[0] and "next_action_at" in listed[0]
     assert (await http.get("/dashboard", headers=mine)).status_code == 404
 
     page = (await http.get(f"/cases/{case.loan_no}", headers=mine)).json()

@@ -282,3 +282,26 @@ async def test_a_v6_case_found_by_its_row_passes_the_other_filters_in_visibility
     assert await found(collector="C-QX-2") == {theirs}
     assert await found(stage="NEGOTIATION") == set()
     assert await found(branch="QX02") == set()
+
+
+async def test_the_limit_keeps_the_most_overdue_of_both_sources(sessions) -> None:
+    """ "Overdue" with a limit (the CLI's --limit, the export's first rows): the most
+    overdue cases, whether their time is a released run's attribute or a collection-v6
+    case's row, soonest first."""
+    acts = CaseActivities(sessions)
+    vis = Executions()
+    released, v6 = new_loan(sessions), new_loan(sessions)
+    vis.add(released, NOW - HOUR)
+    acts.record_transition(
+        transition(v6, 1, Stage.FOLLOW_UP, at=NOW - timedelta(days=1), next_action="x",
+                   next_action_at=NOW - 5 * HOUR, next_action_stamp=NOW - timedelta(days=1))
+    )  # fmt: skip
+    vis.add(v6, None)
+
+    async def listed(limit: int) -> list[str]:
+        rows = await find_cases(vis, Filters(overdue_action=True), NOW, None, Policy(), limit,  # type: ignore[arg-type]
+                                sessions)  # fmt: skip
+        return [r.loan_no for r in rows]
+
+    assert await listed(1) == [v6]
+    assert await listed(2) == [v6, released]

@@ -21,7 +21,7 @@ import base64
 import os
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from urllib.parse import quote
@@ -308,7 +308,11 @@ def pages_router(
             c.unanswered_calls_today = calls.get(c.loan_no, 0)
         max_calls = config.policy.max_unanswered_calls_per_day
         if wants_json(request):
-            return as_json({"cases": cases, "max_unanswered_calls_per_day": max_calls})
+            # Not the case row's internal stamp (collection-v6: when its time was written).
+            shown = [
+                {k: v for k, v in asdict(c).items() if k != "next_action_stamp"} for c in cases
+            ]
+            return as_json({"cases": shown, "max_unanswered_calls_per_day": max_calls})
         return page(
             request, "my_cases.html.j2", who=who, cases=cases, now=datetime.now(UTC), zone=zone,
             max_calls=max_calls,

@@ -5,7 +5,8 @@ next_action_at when it has a `next_action_stamp`: a collection-v6 case writes it
 action with the activity before each wait and no longer upserts its NextActionAt search
 attribute for it (unset while the row has the current one). Only a newer stamp overwrites.
 Nothing is backfilled: a row without one (a released run's) shows the search attribute's
-value, as before.
+value, as before. An index on (closed_at, next_action_at) serves the filters' query of
+the open cases by next action (service/portfolio.py due_from_db).
 
 Revision ID: 0020
 Revises: 0019
@@ -28,8 +29,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("next_action_stamp", sa.DateTime(timezone=True), nullable=True)
         )
+        batch_op.create_index(
+            "ix_cases_closed_at_next_action_at", ["closed_at", "next_action_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("cases", schema=None) as batch_op:
+        batch_op.drop_index("ix_cases_closed_at_next_action_at")
         batch_op.drop_column("next_action_stamp")

@@ -7,6 +7,7 @@ partition a queue: priority orders its backlog, service/dev_server.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
@@ -30,11 +31,12 @@ from temporalio.worker import (
 
 from bench.lifecycle import LIFECYCLE_POLICY
 from domain.case_rules import INTERACTIVE_PRIORITY, sms_priority
-from domain.models import VisitReport
+from domain.models import HelpRequest, VisitReport
 from domain.names import CASES
 from domain.names import Activities as A
 from service.worker_factory import build_worker, role_activities
 from tests.harness import Harness, assert_replays, eventually, run_histories, running_worker
+from tests.test_visit_safety import check_in
 from tests.test_workflow_paths import DEBT, propose, sign, visit
 from workflows.collection import LoanCollectionWorkflow as WF
 from workflows.versions import PATCH_V6
@@ -153,3 +155,35 @@ async def test_a_visit_report_is_recorded_before_the_back_offices_backlog(
         for started in h.started:
             with contextlib.suppress(RPCError):
                 await started.terminate("test finished")
+
+
+async def test_a_collectors_call_for_help_is_raised_first_in_its_queue(fast: Harness) -> None:
+    """A collector's "need help" on a visit: the safety alert it raises (by the safety
+    watcher, not inside the Update) goes before the back office's backlog and every SMS
+    band, as the activities the collector's phone waits on do."""
+    h = fast
+    _spec, handle = await h.start()
+    await h.at_stage(handle, "FIELD_VISIT", timeout=30)
+    await check_in(h, handle)
+    status = await h.status(handle)
+    await handle.execute_update(
+        WF.need_help, HelpRequest(status.collectors[0], await h.now(), "家属围堵")
+    )
+
+    async def raised() -> list[int]:
+        return [
+            e.activity_task_scheduled_event_attributes.priority.priority_key
+            for e in (await handle.fetch_history()).events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == A.RAISE_ALERT
+        ]
+
+    keys: list[int] = []
+    for _ in range(200):
+        keys = await raised()
+        if keys:
+            break
+        await asyncio.sleep(0.05)
+    assert keys and keys[0] == INTERACTIVE_PRIORITY == 1, keys
+    assert all(INTERACTIVE_PRIORITY < sms_priority(days) for days in (0, 40, 90, 400))
+    await handle.terminate("test finished")

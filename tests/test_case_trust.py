@@ -36,7 +36,13 @@ from domain.names import workflow_id
 from domain.timerules import end_of_local_day
 from service.case_start import start_case
 from service.worker_factory import activities, build_worker
-from tests.harness import Harness, assert_replays, running_worker, through_legal_review
+from tests.harness import (
+    Harness,
+    assert_replays,
+    eventually,
+    running_worker,
+    through_legal_review,
+)
 from tests.test_workflow_paths import (
     DEBT,
     propose,
@@ -318,9 +324,13 @@ async def test_a_reference_recorded_for_another_loan_is_not_counted_again(h: Har
         b, lambda s: any("not counted" in e.detail for e in s.history), "refused for loan B"
     )
     assert status.paid_fen == 0
-    with h.sessions() as session:
-        tasks = session.scalars(select(Task.detail).where(Task.kind == "CHECK_CLAIMED_PAYMENT"))
-        assert any("REF-ONE-TRANSFER" in d for d in tasks)
+
+    def checked() -> bool:  # the supervisor's task follows the note
+        with h.sessions() as session:
+            q = select(Task.detail).where(Task.kind == "CHECK_CLAIMED_PAYMENT")
+            return any("REF-ONE-TRANSFER" in d for d in session.scalars(q))
+
+    await eventually(checked, "the supervisor's task")
     for handle in (a, b):
         await h.pay(handle, DEBT * 2)
         await handle.result()

@@ -6,6 +6,7 @@ all I/O through activities named by string, so no activity module is imported he
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,15 +20,20 @@ from workflows.visibility import Visibility
 with workflow.unsafe.imports_passed_through():
     from domain.case_rules import closing_decision, outstanding, sms_priority
     from domain.models import (
+        AgreementRequest,
+        AssessRequest,
         AssignRequest,
         CaseState,
         DeliveryFailure,
         HistoryEntry,
+        SmsRequest,
         TaskRequest,
         Transition,
+        VisitRecord,
     )
     from domain.names import ACTIVITY_ROLES, case_key, role_queue
     from domain.names import Activities as A
+    from domain.policy_wire import policy_delta
     from domain.promises import PROMISE_STAGES, open_promise
     from domain.rulebook import contact_lost
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
@@ -43,6 +49,8 @@ ACTIVITY_RETRY = RetryPolicy(
     non_retryable_error_types=["InvalidInput", "NotFound"],
 )
 HISTORY_KEPT = 100  # entries in the workflow state; the full audit trail is in the database
+# The activity inputs that carry the case's policy (collection-v6: as `rules`).
+POLICY_INPUTS = (AssessRequest, SmsRequest, VisitRecord, AgreementRequest)
 
 
 class Interrupted(Exception):
@@ -237,6 +245,11 @@ class Case:
         return case_key(self.s.loan_no, self.s.generation, kind, seq)
 
     async def act(self, name: str, arg: Any, result_type: type | None = None) -> Any:
+        if isinstance(arg, POLICY_INPUTS) and arg.policy is not None and self.versions.v6():
+            # collection-v6: the policy as its changes against a frozen, named base (a few
+            # fields, not ~2 KB in every such activity's input); the activity rebuilds the
+            # exact policy and enforces the rules with it (domain/policy_wire.py).
+            arg = dataclasses.replace(arg, policy=None, rules=policy_delta(arg.policy))
         self.visibility.flush()
         self.visibility.before_activity()  # PATCH_V5: a new stage shows while this retries
         self.acting += 1

@@ -55,6 +55,10 @@ PATCH_OVERDUE_SINCE = "collection-v4-overdue-since"
 #   change) writes with the workflow time it is as of (only a newer one overwrites).
 PATCH_V5 = "collection-v5"
 # The sixth (issue 17, continued), asked when the run starts, only by runs with the fifth:
+# - the activities that enforce the case's rules again (send_sms, assess_case, record_visit,
+#   render_agreement) get its policy as the changes against a frozen, named base
+#   (domain/policy_wire.py: a few fields instead of ~2 KB of JSON each), not whole; they
+#   rebuild the exact policy and enforce it as before, and still take a whole one.
 PATCH_V6 = "collection-v6"
 
 

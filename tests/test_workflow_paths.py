@@ -20,6 +20,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from db.models import Agreement, Case, Loan, Payment, SmsOutbox, StageChange, Task
 from domain.models import (
+    AssessRequest,
     CaseResult,
     CaseStatus,
     CloseRequest,
@@ -28,12 +29,14 @@ from domain.models import (
     PlannedInstallment,
     PlanProposal,
     SignatureConfirmation,
+    SmsRequest,
     UpdateAccepted,
     VisitReport,
 )
 from domain.money import split_evenly
 from domain.policy import Policy
 from service.case_start import start_case
+from service.converter import DATA_CONVERTER
 from tests.harness import (
     Harness,
     assert_replays,
@@ -179,6 +182,26 @@ async def test_paid_after_first_sms(h: Harness) -> None:
         assert int(days) in range(40, (sent_by - spec.overdue_since).days + 1), (days, sent_by)
         assert sms[0].segments == 2  # Chinese text: UCS-2, 67 characters a part
         assert session.scalar(select(func.count()).select_from(Payment)) == 1
+    await assert_replays(handle)
+
+
+async def test_a_new_case_sends_its_policy_to_the_activities_as_changes(h: Harness) -> None:
+    """collection-v6: the assessment's and the SMS's inputs carry the case's policy as its
+    changes against a frozen base (not ~2 KB whole), and those rebuild the case's policy."""
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice sent")
+    history = await handle.fetch_history()
+    inputs = {}
+    for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            a = e.activity_task_scheduled_event_attributes
+            inputs.setdefault(a.activity_type.name, a.input.payloads[0])
+    for name, kind in (("assess_case", AssessRequest), ("send_sms", SmsRequest)):
+        assert len(inputs[name].data) < 1000, (name, len(inputs[name].data))
+        [sent] = DATA_CONVERTER.payload_converter.from_payloads([inputs[name]], [kind])
+        assert sent.policy is None and sent.rules.policy() == h.policy
+    await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
+    assert (await handle.result()).outcome == "CANCELLED"
     await assert_replays(handle)
 
 

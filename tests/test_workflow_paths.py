@@ -8,10 +8,12 @@ server with a policy in seconds.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -153,6 +155,11 @@ async def to_follow_up(h: Harness, handle: WorkflowHandle) -> CaseStatus:
     return await h.at_stage(handle, "FOLLOW_UP")
 
 
+def value(payload: Any) -> Any:
+    """A search attribute's value in a history event (None: unset)."""
+    return json.loads(payload.data) if payload.data else None
+
+
 def rejected(info: pytest.ExceptionInfo[WorkflowUpdateFailedError]) -> str:
     return str(info.value.cause)
 
@@ -202,6 +209,34 @@ async def test_a_new_case_sends_its_policy_to_the_activities_as_changes(h: Harne
         assert sent.policy is None and sent.rules.policy() == h.policy
     await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
     assert (await handle.result()).outcome == "CANCELLED"
+    await assert_replays(handle)
+
+
+async def test_a_new_case_upserts_only_the_search_attributes_that_changed(h: Harness) -> None:
+    """collection-v6: each upsert names what changed; merged as the server merges them
+    (onto those the case started with), every value is there."""
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
+    assert (await handle.result()).outcome == "CANCELLED"
+    events = (await handle.fetch_history()).events
+    merged = {
+        k: json.loads(v.data)
+        for k, v in events[
+            0
+        ].workflow_execution_started_event_attributes.search_attributes.indexed_fields.items()
+    }
+    upserted = []
+    for e in events:
+        if e.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            upserted.append(set(fields.indexed_fields))
+            merged.update({k: value(v) for k, v in fields.indexed_fields.items()})
+    assert upserted and all("Branch" not in names for names in upserted)  # set at the start
+    assert any("CollectionStage" in names for names in upserted)
+    assert any(len(names) < 3 for names in upserted)
+    assert merged["CollectionStage"] == "CANCELLED" and merged["Branch"] == spec.branch
+    assert merged["CollectorId"] and merged["RiskTier"] and merged["OutstandingFen"] == DEBT
     await assert_replays(handle)
 
 

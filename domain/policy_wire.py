@@ -175,6 +175,9 @@ BASES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
 )
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
+
+
 @dataclass
 class PolicyDelta:
     """A case's policy as the fields that differ from the frozen base `base`."""
@@ -189,8 +192,7 @@ class PolicyDelta:
             raise PolicyError(f"unknown policy base {self.base!r}")
         merged = {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
         merged.update(self.changes)
-        known = {f.name for f in dataclasses.fields(Policy)}
-        if unknown := sorted(set(merged) - known):
+        if unknown := sorted(set(merged) - set(_FIELDS)):
             raise PolicyError(f"unknown policy fields {unknown}")
         return Policy(**merged)
 
@@ -198,10 +200,11 @@ class PolicyDelta:
 def policy_delta(policy: Policy) -> PolicyDelta:
     """`policy` against the base it differs least from (the first such, in BASES order):
     deterministic, as the workflow needs."""
-    values = dataclasses.asdict(policy)
+    values = {f: getattr(policy, f) for f in _FIELDS}
     best: PolicyDelta | None = None
     for name, base in BASES.items():
         changes = {k: v for k, v in values.items() if k not in base or base[k] != v}
+        changes = {k: list(v) if isinstance(v, list) else v for k, v in changes.items()}
         if best is None or len(changes) < len(best.changes):
             best = PolicyDelta(name, changes)
     assert best is not None

@@ -33,7 +33,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.names import ACTIVITY_ROLES, case_key, role_queue
     from domain.names import Activities as A
-    from domain.policy_wire import policy_delta
+    from domain.policy import Policy
+    from domain.policy_wire import PolicyDelta, policy_delta
     from domain.promises import PROMISE_STAGES, open_promise
     from domain.rulebook import contact_lost
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
@@ -71,6 +72,8 @@ class Case:
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: datetime | None = None
         self._alarm_held = False  # a wait is on the alarm now
+        # collection-v6: the last policy sent to an activity, and its changes (Case.act).
+        self._delta: tuple[Policy | None, PolicyDelta | None] = (None, None)
 
     # ------------------------------------------------------------------ derived facts
 
@@ -249,7 +252,9 @@ class Case:
             # collection-v6: the policy as its changes against a frozen, named base (a few
             # fields, not ~2 KB in every such activity's input); the activity rebuilds the
             # exact policy and enforces the rules with it (domain/policy_wire.py).
-            arg = dataclasses.replace(arg, policy=None, rules=policy_delta(arg.policy))
+            if self._delta[0] is not arg.policy:  # the case's policy changes rarely
+                self._delta = (arg.policy, policy_delta(arg.policy))
+            arg = dataclasses.replace(arg, policy=None, rules=self._delta[1])
         self.visibility.flush()
         self.visibility.before_activity()  # PATCH_V5: a new stage shows while this retries
         self.acting += 1

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.clock import activity_now
 from activities.contacts import third_party_check
-from activities.errors import not_found
+from activities.errors import not_found, with_case_policy
 from activities.metrics import count_sms
 from activities.sms_gateway import (
     Channel,
@@ -87,6 +87,7 @@ class SmsActivities:
 
     @activity.defn(name=A.SEND_SMS)
     def send_sms(self, req: SmsRequest) -> SmsResult:
+        req = with_case_policy(req)
         result = self._send(req)
         if result.status in ("SENT", "RECORDED"):
             # Whether the borrower can answer it by SMS: on a one-way channel (Twilio to a

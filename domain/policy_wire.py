@@ -178,6 +178,10 @@ BASES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
 _FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 
 
+class PolicyFromNewerRelease(PolicyError):
+    """A policy this release cannot rebuild: sent by a newer release (a rolling deploy)."""
+
+
 @dataclass
 class PolicyDelta:
     """A case's policy as the fields that differ from the frozen base `base`."""
@@ -186,15 +190,18 @@ class PolicyDelta:
     changes: dict[str, Any] = field(default_factory=dict)
 
     def policy(self) -> Policy:
-        """The case's exact policy; PolicyError for a base this release does not know."""
+        """The case's exact policy. PolicyFromNewerRelease for a base or a field this release
+        does not know (a newer release's case worker scheduled it: a worker of that release
+        must take it); a base's field that this release's Policy no longer has is dropped,
+        as the whole policy's decoding drops it."""
         values = BASES.get(self.base)
         if values is None:
-            raise PolicyError(f"unknown policy base {self.base!r}")
+            raise PolicyFromNewerRelease(f"unknown policy base {self.base!r}")
+        if unknown := sorted(set(self.changes) - set(_FIELDS)):
+            raise PolicyFromNewerRelease(f"unknown policy fields {unknown}")
         merged = {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
         merged.update(self.changes)
-        if unknown := sorted(set(merged) - set(_FIELDS)):
-            raise PolicyError(f"unknown policy fields {unknown}")
-        return Policy(**merged)
+        return Policy(**{k: v for k, v in merged.items() if k in _FIELDS})
 
 
 def policy_delta(policy: Policy) -> PolicyDelta:
@@ -215,6 +222,8 @@ def case_policy(policy: Policy | None, rules: PolicyDelta | None) -> Policy:
     """An activity input's policy: whole (released runs, and callers outside a case) or as
     `rules` (collection-v6); PolicyError when it has neither."""
     if rules is not None:
+        if policy is not None:
+            raise PolicyError("the input has both a whole policy and its changes (rules)")
         return rules.policy()
     if policy is None:
         raise PolicyError("the input has no policy")

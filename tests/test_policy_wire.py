@@ -84,14 +84,42 @@ def test_the_delta_rebuilds_the_exact_policy_and_is_small(policy: Policy) -> Non
     assert len(json.dumps(dataclasses.asdict(delta))) < whole / 3
 
 
-def test_an_unknown_base_is_refused_not_guessed(sessions) -> None:
+def test_a_newer_releases_policy_is_retried_for_a_newer_worker_not_guessed(sessions) -> None:
+    """In a rolling deploy a newer case worker may schedule for an older sms worker: a base or
+    a field it does not know is not guessed, and the case is not failed for it: the task is
+    retried until a worker of the newer release takes it. A malformed value is refused."""
     loan_no = new_loan(sessions)
-    request = dataclasses.replace(
-        sms(loan_no, "u1"), policy=None, rules=PolicyDelta("default-2099-01", {})
-    )
+    acts = SmsActivities(sessions, CountingGateway())
+    for rules in (
+        PolicyDelta("default-2099-01", {}),
+        PolicyDelta("default-2026-11", {"sms_per_month": 20}),
+    ):
+        request = dataclasses.replace(sms(loan_no, "u1"), policy=None, rules=rules)
+        with pytest.raises(ApplicationError) as err:
+            acts.send_sms(request)
+        assert not err.value.non_retryable and err.value.type == "PolicyFromNewerRelease"
+    malformed = PolicyDelta("default-2026-11", {"visit_team_size": "x"})
+    request = dataclasses.replace(sms(loan_no, "u2"), policy=None, rules=malformed)
     with pytest.raises(ApplicationError) as err:
-        SmsActivities(sessions, CountingGateway()).send_sms(request)
+        acts.send_sms(request)
     assert err.value.non_retryable and err.value.type == "InvalidInput"
+    both = dataclasses.replace(sms(loan_no, "u3"), rules=PolicyDelta("default-2026-11", {}))
+    with pytest.raises(ApplicationError) as err:
+        acts.send_sms(both)
+    assert err.value.non_retryable and "both" in str(err.value)
+
+
+def test_a_field_a_later_release_dropped_from_policy_is_dropped_from_the_base(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bases are never edited; a release whose Policy no longer has a field still rebuilds
+    a case's policy from them (the field dropped, as the whole policy's decoding drops it)."""
+    import domain.policy_wire as wire_module
+
+    base = {**BASES["default-2026-11"], "retired_field_seconds": 5}
+    monkeypatch.setattr(wire_module, "BASES", {**BASES, "default-2026-11": base})
+    changes = {"sms_per_day": 1}
+    assert PolicyDelta("default-2026-11", changes).policy() == Policy(sms_per_day=1)
 
 
 def test_a_compact_sms_input_enforces_the_cases_own_caps(sessions) -> None:

@@ -6,6 +6,7 @@ all I/O through activities named by string, so no activity module is imported he
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -326,8 +327,8 @@ class Case:
             # collection-v6: the policy as its changes against a frozen, named base (a few
             # fields, not ~2 KB in every such activity's input); the activity rebuilds the
             # exact policy and enforces the rules with it (domain/policy_wire.py).
-            if self._delta[0] is not arg.policy:  # the case's policy changes rarely
-                self._delta = (arg.policy, policy_delta(arg.policy))
+            if self._delta[0] != arg.policy:  # by value: the case's policy changes rarely
+                self._delta = (copy.deepcopy(arg.policy), policy_delta(arg.policy))
             arg = dataclasses.replace(arg, policy=None, rules=self._delta[1])
         self.visibility.flush()
         self.visibility.before_activity()  # PATCH_V5: a new stage shows while this retries

@@ -16,7 +16,7 @@ from temporalio import activity
 
 from activities.clock import activity_now
 from activities.documents import PdfRenderer
-from activities.errors import invalid_input, not_found
+from activities.errors import invalid_input, not_found, with_case_policy
 from activities.texts import environment
 from activities.wording_review import flag_wording
 from db.models import Agreement, AgreementInstallment, Branch, Loan, SignedScan
@@ -110,6 +110,7 @@ class AgreementActivities:
 
     @activity.defn(name=A.RENDER_AGREEMENT)
     def render_agreement(self, request: AgreementRequest) -> AgreementRef:
+        request = with_case_policy(request)
         key = plan_hash(request)
         with self.sessions.begin() as session:
             loan = loan_by_no(session, request.loan_no)

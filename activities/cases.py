@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.clock import activity_now
-from activities.errors import invalid_input, not_found
+from activities.errors import invalid_input, not_found, with_case_policy
 from activities.wording_review import flag_wording
 from db.models import (
     Agreement,
@@ -195,6 +195,7 @@ class CaseActivities:
     @activity.defn(name=A.ASSESS_CASE)
     def assess_case(self, request: AssessRequest) -> Assessment:
         """The risk assessment, and the strategy file's segment, arm and treatment."""
+        request = with_case_policy(request)
         assessment = assess(request.facts, request.policy, request.as_of)
         facts = request.facts
         choice = self.strategy.choose(
@@ -427,6 +428,7 @@ class CaseActivities:
 
     @activity.defn(name=A.RECORD_VISIT)
     def record_visit(self, record: VisitRecord) -> None:
+        record = with_case_policy(record)
         report = record.report
         with self.sessions.begin() as session:
             loan = self._loan(session, record.loan_no)

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.clock import activity_now
 from activities.contacts import third_party_check
-from activities.errors import not_found
+from activities.errors import not_found, with_case_policy
 from activities.metrics import count_sms
 from activities.sms_gateway import (
     Channel,
@@ -93,6 +93,7 @@ class SmsActivities:
 
     @activity.defn(name=A.SEND_SMS)
     def send_sms(self, req: SmsRequest) -> SmsResult:
+        req = with_case_policy(req)
         result = self._send(req)
         if result.status != "DEFERRED" and req.next_action_stamp is not None:
             # collection-v6: the message is done (whatever its outcome), so the case's

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import sys
 import time
 import uuid
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from bench.driver import Driver
 from bench.harness import (
@@ -125,11 +127,20 @@ def trivial_input(per_case: dict[str, float]) -> TrivialInput:
 
 
 async def trivial_baseline(
-    client: Client, m: int, per_case: dict[str, float], workers: int, wenv: dict[str, str]
+    client: Client,
+    m: int,
+    per_case: dict[str, float],
+    workers: int,
+    wenv: dict[str, str],
+    queries: int = 0,
 ) -> tuple[float, dict[str, float], dict[str, float]]:
     """The baseline: M trivial cases with as many activities, signals, Updates, timers and
     upserts a case as ours, nothing else, on as many worker processes; (wall seconds, CPU
-    ms per case, count_events of a sample of them)."""
+    ms per case, count_events of a sample of them).
+
+    Ours are queried while they run (the status Query sampled under load, and at rest): the
+    baseline answers as many Queries, to its open cases, as its cases progress, so that the
+    CPU they cost the server and the worker is on both sides of the ratio."""
     inp = trivial_input(per_case)
     btq = f"trivial-{uuid.uuid4().hex[:6]}"
     address = wenv["TEMPORAL_ADDRESS"]
@@ -139,17 +150,31 @@ async def trivial_baseline(
         cpu0 = cpu_split({"worker": tprocs})
         t0 = time.perf_counter()
 
+        running: list[WorkflowHandle[Any, int]] = []
+        progress = {"done": 0, "asked": 0}
+        rng = random.Random(7)
+
         async def trivial(i: int) -> WorkflowHandle[Any, int]:
             h = await client.start_workflow(
                 TrivialWorkflow.run, inp, id=f"t-{btq}-{i}", task_queue=btq
             )
+            running.append(h)
             for _ in range(inp.signals):
                 await h.signal(TrivialWorkflow.poke)
             for _ in range(inp.updates):
                 await h.execute_update(TrivialWorkflow.touch)
             return h
 
-        await bounded(range(m), trivial, after=lambda h: h.result())
+        async def finished(h: WorkflowHandle[Any, int]) -> None:
+            await h.result()
+            running.remove(h)
+            progress["done"] += 1
+            while running and progress["asked"] < queries * progress["done"] / m:
+                progress["asked"] += 1
+                with contextlib.suppress(RPCError):  # it completed meanwhile
+                    await rng.choice(running).query(TrivialWorkflow.signals_seen)
+
+        await bounded(range(m), trivial, after=finished)
         trivial_s = time.perf_counter() - t0
         cpu = cpu_ms_per_case(cpu0, cpu_split({"worker": tprocs}), m)
         cpu["idle"] = sum(idle.values()) * trivial_s / m  # ms a case, of server + worker
@@ -243,7 +268,7 @@ async def bench_lifecycle(
             per_case = await count_events(env.client, wids[:: max(1, m // 20)])
 
             trivial_s, trivial_cpu, trivial_case = await trivial_baseline(
-                env.client, m, per_case, workers, wenv
+                env.client, m, per_case, workers, wenv, len(rest_ms) + len(driver.query_ms)
             )
     finally:
         await env.shutdown()

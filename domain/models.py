@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from domain.policy import Policy
+from domain.policy_wire import PolicyDelta, case_policy
 from domain.stages import ReplyIntent, Stage, TaskKind
 
 # ---------------------------------------------------------------- workflow input and result
@@ -833,8 +834,12 @@ class CaseFacts:
 @dataclass
 class AssessRequest:
     facts: CaseFacts
-    policy: Policy
+    policy: Policy | None  # None from collection-v6: `rules`
     as_of: datetime
+    rules: PolicyDelta | None = None  # collection-v6: the case's policy against a base
+
+    def case_policy(self) -> Policy:
+        return case_policy(self.policy, self.rules)
 
 
 @dataclass
@@ -935,17 +940,21 @@ class SmsRequest:
     requested_at: datetime
     # Set when the workflow already knows the message must not go out: recorded, not sent.
     blocked_reason: str = ""
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy | None = field(default_factory=Policy)  # None from collection-v6: `rules`
     # "borrower", or "contact:<id>" for a loan contact (third party): the activity resolves
     # the number and checks the third-party rules again.
     party: str = "borrower"
     contact_lost: bool = False  # the workflow's view, for the third-party rule
+    rules: PolicyDelta | None = None  # collection-v6: the case's policy against a base
     # collection-v6: the wait that follows the message once it is done (sent, recorded,
     # blocked or failed, not deferred), for the case row's next action, as of this workflow
     # time (only a newer time overwrites); None: not written (released runs, most messages).
     next_action: str = ""
     next_action_at: datetime | None = None
     next_action_stamp: datetime | None = None
+
+    def case_policy(self) -> Policy:
+        return case_policy(self.policy, self.rules)
 
 
 @dataclass
@@ -972,7 +981,11 @@ class VisitRecord:
     stage: Stage
     generation: str = ""  # CaseState.generation
     # The case's policy: its rule set and version go on the contact log's row.
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy | None = field(default_factory=Policy)  # None from collection-v6: `rules`
+    rules: PolicyDelta | None = None  # collection-v6: the case's policy against a base
+
+    def case_policy(self) -> Policy:
+        return case_policy(self.policy, self.rules)
 
 
 @dataclass
@@ -999,8 +1012,12 @@ class AgreementRequest:
     collectors: list[str]
     debt_fen: int
     paid_fen: int
-    policy: Policy
+    policy: Policy | None  # None from collection-v6: `rules`
     generation: str = ""  # CaseState.generation: a restarted case renders its own versions
+    rules: PolicyDelta | None = None  # collection-v6: the case's policy against a base
+
+    def case_policy(self) -> Policy:
+        return case_policy(self.policy, self.rules)
 
 
 @dataclass

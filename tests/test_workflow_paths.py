@@ -8,10 +8,12 @@ server with a policy in seconds.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +22,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from db.models import Agreement, Case, Loan, Payment, SmsOutbox, StageChange, Task
 from domain.models import (
+    AssessRequest,
     CaseResult,
     CaseStatus,
     CloseRequest,
@@ -28,12 +31,14 @@ from domain.models import (
     PlannedInstallment,
     PlanProposal,
     SignatureConfirmation,
+    SmsRequest,
     UpdateAccepted,
     VisitReport,
 )
 from domain.money import split_evenly
 from domain.policy import Policy
 from service.case_start import start_case
+from service.converter import DATA_CONVERTER
 from tests.harness import (
     Harness,
     assert_replays,
@@ -150,6 +155,11 @@ async def to_follow_up(h: Harness, handle: WorkflowHandle) -> CaseStatus:
     return await h.at_stage(handle, "FOLLOW_UP")
 
 
+def value(payload: Any) -> Any:
+    """A search attribute's value in a history event (None: unset)."""
+    return json.loads(payload.data) if payload.data else None
+
+
 def rejected(info: pytest.ExceptionInfo[WorkflowUpdateFailedError]) -> str:
     return str(info.value.cause)
 
@@ -179,6 +189,54 @@ async def test_paid_after_first_sms(h: Harness) -> None:
         assert int(days) in range(40, (sent_by - spec.overdue_since).days + 1), (days, sent_by)
         assert sms[0].segments == 2  # Chinese text: UCS-2, 67 characters a part
         assert session.scalar(select(func.count()).select_from(Payment)) == 1
+    await assert_replays(handle)
+
+
+async def test_a_new_case_sends_its_policy_to_the_activities_as_changes(h: Harness) -> None:
+    """collection-v6: the assessment's and the SMS's inputs carry the case's policy as its
+    changes against a frozen base (not ~2 KB whole), and those rebuild the case's policy."""
+    spec, handle = await h.start()
+    await h.until(handle, lambda s: s.counters.sms_sent == 1, "first notice sent")
+    history = await handle.fetch_history()
+    inputs = {}
+    for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            a = e.activity_task_scheduled_event_attributes
+            inputs.setdefault(a.activity_type.name, a.input.payloads[0])
+    for name, kind in (("assess_case", AssessRequest), ("send_sms", SmsRequest)):
+        assert len(inputs[name].data) < 1000, (name, len(inputs[name].data))
+        [sent] = DATA_CONVERTER.payload_converter.from_payloads([inputs[name]], [kind])
+        assert sent.policy is None and sent.rules.policy() == h.policy
+    await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
+    assert (await handle.result()).outcome == "CANCELLED"
+    await assert_replays(handle)
+
+
+async def test_a_new_case_upserts_only_the_search_attributes_that_changed(h: Harness) -> None:
+    """collection-v6: each upsert names what changed; merged as the server merges them
+    (onto those the case started with), every value is there."""
+    spec, handle = await h.start()
+    await to_field_visit(h, handle)
+    await handle.execute_update(WF.close_case, CloseRequest("CANCELLED", "test over", "qa"))
+    assert (await handle.result()).outcome == "CANCELLED"
+    events = (await handle.fetch_history()).events
+    merged = {
+        k: json.loads(v.data)
+        for k, v in events[
+            0
+        ].workflow_execution_started_event_attributes.search_attributes.indexed_fields.items()
+    }
+    upserted = []
+    for e in events:
+        if e.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            upserted.append(set(fields.indexed_fields))
+            merged.update({k: value(v) for k, v in fields.indexed_fields.items()})
+    assert upserted and all("Branch" not in names for names in upserted)  # set at the start
+    assert any("CollectionStage" in names for names in upserted)
+    assert any(len(names) < 3 for names in upserted)
+    assert merged["CollectionStage"] == "CANCELLED" and merged["Branch"] == spec.branch
+    assert merged["CollectorId"] and merged["RiskTier"] and merged["OutstandingFen"] == DEBT
     await assert_replays(handle)
 
 

@@ -6,6 +6,8 @@ all I/O through activities named by string, so no activity module is imported he
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,15 +26,21 @@ with workflow.unsafe.imports_passed_through():
         sms_priority,
     )
     from domain.models import (
+        AgreementRequest,
+        AssessRequest,
         AssignRequest,
         CaseState,
         DeliveryFailure,
         HistoryEntry,
+        SmsRequest,
         TaskRequest,
         Transition,
+        VisitRecord,
     )
     from domain.names import ACTIVITY_ROLES, case_key, role_queue
     from domain.names import Activities as A
+    from domain.policy import Policy
+    from domain.policy_wire import PolicyDelta, policy_delta
     from domain.promises import PROMISE_STAGES, open_promise
     from domain.rulebook import contact_lost
     from domain.stages import CLOSED_STAGES, Stage, TaskKind
@@ -48,6 +56,8 @@ ACTIVITY_RETRY = RetryPolicy(
     non_retryable_error_types=["InvalidInput", "NotFound"],
 )
 HISTORY_KEPT = 100  # entries in the workflow state; the full audit trail is in the database
+# The activity inputs that carry the case's policy (collection-v6: as `rules`).
+POLICY_INPUTS = (AssessRequest, SmsRequest, VisitRecord, AgreementRequest)
 
 
 # collection-v6: per stage, the wait the case is about to start (its next action and
@@ -74,6 +84,8 @@ class Case:
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: datetime | None = None
         self._alarm_held = False  # a wait is on the alarm now
+        # collection-v6: the last policy sent to an activity, and its changes (Case.act).
+        self._delta: tuple[Policy | None, PolicyDelta | None] = (None, None)
 
     # ------------------------------------------------------------------ derived facts
 
@@ -311,6 +323,13 @@ class Case:
         return case_key(self.s.loan_no, self.s.generation, kind, seq)
 
     async def act(self, name: str, arg: Any, result_type: type | None = None) -> Any:
+        if isinstance(arg, POLICY_INPUTS) and arg.policy is not None and self.versions.v6():
+            # collection-v6: the policy as its changes against a frozen, named base (a few
+            # fields, not ~2 KB in every such activity's input); the activity rebuilds the
+            # exact policy and enforces the rules with it (domain/policy_wire.py).
+            if self._delta[0] != arg.policy:  # by value: the case's policy changes rarely
+                self._delta = (copy.deepcopy(arg.policy), policy_delta(arg.policy))
+            arg = dataclasses.replace(arg, policy=None, rules=self._delta[1])
         self.visibility.flush()
         self.visibility.before_activity()  # PATCH_V5: a new stage shows while this retries
         self.acting += 1

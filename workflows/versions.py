@@ -86,7 +86,13 @@ PATCH_V5 = "collection-v5"
 #   plan or signature soon after its wait began, a payment) starts none, one that lasts
 #   starts one as before. Every deadline fires when it did; the case wakes once more at
 #   the kept timer's time (a workflow task, not an Action). 9 timers whatever the races
-#   (9–11 with the fifth): 68 Actions against the trivial workflow's 53 (1.28).
+#   (9–11 with the fifth): 68 Actions against the trivial workflow's 53 (1.28);
+# - the activities that enforce the case's rules again (send_sms, assess_case, record_visit,
+#   render_agreement) get its policy as the changes against a frozen, named base
+#   (domain/policy_wire.py: a few fields instead of ~2 KB of JSON each), not whole; they
+#   rebuild the exact policy and enforce it as before, and still take a whole one;
+# - a search-attribute upsert names only the attributes that changed, not all of them (the
+#   server keeps the others: the same values in visibility, fewer bytes in the history).
 PATCH_V6 = "collection-v6"
 
 

@@ -92,16 +92,20 @@ class Visibility:
         self._upsert()
 
     def _upsert(self) -> None:
-        """Upsert the search attributes when one of them changed."""
+        """Upsert the search attributes when one of them changed: all of them, or with
+        collection-v6 only those that changed (the server keeps the others: the same values
+        in visibility, a fraction of the bytes in the history)."""
         values = self._values()
         if values == self._published:
             return
-        self._published = values
+        before, self._published = self._published, values
+        keys = KEYS_V4 if len(values) == len(KEYS_V4) else KEYS
+        pairs = list(zip(keys, values, strict=True))
+        if before is not None and len(before) == len(values) and self._versions.v6():
+            pairs = [(k, v) for (k, v), was in zip(pairs, before, strict=True) if v != was]
         workflow.upsert_search_attributes(
             [
                 key.value_unset() if value is None else key.value_set(value)  # type: ignore[attr-defined]
-                for key, value in zip(
-                    KEYS_V4 if len(values) == len(KEYS_V4) else KEYS, values, strict=True
-                )
+                for key, value in pairs
             ]
         )

@@ -4,7 +4,7 @@ A change that would break running cases (a new activity call, a reordered timer)
 here before it lands; such a change needs `workflow.patched`. The histories were recorded
 from the path tests: `RECORD_HISTORIES=1 pytest tests/test_workflow_paths.py`. Each released
 version keeps its own: the top folder holds the first release's, `v2/` those recorded
-with the `collection-v2` patch, `v3/`, `v4/` and `v5/` with each patch since. Record a new
+with the `collection-v2` patch, `v3/`, `v4/`, `v5/` and `v6/` with each patch since. Record a new
 folder for each release; never overwrite an older one.
 """
 

@@ -169,10 +169,16 @@ async def trivial_baseline(
             await h.result()
             running.remove(h)
             progress["done"] += 1
-            while running and progress["asked"] < queries * progress["done"] / m:
-                progress["asked"] += 1
-                with contextlib.suppress(RPCError):  # it completed meanwhile
+            # A case's share ahead, so that the last share is asked while cases still run.
+            await ask(queries * min(1.0, (progress["done"] + 1) / m))
+
+        async def ask(upto: float) -> None:
+            tries = 0
+            while running and progress["asked"] < upto and tries < 4 * queries:
+                tries += 1
+                with contextlib.suppress(RPCError):  # it completed meanwhile: not counted
                     await rng.choice(running).query(TrivialWorkflow.signals_seen)
+                    progress["asked"] += 1
 
         await bounded(range(m), trivial, after=finished)
         trivial_s = time.perf_counter() - t0

@@ -178,6 +178,12 @@ BASES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType(
 _FIELDS = tuple(f.name for f in dataclasses.fields(Policy))
 
 
+# Fields a release removed from Policy: a case's changes that still name one (scheduled by
+# an older release's worker) drop it, as the whole policy's decoding does. Add a field here
+# when Policy loses it; never remove one.
+RETIRED_FIELDS: frozenset[str] = frozenset()
+
+
 class PolicyFromNewerRelease(PolicyError):
     """A policy this release cannot rebuild: sent by a newer release (a rolling deploy)."""
 
@@ -197,7 +203,7 @@ class PolicyDelta:
         values = BASES.get(self.base)
         if values is None:
             raise PolicyFromNewerRelease(f"unknown policy base {self.base!r}")
-        if unknown := sorted(set(self.changes) - set(_FIELDS)):
+        if unknown := sorted(set(self.changes) - set(_FIELDS) - RETIRED_FIELDS):
             raise PolicyFromNewerRelease(f"unknown policy fields {unknown}")
         merged = {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
         merged.update(self.changes)

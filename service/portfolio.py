@@ -331,8 +331,10 @@ async def find_cases(
     `visibility_query`, and with the "overdue" or "due today" filter and a database, the
     running collection-v6 cases whose case row's next action passes it (their NextActionAt
     is unset): found in the database, their other filters checked in visibility; the two
-    merged soonest (most overdue) first, then cut to `limit`, so the CLI's `--limit` and
-    the export's first rows are the most urgent either way."""
+    merged soonest (most overdue) first, then cut to `limit`. The database half is the most
+    urgent v6 cases; the visibility half is the `limit` cases its query lists first (its
+    list has no order by NextActionAt, as before collection-v6), so with more matches than
+    `limit` the released runs' most overdue may be past the cut: ask for a larger limit."""
     rows = await list_cases(
         client, visibility_query(filters, now, branches, policy), limit, policy, now, sessions
     )

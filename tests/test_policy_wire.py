@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from activities.cases import CaseActivities
 from activities.sms import SmsActivities
 from db.models import ContactAttempt
+from domain import policy_wire
 from domain.models import AssessRequest, SmsRequest, VisitRecord, VisitReport
 from domain.policy import Policy, fast_policy
 from domain.policy_wire import BASES, PolicyDelta, policy_delta
@@ -114,11 +115,15 @@ def test_a_field_a_later_release_dropped_from_policy_is_dropped_from_the_base(
 ) -> None:
     """Bases are never edited; a release whose Policy no longer has a field still rebuilds
     a case's policy from them (the field dropped, as the whole policy's decoding drops it)."""
-    import domain.policy_wire as wire_module
-
     base = {**BASES["default-2026-11"], "retired_field_seconds": 5}
-    monkeypatch.setattr(wire_module, "BASES", {**BASES, "default-2026-11": base})
+    monkeypatch.setattr(policy_wire, "BASES", {**BASES, "default-2026-11": base})
     changes = {"sms_per_day": 1}
+    assert PolicyDelta("default-2026-11", changes).policy() == Policy(sms_per_day=1)
+    # A case's change naming it (scheduled by an older worker) too, once it is retired.
+    changes = {"sms_per_day": 1, "retired_field_seconds": 9}
+    with pytest.raises(policy_wire.PolicyFromNewerRelease):
+        PolicyDelta("default-2026-11", changes).policy()
+    monkeypatch.setattr(policy_wire, "RETIRED_FIELDS", frozenset({"retired_field_seconds"}))
     assert PolicyDelta("default-2026-11", changes).policy() == Policy(sms_per_day=1)
 
 

@@ -39,7 +39,7 @@ from bench.harness import add_loans, bounded, database, dev_server, worker_proce
 from bench.lifecycle import worker_env
 from bench.sms_provider import rate_limited_provider, twilio_env
 from db.models import Borrower, Loan
-from domain.case_rules import sms_priority
+from domain.case_rules import SMS_PRIORITY_BANDS, sms_priority
 from domain.policy import Policy
 from domain.timerules import days_past_due, local, local_date
 from service.case_start import start_case
@@ -177,8 +177,11 @@ async def bench_morning(
             wave, opening, closing = wave_policy(now, lead, window_min)
             # The bands as the workflow computes them: days past due when it schedules the
             # send, i.e. at the opening (a run crossing local midnight moves some cases).
+            # Numbered 1 (≥ 90 days) to 4 (less than 30) whatever their priority keys.
+            first = SMS_PRIORITY_BANDS[0][1]
             band_of = {
-                phone: sms_priority(days_past_due(since, opening, policy)) for phone, since in rows
+                phone: sms_priority(days_past_due(since, opening, policy)) - first + 1
+                for phone, since in rows
             }
             policy = wave
             address = env.client.service_client.config.target_host

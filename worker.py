@@ -116,6 +116,7 @@ async def _run_roles(
             workflow_tasks=settings.workflow_tasks,
             workflow_polls=settings.workflow_polls,
             sms_rate=settings.sms_rate_per_second,
+            sandbox=settings.sandbox,
         )
         log.info(
             "worker on %s namespace %s: %s",

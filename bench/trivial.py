@@ -14,9 +14,11 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
+    from service.sandbox_code import SHARED, parse_sandbox
 
 
 @dataclass
@@ -79,12 +81,19 @@ class TrivialWorkflow:
 
 
 def worker(client: Client, task_queue: str, max_cached_workflows: int = 1000) -> Worker:
+    """The trivial workflow's worker, its sandbox set as our cases worker's (WORKER_SANDBOX:
+    shared passes this module through, as it does workflows/; strict imports it per run)."""
+    mode = parse_sandbox(os.environ.get("WORKER_SANDBOX", ""))
+    restrictions = SandboxRestrictions.default
+    if mode == SHARED:
+        restrictions = restrictions.with_passthrough_modules(__name__, "bench.trivial")
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[TrivialWorkflow],
         activities=[noop],
         max_cached_workflows=max_cached_workflows,
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
     )
 
 

@@ -9,7 +9,9 @@ Code objects are immutable, so every run can share one: `share_workflow_code()` 
 in front of the import system that gives the modules of the packages named (by default
 `workflows`) a loader that compiles each file once per process and executes that code into
 the new module. The module is still executed anew in each sandbox, with the sandbox's
-imports and restrictions: only the compiled code is shared, never module state.
+imports and restrictions: only the compiled code is shared, never module state. That is
+WORKER_SANDBOX=strict; the default, shared, passes workflows/ through the sandbox instead
+(workflow_runner below).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 from types import CodeType, ModuleType
 from typing import Any
+
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 WORKFLOW_PACKAGES = ("workflows",)
 
@@ -70,3 +74,43 @@ def share_workflow_code(packages: Sequence[str] = WORKFLOW_PACKAGES) -> None:
     """Install the finder for `packages` (once per process; later calls do nothing)."""
     if not any(isinstance(f, SharedCodeFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, SharedCodeFinder(packages))
+
+
+# WORKER_SANDBOX: how the cases worker's sandbox treats workflows/.
+STRICT = "strict"  # imported afresh in every run's sandbox, which refuses the clock, I/O ...
+SHARED = "shared"  # passed through: one import per process, shared by every run
+SANDBOX_MODES = (SHARED, STRICT)
+
+
+def parse_sandbox(text: str) -> str:
+    """WORKER_SANDBOX: `shared` (the default) or `strict`."""
+    mode = text.strip().lower() or SHARED
+    if mode not in SANDBOX_MODES:
+        raise ValueError(f"WORKER_SANDBOX: one of {', '.join(SANDBOX_MODES)}, got {text!r}")
+    return mode
+
+
+def workflow_runner(mode: str) -> SandboxedWorkflowRunner:
+    """The sandbox for the cases worker's runs.
+
+    strict: each run imports workflows/ afresh (its code shared, share_workflow_code), and
+    the sandbox refuses `datetime.now()`, randomness and I/O in it at run time: ~130 KB and
+    the import's CPU at every run a worker takes into its cache (a new case, a replay after an
+    eviction, each continue-as-new).
+
+    shared: workflows/ is passed through the sandbox, imported once per process (~15 KB a
+    run). Its modules hold no state a run could leak into another (module level: constants
+    and the registries filled at import), and what the sandbox no longer refuses at run time
+    is refused before the code is merged: workflows/ruff.toml bans the clock, randomness,
+    the environment and I/O by name (tests/test_workflow_determinism_lint.py), and the test
+    suite runs every workflow in the strict sandbox (build_worker's default). The other
+    modules a run imports (the SDK's, the standard library's restricted ones) keep the
+    sandbox's rules."""
+    if mode == STRICT:
+        return SandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            *WORKFLOW_PACKAGES,
+            "domain",  # domain: as every import of it in workflows/ says
+        )
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 from db.engine import data_dir, default_url
 from domain.names import DEFAULT_TASK_QUEUE, ROLES
 from domain.policy import Policy, load_policy
+from service.sandbox_code import SHARED, parse_sandbox
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Settings:
     # max_concurrent_workflow_tasks and max_concurrent_workflow_task_polls; None: the SDK's).
     workflow_tasks: int | None = None
     workflow_polls: int | None = None
+    # WORKER_SANDBOX: shared (workflows/ passed through the sandbox, one import per process)
+    # or strict (imported afresh in every run); service/sandbox_code.workflow_runner.
+    sandbox: str = SHARED
     # SMS_RATE_PER_SECOND: a little under the provider's rate; the sms task queue hands out this
     # many sends a second at most, whatever the number of sms workers (None: no limit).
     sms_rate_per_second: float | None = None
@@ -75,6 +79,7 @@ class Settings:
             workflow_tasks=_optional_int(env("WORKER_WORKFLOW_TASKS"), "WORKER_WORKFLOW_TASKS"),
             workflow_polls=_optional_int(env("WORKER_WORKFLOW_POLLS"), "WORKER_WORKFLOW_POLLS"),
             sms_rate_per_second=parse_rate(env("SMS_RATE_PER_SECOND", "")),
+            sandbox=parse_sandbox(env("WORKER_SANDBOX", "")),
             metrics_address=env("METRICS_ADDRESS") or None,
             metrics_token=env("METRICS_TOKEN") or None,
             codec_keys=env("COLLECTION_CODEC_KEYS"),

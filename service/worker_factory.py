@@ -28,7 +28,7 @@ from activities.training_reminders import TrainingReminderActivities
 from domain.names import CASES, RENDER, ROLES, SMS, role_queue
 from domain.policy import Policy
 from domain.strategy import Strategy
-from service.sandbox_code import share_workflow_code
+from service.sandbox_code import STRICT, share_workflow_code, workflow_runner
 from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
 from workflows.training_reminders import TrainingReminderWorkflow
@@ -199,6 +199,7 @@ def build_worker(
     workflow_tasks: int | None = None,
     workflow_polls: int | None = None,
     sms_rate: float | None = None,
+    sandbox: str = STRICT,
 ) -> RoleWorkers:
     """The workers of `roles` (by default all: one process does everything).
 
@@ -212,7 +213,9 @@ def build_worker(
     (before collection-v4) still schedule them, whatever other roles the process has
     (role_activities, RELEASED); those sends are not held to `sms_rate`. `workflow_tasks` and
     `workflow_polls`: the cases role's workflow tasks at once and workflow-task pollers (the
-    SDK's defaults when None)."""
+    SDK's defaults when None). `sandbox`: how the cases role's runs import workflows/
+    (service/sandbox_code.workflow_runner); strict here, so every test runs the workflows in
+    the sandbox that refuses the clock; worker.py passes WORKER_SANDBOX (shared by default)."""
     wanted = [r for r in ROLES if r in set(roles)]
     if policy is None and CASES in wanted:
         from service.settings import Settings
@@ -252,6 +255,7 @@ def build_worker(
             + reminder_activities(sessions, gateway, sms_language, policy),
             executor or pool(16),
             workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow, TrainingReminderWorkflow],
+            workflow_runner=workflow_runner(sandbox),
             max_cached_workflows=max_cached_workflows,
             **({"max_concurrent_workflow_tasks": workflow_tasks} if workflow_tasks else {}),
             **({"max_concurrent_workflow_task_polls": workflow_polls} if workflow_polls else {}),

@@ -26,6 +26,7 @@ from domain.models import CaseResult, CaseStatus, PaymentPosted
 from domain.policy import Policy, fast_policy
 from service.case_start import start_case
 from service.converter import DATA_CONVERTER
+from service.sandbox_code import STRICT
 from service.worker_factory import build_worker
 from workflows.collection import LoanCollectionWorkflow
 
@@ -234,10 +235,14 @@ async def running_worker(
     data_dir: Path,
     fast: bool = False,
     gateway: SmsGateway | None = None,
+    sandbox: str = STRICT,
 ) -> AsyncIterator[Harness]:
-    """A worker on a fresh task queue; `fast`: policy days are seconds (dev server)."""
+    """A worker on a fresh task queue; `fast`: policy days are seconds (dev server);
+    `sandbox`: WORKER_SANDBOX's modes (strict: every run imports workflows/ afresh)."""
     task_queue = f"tq-{uuid.uuid4()}"
-    worker = build_worker(env.client, task_queue, sessions, data_dir, gateway=gateway)
+    worker = build_worker(
+        env.client, task_queue, sessions, data_dir, gateway=gateway, sandbox=sandbox
+    )
     day, policy = (
         (timedelta(seconds=1), fast_policy()) if fast else (timedelta(days=1), OPEN_POLICY)
     )

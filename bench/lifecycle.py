@@ -3,7 +3,10 @@ signature → 3 installments paid by `python worker.py` processes (the cases rol
 render role in a process of its own), against a trivial workflow doing the same Temporal
 work per case (activities, signals, Updates, timers, upserts); the CPU per case (server,
 our workers, the render apart) and orchestration_ratio from it; the status Query at rest and
-under load, a visit-report Update under load, and worker RSS per 1,000 open cases.
+under load, a visit-report Update under load, and worker RSS per 1,000 open cases. With
+--pace, the same Query and Update again with further cases started at a steady fraction of
+the measured throughput (paced_phase); and, from a sample of histories, each workflow task's
+wait from scheduled to started, flat out and paced.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ our workers, the render apart) and orchestration_ratio from it; the status Query
 under load, a visit-report Update under load, and worker RSS per 1,000 open cases. With
 --pace, the same Query and Update again with further cases started at a steady fraction of
 the measured throughput (paced_phase); and, from a sample of histories, each workflow task's
-wait from scheduled to started, flat out and paced.
+and activity task's wait from scheduled to started, flat out and paced.
 """
 
 from __future__ import annotations
@@ -94,30 +94,41 @@ async def run_histories(client: Client, wid: str) -> AsyncIterator[Any]:
             return
 
 
-def wft_waits(events: Iterable[HistoryEvent]) -> list[float]:
-    """Milliseconds each workflow task waited, from its WorkflowTaskScheduled event to its
-    WorkflowTaskStarted (the server's queue and a worker's free slot: a worker's poll)."""
+# The tasks whose waits task_waits measures: scheduled event → started event (which names
+# its scheduled event's id).
+TASKS = {
+    "wft": ("workflow_task_scheduled_event_attributes", "workflow_task_started_event_attributes"),
+    "act": ("activity_task_scheduled_event_attributes", "activity_task_started_event_attributes"),
+}
+
+
+def task_waits(events: Iterable[HistoryEvent]) -> dict[str, list[float]]:
+    """Milliseconds each workflow task ("wft") and each activity task ("act") waited, from its
+    Scheduled event to its Started event: the server's queue and a worker's free slot (its
+    poll). An activity's Started event is its last attempt's: a retried one's wait holds
+    the attempts before it."""
     scheduled: dict[int, float] = {}
-    waits = []
+    waits: dict[str, list[float]] = {kind: [] for kind in TASKS}
     for e in events:
         t = e.event_time.seconds * 1000 + e.event_time.nanos / 1e6
-        kind = e.WhichOneof("attributes")
-        if kind == "workflow_task_scheduled_event_attributes":
-            scheduled[e.event_id] = t
-        elif kind == "workflow_task_started_event_attributes":
-            at = scheduled.pop(e.workflow_task_started_event_attributes.scheduled_event_id, None)
-            if at is not None:
-                waits.append(t - at)
+        attributes = e.WhichOneof("attributes")
+        for kind, (scheduled_kind, started_kind) in TASKS.items():
+            if attributes == scheduled_kind:
+                scheduled[e.event_id] = t
+            elif attributes == started_kind:
+                at = scheduled.pop(getattr(e, started_kind).scheduled_event_id, None)
+                if at is not None:
+                    waits[kind].append(t - at)
     return waits
 
 
 async def count_events(
-    client: Client, wids: list[str], waits: list[float] | None = None
+    client: Client, wids: list[str], waits: dict[str, list[float]] | None = None
 ) -> dict[str, float]:
     """Per case, over all its runs: activities, signals, Updates, timers, search-attribute
     upserts (the patch markers' TemporalChangeVersion ones too: the server's work all the
-    same), workflow tasks, events and runs; and each workflow task's wait into `waits`, if
-    given (wft_waits, from the same histories)."""
+    same), workflow tasks, events and runs; and each workflow and activity task's wait into
+    `waits` by kind, if given (task_waits, from the same histories)."""
     counts = dict.fromkeys([*COUNTED.values(), "events", "runs"], 0)
     for wid in wids:
         async for history in run_histories(client, wid):
@@ -128,19 +139,20 @@ async def count_events(
             counts["events"] += len(history.events)
             counts["runs"] += 1
             if waits is not None:
-                waits.extend(wft_waits(history.events))
+                for kind, these in task_waits(history.events).items():
+                    waits.setdefault(kind, []).extend(these)
     n = len(wids)
     return {k: v / n for k, v in counts.items()}
 
 
-def wait_figures(waits: list[float], suffix: str = "") -> dict[str, float]:
-    """wft_wait_p50/_p95 (+ suffix) of the waits, NaN without any."""
-    nan = float("nan")
-    return {
-        f"wft_wait_p50{suffix}": median(waits),
-        f"wft_wait_p95{suffix}": pct(waits, 0.95) if waits else nan,
-        f"wft_waits{suffix}": float(len(waits)),
-    }
+def wait_figures(waits: dict[str, list[float]], suffix: str = "") -> dict[str, float]:
+    """<kind>_wait_p50/_p95 (+ suffix) of each kind's waits (NaN without any), and how many."""
+    figures = {}
+    for kind, these in waits.items():
+        figures[f"{kind}_wait_p50{suffix}"] = median(these)
+        figures[f"{kind}_wait_p95{suffix}"] = pct(these, 0.95) if these else float("nan")
+        figures[f"{kind}_waits{suffix}"] = float(len(these))
+    return figures
 
 
 def history_sample(wids: list[str]) -> list[str]:
@@ -371,12 +383,12 @@ async def bench_lifecycle(
                 for w in wids[:50]
             ]
             assert all(r.outcome == "PAID_IN_FULL" for r in results), results[:3]
-            waits: list[float] = []
+            waits: dict[str, list[float]] = {kind: [] for kind in TASKS}
             sample = history_sample(wids)
             per_case = await count_events(env.client, sample, waits)
             more |= wait_figures(waits) | {"wft_wait_cases": float(len(sample))}
             if pace:
-                paced_waits: list[float] = []
+                paced_waits: dict[str, list[float]] = {kind: [] for kind in TASKS}
                 await count_events(env.client, paced_sample, paced_waits)
                 more |= wait_figures(paced_waits, "_paced")
                 more["wft_wait_cases_paced"] = float(len(paced_sample))

@@ -59,8 +59,15 @@ PACED_KEYS = {
     "update_p95_paced_ms": "visit_p95_paced",
     "wft_wait_p50_paced_ms": "wft_wait_p50_paced",
     "wft_wait_p95_paced_ms": "wft_wait_p95_paced",
+    "act_wait_p50_paced_ms": "act_wait_p50_paced",
+    "act_wait_p95_paced_ms": "act_wait_p95_paced",
 }
-WAIT_KEYS = {"wft_wait_p50_ms": "wft_wait_p50", "wft_wait_p95_ms": "wft_wait_p95"}
+WAIT_KEYS = {
+    "wft_wait_p50_ms": "wft_wait_p50",
+    "wft_wait_p95_ms": "wft_wait_p95",
+    "act_wait_p50_ms": "act_wait_p50",
+    "act_wait_p95_ms": "act_wait_p95",
+}
 PARK = "INITIAL_CONTACT, first notice recorded"  # where bench/scale.py parks its cases
 
 
@@ -240,7 +247,8 @@ def lifecycle(
             f"  workflow-task wait, scheduled → started, flat out ({w}): p50 / p95",
             f"{m['wft_wait_p50']:.0f} / {m['wft_wait_p95']:.0f} ms",
             f"{m['wft_waits']:.0f} workflow tasks of a sample of {m['wft_wait_cases']:.0f} "
-            "cases' histories: the floor under the Query's and the Update's wait",
+            "cases' histories: the floor under the Query's and the Update's wait; activity "
+            f"tasks {m['act_wait_p50']:.0f} / {m['act_wait_p95']:.0f} ms",
         )
     if "pace" in m:
         paced(table, m, w)
@@ -283,7 +291,8 @@ def paced(table: Table, m: dict[str, float], w: str) -> None:
         f"  workflow-task wait, scheduled → started, paced ({w}): p50 / p95",
         f"{m['wft_wait_p50_paced']:.0f} / {m['wft_wait_p95_paced']:.0f} ms",
         f"{m['wft_waits_paced']:.0f} workflow tasks of a sample of "
-        f"{m['wft_wait_cases_paced']:.0f} cases' histories",
+        f"{m['wft_wait_cases_paced']:.0f} cases' histories; activity tasks "
+        f"{m['act_wait_p50_paced']:.0f} / {m['act_wait_p95_paced']:.0f} ms",
     )
 
 

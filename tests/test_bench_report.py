@@ -18,7 +18,7 @@ from bench import report
 from bench.actions import KINDS
 from bench.driver import STEPS, Driver
 from bench.harness import pace_offsets, paced
-from bench.lifecycle import count_events, probe_count, trivial_input, wait_figures, wft_waits
+from bench.lifecycle import count_events, probe_count, task_waits, trivial_input, wait_figures
 from bench.trivial import TrivialWorkflow
 from bench.trivial import worker as trivial_worker
 
@@ -62,6 +62,9 @@ LIFECYCLE = {
     "wft_wait_p50": 4.0,
     "wft_wait_p95": 900.0,
     "wft_waits": 580.0,
+    "act_wait_p50": 6.0,
+    "act_wait_p95": 700.0,
+    "act_waits": 480.0,
     "wft_wait_cases": 20.0,
 }
 PACED = {
@@ -80,6 +83,9 @@ PACED = {
     "wft_wait_p50_paced": 3.0,
     "wft_wait_p95_paced": 40.0,
     "wft_waits_paced": 570.0,
+    "act_wait_p50_paced": 5.0,
+    "act_wait_p95_paced": 30.0,
+    "act_waits_paced": 480.0,
     "wft_wait_cases_paced": 20.0,
 }
 RENDER = {"ours_ms": 200.0, "default_ms": 500.0, "kb": 40.0}
@@ -283,6 +289,7 @@ def test_the_paced_phase_has_keys_of_its_own_and_leaves_the_flat_out_ones(
     assert (figures["update_p50_paced_ms"], figures["update_p95_paced_ms"]) == (110.0, 250.0)
     assert figures["pace_cases_per_s"] == 1.6 and figures["paced_cases_per_s"] == 1.5
     assert (figures["wft_wait_p50_paced_ms"], figures["wft_wait_p95_paced_ms"]) == (3.0, 40.0)
+    assert (figures["act_wait_p50_paced_ms"], figures["act_wait_p95_paced_ms"]) == (5.0, 30.0)
     assert any("paced" in what and "250 ms" in value for what, value, _ in table.rows)
 
 
@@ -298,36 +305,42 @@ def test_without_pace_the_paced_keys_are_null(tmp_path: Path) -> None:
 def event(event_id: int, ms: int, kind: str, scheduled: int = 0) -> HistoryEvent:
     e = HistoryEvent(event_id=event_id)
     e.event_time.FromMilliseconds(1_700_000_000_000 + ms)
-    if kind == "scheduled":
+    if kind == "wft scheduled":
         e.workflow_task_scheduled_event_attributes.SetInParent()
-    elif kind == "started":
+    elif kind == "wft started":
         e.workflow_task_started_event_attributes.scheduled_event_id = scheduled
-    else:
+    elif kind == "act scheduled":
         e.activity_task_scheduled_event_attributes.activity_id = "1"
+    elif kind == "act started":
+        e.activity_task_started_event_attributes.scheduled_event_id = scheduled
+    else:
+        e.timer_started_event_attributes.timer_id = "1"
     return e
 
 
-def test_a_workflow_tasks_wait_runs_from_its_scheduled_to_its_started_event() -> None:
+def test_a_tasks_wait_runs_from_its_scheduled_to_its_started_event() -> None:
     events = [
-        event(1, 0, "scheduled"),
-        event(2, 40, "started", scheduled=1),
-        event(3, 60, "activity"),  # an activity's schedule is not a workflow task's
-        event(4, 100, "scheduled"),  # timed out, never started: no wait
-        event(5, 1100, "scheduled"),
-        event(6, 1350, "started", scheduled=5),
-        event(7, 1400, "started", scheduled=99),  # its scheduled event not in this history
+        event(1, 0, "wft scheduled"),
+        event(2, 40, "wft started", scheduled=1),
+        event(3, 60, "act scheduled"),
+        event(4, 100, "wft scheduled"),  # timed out, never started: no wait
+        event(5, 115, "act started", scheduled=3),
+        event(6, 80, "timer"),
+        event(7, 1100, "wft scheduled"),
+        event(8, 1350, "wft started", scheduled=7),
+        event(9, 1400, "wft started", scheduled=99),  # its scheduled event not in this history
     ]
-    assert wft_waits(events) == [40.0, 250.0]
+    assert task_waits(events) == {"wft": [40.0, 250.0], "act": [55.0]}
 
 
 def test_the_wait_figures_are_the_median_and_the_95th_percentile() -> None:
     waits = [float(x) for x in range(1, 101)]  # 1 .. 100 ms
-    figures = wait_figures(waits, "_paced")
+    figures = wait_figures({"wft": waits, "act": []}, "_paced")
     assert figures["wft_wait_p50_paced"] == 50.5
     assert figures["wft_wait_p95_paced"] == 95.0
     assert figures["wft_waits_paced"] == 100.0
-    empty = wait_figures([])
-    assert empty["wft_waits"] == 0 and empty["wft_wait_p95"] != empty["wft_wait_p95"]  # NaN
+    assert figures["act_waits_paced"] == 0
+    assert figures["act_wait_p95_paced"] != figures["act_wait_p95_paced"]  # NaN: none
 
 
 def test_pacing_starts_at_a_steady_rate() -> None:

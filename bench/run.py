@@ -26,8 +26,8 @@ not sent. Sections:
               --pace-cases more cases started at F × the flat-out cases/s (a steady rate, on
               the same workers, not counted in the CPU figures), the Query and the visit
               Update sampled the same way: their latency below saturation. And from the
-              histories of 20 cases of each phase, each workflow task's wait (scheduled →
-              started): the floor under the Query's and the Update's latency.
+              histories of 20 cases of each phase, each workflow and activity task's wait
+              (scheduled → started): the floor under the Query's and the Update's latency.
 4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit), in
               the lifecycle section; and the memory section: one worker process's RSS per
               cached open case (M parked at the visit) against the trivial workflow's (M runs

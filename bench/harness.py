@@ -78,6 +78,24 @@ async def bounded(
     await asyncio.gather(*(one(x) for x in items))
 
 
+def pace_offsets(n: int, rate: float) -> list[float]:
+    """Seconds from the first start at which each of n starts goes, `rate` a second."""
+    return [i / rate for i in range(n)]
+
+
+async def paced(items: list[T], fn: Callable[[T], Awaitable[Any]], rate: float) -> None:
+    """fn(item) for every item, started `rate` a second on a fixed schedule (open loop: a
+    slow start does not hold back the next one), then awaited."""
+    t0 = time.perf_counter()
+    tasks = []
+    for offset, item in zip(pace_offsets(len(items), rate), items, strict=True):
+        delay = t0 + offset - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(fn(item)))
+    await asyncio.gather(*tasks)
+
+
 # ------------------------------------------------------------------ server, database, loans
 
 
@@ -127,9 +145,10 @@ def database(kind: str) -> Iterator[tuple[str, Any, Path]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_file(path: Path, n: int, today: date, accrued_yuan: int = 0) -> Path:
+def export_file(path: Path, n: int, today: date, accrued_yuan: int = 0, first: int = 0) -> Path:
     """N overdue loans as the core-banking export (Chinese headers, UTF-8 with BOM); the
-    same loans every time, with `accrued_yuan` more interest each (a later day's export)."""
+    same loans every time, with `accrued_yuan` more interest each (a later day's export);
+    numbered from `first` (other loans, other borrowers: a second batch beside the first)."""
     rnd = random.Random(7)
     branches = ["QX01", "QX02", "LS01"]
     with path.open("w", encoding="utf-8-sig", newline="") as f:
@@ -137,7 +156,7 @@ def export_file(path: Path, n: int, today: date, accrued_yuan: int = 0) -> Path:
         w.writerow(
             "贷款编号 网点代码 身份证号 姓名 手机号 贷款金额 未还本金 欠息 罚息 逾期起始日 村 偏远".split()  # noqa: E501
         )
-        for i in range(n):
+        for i in range(first, first + n):
             principal = rnd.randrange(5_000, 200_000)
             w.writerow(
                 [
@@ -158,15 +177,16 @@ def export_file(path: Path, n: int, today: date, accrued_yuan: int = 0) -> Path:
     return path
 
 
-def add_loans(sessions: Any, path: Path, n: int) -> Any:
-    """N generated loans (an export file at `path`) validated and stored, as the intake does
-    before it starts any case; returns the validation report (its `good` loans)."""
+def add_loans(sessions: Any, path: Path, n: int, first: int = 0) -> Any:
+    """N generated loans (an export file at `path`, numbered from `first`) validated and
+    stored, as the intake does before it starts any case; returns the validation report (its
+    `good` loans)."""
     from feeds.loans import upsert, validate
 
     with sessions() as session:
         branches = list(session.scalars(select(Branch.code)))
     today = datetime.now(UTC).date()
-    report = validate(export_file(path, n, today), branches, today)
+    report = validate(export_file(path, n, today, first=first), branches, today)
     with sessions.begin() as session:
         upsert(session, report.good)
     return report

@@ -3,7 +3,10 @@ signature → 3 installments paid by `python worker.py` processes (the cases rol
 render role in a process of its own), against a trivial workflow doing the same Temporal
 work per case (activities, signals, Updates, timers, upserts); the CPU per case (server,
 our workers, the render apart) and orchestration_ratio from it; the status Query at rest and
-under load, a visit-report Update under load, and worker RSS per 1,000 open cases.
+under load, a visit-report Update under load, and worker RSS per 1,000 open cases. With
+--pace, the same Query and Update again with further cases started at a steady fraction of
+the measured throughput (paced_phase); and, from a sample of histories, each workflow task's
+and activity task's wait from scheduled to started, flat out and paced.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
@@ -31,6 +36,7 @@ from bench.harness import (
     dev_server,
     idle_cpu,
     median,
+    paced,
     pct,
     quiet,
     rss_kb,
@@ -76,27 +82,118 @@ COUNTED = {
 APART_NICE = 0
 
 
-async def count_events(client: Client, wids: list[str]) -> dict[str, float]:
+async def run_histories(client: Client, wid: str) -> AsyncIterator[Any]:
+    """The histories of a case's runs, first to last (continue-as-new)."""
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
+        yield history
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            return
+
+
+# The tasks whose waits task_waits measures: scheduled event → started event (which names
+# its scheduled event's id).
+TASKS = {
+    "wft": ("workflow_task_scheduled_event_attributes", "workflow_task_started_event_attributes"),
+    "act": ("activity_task_scheduled_event_attributes", "activity_task_started_event_attributes"),
+}
+
+
+def task_waits(events: Iterable[HistoryEvent]) -> dict[str, list[float]]:
+    """Milliseconds each workflow task ("wft") and each activity task ("act") waited, from its
+    Scheduled event to its Started event: the server's queue and a worker's free slot (its
+    poll). An activity's Started event is its last attempt's: a retried one's wait holds
+    the attempts before it."""
+    scheduled: dict[int, float] = {}
+    waits: dict[str, list[float]] = {kind: [] for kind in TASKS}
+    for e in events:
+        t = e.event_time.seconds * 1000 + e.event_time.nanos / 1e6
+        attributes = e.WhichOneof("attributes")
+        for kind, (scheduled_kind, started_kind) in TASKS.items():
+            if attributes == scheduled_kind:
+                scheduled[e.event_id] = t
+            elif attributes == started_kind:
+                at = scheduled.pop(getattr(e, started_kind).scheduled_event_id, None)
+                if at is not None:
+                    waits[kind].append(t - at)
+    return waits
+
+
+async def count_events(
+    client: Client, wids: list[str], waits: dict[str, list[float]] | None = None
+) -> dict[str, float]:
     """Per case, over all its runs: activities, signals, Updates, timers, search-attribute
     upserts (the patch markers' TemporalChangeVersion ones too: the server's work all the
-    same), workflow tasks, events and runs."""
+    same), workflow tasks, events and runs; and each workflow and activity task's wait into
+    `waits` by kind, if given (task_waits, from the same histories)."""
     counts = dict.fromkeys([*COUNTED.values(), "events", "runs"], 0)
     for wid in wids:
-        run_id: str | None = None
-        while True:
-            history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
+        async for history in run_histories(client, wid):
             for e in history.events:
                 kind = COUNTED.get(e.WhichOneof("attributes") or "")
                 if kind is not None:
                     counts[kind] += 1
             counts["events"] += len(history.events)
             counts["runs"] += 1
-            started = history.events[0].workflow_execution_started_event_attributes
-            run_id = started.continued_execution_run_id or None
-            if run_id is None:
-                break
+            if waits is not None:
+                for kind, these in task_waits(history.events).items():
+                    waits.setdefault(kind, []).extend(these)
     n = len(wids)
     return {k: v / n for k, v in counts.items()}
+
+
+def wait_figures(waits: dict[str, list[float]], suffix: str = "") -> dict[str, float]:
+    """<kind>_wait_p50/_p95 (+ suffix) of each kind's waits (NaN without any), and how many."""
+    figures = {}
+    for kind, these in waits.items():
+        figures[f"{kind}_wait_p50{suffix}"] = median(these)
+        figures[f"{kind}_wait_p95{suffix}"] = pct(these, 0.95) if these else float("nan")
+        figures[f"{kind}_waits{suffix}"] = float(len(these))
+    return figures
+
+
+def history_sample(wids: list[str]) -> list[str]:
+    """The cases whose histories are read (count_events, the workflow-task waits): 20."""
+    return wids[:: max(1, len(wids) // 20)]
+
+
+async def paced_phase(
+    client: Client, tq: str, sessions: Any, tmp: Path, n: int, first: int, rate: float
+) -> tuple[dict[str, float], list[str]]:
+    """N more cases (loans numbered from `first`) started `rate` a second, on the same
+    workers, driven by a Driver as the flat-out phase's are (its status Query samples and
+    visit-report probes the same); their figures and the sample of their workflow ids whose
+    histories are to be read."""
+    report = add_loans(sessions, tmp / "export-paced.csv", n, first=first)
+    wids = [workflow_id(s.loan_no) for s in report.good]
+    driver = Driver(client, tq, sessions, probes=set(wids[:: max(1, n // probe_count(n))]))
+    driver.before = first
+    t0 = time.perf_counter()
+    await asyncio.gather(
+        paced(
+            report.good,
+            lambda spec: start_case(client, tq, spec.loan_no, spec.branch, LIFECYCLE_POLICY),
+            rate,
+        ),
+        driver.run(len(wids)),
+    )
+    paced_s = time.perf_counter() - t0
+    return {
+        "pace_cases_per_s": rate,
+        "paced_cases_per_s": len(wids) / paced_s,
+        "paced_cases": float(len(wids)),
+        "query_p50_paced": median(driver.query_ms),
+        "query_p95_paced": pct(driver.query_ms, 0.95),
+        "queries_paced": float(len(driver.query_ms)),
+        "visit_p50_paced": median(driver.visit_ms),
+        "visit_p95_paced": pct(driver.visit_ms, 0.95),
+        "visits_paced": float(len(driver.visit_ms)),
+        "update_p50_paced": median(driver.update_ms),
+        "update_p95_paced": pct(driver.update_ms, 0.95),
+    }, history_sample(wids)
 
 
 def worker_env(address: str, task_queue: str, db_url: str, data_dir: Path) -> dict[str, str]:
@@ -184,7 +281,7 @@ async def trivial_baseline(
         trivial_s = time.perf_counter() - t0
         cpu = cpu_ms_per_case(cpu0, cpu_split({"worker": tprocs}), m)
         cpu["idle"] = sum(idle.values()) * trivial_s / m  # ms a case, of server + worker
-    counted = await count_events(client, [f"t-{btq}-{i}" for i in range(0, m, max(1, m // 20))])
+    counted = await count_events(client, history_sample([f"t-{btq}-{i}" for i in range(m)]))
     return trivial_s, cpu, counted
 
 
@@ -195,10 +292,18 @@ async def bench_lifecycle(
     apart: tuple[str, ...] = (RENDER,),
     apart_nice: int = APART_NICE,
     tuning: dict[str, str] | None = None,
+    pace: float | None = None,
+    pace_cases: int | None = None,
 ) -> dict[str, float]:
     """Our M cases on `workers` processes with the cases role (and every role not `apart`),
     and one process for each role `apart` (at `apart_nice` niceness: WORKER_NICE); `tuning`:
-    more environment for the cases processes (WORKER_WORKFLOW_TASKS, ...)."""
+    more environment for the cases processes (WORKER_WORKFLOW_TASKS, ...).
+
+    With `pace` (a fraction, 0.8), a paced phase after the flat-out one: `pace_cases` more
+    cases (default M) started at `pace` × the flat-out cases/s, on the same workers, the
+    status Query and the visit-report Update sampled as flat out (paced_phase). It comes
+    after the CPU readings: the CPU per case, the orchestration ratio and the trivial
+    baseline are the flat-out phase's alone."""
     # As the service runs it (service/dev_server.py): one partition a task queue, so a
     # collector's activity goes before the backlog (its task priority, collection-v6).
     env = await dev_server(extra_args=ONE_PARTITION_ARGS)
@@ -266,12 +371,27 @@ async def bench_lifecycle(
                 cpu1 = cpu_split(groups)
                 ours_cpu = cpu_ms_per_case(cpu0, cpu1, m)
                 ours_cpu["idle"] = (idle_rate["server"] + idle_rate["worker"]) * ours_s / m
+                more: dict[str, float] = {}  # the paced phase, the workflow-task waits
+                paced_sample: list[str] = []
+                if pace:
+                    more, paced_sample = await paced_phase(
+                        env.client, tq, sessions, tmp, pace_cases or m, m, pace * m / ours_s
+                    )
+                    more["pace"] = pace
             results = [
                 await env.client.get_workflow_handle(w, result_type=CaseResult).result()
                 for w in wids[:50]
             ]
             assert all(r.outcome == "PAID_IN_FULL" for r in results), results[:3]
-            per_case = await count_events(env.client, wids[:: max(1, m // 20)])
+            waits: dict[str, list[float]] = {kind: [] for kind in TASKS}
+            sample = history_sample(wids)
+            per_case = await count_events(env.client, sample, waits)
+            more |= wait_figures(waits) | {"wft_wait_cases": float(len(sample))}
+            if pace:
+                paced_waits: dict[str, list[float]] = {kind: [] for kind in TASKS}
+                await count_events(env.client, paced_sample, paced_waits)
+                more |= wait_figures(paced_waits, "_paced")
+                more["wft_wait_cases_paced"] = float(len(paced_sample))
 
             trivial_s, trivial_cpu, trivial_case = await trivial_baseline(
                 env.client, m, per_case, workers, wenv, len(rest_ms) + len(driver.query_ms)
@@ -302,4 +422,5 @@ async def bench_lifecycle(
         "rss_idle_mb": idle / 1024,
         **{f"per_case_{k}": v for k, v in per_case.items()},
         **{f"trivial_case_{k}": v for k, v in trivial_case.items()},
+        **more,
     }

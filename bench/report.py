@@ -48,6 +48,26 @@ SCALE_KEYS = (
     "wake_all_s",
     "cases",
 )
+# The lifecycle's figures beside the issue's keys (the first --workers count's run): the
+# paced phase's (--pace; null without it) and the workflow-task waits; by m's name.
+PACED_KEYS = {
+    "pace_cases_per_s": "pace_cases_per_s",
+    "paced_cases_per_s": "paced_cases_per_s",
+    "query_p50_paced_ms": "query_p50_paced",
+    "query_p95_paced_ms": "query_p95_paced",
+    "update_p50_paced_ms": "visit_p50_paced",
+    "update_p95_paced_ms": "visit_p95_paced",
+    "wft_wait_p50_paced_ms": "wft_wait_p50_paced",
+    "wft_wait_p95_paced_ms": "wft_wait_p95_paced",
+    "act_wait_p50_paced_ms": "act_wait_p50_paced",
+    "act_wait_p95_paced_ms": "act_wait_p95_paced",
+}
+WAIT_KEYS = {
+    "wft_wait_p50_ms": "wft_wait_p50",
+    "wft_wait_p95_ms": "wft_wait_p95",
+    "act_wait_p50_ms": "act_wait_p50",
+    "act_wait_p95_ms": "act_wait_p95",
+}
 PARK = "INITIAL_CONTACT, first notice recorded"  # where bench/scale.py parks its cases
 
 
@@ -222,10 +242,58 @@ def lifecycle(
         f"{m['rss_per_1000_mb']:.0f} MB",
         f"{cases} parked in FIELD_VISIT; idle worker {m['rss_idle_mb']:.0f} MB",
     )
+    if "wft_wait_p50" in m:
+        table.add(
+            f"  workflow-task wait, scheduled → started, flat out ({w}): p50 / p95",
+            f"{m['wft_wait_p50']:.0f} / {m['wft_wait_p95']:.0f} ms",
+            f"{m['wft_waits']:.0f} workflow tasks of a sample of {m['wft_wait_cases']:.0f} "
+            "cases' histories: the floor under the Query's and the Update's wait; activity "
+            f"tasks {m['act_wait_p50']:.0f} / {m['act_wait_p95']:.0f} ms",
+        )
+    if "pace" in m:
+        paced(table, m, w)
     if table.figures["orchestration_ratio"] is None:  # the first --workers count's run
         table.figures["orchestration_ratio"] = m["ratio"]
         table.figures["query_p95_under_load_ms"] = m["query_p95"]
         table.figures["update_p95_under_load_ms"] = m["visit_p95"]
+        for key, name in {**WAIT_KEYS, **PACED_KEYS}.items():
+            table.figures[key] = m.get(name)
+
+
+def paced(table: Table, m: dict[str, float], w: str) -> None:
+    """Rows of the lifecycle's paced phase (--pace): cases started at a fraction of the
+    flat-out throughput, the status Query and the visit Update sampled as flat out."""
+    load = (
+        f"{m['paced_cases']:.0f} more cases started at {m['pace_cases_per_s']:.2f}/s "
+        f"({m['pace'] * 100:.0f} % of the flat-out {m['cases_per_s']:.2f}/s)"
+    )
+    table.add(
+        f"  paced: {load} ({w}): cases/s achieved",
+        f"{m['paced_cases_per_s']:.2f}",
+        "first start to last case closed",
+    )
+    table.add(
+        f"  status Query, paced ({w}): p50 / p95",
+        f"{m['query_p50_paced']:.0f} / {m['query_p95_paced']:.0f} ms",
+        f"target p95 < 100 ms; {m['queries_paced']:.0f} samples",
+    )
+    table.add(
+        f"  visit-report Update, paced, one at a time ({w}): p50 / p95",
+        f"{m['visit_p50_paced']:.0f} / {m['visit_p95_paced']:.0f} ms",
+        f"target p95 < 300 ms; {m['visits_paced']:.0f} probes",
+    )
+    table.add(
+        f"  collectors' Updates (visit, plan, signature), paced ({w}): p50 / p95",
+        f"{m['update_p50_paced']:.0f} / {m['update_p95_paced']:.0f} ms",
+        "accepted ones, sent as the cases reach them",
+    )
+    table.add(
+        f"  workflow-task wait, scheduled → started, paced ({w}): p50 / p95",
+        f"{m['wft_wait_p50_paced']:.0f} / {m['wft_wait_p95_paced']:.0f} ms",
+        f"{m['wft_waits_paced']:.0f} workflow tasks of a sample of "
+        f"{m['wft_wait_cases_paced']:.0f} cases' histories; activity tasks "
+        f"{m['act_wait_p50_paced']:.0f} / {m['act_wait_p95_paced']:.0f} ms",
+    )
 
 
 def memory(table: Table, m: dict[str, float], cases: int) -> None:

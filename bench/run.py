@@ -22,7 +22,12 @@ not sent. Sections:
               ours (server + cases and sms workers, the render left out). Under that load:
               the status Query twice a second, and a visit-report Update one at a time,
               spread over the load (the visits of at least 30 cases, a fifth from 150 on,
-              held back from the driver's bursts; bench/driver.py).
+              held back from the driver's bursts; bench/driver.py). With --pace F, then
+              --pace-cases more cases started at F × the flat-out cases/s (a steady rate, on
+              the same workers, not counted in the CPU figures), the Query and the visit
+              Update sampled the same way: their latency below saturation. And from the
+              histories of 20 cases of each phase, each workflow and activity task's wait
+              (scheduled → started): the floor under the Query's and the Update's latency.
 4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit), in
               the lifecycle section; and the memory section: one worker process's RSS per
               cached open case (M parked at the visit) against the trivial workflow's (M runs
@@ -106,6 +111,8 @@ async def main(args: argparse.Namespace) -> None:
                 tuple(args.apart),
                 args.apart_nice,
                 tuning,
+                args.pace,
+                args.pace_cases,
             )
             m = await median_runs(args.runs, "lifecycle", detail, measure)
             report.lifecycle(table, m, args.cases, workers, tuple(args.apart), args.apart_nice)
@@ -219,6 +226,16 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="lifecycle: more environment for the cases processes, e.g. WORKER_WORKFLOW_TASKS=8",
+    )
+    p.add_argument(
+        "--pace",
+        type=float,
+        help="lifecycle: after the flat-out phase, a paced one: --pace-cases more cases started "
+        "at this fraction of the flat-out cases/s (e.g. 0.8), the status Query and the visit "
+        "Update sampled as flat out (default: no paced phase)",
+    )
+    p.add_argument(
+        "--pace-cases", type=int, help="lifecycle: the paced phase's cases (default --cases)"
     )
     p.add_argument(
         "--sections",

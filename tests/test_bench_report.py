@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
+
+from temporalio.api.history.v1 import HistoryEvent
 
 from bench import report
 from bench.actions import KINDS
 from bench.driver import STEPS, Driver
-from bench.lifecycle import count_events, probe_count, trivial_input
+from bench.harness import pace_offsets, paced
+from bench.lifecycle import count_events, probe_count, task_waits, trivial_input, wait_figures
 from bench.trivial import TrivialWorkflow
 from bench.trivial import worker as trivial_worker
 
@@ -54,6 +59,34 @@ LIFECYCLE = {
     "update_p95": 640.0,
     "rss_per_1000_mb": 577.0,
     "rss_idle_mb": 262.0,
+    "wft_wait_p50": 4.0,
+    "wft_wait_p95": 900.0,
+    "wft_waits": 580.0,
+    "act_wait_p50": 6.0,
+    "act_wait_p95": 700.0,
+    "act_waits": 480.0,
+    "wft_wait_cases": 20.0,
+}
+PACED = {
+    "pace": 0.8,
+    "pace_cases_per_s": 1.6,
+    "paced_cases_per_s": 1.5,
+    "paced_cases": 1000.0,
+    "query_p50_paced": 20.0,
+    "query_p95_paced": 90.0,
+    "queries_paced": 1200.0,
+    "visit_p50_paced": 110.0,
+    "visit_p95_paced": 250.0,
+    "visits_paced": 200.0,
+    "update_p50_paced": 100.0,
+    "update_p95_paced": 240.0,
+    "wft_wait_p50_paced": 3.0,
+    "wft_wait_p95_paced": 40.0,
+    "wft_waits_paced": 570.0,
+    "act_wait_p50_paced": 5.0,
+    "act_wait_p95_paced": 30.0,
+    "act_waits_paced": 480.0,
+    "wft_wait_cases_paced": 20.0,
 }
 RENDER = {"ours_ms": 200.0, "default_ms": 500.0, "kb": 40.0}
 ACTIONS = {
@@ -239,3 +272,111 @@ async def test_the_timed_visit_reports_are_spread_over_the_load() -> None:
     stop.set()
     await prober
     assert driver.sent_at == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_the_paced_phase_has_keys_of_its_own_and_leaves_the_flat_out_ones(
+    tmp_path: Path,
+) -> None:
+    table = report.Table()
+    report.lifecycle(table, {**LIFECYCLE, **PACED}, 1000, 1)
+    figures = written(table, tmp_path)
+    # Flat out: as before, the visit probes' p95 under the driver's full load.
+    assert figures["query_p95_under_load_ms"] == 412.0
+    assert figures["update_p95_under_load_ms"] == 280.0
+    assert (figures["wft_wait_p50_ms"], figures["wft_wait_p95_ms"]) == (4.0, 900.0)
+    # Paced: the visit probes again (not the driver's own Updates), and the pace.
+    assert (figures["query_p50_paced_ms"], figures["query_p95_paced_ms"]) == (20.0, 90.0)
+    assert (figures["update_p50_paced_ms"], figures["update_p95_paced_ms"]) == (110.0, 250.0)
+    assert figures["pace_cases_per_s"] == 1.6 and figures["paced_cases_per_s"] == 1.5
+    assert (figures["wft_wait_p50_paced_ms"], figures["wft_wait_p95_paced_ms"]) == (3.0, 40.0)
+    assert (figures["act_wait_p50_paced_ms"], figures["act_wait_p95_paced_ms"]) == (5.0, 30.0)
+    assert any("paced" in what and "250 ms" in value for what, value, _ in table.rows)
+
+
+def test_without_pace_the_paced_keys_are_null(tmp_path: Path) -> None:
+    table = report.Table()
+    report.lifecycle(table, LIFECYCLE, 1000, 1)
+    figures = written(table, tmp_path)
+    assert all(figures[k] is None for k in report.PACED_KEYS)
+    assert figures["wft_wait_p95_ms"] == 900.0
+    assert not any("paced" in what for what, _, _ in table.rows)
+
+
+def event(event_id: int, ms: int, kind: str, scheduled: int = 0) -> HistoryEvent:
+    e = HistoryEvent(event_id=event_id)
+    e.event_time.FromMilliseconds(1_700_000_000_000 + ms)
+    if kind == "wft scheduled":
+        e.workflow_task_scheduled_event_attributes.SetInParent()
+    elif kind == "wft started":
+        e.workflow_task_started_event_attributes.scheduled_event_id = scheduled
+    elif kind == "act scheduled":
+        e.activity_task_scheduled_event_attributes.activity_id = "1"
+    elif kind == "act started":
+        e.activity_task_started_event_attributes.scheduled_event_id = scheduled
+    else:
+        e.timer_started_event_attributes.timer_id = "1"
+    return e
+
+
+def test_a_tasks_wait_runs_from_its_scheduled_to_its_started_event() -> None:
+    events = [
+        event(1, 0, "wft scheduled"),
+        event(2, 40, "wft started", scheduled=1),
+        event(3, 60, "act scheduled"),
+        event(4, 100, "wft scheduled"),  # timed out, never started: no wait
+        event(5, 115, "act started", scheduled=3),
+        event(6, 80, "timer"),
+        event(7, 1100, "wft scheduled"),
+        event(8, 1350, "wft started", scheduled=7),
+        event(9, 1400, "wft started", scheduled=99),  # its scheduled event not in this history
+    ]
+    assert task_waits(events) == {"wft": [40.0, 250.0], "act": [55.0]}
+
+
+def test_the_wait_figures_are_the_median_and_the_95th_percentile() -> None:
+    waits = [float(x) for x in range(1, 101)]  # 1 .. 100 ms
+    figures = wait_figures({"wft": waits, "act": []}, "_paced")
+    assert figures["wft_wait_p50_paced"] == 50.5
+    assert figures["wft_wait_p95_paced"] == 95.0
+    assert figures["wft_waits_paced"] == 100.0
+    assert figures["act_waits_paced"] == 0
+    assert figures["act_wait_p95_paced"] != figures["act_wait_p95_paced"]  # NaN: none
+
+
+def test_pacing_starts_at_a_steady_rate() -> None:
+    assert pace_offsets(4, 2.0) == [0.0, 0.5, 1.0, 1.5]
+    assert pace_offsets(3, 0.8 * 1.25) == [0.0, 1.0, 2.0]  # 80 % of 1.25 cases/s
+
+
+async def test_a_slow_start_does_not_hold_back_the_next_one() -> None:
+    """Open loop: each start goes at its time, whatever the ones before still wait for."""
+    started: list[float] = []
+    t0 = time.perf_counter()
+
+    async def start(i: int) -> None:
+        started.append(time.perf_counter() - t0)
+        await asyncio.sleep(0.5 if i == 0 else 0)  # the first start is slow
+
+    await paced([0, 1, 2, 3], start, 20.0)  # one every 50 ms
+    assert len(started) == 4
+    assert started[3] < 0.4  # not after the first one's 0.5 s
+    assert all(b - a > 0.03 for a, b in zip(started, started[1:], strict=False))
+
+
+async def test_a_second_phases_driver_waits_for_its_own_cases_not_the_first_ones() -> None:
+    """Paid and completed cases of the queue counted from `before` on: a driver of 2 more
+    cases after 3 does not stop when 4 are paid, only when 5 are, and completed."""
+    rounds = iter([([], 4), ([], 5)])
+    calls: list[int] = []
+
+    async def count_workflows(query: str) -> SimpleNamespace:
+        calls.append(1)
+        return SimpleNamespace(count=5)
+
+    client = SimpleNamespace(count_workflows=count_workflows)
+    driver = Driver(client, "tq", None)  # type: ignore[arg-type]
+    driver.before = 3
+    driver.projection = lambda: next(rounds)  # type: ignore[method-assign]
+    await driver.run(2)
+    assert next(rounds, None) is None  # both rounds read: it did not stop at 4
+    assert calls  # and it waited for the completions

@@ -119,10 +119,11 @@ async def _run_roles(
             sandbox=settings.sandbox,
         )
         log.info(
-            "worker on %s namespace %s: %s",
+            "worker on %s namespace %s: %s (WORKER_SANDBOX=%s)",
             settings.temporal_address,
             settings.temporal_namespace,
             ", ".join(f"{role} on task queue {q}" for role, q in workers.task_queues.items()),
+            settings.sandbox,
         )
         if gateway is not None:
             routes = [gateway.cn, gateway.intl] if isinstance(gateway, RoutedGateway) else [gateway]

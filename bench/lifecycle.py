@@ -241,7 +241,7 @@ async def trivial_baseline(
     inp = trivial_input(per_case)
     btq = f"trivial-{uuid.uuid4().hex[:6]}"
     address = wenv["TEMPORAL_ADDRESS"]
-    command = [sys.executable, "-m", "bench.trivial", address, btq]
+    command = [sys.executable, "-m", "bench.trivial_worker", address, btq]
     async with worker_processes(workers, command, wenv) as tprocs:
         idle = await idle_cpu({"worker": tprocs})
         cpu0 = cpu_split({"worker": tprocs})

@@ -32,7 +32,7 @@ async def trivial_parked(client: Client, n: int, wenv: dict[str, str]) -> tuple[
     """N trivial runs parked on a signal in one worker process: (idle KB, parked KB)."""
     tq = f"trivial-mem-{uuid.uuid4().hex[:6]}"
     cache = wenv["WORKER_MAX_CACHED_WORKFLOWS"]
-    command = [sys.executable, "-m", "bench.trivial", wenv["TEMPORAL_ADDRESS"], tq, cache]
+    command = [sys.executable, "-m", "bench.trivial_worker", wenv["TEMPORAL_ADDRESS"], tq, cache]
     async with worker_processes(1, command, wenv) as procs:
         await quiet({"worker": procs})  # imported, connected, polling
         idle = rss_kb(procs[0].pid)

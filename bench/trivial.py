@@ -86,7 +86,7 @@ def worker(client: Client, task_queue: str, max_cached_workflows: int = 1000) ->
     mode = parse_sandbox(os.environ.get("WORKER_SANDBOX", ""))
     restrictions = SandboxRestrictions.default
     if mode == SHARED:
-        restrictions = restrictions.with_passthrough_modules(__name__, "bench.trivial")
+        restrictions = restrictions.with_passthrough_modules("bench.trivial")
     return Worker(
         client,
         task_queue=task_queue,
@@ -97,8 +97,8 @@ def worker(client: Client, task_queue: str, max_cached_workflows: int = 1000) ->
     )
 
 
-async def _main() -> None:
-    """A worker process: python -m bench.trivial ADDRESS TASK_QUEUE [MAX_CACHED_WORKFLOWS]."""
+async def serve() -> None:
+    """A worker process (bench/trivial_worker.py): ADDRESS TASK_QUEUE [MAX_CACHED_WORKFLOWS]."""
     client = await Client.connect(sys.argv[1])
     stop = asyncio.Event()
     import signal
@@ -111,4 +111,4 @@ async def _main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main())
+    asyncio.run(serve())

@@ -13,41 +13,15 @@ client (a type adapter only validates and builds values: it holds nothing of the
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from typing import Any
 
 from pydantic import TypeAdapter
-from temporalio import workflow
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
 from temporalio.converter import DataConverter
 
-import domain
-
-# Listed and imported here, in the host: a run's sandbox refuses the file system that pkgutil
-# and some of these modules' imports read (a passed-through module not yet imported would be
-# imported inside the sandbox).
-DOMAIN_MODULES = tuple(f"domain.{m.name}" for m in pkgutil.iter_modules(domain.__path__))
-for _name in DOMAIN_MODULES:
-    importlib.import_module(_name)
-
-
-def _type_adapter(type_: Any) -> TypeAdapter[Any]:
-    """Pydantic resolves a dataclass's annotations in its module, found in `sys.modules`: in
-    a run's sandbox, the sandbox's. With workflows/ passed through (WORKER_SANDBOX=shared) a
-    run imports nothing of domain/ itself, so domain's modules (passed through, the host's
-    own) are put in its `sys.modules` first: otherwise the adapter is left unbuilt, and the
-    cache would keep it so."""
-    if workflow.unsafe.in_sandbox():
-        with workflow.unsafe.imports_passed_through():
-            for name in DOMAIN_MODULES:
-                __import__(name)  # the sandbox's import (importlib's would bypass it)
-    return TypeAdapter(type_)
-
-
 # Least recently used beyond that many types, as in Pydantic's converter; domain.models types
 # are the same objects in every run's sandbox (passed through), so each has one entry.
-TYPE_ADAPTERS = functools.lru_cache(maxsize=1024)(_type_adapter)
+TYPE_ADAPTERS = functools.lru_cache(maxsize=1024)(TypeAdapter)
 
 
 class SharedAdaptersJSONConverter(PydanticJSONPlainPayloadConverter):

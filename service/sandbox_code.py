@@ -102,15 +102,19 @@ def workflow_runner(mode: str) -> SandboxedWorkflowRunner:
     run). Its modules hold no state a run could leak into another (module level: constants
     and the registries filled at import), and what the sandbox no longer refuses at run time
     is refused before the code is merged: workflows/ruff.toml bans the clock, randomness,
-    the environment and I/O by name (tests/test_workflow_determinism_lint.py), and the test
-    suite runs every workflow in the strict sandbox (build_worker's default). The other
-    modules a run imports (the SDK's, the standard library's restricted ones) keep the
-    sandbox's rules."""
+    the environment and I/O by name (every module and member the SDK's sandbox restricts:
+    tests/test_shared_sandbox.py), and the test suite runs every workflow in the strict
+    sandbox (build_worker's default). The other modules a run imports (the SDK's, the
+    standard library's restricted ones) keep the sandbox's rules, and open(), input() and
+    breakpoint() stay refused for all code a run calls (the sandbox patches the builtins)."""
     if mode == STRICT:
         return SandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
+        # domain/ too, as every import of it in workflows/ already says; and a run must find
+        # it in its own `sys.modules`, where Pydantic resolves a dataclass's annotations when
+        # the converter builds a type adapter (with workflows/ passed through, the run itself
+        # imports nothing: the sandbox hands it passed-through modules when looked up).
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            *WORKFLOW_PACKAGES,
-            "domain",  # domain: as every import of it in workflows/ says
+            *WORKFLOW_PACKAGES, "domain"
         )
     )

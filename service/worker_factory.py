@@ -245,8 +245,8 @@ def build_worker(
     workers: dict[str, Worker] = {}
     if CASES in wanted:
         assert policy is not None
-        # Each run's sandbox imports workflows/ afresh; its runs share the compiled code.
-        share_workflow_code()
+        if sandbox == STRICT:  # each run imports workflows/ afresh: they share its code
+            share_workflow_code()
         workers[CASES] = worker(
             CASES,
             by_role[CASES]

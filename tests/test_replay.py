@@ -20,6 +20,7 @@ from temporalio.worker import Replayer
 
 from domain.models import CaseInput
 from service.converter import DATA_CONVERTER
+from service.sandbox_code import SANDBOX_MODES, workflow_runner
 from workflows.collection import LoanCollectionWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
@@ -29,10 +30,15 @@ def test_histories_are_recorded() -> None:
     assert len(HISTORIES) >= 5, "tests/histories/ lost its recorded histories"
 
 
+@pytest.mark.parametrize("sandbox", SANDBOX_MODES)  # the worker replays in either (WORKER_SANDBOX)
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_recorded_history_replays(path: Path) -> None:
+async def test_recorded_history_replays(path: Path, sandbox: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=[LoanCollectionWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=[LoanCollectionWorkflow],
+        data_converter=DATA_CONVERTER,
+        workflow_runner=workflow_runner(sandbox),
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 

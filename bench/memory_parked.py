@@ -1,4 +1,4 @@
-"""What a parked case costs in a workflows-only worker: `python -m bench.memory_parked [N] [WARM]`.
+"""A parked case's memory in a workflows-only worker: `python -m bench.memory_parked [N] [WARM]`.
 
 A dev server, a database, an activities process (`WORKER_CASES_PART=activities`) and the
 measured process: `python worker.py` with `WORKER_ROLES=cases WORKER_CASES_PART=workflows`,
@@ -9,7 +9,10 @@ MEMORY_PARKED_FRAMES frames, 4 by default; 0: no tracing, the figures undistorte
 tracemalloc's slower tasks and its own bookkeeping); then N more, its figures and a
 snapshot. Per case of the N: the RSS growth, the Python objects kept (allocated while
 tracing and still alive, by what made them), the objects by type, and what RSS has beyond
-the Python objects (glibc malloc's heap in use and free, pymalloc's arenas).
+the Python objects (glibc malloc's heap in use and free, pymalloc's arenas). With
+--trivial the same for the trivial workflow's worker (bench/trivial.py) and N runs parked on
+a signal, as the memory section's baseline. MEMORY_PARKED_UNSANDBOXED=1: the measured
+worker without the workflow sandbox (what the sandbox costs a case).
 
 TEMPORAL_DEBUG=1 in the measured process: tracemalloc makes workflow tasks several times
 slower and the SDK's 2-second deadlock detector would evict runs (debug mode turns it off,
@@ -32,6 +35,7 @@ import tracemalloc
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 FRAMES = int(os.environ.get("MEMORY_PARKED_FRAMES", "4"))
 ARENA = 1 << 20  # pymalloc's arena, 1 MiB (CPython 3.10+)
@@ -104,11 +108,27 @@ def object_counts() -> dict[str, int]:
     return counts
 
 
-def traced_worker(out: Path) -> None:
-    """worker.main(), answering SIGUSR1: the first time its figures into `out` (0.json) and
-    tracing starts; the second time a snapshot (1.snap) and its figures (1.json). Traced only
-    in between, FRAMES frames: tracing from the start makes a sandbox's first task 20-30 s
-    (over the workflow task timeout) on a busy machine."""
+def unsandboxed() -> None:
+    """MEMORY_PARKED_UNSANDBOXED=1: the measured worker runs its workflows without the
+    sandbox (what the sandbox costs a case; a measure only, never the product's setting)."""
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+    import service.worker_factory as factory
+    from bench import trivial
+
+    def worker(*args: Any, **kwargs: Any) -> Worker:
+        return Worker(*args, workflow_runner=UnsandboxedWorkflowRunner(), **kwargs)
+
+    factory.Worker = worker  # type: ignore[assignment,misc]
+    trivial.Worker = worker  # type: ignore[assignment,misc]
+
+
+def traced_worker(out: Path, trivial: list[str]) -> None:
+    """worker.main() (or the trivial worker, given its arguments), answering SIGUSR1: the
+    first time its figures into `out` (0.json) and tracing starts; the second time a snapshot
+    (1.snap) and its figures (1.json). Traced only in between, FRAMES frames: tracing from
+    the start makes a sandbox's first task 20-30 s (over the workflow task timeout) on a busy
+    machine."""
     taken = [0]
 
     def dump(*_: object) -> None:
@@ -129,9 +149,17 @@ def traced_worker(out: Path) -> None:
         taken[0] += 1
 
     signal.signal(signal.SIGUSR1, dump)
-    import worker
+    if os.environ.get("MEMORY_PARKED_UNSANDBOXED"):
+        unsandboxed()
+    if trivial:  # python -m bench.trivial ADDRESS TASK_QUEUE CACHE
+        from bench import trivial as trivial_worker
 
-    worker.main()
+        sys.argv = [sys.argv[0], *trivial]
+        asyncio.run(trivial_worker._main())
+    else:
+        import worker
+
+        worker.main()
 
 
 # ------------------------------------------------------------------ the driver
@@ -156,7 +184,7 @@ def bucket(tb: tracemalloc.Traceback) -> str:
     return f"other ({Path(files[-1]).name if files else '?'})"
 
 
-async def drive(n: int, warm: int) -> None:
+async def drive(n: int, warm: int, trivial: bool) -> None:
     from bench.harness import (
         add_loans,
         bounded,
@@ -167,6 +195,7 @@ async def drive(n: int, warm: int) -> None:
         worker_processes,
     )
     from bench.lifecycle import LIFECYCLE_POLICY, worker_env
+    from bench.trivial import TrivialInput, TrivialWorkflow
     from service.case_start import start_case
 
     out = Path(tempfile.mkdtemp(prefix="memory-parked-"))
@@ -177,7 +206,8 @@ async def drive(n: int, warm: int) -> None:
             address = env.client.service_client.config.target_host
             tq = f"mem-parked-{uuid.uuid4().hex[:6]}"
             wenv = worker_env(address, tq, url, tmp / "data")
-            wenv["WORKER_MAX_CACHED_WORKFLOWS"] = str(warm + n + 100)
+            cache = str(warm + n + 100)
+            wenv["WORKER_MAX_CACHED_WORKFLOWS"] = cache
             acts_env = {**wenv, "WORKER_CASES_PART": "activities"}
             flows_env = {
                 **wenv,
@@ -186,23 +216,50 @@ async def drive(n: int, warm: int) -> None:
                 "TEMPORAL_DEBUG": "1",
             }
             flows_cmd = [sys.executable, "-m", "bench.memory_parked", "worker", str(out)]
+            if trivial:  # the trivial workflow's worker, parked on a signal (bench/memory.py)
+                flows_cmd += [address, tq, cache]
             async with (
-                worker_processes(1, [sys.executable, "worker.py"], acts_env) as acts,
+                worker_processes(
+                    0 if trivial else 1, [sys.executable, "worker.py"], acts_env
+                ) as acts,
                 worker_processes(1, flows_cmd, flows_env) as flows,
             ):
                 groups = {"flows": flows, "acts": acts}
                 parked = 0
 
+                async def start(item: object) -> object:
+                    if trivial:
+                        return await env.client.start_workflow(
+                            TrivialWorkflow.run,
+                            TrivialInput(0, 1),
+                            id=f"tm-{tq}-{uuid.uuid4().hex}",
+                            task_queue=tq,
+                        )
+                    spec = item
+                    return await start_case(
+                        env.client,
+                        tq,
+                        spec.loan_no,
+                        spec.branch,
+                        LIFECYCLE_POLICY,  # type: ignore[attr-defined]
+                    )
+
                 async def park(specs: list) -> None:
                     nonlocal parked
-                    await bounded(
-                        specs,
-                        lambda s: start_case(env.client, tq, s.loan_no, s.branch, LIFECYCLE_POLICY),
-                    )
+                    handles: list[object] = []
+
+                    async def keep(handle: object) -> None:
+                        handles.append(handle)
+
+                    await bounded(specs, start, after=keep)
                     parked += len(specs)
-                    q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
-                    while (await env.client.count_workflows(q)).count < parked:
-                        await asyncio.sleep(0.5)
+                    if trivial:
+                        for h in handles:  # answered once its first task ran: cached
+                            await h.query(TrivialWorkflow.signals_seen)  # type: ignore[attr-defined]
+                    else:
+                        q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
+                        while (await env.client.count_workflows(q)).count < parked:
+                            await asyncio.sleep(0.5)
                     await quiet(groups)
 
                 async def snapshot(i: int) -> dict[str, int]:
@@ -268,7 +325,8 @@ def explain(before: dict, after: dict, out: Path, n: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
-        traced_worker(Path(sys.argv[2]))
+        traced_worker(Path(sys.argv[2]), sys.argv[3:])
     else:
-        args = [int(a) for a in sys.argv[1:]]
-        asyncio.run(drive(args[0] if args else 200, args[1] if len(args) > 1 else 30))
+        trivial = "--trivial" in sys.argv
+        args = [int(a) for a in sys.argv[1:] if a != "--trivial"]
+        asyncio.run(drive(args[0] if args else 200, args[1] if len(args) > 1 else 30, trivial))

@@ -11,8 +11,9 @@ snapshot. Per case of the N: the RSS growth, the Python objects kept (allocated 
 tracing and still alive, by what made them), the objects by type, and what RSS has beyond
 the Python objects (glibc malloc's heap in use and free, pymalloc's arenas). With
 --trivial the same for the trivial workflow's worker (bench/trivial.py) and N runs parked on
-a signal, as the memory section's baseline. MEMORY_PARKED_UNSANDBOXED=1: the measured
-worker without the workflow sandbox (what the sandbox costs a case).
+a signal, as the memory section's baseline (MEMORY_PARKED_TRIVIAL_WORK=A,T,U: with A
+no-op activities, T timers and U upserts before they park). MEMORY_PARKED_UNSANDBOXED=1:
+the measured worker without the workflow sandbox (what the sandbox costs a case).
 
 TEMPORAL_DEBUG=1 in the measured process: tracemalloc makes workflow tasks several times
 slower and the SDK's 2-second deadlock detector would evict runs (debug mode turns it off,
@@ -218,6 +219,11 @@ async def drive(n: int, warm: int, trivial: bool) -> None:
             flows_cmd = [sys.executable, "-m", "bench.memory_parked", "worker", str(out)]
             if trivial:  # the trivial workflow's worker, parked on a signal (bench/memory.py)
                 flows_cmd += [address, tq, cache]
+            # MEMORY_PARKED_TRIVIAL_WORK=ACTIVITIES,TIMERS,UPSERTS: the trivial runs do that
+            # much before they park (a longer history, as a case's at the visit).
+            acts_n, *work = (
+                int(x) for x in os.environ.get("MEMORY_PARKED_TRIVIAL_WORK", "0,0,0").split(",")
+            )
             async with (
                 worker_processes(
                     0 if trivial else 1, [sys.executable, "worker.py"], acts_env
@@ -231,7 +237,7 @@ async def drive(n: int, warm: int, trivial: bool) -> None:
                     if trivial:
                         return await env.client.start_workflow(
                             TrivialWorkflow.run,
-                            TrivialInput(0, 1),
+                            TrivialInput(acts_n, 1, 0, *work),
                             id=f"tm-{tq}-{uuid.uuid4().hex}",
                             task_queue=tq,
                         )

@@ -170,7 +170,12 @@ def traced_worker(out: Path, trivial: list[str]) -> None:
 BUCKETS = (
     ("the sandbox: modules imported afresh per run", ("workflow_sandbox/_importer.py",)),
     ("the sandbox: the run's instance and restrictions", ("workflow_sandbox/",)),
-    ("our workflow code running (state, handlers, watchers)", ("/workflows/", "/domain/")),
+    # With a few frames, a class body run at each sandbox import lands here too: the
+    # unsandboxed run (MEMORY_PARKED_UNSANDBOXED) tells the two apart.
+    (
+        "workflows/ and domain/ lines (class bodies per import, the run's state)",
+        ("/workflows/", "/domain/"),
+    ),
     ("the SDK's workflow instance (asyncio loop, futures, commands)", ("_workflow_instance.py",)),
     ("payload conversion (Pydantic, the converter)", ("pydantic", "converter")),
     ("the SDK's worker (activations, protobufs)", ("temporalio/",)),

@@ -3,8 +3,9 @@
 Configuration comes from the environment (see README.md): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TLS or API key settings, COLLECTION_DB_URL.
 WORKER_ROLES (cases, render, sms; all by default) says which of the case work this process
-does, one Temporal Worker per role on the role's own task queue; WORKER_NICE lowers the CPU
-priority of a process without the cases role.
+does, one Temporal Worker per role on the role's own task queue; WORKER_CASES_PART
+(workflows or activities; both by default) splits the cases role's work between processes;
+WORKER_NICE lowers the CPU priority of a process without the cases role.
 SIGINT/SIGTERM stop polling and let running activities finish before exiting.
 """
 
@@ -23,7 +24,7 @@ from activities.documents import PdfRenderer
 from activities.metrics import REGISTRY
 from activities.sms_gateway import RecordingGateway, RoutedGateway
 from db.engine import make_engine, session_factory
-from domain.names import CASES, RENDER, SMS
+from domain.names import ACTIVITIES, CASES, RENDER, SMS, WORKFLOWS
 from service.log_masking import configure
 from service.metrics import SdkMetrics, sdk_runtime, serve, with_process
 from service.search_attribute_check import check_search_attributes
@@ -43,11 +44,11 @@ DB_HEADROOM = 4
 
 def db_connections(settings: Settings) -> int:
     """The database pool for every thread that can hold a session at once in this process:
-    each role's activity threads (cases: WORKER_ACTIVITY_THREADS, sms: WORKER_SMS_THREADS,
-    render: WORKER_PDF_PROCESSES + 1), plus DB_HEADROOM."""
+    each role's activity threads (cases: WORKER_ACTIVITY_THREADS, none for its workflows
+    only, sms: WORKER_SMS_THREADS, render: WORKER_PDF_PROCESSES + 1), plus DB_HEADROOM."""
     roles = settings.worker_roles
     threads = {
-        CASES: settings.activity_threads,
+        CASES: 0 if settings.cases_part == WORKFLOWS else settings.activity_threads,
         SMS: settings.sms_threads,
         RENDER: settings.pdf_processes + 1,
     }
@@ -91,13 +92,16 @@ async def _run_roles(
     stop: asyncio.Event,
     pdf: PdfRenderer | None,
 ) -> None:
-    roles = settings.worker_roles
-    if CASES in roles:
+    roles, part = settings.worker_roles, settings.cases_part
+    case_flows = CASES in roles and part != ACTIVITIES
+    case_acts = CASES in roles and part != WORKFLOWS
+    if case_flows:
         await check_search_attributes(client)  # a case upserting an unknown one would stall
+    if case_acts:
         warn_without_training(sessions, log)  # "no date = untrained": say how many, per branch
     # SMS_PROVIDER_CN / SMS_PROVIDER_INTL; refuses to start on a template not registered.
-    # The cases role needs it too: a safety alert texts staff from its own activity.
-    gateway = worker_gateway(settings.sms_language) if {CASES, SMS} & set(roles) else None
+    # The cases role's activities need it too: a safety alert texts staff from its own.
+    gateway = worker_gateway(settings.sms_language) if case_acts or SMS in roles else None
     if RENDER in roles:
         pdf = pdf or PdfRenderer(processes=settings.pdf_processes)
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
@@ -117,12 +121,16 @@ async def _run_roles(
             workflow_polls=settings.workflow_polls,
             sms_rate=settings.sms_rate_per_second,
             sandbox=settings.sandbox,
+            cases_part=part,
         )
         log.info(
             "worker on %s namespace %s: %s (WORKER_SANDBOX=%s)",
             settings.temporal_address,
             settings.temporal_namespace,
-            ", ".join(f"{role} on task queue {q}" for role, q in workers.task_queues.items()),
+            ", ".join(
+                f"{role}{f' ({part} only)' if role == CASES and part else ''} on task queue {q}"
+                for role, q in workers.task_queues.items()
+            ),
             settings.sandbox,
         )
         if gateway is not None:

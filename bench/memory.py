@@ -6,6 +6,13 @@ worker's RSS once the server and the worker are idle, less its RSS before the fi
 over N. Then the same for N runs of the trivial workflow (bench/trivial.py) parked on a
 signal, in a worker process of its own with the same settings (the SDK's sandboxed runner,
 the same cache size). The ratio is ours over the trivial one's (issue 17: target ≤ 2.0).
+
+With `split` (--memory-split) the cases queue is served as a deployment may split it
+(WORKER_CASES_PART): the measured process runs the cases' workflows only (WORKER_ROLES=cases,
+WORKER_CASES_PART=workflows), another every activity (the cases role's, render and sms). The
+trivial worker runs no activity either, so the two processes compare like for like: the
+heap the activities leave (SQLAlchemy, the PDF and SMS code, their threads) is the
+activities process's, and not divided among the cached cases. Its growth is reported apart.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from contextlib import AsyncExitStack
 from typing import Any
 
 from temporalio.client import Client
@@ -52,7 +60,7 @@ async def trivial_parked(client: Client, n: int, wenv: dict[str, str]) -> tuple[
         return idle, rss_kb(procs[0].pid)
 
 
-async def bench_memory(n: int, db: str) -> dict[str, float]:
+async def bench_memory(n: int, db: str, split: bool = False) -> dict[str, float]:
     env = await dev_server()
     try:
         with database(db) as (url, sessions, tmp):
@@ -61,11 +69,22 @@ async def bench_memory(n: int, db: str) -> dict[str, float]:
             tq = f"bench-mem-{uuid.uuid4().hex[:6]}"
             wenv = worker_env(address, tq, url, tmp / "data")
             wenv["WORKER_MAX_CACHED_WORKFLOWS"] = str(cache_size(n))
-            async with worker_processes(1, [sys.executable, "worker.py"], wenv) as procs:
+            command = [sys.executable, "worker.py"]
+            async with AsyncExitStack() as stack:
+                if split:
+                    flows_env = {**wenv, "WORKER_ROLES": "cases", "WORKER_CASES_PART": "workflows"}
+                    acts_env = {**wenv, "WORKER_CASES_PART": "activities"}
+                    procs = await stack.enter_async_context(worker_processes(1, command, flows_env))
+                    acts = await stack.enter_async_context(worker_processes(1, command, acts_env))
+                else:
+                    procs = await stack.enter_async_context(worker_processes(1, command, wenv))
+                    acts = []
+                groups = {"worker": procs, "activities": acts}
                 # On a busy machine the worker may still be importing after the harness's
                 # few seconds: its idle RSS once it has nothing to do.
-                await quiet({"worker": procs})
+                await quiet(groups)
                 idle = rss_kb(procs[0].pid)
+                acts_idle = rss_kb(acts[0].pid) if acts else 0
                 await bounded(
                     report.good,
                     lambda spec: start_case(
@@ -75,16 +94,15 @@ async def bench_memory(n: int, db: str) -> dict[str, float]:
                 parked_q = f"TaskQueue='{tq}' AND CollectionStage='FIELD_VISIT'"
                 while (await env.client.count_workflows(parked_q)).count < n:
                     await asyncio.sleep(0.5)
-                await quiet(
-                    {"worker": procs}
-                )  # visit tasks and notices written: nothing left to do
+                await quiet(groups)  # visit tasks and notices written: nothing left to do
                 parked = rss_kb(procs[0].pid)
+                acts_parked = rss_kb(acts[0].pid) if acts else 0
             t_idle, t_parked = await trivial_parked(env.client, n, wenv)
     finally:
         await env.shutdown()
     ours = (parked - idle) / n / 1024
     trivial = (t_parked - t_idle) / n / 1024
-    return {
+    m = {
         "mb_per_case": ours,
         "trivial_mb_per_case": trivial,
         # At a few cases the trivial runs' growth can be lost in the noise: no ratio then.
@@ -92,3 +110,7 @@ async def bench_memory(n: int, db: str) -> dict[str, float]:
         "idle_mb": idle / 1024,
         "trivial_idle_mb": t_idle / 1024,
     }
+    if split:
+        m["activities_idle_mb"] = acts_idle / 1024
+        m["activities_growth_mb"] = (acts_parked - acts_idle) / 1024
+    return m

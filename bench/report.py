@@ -298,12 +298,21 @@ def paced(table: Table, m: dict[str, float], w: str) -> None:
 
 def memory(table: Table, m: dict[str, float], cases: int) -> None:
     """Rows of the memory section: one worker's RSS per cached open case, against the
-    trivial workflow's in a worker with the same settings."""
+    trivial workflow's in a worker with the same settings; with --memory-split the worker
+    runs the cases' workflows only and the activities process's growth has a row."""
+    split = "activities_growth_mb" in m
+    which = "workflows-only worker, activities in another" if split else "1 worker"
     table.add(
-        f"worker RSS per cached open case, {cases:,} parked in FIELD_VISIT (1 worker)",
+        f"worker RSS per cached open case, {cases:,} parked in FIELD_VISIT ({which})",
         f"{m['mb_per_case'] * 1024:.0f} KB",
         f"idle worker {m['idle_mb']:.0f} MB",
     )
+    if split:
+        table.add(
+            "  the activities process (cases role's activities, render, sms): RSS growth",
+            f"{m['activities_growth_mb']:.0f} MB",
+            f"idle {m['activities_idle_mb']:.0f} MB; not per cached case",
+        )
     table.add(
         f"  trivial workflow, {cases:,} parked on a signal (same cache size, sandboxed)",
         f"{m['trivial_mb_per_case'] * 1024:.0f} KB",

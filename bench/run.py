@@ -31,7 +31,9 @@ not sent. Sections:
 4. memory     the worker processes' RSS per 1,000 open cases (all M parked at the visit), in
               the lifecycle section; and the memory section: one worker process's RSS per
               cached open case (M parked at the visit) against the trivial workflow's (M runs
-              parked on a signal, a worker with the same cache size), and their ratio.
+              parked on a signal, a worker with the same cache size), and their ratio;
+              --memory-split: the measured worker runs the cases' workflows only, another
+              process their activities (WORKER_CASES_PART).
 5. skipping   wall time of one 12-installment case on the time-skipping server, and the
               history length per run of a 24-installment case.
 6. render     one agreement's PDF as the worker renders it (font configuration kept), against
@@ -118,8 +120,9 @@ async def main(args: argparse.Namespace) -> None:
             report.lifecycle(table, m, args.cases, workers, tuple(args.apart), args.apart_nice)
 
     if "memory" in args.sections:
-        detail = f" ({args.cases} cases parked, 1 worker, {args.db})"
-        measure = partial(bench_memory, args.cases, args.db)
+        which = "workflows and activities split" if args.memory_split else "1 worker"
+        detail = f" ({args.cases} cases parked, {which}, {args.db})"
+        measure = partial(bench_memory, args.cases, args.db, args.memory_split)
         m = await median_runs(args.runs, "memory", detail, measure)
         report.memory(table, m, args.cases)
 
@@ -236,6 +239,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pace-cases", type=int, help="lifecycle: the paced phase's cases (default --cases)"
+    )
+    p.add_argument(
+        "--memory-split",
+        action="store_true",
+        help="memory: the cases' workflows in the measured worker process, every activity in "
+        "another (WORKER_CASES_PART), as the trivial worker runs none",
     )
     p.add_argument(
         "--sections",

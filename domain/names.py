@@ -11,6 +11,10 @@ PHONE_UPDATE_PREFIX = "phone-"
 # sending can run in worker processes (and on cores) of their own.
 CASES, RENDER, SMS = "cases", "render", "sms"
 ROLES = (CASES, RENDER, SMS)
+# WORKER_CASES_PART: a cases process may take only the workflow tasks of the cases queue, or
+# only its activity tasks (both by default).
+WORKFLOWS, ACTIVITIES = "workflows", "activities"
+CASE_PARTS = (WORKFLOWS, ACTIVITIES)
 
 
 def role_queue(task_queue: str, role: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db.engine import data_dir, default_url
-from domain.names import DEFAULT_TASK_QUEUE, ROLES
+from domain.names import CASE_PARTS, CASES, DEFAULT_TASK_QUEUE, ROLES
 from domain.policy import Policy, load_policy
 from service.sandbox_code import SHARED, parse_sandbox
 
@@ -33,6 +33,10 @@ class Settings:
     # WORKER_ROLES: what this worker process does (domain/names.py): the cases (workflows and
     # their activities), agreement rendering, SMS sending; all three by default.
     worker_roles: tuple[str, ...] = ROLES
+    # WORKER_CASES_PART: "workflows" or "activities" for a process that polls the cases task
+    # queue for that kind of task only (workflow workers sized by their cache, activity
+    # workers by the database); None, the default: both.
+    cases_part: str | None = None
     sms_threads: int = 8  # SMS sent at once by the sms role (each one HTTP call)
     # WORKER_NICE: a process without the cases role (render and/or sms only) lowers its CPU
     # priority by this much (os.nice), so that on shared cores the cases and the Temporal
@@ -74,6 +78,7 @@ class Settings:
             max_cached_workflows=int(env("WORKER_MAX_CACHED_WORKFLOWS", "1000")),
             pdf_processes=int(env("WORKER_PDF_PROCESSES", "1")),
             worker_roles=parse_roles(env("WORKER_ROLES", "")),
+            cases_part=parse_cases_part(env("WORKER_CASES_PART", "")),
             sms_threads=int(env("WORKER_SMS_THREADS", "8")),
             nice=int(env("WORKER_NICE", "0")),
             workflow_tasks=_optional_int(env("WORKER_WORKFLOW_TASKS"), "WORKER_WORKFLOW_TASKS"),
@@ -88,6 +93,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_workflow_limits(self.workflow_tasks, self.workflow_polls, self.max_cached_workflows)
+        if self.cases_part is not None and CASES not in self.worker_roles:
+            # A process meant to take the cases' workflow (or activity) tasks that takes none.
+            raise ValueError(
+                f"WORKER_CASES_PART={self.cases_part}: only for a process with the cases role "
+                f"(WORKER_ROLES={','.join(self.worker_roles)})"
+            )
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file)
@@ -140,3 +151,16 @@ def parse_roles(text: str) -> tuple[str, ...]:
             f"WORKER_ROLES: unknown role {', '.join(unknown)!r} (roles: {', '.join(ROLES)})"
         )
     return tuple(r for r in ROLES if r in names) or ROLES
+
+
+def parse_cases_part(text: str) -> str | None:
+    """WORKER_CASES_PART: workflows or activities; empty means both (None)."""
+    part = text.strip().lower()
+    if not part:
+        return None
+    if part not in CASE_PARTS:
+        raise ValueError(
+            f"WORKER_CASES_PART: {text.strip()!r} is not a part of the cases role "
+            f"({' or '.join(CASE_PARTS)}; unset for both)"
+        )
+    return part

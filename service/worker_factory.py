@@ -25,7 +25,7 @@ from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
 from activities.training_reminders import TrainingReminderActivities
-from domain.names import CASES, RENDER, ROLES, SMS, role_queue
+from domain.names import ACTIVITIES, CASES, RENDER, ROLES, SMS, WORKFLOWS, role_queue
 from domain.policy import Policy
 from domain.strategy import Strategy
 from service.sandbox_code import STRICT, share_workflow_code, workflow_runner
@@ -200,6 +200,7 @@ def build_worker(
     workflow_polls: int | None = None,
     sms_rate: float | None = None,
     sandbox: str = STRICT,
+    cases_part: str | None = None,
 ) -> RoleWorkers:
     """The workers of `roles` (by default all: one process does everything).
 
@@ -215,14 +216,20 @@ def build_worker(
     `workflow_polls`: the cases role's workflow tasks at once and workflow-task pollers (the
     SDK's defaults when None). `sandbox`: how the cases role's runs import workflows/
     (service/sandbox_code.workflow_runner); strict here, so every test runs the workflows in
-    the sandbox that refuses the clock; worker.py passes WORKER_SANDBOX (shared by default)."""
+    the sandbox that refuses the clock; worker.py passes WORKER_SANDBOX (shared by default).
+    `cases_part` (WORKER_CASES_PART): WORKFLOWS, the cases role's Worker polls its queue for
+    workflow tasks only (no activity object is made, no policy read); ACTIVITIES, for
+    activity tasks only (no workflow, no cache); None, both."""
     wanted = [r for r in ROLES if r in set(roles)]
-    if policy is None and CASES in wanted:
+    case_flows = CASES in wanted and cases_part != ACTIVITIES
+    case_acts = CASES in wanted and cases_part != WORKFLOWS
+    if policy is None and case_acts:
         from service.settings import Settings
 
         policy = Settings.from_env().policy()
     gateway = gateway or RecordingGateway()
-    by_role = role_activities(sessions, data_dir, gateway, sms_language, pdf, strategy, wanted)
+    acting = [r for r in wanted if r != CASES or case_acts]
+    by_role = role_activities(sessions, data_dir, gateway, sms_language, pdf, strategy, acting)
     owned: list[ThreadPoolExecutor] = []
 
     def pool(threads: int) -> ThreadPoolExecutor:
@@ -244,22 +251,33 @@ def build_worker(
 
     workers: dict[str, Worker] = {}
     if CASES in wanted:
-        assert policy is not None
-        if sandbox == STRICT:  # each run imports workflows/ afresh: they share its code
-            share_workflow_code()
-        workers[CASES] = worker(
-            CASES,
-            by_role[CASES]
-            + by_role[RELEASED]
-            + daily_run_activities(sessions, client, task_queue, data_dir, policy)
-            + reminder_activities(sessions, gateway, sms_language, policy),
-            executor or pool(16),
-            workflows=[LoanCollectionWorkflow, DailyFeedRunWorkflow, TrainingReminderWorkflow],
-            workflow_runner=workflow_runner(sandbox),
-            max_cached_workflows=max_cached_workflows,
-            **({"max_concurrent_workflow_tasks": workflow_tasks} if workflow_tasks else {}),
-            **({"max_concurrent_workflow_task_polls": workflow_polls} if workflow_polls else {}),
-        )
+        acts: list[object] = []
+        if case_acts:
+            assert policy is not None
+            acts = (
+                by_role[CASES]
+                + by_role[RELEASED]
+                + daily_run_activities(sessions, client, task_queue, data_dir, policy)
+                + reminder_activities(sessions, gateway, sms_language, policy)
+            )
+        flows: dict[str, Any] = {}  # none: the Worker polls for activity tasks only
+        if case_flows:
+            if sandbox == STRICT:  # each run imports workflows/ afresh: they share its code
+                share_workflow_code()
+            flows = {
+                "workflows": [
+                    LoanCollectionWorkflow,
+                    DailyFeedRunWorkflow,
+                    TrainingReminderWorkflow,
+                ],
+                "workflow_runner": workflow_runner(sandbox),
+                "max_cached_workflows": max_cached_workflows,
+                **({"max_concurrent_workflow_tasks": workflow_tasks} if workflow_tasks else {}),
+                **(
+                    {"max_concurrent_workflow_task_polls": workflow_polls} if workflow_polls else {}
+                ),
+            }
+        workers[CASES] = worker(CASES, acts, executor or pool(16), **flows)
     if RENDER in wanted:
         processes = getattr(pdf, "processes", 0)  # none given: rendered in the thread
         workers[RENDER] = worker(RENDER, by_role[RENDER], pool(processes + 1))

@@ -189,6 +189,19 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     assert figures["meta"]["command"].startswith("python -m bench.run")  # type: ignore[index]
 
 
+def test_the_split_memory_run_says_what_its_worker_ran() -> None:
+    """--memory-split: the measured worker is named workflows-only, and the activities
+    process's growth has a row of its own, not counted per cached case."""
+    table = report.Table()
+    report.memory(table, {**MEMORY, "activities_idle_mb": 140.0, "activities_growth_mb": 30.0}, 300)
+    assert "(workflows-only worker, activities in another)" in table.rows[0][0]
+    assert table.rows[1][1:] == ("30 MB", "idle 140 MB; not per cached case")
+    assert table.figures["memory_ratio_to_trivial"] == 2.0
+    single = report.Table()
+    report.memory(single, MEMORY, 300)
+    assert "(1 worker)" in single.rows[0][0] and len(single.rows) == 3
+
+
 def test_a_section_that_did_not_run_leaves_its_keys_null(tmp_path: Path) -> None:
     table = report.Table()
     report.render(table, RENDER)

@@ -24,7 +24,7 @@ from activities.documents import PdfRenderer
 from domain.names import Activities as A
 from domain.names import role_queue
 from domain.policy import fast_policy
-from service.settings import Settings, parse_roles
+from service.settings import Settings, parse_cases_part, parse_roles
 from service.worker_factory import RELEASED, RoleWorkers, build_worker, role_activities
 from tests.harness import Harness, assert_replays
 from tests.test_workflow_paths import DEBT, propose, sign, to_field_visit, visit
@@ -60,6 +60,70 @@ def test_worker_roles_setting() -> None:
     with pytest.raises(ValueError, match="WORKER_ROLES: unknown role 'pdf'"):
         parse_roles("cases,pdf")
     assert Settings().worker_roles == ("cases", "render", "sms")
+
+
+def test_the_cases_part_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WORKER_CASES_PART: workflows or activities, both when unset; anything else, or a part
+    for a process without the cases role, is refused at start, naming the variable."""
+    assert parse_cases_part("") is None and Settings().cases_part is None
+    assert parse_cases_part(" Workflows ") == "workflows"
+    monkeypatch.setenv("WORKER_CASES_PART", "activities")
+    assert Settings.from_env().cases_part == "activities"
+    monkeypatch.setenv("WORKER_CASES_PART", "workflow")  # not quite
+    with pytest.raises(ValueError, match=r"^WORKER_CASES_PART: 'workflow' is not a part"):
+        Settings.from_env()
+    monkeypatch.setenv("WORKER_CASES_PART", "workflows")
+    monkeypatch.setenv("WORKER_ROLES", "render,sms")
+    with pytest.raises(ValueError, match=r"^WORKER_CASES_PART=workflows: only for .*cases role"):
+        Settings.from_env()
+    # A workflows-only process holds no database session in a thread of its own.
+    flows = Settings(activity_threads=16, sms_threads=8, cases_part="workflows")
+    assert db_connections(flows) == 8 + (1 + 1) + DB_HEADROOM
+
+
+def workflow_task_started(events: list[object]) -> bool:
+    return any(
+        e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED  # type: ignore[attr-defined]
+        for e in events
+    )
+
+
+async def test_a_cases_queue_split_between_a_workflows_and_an_activities_process(
+    h: Harness,
+) -> None:
+    """WORKER_CASES_PART: a workflows-only cases worker runs the case's workflow tasks and no
+    activity; an activities-only one (with render and sms) runs its activities and no workflow
+    task. Each alone leaves the case waiting; the two together take it to the visit."""
+    flows = build_worker(
+        h.client, h.task_queue, h.sessions, h.data_dir, roles=["cases"], cases_part="workflows"
+    )
+    acts = build_worker(h.client, h.task_queue, h.sessions, h.data_dir, cases_part="activities")
+    assert set(flows.workers) == {"cases"} and set(acts.workers) == {"cases", "render", "sms"}
+    flows_config, acts_config = flows.workers["cases"].config(), acts.workers["cases"].config()
+    assert not flows_config.get("activities") and len(flows_config["workflows"]) == 3
+    assert not acts_config.get("workflows")
+    assert {A.LOAD_CASE, A.RECORD_VISIT, "daily_run_intake", "send_training_reminder"} <= names(
+        list(acts_config["activities"])
+    )
+    async with acts:  # activities only: nobody takes the case's first workflow task
+        _, handle = await h.start()
+        await asyncio.sleep(1.0)
+        assert not workflow_task_started([e async for e in handle.fetch_history_events()])
+    async with flows:  # workflows only: the case's first activity waits in its queue
+        await h.until(handle, lambda s: True, "the first workflow task")
+        await asyncio.sleep(1.0)
+        [pending] = (await handle.describe()).raw_description.pending_activities
+        # The stage's transition, the case's first activity, waits for an activity worker.
+        assert pending.activity_type.name == A.RECORD_TRANSITION
+        assert pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        assert pending.attempt == 1 and not pending.HasField("last_failure")
+        again = build_worker(  # a Worker runs once: a new one, as a restarted process
+            h.client, h.task_queue, h.sessions, h.data_dir, cases_part="activities"
+        )
+        async with again:
+            status = await to_field_visit(h, handle)
+    assert status.counters.sms_sent >= 1
+    await assert_replays(handle)
 
 
 def test_a_render_or_sms_process_lowers_its_priority_the_cases_role_never(

@@ -18,6 +18,7 @@ activities process's, and not divided among the cached cases. Its growth is repo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import uuid
 from contextlib import AsyncExitStack
@@ -26,8 +27,15 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.harness import add_loans, bounded, database, dev_server, quiet, rss_kb, worker_processes
-from bench.lifecycle import LIFECYCLE_POLICY, worker_env
+from bench.lifecycle import (
+    LIFECYCLE_POLICY,
+    count_events,
+    history_sample,
+    trivial_input,
+    worker_env,
+)
 from bench.trivial import TrivialInput, TrivialWorkflow
+from domain.names import workflow_id
 from service.case_start import start_case
 
 
@@ -36,8 +44,12 @@ def cache_size(n: int) -> int:
     return max(1000, n + 100)
 
 
-async def trivial_parked(client: Client, n: int, wenv: dict[str, str]) -> tuple[float, float]:
-    """N trivial runs parked on a signal in one worker process: (idle KB, parked KB)."""
+async def trivial_parked(
+    client: Client, n: int, wenv: dict[str, str], work: TrivialInput | None = None
+) -> tuple[float, float]:
+    """N trivial runs parked on a signal in one worker process: (idle KB, parked KB). With
+    `work`, each run first does that Temporal work (activities, timers, upserts): a history
+    as long as a parked case's."""
     tq = f"trivial-mem-{uuid.uuid4().hex[:6]}"
     cache = wenv["WORKER_MAX_CACHED_WORKFLOWS"]
     command = [sys.executable, "-m", "bench.trivial_worker", wenv["TEMPORAL_ADDRESS"], tq, cache]
@@ -47,7 +59,7 @@ async def trivial_parked(client: Client, n: int, wenv: dict[str, str]) -> tuple[
 
         async def start(i: int) -> Any:
             return await client.start_workflow(
-                TrivialWorkflow.run, TrivialInput(0, 1), id=f"tm-{tq}-{i}", task_queue=tq
+                TrivialWorkflow.run, work or TrivialInput(0, 1), id=f"tm-{tq}-{i}", task_queue=tq
             )
 
         async def parked(h: Any) -> None:
@@ -56,7 +68,7 @@ async def trivial_parked(client: Client, n: int, wenv: dict[str, str]) -> tuple[
             await h.query(TrivialWorkflow.signals_seen)
 
         await bounded(range(n), start, after=parked)
-        await quiet({"worker": procs})
+        await quiet({"worker": procs})  # with `work`: every run done with it, parked
         return idle, rss_kb(procs[0].pid)
 
 
@@ -97,16 +109,29 @@ async def bench_memory(n: int, db: str, split: bool = False) -> dict[str, float]
                 await quiet(groups)  # visit tasks and notices written: nothing left to do
                 parked = rss_kb(procs[0].pid)
                 acts_parked = rss_kb(acts[0].pid) if acts else 0
+            # What a parked case's history holds (a sample of them), for the baseline that
+            # does the same Temporal work before it parks (its signal is never sent).
+            wids = history_sample([workflow_id(spec.loan_no) for spec in report.good])
+            done = await count_events(env.client, wids)
+            work = dataclasses.replace(trivial_input(done), signals=1, updates=0)
             t_idle, t_parked = await trivial_parked(env.client, n, wenv)
+            w_idle, w_parked = await trivial_parked(env.client, n, wenv, work)
     finally:
         await env.shutdown()
     ours = (parked - idle) / n / 1024
     trivial = (t_parked - t_idle) / n / 1024
+    same_work = (w_parked - w_idle) / n / 1024
     m = {
         "mb_per_case": ours,
         "trivial_mb_per_case": trivial,
         # At a few cases the trivial runs' growth can be lost in the noise: no ratio then.
         "ratio": ours / trivial if trivial > 0 else float("nan"),
+        "same_work_mb_per_case": same_work,
+        "ratio_same_work": ours / same_work if same_work > 0 else float("nan"),
+        "events_parked": done["events"],
+        "same_work_activities": float(work.activities),
+        "same_work_timers": float(work.timers),
+        "same_work_upserts": float(work.upserts),
         "idle_mb": idle / 1024,
         "trivial_idle_mb": t_idle / 1024,
     }

@@ -151,6 +151,14 @@ MEMORY = {
     "idle_mb": 130.0,
     "trivial_idle_mb": 40.0,
 }
+SAME_WORK = {
+    "same_work_mb_per_case": 0.15,
+    "ratio_same_work": 0.3 / 0.15,
+    "events_parked": 45.0,
+    "same_work_activities": 8.0,
+    "same_work_timers": 3.0,
+    "same_work_upserts": 2.0,
+}
 UNMEASURED: set[str] = set()
 
 
@@ -165,7 +173,7 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     report.lifecycle(table, LIFECYCLE, 1000, 1)
     later = {**LIFECYCLE, "ratio": 0.5, "query_p95": 1.0, "visit_p95": 2.0}
     report.lifecycle(table, later, 1000, 2, ("render", "sms"), 10)
-    report.memory(table, MEMORY, 1000)
+    report.memory(table, {**MEMORY, **SAME_WORK}, 1000)
     report.render(table, RENDER)
     report.actions(table, ACTIONS)
     report.morning(table, MORNING)
@@ -181,6 +189,7 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     assert figures["memory_ratio_to_trivial"] == 2.0
     assert figures["memory_mb_per_case"] == 0.3
     assert figures["memory_trivial_mb_per_case"] == 0.15
+    assert figures["memory_ratio_same_work"] == 2.0
     assert figures["morning_drain_ratio"] == MORNING["ratio"]
     assert (figures["morning_429s"], figures["morning_dpd_order"]) == (0.0, 0.998)
     assert figures["morning_short_band_sent"] == [1.0, 0.4, 0.0, 0.0]
@@ -200,6 +209,20 @@ def test_the_split_memory_run_says_what_its_worker_ran() -> None:
     single = report.Table()
     report.memory(single, MEMORY, 300)
     assert "(1 worker)" in single.rows[0][0] and len(single.rows) == 3
+
+
+def test_the_memory_run_compares_with_a_trivial_workflow_doing_the_same_work() -> None:
+    """Beside the bare trivial workflow, one that did a parked case's Temporal work first
+    (its history as long): its row says what it did, and its ratio has a key of its own."""
+    table = report.Table()
+    report.memory(table, {**MEMORY, **SAME_WORK}, 300)
+    rows = {what.strip(): (value, note) for what, value, note in table.rows}
+    doing = next(w for w in rows if w.startswith("trivial workflow doing"))
+    assert "8 activities, 3 timers, 2 upserts; the case's history: 45 events" in doing
+    assert rows[doing][0] == "154 KB"
+    assert rows["memory ratio to the trivial workflow doing the same work"][0] == "2.00"
+    assert table.figures["memory_ratio_same_work"] == 2.0
+    assert table.figures["memory_ratio_to_trivial"] == MEMORY["ratio"]
 
 
 def test_a_section_that_did_not_run_leaves_its_keys_null(tmp_path: Path) -> None:

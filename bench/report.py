@@ -20,11 +20,11 @@ from pathlib import Path
 # it: lifecycle (orchestration_ratio, query_p95_under_load_ms, update_p95_under_load_ms: the
 # first --workers count's, one worker by default), memory (memory_ratio_to_trivial,
 # memory_mb_per_case, memory_trivial_mb_per_case; and memory_ratio_same_work, against the
-# trivial workflow doing a parked case's Temporal work before it parks), render (render_ratio), actions
-# (actions_per_case, actions_ratio), scale (scale_100k: an object, SCALE_KEYS, whatever
-# --scale-cases was: its `cases` says how many), morning (morning_drain_ratio, and beside the
-# issue's keys morning_* figures: MORNING_KEYS), memory (memory_ratio_to_trivial). Null when
-# that section did not run.
+# trivial workflow doing a parked case's Temporal work before it parks), render
+# (render_ratio), actions (actions_per_case, actions_ratio), scale (scale_100k: an object,
+# SCALE_KEYS, whatever --scale-cases was: its `cases` says how many), morning
+# (morning_drain_ratio, and beside the keys morning_* figures: MORNING_KEYS). Null
+# when that section did not run.
 KEYS = (
     "orchestration_ratio",
     "render_ratio",

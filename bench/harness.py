@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import math
 import os
 import random
 import shutil
@@ -57,8 +58,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def medians(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure's median over the runs."""
-    return {k: median([x[k] for x in runs]) for k in runs[0]}
+    """Each figure's median over the runs that have it (a NaN, a run that could not measure
+    it, is left out: statistics.median's answer with one depends on the order); NaN if none."""
+    return {k: median([x[k] for x in runs if not math.isnan(x[k])]) for k in runs[0]}
 
 
 async def bounded(

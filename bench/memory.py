@@ -10,9 +10,17 @@ the same cache size). The ratio is ours over the trivial one's (issue 17: target
 With `split` (--memory-split) the cases queue is served as a deployment may split it
 (WORKER_CASES_PART): the measured process runs the cases' workflows only (WORKER_ROLES=cases,
 WORKER_CASES_PART=workflows), another every activity (the cases role's, render and sms). The
-trivial worker runs no activity either, so the two processes compare like for like: the
+bare trivial worker runs no activity either, so the two processes compare like for like: the
 heap the activities leave (SQLAlchemy, the PDF and SMS code, their threads) is the
 activities process's, and not divided among the cached cases. Its growth is reported apart.
+(The same-work baseline below runs its no-op activities in its own worker, split or not.)
+
+A second baseline: N trivial runs that first do the Temporal work a parked case did (its
+activities, timers and upserts, counted from a sample of the parked cases' histories), then
+park on a signal: a history as long as the case's, as orchestration_ratio's baseline does
+the case's work (memory_ratio_same_work). The SDK keeps state for every event of a cached
+run, so the bare trivial run (about 5 events) and a case at its visit (about 45) differ by
+that too.
 """
 
 from __future__ import annotations
@@ -62,13 +70,23 @@ async def trivial_parked(
                 TrivialWorkflow.run, work or TrivialInput(0, 1), id=f"tm-{tq}-{i}", task_queue=tq
             )
 
+        handles: list[Any] = []
+
         async def parked(h: Any) -> None:
-            # Answered once the worker has run the first workflow task: the run is waiting
-            # on its signal, in the cache.
+            # Answered once the worker has run the first workflow task: a bare run is
+            # waiting on its signal, in the cache (one with `work` is doing it).
             await h.query(TrivialWorkflow.signals_seen)
+            handles.append(h)
 
         await bounded(range(n), start, after=parked)
-        await quiet({"worker": procs})  # with `work`: every run done with it, parked
+        if work is not None:  # every run done with its work and waiting, before RSS is read
+            pending = list(handles)
+            while pending:
+                done = await asyncio.gather(*(h.query(TrivialWorkflow.parked) for h in pending))
+                pending = [h for h, d in zip(pending, done, strict=True) if not d]
+                if pending:
+                    await asyncio.sleep(0.5)
+        await quiet({"worker": procs})
         return idle, rss_kb(procs[0].pid)
 
 

@@ -156,7 +156,7 @@ def traced_worker(out: Path, trivial: list[str]) -> None:
         from bench import trivial as trivial_worker
 
         sys.argv = [sys.argv[0], *trivial]
-        asyncio.run(trivial_worker._main())
+        asyncio.run(trivial_worker.serve())
     else:
         import worker
 

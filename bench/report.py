@@ -8,6 +8,7 @@ against its target is decided here, in one place.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -132,7 +133,10 @@ def finish(table: Table, out: str | None, json_out: str | None = None) -> None:
             "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             "commit": commit(),
         }
-        Path(json_out).write_text(json.dumps({**table.figures, "meta": meta}, indent=2) + "\n")
+        figures = {k: None if isinstance(v, float) and math.isnan(v) else v
+                   for k, v in table.figures.items()}  # fmt: skip
+        # A figure a run could not measure (NaN) is null, as JSON has no NaN.
+        Path(json_out).write_text(json.dumps({**figures, "meta": meta}, indent=2) + "\n")
 
 
 def commit() -> str | None:

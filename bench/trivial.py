@@ -45,6 +45,7 @@ class TrivialWorkflow:
     def __init__(self) -> None:
         self.signals = 0
         self.updates = 0
+        self.waiting = False  # its work done, waiting for its signals and Updates
 
     @workflow.run
     async def run(self, inp: TrivialInput) -> int:
@@ -61,6 +62,7 @@ class TrivialWorkflow:
         for u in upserts:
             workflow.upsert_search_attributes([sa.STAGE.value_set(f"T{u}")])
         await asyncio.gather(*timers)
+        self.waiting = True
         await workflow.wait_condition(
             lambda: self.signals >= inp.signals and self.updates >= inp.updates
         )
@@ -73,6 +75,10 @@ class TrivialWorkflow:
     @workflow.query
     def signals_seen(self) -> int:
         return self.signals
+
+    @workflow.query
+    def parked(self) -> bool:
+        return self.waiting
 
     @workflow.update
     def touch(self) -> int:

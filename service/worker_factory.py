@@ -25,10 +25,10 @@ from activities.safety import SafetyActivities
 from activities.sms import SmsActivities
 from activities.sms_gateway import RecordingGateway, SmsGateway
 from activities.training_reminders import TrainingReminderActivities
-from domain.names import ACTIVITIES, CASES, RENDER, ROLES, SMS, WORKFLOWS, role_queue
+from domain.names import ACTIVITIES, CASE_PARTS, CASES, RENDER, ROLES, SMS, WORKFLOWS, role_queue
 from domain.policy import Policy
 from domain.strategy import Strategy
-from service.sandbox_code import STRICT, share_workflow_code, workflow_runner
+from service.sandbox_code import SANDBOX_MODES, STRICT, share_workflow_code, workflow_runner
 from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
 from workflows.training_reminders import TrainingReminderWorkflow
@@ -221,6 +221,10 @@ def build_worker(
     workflow tasks only (no activity object is made, no policy read); ACTIVITIES, for
     activity tasks only (no workflow, no cache); None, both."""
     wanted = [r for r in ROLES if r in set(roles)]
+    if cases_part not in (None, *CASE_PARTS):  # not silently both
+        raise ValueError(f"cases_part: {' or '.join(CASE_PARTS)} or None, got {cases_part!r}")
+    if sandbox not in SANDBOX_MODES:
+        raise ValueError(f"sandbox: one of {', '.join(SANDBOX_MODES)}, got {sandbox!r}")
     case_flows = CASES in wanted and cases_part != ACTIVITIES
     case_acts = CASES in wanted and cases_part != WORKFLOWS
     if policy is None and case_acts:

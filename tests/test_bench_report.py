@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from pathlib import Path
@@ -151,9 +152,9 @@ MEMORY = {
     "idle_mb": 130.0,
     "trivial_idle_mb": 40.0,
 }
-SAME_WORK = {
-    "same_work_mb_per_case": 0.15,
-    "ratio_same_work": 0.3 / 0.15,
+SAME_WORK = {  # other figures than MEMORY's: a row or key that took the bare baseline's shows
+    "same_work_mb_per_case": 0.25,
+    "ratio_same_work": 1.2,
     "events_parked": 45.0,
     "same_work_activities": 8.0,
     "same_work_timers": 3.0,
@@ -189,7 +190,7 @@ def test_every_key_a_section_measured_is_in_the_json(tmp_path: Path) -> None:
     assert figures["memory_ratio_to_trivial"] == 2.0
     assert figures["memory_mb_per_case"] == 0.3
     assert figures["memory_trivial_mb_per_case"] == 0.15
-    assert figures["memory_ratio_same_work"] == 2.0
+    assert figures["memory_ratio_same_work"] == 1.2
     assert figures["morning_drain_ratio"] == MORNING["ratio"]
     assert (figures["morning_429s"], figures["morning_dpd_order"]) == (0.0, 0.998)
     assert figures["morning_short_band_sent"] == [1.0, 0.4, 0.0, 0.0]
@@ -219,9 +220,9 @@ def test_the_memory_run_compares_with_a_trivial_workflow_doing_the_same_work() -
     rows = {what.strip(): (value, note) for what, value, note in table.rows}
     doing = next(w for w in rows if w.startswith("trivial workflow doing"))
     assert "8 activities, 3 timers, 2 upserts; the case's history: 45 events" in doing
-    assert rows[doing][0] == "154 KB"
-    assert rows["memory ratio to the trivial workflow doing the same work"][0] == "2.00"
-    assert table.figures["memory_ratio_same_work"] == 2.0
+    assert rows[doing][0] == "256 KB"
+    assert rows["memory ratio to the trivial workflow doing the same work"][0] == "1.20"
+    assert table.figures["memory_ratio_same_work"] == 1.2
     assert table.figures["memory_ratio_to_trivial"] == MEMORY["ratio"]
 
 
@@ -416,3 +417,19 @@ async def test_a_second_phases_driver_waits_for_its_own_cases_not_the_first_ones
     await driver.run(2)
     assert next(rounds, None) is None  # both rounds read: it did not stop at 4
     assert calls  # and it waited for the completions
+
+
+def test_a_run_that_could_not_measure_a_figure_is_left_out_of_its_median(
+    tmp_path: Path,
+) -> None:
+    """A NaN (a baseline that did not grow) neither decides nor poisons the median across
+    --runs, whatever its place; the JSON says null for a figure no run measured."""
+    from bench.harness import medians
+
+    nan = float("nan")
+    for runs in ([nan, 3.0, 1.0], [3.0, nan, 1.0], [3.0, 1.0, nan]):
+        assert medians([{"ratio": r, "other": 1.0} for r in runs]) == {"ratio": 2.0, "other": 1.0}
+    assert math.isnan(medians([{"ratio": nan}, {"ratio": nan}])["ratio"])
+    table = report.Table()
+    report.memory(table, {**MEMORY, "ratio": nan}, 300)
+    assert written(table, tmp_path)["memory_ratio_to_trivial"] is None

@@ -76,6 +76,11 @@ def test_the_cases_part_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKER_ROLES", "render,sms")
     with pytest.raises(ValueError, match=r"^WORKER_CASES_PART=workflows: only for .*cases role"):
         Settings.from_env()
+    # Made in code, not from the environment: refused all the same, not silently both.
+    with pytest.raises(ValueError, match=r"^WORKER_CASES_PART: 'workflow' is not a part"):
+        Settings(cases_part="workflow")
+    with pytest.raises(ValueError, match=r"^WORKER_SANDBOX: one of shared, strict"):
+        Settings(sandbox="off")
     # A workflows-only process holds no database session in a thread of its own.
     flows = Settings(activity_threads=16, sms_threads=8, cases_part="workflows")
     assert db_connections(flows) == 8 + (1 + 1) + DB_HEADROOM
@@ -414,3 +419,17 @@ async def test_the_role_workers_stop_together(dev_env) -> None:  # type: ignore[
     # (The block's own exit finds the workers stopped: it does nothing.)
     assert [q for t, q in STARTED if t >= stopping] == []  # nothing started after the SIGTERM
     assert took < 2 * grace, f"shutdown took {took:.1f} s (grace {grace} s)"
+
+
+async def test_build_worker_refuses_a_part_or_sandbox_it_does_not_know(
+    env, sqlite_sessions, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    def build(**kw: str) -> object:
+        return build_worker(
+            env.client, "tq-refused", sqlite_sessions, tmp_path, policy=fast_policy(), **kw
+        )
+
+    with pytest.raises(ValueError, match=r"^cases_part: workflows or activities or None"):
+        build(cases_part="workflow")
+    with pytest.raises(ValueError, match=r"^sandbox: one of shared, strict, got 'Strict'"):
+        build(sandbox="Strict")

@@ -65,6 +65,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -305,3 +307,9 @@ if __name__ == "__main__":
         arguments.morning_cases = 200
         arguments.scale_cases, arguments.scale_bare = 100, 100
     asyncio.run(main(arguments))
+    # Everything is written. Python's own finalization is skipped: now and then a Temporal
+    # client's runtime thread calls into an interpreter shutting down ("Fatal Python error:
+    # PyGILState_Release", exit status 134 after the figures were printed).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -17,20 +17,8 @@ from domain.names import workflow_id
 # worker's own CPU was SQLAlchemy building, keying and ORM-processing a new statement object
 # for every call). They are built once, with bound parameters, and run on the table (Core):
 # the same SQL, no ORM bookkeeping (the ORM statement did none: synchronize_session=False,
-# no returned objects), and the statement's cache key is computed once. A statement on the
-# table does not autoflush as an ORM one does: _autoflush does it first, as before.
-
-
-def _autoflush(session: Session) -> None:
-    """What an ORM statement does before it runs: pending changes flushed (unless the
-    caller is in `no_autoflush`), so the statement sees them as it did."""
-    if session.autoflush:
-        session.flush()
-
-
-def _run(session: Session, stmt: Executable, params: dict[str, Any]) -> Any:
-    _autoflush(session)
-    return session.execute(stmt, params)
+# no returned objects), and the statement's cache key is computed once. The session
+# autoflushes before a statement on the table as before an ORM one (SQLAlchemy >= 2.0.16).
 
 
 @lru_cache(maxsize=256)
@@ -69,7 +57,7 @@ def insert_ignore(
         orm = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
         return session.execute(orm.returning(literal_column("1"))).first() is not None
     stmt = _insert_ignore_stmt(dialect, model, tuple(keys))
-    return _run(session, stmt, values).first() is not None
+    return session.execute(stmt, values).first() is not None
 
 
 def lock_borrower(session: Session, borrower_id: int) -> Borrower:
@@ -129,6 +117,23 @@ def case_for_loan(session: Session, loan: Loan, now: datetime) -> Case:
     return case
 
 
+_LOAN_AND_CASE = (
+    select(Loan, Case)
+    .outerjoin(Case, Case.loan_id == Loan.id)
+    .where(Loan.loan_no == bindparam("p_loan_no"))
+)
+
+
+def loan_and_case(session: Session, loan_no: str, now: datetime) -> tuple[Loan, Case] | None:
+    """A loan and its case row in one query (loan_by_no, then case_for_loan: the row made
+    on first use); None when the loan is not in the database."""
+    found = session.execute(_LOAN_AND_CASE, {"p_loan_no": loan_no}).first()
+    if found is None:
+        return None
+    loan, case = found
+    return loan, case if case is not None else case_for_loan(session, loan, now)
+
+
 def case_loan_borrower(session: Session, loan_no: str) -> tuple[Case, Loan, Borrower] | None:
     """A loan's case row with its loan and borrower (the case page and the record read them)."""
     found = session.execute(
@@ -186,7 +191,7 @@ def set_next_action(
     if stamp is None:
         return
     params = dict(p_case_id=case.id, p_stamp=stamp, p_action=action[:120], p_at=at)
-    _run(session, _SET_NEXT_ACTION, {**params, "p_new_stamp": stamp})
+    session.execute(_SET_NEXT_ACTION, {**params, "p_new_stamp": stamp})
 
 
 def set_outstanding(session: Session, case: Case, fen: int | None, at: datetime | None) -> None:
@@ -201,4 +206,4 @@ def set_outstanding(session: Session, case: Case, fen: int | None, at: datetime 
     record of that generation (stamped before) is refused."""
     if at is None:
         return
-    _run(session, _SET_OUTSTANDING, dict(p_case_id=case.id, p_at=at, p_fen=fen, p_new_at=at))
+    session.execute(_SET_OUTSTANDING, dict(p_case_id=case.id, p_at=at, p_fen=fen, p_new_at=at))

@@ -60,6 +60,20 @@ def insert_ignore(
     return session.execute(stmt, values).first() is not None
 
 
+_BORROWER_FOR_UPDATE = (
+    select(Borrower)
+    .where(Borrower.id == bindparam("p_borrower_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_BORROWERS = Borrower.__table__.c
+_TOUCH_BORROWER = (  # a no-op UPDATE: SQLite's write lock (lock_borrower)
+    update(Borrower.__table__)
+    .where(_BORROWERS.id == bindparam("p_borrower_id"))
+    .values(sms_opted_out=_BORROWERS.sms_opted_out)
+)
+
+
 def lock_borrower(session: Session, borrower_id: int) -> Borrower:
     """The borrower's row, locked until this transaction ends, and read afresh.
 
@@ -70,14 +84,8 @@ def lock_borrower(session: Session, borrower_id: int) -> Borrower:
     IMMEDIATE would), and the reads that follow see every earlier writer's commit.
     """
     if session.get_bind().dialect.name == "postgresql":
-        stmt = select(Borrower).where(Borrower.id == borrower_id).with_for_update()
-        return session.scalars(stmt.execution_options(populate_existing=True)).one()
-    session.execute(
-        update(Borrower)
-        .where(Borrower.id == borrower_id)
-        .values(sms_opted_out=Borrower.sms_opted_out)
-        .execution_options(synchronize_session=False)
-    )
+        return session.scalars(_BORROWER_FOR_UPDATE, {"p_borrower_id": borrower_id}).one()
+    session.execute(_TOUCH_BORROWER, {"p_borrower_id": borrower_id})
     borrower = session.get(Borrower, borrower_id, populate_existing=True)
     assert borrower is not None
     return borrower

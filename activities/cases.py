@@ -7,7 +7,7 @@ import os
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
@@ -32,8 +32,8 @@ from db.models import (
     WaiverRequest,
 )
 from db.repository import (
-    case_for_loan,
     insert_ignore,
+    loan_and_case,
     loan_by_no,
     mark_told,
     set_next_action,
@@ -65,6 +65,9 @@ from domain.timerules import days_past_due
 from domain.training import may_visit_remote
 
 log = logging.getLogger(__name__)
+
+# Built once (issue 17: a statement built anew for every call was much of the worker's CPU).
+_PAYMENT_BY_REFERENCE = select(Payment).where(Payment.reference == bindparam("p_reference"))
 
 
 def _untrained(session: Session, branch: str, now: datetime) -> dict[str, date | None]:
@@ -154,6 +157,13 @@ class CaseActivities:
             raise not_found(f"loan {loan_no} is not in the database")
         return loan
 
+    def _loan_case(self, session: Session, loan_no: str, now: datetime) -> tuple[Loan, Case]:
+        """The loan and its case row (made on first use): _loan, then case_for_loan."""
+        found = loan_and_case(session, loan_no, now)
+        if found is None:
+            raise not_found(f"loan {loan_no} is not in the database")
+        return found
+
     @activity.defn(name=A.LOAD_CASE)
     def load_case(self, loan_no: str) -> CaseFacts:
         """The loan as the investigation reads it; these figures are what the case knows
@@ -224,8 +234,7 @@ class CaseActivities:
         """
         now = activity_now()
         with self.sessions.begin() as session:
-            loan = self._loan(session, request.loan_no)
-            case = case_for_loan(session, loan, now)
+            loan, case = self._loan_case(session, request.loan_no, now)
             open_rows = list(
                 session.scalars(
                     select(Assignment)
@@ -345,8 +354,7 @@ class CaseActivities:
     @activity.defn(name=A.RECORD_TRANSITION)
     def record_transition(self, t: Transition) -> None:
         with self.sessions.begin() as session:
-            loan = self._loan(session, t.loan_no)
-            case = case_for_loan(session, loan, t.at)
+            loan, case = self._loan_case(session, t.loan_no, t.at)
             set_outstanding(session, case, t.outstanding_fen, t.outstanding_at)
             set_next_action(session, case, t.next_action, t.next_action_at, t.next_action_stamp)
             insert_ignore(
@@ -404,8 +412,7 @@ class CaseActivities:
     @activity.defn(name=A.CREATE_TASK)
     def create_task(self, task: TaskRequest) -> None:
         with self.sessions.begin() as session:
-            loan = self._loan(session, task.loan_no)
-            case = case_for_loan(session, loan, task.created_at)
+            loan, case = self._loan_case(session, task.loan_no, task.created_at)
             set_outstanding(session, case, task.outstanding_fen, task.outstanding_at)
             set_next_action(
                 session, case, task.next_action, task.next_action_at, task.next_action_stamp
@@ -431,8 +438,7 @@ class CaseActivities:
         record = with_case_policy(record)
         report = record.report
         with self.sessions.begin() as session:
-            loan = self._loan(session, record.loan_no)
-            case = case_for_loan(session, loan, report.visited_at)
+            loan, case = self._loan_case(session, record.loan_no, report.visited_at)
             inserted = insert_ignore(
                 session,
                 Visit,
@@ -487,8 +493,7 @@ class CaseActivities:
             f"{record.debt_after_fen} fen, outstanding {record.outstanding_fen} fen"
         )
         with self.sessions.begin() as session:
-            loan = self._loan(session, record.loan_no)
-            case = case_for_loan(session, loan, activity_now())
+            loan, case = self._loan_case(session, record.loan_no, activity_now())
             case.debt_fen = record.debt_after_fen
             set_outstanding(session, case, record.outstanding_fen, record.outstanding_at)
             seen = session.scalar(
@@ -521,8 +526,7 @@ class CaseActivities:
         if not p.reference.strip() or p.amount_fen <= 0:
             return False  # the workflow noted it; there is no fact to record
         with self.sessions.begin() as session:
-            loan = self._loan(session, record.loan_no)
-            case = case_for_loan(session, loan, p.paid_at)
+            loan, case = self._loan_case(session, record.loan_no, p.paid_at)
             insert_ignore(
                 session,
                 Payment,
@@ -536,7 +540,7 @@ class CaseActivities:
                 ),
                 ["reference"],
             )
-            stored = session.scalar(select(Payment).where(Payment.reference == p.reference))
+            stored = session.scalar(_PAYMENT_BY_REFERENCE, {"p_reference": p.reference})
             ours = (
                 stored is not None
                 and stored.loan_id == loan.id
@@ -554,8 +558,7 @@ class CaseActivities:
     def record_signature(self, record: SignatureRecord) -> None:
         c = record.confirmation
         with self.sessions.begin() as session:
-            loan = self._loan(session, record.loan_no)
-            case = case_for_loan(session, loan, c.signed_at)
+            loan, case = self._loan_case(session, record.loan_no, c.signed_at)
             agreement = session.scalar(
                 select(Agreement).where(
                     Agreement.case_id == case.id, Agreement.version == c.version
@@ -576,7 +579,7 @@ class CaseActivities:
         it now; one audit entry per status."""
         p = record.promise
         with self.sessions.begin() as session:
-            case = case_for_loan(session, self._loan(session, record.loan_no), p.made_at)
+            _, case = self._loan_case(session, record.loan_no, p.made_at)
             keys = dict(case_id=case.id, generation=record.generation, seq=p.seq)
             insert_ignore(
                 session,
@@ -612,7 +615,7 @@ class CaseActivities:
         """The request's row and its decision; one audit entry per status."""
         w = record.waiver
         with self.sessions.begin() as session:
-            case = case_for_loan(session, self._loan(session, record.loan_no), w.proposed_at)
+            _, case = self._loan_case(session, record.loan_no, w.proposed_at)
             set_outstanding(session, case, record.outstanding_fen, record.outstanding_at)
             keys = dict(case_id=case.id, generation=record.generation, seq=w.seq)
             decision = dict(

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -33,6 +33,7 @@ from db.models import Borrower, Branch, Case, ContactAttempt, SmsOutbox
 from db.repository import (
     case_for_loan,
     insert_ignore,
+    loan_and_case,
     loan_by_no,
     lock_borrower,
     set_next_action,
@@ -62,6 +63,12 @@ LOOKBACK = timedelta(minutes=2)  # clock skew between us and the provider
 # its start-to-close timeout, and calls it only with at least MIN_CALL_S left.
 ATTEMPT_MARGIN_S = 3.0
 MIN_CALL_S = 0.5
+# Built once: a message's outbox row is read several times an attempt (issue 17).
+_OUTBOX_BY_KEY = select(SmsOutbox).where(SmsOutbox.key == bindparam("p_key"))
+
+
+def _outbox_row(session: Session, key: str) -> SmsOutbox | None:
+    return session.scalar(_OUTBOX_BY_KEY, {"p_key": key})
 
 
 @dataclass(frozen=True)
@@ -103,17 +110,17 @@ class SmsActivities:
             # the row's is refused, so the write is idempotent. A deferred send writes
             # nothing: the case waits for the contact window, not for the next action.
             with self.sessions.begin() as session:
-                loan = loan_by_no(session, req.loan_no)
-                if loan is not None:
-                    case = case_for_loan(session, loan, activity_now())
+                found = loan_and_case(session, req.loan_no, activity_now())
+                if found is not None:
                     set_next_action(
-                        session, case, req.next_action, req.next_action_at, req.next_action_stamp
-                    )
+                        session, found[1], req.next_action, req.next_action_at,
+                        req.next_action_stamp,
+                    )  # fmt: skip
         if result.status in ("SENT", "RECORDED"):
             # Whether the borrower can answer it by SMS: on a one-way channel (Twilio to a
             # mainland number) the case does not wait for a reply that cannot come.
             with self.sessions() as session:
-                row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+                row = _outbox_row(session, req.key)
                 number = row.to_number if row is not None else ""
             result.two_way = channel_of(self.gateway, number or "").two_way
         return result
@@ -122,11 +129,11 @@ class SmsActivities:
         now = activity_now()
         deadline = _attempt_deadline(req.policy)
         with self.sessions.begin() as session:
-            loan = loan_by_no(session, req.loan_no)
-            if loan is None:
+            found = loan_and_case(session, req.loan_no, now)
+            if found is None:
                 raise not_found(f"loan {req.loan_no} is not in the database")
-            case = case_for_loan(session, loan, now)
-            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            loan, case = found
+            row = _outbox_row(session, req.key)
             if row is not None and row.status in DONE:
                 return _result(row)  # a retry of a message already handled
             # Held until the PENDING row below is committed: the caps count every loan's
@@ -169,7 +176,7 @@ class SmsActivities:
                     ),
                     ["key"],
                 )
-                row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+                row = _outbox_row(session, req.key)
                 assert row is not None
             verdict = (
                 self._rules(session, req, case, borrower, now)
@@ -242,7 +249,7 @@ class SmsActivities:
                 mask_text(f"{type(error).__name__}: {error}"), type=type(error).__name__
             ) from None
         with self.sessions.begin() as session:
-            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            row = _outbox_row(session, req.key)
             assert row is not None
             row.status, row.provider_sid, row.sent_at = result.status, result.provider_sid, now
             apply_unmatched(session, row)  # a receipt that overtook this commit
@@ -429,7 +436,7 @@ class SmsActivities:
         # is kept masked on the row, in the contact record and in the case's history.
         text = mask_text(str(failure))
         with self.sessions.begin() as session:
-            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            row = _outbox_row(session, req.key)
             assert row is not None
             row.status, row.reason = "FAILED", text[:500]
             if failure.code == OPTED_OUT_CODE and row.purpose not in THIRD_PARTY_PURPOSES:
@@ -464,7 +471,7 @@ class SmsActivities:
         else:
             verdict = SmsResult(req.key, "DEFERRED", reason, not_before=until)
         with self.sessions.begin() as session:
-            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            row = _outbox_row(session, req.key)
             assert row is not None
             row.status, row.reason = verdict.status, verdict.reason
             row.attempted_at = earlier_attempt
@@ -483,7 +490,7 @@ class SmsActivities:
             req.key, "DEFERRED", "quiet hours", not_before=quiet_hours_end(now, req.policy)
         )
         with self.sessions.begin() as session:
-            row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == req.key))
+            row = _outbox_row(session, req.key)
             assert row is not None
             row.status, row.reason = verdict.status, verdict.reason
             row.attempted_at = earlier_attempt  # nothing went out in this attempt
@@ -507,7 +514,7 @@ class SmsActivities:
         claim, given up (it calls the provider no more), so the retry need not wait for it."""
         try:
             with self.sessions.begin() as session:
-                row = session.scalar(select(SmsOutbox).where(SmsOutbox.key == key))
+                row = _outbox_row(session, key)
                 if row is not None and (not release or row.claim_token == release):
                     row.reason = mask_text(f"will retry: {error}")[:500]
                     if refused:

@@ -12,6 +12,12 @@ the new module. The module is still executed anew in each sandbox, with the sand
 imports and restrictions: only the compiled code is shared, never module state. That is
 WORKER_SANDBOX=strict; the default, shared, passes workflows/ through the sandbox instead
 (workflow_runner below).
+
+The sandbox also runs each step of a run (an activation, and the serialization context of
+every payload sequence the worker encodes or decodes for it, several passes an activation)
+as a snippet of source it `exec`s, compiling that source again each time: a few hundred
+compilations a case (issue 17). `share_sandbox_snippets()` makes the sandbox compile each
+snippet once per process, whatever WORKER_SANDBOX says: the same code, run the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 from types import CodeType, ModuleType
 from typing import Any
 
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions, _runner
 
 WORKFLOW_PACKAGES = ("workflows",)
 
@@ -71,9 +77,44 @@ class SharedCodeFinder(MetaPathFinder):
 
 
 def share_workflow_code(packages: Sequence[str] = WORKFLOW_PACKAGES) -> None:
-    """Install the finder for `packages` (once per process; later calls do nothing)."""
+    """Install the finder for `packages` (once per process; later calls do nothing), and
+    share the sandbox's compiled snippets (share_sandbox_snippets)."""
     if not any(isinstance(f, SharedCodeFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, SharedCodeFinder(packages))
+    share_sandbox_snippets()
+
+
+# The SDK's snippets are a handful of constant strings; beyond this many, something makes
+# them per call, and they are compiled as before rather than kept.
+MAX_SNIPPETS = 64
+_snippets: dict[str, CodeType] = {}
+
+
+def compiled_snippet(source: str) -> CodeType | str:
+    """`source` compiled as `exec(source)` compiles it (filename "<string>"), once."""
+    code = _snippets.get(source)
+    if code is None:
+        if len(_snippets) >= MAX_SNIPPETS:
+            return source
+        code = _snippets.setdefault(source, compile(source, "<string>", "exec"))
+    return code
+
+
+def share_sandbox_snippets() -> None:
+    """The sandbox's `_Instance._run_code` given each snippet's compiled code (once per
+    process). An SDK without that method runs as it is (every snippet compiled anew)."""
+    instance = getattr(_runner, "_Instance", None)
+    run_code = getattr(instance, "_run_code", None)
+    if run_code is None or getattr(run_code, "shares_snippets", False):
+        return
+
+    def _run_code(self: Any, code: Any, **extra_globals: Any) -> None:
+        if isinstance(code, str):
+            code = compiled_snippet(code)
+        run_code(self, code, **extra_globals)
+
+    _run_code.shares_snippets = True  # type: ignore[attr-defined]
+    instance._run_code = _run_code  # type: ignore[union-attr]
 
 
 # WORKER_SANDBOX: how the cases worker's sandbox treats workflows/.

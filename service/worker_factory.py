@@ -28,7 +28,13 @@ from activities.training_reminders import TrainingReminderActivities
 from domain.names import ACTIVITIES, CASE_PARTS, CASES, RENDER, ROLES, SMS, WORKFLOWS, role_queue
 from domain.policy import Policy
 from domain.strategy import Strategy
-from service.sandbox_code import SANDBOX_MODES, STRICT, share_workflow_code, workflow_runner
+from service.sandbox_code import (
+    SANDBOX_MODES,
+    STRICT,
+    share_sandbox_snippets,
+    share_workflow_code,
+    workflow_runner,
+)
 from workflows.collection import LoanCollectionWorkflow
 from workflows.daily_run import DailyFeedRunWorkflow
 from workflows.training_reminders import TrainingReminderWorkflow
@@ -267,7 +273,9 @@ def build_worker(
         flows: dict[str, Any] = {}  # none: the Worker polls for activity tasks only
         if case_flows:
             if sandbox == STRICT:  # each run imports workflows/ afresh: they share its code
-                share_workflow_code()
+                share_workflow_code()  # (and the sandbox's compiled snippets)
+            else:
+                share_sandbox_snippets()
             flows = {
                 "workflows": [
                     LoanCollectionWorkflow,

@@ -160,3 +160,31 @@ def test_runs_converters_share_type_adapters_and_write_what_pydantic_writes() ->
     assert second.from_payloads(theirs, [CaseInput]) == [value]
     after = TYPE_ADAPTERS.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+
+
+async def test_sandbox_snippets_compiled_once_a_process(
+    shared_workflow_code: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox's step snippets (service/sandbox_code.share_sandbox_snippets): compiled
+    at their first run, then the same code for every run, which still works."""
+    from workflows.collection import LoanCollectionWorkflow
+
+    await asyncio.sleep(0)  # the instances need the running loop
+    compiled: list[str] = []
+
+    def counting_compile(source: str, filename: str, mode: str) -> CodeType:
+        compiled.append(source)
+        return compile(source, filename, mode)
+
+    monkeypatch.setattr(sandbox_code, "_snippets", {})
+    monkeypatch.setattr(sandbox_code, "compile", counting_compile, raising=False)
+    first = sandboxed(LoanCollectionWorkflow)
+    assert compiled and len(compiled) == len(set(compiled))  # creating it: each snippet once
+    seen = len(compiled)
+    second = sandboxed(LoanCollectionWorkflow)
+    assert len(compiled) == seen  # the second run: none compiled again
+    a = first.importer.new_modules  # type: ignore[attr-defined]
+    b = second.importer.new_modules  # type: ignore[attr-defined]
+    assert a["workflows.collection"] is not b["workflows.collection"]  # still its own modules
+    assert first.get_serialization_context(None) == second.get_serialization_context(None)  # type: ignore[attr-defined]
+    assert len(compiled) == seen + 1  # the context's snippet: once for both runs

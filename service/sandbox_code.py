@@ -22,6 +22,8 @@ snippet once per process, whatever WORKER_SANDBOX says: the same code, run the s
 
 from __future__ import annotations
 
+import inspect
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -30,7 +32,10 @@ from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
 from types import CodeType, ModuleType
 from typing import Any
 
+import temporalio
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions, _runner
+
+log = logging.getLogger(__name__)
 
 WORKFLOW_PACKAGES = ("workflows",)
 
@@ -100,12 +105,37 @@ def compiled_snippet(source: str) -> CodeType | str:
     return code
 
 
+# The SDK releases whose private `_Instance._run_code(self, code: str, **extra_globals)` only
+# exec's `code` in the sandbox's globals (read in 1.35's _runner.py): another release keeps
+# its own way, with a warning, until this is checked against it.
+SNIPPET_SDK_RELEASES = ("1.35.",)
+
+
 def share_sandbox_snippets() -> None:
     """The sandbox's `_Instance._run_code` given each snippet's compiled code (once per
-    process). An SDK without that method runs as it is (every snippet compiled anew)."""
+    process), on an SDK release it was written for (SNIPPET_SDK_RELEASES) whose method
+    still has that signature; otherwise the SDK runs as it is (every snippet compiled
+    anew), and the log says so."""
     instance = getattr(_runner, "_Instance", None)
     run_code = getattr(instance, "_run_code", None)
-    if run_code is None or getattr(run_code, "shares_snippets", False):
+    if getattr(run_code, "shares_snippets", False):
+        return
+    try:
+        params = list(inspect.signature(run_code).parameters.values()) if run_code else []
+    except (TypeError, ValueError):
+        params = []
+    expected = [p.name for p in params] == ["self", "code", "extra_globals"] and (
+        params[2].kind is inspect.Parameter.VAR_KEYWORD
+    )
+    if (
+        run_code is None
+        or not expected
+        or not temporalio.__version__.startswith(SNIPPET_SDK_RELEASES)
+    ):
+        log.warning(
+            "temporalio %s: the sandbox's snippets are compiled at each use (not shared)",
+            temporalio.__version__,
+        )
         return
 
     def _run_code(self: Any, code: Any, **extra_globals: Any) -> None:

@@ -67,8 +67,9 @@ def test_outstanding_and_next_action_only_newer_and_aware(sessions) -> None:
         set_outstanding(session, case, 5_000, at)
         set_outstanding(session, case, 9_999, at - timedelta(seconds=1))  # older: refused
         set_outstanding(session, case, 9_999, at)  # the same time (a retry): refused
-        set_next_action(session, case, "visit" * 50, NOW, at)
+        set_next_action(session, case, "visit" * 50, at + timedelta(days=3), at)
         set_next_action(session, case, "old", NOW, at - timedelta(minutes=1))
+        set_next_action(session, case, "same stamp", NOW, at)  # a retry: refused
         set_outstanding(session, case, 4_000, None)  # no time: nothing written
         set_next_action(session, case, "none", NOW, None)
         case_id = case.id
@@ -78,10 +79,19 @@ def test_outstanding_and_next_action_only_newer_and_aware(sessions) -> None:
         assert (row.outstanding_fen, row.outstanding_at) == (5_000, NOW)
         assert row.outstanding_at is not None and row.outstanding_at.tzinfo is not None
         assert row.next_action == ("visit" * 50)[:120] and row.next_action_stamp == NOW
+        assert row.next_action_at == NOW + timedelta(days=3)
+        assert row.next_action_at is not None and row.next_action_at.tzinfo is not None
     with sessions.begin() as session:
         set_outstanding(session, session.get(Case, case_id), 3_000, NOW + timedelta(seconds=1))
     with sessions() as session:
         assert session.scalar(select(Case.outstanding_fen).where(Case.id == case_id)) == 3_000
+    # A case started again writes "no amount" as of a newer time: NULL, not the old amount.
+    with sessions.begin() as session:
+        set_outstanding(session, session.get(Case, case_id), None, NOW + timedelta(seconds=2))
+    with sessions() as session:
+        row = session.get(Case, case_id)
+        assert row is not None
+        assert (row.outstanding_fen, row.outstanding_at) == (None, NOW + timedelta(seconds=2))
 
 
 def test_loan_and_case_makes_the_case_once(sessions) -> None:

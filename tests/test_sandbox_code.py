@@ -188,3 +188,31 @@ async def test_sandbox_snippets_compiled_once_a_process(
     assert a["workflows.collection"] is not b["workflows.collection"]  # still its own modules
     assert first.get_serialization_context(None) == second.get_serialization_context(None)  # type: ignore[attr-defined]
     assert len(compiled) == seen + 1  # the context's snippet: once for both runs
+
+
+def test_snippets_are_shared_only_on_the_sdk_releases_checked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The private method is wrapped on a release whose method was read (and with its
+    signature); another release runs as it is, with a warning, never a guessed wrapper."""
+    import temporalio
+    from temporalio.worker.workflow_sandbox import _runner
+
+    def run_code(self: object, code: str, **extra_globals: object) -> None:
+        exec(code, dict(extra_globals))
+
+    for version, wrapped in (("1.99.0", False), ("1.35.9", True)):
+        monkeypatch.setattr(_runner._Instance, "_run_code", run_code)
+        monkeypatch.setattr(temporalio, "__version__", version)
+        caplog.clear()
+        sandbox_code.share_sandbox_snippets()
+        now = _runner._Instance._run_code
+        assert (now is not run_code) is wrapped, version
+        assert ("not shared" in caplog.text) is not wrapped, version
+
+    def other(self: object, source: str) -> None:  # another signature: left alone
+        exec(source)
+
+    monkeypatch.setattr(_runner._Instance, "_run_code", other)
+    sandbox_code.share_sandbox_snippets()
+    assert _runner._Instance._run_code is other

@@ -393,8 +393,15 @@ async def bench_lifecycle(
                 more |= wait_figures(paced_waits, "_paced")
                 more["wft_wait_cases_paced"] = float(len(paced_sample))
 
+            # The baseline's sandbox as our cases' (--worker-env WORKER_SANDBOX=...).
+            sandbox = {k: v for k, v in (tuning or {}).items() if k == "WORKER_SANDBOX"}
             trivial_s, trivial_cpu, trivial_case = await trivial_baseline(
-                env.client, m, per_case, workers, wenv, len(rest_ms) + len(driver.query_ms)
+                env.client,
+                m,
+                per_case,
+                workers,
+                {**wenv, **sandbox},
+                len(rest_ms) + len(driver.query_ms),
             )
     finally:
         await env.shutdown()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import time
 import uuid
 from contextlib import AsyncExitStack
 from typing import Any
@@ -50,6 +51,18 @@ from service.case_start import start_case
 def cache_size(n: int) -> int:
     """WORKER_MAX_CACHED_WORKFLOWS for N parked runs: all of them, with room to spare."""
     return max(1000, n + 100)
+
+
+async def not_parked(handles: list[Any]) -> list[Any]:
+    """Those of the trivial runs not yet waiting for their signal (asked CONCURRENCY at once)."""
+    still: list[Any] = []
+
+    async def ask(h: Any) -> None:
+        if not await h.query(TrivialWorkflow.parked):
+            still.append(h)
+
+    await bounded(handles, ask)
+    return still
 
 
 async def trivial_parked(
@@ -81,9 +94,14 @@ async def trivial_parked(
         await bounded(range(n), start, after=parked)
         if work is not None:  # every run done with its work and waiting, before RSS is read
             pending = list(handles)
+            deadline = time.monotonic() + max(300.0, n * 0.5)
             while pending:
-                done = await asyncio.gather(*(h.query(TrivialWorkflow.parked) for h in pending))
-                pending = [h for h, d in zip(pending, done, strict=True) if not d]
+                pending = await not_parked(pending)
+                if pending and time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{len(pending)} trivial runs did not finish their work, "
+                        f"e.g. {pending[0].id}"
+                    )
                 if pending:
                     await asyncio.sleep(0.5)
         await quiet({"worker": procs})

@@ -152,7 +152,7 @@ def traced_worker(out: Path, trivial: list[str]) -> None:
     signal.signal(signal.SIGUSR1, dump)
     if os.environ.get("MEMORY_PARKED_UNSANDBOXED"):
         unsandboxed()
-    if trivial:  # python -m bench.trivial ADDRESS TASK_QUEUE CACHE
+    if trivial:  # as bench/trivial_worker.py: ADDRESS TASK_QUEUE CACHE
         from bench import trivial as trivial_worker
 
         sys.argv = [sys.argv[0], *trivial]

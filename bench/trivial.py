@@ -18,7 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
-    from service.sandbox_code import SHARED, parse_sandbox
+    from service.sandbox_code import SHARED, parse_sandbox, share_sandbox_snippets
 
 
 @dataclass
@@ -90,6 +90,7 @@ def worker(client: Client, task_queue: str, max_cached_workflows: int = 1000) ->
     """The trivial workflow's worker, its sandbox set as our cases worker's (WORKER_SANDBOX:
     shared passes this module through, as it does workflows/; strict imports it per run)."""
     mode = parse_sandbox(os.environ.get("WORKER_SANDBOX", ""))
+    share_sandbox_snippets()  # as build_worker does for our cases, in either mode
     restrictions = SandboxRestrictions.default
     if mode == SHARED:
         restrictions = restrictions.with_passthrough_modules("bench.trivial")
@@ -114,7 +115,3 @@ async def serve() -> None:
     async with worker(client, sys.argv[2], cache):
         print("ready", os.getpid(), flush=True)
         await stop.wait()
-
-
-if __name__ == "__main__":
-    asyncio.run(serve())

@@ -93,10 +93,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_workflow_limits(self.workflow_tasks, self.workflow_polls, self.max_cached_workflows)
-        # Refused by name however the settings were made (from_env parses them already).
-        if self.cases_part is not None:
-            parse_cases_part(self.cases_part)
-        parse_sandbox(self.sandbox)
+        # Refused by name, or normalised, however the settings were made (from_env parses
+        # them already): build_worker takes the exact names only.
+        self.cases_part = parse_cases_part(self.cases_part or "")
+        self.sandbox = parse_sandbox(self.sandbox)
         if self.cases_part is not None and CASES not in self.worker_roles:
             # A process meant to take the cases' workflow (or activity) tasks that takes none.
             raise ValueError(

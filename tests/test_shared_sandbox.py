@@ -148,7 +148,8 @@ async def test_the_cases_worker_gets_the_runner_asked(env, sqlite_sessions, tmp_
 
 def restricted_names(matcher: object, path: str) -> list[str]:
     """The dotted names a sandbox matcher restricts (its `use` members and children's)."""
-    names = [f"{path}.{u}" for u in sorted(matcher.use)]  # type: ignore[attr-defined]
+    members = set(matcher.use) | set(matcher.access)  # type: ignore[attr-defined]
+    names = [f"{path}.{u}" for u in sorted(members)]
     for key, child in sorted(matcher.children.items()):  # type: ignore[attr-defined]
         names += restricted_names(child, f"{path}.{key}")
     return names or [path]
@@ -168,6 +169,11 @@ def test_ruff_bans_whatever_the_sdks_sandbox_restricts(tmp_path: Path) -> None:
             probe = tmp_path / f"probe_{len(probes)}.py"
             probe.write_text(f"import {module}\n\nx = {name}\n")
             probes[probe.name] = name
+    # A module the SDK refuses whole (none in 1.35's defaults): its import must be refused.
+    for module in sorted(SandboxRestrictions.default.invalid_modules.children):
+        probe = tmp_path / f"probe_{len(probes)}.py"
+        probe.write_text(f"import {module}\n")
+        probes[probe.name] = module
     assert len(probes) > 50
     done = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "json",

@@ -81,6 +81,10 @@ def test_the_cases_part_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(cases_part="workflow")
     with pytest.raises(ValueError, match=r"^WORKER_SANDBOX: one of shared, strict"):
         Settings(sandbox="off")
+    # ... and normalised as from the environment: build_worker takes the exact names only.
+    made = Settings(cases_part=" Workflows", sandbox="STRICT")
+    assert (made.cases_part, made.sandbox) == ("workflows", "strict")
+    assert Settings(cases_part="").cases_part is None
     # A workflows-only process holds no database session in a thread of its own.
     flows = Settings(activity_threads=16, sms_threads=8, cases_part="workflows")
     assert db_connections(flows) == 8 + (1 + 1) + DB_HEADROOM

@@ -119,7 +119,11 @@ async def test_a_broken_promise_is_counted_and_sends_the_case_back_to_a_visit(
         assert reason in rejected(e), rejected(e)
     await promise(h, handle, 400_000, days=2, source="VISIT")
     await h.pay(handle, 100_000)
-    await h.advance(3.1)  # past the end of the promise's date, within the day's grace
+    # Past the end of the promise's date (the borrower's midnight after it), within the
+    # day's grace: half a day after that midnight, whatever the time of day the test runs.
+    due = (await h.status(handle)).promises[-1].due_date
+    midnight = datetime.combine(due + timedelta(days=1), time(0), SHANGHAI)
+    await h.advance((midnight + timedelta(hours=12) - await h.now()) / timedelta(days=1))
     status = await h.status(handle)
     assert status.stage == "NEGOTIATION" and status.promises[-1].status == "OPEN"
     await h.advance(1)  # the grace for late payment files is over
